@@ -1,0 +1,64 @@
+//! Settings of the membership protocol, with the defaults Ensemble ships.
+
+use std::time::Duration;
+
+use crate::detector::DetectorConfig;
+
+/// Timings and sizes of the membership protocol.
+///
+/// With the defaults, a crashed node (its connections close and redials are refused) is declared
+/// down about `suspicion_timeout` (1 s) after the close: the helpers answer at once. A hung node
+/// (connections stay open) is declared down after 1.1 to 1.6 s of silence (phi accrual), then
+/// `probe_timeout` for the helpers' pings, then `suspicion_timeout`: about 2.6 to 3.1 s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// How often a heartbeat is sent on every connection.
+    pub heartbeat_interval: Duration,
+    /// Phi accrual detector settings (threshold, window, slack).
+    pub detector: DetectorConfig,
+    /// How many other members are asked to confirm a suspicion (indirect probes).
+    pub probe_helpers: usize,
+    /// How long a direct or indirect ping waits for its ack.
+    pub probe_timeout: Duration,
+    /// How long a member stays `suspect` before the node that raised the suspicion declares it
+    /// `down`, unless it refutes. Nodes that only heard of the suspicion wait three times as long
+    /// (a fallback for when the raising node dies).
+    pub suspicion_timeout: Duration,
+    /// To how many random peers a newly learnt change is forwarded.
+    pub gossip_fanout: usize,
+    /// How often a push-pull anti-entropy exchange runs with one random peer.
+    pub sync_interval: Duration,
+    /// First back-off after a failed dial; doubles at each failure.
+    pub reconnect_min: Duration,
+    /// Longest back-off between dials to one address (down members and seeds).
+    pub reconnect_max: Duration,
+    /// How long tombstones (`down` and `left` members) are kept.
+    pub tombstone_ttl: Duration,
+    /// Granularity of timers.
+    pub tick_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let heartbeat_interval = Duration::from_millis(500);
+        Config {
+            heartbeat_interval,
+            detector: DetectorConfig {
+                threshold: 8.0,
+                window: 100,
+                min_std_dev: Duration::from_millis(100),
+                acceptable_pause: Duration::from_millis(500),
+                expected_interval: heartbeat_interval,
+            },
+            probe_helpers: 3,
+            probe_timeout: Duration::from_millis(500),
+            suspicion_timeout: Duration::from_secs(1),
+            gossip_fanout: 3,
+            sync_interval: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(10),
+            tombstone_ttl: Duration::from_secs(24 * 3600),
+            tick_interval: Duration::from_millis(100),
+        }
+    }
+}

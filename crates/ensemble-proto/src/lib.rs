@@ -1,0 +1,28 @@
+//! Sans-IO protocol state machines of Ensemble.
+//!
+//! Nothing here does I/O, reads a clock or uses a global random number generator: every state
+//! machine takes the current time as an argument and gets its RNG seed at construction, so the
+//! same code runs under the tokio runtime (crate `ensemble`), in the deterministic simulator
+//! (crate `ensemble-sim`) and in unit tests.
+//!
+//! - [`member`]: a member (name, address, incarnation, status, tags).
+//! - [`view`]: the membership view, a CRDT of members.
+//! - [`detector`]: the phi accrual failure detector.
+//! - [`membership`]: the membership protocol ([`Membership`]): heartbeats, suspicion, indirect
+//!   probes, refutation, gossip, anti-entropy, dialling.
+//! - [`wire`]: the frames and messages nodes exchange, and their encoding.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod detector;
+pub mod member;
+pub mod membership;
+mod overlay;
+mod probe;
+pub mod view;
+pub mod wire;
+
+pub use config::Config;
+pub use member::{Member, MemberError, Status, Tags};
+pub use membership::{EventKind, Input, MemberEvent, Membership, Output};

@@ -1,0 +1,241 @@
+//! Wire format: the messages nodes exchange, and their compact binary encoding.
+//!
+//! Every frame on a connection is one [`Frame`] encoded with postcard. A connection starts with
+//! the handshake frames ([`Hello`], [`Welcome`], [`Auth`], [`Accepted`], [`Reject`]), which settle
+//! the protocol version, and then carries [`Message`]s. Each protocol (membership now; broadcast,
+//! tables and singletons later) owns one variant of [`Message`], so a new protocol adds a variant
+//! under a new protocol version without touching the others.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::member::Member;
+
+/// Oldest protocol version this build speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// Newest protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// First bytes of every `Hello`, so a stray client is told apart from an old Ensemble node.
+pub const MAGIC: [u8; 4] = *b"ENSM";
+
+/// Length of handshake nonces, in bytes.
+pub const NONCE_LEN: usize = 32;
+
+/// A frame on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Dialer to acceptor: who I am and which versions I speak.
+    Hello(Hello),
+    /// Acceptor to dialer: chosen version, who I am, proof that I know the secret.
+    Welcome(Welcome),
+    /// Dialer to acceptor: proof that I know the secret.
+    Auth(Auth),
+    /// Acceptor to dialer: the handshake is complete.
+    Accepted,
+    /// Either side: the handshake failed, and why.
+    Reject(Reject),
+    /// A protocol message, once the handshake is complete.
+    Message(Message),
+}
+
+/// Identity a node announces in the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Member name.
+    pub name: String,
+    /// Address it listens on.
+    pub addr: SocketAddr,
+    /// Its current incarnation.
+    pub incarnation: u64,
+}
+
+/// First frame of the dialer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 4],
+    /// Oldest version the dialer speaks.
+    pub min_version: u16,
+    /// Newest version the dialer speaks.
+    pub max_version: u16,
+    /// Cluster name; both sides must agree.
+    pub cluster: String,
+    /// The dialer.
+    pub peer: PeerInfo,
+    /// Random challenge for the acceptor.
+    pub nonce: [u8; NONCE_LEN],
+}
+
+/// The acceptor's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The version both will speak: the highest both support.
+    pub version: u16,
+    /// The acceptor.
+    pub peer: PeerInfo,
+    /// Random challenge for the dialer.
+    pub nonce: [u8; NONCE_LEN],
+    /// MAC over both nonces under the cluster secret.
+    pub proof: Vec<u8>,
+}
+
+/// The dialer's proof of the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Auth {
+    /// MAC over both nonces under the cluster secret.
+    pub proof: Vec<u8>,
+}
+
+/// Why a handshake was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reject {
+    /// The versions do not overlap.
+    Version {
+        /// Oldest version the refusing side speaks.
+        min: u16,
+        /// Newest version the refusing side speaks.
+        max: u16,
+    },
+    /// The cluster names differ.
+    Cluster {
+        /// The refusing side's cluster name.
+        expected: String,
+    },
+    /// The other side's proof did not match the cluster secret.
+    Secret,
+    /// The name is taken or not allowed (for example it is the refusing node's own name).
+    Name(String),
+}
+
+/// A protocol message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Membership and failure detection.
+    Membership(MembershipMsg),
+}
+
+/// Messages of the membership protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MembershipMsg {
+    /// Sent every heartbeat interval on every connection.
+    Heartbeat,
+    /// Direct probe; answered by [`MembershipMsg::Ack`].
+    Ping {
+        /// Matches the ack to the ping.
+        seq: u64,
+    },
+    /// Answer to [`MembershipMsg::Ping`].
+    Ack {
+        /// The ping's sequence number.
+        seq: u64,
+    },
+    /// Asks a member to probe `target` for the sender (indirect probe).
+    ProbeRequest {
+        /// Matches the result to the request.
+        seq: u64,
+        /// Member to probe.
+        target: String,
+    },
+    /// Answer to [`MembershipMsg::ProbeRequest`].
+    ProbeResult {
+        /// The request's sequence number.
+        seq: u64,
+        /// Member that was probed.
+        target: String,
+        /// True if the target acked in time.
+        reachable: bool,
+    },
+    /// Changed members, pushed as soon as they change.
+    Gossip {
+        /// The changed members.
+        members: Vec<Member>,
+    },
+    /// Anti-entropy: the sender's full view. If `reply` is set, the receiver answers with a
+    /// `Sync` (without `reply`) of every member it holds newer than, or missing from, this one.
+    Sync {
+        /// The sender's view.
+        members: Vec<Member>,
+        /// Whether an answer is wanted.
+        reply: bool,
+    },
+}
+
+/// A frame that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed frame: {0}")]
+pub struct DecodeError(#[from] postcard::Error);
+
+/// Encodes a frame.
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    postcard::to_stdvec(frame).expect("frames always serialize")
+}
+
+/// Decodes a frame; any byte string gives a frame or an error, never a panic.
+pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
+    Ok(postcard::from_bytes(bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::{Status, Tags};
+    use proptest::prelude::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let member = Member {
+            name: "app1".into(),
+            addr: "127.0.0.1:7946".parse().unwrap(),
+            incarnation: 42,
+            status: Status::Suspect,
+            tags: Tags::default(),
+        };
+        let frames = [
+            Frame::Hello(Hello {
+                magic: MAGIC,
+                min_version: MIN_PROTOCOL_VERSION,
+                max_version: PROTOCOL_VERSION,
+                cluster: "default".into(),
+                peer: PeerInfo {
+                    name: "app1".into(),
+                    addr: member.addr,
+                    incarnation: 1,
+                },
+                nonce: [7; NONCE_LEN],
+            }),
+            Frame::Reject(Reject::Secret),
+            Frame::Message(Message::Membership(MembershipMsg::Gossip {
+                members: vec![member],
+            })),
+        ];
+        for f in frames {
+            assert_eq!(decode(&encode(&f)).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn heartbeats_are_tiny() {
+        let hb = encode(&Frame::Message(Message::Membership(
+            MembershipMsg::Heartbeat,
+        )));
+        assert!(hb.len() <= 3, "{} bytes", hb.len());
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn decoding_mutated_frames_never_panics(flip in 0usize..64, byte in any::<u8>()) {
+            let mut bytes = encode(&Frame::Message(Message::Membership(MembershipMsg::ProbeResult {
+                seq: 9, target: "node-7".into(), reachable: true,
+            })));
+            let i = flip % bytes.len();
+            bytes[i] = byte;
+            let _ = decode(&bytes);
+        }
+    }
+}

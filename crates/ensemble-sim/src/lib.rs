@@ -1,0 +1,14 @@
+//! A deterministic simulator of Ensemble clusters.
+//!
+//! It drives the real [`ensemble_proto::Membership`] state machines (the code the runtime runs)
+//! over a virtual clock and a seeded RNG: the same seed gives the same run, event for event.
+//! The network model has per-message latency and jitter, loss, partitions (traffic between two
+//! groups is dropped and dials time out, as with a firewall dropping packets), crashes
+//! (connections close, dials are refused), pauses (a hung process: nothing is read, nothing
+//! closes) and restarts (a new incarnation on the same address).
+
+#![warn(missing_docs)]
+
+mod network;
+
+pub use network::{NodeId, Sim, SimConfig};

@@ -1,0 +1,210 @@
+//! Membership behaviour, checked on the deterministic simulator.
+
+use std::time::Duration;
+
+use ensemble_proto::{EventKind, Input, Status};
+use ensemble_sim::{NodeId, Sim, SimConfig};
+
+fn cluster(n: usize, config: SimConfig) -> (Sim, Vec<NodeId>) {
+    let mut sim = Sim::new(config);
+    let first = sim.add_node("n0", &[]);
+    let mut ids = vec![first];
+    for i in 1..n {
+        ids.push(sim.add_node(&format!("n{i}"), &[first]));
+    }
+    let t = sim.run_until(Duration::from_secs(30), |s| s.all_see(&ids, Status::Alive));
+    assert!(t.is_some(), "{n} nodes did not converge");
+    (sim, ids)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn twenty_nodes_converge_quickly() {
+    let (sim, _) = cluster(20, SimConfig::default());
+    assert!(sim.elapsed() < secs(2), "took {:?}", sim.elapsed());
+}
+
+#[test]
+fn a_crash_is_detected_by_everyone_without_false_positives() {
+    let (mut sim, ids) = cluster(10, SimConfig::default());
+    sim.run_for(secs(5));
+    sim.crash(ids[3]);
+    let t = sim
+        .run_until(secs(10), |s| s.all_see(&[ids[3]], Status::Down))
+        .expect("crash detected");
+    assert!(t < secs(2), "crash took {t:?} to detect");
+    let others: Vec<NodeId> = ids.iter().copied().filter(|i| *i != ids[3]).collect();
+    sim.run_for(secs(20));
+    assert!(
+        sim.all_see(&others, Status::Alive),
+        "a healthy node was marked down"
+    );
+}
+
+#[test]
+fn a_hung_node_is_detected_and_refutes_when_it_resumes() {
+    let (mut sim, ids) = cluster(8, SimConfig::default());
+    sim.run_for(secs(10));
+    let old = sim.incarnation(ids[2]).unwrap();
+    sim.pause(ids[2]);
+    let t = sim
+        .run_until(secs(15), |s| s.all_see(&[ids[2]], Status::Down))
+        .expect("hang detected");
+    assert!(t < secs(4), "hang took {t:?} to detect");
+    sim.resume(ids[2]);
+    sim.run_until(secs(10), |s| s.all_see(&ids, Status::Alive))
+        .expect("resumed node back alive");
+    assert!(
+        sim.incarnation(ids[2]).unwrap() > old,
+        "refuted by bumping its incarnation"
+    );
+}
+
+#[test]
+fn one_bad_link_does_not_evict_a_healthy_node() {
+    let (mut sim, ids) = cluster(6, SimConfig::default());
+    sim.run_for(secs(5));
+    let before: Vec<Option<u64>> = ids.iter().map(|i| sim.incarnation(*i)).collect();
+    // n1 and n2 cannot talk, everyone else can reach both.
+    sim.partition(&[ids[1]], &[ids[2]]);
+    sim.run_for(secs(30));
+    for o in sim.live() {
+        for i in &ids {
+            assert_eq!(
+                sim.status(o, *i),
+                Some(Status::Alive),
+                "{} at {o}",
+                sim.name(*i)
+            );
+        }
+    }
+    // The helpers vouched for both ends, so no suspicion was gossiped and nobody had to refute.
+    let after: Vec<Option<u64>> = ids.iter().map(|i| sim.incarnation(*i)).collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_graceful_leave_is_left_not_down() {
+    let (mut sim, ids) = cluster(5, SimConfig::default());
+    sim.command(ids[4], Input::Leave);
+    sim.run_for(Duration::from_millis(50));
+    sim.crash(ids[4]);
+    sim.run_for(secs(10));
+    assert!(sim.all_see(&[ids[4]], Status::Left));
+    let downs = sim
+        .events()
+        .iter()
+        .filter(|(_, _, e)| e.kind == EventKind::Down)
+        .count();
+    assert_eq!(downs, 0);
+}
+
+#[test]
+fn a_split_heals_by_itself() {
+    let (mut sim, ids) = cluster(6, SimConfig::default());
+    let (a, b) = ids.split_at(3);
+    sim.partition(a, b);
+    sim.run_until(secs(30), |s| {
+        a.iter()
+            .all(|x| b.iter().all(|y| s.status(*x, *y) == Some(Status::Down)))
+    })
+    .expect("each side marks the other down");
+    sim.heal();
+    let t = sim
+        .run_until(secs(60), |s| s.all_see(&ids, Status::Alive))
+        .expect("halves merge back");
+    assert!(t < secs(25), "heal took {t:?}");
+}
+
+#[test]
+fn two_nodes_that_started_alone_merge_once_they_can_talk() {
+    let mut sim = Sim::new(SimConfig::default());
+    let a = sim.add_node("a", &[]);
+    let b = sim.add_node("b", &[a]);
+    sim.crash(a);
+    sim.run_for(secs(5));
+    sim.restart(a);
+    sim.run_until(secs(30), |s| s.all_see(&[a, b], Status::Alive))
+        .expect("b keeps dialling its seed and merges with a");
+}
+
+#[test]
+fn a_restarted_node_is_a_new_incarnation() {
+    let (mut sim, ids) = cluster(4, SimConfig::default());
+    let old = sim.incarnation(ids[1]).unwrap();
+    sim.crash(ids[1]);
+    sim.run_until(secs(10), |s| s.all_see(&[ids[1]], Status::Down))
+        .unwrap();
+    sim.run_for(secs(1));
+    sim.restart(ids[1]);
+    sim.run_until(secs(20), |s| s.all_see(&ids, Status::Alive))
+        .expect("restarted node rejoins");
+    let new = sim.incarnation(ids[1]).unwrap();
+    assert!(new > old);
+    assert_eq!(sim.seen(ids[0], "n1").unwrap().incarnation, new);
+    let ups = sim
+        .events()
+        .iter()
+        .filter(|(_, _, e)| {
+            e.kind == EventKind::Up && e.member.name == "n1" && e.member.incarnation == new
+        })
+        .count();
+    assert_eq!(
+        ups, 3,
+        "every other node reports the new incarnation up once"
+    );
+}
+
+#[test]
+fn tags_updates_reach_everyone() {
+    let (mut sim, ids) = cluster(5, SimConfig::default());
+    let tags = ensemble_proto::Tags::new([("role".to_string(), "db".to_string())].into()).unwrap();
+    sim.command(ids[2], Input::SetTags(tags));
+    sim.run_until(secs(5), |s| {
+        s.live()
+            .iter()
+            .all(|o| s.seen(*o, "n2").unwrap().tags.get("role") == Some("db"))
+    })
+    .expect("tags spread");
+}
+
+#[test]
+fn lossy_jittery_network_has_no_false_positives() {
+    let config = SimConfig {
+        latency: Duration::from_millis(50),
+        jitter: Duration::from_millis(40),
+        loss: 0.01,
+        seed: 7,
+        ..SimConfig::default()
+    };
+    let (mut sim, ids) = cluster(30, config);
+    sim.run_for(secs(120));
+    let downs = sim
+        .events()
+        .iter()
+        .filter(|(_, _, e)| e.kind == EventKind::Down)
+        .count();
+    assert_eq!(downs, 0);
+    assert!(sim.all_see(&ids, Status::Alive));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let run = || {
+        let config = SimConfig {
+            jitter: Duration::from_millis(5),
+            loss: 0.02,
+            seed: 42,
+            ..SimConfig::default()
+        };
+        let (mut sim, ids) = cluster(8, config);
+        sim.crash(ids[5]);
+        sim.run_for(secs(10));
+        let events: Vec<String> = sim.events().iter().map(|e| format!("{e:?}")).collect();
+        (events, sim.messages, sim.bytes)
+    };
+    assert_eq!(run(), run());
+}
