@@ -549,6 +549,12 @@ impl Membership {
                 if let Some(p) = self.peers.get_mut(&from) {
                     p.detector.heartbeat(now);
                 }
+                // A member held down is talking again (a healed partition, a resumed process):
+                // tell it, so it refutes at once instead of at the next anti-entropy round.
+                if let Some(m) = self.view.get(&from).filter(|m| m.status == Status::Down) {
+                    let members = vec![m.clone()];
+                    self.send(&from, MembershipMsg::Gossip { members });
+                }
             }
             MembershipMsg::Ping { seq } => self.send(&from, MembershipMsg::Ack { seq }),
             MembershipMsg::Ack { seq } => self.on_ack(now, from, seq),

@@ -1,1 +1,39 @@
+//! Ensemble: cluster primitives for Rust services.
+//!
+//! Start a [`Node`] in your service and it finds its peers, keeps a replicated member list,
+//! detects failures (phi accrual with indirect confirmation), and heals partitions. Nodes talk
+//! over TCP, and every connection is authenticated by a shared cluster secret.
+//!
+//! ```no_run
+//! use ensemble::{Config, Node, Secret};
+//! use futures::StreamExt;
+//!
+//! # async fn run() -> Result<(), ensemble::Error> {
+//! let secret = Secret::new("a-long-shared-cluster-secret")?;
+//! let config = Config::new("app1", "127.0.0.1:7946".parse().unwrap(), secret);
+//! let node = Node::start(config).await?;
+//! node.join("127.0.0.1:7947".parse().unwrap()).await?;
+//! let mut events = node.events();
+//! while let Some(e) = events.next().await {
+//!     println!("{} is {:?}", e.member.name, e.kind);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The protocol logic lives in the sans-IO crate [`ensemble_proto`]; this crate moves bytes,
+//! fires timers and hands out events.
 
+#![warn(missing_docs)]
+
+mod config;
+mod driver;
+mod error;
+mod node;
+mod secret;
+mod transport;
+
+pub use config::{Config, DEFAULT_MAX_FRAME};
+pub use ensemble_proto::{self as proto, EventKind, Member, MemberEvent, Status};
+pub use error::Error;
+pub use node::{Node, PartitionRef};
+pub use secret::{Secret, MIN_SECRET_LEN};

@@ -1,0 +1,56 @@
+//! Configuration of a [`crate::Node`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// Largest frame accepted by default (1 MiB).
+pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
+
+/// Everything a node needs to start. Build it with [`Config::new`] and adjust the fields.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Unique member name in the cluster.
+    pub name: String,
+    /// Address to listen on. Port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Address other members dial, if not the bound one (needed when binding 0.0.0.0).
+    pub advertise: Option<SocketAddr>,
+    /// Cluster name; nodes of different clusters refuse each other.
+    pub cluster: String,
+    /// Shared secret that authenticates members.
+    pub secret: Secret,
+    /// Addresses to join through; retried with back-off until one answers.
+    pub seeds: Vec<SocketAddr>,
+    /// Metadata announced to the other members.
+    pub tags: BTreeMap<String, String>,
+    /// Membership protocol timings.
+    pub membership: ensemble_proto::Config,
+    /// Largest frame sent or accepted; larger ones close the connection.
+    pub max_frame_size: usize,
+    /// Time allowed to connect and complete the handshake.
+    pub dial_timeout: Duration,
+    /// Frames queued per connection before new ones are dropped.
+    pub send_queue: usize,
+}
+
+impl Config {
+    /// A configuration with Ensemble's defaults.
+    pub fn new(name: impl Into<String>, bind: SocketAddr, secret: Secret) -> Self {
+        Config {
+            name: name.into(),
+            bind,
+            advertise: None,
+            cluster: "default".into(),
+            secret,
+            seeds: Vec::new(),
+            tags: BTreeMap::new(),
+            membership: ensemble_proto::Config::default(),
+            max_frame_size: DEFAULT_MAX_FRAME,
+            dial_timeout: Duration::from_secs(2),
+            send_queue: 4096,
+        }
+    }
+}

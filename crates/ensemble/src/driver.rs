@@ -1,0 +1,357 @@
+//! The driver: one task that owns the sans-IO core and carries out its outputs.
+//!
+//! Connection tasks and the public API send [`DriverMsg`]s; the driver feeds them to
+//! [`Membership`] with the current time, then turns the core's outputs into frames on
+//! connections, dial tasks and events, and publishes the member list.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ensemble_proto::wire::{self, Frame, Message, PeerInfo};
+use ensemble_proto::{Input, Member, MemberEvent, Membership, Output, Tags};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::error::Error;
+use crate::transport::conn::{self, ConnHandle, Shared};
+
+/// Messages to the driver.
+pub(crate) enum DriverMsg {
+    /// A connection completed its handshake.
+    ConnUp {
+        conn: ConnHandle,
+        peer: PeerInfo,
+        dialed: Option<SocketAddr>,
+    },
+    /// A connection closed.
+    ConnDown { id: u64, name: String },
+    /// A frame arrived.
+    Inbound { from: String, msg: Message },
+    /// A dial failed.
+    DialFailed { addr: SocketAddr, reason: String },
+    /// A call of the public API.
+    Command(Command),
+}
+
+/// Calls of the public API.
+pub(crate) enum Command {
+    Join {
+        addr: SocketAddr,
+        reply: oneshot::Sender<Result<String, Error>>,
+    },
+    SetTags {
+        tags: Tags,
+        reply: oneshot::Sender<()>,
+    },
+    Leave {
+        reply: oneshot::Sender<()>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+    InjectPartition {
+        names: BTreeSet<String>,
+        reply: oneshot::Sender<u64>,
+    },
+    ResolvePartition {
+        id: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// What the driver publishes for the [`crate::Node`] handle.
+pub(crate) struct Published {
+    pub members: watch::Sender<Arc<Vec<Member>>>,
+    pub events: broadcast::Sender<MemberEvent>,
+    pub me: watch::Sender<PeerInfo>,
+    pub partitions: watch::Sender<BTreeMap<u64, BTreeSet<String>>>,
+}
+
+struct Active {
+    id: u64,
+    dialer: String,
+    incarnation: u64,
+    tx: mpsc::Sender<Bytes>,
+}
+
+pub(crate) struct Driver {
+    core: Membership,
+    inbox: mpsc::Receiver<DriverMsg>,
+    shared: Arc<Shared>,
+    published: Published,
+    conns: HashMap<String, Active>,
+    partitions: BTreeMap<u64, BTreeSet<String>>,
+    next_partition: u64,
+    join_waiters: HashMap<SocketAddr, Vec<oneshot::Sender<Result<String, Error>>>>,
+    tasks: JoinSet<()>,
+    published_version: u64,
+    dropped_frames: u64,
+}
+
+/// How long a leaving node waits for its goodbye to be written.
+const LEAVE_FLUSH: Duration = Duration::from_secs(2);
+
+impl Driver {
+    pub fn new(
+        core: Membership,
+        inbox: mpsc::Receiver<DriverMsg>,
+        shared: Arc<Shared>,
+        published: Published,
+    ) -> Self {
+        Driver {
+            core,
+            inbox,
+            shared,
+            published,
+            conns: HashMap::new(),
+            partitions: BTreeMap::new(),
+            next_partition: 1,
+            join_waiters: HashMap::new(),
+            tasks: JoinSet::new(),
+            published_version: u64::MAX,
+            dropped_frames: 0,
+        }
+    }
+
+    /// Runs until shutdown; `listener` is the accept loop's task.
+    pub async fn run(mut self, listener: tokio::net::TcpListener) {
+        let accept = tokio::spawn(conn::accept_loop(self.shared.clone(), listener));
+        self.drain_outputs();
+        self.publish();
+        loop {
+            let deadline = tokio::time::Instant::from_std(self.core.poll_timeout());
+            let msg = tokio::select! {
+                msg = self.inbox.recv() => msg,
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.core.handle(Instant::now(), Input::Tick);
+                    self.drain_outputs();
+                    self.publish();
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
+            let mut stop = self.on_msg(msg);
+            // Take whatever else is waiting before carrying out the outputs.
+            for _ in 0..64 {
+                if stop.is_some() {
+                    break;
+                }
+                match self.inbox.try_recv() {
+                    Ok(m) => stop = self.on_msg(m),
+                    Err(_) => break,
+                }
+            }
+            self.drain_outputs();
+            self.publish();
+            if let Some((graceful, reply)) = stop {
+                accept.abort();
+                self.stop(graceful).await;
+                let _ = reply.send(());
+                return;
+            }
+        }
+        accept.abort();
+        self.stop(false).await;
+    }
+
+    fn partitioned(&self, name: &str) -> bool {
+        self.partitions.values().any(|p| p.contains(name))
+    }
+
+    /// Handles one message; returns Some when the node must stop (graceful or not).
+    fn on_msg(&mut self, msg: DriverMsg) -> Option<(bool, oneshot::Sender<()>)> {
+        let now = Instant::now();
+        match msg {
+            DriverMsg::ConnUp { conn, peer, dialed } => self.on_conn_up(now, conn, peer, dialed),
+            DriverMsg::ConnDown { id, name } => {
+                if self.conns.get(&name).is_some_and(|a| a.id == id) {
+                    self.conns.remove(&name);
+                    self.core.handle(now, Input::Disconnected { name });
+                }
+            }
+            DriverMsg::Inbound { from, msg } => {
+                if !self.partitioned(&from) {
+                    let Message::Membership(msg) = msg;
+                    self.core.handle(now, Input::Message { from, msg });
+                }
+            }
+            DriverMsg::DialFailed { addr, reason } => {
+                for w in self.join_waiters.remove(&addr).unwrap_or_default() {
+                    let _ = w.send(Err(Error::Join {
+                        addr,
+                        reason: reason.clone(),
+                    }));
+                }
+                self.core.handle(now, Input::DialFailed { addr });
+            }
+            DriverMsg::Command(c) => return self.on_command(now, c),
+        }
+        None
+    }
+
+    fn on_command(&mut self, now: Instant, c: Command) -> Option<(bool, oneshot::Sender<()>)> {
+        match c {
+            Command::Join { addr, reply } => {
+                self.join_waiters.entry(addr).or_default().push(reply);
+                self.core.handle(now, Input::Join { addr });
+            }
+            Command::SetTags { tags, reply } => {
+                self.core.handle(now, Input::SetTags(tags));
+                let _ = reply.send(());
+            }
+            Command::Leave { reply } => {
+                self.core.handle(now, Input::Leave);
+                return Some((true, reply));
+            }
+            Command::Shutdown { reply } => return Some((false, reply)),
+            Command::InjectPartition { names, reply } => {
+                let id = self.next_partition;
+                self.next_partition += 1;
+                info!("fault injection: dropping all traffic with {names:?} (partition {id})");
+                self.partitions.insert(id, names);
+                self.published
+                    .partitions
+                    .send_replace(self.partitions.clone());
+                let _ = reply.send(id);
+            }
+            Command::ResolvePartition { id, reply } => {
+                let result = match self.partitions.remove(&id) {
+                    Some(names) => {
+                        info!("fault injection: partition {id} with {names:?} resolved");
+                        self.published
+                            .partitions
+                            .send_replace(self.partitions.clone());
+                        Ok(())
+                    }
+                    None => Err(Error::UnknownPartition(id)),
+                };
+                let _ = reply.send(result);
+            }
+        }
+        None
+    }
+
+    fn on_conn_up(
+        &mut self,
+        now: Instant,
+        conn: ConnHandle,
+        peer: PeerInfo,
+        dialed: Option<SocketAddr>,
+    ) {
+        if self.partitioned(&peer.name) {
+            // Dropping the handle closes the connection.
+            if let Some(addr) = dialed {
+                let reason = format!("{} is partitioned away (fault injection)", peer.name);
+                self.on_msg(DriverMsg::DialFailed { addr, reason });
+            }
+            return;
+        }
+        if let Some(addr) = dialed {
+            for w in self.join_waiters.remove(&addr).unwrap_or_default() {
+                let _ = w.send(Ok(peer.name.clone()));
+            }
+        }
+        let keep_new = match self.conns.get(&peer.name) {
+            None => true,
+            Some(old) if peer.incarnation != old.incarnation => peer.incarnation > old.incarnation,
+            // Two connections to the same process (both dialled at once): both sides keep the
+            // one dialled by the smaller name, so they agree without talking.
+            Some(old) => conn.dialer < old.dialer,
+        };
+        if keep_new {
+            let active = Active {
+                id: conn.id,
+                dialer: conn.dialer,
+                incarnation: peer.incarnation,
+                tx: conn.tx,
+            };
+            self.conns.insert(peer.name.clone(), active);
+        }
+        let peer = match (keep_new, self.conns.get(&peer.name)) {
+            (false, Some(a)) => PeerInfo {
+                incarnation: a.incarnation,
+                ..peer
+            },
+            _ => peer,
+        };
+        self.core.handle(now, Input::Connected { peer, dialed });
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Send { to, msg } => {
+                    if self.partitioned(&to) {
+                        continue;
+                    }
+                    let Some(active) = self.conns.get(&to) else {
+                        continue;
+                    };
+                    let frame = wire::encode(&Frame::Message(Message::Membership(msg)));
+                    if active.tx.try_send(Bytes::from(frame)).is_err() {
+                        self.dropped_frames += 1;
+                        if self.dropped_frames.is_power_of_two() {
+                            warn!(peer = %to, "send queue to {to} is full; {} frames dropped so far", self.dropped_frames);
+                        }
+                    }
+                }
+                Output::Dial { addr } => {
+                    self.tasks.spawn(conn::dial(self.shared.clone(), addr));
+                }
+                Output::Event(e) => {
+                    let m = &e.member;
+                    info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);
+                    let _ = self.published.events.send(e);
+                }
+            }
+        }
+        // Reap finished tasks so the set does not grow without bound.
+        while self.tasks.try_join_next().is_some() {}
+    }
+
+    fn publish(&mut self) {
+        if self.core.view_version() == self.published_version {
+            return;
+        }
+        self.published_version = self.core.view_version();
+        let members: Vec<Member> = self.core.members().cloned().collect();
+        self.published.members.send_replace(Arc::new(members));
+        let local = self.core.local();
+        let me = PeerInfo {
+            name: local.name.clone(),
+            addr: local.addr,
+            incarnation: local.incarnation,
+        };
+        self.published.me.send_if_modified(|old| {
+            let changed = *old != me;
+            *old = me;
+            changed
+        });
+    }
+
+    async fn stop(&mut self, graceful: bool) {
+        if graceful {
+            // Wait until the goodbye has left every send queue.
+            let deadline = tokio::time::Instant::now() + LEAVE_FLUSH;
+            while tokio::time::Instant::now() < deadline
+                && self
+                    .conns
+                    .values()
+                    .any(|a| a.tx.capacity() < a.tx.max_capacity())
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        // Dropping the senders lets every connection write what it holds and close.
+        self.conns.clear();
+        self.inbox.close();
+        // Give connection tasks a moment to flush, then stop everything.
+        let flush = async { while self.tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_millis(500), flush).await;
+        self.tasks.abort_all();
+    }
+}

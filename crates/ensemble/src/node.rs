@@ -1,0 +1,270 @@
+//! The [`Node`] handle: start a node, read its members, follow its events, join, leave.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ensemble_proto::member::validate_name;
+use ensemble_proto::wire::PeerInfo;
+use ensemble_proto::{Member, MemberEvent, Membership, Status, Tags};
+use futures::{Stream, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_stream::wrappers::BroadcastStream;
+use tracing::warn;
+
+use crate::config::Config;
+use crate::driver::{Command, Driver, DriverMsg, Published};
+use crate::error::Error;
+use crate::transport::conn::Shared;
+
+/// How long [`Node::join`] waits for the handshake.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A reference to a partition injected with [`Node::inject_partition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionRef(pub u64);
+
+/// A running cluster node. Cheap to clone; every clone drives the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    addr: SocketAddr,
+    driver: mpsc::Sender<DriverMsg>,
+    members: watch::Receiver<Arc<Vec<Member>>>,
+    events: broadcast::Sender<MemberEvent>,
+    partitions: watch::Receiver<BTreeMap<u64, BTreeSet<String>>>,
+}
+
+impl Node {
+    /// Starts a node: binds its listener, then joins the configured seeds in the background.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), ensemble::Error> {
+    /// use ensemble::{Config, Node, Secret};
+    /// let secret = Secret::new("a-long-shared-cluster-secret")?;
+    /// let mut config = Config::new("app1", "127.0.0.1:7946".parse().unwrap(), secret);
+    /// config.seeds.push("127.0.0.1:7947".parse().unwrap());
+    /// let node = Node::start(config).await?;
+    /// for m in node.members() {
+    ///     println!("{} {} {}", m.name, m.addr, m.status);
+    /// }
+    /// node.leave().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(config: Config) -> Result<Node, Error> {
+        validate_name(&config.name)?;
+        let tags = Tags::new(config.tags.clone())?;
+        if config.cluster.is_empty() {
+            return Err(Error::Config("cluster name is empty; set --cluster".into()));
+        }
+        if config.max_frame_size < 1024 {
+            return Err(Error::Config(
+                "max_frame_size must be at least 1024 bytes".into(),
+            ));
+        }
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let addr = match config.advertise {
+            Some(a) => a,
+            None if bound.ip().is_unspecified() => {
+                return Err(Error::Config(format!(
+                    "bound to {bound}, which other nodes cannot dial; set an advertise address \
+                     (--advertise HOST:PORT)"
+                )))
+            }
+            None => bound,
+        };
+        // A restarted node must look newer than its old self: start from the clock.
+        let incarnation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1);
+        let local = Member {
+            name: config.name.clone(),
+            addr,
+            incarnation,
+            status: Status::Alive,
+            tags,
+        };
+        let me = PeerInfo {
+            name: config.name.clone(),
+            addr,
+            incarnation,
+        };
+        let rng_seed = rand::random();
+        let now = std::time::Instant::now();
+        let seeds = config
+            .seeds
+            .iter()
+            .copied()
+            .filter(|s| *s != addr && *s != bound);
+        let core = Membership::new(
+            config.membership.clone(),
+            local.clone(),
+            seeds,
+            rng_seed,
+            now,
+        );
+
+        let (driver_tx, driver_rx) = mpsc::channel(8192);
+        let (me_tx, me_rx) = watch::channel(me);
+        let (members_tx, members_rx) = watch::channel(Arc::new(vec![local]));
+        let (events_tx, _) = broadcast::channel(4096);
+        let (partitions_tx, partitions_rx) = watch::channel(BTreeMap::new());
+        let shared = Shared::new(
+            config.cluster.clone(),
+            config.secret.clone(),
+            me_rx,
+            &config,
+            driver_tx.clone(),
+        );
+        let published = Published {
+            members: members_tx,
+            events: events_tx.clone(),
+            me: me_tx,
+            partitions: partitions_tx,
+        };
+        let driver = Driver::new(core, driver_rx, shared, published);
+        tokio::spawn(driver.run(listener));
+        Ok(Node {
+            inner: Arc::new(Inner {
+                name: config.name,
+                addr,
+                driver: driver_tx,
+                members: members_rx,
+                events: events_tx,
+                partitions: partitions_rx,
+            }),
+        })
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The address other members dial to reach this node.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// Every known member, this node included, with `down` and `left` members until their
+    /// tombstones expire. Answers at once from the latest published view.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.members.borrow().as_ref().clone()
+    }
+
+    /// This node as the cluster sees it.
+    pub fn local_member(&self) -> Member {
+        let members = self.inner.members.borrow();
+        members
+            .iter()
+            .find(|m| m.name == self.inner.name)
+            .cloned()
+            .expect("the view always holds the local member")
+    }
+
+    /// A stream of membership events (`up`, `down`, `left`, `updated`) of other members, from
+    /// now on. A subscriber that falls more than 4096 events behind skips the oldest.
+    pub fn events(&self) -> impl Stream<Item = MemberEvent> + Send + Unpin + 'static {
+        BroadcastStream::new(self.inner.events.subscribe())
+            .filter_map(|e| async move {
+                match e {
+                    Ok(e) => Some(e),
+                    Err(err) => {
+                        warn!("membership event subscriber fell behind: {err}");
+                        None
+                    }
+                }
+            })
+            .boxed()
+    }
+
+    /// Waits until the member list changes (useful to wait for convergence).
+    pub async fn changed(&self) -> Result<(), Error> {
+        let mut rx = self.inner.members.clone();
+        rx.changed().await.map_err(|_| Error::Stopped)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .driver
+            .send(DriverMsg::Command(make(tx)))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Joins the cluster of the node at `addr`. Returns that node's name once the handshake
+    /// succeeded; the rest of the cluster follows by gossip. The address stays a seed that is
+    /// redialled if the clusters ever split apart.
+    pub async fn join(&self, addr: SocketAddr) -> Result<String, Error> {
+        let reply = self.call(|reply| Command::Join { addr, reply });
+        match tokio::time::timeout(JOIN_TIMEOUT, reply).await {
+            Ok(r) => r?,
+            Err(_) => Err(Error::Join {
+                addr,
+                reason: format!("no answer within {JOIN_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    /// Replaces this node's tags; the cluster sees an `updated` event.
+    pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), Error> {
+        let tags = Tags::new(tags)?;
+        self.call(|reply| Command::SetTags { tags, reply }).await
+    }
+
+    /// Leaves the cluster gracefully: the others mark this node `left` (not `down`), then the
+    /// node shuts down.
+    pub async fn leave(&self) {
+        let _ = self.call(|reply| Command::Leave { reply }).await;
+    }
+
+    /// Stops the node without announcing it: the others will detect it as `down`.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+
+    /// For tests: drops all traffic with the named members at this node's transport (both
+    /// directions, new connections refused) until [`Node::resolve_partition`].
+    pub async fn inject_partition(
+        &self,
+        names: impl IntoIterator<Item = String>,
+    ) -> Result<PartitionRef, Error> {
+        let names = names.into_iter().collect();
+        self.call(|reply| Command::InjectPartition { names, reply })
+            .await
+            .map(PartitionRef)
+    }
+
+    /// Ends an injected partition.
+    pub async fn resolve_partition(&self, partition: PartitionRef) -> Result<(), Error> {
+        let id = partition.0;
+        self.call(|reply| Command::ResolvePartition { id, reply })
+            .await?
+    }
+
+    /// Partitions in force, by reference.
+    pub fn partitions(&self) -> BTreeMap<PartitionRef, BTreeSet<String>> {
+        let p = self.inner.partitions.borrow();
+        p.iter()
+            .map(|(k, v)| (PartitionRef(*k), v.clone()))
+            .collect()
+    }
+}

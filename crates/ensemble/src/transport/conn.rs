@@ -1,0 +1,211 @@
+//! Connection tasks: dialling, accepting, and moving frames between a socket and the driver.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ensemble_proto::wire::{self, Frame, PeerInfo};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{debug, info, warn};
+
+use super::handshake::{self, HandshakeError, Params};
+use super::{framed, FramedStream};
+use crate::driver::DriverMsg;
+use crate::secret::Secret;
+
+/// Most handshakes in progress at once on the accepting side.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// What connection tasks share with the driver.
+pub(crate) struct Shared {
+    pub cluster: String,
+    pub secret: Secret,
+    /// This node as it announces itself; the driver updates the incarnation.
+    pub me: watch::Receiver<PeerInfo>,
+    pub max_frame: usize,
+    pub dial_timeout: Duration,
+    pub send_queue: usize,
+    pub driver: mpsc::Sender<DriverMsg>,
+    next_id: AtomicU64,
+}
+
+/// The driver's handle on an established connection.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    /// Unique per process.
+    pub id: u64,
+    /// Name of the node that dialled (for choosing between two connections to one peer).
+    pub dialer: String,
+    /// Frames to write. Dropping it closes the connection once the queue is written.
+    pub tx: mpsc::Sender<Bytes>,
+}
+
+impl Shared {
+    pub fn new(
+        cluster: String,
+        secret: Secret,
+        me: watch::Receiver<PeerInfo>,
+        config: &crate::Config,
+        driver: mpsc::Sender<DriverMsg>,
+    ) -> Arc<Self> {
+        Arc::new(Shared {
+            cluster,
+            secret,
+            me,
+            max_frame: config.max_frame_size,
+            dial_timeout: config.dial_timeout,
+            send_queue: config.send_queue,
+            driver,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    fn params(&self) -> Params {
+        Params {
+            cluster: self.cluster.clone(),
+            secret: self.secret.clone(),
+            me: self.me.borrow().clone(),
+        }
+    }
+}
+
+/// Dials `addr`, runs the handshake, and serves the connection until it closes.
+pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
+    let params = shared.params();
+    let attempt = async {
+        let stream = tokio::time::timeout(shared.dial_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| HandshakeError::Timeout)??;
+        let mut stream = framed(stream, shared.max_frame);
+        let (peer, _version) = handshake::dial(&mut stream, &params, shared.dial_timeout).await?;
+        Ok::<_, HandshakeError>((stream, peer))
+    };
+    match attempt.await {
+        Ok((stream, peer)) => {
+            let dialer = params.me.name;
+            serve(shared, stream, peer, dialer, Some(addr)).await;
+        }
+        Err(e) => {
+            if e.is_refusal() {
+                warn!(%addr, "handshake with {addr} failed: {e}");
+            } else {
+                debug!(%addr, "dial to {addr} failed: {e}");
+            }
+            let reason = e.to_string();
+            let _ = shared
+                .driver
+                .send(DriverMsg::DialFailed { addr, reason })
+                .await;
+        }
+    }
+}
+
+/// Accepts connections until the listener task is aborted.
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let limit = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%from, "too many handshakes in progress; dropping connection from {from}");
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let params = shared.params();
+            let mut stream = framed(stream, shared.max_frame);
+            let result = handshake::accept(&mut stream, &params, shared.dial_timeout).await;
+            drop(permit);
+            match result {
+                Ok((peer, _version)) => {
+                    let dialer = peer.name.clone();
+                    serve(shared, stream, peer, dialer, None).await;
+                }
+                Err(e) if e.is_refusal() => warn!(%from, "refused connection from {from}: {e}"),
+                Err(e) => info!(%from, "closed connection from {from}: {e}"),
+            }
+        });
+    }
+}
+
+/// Registers an established connection with the driver and moves frames until it closes.
+async fn serve(
+    shared: Arc<Shared>,
+    mut stream: FramedStream,
+    peer: PeerInfo,
+    dialer: String,
+    dialed: Option<SocketAddr>,
+) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(shared.send_queue);
+    let name = peer.name.clone();
+    let up = DriverMsg::ConnUp {
+        conn: ConnHandle { id, dialer, tx },
+        peer,
+        dialed,
+    };
+    if shared.driver.send(up).await.is_err() {
+        return;
+    }
+    let reason = loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(bytes)) => match wire::decode(&bytes) {
+                    Ok(Frame::Message(msg)) => {
+                        let m = DriverMsg::Inbound { from: name.clone(), msg };
+                        if shared.driver.send(m).await.is_err() {
+                            break "node stopped".to_string();
+                        }
+                    }
+                    Ok(_) => break "handshake frame after the handshake".to_string(),
+                    Err(e) => break e.to_string(),
+                },
+                Some(Err(e)) => break format!("read error: {e}"),
+                None => break "closed by peer".to_string(),
+            },
+            out = rx.recv() => match out {
+                Some(bytes) => {
+                    if let Err(e) = write_batch(&mut stream, bytes, &mut rx).await {
+                        break format!("write error: {e}");
+                    }
+                }
+                None => {
+                    let _ = SinkExt::<Bytes>::flush(&mut stream).await;
+                    break "closed by this node".to_string();
+                }
+            },
+        }
+    };
+    if reason.starts_with("malformed") || reason.contains("error") || reason.contains("after the") {
+        warn!(peer = %name, "connection to {name} closed: {reason}");
+    } else {
+        debug!(peer = %name, "connection to {name} closed: {reason}");
+    }
+    let _ = shared.driver.send(DriverMsg::ConnDown { id, name }).await;
+}
+
+/// Writes one frame and whatever else is queued, then flushes once.
+async fn write_batch(
+    stream: &mut FramedStream,
+    first: Bytes,
+    rx: &mut mpsc::Receiver<Bytes>,
+) -> std::io::Result<()> {
+    stream.feed(first).await?;
+    for _ in 0..256 {
+        match rx.try_recv() {
+            Ok(b) => stream.feed(b).await?,
+            Err(_) => break,
+        }
+    }
+    SinkExt::<Bytes>::flush(stream).await
+}

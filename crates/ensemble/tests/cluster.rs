@@ -1,0 +1,294 @@
+//! Several nodes in one process, talking over real TCP on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ensemble::{Config, EventKind, Node, Secret, Status};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const SECRET: &str = "test-secret-0123456789abcdef";
+
+fn config(name: &str, port: u16) -> Config {
+    let secret = Secret::new(SECRET).unwrap();
+    Config::new(name, SocketAddr::from(([127, 0, 0, 1], port)), secret)
+}
+
+async fn start(name: &str, seeds: &[SocketAddr]) -> Node {
+    let mut c = config(name, 0);
+    c.seeds = seeds.to_vec();
+    Node::start(c).await.expect("node starts")
+}
+
+/// Starts `n` nodes that join through the first one.
+async fn cluster(n: usize) -> Vec<Node> {
+    let first = start("n0", &[]).await;
+    let seed = first.addr();
+    let mut nodes = vec![first];
+    for i in 1..n {
+        nodes.push(start(&format!("n{i}"), &[seed]).await);
+    }
+    let names: Vec<String> = nodes.iter().map(|n| n.name().to_owned()).collect();
+    wait_for(Duration::from_secs(20), "cluster converges", || {
+        all_see(&nodes, &names, Status::Alive)
+    })
+    .await;
+    nodes
+}
+
+fn status(observer: &Node, name: &str) -> Option<Status> {
+    observer
+        .members()
+        .into_iter()
+        .find(|m| m.name == name)
+        .map(|m| m.status)
+}
+
+fn all_see(observers: &[Node], names: &[String], s: Status) -> bool {
+    observers.iter().all(|o| {
+        names
+            .iter()
+            .filter(|n| *n != o.name())
+            .all(|n| status(o, n) == Some(s))
+    })
+}
+
+async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+fn names(nodes: &[Node]) -> Vec<String> {
+    nodes.iter().map(|n| n.name().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_converge() {
+    let nodes = cluster(3).await;
+    for n in &nodes {
+        assert_eq!(n.members().len(), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_converge() {
+    let nodes = cluster(10).await;
+    for n in &nodes {
+        assert_eq!(n.members().len(), 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_abruptly_is_marked_down_by_all() {
+    let mut nodes = cluster(4).await;
+    let mut events = nodes[0].events();
+    let gone = nodes.pop().unwrap();
+    gone.shutdown().await;
+    let t = wait_for(Duration::from_secs(10), "all mark n3 down", || {
+        all_see(&nodes, &["n3".into()], Status::Down)
+    })
+    .await;
+    assert!(t < Duration::from_secs(5), "detection took {t:?}");
+    let e = tokio::time::timeout(Duration::from_secs(1), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.kind, e.member.name.as_str()), (EventKind::Down, "n3"));
+    assert!(
+        all_see(&nodes, &names(&nodes), Status::Alive),
+        "no false positive"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_leave_is_left() {
+    let mut nodes = cluster(3).await;
+    let mut events = nodes[0].events();
+    nodes.pop().unwrap().leave().await;
+    wait_for(Duration::from_secs(5), "all mark n2 left", || {
+        all_see(&nodes, &["n2".into()], Status::Left)
+    })
+    .await;
+    let e = tokio::time::timeout(Duration::from_secs(1), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((e.kind, e.member.name.as_str()), (EventKind::Left, "n2"));
+    // It stays left: nothing redials it or marks it down.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(all_see(&nodes, &["n2".into()], Status::Left));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_refused() {
+    let a = start("a", &[]).await;
+    let mut c = config("intruder", 0);
+    c.secret = Secret::new("another-secret-0123456789").unwrap();
+    let intruder = Node::start(c).await.unwrap();
+    let err = intruder.join(a.addr()).await.unwrap_err().to_string();
+    assert!(err.contains("secret"), "{err}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.members().len(), 1, "the intruder was not admitted");
+    assert_eq!(intruder.members().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_cluster_name_is_refused() {
+    let a = start("a", &[]).await;
+    let mut c = config("b", 0);
+    c.cluster = "other".into();
+    let b = Node::start(c).await.unwrap();
+    let err = b.join(a.addr()).await.unwrap_err().to_string();
+    assert!(err.contains("cluster name mismatch"), "{err}");
+    assert_eq!(a.members().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_healed_by_reconnecting_merges_back() {
+    let nodes = cluster(6).await;
+    let (left, right) = nodes.split_at(3);
+    let mut refs = vec![];
+    for (side, other) in [(left, right), (right, left)] {
+        for n in side {
+            refs.push((n.clone(), n.inject_partition(names(other)).await.unwrap()));
+        }
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "each side marks the other down",
+        || all_see(left, &names(right), Status::Down) && all_see(right, &names(left), Status::Down),
+    )
+    .await;
+    for (n, r) in refs {
+        n.resolve_partition(r).await.unwrap();
+    }
+    let t = wait_for(Duration::from_secs(30), "the halves merge", || {
+        all_see(&nodes, &names(&nodes), Status::Alive)
+    })
+    .await;
+    eprintln!("healed in {t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_appears_as_a_new_incarnation() {
+    let nodes = cluster(3).await;
+    let port = {
+        let n = start("phoenix", &[nodes[0].addr()]).await;
+        wait_for(Duration::from_secs(10), "phoenix joins", || {
+            all_see(&nodes, &["phoenix".into()], Status::Alive)
+        })
+        .await;
+        let port = n.addr().port();
+        n.shutdown().await;
+        port
+    };
+    let old = nodes[0]
+        .members()
+        .into_iter()
+        .find(|m| m.name == "phoenix")
+        .unwrap()
+        .incarnation;
+    wait_for(Duration::from_secs(10), "phoenix down", || {
+        all_see(&nodes, &["phoenix".into()], Status::Down)
+    })
+    .await;
+    let mut c = config("phoenix", port);
+    c.seeds = vec![nodes[0].addr()];
+    let again = Node::start(c).await.unwrap();
+    wait_for(Duration::from_secs(10), "phoenix back", || {
+        all_see(&nodes, &["phoenix".into()], Status::Alive)
+    })
+    .await;
+    let new = again.local_member().incarnation;
+    assert!(new > old, "{new} > {old}");
+    for n in &nodes {
+        let seen = n
+            .members()
+            .into_iter()
+            .find(|m| m.name == "phoenix")
+            .unwrap();
+        assert_eq!(seen.incarnation, new);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_frames_close_only_that_connection() {
+    let nodes = cluster(2).await;
+    let target = nodes[0].addr();
+    // Random bytes, a frame that is not a handshake, and an oversized length prefix.
+    let junk: [&[u8]; 3] = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[0, 0, 0, 3, 0xff, 0xff, 0xff],
+        &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3],
+    ];
+    for bytes in junk {
+        let mut s = TcpStream::connect(target).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let _ = s.flush().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still serving: a new node joins, and the existing member stayed alive.
+    let late = start("late", &[]).await;
+    late.join(target).await.expect("node still accepts members");
+    let all = [nodes.clone(), vec![late]].concat();
+    wait_for(Duration::from_secs(10), "all converge", || {
+        all_see(&all, &names(&all), Status::Alive)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_updates_reach_the_others() {
+    let nodes = cluster(3).await;
+    let mut events = nodes[1].events();
+    nodes[0]
+        .set_tags([("role".to_string(), "db".to_string())].into())
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.kind, EventKind::Updated);
+    assert_eq!(e.member.tags.get("role"), Some("db"));
+    let too_big = (0..100).map(|i| (format!("k{i}"), "v".into())).collect();
+    assert!(
+        nodes[0].set_tags(too_big).await.is_err(),
+        "oversized tags are refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_is_a_clear_error() {
+    let err = Node::start(config("has space", 0))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("whitespace"), "{err}");
+    let err = Node::start(Config::new(
+        "x",
+        "0.0.0.0:0".parse().unwrap(),
+        Secret::new(SECRET).unwrap(),
+    ))
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("advertise"), "{err}");
+    let a = start("a", &[]).await;
+    let err = Node::start(config("b", a.addr().port()))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cannot listen"), "{err}");
+}
