@@ -1,1 +1,43 @@
-fn main() {}
+//! The `ensemble` binary: run an agent, query it, or watch a local demo cluster.
+
+mod agent;
+mod api;
+mod client;
+mod demo;
+mod settings;
+
+use clap::{Parser, Subcommand};
+
+/// Cluster membership, failure detection and more, for Rust services.
+#[derive(Parser)]
+#[command(name = "ensemble", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a cluster node with a local HTTP API.
+    Agent(agent::AgentArgs),
+    /// List the members an agent knows.
+    Members(client::MembersArgs),
+    /// Start a local cluster, crash a node, restart it, and print the timeline.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Agent(args) => agent::run(args),
+        Command::Members(args) => client::members(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

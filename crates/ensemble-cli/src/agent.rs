@@ -1,0 +1,144 @@
+//! `ensemble agent`: run a node and its HTTP API until SIGINT/SIGTERM, then leave gracefully.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ensemble::{Config, Node};
+use tracing::{info, warn};
+
+use crate::api;
+use crate::settings::{self, FileSettings, DEFAULT_BIND, DEFAULT_HTTP};
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Unique member name (config key: name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Cluster listen address [default: 127.0.0.1:7946] (config key: bind).
+    #[arg(long, value_name = "HOST:PORT")]
+    bind: Option<String>,
+    /// Address other members dial, when not the bind address (config key: advertise).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// HTTP API address [default: 127.0.0.1:8946] (config key: http).
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
+    /// A member to join through; repeat for more. Retried until one answers (config key: join).
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Vec<String>,
+    /// File holding the cluster secret (else ENSEMBLE_SECRET, else config key secret_file,
+    /// else a per-user file created on first use).
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+    /// Metadata tag; repeat for more (config table: [tags]).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = settings::parse_tag)]
+    tags: Vec<(String, String)>,
+    /// Cluster name; nodes of other clusters are refused [default: default] (config key: cluster).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// TOML config file; flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: AgentArgs) -> Result<()> {
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(args))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn build_config(args: &AgentArgs) -> Result<(Config, String)> {
+    let file = match &args.config {
+        Some(p) => FileSettings::load(p)?,
+        None => FileSettings::default(),
+    };
+    let name = args
+        .name
+        .clone()
+        .or(file.name.clone())
+        .context("no member name: pass --name NAME or set name in the config file")?;
+    let bind = args
+        .bind
+        .as_deref()
+        .or(file.bind.as_deref())
+        .unwrap_or(DEFAULT_BIND);
+    let bind = settings::resolve("bind", bind)?;
+    let advertise = match args.advertise.as_deref().or(file.advertise.as_deref()) {
+        Some(a) => Some(settings::resolve("advertise", a)?),
+        None => None,
+    };
+    let http = args
+        .http
+        .clone()
+        .or(file.http.clone())
+        .unwrap_or(DEFAULT_HTTP.into());
+    let secret = settings::load_secret(args.secret_file.as_deref(), file.secret_file.as_deref())?;
+    let mut config = Config::new(name, bind, secret);
+    config.advertise = advertise;
+    if let Some(c) = args.cluster.clone().or(file.cluster.clone()) {
+        config.cluster = c;
+    }
+    let joins = if args.join.is_empty() {
+        &file.join
+    } else {
+        &args.join
+    };
+    for j in joins {
+        config.seeds.push(settings::resolve("join", j)?);
+    }
+    config.tags = file.tags.clone();
+    config.tags.extend(args.tags.iter().cloned());
+    file.membership.apply(&mut config.membership)?;
+    Ok((config, http))
+}
+
+async fn serve(args: AgentArgs) -> Result<()> {
+    let (config, http) = build_config(&args)?;
+    let http_addr = settings::resolve("http", &http)?;
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {http_addr} (change --http)"))?;
+    let seeds = config.seeds.clone();
+    let node = Node::start(config).await?;
+    info!(
+        "agent {} listening on {} (HTTP API on {http_addr}), joining {:?}",
+        node.name(),
+        node.addr(),
+        seeds
+    );
+    let app = api::router(node.clone());
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(http_listener, app).await {
+            warn!("HTTP API stopped: {e}");
+        }
+    });
+    wait_for_signal().await;
+    info!("leaving the cluster");
+    node.leave().await;
+    server.abort();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

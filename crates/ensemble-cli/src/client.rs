@@ -1,0 +1,76 @@
+//! Commands that query a running agent over its HTTP API.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::de::DeserializeOwned;
+
+use crate::api::MemberView;
+use crate::settings::DEFAULT_HTTP;
+
+#[derive(Args, Debug)]
+pub struct MembersArgs {
+    /// HTTP API of the agent to ask.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
+    http: String,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// GETs `path` from the agent at `http` and decodes the JSON answer.
+pub fn get<T: DeserializeOwned>(http: &str, path: &str) -> Result<T> {
+    let url = format!("http://{http}{path}");
+    let resp = ureq::get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .call()
+        .with_context(|| {
+            format!("cannot reach the agent at {http} (is `ensemble agent` running? set --http)")
+        })?;
+    resp.into_json()
+        .with_context(|| format!("bad answer from {url}"))
+}
+
+pub fn members(args: MembersArgs) -> Result<()> {
+    let members: Vec<MemberView> = get(&args.http, "/v1/members")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&members)?);
+        return Ok(());
+    }
+    print!("{}", table(&members));
+    Ok(())
+}
+
+/// A table for people: one member per line, columns aligned.
+pub fn table(members: &[MemberView]) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "ADDRESS".into(),
+        "STATUS".into(),
+        "INCARNATION".into(),
+        "TAGS".into(),
+    ]];
+    for m in members {
+        let tags: Vec<String> = m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rows.push([
+            m.name.clone(),
+            m.addr.clone(),
+            m.status.clone(),
+            m.incarnation.to_string(),
+            tags.join(","),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,143 @@
+//! Agent settings: a TOML file, overridden by command-line flags and the environment.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ensemble::Secret;
+use serde::Deserialize;
+
+/// Default address of the cluster listener.
+pub const DEFAULT_BIND: &str = "127.0.0.1:7946";
+/// Default address of the HTTP API.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8946";
+
+/// The agent's config file. Every key is optional; flags override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub name: Option<String>,
+    pub bind: Option<String>,
+    pub advertise: Option<String>,
+    pub http: Option<String>,
+    pub cluster: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub join: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub membership: MembershipSettings,
+}
+
+/// `[membership]`: protocol timings; see docs/MEMBERSHIP.md for what each does.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipSettings {
+    pub heartbeat_interval_ms: Option<u64>,
+    pub phi_threshold: Option<f64>,
+    pub acceptable_pause_ms: Option<u64>,
+    pub probe_helpers: Option<usize>,
+    pub probe_timeout_ms: Option<u64>,
+    pub suspicion_timeout_ms: Option<u64>,
+    pub gossip_fanout: Option<usize>,
+    pub sync_interval_ms: Option<u64>,
+    pub reconnect_max_ms: Option<u64>,
+    pub tombstone_ttl_s: Option<u64>,
+}
+
+impl FileSettings {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+}
+
+impl MembershipSettings {
+    pub fn apply(&self, c: &mut ensemble::proto::Config) -> Result<()> {
+        let ms = Duration::from_millis;
+        if let Some(v) = self.heartbeat_interval_ms {
+            if v == 0 {
+                bail!("membership.heartbeat_interval_ms must be above 0");
+            }
+            c.heartbeat_interval = ms(v);
+            c.detector.expected_interval = ms(v);
+        }
+        if let Some(v) = self.phi_threshold {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("membership.phi_threshold must be a positive number (default 8)");
+            }
+            c.detector.threshold = v;
+        }
+        if let Some(v) = self.acceptable_pause_ms {
+            c.detector.acceptable_pause = ms(v);
+        }
+        if let Some(v) = self.probe_helpers {
+            c.probe_helpers = v;
+        }
+        if let Some(v) = self.probe_timeout_ms {
+            c.probe_timeout = ms(v.max(1));
+        }
+        if let Some(v) = self.suspicion_timeout_ms {
+            c.suspicion_timeout = ms(v);
+        }
+        if let Some(v) = self.gossip_fanout {
+            c.gossip_fanout = v;
+        }
+        if let Some(v) = self.sync_interval_ms {
+            c.sync_interval = ms(v.max(100));
+        }
+        if let Some(v) = self.reconnect_max_ms {
+            c.reconnect_max = ms(v.max(100));
+        }
+        if let Some(v) = self.tombstone_ttl_s {
+            c.tombstone_ttl = Duration::from_secs(v);
+        }
+        Ok(())
+    }
+}
+
+/// Resolves `HOST:PORT` (names allowed) to one address; `key` names the setting in errors.
+pub fn resolve(key: &str, value: &str) -> Result<SocketAddr> {
+    value
+        .to_socket_addrs()
+        .with_context(|| format!("{key} = {value:?}: expected HOST:PORT"))?
+        .next()
+        .with_context(|| format!("{key} = {value:?}: the name resolves to no address"))
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// Where the cluster secret comes from, in order: flag, environment, config file, per-user file.
+pub fn load_secret(flag: Option<&Path>, file: Option<&Path>) -> Result<Secret> {
+    if let Some(p) = flag {
+        return Secret::from_file(p).context("--secret-file");
+    }
+    if let Ok(s) = std::env::var("ENSEMBLE_SECRET") {
+        return Secret::new(s.trim().as_bytes().to_vec()).context("ENSEMBLE_SECRET");
+    }
+    if let Some(p) = file {
+        return Secret::from_file(p).context("secret_file in the config file");
+    }
+    let path = Secret::default_path()
+        .context("no secret given and no home directory: set ENSEMBLE_SECRET or --secret-file")?;
+    let (secret, created) = Secret::load_or_create(&path)?;
+    if created {
+        tracing::info!(
+            "created a new cluster secret in {}; give the same file to every node of the cluster",
+            path.display()
+        );
+    } else {
+        tracing::info!("using the cluster secret in {}", path.display());
+    }
+    Ok(secret)
+}

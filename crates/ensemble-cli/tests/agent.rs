@@ -1,0 +1,361 @@
+//! End-to-end: `ensemble agent` processes on 127.0.0.1, queried over HTTP, killed and stopped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const SECRET: &str = "e2e-secret-0123456789abcdef";
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_ensemble")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Agent {
+    name: String,
+    bind: String,
+    http: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    fn start(dir: &Path, name: &str, join: Option<&str>, secret: &str) -> Agent {
+        let mut a = Agent {
+            name: name.into(),
+            bind: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        };
+        a.spawn(join, secret);
+        a
+    }
+
+    fn spawn(&mut self, join: Option<&str>, secret: &str) {
+        let mut cmd = Command::new(exe());
+        cmd.args([
+            "agent", "--name", &self.name, "--bind", &self.bind, "--http", &self.http,
+        ]);
+        if let Some(j) = join {
+            cmd.args(["--join", j]);
+        }
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = cmd
+            .env("ENSEMBLE_SECRET", secret)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    fn signal(&self, s: Signal) {
+        kill(self.pid(), s).unwrap();
+    }
+
+    fn members(&self) -> Option<Vec<Value>> {
+        let out = Command::new(exe())
+            .args(["members", "--http", &self.http, "--json"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    fn status_of(&self, name: &str) -> Option<(String, u64)> {
+        let m = self.members()?.into_iter().find(|m| m["name"] == name)?;
+        Some((m["status"].as_str()?.to_owned(), m["incarnation"].as_u64()?))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    start.elapsed()
+}
+
+fn cluster(dir: &Path, n: usize) -> Vec<Agent> {
+    let first = Agent::start(dir, "a0", None, SECRET);
+    let seed = first.bind.clone();
+    let mut agents = vec![first];
+    for i in 1..n {
+        agents.push(Agent::start(dir, &format!("a{i}"), Some(&seed), SECRET));
+    }
+    wait_for(Duration::from_secs(30), "agents converge", || {
+        agents.iter().all(|a| {
+            a.members()
+                .is_some_and(|m| m.len() == n && m.iter().all(|m| m["status"] == "alive"))
+        })
+    });
+    agents
+}
+
+fn all_survivors_see(agents: &[Agent], skip: usize, name: &str, status: &str) -> bool {
+    agents
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != skip)
+        .all(|(_, a)| a.status_of(name).is_some_and(|(s, _)| s == status))
+}
+
+#[test]
+fn sigkill_of_an_agent_is_detected_by_all_survivors() {
+    let dir = tempdir();
+    let mut agents = cluster(dir.path(), 5);
+    agents[2].signal(Signal::SIGKILL);
+    let t = wait_for(Duration::from_secs(15), "survivors mark a2 down", || {
+        all_survivors_see(&agents, 2, "a2", "down")
+    });
+    eprintln!("SIGKILL detected by all survivors in {t:?}");
+    agents[2].child.take().unwrap().wait().unwrap();
+    for (i, a) in agents.iter().enumerate().filter(|(i, _)| *i != 2) {
+        for (j, b) in agents.iter().enumerate() {
+            if j != 2 && j != i {
+                assert_eq!(a.status_of(&b.name).unwrap().0, "alive", "false positive");
+            }
+        }
+    }
+}
+
+#[test]
+fn sigstop_is_detected_and_sigcont_brings_it_back_alive() {
+    let dir = tempdir();
+    let agents = cluster(dir.path(), 4);
+    let (_, old) = agents[0].status_of("a1").unwrap();
+    agents[1].signal(Signal::SIGSTOP);
+    let t = wait_for(
+        Duration::from_secs(20),
+        "survivors mark the hung a1 down",
+        || all_survivors_see(&agents, 1, "a1", "down"),
+    );
+    eprintln!("SIGSTOP detected by all survivors in {t:?}");
+    agents[1].signal(Signal::SIGCONT);
+    let t = wait_for(
+        Duration::from_secs(20),
+        "a1 is alive again everywhere",
+        || all_survivors_see(&agents, 1, "a1", "alive"),
+    );
+    eprintln!("back alive {t:?} after SIGCONT");
+    let (_, new) = agents[0].status_of("a1").unwrap();
+    assert!(new > old, "it refuted with a higher incarnation");
+}
+
+#[test]
+fn sigterm_leaves_gracefully_and_members_prints_a_table() {
+    let dir = tempdir();
+    let mut agents = cluster(dir.path(), 3);
+    let out = Command::new(exe())
+        .args(["members", "--http", &agents[0].http])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("NAME"), "{table}");
+    for a in &agents {
+        assert!(
+            table.contains(&a.name) && table.contains(&a.bind),
+            "{table}"
+        );
+    }
+    agents[2].signal(Signal::SIGTERM);
+    let status = agents[2]
+        .wait_exit(Duration::from_secs(10))
+        .expect("agent exits on SIGTERM");
+    assert!(status.success());
+    wait_for(Duration::from_secs(10), "the others mark a2 left", || {
+        all_survivors_see(&agents, 2, "a2", "left")
+    });
+    let json = agents[0].members().unwrap();
+    let a2 = json.iter().find(|m| m["name"] == "a2").unwrap();
+    for key in ["name", "addr", "status", "incarnation", "tags"] {
+        assert!(a2.get(key).is_some(), "members --json lacks {key}: {a2}");
+    }
+}
+
+#[test]
+fn a_wrong_secret_is_refused_and_logged_on_both_sides() {
+    let dir = tempdir();
+    let good = Agent::start(dir.path(), "good", None, SECRET);
+    let bad = Agent::start(
+        dir.path(),
+        "bad",
+        Some(&good.bind),
+        "not-the-cluster-secret-at-all",
+    );
+    wait_for(
+        Duration::from_secs(15),
+        "both sides log the refusal",
+        || {
+            good.log_text().contains("secret mismatch")
+                && bad.log_text().contains("secret mismatch")
+        },
+    );
+    let members = good.members().unwrap();
+    assert_eq!(
+        members.len(),
+        1,
+        "the agent with the wrong secret is not a member"
+    );
+}
+
+#[test]
+fn bad_config_exits_naming_the_key() {
+    let dir = tempdir();
+    let file = dir.path().join("agent.toml");
+    std::fs::write(&file, "name = \"x\"\nheartbeat = 5\n").unwrap();
+    let out: Output = Command::new(exe())
+        .args(["agent", "--config", file.to_str().unwrap()])
+        .env("ENSEMBLE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("heartbeat") && err.contains("agent.toml"),
+        "{err}"
+    );
+
+    let out = Command::new(exe())
+        .args([
+            "agent",
+            "--name",
+            "x",
+            "--secret-file",
+            "/nonexistent/secret",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--secret-file") && err.contains("/nonexistent/secret"),
+        "{err}"
+    );
+
+    let out = Command::new(exe())
+        .args(["members", "--http", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the agent"));
+}
+
+#[test]
+fn config_file_and_default_secret_file_work() {
+    let dir = tempdir();
+    let (bind, http) = (free_port(), free_port());
+    let file = dir.path().join("agent.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"cfg\"\nbind = \"127.0.0.1:{bind}\"\nhttp = \"127.0.0.1:{http}\"\n\
+             [tags]\nrole = \"web\"\n[membership]\nheartbeat_interval_ms = 200\n"
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    let log = std::fs::File::create(dir.path().join("cfg.log")).unwrap();
+    let mut child = Command::new(exe())
+        .args([
+            "agent",
+            "--config",
+            file.to_str().unwrap(),
+            "--tag",
+            "zone=a",
+        ])
+        .env_remove("ENSEMBLE_SECRET")
+        .env("ENSEMBLE_HOME", &home)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http = format!("127.0.0.1:{http}");
+    let mut me = None;
+    let t0 = Instant::now();
+    while me.is_none() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        me = ureq_get(&http, "/v1/self");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let me = me.expect("agent answers /v1/self");
+    assert_eq!(me["name"], "cfg");
+    assert_eq!(me["tags"]["role"], "web");
+    assert_eq!(me["tags"]["zone"], "a");
+    assert!(
+        home.join("secret").exists(),
+        "a per-user secret was created"
+    );
+    let log = std::fs::read_to_string(dir.path().join("cfg.log")).unwrap();
+    assert!(
+        log.contains(home.join("secret").to_str().unwrap()),
+        "the log says where: {log}"
+    );
+}
+
+fn ureq_get(http: &str, path: &str) -> Option<Value> {
+    ureq::get(&format!("http://{http}{path}"))
+        .call()
+        .ok()?
+        .into_json()
+        .ok()
+}
