@@ -138,6 +138,18 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// Why a connection ended.
+enum Close {
+    /// The peer closed it.
+    ByPeer,
+    /// This node dropped it (replaced, partitioned, leaving).
+    ByUs,
+    /// The node is stopping.
+    Stopped,
+    /// Bad bytes or a socket error: worth a warning.
+    Protocol(String),
+}
+
 /// Registers an established connection with the driver and moves frames until it closes.
 async fn serve(
     shared: Arc<Shared>,
@@ -164,32 +176,33 @@ async fn serve(
                     Ok(Frame::Message(msg)) => {
                         let m = DriverMsg::Inbound { from: name.clone(), msg };
                         if shared.driver.send(m).await.is_err() {
-                            break "node stopped".to_string();
+                            break Close::Stopped;
                         }
                     }
-                    Ok(_) => break "handshake frame after the handshake".to_string(),
-                    Err(e) => break e.to_string(),
+                    Ok(_) => break Close::Protocol("a handshake frame after the handshake".into()),
+                    Err(e) => break Close::Protocol(e.to_string()),
                 },
-                Some(Err(e)) => break format!("read error: {e}"),
-                None => break "closed by peer".to_string(),
+                // Oversized frames end up here too.
+                Some(Err(e)) => break Close::Protocol(format!("read error: {e}")),
+                None => break Close::ByPeer,
             },
             out = rx.recv() => match out {
                 Some(bytes) => {
                     if let Err(e) = write_batch(&mut stream, bytes, &mut rx).await {
-                        break format!("write error: {e}");
+                        break Close::Protocol(format!("write error: {e}"));
                     }
                 }
                 None => {
                     let _ = SinkExt::<Bytes>::flush(&mut stream).await;
-                    break "closed by this node".to_string();
+                    break Close::ByUs;
                 }
             },
         }
     };
-    if reason.starts_with("malformed") || reason.contains("error") || reason.contains("after the") {
-        warn!(peer = %name, "connection to {name} closed: {reason}");
-    } else {
-        debug!(peer = %name, "connection to {name} closed: {reason}");
+    match reason {
+        Close::Protocol(why) => warn!(peer = %name, "connection to {name} closed: {why}"),
+        Close::ByPeer => debug!(peer = %name, "connection to {name} closed by the peer"),
+        Close::ByUs | Close::Stopped => debug!(peer = %name, "connection to {name} closed here"),
     }
     let _ = shared.driver.send(DriverMsg::ConnDown { id, name }).await;
 }
