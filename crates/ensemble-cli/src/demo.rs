@@ -1,18 +1,17 @@
 //! `ensemble demo`: a local cluster of agent processes, a crash, a restart, and the timeline.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use rand::RngCore;
 
 use crate::api::MemberView;
 use crate::client;
+use crate::procs::{free_port, Proc};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -26,29 +25,15 @@ struct Agent {
     bind: String,
     http: String,
     log: PathBuf,
-    child: Option<Child>,
+    /// The running process; dropping it kills it.
+    proc: Option<Proc>,
 }
 
-/// The demo's agents; all of them are killed when it goes out of scope, whatever happened.
+/// The demo's agents.
 struct Cluster {
     agents: Vec<Agent>,
     secret: String,
     t0: Instant,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for a in &mut self.agents {
-            if let Some(mut c) = a.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Cluster {
@@ -70,18 +55,9 @@ impl Cluster {
         if i != 0 {
             cmd.args(["--join", &self.agents[0].bind]);
         }
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&a.log)?;
-        let child = cmd
-            .env("ENSEMBLE_SECRET", &self.secret)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start an agent")?;
-        self.agents[i].child = Some(child);
+        cmd.env("ENSEMBLE_SECRET", &self.secret);
+        let proc = Proc::spawn(cmd, &a.log)?;
+        self.agents[i].proc = Some(proc);
         Ok(())
     }
 
@@ -120,7 +96,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             bind: format!("127.0.0.1:{}", free_port()?),
             http: format!("127.0.0.1:{}", free_port()?),
             log: dir.join(format!("node{i}.log")),
-            child: None,
+            proc: None,
         });
     }
     let mut c = Cluster {
@@ -170,19 +146,17 @@ fn script(c: &mut Cluster) -> Result<()> {
     let vname = c.agents[victim].name.clone();
     let old_inc = c.status_of(0, &vname).map(|m| m.incarnation).unwrap_or(0);
     std::thread::sleep(Duration::from_secs(2));
-    let pid = c.agents[victim]
-        .child
-        .as_ref()
-        .map(|ch| ch.id())
-        .unwrap_or(0);
-    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).context("cannot kill the agent")?;
+    let mut proc = c.agents[victim]
+        .proc
+        .take()
+        .context("the agent is not running")?;
+    let pid = proc.pid().unwrap_or(0);
+    proc.signal(Signal::SIGKILL)?;
     let killed = Instant::now();
     c.say(format!(
         "SIGKILL {vname} (pid {pid}): no goodbye, its sockets close"
     ));
-    if let Some(mut ch) = c.agents[victim].child.take() {
-        let _ = ch.wait();
-    }
+    proc.stop(Duration::from_secs(1));
     let survivors: Vec<usize> = (0..n).filter(|i| *i != victim).collect();
     let mut detected: Vec<Option<Duration>> = vec![None; n];
     c.wait(
@@ -244,14 +218,14 @@ fn script(c: &mut Cluster) -> Result<()> {
         rejoin.as_millis()
     );
     // Stop gracefully: SIGTERM makes each agent leave.
-    for a in &mut c.agents {
-        if let Some(ch) = &a.child {
-            let _ = kill(Pid::from_raw(ch.id() as i32), Signal::SIGTERM);
+    for a in &c.agents {
+        if let Some(p) = &a.proc {
+            let _ = p.signal(Signal::SIGTERM);
         }
     }
     for a in &mut c.agents {
-        if let Some(mut ch) = a.child.take() {
-            let _ = ch.wait();
+        if let Some(mut p) = a.proc.take() {
+            p.stop(Duration::from_secs(5));
         }
     }
     c.say("all agents left the cluster and stopped");

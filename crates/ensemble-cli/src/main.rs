@@ -2,8 +2,10 @@
 
 mod agent;
 mod api;
+mod bench;
 mod client;
 mod demo;
+mod procs;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +26,8 @@ enum Command {
     Members(client::MembersArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
     Demo(demo::DemoArgs),
+    /// Measure real agents on 127.0.0.1 (against HashiCorp Serf when installed).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +36,7 @@ fn main() -> std::process::ExitCode {
         Command::Agent(args) => agent::run(args),
         Command::Members(args) => client::members(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -15,12 +15,14 @@ fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_ensemble")
 }
 
+/// A free port below the ephemeral range, so no agent's outgoing connection can take it first.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 20000..32000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Agent {
@@ -358,4 +360,39 @@ fn ureq_get(http: &str, path: &str) -> Option<Value> {
         .ok()?
         .into_json()
         .ok()
+}
+
+#[test]
+fn bench_membership_runs_and_reports_every_figure() {
+    let out = Command::new(exe())
+        .args([
+            "bench",
+            "membership",
+            "--nodes",
+            "3",
+            "--idle-s",
+            "1",
+            "--no-serf",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r["system"], "ensemble");
+    for key in [
+        "convergence_ms",
+        "kill_detect_max_ms",
+        "stop_detect_max_ms",
+        "stop_recover_ms",
+    ] {
+        assert!(r[key].as_u64().is_some(), "{key} missing in {r}");
+    }
+    assert!(r["rss_mb"].as_f64().unwrap() > 0.0);
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ensemble_proto::wire::{self, Frame, Message, PeerInfo};
 use ensemble_proto::{Input, Member, MemberEvent, Membership, Output, Tags};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -292,10 +293,12 @@ impl Driver {
                         continue;
                     };
                     let frame = wire::encode(&Frame::Message(Message::Membership(msg)));
-                    if active.tx.try_send(Bytes::from(frame)).is_err() {
+                    // A closed queue means the connection just ended; its close is on its way.
+                    if let Err(TrySendError::Full(_)) = active.tx.try_send(Bytes::from(frame)) {
                         self.dropped_frames += 1;
                         if self.dropped_frames.is_power_of_two() {
-                            warn!(peer = %to, "send queue to {to} is full; {} frames dropped so far", self.dropped_frames);
+                            let n = self.dropped_frames;
+                            warn!(peer = %to, "send queue to {to} is full; {n} frames dropped so far");
                         }
                     }
                 }

@@ -15,12 +15,12 @@ pub enum Error {
     #[error(transparent)]
     Member(#[from] MemberError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// Address asked for.
         addr: SocketAddr,
         /// What the OS said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The cluster secret file could not be read or created.
     #[error("cluster secret file {path}: {reason}")]

@@ -70,13 +70,13 @@ impl Node {
         }
         let listener = TcpListener::bind(config.bind)
             .await
-            .map_err(|source| Error::Bind {
+            .map_err(|error| Error::Bind {
                 addr: config.bind,
-                source,
+                error,
             })?;
-        let bound = listener.local_addr().map_err(|source| Error::Bind {
+        let bound = listener.local_addr().map_err(|error| Error::Bind {
             addr: config.bind,
-            source,
+            error,
         })?;
         let addr = match config.advertise {
             Some(a) => a,

@@ -150,6 +150,18 @@ enum Close {
     Protocol(String),
 }
 
+impl Close {
+    /// A reset or broken pipe is the peer going away (a crash, or the other side dropping a
+    /// duplicate connection), not bad input.
+    fn from_io(what: &str, e: std::io::Error) -> Close {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => Close::ByPeer,
+            _ => Close::Protocol(format!("{what} error: {e}")),
+        }
+    }
+}
+
 /// Registers an established connection with the driver and moves frames until it closes.
 async fn serve(
     shared: Arc<Shared>,
@@ -183,13 +195,13 @@ async fn serve(
                     Err(e) => break Close::Protocol(e.to_string()),
                 },
                 // Oversized frames end up here too.
-                Some(Err(e)) => break Close::Protocol(format!("read error: {e}")),
+                Some(Err(e)) => break Close::from_io("read", e),
                 None => break Close::ByPeer,
             },
             out = rx.recv() => match out {
                 Some(bytes) => {
                     if let Err(e) = write_batch(&mut stream, bytes, &mut rx).await {
-                        break Close::Protocol(format!("write error: {e}"));
+                        break Close::from_io("write", e);
                     }
                 }
                 None => {
