@@ -153,6 +153,8 @@ pub struct Membership {
     peers: BTreeMap<String, Peer>,
     /// Changed members waiting to be pushed, by destination; flushed after each input.
     push: BTreeMap<String, Vec<Member>>,
+    /// Accusations held back: member name to (accusation, who sent it, when to apply it).
+    held: BTreeMap<String, (Member, String, Instant)>,
     overlay: Overlay,
     probes: Probes,
     rng: SmallRng,
@@ -201,6 +203,7 @@ impl Membership {
             view,
             peers: BTreeMap::new(),
             push: BTreeMap::new(),
+            held: BTreeMap::new(),
             overlay,
             probes: Probes::default(),
             rng: SmallRng::seed_from_u64(rng_seed),
@@ -226,6 +229,34 @@ impl Membership {
     /// One member by name.
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.view.get(name)
+    }
+
+    /// Number of members (this node included) that are `alive` or `suspect`.
+    pub fn up_count(&self) -> usize {
+        self.view.up_count()
+    }
+
+    /// A rough estimate of the memory this state machine holds, in bytes (for simulations).
+    pub fn estimated_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let members: usize = self
+            .view
+            .members()
+            .map(|m| {
+                let tags: usize = m
+                    .tags
+                    .as_map()
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum();
+                // The name is stored twice (key and value), plus map and entry overhead.
+                size_of::<Member>() + 2 * m.name.len() + tags + 64
+            })
+            .sum();
+        let window = self.config.detector.window * size_of::<f64>();
+        let peers = self.peers.len() * (size_of::<Peer>() + window + 64);
+        let queued: usize = self.outputs.len() * size_of::<Output>();
+        size_of::<Self>() + members + peers + queued
     }
 
     /// Grows at every change of the view.
@@ -299,6 +330,11 @@ impl Membership {
         if member.name == self.name {
             return self.about_me(now, member, origin);
         }
+        if let Origin::Remote(from) = &origin {
+            if self.hold_accusation(now, &member, from) {
+                return;
+            }
+        }
         let Some(t) = self.view.merge(now, member) else {
             return;
         };
@@ -310,26 +346,97 @@ impl Membership {
                     self.queue_push(p, &t.new);
                 }
             }
-            Origin::Remote(from) => {
-                let mut targets: BTreeSet<String> = self
-                    .peers
-                    .keys()
-                    .filter(|p| **p != from && **p != t.new.name)
-                    .cloned()
-                    .choose_multiple(&mut self.rng, self.config.gossip_fanout)
-                    .into_iter()
-                    .collect();
-                // Tell the accused at once, so a live member refutes quickly.
-                if t.new.status != Status::Alive && self.peers.contains_key(&t.new.name) {
-                    targets.insert(t.new.name.clone());
-                }
-                for p in targets {
-                    self.queue_push(p, &t.new);
+            Origin::Remote(from) => self.forward(&t, &from),
+        }
+        self.report(&t);
+    }
+
+    fn report(&mut self, t: &Transition) {
+        if let Some(e) = MemberEvent::from_transition(t) {
+            self.outputs.push_back(Output::Event(e));
+        }
+    }
+
+    /// Pushes a change learnt from `from` on to a few peers, and to the member concerned if it
+    /// is accused.
+    fn forward(&mut self, t: &Transition, from: &str) {
+        let mut targets: BTreeSet<String> = self
+            .peers
+            .keys()
+            .filter(|p| p.as_str() != from && **p != t.new.name)
+            .cloned()
+            .choose_multiple(&mut self.rng, self.config.gossip_fanout)
+            .into_iter()
+            .collect();
+        // Tell the accused at once, so a live member refutes quickly.
+        if t.new.status != Status::Alive && self.peers.contains_key(&t.new.name) {
+            targets.insert(t.new.name.clone());
+        }
+        for p in targets {
+            self.queue_push(p, &t.new);
+        }
+    }
+
+    /// An accusation (`suspect` or `down`) from gossip about a member this node hears
+    /// heartbeats from right now is held back for `probe_timeout` and passed to the accused. If
+    /// its refutation comes first, the accusation is superseded and never applied, so nodes that
+    /// could reach the member all along (the other half after a partition heals, the far end of
+    /// one bad link) do not flap it down and up. Returns true if held.
+    fn hold_accusation(&mut self, now: Instant, member: &Member, from: &str) -> bool {
+        if !matches!(member.status, Status::Suspect | Status::Down) {
+            return false;
+        }
+        let healthy = self.peers.get(&member.name).is_some_and(|p| {
+            now.saturating_duration_since(p.detector.last_heard())
+                < self.config.heartbeat_interval * 2
+        });
+        let newer = self
+            .view
+            .get(&member.name)
+            .is_some_and(|held| member.supersedes(held));
+        if !healthy || !newer {
+            return false;
+        }
+        // A copy of an accusation held already (or an older one) joins it.
+        if self
+            .held
+            .get(&member.name)
+            .is_some_and(|(m, _, _)| !member.supersedes(m))
+        {
+            return true;
+        }
+        self.queue_push(member.name.clone(), member);
+        let until = now + self.config.probe_timeout;
+        self.held.insert(
+            member.name.clone(),
+            (member.clone(), from.to_owned(), until),
+        );
+        true
+    }
+
+    /// Applies held accusations whose time is up (a newer version may have superseded them).
+    fn release_accusations(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, (_, _, until))| *until <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            if let Some((member, from, _)) = self.held.remove(&name) {
+                if self
+                    .view
+                    .get(&name)
+                    .is_none_or(|held| member.supersedes(held))
+                {
+                    let t = self.view.merge(now, member);
+                    if let Some(t) = t {
+                        self.after_transition(now, &t);
+                        self.forward(&t, &from);
+                        self.report(&t);
+                    }
                 }
             }
-        }
-        if let Some(e) = MemberEvent::from_transition(&t) {
-            self.outputs.push_back(Output::Event(e));
         }
     }
 
@@ -697,6 +804,7 @@ impl Membership {
         }
         self.check_detectors(now);
         self.expire_probes(now);
+        self.release_accusations(now);
         if now >= self.next_sync {
             self.next_sync = now + self.config.sync_interval;
             if let Some(p) = self.peers.keys().choose(&mut self.rng).cloned() {

@@ -30,6 +30,8 @@ struct Entry {
 pub struct View {
     entries: BTreeMap<String, Entry>,
     version: u64,
+    /// Members that are `alive` or `suspect`, kept up to date by every change.
+    up: usize,
 }
 
 impl View {
@@ -46,6 +48,8 @@ impl View {
             None => None,
         };
         self.version += 1;
+        let was_up = old.as_ref().is_some_and(|o| o.status.is_up());
+        self.up = self.up + usize::from(member.status.is_up()) - usize::from(was_up);
         self.entries.insert(
             member.name.clone(),
             Entry {
@@ -69,6 +73,11 @@ impl View {
     /// Number of held members, tombstones included.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Number of held members that are `alive` or `suspect`.
+    pub fn up_count(&self) -> usize {
+        self.up
     }
 
     /// True if no member is held.

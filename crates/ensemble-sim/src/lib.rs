@@ -10,5 +10,7 @@
 #![warn(missing_docs)]
 
 mod network;
+pub mod scenario;
 
-pub use network::{NodeId, Sim, SimConfig};
+pub use network::{NodeId, Sim, SimConfig, SimEvent};
+pub use scenario::{Report, Scenario, ScenarioConfig};

@@ -6,12 +6,27 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ensemble_proto::wire::{self, Frame, MembershipMsg, Message, PeerInfo};
-use ensemble_proto::{Config, Input, Member, MemberEvent, Membership, Output, Status, Tags};
+use ensemble_proto::{Config, EventKind, Input, Member, Membership, Output, Status, Tags};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// Index of a simulated node.
 pub type NodeId = usize;
+
+/// A membership event reported by one simulated node about another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SimEvent {
+    /// Virtual time since the start of the simulation.
+    pub at: Duration,
+    /// The node that reported it.
+    pub observer: NodeId,
+    /// What happened.
+    pub kind: EventKind,
+    /// The node it happened to.
+    pub target: NodeId,
+    /// The target's incarnation in the event.
+    pub incarnation: u64,
+}
 
 /// Settings of a simulated network.
 #[derive(Debug, Clone)]
@@ -59,6 +74,7 @@ enum Event {
     Closed {
         at: NodeId,
         peer: NodeId,
+        link: u64,
     },
 }
 
@@ -107,13 +123,16 @@ pub struct Sim {
     seq: u64,
     queue: BinaryHeap<Scheduled>,
     nodes: Vec<SimNode>,
-    /// Open connections, as (lower id, higher id).
-    links: BTreeSet<(NodeId, NodeId)>,
+    /// Open connections, as (lower id, higher id), with a unique id per connection.
+    links: BTreeMap<(NodeId, NodeId), u64>,
+    next_link: u64,
     /// Pairs that cannot talk, as (lower id, higher id).
     blocked: BTreeSet<(NodeId, NodeId)>,
     by_name: BTreeMap<String, NodeId>,
     by_addr: BTreeMap<SocketAddr, NodeId>,
-    events: Vec<(Duration, NodeId, MemberEvent)>,
+    events: Vec<SimEvent>,
+    /// Whether `up` and `updated` events are kept (a join storm of n nodes makes n^2 of them).
+    pub record_up_events: bool,
     /// Messages delivered or lost, and their encoded size.
     pub messages: u64,
     /// Bytes of all messages sent.
@@ -136,11 +155,13 @@ impl Sim {
             seq: 0,
             queue: BinaryHeap::new(),
             nodes: Vec::new(),
-            links: BTreeSet::new(),
+            links: BTreeMap::new(),
+            next_link: 0,
             blocked: BTreeSet::new(),
             by_name: BTreeMap::new(),
             by_addr: BTreeMap::new(),
             events: Vec::new(),
+            record_up_events: true,
             messages: 0,
             bytes: 0,
         }
@@ -248,7 +269,7 @@ impl Sim {
                 let frame = Frame::Message(Message::Membership(msg.clone()));
                 self.bytes += wire::encode(&frame).len() as u64 + 4;
                 let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss);
-                if lost || !self.links.contains(&pair(from, to)) {
+                if lost || !self.links.contains_key(&pair(from, to)) {
                     return;
                 }
                 let d = self.delay();
@@ -268,8 +289,19 @@ impl Sim {
                 self.schedule(after, Event::DialDone { from, addr, to });
             }
             Output::Event(e) => {
-                let at = self.elapsed();
-                self.events.push((at, from, e));
+                if !self.record_up_events && matches!(e.kind, EventKind::Up | EventKind::Updated) {
+                    return;
+                }
+                let Some(&target) = self.by_name.get(&e.member.name) else {
+                    return;
+                };
+                self.events.push(SimEvent {
+                    at: self.elapsed(),
+                    observer: from,
+                    kind: e.kind,
+                    target,
+                    incarnation: e.member.incarnation,
+                });
             }
         }
     }
@@ -290,7 +322,9 @@ impl Sim {
                 self.input(id, Input::Tick);
             }
             Event::Deliver { from, to, msg } => {
-                if self.links.contains(&pair(from, to)) && !self.blocked.contains(&pair(from, to)) {
+                if self.links.contains_key(&pair(from, to))
+                    && !self.blocked.contains(&pair(from, to))
+                {
                     let from = self.nodes[from].name.clone();
                     self.input(to, Input::Message { from, msg });
                 }
@@ -305,8 +339,9 @@ impl Sim {
                         && !self.blocked.contains(&pair(from, *t))
                 });
                 match ok {
-                    Some(t) if !self.links.contains(&pair(from, t)) => {
-                        self.links.insert(pair(from, t));
+                    Some(t) if !self.links.contains_key(&pair(from, t)) => {
+                        self.next_link += 1;
+                        self.links.insert(pair(from, t), self.next_link);
                         let (fi, ti) = (self.info(from), self.info(t));
                         self.input(
                             from,
@@ -338,7 +373,12 @@ impl Sim {
                     None => self.input(from, Input::DialFailed { addr }),
                 }
             }
-            Event::Closed { at, peer } => {
+            Event::Closed { at, peer, link } => {
+                // A newer connection between the two may exist already (a quick restart): the
+                // runtime ignores the close of a replaced connection, and so does the simulator.
+                if self.links.get(&pair(at, peer)).is_some_and(|l| *l != link) {
+                    return;
+                }
                 let name = self.nodes[peer].name.clone();
                 self.input(at, Input::Disconnected { name });
             }
@@ -378,17 +418,24 @@ impl Sim {
 
     /// Closes every connection of `id` (after one latency at the peers).
     fn close_links(&mut self, id: NodeId) {
-        let mine: Vec<(NodeId, NodeId)> = self
+        let mine: Vec<((NodeId, NodeId), u64)> = self
             .links
             .iter()
-            .filter(|(a, b)| *a == id || *b == id)
-            .copied()
+            .filter(|((a, b), _)| *a == id || *b == id)
+            .map(|(k, v)| (*k, *v))
             .collect();
-        for (a, b) in mine {
+        for ((a, b), link) in mine {
             self.links.remove(&(a, b));
             let peer = if a == id { b } else { a };
             let d = self.config.latency;
-            self.schedule(d, Event::Closed { at: peer, peer: id });
+            self.schedule(
+                d,
+                Event::Closed {
+                    at: peer,
+                    peer: id,
+                    link,
+                },
+            );
         }
     }
 
@@ -476,8 +523,47 @@ impl Sim {
         })
     }
 
-    /// Events reported so far: (virtual time, observer, event).
-    pub fn events(&self) -> &[(Duration, NodeId, MemberEvent)] {
+    /// Events reported so far.
+    pub fn events(&self) -> &[SimEvent] {
         &self.events
+    }
+
+    /// Number of nodes ever added.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True if no node was added.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// True if node `id` is running and not paused.
+    pub fn is_live(&self, id: NodeId) -> bool {
+        self.running(id) && !self.nodes[id].paused
+    }
+
+    /// True if every live node counts exactly `n` members up (itself included).
+    pub fn all_count_up(&self, n: usize) -> bool {
+        self.nodes
+            .iter()
+            .filter(|node| !node.paused)
+            .filter_map(|node| node.state.as_ref())
+            .all(|m| m.up_count() == n)
+    }
+
+    /// The largest estimated state size of one node, in bytes.
+    pub fn max_state_bytes(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.state.as_ref())
+            .map(Membership::estimated_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Number of open connections.
+    pub fn connections(&self) -> usize {
+        self.links.len()
     }
 }

@@ -1,0 +1,137 @@
+//! `ensemble sim membership`: run a membership scenario in the deterministic simulator.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use ensemble_sim::{Report, Scenario, ScenarioConfig, SimConfig};
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    what: SimWhat,
+}
+
+#[derive(Subcommand, Debug)]
+enum SimWhat {
+    /// Membership and failure detection: convergence, detection time, false positives, traffic.
+    Membership(MembershipSim),
+}
+
+#[derive(Args, Debug)]
+struct MembershipSim {
+    /// Cluster size.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// One-way latency of every message, in ms.
+    #[arg(long, default_value_t = 1.0)]
+    latency_ms: f64,
+    /// Extra latency, uniform from 0 to this, in ms.
+    #[arg(long, default_value_t = 0.0)]
+    jitter_ms: f64,
+    /// Probability that a message is lost (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// RNG seed; the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// join, crash, pause, partition or churn.
+    #[arg(long, default_value = "crash")]
+    scenario: Scenario,
+    /// Virtual seconds to run after the cluster formed (churn: how long nodes keep failing).
+    #[arg(long, default_value_t = 60)]
+    duration_s: u64,
+    /// Print one JSON object instead of a report.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: SimArgs) -> Result<()> {
+    let SimWhat::Membership(a) = args.what;
+    if a.nodes < 2 {
+        bail!("--nodes must be at least 2");
+    }
+    if !(0.0..1.0).contains(&a.loss) {
+        bail!("--loss must be at least 0 and below 1");
+    }
+    if a.latency_ms < 0.0 || a.jitter_ms < 0.0 {
+        bail!("--latency-ms and --jitter-ms cannot be negative");
+    }
+    let cfg = ScenarioConfig {
+        nodes: a.nodes,
+        scenario: a.scenario,
+        duration: Duration::from_secs(a.duration_s),
+        sim: SimConfig {
+            latency: Duration::from_secs_f64(a.latency_ms / 1000.0),
+            jitter: Duration::from_secs_f64(a.jitter_ms / 1000.0),
+            loss: a.loss,
+            seed: a.seed,
+            ..SimConfig::default()
+        },
+    };
+    let wall = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut last = Instant::now();
+    let report = ensemble_sim::scenario::run(&cfg, |virt| {
+        // Long runs show progress on stderr: in place on a terminal, every 10 s otherwise.
+        if tty {
+            eprint!(
+                "\r  simulated {:>5} s in {:>6.1} s ",
+                virt.as_secs(),
+                wall.elapsed().as_secs_f64()
+            );
+        } else if last.elapsed() > Duration::from_secs(10) {
+            last = Instant::now();
+            eprintln!(
+                "  simulated {} s in {:.1} s",
+                virt.as_secs(),
+                wall.elapsed().as_secs_f64()
+            );
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", readable(&report, &a));
+    }
+    Ok(())
+}
+
+fn readable(r: &Report, a: &MembershipSim) -> String {
+    let opt = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
+    format!(
+        "Simulated {} nodes, scenario {}, seed {}, latency {} ms +- {} ms, loss {}\n\
+         \n  convergence after the join storm  {}\
+         \n  detection p50 / p99 / max         {} / {} / {} ({} of {} observers)\
+         \n  recovery                          {}\
+         \n  false positives                   {}\
+         \n  traffic per node                  {:.1} msgs/s, {:.0} bytes/s\
+         \n  connections per node              {}\
+         \n  peak state per node               {} KiB\
+         \n  simulated {:.1} s in {:.1} s of wall time\n",
+        r.nodes,
+        r.scenario,
+        r.seed,
+        a.latency_ms,
+        a.jitter_ms,
+        a.loss,
+        opt(r.convergence_ms),
+        opt(r.detect_p50_ms),
+        opt(r.detect_p99_ms),
+        opt(r.detect_max_ms),
+        r.detected_by.0,
+        r.detected_by.1,
+        opt(r.recover_ms),
+        r.false_positives,
+        r.msgs_per_node_per_s,
+        r.bytes_per_node_per_s,
+        r.connections_per_node,
+        r.peak_state_bytes / 1024,
+        r.simulated_ms as f64 / 1000.0,
+        r.wall_ms as f64 / 1000.0,
+    )
+}
