@@ -16,6 +16,10 @@ pub const MAX_TAG_KEY_LEN: usize = 64;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 /// Largest total size of all tag keys and values, in bytes.
 pub const MAX_TAGS_BYTES: usize = 2048;
+/// Largest incarnation accepted from the network. Incarnations start at the clock in
+/// milliseconds (about 2^41 today), so this leaves room for 2^61 refutations while a rumour of
+/// `u64::MAX` can never make a refutation overflow.
+pub const MAX_INCARNATION: u64 = 1 << 62;
 
 /// The status of a member, in precedence order: for one incarnation, a later status wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -77,6 +81,9 @@ pub enum MemberError {
     /// All tags together are too large.
     #[error("tags take {0} bytes; the limit is {MAX_TAGS_BYTES}")]
     TagsTooLarge(usize),
+    /// An incarnation beyond [`MAX_INCARNATION`].
+    #[error("incarnation {0} is beyond the limit {MAX_INCARNATION}")]
+    IncarnationTooLarge(u64),
 }
 
 /// Checks that `name` can name a member: 1 to [`MAX_NAME_LEN`] bytes, no whitespace or controls.
@@ -100,11 +107,19 @@ pub struct Tags(BTreeMap<String, String>);
 impl Tags {
     /// Builds a tag set, refusing one over the size limits.
     pub fn new(map: BTreeMap<String, String>) -> Result<Self, MemberError> {
+        let tags = Tags(map);
+        tags.check()?;
+        Ok(tags)
+    }
+
+    /// Checks the size limits (tags decoded from the network bypass [`Tags::new`]).
+    pub fn check(&self) -> Result<(), MemberError> {
+        let map = &self.0;
         if map.len() > MAX_TAGS {
             return Err(MemberError::TooManyTags(map.len()));
         }
         let mut total = 0;
-        for (k, v) in &map {
+        for (k, v) in map {
             if k.is_empty() || k.len() > MAX_TAG_KEY_LEN {
                 return Err(MemberError::BadTagKey(k.clone()));
             }
@@ -116,7 +131,7 @@ impl Tags {
         if total > MAX_TAGS_BYTES {
             return Err(MemberError::TagsTooLarge(total));
         }
-        Ok(Tags(map))
+        Ok(())
     }
 
     /// The tags as a map.
@@ -152,6 +167,16 @@ impl Member {
     /// malformed duplicates, so that merge stays a total order.
     fn precedence(&self) -> (u64, Status, &SocketAddr, &Tags) {
         (self.incarnation, self.status, &self.addr, &self.tags)
+    }
+
+    /// Checks a member received from the network: its name, tags and incarnation.
+    pub fn check(&self) -> Result<(), MemberError> {
+        validate_name(&self.name)?;
+        self.tags.check()?;
+        if self.incarnation > MAX_INCARNATION {
+            return Err(MemberError::IncarnationTooLarge(self.incarnation));
+        }
+        Ok(())
     }
 
     /// True if this version of the member wins over `other` (which must have the same name).

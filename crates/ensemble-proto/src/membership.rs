@@ -155,6 +155,8 @@ pub struct Membership {
     push: BTreeMap<String, Vec<Member>>,
     /// Accusations held back: member name to (accusation, who sent it, when to apply it).
     held: BTreeMap<String, (Member, String, Instant)>,
+    /// Invalid members received so far.
+    rejected: u64,
     overlay: Overlay,
     probes: Probes,
     rng: SmallRng,
@@ -204,6 +206,7 @@ impl Membership {
             peers: BTreeMap::new(),
             push: BTreeMap::new(),
             held: BTreeMap::new(),
+            rejected: 0,
             overlay,
             probes: Probes::default(),
             rng: SmallRng::seed_from_u64(rng_seed),
@@ -299,7 +302,7 @@ impl Membership {
             Input::Leave => self.leave(now),
             Input::SetTags(tags) => {
                 let mut me = self.local().clone();
-                me.incarnation += 1;
+                me.incarnation = me.incarnation.saturating_add(1);
                 me.tags = tags;
                 self.apply(now, me, Origin::Local);
             }
@@ -323,6 +326,28 @@ impl Membership {
             to: to.to_owned(),
             msg,
         });
+    }
+
+    /// Merges a member version received from `from`, after checking it.
+    ///
+    /// Invalid members (bad name, oversized tags, absurd incarnation) are dropped and counted.
+    /// A `down` or `left` member this node does not hold is ignored: it is a tombstone another
+    /// node has not collected yet, and storing it would restart its time to live, so that
+    /// tombstones could circulate for ever.
+    fn apply_remote(&mut self, now: Instant, member: Member, from: &str) {
+        if member.check().is_err() {
+            self.rejected += 1;
+            return;
+        }
+        if !member.status.is_up() && self.view.get(&member.name).is_none() {
+            return;
+        }
+        self.apply(now, member, Origin::Remote(from.to_owned()));
+    }
+
+    /// Members received from the network and dropped as invalid, so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// Merges one member version and pushes the change on.
@@ -447,7 +472,10 @@ impl Membership {
             Origin::Local => member,
             Origin::Remote(_) if self.leaving || !member.supersedes(&current) => return,
             Origin::Remote(_) => Member {
-                incarnation: member.incarnation.max(current.incarnation) + 1,
+                incarnation: member
+                    .incarnation
+                    .max(current.incarnation)
+                    .saturating_add(1),
                 ..current
             },
         };
@@ -591,7 +619,8 @@ impl Membership {
             let target = name.to_owned();
             self.send(h, MembershipMsg::ProbeRequest { seq, target });
         }
-        if self.peers.contains_key(name) {
+        let pinged = self.peers.contains_key(name);
+        if pinged {
             self.send(name, MembershipMsg::Ping { seq });
         }
         self.probes.suspicions.insert(
@@ -601,6 +630,7 @@ impl Membership {
                 incarnation,
                 seq,
                 waiting: helpers.into_iter().collect(),
+                pinged,
                 deadline: now + self.config.probe_timeout * 2,
             },
         );
@@ -697,7 +727,7 @@ impl Membership {
             } => self.on_probe_result(now, from, seq, target, reachable),
             MembershipMsg::Gossip { members } => {
                 for m in members {
-                    self.apply(now, m, Origin::Remote(from.clone()));
+                    self.apply_remote(now, m, &from);
                 }
             }
             MembershipMsg::Sync { members, reply } => self.on_sync(now, from, members, reply),
@@ -737,7 +767,7 @@ impl Membership {
         }
         if ok {
             self.confirmed_alive(now, &target);
-        } else if s.waiting.is_empty() && s.phase == Phase::Probing {
+        } else if s.waiting.is_empty() && s.phase == Phase::Probing && !s.pinged {
             self.probes_failed(now, &target);
         }
     }
@@ -748,7 +778,7 @@ impl Membership {
             .map(|m| (m.name.clone(), m.clone()))
             .collect();
         for m in members {
-            self.apply(now, m, Origin::Remote(from.clone()));
+            self.apply_remote(now, m, &from);
         }
         if reply {
             let newer: Vec<Member> = self
@@ -786,9 +816,14 @@ impl Membership {
         // A tick far later than planned means this node was paused (SIGSTOP, a long GC, an
         // overloaded machine): the silence was ours, not the peers', so do not hold it against them.
         if let Some(last) = self.last_tick {
-            if now.saturating_duration_since(last) > self.config.detector.acceptable_pause {
+            let gap = now.saturating_duration_since(last);
+            if gap > self.config.detector.acceptable_pause {
                 for p in self.peers.values_mut() {
                     p.detector.refresh(now);
+                }
+                self.probes.postpone(gap);
+                for (_, _, until) in self.held.values_mut() {
+                    *until += gap;
                 }
             }
         }
@@ -901,5 +936,188 @@ impl Membership {
                 self.outputs.push_back(Output::Dial { addr });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn member(name: &str, port: u16, incarnation: u64, status: Status) -> Member {
+        Member {
+            name: name.into(),
+            addr: ([127, 0, 0, 1], port).into(),
+            incarnation,
+            status,
+            tags: Tags::default(),
+        }
+    }
+
+    fn node(now: Instant) -> Membership {
+        Membership::new(
+            Config::default(),
+            member("me", 1, 100, Status::Alive),
+            [],
+            1,
+            now,
+        )
+    }
+
+    fn connect(m: &mut Membership, now: Instant, name: &str, port: u16) {
+        let peer = PeerInfo {
+            name: name.into(),
+            addr: ([127, 0, 0, 1], port).into(),
+            incarnation: 5,
+            instance: 1,
+        };
+        m.handle(now, Input::Connected { peer, dialed: None });
+        let members = vec![member(name, port, 5, Status::Alive)];
+        m.handle(
+            now,
+            Input::Message {
+                from: name.into(),
+                msg: MembershipMsg::Gossip { members },
+            },
+        );
+    }
+
+    fn drain(m: &mut Membership) -> Vec<Output> {
+        std::iter::from_fn(|| m.poll_output()).collect()
+    }
+
+    #[test]
+    fn an_absurd_incarnation_rumour_is_dropped() {
+        let t0 = Instant::now();
+        let mut m = node(t0);
+        connect(&mut m, t0, "peer", 2);
+        let evil = vec![
+            member("me", 1, u64::MAX, Status::Suspect),
+            member("x", 3, u64::MAX, Status::Alive),
+        ];
+        m.handle(
+            t0,
+            Input::Message {
+                from: "peer".into(),
+                msg: MembershipMsg::Gossip { members: evil },
+            },
+        );
+        assert_eq!(
+            m.local().incarnation,
+            100,
+            "no refutation of an invalid rumour"
+        );
+        assert!(m.member("x").is_none());
+        assert_eq!(m.rejected(), 2);
+        // A valid suspicion still gets refuted, and near the limit it saturates instead of
+        // overflowing.
+        let near = vec![member(
+            "me",
+            1,
+            crate::member::MAX_INCARNATION,
+            Status::Suspect,
+        )];
+        m.handle(
+            t0,
+            Input::Message {
+                from: "peer".into(),
+                msg: MembershipMsg::Gossip { members: near },
+            },
+        );
+        assert_eq!(m.local().incarnation, crate::member::MAX_INCARNATION + 1);
+        assert_eq!(m.local().status, Status::Alive);
+    }
+
+    #[test]
+    fn tombstones_of_unknown_members_are_not_adopted() {
+        let t0 = Instant::now();
+        let mut m = node(t0);
+        connect(&mut m, t0, "peer", 2);
+        let old = vec![
+            member("gone", 9, 7, Status::Left),
+            member("dead", 8, 7, Status::Down),
+        ];
+        let msg = MembershipMsg::Sync {
+            members: old,
+            reply: false,
+        };
+        m.handle(
+            t0,
+            Input::Message {
+                from: "peer".into(),
+                msg,
+            },
+        );
+        assert!(m.member("gone").is_none() && m.member("dead").is_none());
+        // A known member's tombstone is taken as usual.
+        let left = vec![member("peer", 2, 5, Status::Left)];
+        m.handle(
+            t0,
+            Input::Message {
+                from: "peer".into(),
+                msg: MembershipMsg::Gossip { members: left },
+            },
+        );
+        assert_eq!(m.member("peer").unwrap().status, Status::Left);
+    }
+
+    #[test]
+    fn helpers_saying_unreachable_do_not_overrule_a_pending_direct_ping() {
+        let t0 = Instant::now();
+        let mut m = node(t0);
+        connect(&mut m, t0, "a", 2);
+        connect(&mut m, t0, "b", 3);
+        drain(&mut m);
+        // `a` goes silent; after the phi threshold this node probes it.
+        let later = t0 + Duration::from_secs(3);
+        m.handle(
+            later,
+            Input::Message {
+                from: "b".into(),
+                msg: MembershipMsg::Heartbeat,
+            },
+        );
+        m.handle(later, Input::Tick);
+        let out = drain(&mut m);
+        let seq = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: MembershipMsg::Ping { seq },
+                } if to == "a" => Some(*seq),
+                _ => None,
+            })
+            .expect("a direct ping to the silent member");
+        let nack = MembershipMsg::ProbeResult {
+            seq,
+            target: "a".into(),
+            reachable: false,
+        };
+        m.handle(
+            later,
+            Input::Message {
+                from: "b".into(),
+                msg: nack,
+            },
+        );
+        assert_eq!(
+            m.member("a").unwrap().status,
+            Status::Alive,
+            "still waiting for the ping"
+        );
+        m.handle(
+            later,
+            Input::Message {
+                from: "a".into(),
+                msg: MembershipMsg::Ack { seq },
+            },
+        );
+        m.handle(later + Duration::from_secs(2), Input::Tick);
+        assert_eq!(
+            m.member("a").unwrap().status,
+            Status::Alive,
+            "the ack cleared it"
+        );
     }
 }

@@ -29,6 +29,9 @@ pub struct Suspicion {
     pub seq: u64,
     /// Helpers that have not answered yet.
     pub waiting: BTreeSet<String>,
+    /// True if the member was pinged directly: its ack may still come until the deadline, so
+    /// helpers answering "unreachable" do not end the probing early.
+    pub pinged: bool,
     /// When the phase ends: probes time out, or the member is declared down.
     pub deadline: Instant,
 }
@@ -68,6 +71,20 @@ pub struct Probes {
 }
 
 impl Probes {
+    /// Pushes every deadline `by` later (this node was paused: its own silence must not count
+    /// against the others).
+    pub fn postpone(&mut self, by: std::time::Duration) {
+        for s in self.suspicions.values_mut() {
+            s.deadline += by;
+        }
+        for p in self.helper_pings.values_mut() {
+            p.deadline += by;
+        }
+        for r in self.remote.values_mut() {
+            r.deadline += by;
+        }
+    }
+
     /// A fresh sequence number.
     pub fn next_seq(&mut self) -> u64 {
         self.next_seq += 1;

@@ -48,6 +48,9 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// Its current incarnation.
     pub incarnation: u64,
+    /// Random per process start: tells two connections to one process from connections to
+    /// two processes (a restart) even while the incarnation changes.
+    pub instance: u64,
 }
 
 /// First frame of the dialer.
@@ -201,6 +204,7 @@ mod tests {
                     name: "app1".into(),
                     addr: member.addr,
                     incarnation: 1,
+                    instance: 7,
                 },
                 nonce: [7; NONCE_LEN],
             }),

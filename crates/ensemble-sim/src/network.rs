@@ -312,6 +312,7 @@ impl Sim {
             name: m.name.clone(),
             addr: m.addr,
             incarnation: m.incarnation,
+            instance: id as u64,
         }
     }
 

@@ -75,7 +75,8 @@ pub(crate) struct Published {
 struct Active {
     id: u64,
     dialer: String,
-    incarnation: u64,
+    /// The peer as it announced itself in the handshake.
+    peer: PeerInfo,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -91,6 +92,10 @@ pub(crate) struct Driver {
     tasks: JoinSet<()>,
     published_version: u64,
     dropped_frames: u64,
+    /// Random per process start, announced in handshakes.
+    instance: u64,
+    /// Addresses this node answers on (advertised and bound): joining them is an error.
+    own_addrs: Vec<SocketAddr>,
 }
 
 /// How long a leaving node waits for its goodbye to be written.
@@ -102,8 +107,13 @@ impl Driver {
         inbox: mpsc::Receiver<DriverMsg>,
         shared: Arc<Shared>,
         published: Published,
+        instance: u64,
+        own_addrs: Vec<SocketAddr>,
     ) -> Self {
+        let published_version = core.view_version();
         Driver {
+            instance,
+            own_addrs,
             core,
             inbox,
             shared,
@@ -113,7 +123,8 @@ impl Driver {
             next_partition: 1,
             join_waiters: HashMap::new(),
             tasks: JoinSet::new(),
-            published_version: u64::MAX,
+            // Node::start published the initial view already.
+            published_version,
             dropped_frames: 0,
         }
     }
@@ -197,7 +208,17 @@ impl Driver {
     fn on_command(&mut self, now: Instant, c: Command) -> Option<(bool, oneshot::Sender<()>)> {
         match c {
             Command::Join { addr, reply } => {
-                self.join_waiters.entry(addr).or_default().push(reply);
+                if self.own_addrs.contains(&addr) {
+                    let reason = "that is this node's own address".to_string();
+                    let _ = reply.send(Err(Error::Join { addr, reason }));
+                    return None;
+                }
+                // Dial directly, whatever the core's dial schedule: the caller waits for this
+                // result. A second connection this may open is dropped by the dedupe rule.
+                let waiters = self.join_waiters.entry(addr).or_default();
+                waiters.retain(|w| !w.is_closed());
+                waiters.push(reply);
+                self.tasks.spawn(conn::dial(self.shared.clone(), addr));
                 self.core.handle(now, Input::Join { addr });
             }
             Command::SetTags { tags, reply } => {
@@ -258,7 +279,10 @@ impl Driver {
         }
         let keep_new = match self.conns.get(&peer.name) {
             None => true,
-            Some(old) if peer.incarnation != old.incarnation => peer.incarnation > old.incarnation,
+            // Another process under the same name: a restart, newer by its start time.
+            Some(old) if peer.instance != old.peer.instance => {
+                peer.incarnation >= old.peer.incarnation
+            }
             // Two connections to the same process (both dialled at once): both sides keep the
             // one dialled by the smaller name, so they agree without talking.
             Some(old) => conn.dialer < old.dialer,
@@ -267,16 +291,13 @@ impl Driver {
             let active = Active {
                 id: conn.id,
                 dialer: conn.dialer,
-                incarnation: peer.incarnation,
+                peer: peer.clone(),
                 tx: conn.tx,
             };
             self.conns.insert(peer.name.clone(), active);
         }
         let peer = match (keep_new, self.conns.get(&peer.name)) {
-            (false, Some(a)) => PeerInfo {
-                incarnation: a.incarnation,
-                ..peer
-            },
+            (false, Some(a)) => a.peer.clone(),
             _ => peer,
         };
         self.core.handle(now, Input::Connected { peer, dialed });
@@ -328,6 +349,7 @@ impl Driver {
             name: local.name.clone(),
             addr: local.addr,
             incarnation: local.incarnation,
+            instance: self.instance,
         };
         self.published.me.send_if_modified(|old| {
             let changed = *old != me;

@@ -37,8 +37,20 @@ struct Inner {
     addr: SocketAddr,
     driver: mpsc::Sender<DriverMsg>,
     members: watch::Receiver<Arc<Vec<Member>>>,
-    events: broadcast::Sender<MemberEvent>,
+    /// Never read: only resubscribed. The driver holds the only sender, so streams end when
+    /// the node stops.
+    events: broadcast::Receiver<MemberEvent>,
     partitions: watch::Receiver<BTreeMap<u64, BTreeSet<String>>>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the node (without leaving) instead of running unreachable.
+    fn drop(&mut self) {
+        let (reply, _) = oneshot::channel();
+        let _ = self
+            .driver
+            .try_send(DriverMsg::Command(Command::Shutdown { reply }));
+    }
 }
 
 impl Node {
@@ -100,10 +112,12 @@ impl Node {
             status: Status::Alive,
             tags,
         };
+        let instance = rand::random();
         let me = PeerInfo {
             name: config.name.clone(),
             addr,
             incarnation,
+            instance,
         };
         let rng_seed = rand::random();
         let now = std::time::Instant::now();
@@ -123,7 +137,7 @@ impl Node {
         let (driver_tx, driver_rx) = mpsc::channel(8192);
         let (me_tx, me_rx) = watch::channel(me);
         let (members_tx, members_rx) = watch::channel(Arc::new(vec![local]));
-        let (events_tx, _) = broadcast::channel(4096);
+        let (events_tx, events_rx) = broadcast::channel(4096);
         let (partitions_tx, partitions_rx) = watch::channel(BTreeMap::new());
         let shared = Shared::new(
             config.cluster.clone(),
@@ -138,7 +152,8 @@ impl Node {
             me: me_tx,
             partitions: partitions_tx,
         };
-        let driver = Driver::new(core, driver_rx, shared, published);
+        let own_addrs = vec![addr, bound];
+        let driver = Driver::new(core, driver_rx, shared, published, instance, own_addrs);
         tokio::spawn(driver.run(listener));
         Ok(Node {
             inner: Arc::new(Inner {
@@ -146,7 +161,7 @@ impl Node {
                 addr,
                 driver: driver_tx,
                 members: members_rx,
-                events: events_tx,
+                events: events_rx,
                 partitions: partitions_rx,
             }),
         })
@@ -181,7 +196,7 @@ impl Node {
     /// A stream of membership events (`up`, `down`, `left`, `updated`) of other members, from
     /// now on. A subscriber that falls more than 4096 events behind skips the oldest.
     pub fn events(&self) -> impl Stream<Item = MemberEvent> + Send + Unpin + 'static {
-        BroadcastStream::new(self.inner.events.subscribe())
+        BroadcastStream::new(self.inner.events.resubscribe())
             .filter_map(|e| async move {
                 match e {
                     Ok(e) => Some(e),
@@ -194,9 +209,11 @@ impl Node {
             .boxed()
     }
 
-    /// Waits until the member list changes (useful to wait for convergence).
+    /// Waits until the member list changes after this call (useful to wait for convergence).
+    /// Fails once the node has stopped.
     pub async fn changed(&self) -> Result<(), Error> {
         let mut rx = self.inner.members.clone();
+        rx.borrow_and_update();
         rx.changed().await.map_err(|_| Error::Stopped)
     }
 

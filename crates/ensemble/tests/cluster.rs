@@ -292,3 +292,62 @@ async fn bad_configuration_is_a_clear_error() {
         .to_string();
     assert!(err.contains("cannot listen"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_waits_for_a_change_and_fails_once_stopped() {
+    let a = start("a", &[]).await;
+    let idle = tokio::time::timeout(Duration::from_millis(300), a.changed()).await;
+    assert!(
+        idle.is_err(),
+        "nothing changed, so changed() must still be waiting"
+    );
+    let waiter = tokio::spawn({
+        let a = a.clone();
+        async move { a.changed().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = start("b", &[a.addr()]).await;
+    let r = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.is_ok(), "b's arrival is a change");
+    b.shutdown().await;
+    a.shutdown().await;
+    assert!(a.changed().await.is_err(), "a stopped node reports it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_end_when_the_node_stops() {
+    let a = start("a", &[]).await;
+    let mut events = a.events();
+    a.shutdown().await;
+    let end = tokio::time::timeout(Duration::from_secs(2), events.next()).await;
+    assert_eq!(end.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_answers_for_itself_and_for_a_peer_already_connected() {
+    let nodes = cluster(2).await;
+    let err = nodes[0]
+        .join(nodes[0].addr())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("own address"), "{err}");
+    let t = Instant::now();
+    let name = nodes[1].join(nodes[0].addr()).await.unwrap();
+    assert_eq!(name, "n0");
+    assert!(t.elapsed() < Duration::from_secs(3), "answered at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_stops_the_node() {
+    let a = start("a", &[]).await;
+    let port = a.addr().port();
+    drop(a);
+    wait_for(Duration::from_secs(5), "the port is free again", || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+}

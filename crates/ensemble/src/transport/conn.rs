@@ -13,12 +13,14 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::handshake::{self, HandshakeError, Params};
-use super::{framed, FramedStream};
+use super::{authenticated, framed, FramedStream};
 use crate::driver::DriverMsg;
 use crate::secret::Secret;
 
 /// Most handshakes in progress at once on the accepting side.
 const MAX_PENDING_HANDSHAKES: usize = 256;
+/// Longest a write may block before the connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What connection tasks share with the driver.
 pub(crate) struct Shared {
@@ -80,8 +82,9 @@ pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
         let stream = tokio::time::timeout(shared.dial_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| HandshakeError::Timeout)??;
-        let mut stream = framed(stream, shared.max_frame);
+        let mut stream = framed(stream);
         let (peer, _version) = handshake::dial(&mut stream, &params, shared.dial_timeout).await?;
+        authenticated(&mut stream, shared.max_frame);
         Ok::<_, HandshakeError>((stream, peer))
     };
     match attempt.await {
@@ -104,10 +107,13 @@ pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
     }
 }
 
-/// Accepts connections until the listener task is aborted.
+/// Accepts connections until the listener task is aborted; the connections it accepted are
+/// aborted with it.
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     let limit = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, from) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -121,13 +127,14 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             continue;
         };
         let shared = shared.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let params = shared.params();
-            let mut stream = framed(stream, shared.max_frame);
+            let mut stream = framed(stream);
             let result = handshake::accept(&mut stream, &params, shared.dial_timeout).await;
             drop(permit);
             match result {
                 Ok((peer, _version)) => {
+                    authenticated(&mut stream, shared.max_frame);
                     let dialer = peer.name.clone();
                     serve(shared, stream, peer, dialer, None).await;
                 }
@@ -200,12 +207,16 @@ async fn serve(
             },
             out = rx.recv() => match out {
                 Some(bytes) => {
-                    if let Err(e) = write_batch(&mut stream, bytes, &mut rx).await {
-                        break Close::from_io("write", e);
+                    // A peer that stops reading (hung) must not hold this task for ever.
+                    match tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut stream, bytes, &mut rx)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break Close::from_io("write", e),
+                        Err(_) => break Close::Protocol(format!("write timed out after {WRITE_TIMEOUT:?}")),
                     }
                 }
                 None => {
-                    let _ = SinkExt::<Bytes>::flush(&mut stream).await;
+                    let flush = SinkExt::<Bytes>::flush(&mut stream);
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, flush).await;
                     break Close::ByUs;
                 }
             },
