@@ -26,8 +26,21 @@ pub struct Config {
     pub suspicion_timeout: Duration,
     /// To how many random peers a newly learnt change is forwarded.
     pub gossip_fanout: usize,
-    /// How often a push-pull anti-entropy exchange runs with one random peer.
+    /// How often an anti-entropy round runs with one random peer: digests are compared, and
+    /// full views are exchanged only if they differ.
     pub sync_interval: Duration,
+    /// Members per anti-entropy message, so a large view never exceeds a frame.
+    pub sync_chunk: usize,
+    /// Up to this many other live members every node connects to every other (full mesh);
+    /// beyond it, each keeps about 2 log2(n) connections (partial view on a ring).
+    pub full_mesh_limit: usize,
+    /// Nearest ring neighbours kept on each side in a partial view.
+    pub ring_neighbours: usize,
+    /// Age below which a connection the overlay does not need is kept (a joiner's seed).
+    pub prune_grace: Duration,
+    /// Most dials started per tick. During a join storm a joiner's view grows faster than it
+    /// could connect, so by the time it dials it knows which few peers it really needs.
+    pub dials_per_tick: usize,
     /// First back-off after a failed dial; doubles at each failure.
     pub reconnect_min: Duration,
     /// Longest back-off between dials to one address (down members and seeds).
@@ -55,6 +68,11 @@ impl Default for Config {
             suspicion_timeout: Duration::from_secs(1),
             gossip_fanout: 3,
             sync_interval: Duration::from_secs(10),
+            sync_chunk: 256,
+            full_mesh_limit: 64,
+            ring_neighbours: 2,
+            prune_grace: Duration::from_secs(5),
+            dials_per_tick: 8,
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(10),
             tombstone_ttl: Duration::from_secs(24 * 3600),

@@ -1,14 +1,60 @@
-//! Which addresses to dial, and when: the full-mesh overlay's dial bookkeeping.
+//! Which peers to keep connections to, and when to dial them.
 //!
-//! Every member that is up (and every member marked down, to heal partitions) is dialled when not
-//! connected, with exponential back-off per address after failures. Configured seeds are dialled
-//! the same way until one of them answers, so two nodes that both started alone find each other.
+//! Up to `full_mesh_limit` live members, every node connects to every other (a full mesh: direct
+//! monitoring, one hop for everything). Beyond that each node keeps a partial view: its nearest
+//! ring neighbours on both sides plus "fingers" at 1/2, 1/4, 1/8... of the ring in both
+//! directions, about 2 log2(n) connections, so heartbeats cost O(log n) per node and any node
+//! reaches any other in O(log n) hops. The ring is the membership view ordered by a hash of the
+//! names, so every node computes every node's neighbours from its own view, no extra protocol.
+//!
+//! Dials back off exponentially per address after failures. Configured seeds are dialled the same
+//! way until one answers, so two nodes that both started alone find each other.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+
+use crate::view::{position, View};
+
+/// The members `me` keeps connections to, given the view.
+pub fn targets(
+    view: &View,
+    me: &str,
+    full_mesh_limit: usize,
+    ring_neighbours: usize,
+) -> BTreeSet<String> {
+    let up = |m: &&std::sync::Arc<crate::Member>| m.status.is_up() && m.name != me;
+    if view.up_count() <= full_mesh_limit + 1 {
+        return view.members().filter(up).map(|m| m.name.clone()).collect();
+    }
+    let pos = position(me);
+    let mut out = BTreeSet::new();
+    for clockwise in [true, false] {
+        let start = if clockwise { pos.wrapping_add(1) } else { pos };
+        out.extend(
+            view.walk(start, clockwise)
+                .filter(up)
+                .take(ring_neighbours)
+                .map(|m| m.name.clone()),
+        );
+    }
+    let fingers = usize::BITS - view.up_count().leading_zeros();
+    for j in 1..=fingers.min(63) {
+        let d = 1u64 << (64 - j);
+        if let Some(m) = view.walk(pos.wrapping_add(d), true).find(up) {
+            out.insert(m.name.clone());
+        }
+        if let Some(m) = view
+            .walk(pos.wrapping_sub(d).wrapping_add(1), false)
+            .find(up)
+        {
+            out.insert(m.name.clone());
+        }
+    }
+    out
+}
 
 #[derive(Debug, Clone)]
 struct Target {
@@ -48,6 +94,11 @@ impl Overlay {
             None => true,
             Some(t) => !t.dialing && t.next_try <= now,
         }
+    }
+
+    /// True if the last dial to `addr` failed (evidence that it is unreachable from here).
+    pub fn has_failed(&self, addr: &SocketAddr) -> bool {
+        self.targets.get(addr).is_some_and(|t| t.failures > 0)
     }
 
     /// Records that a dial to `addr` started.
@@ -137,6 +188,54 @@ mod tests {
         assert!(!o.may_dial(&a, t0));
         o.expedite(a, t0);
         assert!(o.may_dial(&a, t0));
+    }
+
+    #[test]
+    fn small_clusters_are_a_full_mesh_large_ones_logarithmic() {
+        use crate::member::{Member, Status, Tags};
+        let now = Instant::now();
+        let mut view = View::new();
+        let add = |view: &mut View, i: usize| {
+            view.merge(
+                now,
+                Member {
+                    name: format!("n{i}"),
+                    addr: ([10, 0, (i >> 8) as u8, i as u8], 1).into(),
+                    incarnation: 1,
+                    status: Status::Alive,
+                    tags: Tags::default(),
+                },
+            );
+        };
+        for i in 0..20 {
+            add(&mut view, i);
+        }
+        assert_eq!(targets(&view, "n0", 64, 2).len(), 19);
+        for i in 20..1000 {
+            add(&mut view, i);
+        }
+        let degrees: Vec<usize> = (0..1000)
+            .map(|i| targets(&view, &format!("n{i}"), 64, 2).len())
+            .collect();
+        let max = *degrees.iter().max().unwrap();
+        assert!(max <= 2 * (2 + 10), "degree {max} at 1000 members");
+        // Connections are kept if either side wants them: every node is somebody's target.
+        let mut wanted = BTreeSet::new();
+        for i in 0..1000 {
+            wanted.extend(targets(&view, &format!("n{i}"), 64, 2));
+        }
+        assert_eq!(wanted.len(), 1000);
+        // The graph is connected: a flood from n0 reaches everyone.
+        let mut seen = BTreeSet::from(["n0".to_string()]);
+        let mut frontier = vec!["n0".to_string()];
+        while let Some(n) = frontier.pop() {
+            for t in targets(&view, &n, 64, 2) {
+                if seen.insert(t.clone()) {
+                    frontier.push(t);
+                }
+            }
+        }
+        assert_eq!(seen.len(), 1000);
     }
 
     #[test]

@@ -3,35 +3,98 @@
 //! Merging keeps, per name, the version with the highest precedence (incarnation, then status),
 //! so merge is commutative, associative and idempotent. A member that left or went down keeps a
 //! tombstone until [`View::collect_garbage`] drops it, so stale gossip cannot re-add it.
+//!
+//! Entries are ordered by ring position (a stable hash of the name), so the overlay finds ring
+//! neighbours with range queries on the view itself, and held as `Arc<Member>` so that one
+//! version of a member is one allocation however many messages and views hold it.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::member::Member;
+use crate::member::{Member, Status};
 
 /// A change a merge made to the view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// The version held before, if the member was known.
-    pub old: Option<Member>,
+    pub old: Option<Arc<Member>>,
     /// The version held now.
-    pub new: Member,
+    pub new: Arc<Member>,
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    member: Member,
-    /// When this node last changed the entry (for tombstone garbage collection).
-    changed_at: Instant,
+/// Position of a name on the ring: FNV-1a, finished with a 64-bit mixer so that similar names
+/// (`node1`, `node2`) land far apart. Stable across builds and platforms.
+pub fn position(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(h)
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Contribution of one member version to the view digest.
+fn digest_of(m: &Member) -> u64 {
+    let status = match m.status {
+        Status::Alive => 1,
+        Status::Suspect => 2,
+        Status::Down => 3,
+        Status::Left => 4,
+    };
+    mix(position(&m.name) ^ mix(m.incarnation.wrapping_add(status)))
+}
+
+/// Number of digest buckets: the ring is cut into this many equal ranges of positions, and
+/// anti-entropy compares (and repairs) each range on its own.
+pub const BUCKETS: usize = 64;
+
+/// The digest bucket of a ring position.
+pub fn bucket_of(pos: u64) -> usize {
+    (pos >> (64 - BUCKETS.trailing_zeros())) as usize
+}
+
+/// Ring key of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    /// Ring position of the name.
+    pub pos: u64,
+    /// The name (breaks ties between positions).
+    pub name: Arc<str>,
 }
 
 /// The set of members one node knows, with their latest known versions.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct View {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<Key, Arc<Member>>,
+    /// When each `down` or `left` entry last changed (for garbage collection).
+    tombstones: BTreeMap<Key, Instant>,
     version: u64,
-    /// Members that are `alive` or `suspect`, kept up to date by every change.
     up: usize,
+    /// Per-bucket order-independent hashes of the held versions.
+    buckets: [u64; BUCKETS],
+    /// The smallest name, to bound range queries by position.
+    empty: Arc<str>,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            entries: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+            version: 0,
+            up: 0,
+            buckets: [0; BUCKETS],
+            empty: Arc::from(""),
+        }
+    }
 }
 
 impl View {
@@ -40,34 +103,96 @@ impl View {
         Self::default()
     }
 
+    fn find(&self, name: &str) -> Option<(&Key, &Arc<Member>)> {
+        let pos = position(name);
+        let from = Key {
+            pos,
+            name: self.empty.clone(),
+        };
+        let mut range = self
+            .entries
+            .range((Bound::Included(from), Bound::Unbounded));
+        range
+            .find(|(k, _)| k.pos != pos || &*k.name == name)
+            .filter(|(k, _)| k.pos == pos)
+    }
+
     /// Merges one member version; returns the transition if it won over what was held.
-    pub fn merge(&mut self, now: Instant, member: Member) -> Option<Transition> {
-        let old = match self.entries.get(&member.name) {
-            Some(held) if !member.supersedes(&held.member) => return None,
-            Some(held) => Some(held.member.clone()),
-            None => None,
+    pub fn merge(&mut self, now: Instant, member: impl Into<Arc<Member>>) -> Option<Transition> {
+        let member: Arc<Member> = member.into();
+        let (key, old) = match self.find(&member.name) {
+            Some((_, held)) if !member.supersedes(held) => return None,
+            Some((k, held)) => (k.clone(), Some(held.clone())),
+            None => (
+                Key {
+                    pos: position(&member.name),
+                    name: Arc::from(member.name.as_str()),
+                },
+                None,
+            ),
         };
         self.version += 1;
-        let was_up = old.as_ref().is_some_and(|o| o.status.is_up());
-        self.up = self.up + usize::from(member.status.is_up()) - usize::from(was_up);
-        self.entries.insert(
-            member.name.clone(),
-            Entry {
-                member: member.clone(),
-                changed_at: now,
-            },
-        );
+        let bucket = &mut self.buckets[bucket_of(key.pos)];
+        if let Some(o) = &old {
+            *bucket = bucket.wrapping_sub(digest_of(o));
+            self.up -= usize::from(o.status.is_up());
+        }
+        *bucket = bucket.wrapping_add(digest_of(&member));
+        self.up += usize::from(member.status.is_up());
+        if member.status.is_up() {
+            self.tombstones.remove(&key);
+        } else {
+            self.tombstones.insert(key.clone(), now);
+        }
+        self.entries.insert(key, member.clone());
         Some(Transition { old, new: member })
     }
 
     /// The held version of a member.
-    pub fn get(&self, name: &str) -> Option<&Member> {
-        self.entries.get(name).map(|e| &e.member)
+    pub fn get(&self, name: &str) -> Option<&Arc<Member>> {
+        self.find(name).map(|(_, m)| m)
     }
 
-    /// All held members, tombstones included, in name order.
-    pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.entries.values().map(|e| &e.member)
+    /// All held members, tombstones included, in ring order.
+    pub fn members(&self) -> impl Iterator<Item = &Arc<Member>> {
+        self.entries.values()
+    }
+
+    /// Members from ring position `pos` on, going round the ring once (clockwise), or from
+    /// just before it backwards (counter-clockwise).
+    pub fn walk(&self, pos: u64, clockwise: bool) -> Box<dyn Iterator<Item = &Arc<Member>> + '_> {
+        let at = Key {
+            pos,
+            name: self.empty.clone(),
+        };
+        if clockwise {
+            let after = self
+                .entries
+                .range((Bound::Included(at.clone()), Bound::Unbounded));
+            let before = self.entries.range((Bound::Unbounded, Bound::Excluded(at)));
+            Box::new(after.chain(before).map(|(_, m)| m))
+        } else {
+            let before = self
+                .entries
+                .range((Bound::Unbounded, Bound::Excluded(at.clone())));
+            let after = self.entries.range((Bound::Included(at), Bound::Unbounded));
+            Box::new(before.rev().chain(after.rev()).map(|(_, m)| m))
+        }
+    }
+
+    /// Tombstoned members (`down` and `left`) from ring position `pos` on, clockwise, once round.
+    pub fn tombstones_from(&self, pos: u64) -> impl Iterator<Item = &Arc<Member>> + '_ {
+        let at = Key {
+            pos,
+            name: self.empty.clone(),
+        };
+        let after = self
+            .tombstones
+            .range((Bound::Included(at.clone()), Bound::Unbounded));
+        let before = self
+            .tombstones
+            .range((Bound::Unbounded, Bound::Excluded(at)));
+        after.chain(before).filter_map(|(k, _)| self.entries.get(k))
     }
 
     /// Number of held members, tombstones included.
@@ -78,6 +203,35 @@ impl View {
     /// Number of held members that are `alive` or `suspect`.
     pub fn up_count(&self) -> usize {
         self.up
+    }
+
+    /// Number of held tombstones (`down` and `left` members).
+    pub fn tombstone_count(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// An order-independent hash of every held version: two views with the same digest hold the
+    /// same versions (with overwhelming probability). Maintained at every change.
+    pub fn digest(&self) -> u64 {
+        self.buckets.iter().fold(0, |a, b| a.wrapping_add(*b))
+    }
+
+    /// The digest of each bucket (see [`BUCKETS`]).
+    pub fn bucket_digests(&self) -> &[u64; BUCKETS] {
+        &self.buckets
+    }
+
+    /// The members whose ring position falls in bucket `b`.
+    pub fn bucket(&self, b: usize) -> impl Iterator<Item = &Arc<Member>> + '_ {
+        let width = 1u64 << (64 - BUCKETS.trailing_zeros());
+        let start = Key {
+            pos: (b as u64).wrapping_mul(width),
+            name: self.empty.clone(),
+        };
+        self.entries
+            .range((Bound::Included(start), Bound::Unbounded))
+            .take_while(move |(k, _)| bucket_of(k.pos) == b)
+            .map(|(_, m)| m)
     }
 
     /// True if no member is held.
@@ -92,24 +246,26 @@ impl View {
 
     /// Drops tombstones (`down` and `left` members) unchanged for at least `ttl`, except
     /// `keep`. Returns the dropped members.
-    pub fn collect_garbage(&mut self, now: Instant, ttl: Duration, keep: &str) -> Vec<Member> {
-        let expired: Vec<String> = self
-            .entries
+    pub fn collect_garbage(&mut self, now: Instant, ttl: Duration, keep: &str) -> Vec<Arc<Member>> {
+        let expired: Vec<Key> = self
+            .tombstones
             .iter()
-            .filter(|(name, e)| {
-                name.as_str() != keep
-                    && !e.member.status.is_up()
-                    && now.saturating_duration_since(e.changed_at) >= ttl
-            })
-            .map(|(name, _)| name.clone())
+            .filter(|(k, at)| &*k.name != keep && now.saturating_duration_since(**at) >= ttl)
+            .map(|(k, _)| k.clone())
             .collect();
         if !expired.is_empty() {
             self.version += 1;
         }
-        expired
-            .into_iter()
-            .filter_map(|name| self.entries.remove(&name).map(|e| e.member))
-            .collect()
+        let mut dropped = Vec::with_capacity(expired.len());
+        for k in expired {
+            self.tombstones.remove(&k);
+            if let Some(m) = self.entries.remove(&k) {
+                let bucket = &mut self.buckets[bucket_of(k.pos)];
+                *bucket = bucket.wrapping_sub(digest_of(&m));
+                dropped.push(m);
+            }
+        }
+        dropped
     }
 }
 
@@ -140,7 +296,7 @@ mod tests {
     }
 
     fn state(view: &View) -> Vec<Member> {
-        view.members().cloned().collect()
+        view.members().map(|m| (**m).clone()).collect()
     }
 
     fn merged(now: Instant, parts: &[&[Member]]) -> View {
@@ -186,9 +342,27 @@ mod tests {
         #[test]
         fn order_of_single_updates_does_not_matter(mut a in prop::collection::vec(arb_member(), 0..12)) {
             let now = Instant::now();
-            let forward = state(&merged(now, &[&a]));
+            let forward = merged(now, &[&a]);
             a.reverse();
-            prop_assert_eq!(forward, state(&merged(now, &[&a])));
+            let backward = merged(now, &[&a]);
+            prop_assert_eq!(state(&forward), state(&backward));
+            // The incrementally kept digest and counts agree too.
+            prop_assert_eq!(forward.digest(), backward.digest());
+            prop_assert_eq!(forward.up_count(), backward.up_count());
+        }
+
+        #[test]
+        fn digest_and_counts_match_a_fresh_computation(a in prop::collection::vec(arb_member(), 0..16)) {
+            let now = Instant::now();
+            let v = merged(now, &[&a]);
+            let fresh = merged(now, &[&state(&v)]);
+            prop_assert_eq!(v.digest(), fresh.digest());
+            prop_assert_eq!(v.bucket_digests(), fresh.bucket_digests());
+            let in_buckets: usize = (0..BUCKETS).map(|b| v.bucket(b).count()).sum();
+            prop_assert_eq!(in_buckets, v.len());
+            let up = v.members().filter(|m| m.status.is_up()).count();
+            prop_assert_eq!(v.up_count(), up);
+            prop_assert_eq!(v.tombstone_count(), v.len() - up);
         }
     }
 
@@ -214,10 +388,31 @@ mod tests {
         v.merge(t0, member("up", 1, Status::Alive, 2));
         v.merge(t0, member("gone", 1, Status::Left, 3));
         v.merge(t0, member("dead", 1, Status::Down, 4));
+        let before = v.digest();
         assert!(v.collect_garbage(t0 + ttl / 2, ttl, "me").is_empty());
         let dropped = v.collect_garbage(t0 + ttl, ttl, "me");
         assert_eq!(dropped.len(), 2);
         assert_eq!(v.len(), 2);
-        assert!(v.get("up").is_some());
+        assert!(v.get("up").is_some() && v.get("gone").is_none());
+        assert_ne!(before, v.digest());
+        assert_eq!(v.tombstone_count(), 0);
+    }
+
+    #[test]
+    fn walking_the_ring_visits_everyone_once_in_order() {
+        let now = Instant::now();
+        let mut v = View::new();
+        for i in 0..50 {
+            v.merge(now, member(&format!("n{i}"), 1, Status::Alive, i));
+        }
+        let from = position("n7");
+        let cw: Vec<u64> = v.walk(from, true).map(|m| position(&m.name)).collect();
+        assert_eq!(cw.len(), 50);
+        assert_eq!(cw[0], from, "clockwise starts at the position itself");
+        let ccw: Vec<u64> = v.walk(from, false).map(|m| position(&m.name)).collect();
+        assert_eq!(ccw.len(), 50);
+        assert_eq!(*ccw.last().unwrap(), from, "counter-clockwise ends there");
+        assert!(ccw[0] != from);
+        assert!(position("node1") != position("node2"));
     }
 }

@@ -7,6 +7,7 @@
 //! under a new protocol version without touching the others.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,15 +153,21 @@ pub enum MembershipMsg {
     /// Changed members, pushed as soon as they change.
     Gossip {
         /// The changed members.
-        members: Vec<Member>,
+        members: Vec<Arc<Member>>,
     },
-    /// Anti-entropy: the sender's full view. If `reply` is set, the receiver answers with a
-    /// `Sync` (without `reply`) of every member it holds newer than, or missing from, this one.
-    Sync {
-        /// The sender's view.
-        members: Vec<Member>,
-        /// Whether an answer is wanted.
+    /// Anti-entropy: a digest of the sender's view, one hash per range of the ring. A receiver
+    /// sends back (as `Sync` chunks) its members of every range whose hash differs and, if
+    /// `reply` is set, its own digest, so that the sender does the same.
+    Digest {
+        /// Order-independent hash of the member versions in each range (64 ranges).
+        buckets: Vec<u64>,
+        /// Whether the receiver should answer with its digest.
         reply: bool,
+    },
+    /// Anti-entropy: part of the sender's view.
+    Sync {
+        /// Some of the sender's members.
+        members: Vec<Arc<Member>>,
     },
 }
 
@@ -172,6 +179,25 @@ pub struct DecodeError(#[from] postcard::Error);
 /// Encodes a frame.
 pub fn encode(frame: &Frame) -> Vec<u8> {
     postcard::to_stdvec(frame).expect("frames always serialize")
+}
+
+/// Bytes a [`MembershipMsg`] takes on the wire inside its [`Frame`] (the two enum tags in
+/// front of it take one byte each), computed without allocating.
+pub fn membership_len(msg: &MembershipMsg) -> usize {
+    2 + encoded_len(msg)
+}
+
+/// The encoded size of a value, computed without allocating.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl Extend<u8> for Count {
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+            self.0 += iter.into_iter().count();
+        }
+    }
+    postcard::to_extend(value, Count(0))
+        .map(|c| c.0)
+        .unwrap_or(0)
 }
 
 /// Decodes a frame; any byte string gives a frame or an error, never a panic.
@@ -210,11 +236,15 @@ mod tests {
             }),
             Frame::Reject(Reject::Secret),
             Frame::Message(Message::Membership(MembershipMsg::Gossip {
-                members: vec![member],
+                members: vec![Arc::new(member)],
             })),
         ];
         for f in frames {
             assert_eq!(decode(&encode(&f)).unwrap(), f);
+            assert_eq!(encoded_len(&f), encode(&f).len());
+            if let Frame::Message(Message::Membership(m)) = &f {
+                assert_eq!(membership_len(m), encode(&f).len());
+            }
         }
     }
 

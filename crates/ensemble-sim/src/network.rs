@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ensemble_proto::wire::{self, Frame, MembershipMsg, Message, PeerInfo};
+use ensemble_proto::wire::{self, MembershipMsg, PeerInfo};
 use ensemble_proto::{Config, EventKind, Input, Member, Membership, Output, Status, Tags};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -137,6 +137,22 @@ pub struct Sim {
     pub messages: u64,
     /// Bytes of all messages sent.
     pub bytes: u64,
+    /// Messages sent, by kind.
+    pub by_kind: BTreeMap<&'static str, u64>,
+}
+
+/// The name of a message's kind, for counting.
+fn kind(msg: &MembershipMsg) -> &'static str {
+    match msg {
+        MembershipMsg::Heartbeat => "heartbeat",
+        MembershipMsg::Ping { .. } => "ping",
+        MembershipMsg::Ack { .. } => "ack",
+        MembershipMsg::ProbeRequest { .. } => "probe_request",
+        MembershipMsg::ProbeResult { .. } => "probe_result",
+        MembershipMsg::Gossip { .. } => "gossip",
+        MembershipMsg::Digest { .. } => "digest",
+        MembershipMsg::Sync { .. } => "sync",
+    }
 }
 
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -164,6 +180,7 @@ impl Sim {
             record_up_events: true,
             messages: 0,
             bytes: 0,
+            by_kind: BTreeMap::new(),
         }
     }
 
@@ -266,14 +283,31 @@ impl Sim {
                     return;
                 };
                 self.messages += 1;
-                let frame = Frame::Message(Message::Membership(msg.clone()));
-                self.bytes += wire::encode(&frame).len() as u64 + 4;
+                *self.by_kind.entry(kind(&msg)).or_default() += 1;
+                // Frame header (4-byte length) included.
+                self.bytes += wire::membership_len(&msg) as u64 + 4;
                 let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss);
                 if lost || !self.links.contains_key(&pair(from, to)) {
                     return;
                 }
                 let d = self.delay();
                 self.schedule(d, Event::Deliver { from, to, msg });
+            }
+            Output::Disconnect { name } => {
+                let Some(&to) = self.by_name.get(&name) else {
+                    return;
+                };
+                if let Some(link) = self.links.remove(&pair(from, to)) {
+                    let d = self.config.latency;
+                    self.schedule(
+                        d,
+                        Event::Closed {
+                            at: to,
+                            peer: from,
+                            link,
+                        },
+                    );
+                }
             }
             Output::Dial { addr } => {
                 let to = self.by_addr.get(&addr).copied();

@@ -271,6 +271,9 @@ pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
     let p = &mut progress;
     let limit = cfg.duration.max(Duration::from_secs(60));
     let convergence = r.run_until(limit, p, |s| s.all_count_up(n));
+    // Let the overlay settle (a join storm's extra connections are pruned after
+    // `prune_grace`), then measure steady-state traffic.
+    r.run_for(cfg.sim.membership.prune_grace * 2, p);
     let steady = (cfg.duration / 4).clamp(Duration::from_secs(5), Duration::from_secs(30));
     let (msgs, bytes) = r.traffic(steady, p);
     let mut recover = None;

@@ -81,3 +81,22 @@ fn a_join_storm_converges() {
     assert!(r.convergence_ms.unwrap() < 3000, "{r:?}");
     assert!(r.msgs_per_node_per_s > 0.0 && r.bytes_per_node_per_s > 0.0);
 }
+
+#[test]
+fn a_large_cluster_keeps_a_partial_view_and_still_detects_everywhere() {
+    let r = run(200, Scenario::Crash, 8);
+    // Full mesh would be 199 connections per node; the ring overlay keeps about 2 log2(n).
+    assert!(r.connections_per_node < 30.0, "{r:?}");
+    assert!(r.msgs_per_node_per_s < 80.0, "{r:?}");
+    assert_eq!(r.detected_by.0, r.detected_by.1, "{r:?}");
+    assert_eq!(r.false_positives, 0, "{r:?}");
+    assert!(r.detect_max_ms.unwrap() < 2500, "{r:?}");
+}
+
+#[test]
+fn a_large_cluster_heals_a_partition() {
+    let r = run(160, Scenario::Partition, 9);
+    assert_eq!(r.detected_by.0, r.detected_by.1, "{r:?}");
+    assert!(r.recover_ms.is_some(), "{r:?}");
+    assert_eq!(r.false_positives, 0, "{r:?}");
+}

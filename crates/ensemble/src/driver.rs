@@ -326,6 +326,10 @@ impl Driver {
                 Output::Dial { addr } => {
                     self.tasks.spawn(conn::dial(self.shared.clone(), addr));
                 }
+                Output::Disconnect { name } => {
+                    // Dropping the sender closes the connection once its queue is written.
+                    self.conns.remove(&name);
+                }
                 Output::Event(e) => {
                     let m = &e.member;
                     info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);
@@ -342,7 +346,8 @@ impl Driver {
             return;
         }
         self.published_version = self.core.view_version();
-        let members: Vec<Member> = self.core.members().cloned().collect();
+        let mut members: Vec<Member> = self.core.members().cloned().collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
         self.published.members.send_replace(Arc::new(members));
         let local = self.core.local();
         let me = PeerInfo {

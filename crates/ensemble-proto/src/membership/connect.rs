@@ -1,0 +1,201 @@
+//! Connections: who to dial, what a new or lost connection means, which ones to close.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::Rng;
+
+use super::{Membership, Output, Peer};
+use crate::detector::PhiDetector;
+use crate::member::Status;
+use crate::overlay;
+use crate::wire::{MembershipMsg, PeerInfo};
+
+/// Down members redialled per healing round in a partial view (every `reconnect_min`).
+const HEAL_DIALS: usize = 2;
+
+impl Membership {
+    pub(super) fn on_connected(
+        &mut self,
+        now: Instant,
+        peer: PeerInfo,
+        dialed: Option<SocketAddr>,
+    ) {
+        self.overlay.connected(peer.addr, &peer.name, dialed);
+        if peer.name == self.name {
+            return;
+        }
+        // Another name now answers at the address we dialled: the member we expected is gone.
+        if let Some(addr) = dialed {
+            let stale: Vec<String> = self
+                .view
+                .members()
+                .filter(|m| m.addr == addr && m.name != peer.name && m.name != self.name)
+                .filter(|m| m.status == Status::Alive)
+                .map(|m| m.name.clone())
+                .collect();
+            for name in stale {
+                self.suspect(now, &name);
+            }
+        }
+        let fresh = self
+            .peers
+            .get(&peer.name)
+            .is_none_or(|p| p.incarnation != peer.incarnation);
+        if fresh {
+            let detector = PhiDetector::new(self.config.detector, now);
+            let p = Peer {
+                incarnation: peer.incarnation,
+                detector,
+                since: now,
+            };
+            self.peers.insert(peer.name.clone(), p);
+            // Push-pull on connect: if the views differ, both sides send theirs.
+            let buckets = self.view.bucket_digests().to_vec();
+            self.send(
+                &peer.name,
+                MembershipMsg::Digest {
+                    buckets,
+                    reply: true,
+                },
+            );
+        }
+    }
+
+    pub(super) fn on_disconnected(&mut self, now: Instant, name: &str) {
+        if !self.drop_peer(name) {
+            return;
+        }
+        // A closed connection is a strong hint, not proof: redial first.
+        if let Some(m) = self.view.get(name).filter(|m| m.status.is_up()) {
+            let addr = m.addr;
+            self.overlay.expedite(addr, now);
+            self.dial_pass_due = true;
+        }
+    }
+
+    /// Forgets a connection; pings running through it cannot be answered any more. Returns
+    /// false if there was none.
+    fn drop_peer(&mut self, name: &str) -> bool {
+        if self.peers.remove(name).is_none() {
+            return false;
+        }
+        for (_, p) in self.probes.take_helper_pings(|p| p.target == name) {
+            let (seq, target) = (p.request_seq, p.target);
+            let msg = MembershipMsg::ProbeResult {
+                seq,
+                target,
+                reachable: false,
+            };
+            self.send(&p.requester, msg);
+        }
+        true
+    }
+
+    pub(super) fn on_dial_failed(&mut self, now: Instant, addr: SocketAddr) {
+        let (min, max) = (self.config.reconnect_min, self.config.reconnect_max);
+        self.overlay.dial_failed(addr, now, min, max, &mut self.rng);
+        let failed: Vec<String> = self
+            .view
+            .members()
+            .filter(|m| m.addr == addr && m.name != self.name && m.status.is_up())
+            .filter(|m| !self.peers.contains_key(&m.name))
+            .map(|m| m.name.clone())
+            .collect();
+        for name in failed {
+            self.suspect(now, &name);
+        }
+    }
+
+    fn refresh_targets(&mut self) {
+        if self.targets_dirty {
+            self.targets_dirty = false;
+            let (limit, ring) = (self.config.full_mesh_limit, self.config.ring_neighbours);
+            self.targets = overlay::targets(&self.view, &self.name, limit, ring);
+        }
+    }
+
+    /// Dials what should be connected and may be dialled now: overlay targets, seeds not
+    /// reached yet, and members marked down (all of them in a full mesh, a few random ones per
+    /// round in a partial view) so that split clusters find each other again.
+    pub(super) fn dial_pass(&mut self, now: Instant) {
+        self.dial_pass_due = false;
+        if self.leaving {
+            return;
+        }
+        // Targets are recomputed at most once per tick: during a join storm the view changes at
+        // every input, and a target list up to one tick old is good enough to dial.
+        if self.last_tick == Some(now) || self.targets.is_empty() {
+            self.refresh_targets();
+        }
+        let me = self.local().addr;
+        let mut wanted: Vec<SocketAddr> = self
+            .targets
+            .iter()
+            .filter(|t| !self.peers.contains_key(*t))
+            .filter_map(|t| self.view.get(t).map(|m| m.addr))
+            .collect();
+        wanted.extend(self.overlay.seeds().filter(|s| {
+            self.overlay
+                .seed_name(s)
+                .is_none_or(|n| !self.peers.contains_key(n) && n != self.name)
+        }));
+        if self.is_full_mesh() {
+            let down = self.view.members().filter(|m| m.status == Status::Down);
+            wanted.extend(
+                down.filter(|m| !self.peers.contains_key(&m.name))
+                    .map(|m| m.addr),
+            );
+        } else if now >= self.next_heal && self.view.tombstone_count() > 0 {
+            self.next_heal = now + self.config.reconnect_min;
+            for _ in 0..HEAL_DIALS {
+                let from = self.rng.gen::<u64>();
+                let pick = self
+                    .view
+                    .tombstones_from(from)
+                    .find(|m| m.status == Status::Down);
+                if let Some(m) = pick.filter(|m| !self.peers.contains_key(&m.name)) {
+                    wanted.push(m.addr);
+                }
+            }
+        }
+        wanted.sort();
+        wanted.dedup();
+        for addr in wanted {
+            if self.dials_this_tick >= self.config.dials_per_tick {
+                break;
+            }
+            if addr != me && self.overlay.may_dial(&addr, now) {
+                self.dials_this_tick += 1;
+                self.overlay.dial_started(addr, now);
+                self.outputs.push_back(Output::Dial { addr });
+            }
+        }
+    }
+
+    /// Closes connections the overlay no longer needs: neither side has the other among its
+    /// targets, and the connection is older than `prune_grace` (time for a joiner's first
+    /// exchange through its seed).
+    pub(super) fn prune(&mut self, now: Instant) {
+        if self.is_full_mesh() {
+            return;
+        }
+        self.refresh_targets();
+        let (limit, ring, grace) = (
+            self.config.full_mesh_limit,
+            self.config.ring_neighbours,
+            self.config.prune_grace,
+        );
+        let idle: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(name, p)| !self.targets.contains(*name) && p.since + grace <= now)
+            .map(|(name, _)| name.clone())
+            .filter(|name| !overlay::targets(&self.view, name, limit, ring).contains(&self.name))
+            .collect();
+        for name in idle {
+            self.drop_peer(&name);
+            self.outputs.push_back(Output::Disconnect { name });
+        }
+    }
+}

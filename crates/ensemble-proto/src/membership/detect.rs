@@ -1,0 +1,243 @@
+//! Failure detection: heartbeats, private probes with helpers, suspicion, declaring down.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+
+use super::{Membership, Origin};
+use crate::member::{Member, Status};
+use crate::overlay;
+use crate::probe::{HelperPing, Phase, Suspicion};
+use crate::wire::MembershipMsg;
+
+impl Membership {
+    pub(super) fn on_heartbeat(&mut self, now: Instant, from: &str) {
+        if let Some(p) = self.peers.get_mut(from) {
+            p.detector.heartbeat(now);
+        }
+        // A member held down is talking again (a healed partition, a resumed process): tell it,
+        // so it refutes at once instead of at the next anti-entropy round.
+        if let Some(m) = self.view.get(from).filter(|m| m.status == Status::Down) {
+            let members = vec![m.clone()];
+            self.send(from, MembershipMsg::Gossip { members });
+        }
+    }
+
+    pub(super) fn check_detectors(&mut self, now: Instant) {
+        let silent: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(name, p)| {
+                p.detector.is_suspect(now)
+                    && self.view.get(name).is_some_and(|m| m.status.is_up())
+                    && !self.probes.suspicions.contains_key(*name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in silent {
+            self.suspect(now, &name);
+        }
+    }
+
+    /// Starts a private suspicion of `name`: ping it, and ask helpers to ping it.
+    ///
+    /// Helpers are peers that are connected to it: in a full mesh any peer; in a partial view
+    /// the peers that are also its overlay neighbours.
+    pub(super) fn suspect(&mut self, now: Instant, name: &str) {
+        if self.leaving || self.probes.suspicions.contains_key(name) {
+            return;
+        }
+        let Some(m) = self.view.get(name).filter(|m| m.status.is_up()) else {
+            return;
+        };
+        let incarnation = m.incarnation;
+        let alive_peer = |p: &&String| {
+            p.as_str() != name && self.view.get(p).is_some_and(|m| m.status == Status::Alive)
+        };
+        let mut helpers: Vec<String> = if self.is_full_mesh() {
+            self.peers.keys().filter(alive_peer).cloned().collect()
+        } else {
+            let (limit, ring) = (self.config.full_mesh_limit, self.config.ring_neighbours);
+            let theirs: BTreeSet<String> = overlay::targets(&self.view, name, limit, ring);
+            self.peers
+                .keys()
+                .filter(alive_peer)
+                .filter(|p| theirs.contains(*p))
+                .cloned()
+                .collect()
+        };
+        helpers.shuffle(&mut self.rng);
+        helpers.truncate(self.config.probe_helpers);
+        let seq = self.probes.next_seq();
+        for h in &helpers {
+            let target = name.to_owned();
+            self.send(h, MembershipMsg::ProbeRequest { seq, target });
+        }
+        let pinged = self.peers.contains_key(name);
+        if pinged {
+            self.send(name, MembershipMsg::Ping { seq });
+        }
+        self.probes.suspicions.insert(
+            name.to_owned(),
+            Suspicion {
+                phase: Phase::Probing,
+                incarnation,
+                seq,
+                waiting: helpers.into_iter().collect(),
+                pinged,
+                deadline: now + self.config.probe_timeout * 2,
+            },
+        );
+    }
+
+    /// The probes could not reach `name`: mark it suspect cluster-wide and wait for a refutation.
+    fn probes_failed(&mut self, now: Instant, name: &str) {
+        let Some(s) = self.probes.suspicions.get_mut(name) else {
+            return;
+        };
+        s.phase = Phase::Suspected;
+        s.deadline = now + self.config.suspicion_timeout;
+        let incarnation = s.incarnation;
+        match self.view.get(name) {
+            Some(m) if m.incarnation == incarnation && m.status == Status::Alive => {
+                let suspect = Member {
+                    status: Status::Suspect,
+                    ..(**m).clone()
+                };
+                self.apply(now, Arc::new(suspect), Origin::Local);
+            }
+            Some(m) if m.incarnation == incarnation && m.status == Status::Suspect => {}
+            // It refuted or changed meanwhile.
+            _ => self.probes.forget(name),
+        }
+    }
+
+    /// Declares `name` down if it is still up at `incarnation`.
+    fn declare_down(&mut self, now: Instant, name: &str, incarnation: u64) {
+        self.probes.forget(name);
+        if let Some(m) = self.view.get(name) {
+            if m.incarnation == incarnation && m.status.is_up() {
+                let down = Member {
+                    status: Status::Down,
+                    ..(**m).clone()
+                };
+                self.apply(now, Arc::new(down), Origin::Local);
+            }
+        }
+    }
+
+    /// A confirmation that `name` answers: drop the suspicion; it refutes the gossip itself.
+    fn confirmed_alive(&mut self, now: Instant, name: &str) {
+        self.probes.suspicions.remove(name);
+        if let Some(p) = self.peers.get_mut(name) {
+            p.detector.refresh(now);
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, now: Instant, from: String, seq: u64) {
+        if let Some(p) = self.probes.helper_pings.remove(&seq) {
+            if p.target == from {
+                let (seq, target) = (p.request_seq, p.target);
+                let msg = MembershipMsg::ProbeResult {
+                    seq,
+                    target,
+                    reachable: true,
+                };
+                self.send(&p.requester, msg);
+            }
+            return;
+        }
+        if self
+            .probes
+            .suspicions
+            .get(&from)
+            .is_some_and(|s| s.seq == seq)
+        {
+            self.confirmed_alive(now, &from);
+        }
+    }
+
+    /// Another member asks this node to ping `target` for it.
+    pub(super) fn on_probe_request(
+        &mut self,
+        now: Instant,
+        from: String,
+        seq: u64,
+        target: String,
+    ) {
+        if self.peers.contains_key(&target) && target != from {
+            let ping = self.probes.next_seq();
+            let deadline = now + self.config.probe_timeout;
+            let p = HelperPing {
+                requester: from,
+                request_seq: seq,
+                target: target.clone(),
+                deadline,
+            };
+            self.probes.helper_pings.insert(ping, p);
+            self.send(&target, MembershipMsg::Ping { seq: ping });
+        } else {
+            self.send(
+                &from,
+                MembershipMsg::ProbeResult {
+                    seq,
+                    target,
+                    reachable: false,
+                },
+            );
+        }
+    }
+
+    pub(super) fn on_probe_result(
+        &mut self,
+        now: Instant,
+        from: String,
+        seq: u64,
+        target: String,
+        ok: bool,
+    ) {
+        let Some(s) = self.probes.suspicions.get_mut(&target) else {
+            return;
+        };
+        if s.seq != seq || !s.waiting.remove(&from) {
+            return;
+        }
+        if ok {
+            self.confirmed_alive(now, &target);
+        } else if s.waiting.is_empty() && s.phase == Phase::Probing && !s.pinged {
+            self.probes_failed(now, &target);
+        }
+    }
+
+    /// Pings that run out answer "unreachable"; suspicions move on when their time is up.
+    pub(super) fn expire_probes(&mut self, now: Instant) {
+        for (_, p) in self.probes.take_helper_pings(|p| p.deadline <= now) {
+            let (seq, target) = (p.request_seq, p.target);
+            let msg = MembershipMsg::ProbeResult {
+                seq,
+                target,
+                reachable: false,
+            };
+            self.send(&p.requester, msg);
+        }
+        for (name, phase, incarnation) in self.probes.expired_suspicions(now) {
+            match phase {
+                Phase::Probing => self.probes_failed(now, &name),
+                Phase::Suspected => self.declare_down(now, &name, incarnation),
+            }
+        }
+        for (name, incarnation) in self.probes.expired_remote(now) {
+            let still = self
+                .view
+                .get(&name)
+                .is_some_and(|m| m.status == Status::Suspect && m.incarnation == incarnation);
+            if still {
+                self.declare_down(now, &name, incarnation);
+            } else {
+                self.probes.remote.remove(&name);
+            }
+        }
+    }
+}

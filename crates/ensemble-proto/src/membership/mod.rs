@@ -1,0 +1,477 @@
+//! The membership protocol as a sans-IO state machine.
+//!
+//! [`Membership`] owns the [`View`], one phi accrual detector per connected peer, the suspicion
+//! and probe bookkeeping, and the dial schedule. The runtime feeds it [`Input`]s with the current
+//! time and carries out its [`Output`]s: messages to send, addresses to dial, connections to
+//! close, events to report.
+//!
+//! The code is split by concern: `gossip` (merging, accusations, dissemination, anti-entropy),
+//! `detect` (heartbeats, probes, suspicion), `connect` (connections, dialling, the overlay).
+
+mod connect;
+mod detect;
+mod gossip;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::SmallRng;
+use rand::seq::IteratorRandom;
+use rand::SeedableRng;
+
+use crate::config::Config;
+use crate::detector::PhiDetector;
+use crate::member::{Member, Status, Tags};
+use crate::overlay::Overlay;
+use crate::probe::Probes;
+use crate::view::{Transition, View};
+use crate::wire::{MembershipMsg, PeerInfo};
+
+/// Something that happened to this node: a message, a connection change, a command, a timer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A connection to `peer` completed its handshake. `dialed` is the address this node
+    /// dialled, if it was the dialer.
+    Connected {
+        /// Who is on the other end.
+        peer: PeerInfo,
+        /// Address this node dialled to reach it (None for accepted connections).
+        dialed: Option<SocketAddr>,
+    },
+    /// The connection to `name` closed.
+    Disconnected {
+        /// Who was on the other end.
+        name: String,
+    },
+    /// A dial asked by [`Output::Dial`] failed (refused, timed out, or the handshake failed).
+    DialFailed {
+        /// The dialled address.
+        addr: SocketAddr,
+    },
+    /// A message from a connected peer.
+    Message {
+        /// The sender.
+        from: String,
+        /// The message.
+        msg: MembershipMsg,
+    },
+    /// Join the cluster of the node at `addr` (it becomes a seed: retried until reached).
+    Join {
+        /// A member's address.
+        addr: SocketAddr,
+    },
+    /// Leave the cluster gracefully: the others will mark this node `left`.
+    Leave,
+    /// Replace this node's tags (announced as a new incarnation).
+    SetTags(Tags),
+    /// Timer: call when [`Membership::poll_timeout`] is reached.
+    Tick,
+}
+
+/// Something the runtime must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send `msg` to the connected peer `to`.
+    Send {
+        /// Peer name.
+        to: String,
+        /// The message.
+        msg: MembershipMsg,
+    },
+    /// Dial `addr`; answer later with [`Input::Connected`] or [`Input::DialFailed`].
+    Dial {
+        /// Address to dial.
+        addr: SocketAddr,
+    },
+    /// Close the connection to `name`: the overlay no longer needs it. No
+    /// [`Input::Disconnected`] is expected for it.
+    Disconnect {
+        /// Peer name.
+        name: String,
+    },
+    /// A membership event for the application.
+    Event(MemberEvent),
+}
+
+/// The kind of a membership event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A member joined, or came back from `down` / `left` (restart or healed partition).
+    Up,
+    /// A member was declared failed.
+    Down,
+    /// A member left gracefully.
+    Left,
+    /// A live member changed address, tags or incarnation.
+    Updated,
+}
+
+/// A change of another member, as reported to the application.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The member after the change.
+    pub member: Arc<Member>,
+}
+
+impl MemberEvent {
+    fn from_transition(t: &Transition) -> Option<MemberEvent> {
+        let new = &t.new;
+        let kind = match t.old.as_deref() {
+            None if new.status.is_up() => EventKind::Up,
+            None => return None,
+            Some(old) if new.status.is_up() && !old.status.is_up() => EventKind::Up,
+            Some(old) if new.status == Status::Down && old.status.is_up() => EventKind::Down,
+            Some(old) if new.status == Status::Left && old.status != Status::Left => {
+                EventKind::Left
+            }
+            Some(old)
+                if new.status.is_up()
+                    && (old.incarnation, &old.addr, &old.tags)
+                        != (new.incarnation, &new.addr, &new.tags) =>
+            {
+                EventKind::Updated
+            }
+            Some(_) => return None,
+        };
+        Some(MemberEvent {
+            kind,
+            member: new.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Peer {
+    incarnation: u64,
+    detector: PhiDetector,
+    /// When the connection was established.
+    since: Instant,
+}
+
+/// Who a change came from, which decides where it is pushed.
+enum Origin {
+    /// Decided here: push to every peer.
+    Local,
+    /// Learnt from `from`: forward on.
+    Remote(String),
+    /// Learnt from anti-entropy: applied here only (status changes still flood a partial view).
+    Quiet(String),
+}
+
+/// The membership protocol of one node.
+#[derive(Debug)]
+pub struct Membership {
+    config: Config,
+    name: String,
+    view: View,
+    peers: BTreeMap<String, Peer>,
+    /// Members this node keeps connections to (the overlay), recomputed when the set of live
+    /// members changes.
+    targets: BTreeSet<String>,
+    targets_dirty: bool,
+    /// Changed members waiting to be pushed, by destination; flushed after each input.
+    push: BTreeMap<String, Vec<Arc<Member>>>,
+    /// Accusations held back: member name to (accusation, who sent it, when to apply it).
+    held: BTreeMap<String, (Arc<Member>, String, Instant)>,
+    /// When this node last sent its full view to each peer (anti-entropy is rate-limited).
+    full_sync_sent: BTreeMap<String, Instant>,
+    /// Invalid members received so far.
+    rejected: u64,
+    overlay: Overlay,
+    probes: Probes,
+    rng: SmallRng,
+    outputs: VecDeque<Output>,
+    leaving: bool,
+    last_tick: Option<Instant>,
+    next_tick: Instant,
+    next_heartbeat: Instant,
+    next_sync: Instant,
+    next_gc: Instant,
+    next_heal: Instant,
+    dial_pass_due: bool,
+    /// Dials started since the last tick (see `Config::dials_per_tick`).
+    dials_this_tick: usize,
+}
+
+impl Membership {
+    /// A node named `local.name`, alone in its view, that will dial `seeds`.
+    ///
+    /// `local.incarnation` must grow across restarts (the runtime uses the start time in
+    /// milliseconds) so that a restarted node is told apart from its old self.
+    pub fn new(
+        config: Config,
+        local: Member,
+        seeds: impl IntoIterator<Item = SocketAddr>,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Self {
+        let mut view = View::new();
+        let name = local.name.clone();
+        view.merge(
+            now,
+            Member {
+                status: Status::Alive,
+                ..local
+            },
+        );
+        let mut overlay = Overlay::default();
+        for s in seeds {
+            overlay.add_seed(s);
+        }
+        Membership {
+            next_tick: now,
+            next_heartbeat: now,
+            next_sync: now + config.sync_interval,
+            next_gc: now,
+            next_heal: now,
+            config,
+            name,
+            view,
+            peers: BTreeMap::new(),
+            targets: BTreeSet::new(),
+            targets_dirty: true,
+            push: BTreeMap::new(),
+            held: BTreeMap::new(),
+            full_sync_sent: BTreeMap::new(),
+            rejected: 0,
+            overlay,
+            probes: Probes::default(),
+            rng: SmallRng::seed_from_u64(rng_seed),
+            outputs: VecDeque::new(),
+            leaving: false,
+            last_tick: None,
+            dial_pass_due: true,
+            dials_this_tick: 0,
+        }
+    }
+
+    /// This node as it announces itself.
+    pub fn local(&self) -> &Member {
+        self.view
+            .get(&self.name)
+            .expect("the view always holds the local member")
+    }
+
+    /// Every known member, this node and tombstones included, in ring order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.view.members().map(|m| &**m)
+    }
+
+    /// One member by name.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.view.get(name).map(|m| &**m)
+    }
+
+    /// Number of members (this node included) that are `alive` or `suspect`.
+    pub fn up_count(&self) -> usize {
+        self.view.up_count()
+    }
+
+    /// True while the cluster is small enough for every node to connect to every other.
+    pub fn is_full_mesh(&self) -> bool {
+        self.view.up_count() <= self.config.full_mesh_limit + 1
+    }
+
+    /// Members received from the network and dropped as invalid, so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// A rough estimate of the memory this state machine holds, in bytes (for simulations).
+    /// Member versions are shared between views, so each entry counts its key and pointer, and
+    /// the member itself once more for this node's share.
+    pub fn estimated_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let members: usize = self
+            .view
+            .members()
+            .map(|m| {
+                let tags: usize = m
+                    .tags
+                    .as_map()
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum();
+                size_of::<Member>() + 2 * m.name.len() + tags + 64
+            })
+            .sum();
+        let window = self.config.detector.window * size_of::<f64>();
+        let peers = self.peers.len() * (size_of::<Peer>() + window + 64);
+        let queued: usize = self.outputs.len() * size_of::<Output>();
+        size_of::<Self>() + members + peers + queued
+    }
+
+    /// Grows at every change of the view.
+    pub fn view_version(&self) -> u64 {
+        self.view.version()
+    }
+
+    /// Names of the peers with an open connection.
+    pub fn connected(&self) -> impl Iterator<Item = &str> {
+        self.peers.keys().map(String::as_str)
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The next output to carry out, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Input::Tick`] is next wanted.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Connected { peer, dialed } => self.on_connected(now, peer, dialed),
+            Input::Disconnected { name } => self.on_disconnected(now, &name),
+            Input::DialFailed { addr } => self.on_dial_failed(now, addr),
+            Input::Message { from, msg } => self.on_message(now, from, msg),
+            Input::Join { addr } => {
+                self.overlay.add_seed(addr);
+                self.overlay.expedite(addr, now);
+                self.dial_pass_due = true;
+            }
+            Input::Leave => self.leave(now),
+            Input::SetTags(tags) => {
+                let mut me = self.local().clone();
+                me.incarnation = me.incarnation.saturating_add(1);
+                me.tags = tags;
+                self.apply(now, Arc::new(me), Origin::Local);
+            }
+            Input::Tick => self.on_tick(now),
+        }
+        if self.dial_pass_due {
+            self.dial_pass(now);
+        }
+        for (to, members) in std::mem::take(&mut self.push) {
+            self.send(&to, MembershipMsg::Gossip { members });
+        }
+    }
+
+    fn send(&mut self, to: &str, msg: MembershipMsg) {
+        self.outputs.push_back(Output::Send {
+            to: to.to_owned(),
+            msg,
+        });
+    }
+
+    fn on_message(&mut self, now: Instant, from: String, msg: MembershipMsg) {
+        match msg {
+            MembershipMsg::Heartbeat => self.on_heartbeat(now, &from),
+            MembershipMsg::Ping { seq } => self.send(&from, MembershipMsg::Ack { seq }),
+            MembershipMsg::Ack { seq } => self.on_ack(now, from, seq),
+            MembershipMsg::ProbeRequest { seq, target } => {
+                self.on_probe_request(now, from, seq, target)
+            }
+            MembershipMsg::ProbeResult {
+                seq,
+                target,
+                reachable,
+            } => self.on_probe_result(now, from, seq, target, reachable),
+            MembershipMsg::Gossip { members } => {
+                for m in members {
+                    self.apply_remote(now, m, &from, true);
+                }
+            }
+            MembershipMsg::Sync { members } => {
+                for m in members {
+                    // Anti-entropy is bulk, second-hand news: only a member's own entry is
+                    // passed on (that is how a joiner's arrival spreads from its seed).
+                    let first_hand = m.name == from;
+                    self.apply_remote(now, m, &from, first_hand);
+                }
+            }
+            MembershipMsg::Digest { buckets, reply } => self.on_digest(now, from, buckets, reply),
+        }
+    }
+
+    fn leave(&mut self, now: Instant) {
+        if self.leaving {
+            return;
+        }
+        self.leaving = true;
+        self.probes = Probes::default();
+        let me = Member {
+            status: Status::Left,
+            ..self.local().clone()
+        };
+        self.apply(now, Arc::new(me), Origin::Local);
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        // A tick far later than planned means this node was paused (SIGSTOP, a long GC, an
+        // overloaded machine): the silence was ours, not the peers', so do not hold it against
+        // them, and push every deadline back by the pause.
+        if let Some(last) = self.last_tick {
+            let gap = now.saturating_duration_since(last);
+            if gap > self.config.detector.acceptable_pause {
+                for p in self.peers.values_mut() {
+                    p.detector.refresh(now);
+                }
+                self.probes.postpone(gap);
+                for (_, _, until) in self.held.values_mut() {
+                    *until += gap;
+                }
+            }
+        }
+        self.last_tick = Some(now);
+        self.next_tick = now + self.config.tick_interval;
+        self.dials_this_tick = 0;
+
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.config.heartbeat_interval;
+            let peers: Vec<String> = self.peers.keys().cloned().collect();
+            for p in peers {
+                self.send(&p, MembershipMsg::Heartbeat);
+            }
+        }
+        self.check_detectors(now);
+        self.expire_probes(now);
+        self.release_accusations(now);
+        if now >= self.next_sync {
+            self.next_sync = now + self.config.sync_interval;
+            if let Some(p) = self.peers.keys().choose(&mut self.rng).cloned() {
+                let buckets = self.view.bucket_digests().to_vec();
+                self.send(
+                    &p,
+                    MembershipMsg::Digest {
+                        buckets,
+                        reply: true,
+                    },
+                );
+            }
+        }
+        if now >= self.next_gc {
+            self.next_gc = now + self.config.tick_interval * 10;
+            self.collect_garbage(now);
+            self.prune(now);
+        }
+        self.dial_pass_due = true;
+    }
+
+    fn collect_garbage(&mut self, now: Instant) {
+        let ttl = self.config.tombstone_ttl;
+        for m in self.view.collect_garbage(now, ttl, &self.name) {
+            self.overlay.forget(&m.addr);
+            self.probes.forget(&m.name);
+            self.held.remove(&m.name);
+        }
+        let sync_interval = self.config.sync_interval;
+        self.full_sync_sent
+            .retain(|_, at| now.saturating_duration_since(*at) < sync_interval);
+    }
+}
