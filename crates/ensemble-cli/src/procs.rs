@@ -13,12 +13,16 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// A free TCP port on 127.0.0.1, below Linux's ephemeral range (32768 and up) so that no
-/// outgoing connection of another agent can take it between now and the agent's bind.
+/// outgoing connection of another agent can take it between now and the agent's bind, and
+/// never the same port twice in one process (an agent just started may not have bound yet).
 pub fn free_port() -> Result<u16> {
     use rand::Rng;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("port list");
     for _ in 0..1000 {
         let port = rand::thread_rng().gen_range(20000..32000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return Ok(port);
         }
     }

@@ -29,9 +29,9 @@ pub struct Suspicion {
     pub seq: u64,
     /// Helpers that have not answered yet.
     pub waiting: BTreeSet<String>,
-    /// True if the member was pinged directly: its ack may still come until the deadline, so
-    /// helpers answering "unreachable" do not end the probing early.
-    pub pinged: bool,
+    /// When the member was pinged directly, if it was: helpers answering "unreachable" end
+    /// the probing early only once this ping has had `probe_timeout` to be acked.
+    pub pinged: Option<Instant>,
     /// When the phase ends: probes time out, or the member is declared down.
     pub deadline: Instant,
 }

@@ -75,8 +75,8 @@ impl Membership {
             let target = name.to_owned();
             self.send(h, MembershipMsg::ProbeRequest { seq, target });
         }
-        let pinged = self.peers.contains_key(name);
-        if pinged {
+        let pinged = self.peers.contains_key(name).then_some(now);
+        if pinged.is_some() {
             self.send(name, MembershipMsg::Ping { seq });
         }
         self.probes.suspicions.insert(
@@ -204,10 +204,18 @@ impl Membership {
         if s.seq != seq || !s.waiting.remove(&from) {
             return;
         }
+        let ping_overdue = s
+            .pinged
+            .is_none_or(|at| now >= at + self.config.probe_timeout);
         if ok {
             self.confirmed_alive(now, &target);
-        } else if s.waiting.is_empty() && s.phase == Phase::Probing && !s.pinged {
-            self.probes_failed(now, &target);
+        } else if s.waiting.is_empty() && s.phase == Phase::Probing {
+            if ping_overdue {
+                self.probes_failed(now, &target);
+            } else if let Some(at) = s.pinged {
+                // Every helper said no; give our own ping its full time, then decide.
+                s.deadline = s.deadline.min(at + self.config.probe_timeout);
+            }
         }
     }
 
