@@ -395,4 +395,67 @@ fn bench_membership_runs_and_reports_every_figure() {
         assert!(r[key].as_u64().is_some(), "{key} missing in {r}");
     }
     assert!(r["rss_mb"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["false_positives"], 0);
+}
+
+#[test]
+fn sim_membership_prints_the_promised_json_and_is_deterministic() {
+    let run = |seed: &str| {
+        let out = Command::new(exe())
+            .args([
+                "sim",
+                "membership",
+                "--nodes",
+                "20",
+                "--scenario",
+                "crash",
+                "--duration-s",
+                "5",
+            ])
+            .args([
+                "--latency-ms",
+                "5",
+                "--jitter-ms",
+                "2",
+                "--loss",
+                "0.01",
+                "--seed",
+                seed,
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("wall_ms");
+        v
+    };
+    let r = run("11");
+    for key in [
+        "nodes",
+        "seed",
+        "convergence_ms",
+        "detect_p50_ms",
+        "detect_p99_ms",
+        "detect_max_ms",
+        "false_positives",
+        "msgs_per_node_per_s",
+        "bytes_per_node_per_s",
+    ] {
+        assert!(!r[key].is_null(), "{key} missing in {r}");
+    }
+    assert_eq!(r["nodes"], 20);
+    assert_eq!(r["false_positives"], 0);
+    assert_eq!(r, run("11"), "same seed, same report");
+
+    let bad = Command::new(exe())
+        .args(["sim", "membership", "--loss", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--loss"));
 }

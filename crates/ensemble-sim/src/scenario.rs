@@ -66,7 +66,7 @@ pub struct ScenarioConfig {
     pub nodes: usize,
     /// What happens.
     pub scenario: Scenario,
-    /// Virtual time to run after the cluster formed (at least long enough for the scenario).
+    /// Virtual time to run after the cluster formed; scenarios that need longer take longer.
     pub duration: Duration,
     /// Network model and membership settings.
     pub sim: SimConfig,
@@ -271,6 +271,7 @@ pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
     let p = &mut progress;
     let limit = cfg.duration.max(Duration::from_secs(60));
     let convergence = r.run_until(limit, p, |s| s.all_count_up(n));
+    let end = r.sim.elapsed() + cfg.duration;
     // Let the overlay settle (a join storm's extra connections are pruned after
     // `prune_grace`), then measure steady-state traffic.
     r.run_for(cfg.sim.membership.prune_grace * 2, p);
@@ -362,6 +363,12 @@ pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
             let live = n - crashed.len();
             recover = r.run_until(wait, p, |s| s.all_count_up(live));
         }
+    }
+    // Run out the requested duration (a join or soak run is all steady state), then a little
+    // more so that late events are counted.
+    if r.sim.elapsed() < end {
+        let rest = end - r.sim.elapsed();
+        r.run_for(rest, p);
     }
     r.run_for(Duration::from_secs(5), p);
     let (delays, expected) = r.detections();
