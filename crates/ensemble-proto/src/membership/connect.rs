@@ -81,13 +81,7 @@ impl Membership {
             return false;
         }
         for (_, p) in self.probes.take_helper_pings(|p| p.target == name) {
-            let (seq, target) = (p.request_seq, p.target);
-            let msg = MembershipMsg::ProbeResult {
-                seq,
-                target,
-                reachable: false,
-            };
-            self.send(&p.requester, msg);
+            self.answer_helper_ping(p, false);
         }
         true
     }

@@ -139,13 +139,7 @@ impl Membership {
     pub(super) fn on_ack(&mut self, now: Instant, from: String, seq: u64) {
         if let Some(p) = self.probes.helper_pings.remove(&seq) {
             if p.target == from {
-                let (seq, target) = (p.request_seq, p.target);
-                let msg = MembershipMsg::ProbeResult {
-                    seq,
-                    target,
-                    reachable: true,
-                };
-                self.send(&p.requester, msg);
+                self.answer_helper_ping(p, true);
             }
             return;
         }
@@ -157,6 +151,17 @@ impl Membership {
         {
             self.confirmed_alive(now, &from);
         }
+    }
+
+    /// Tells the member that asked for `p` whether its target answered.
+    pub(super) fn answer_helper_ping(&mut self, p: HelperPing, reachable: bool) {
+        let (seq, target) = (p.request_seq, p.target);
+        let msg = MembershipMsg::ProbeResult {
+            seq,
+            target,
+            reachable,
+        };
+        self.send(&p.requester, msg);
     }
 
     /// Another member asks this node to ping `target` for it.
@@ -222,13 +227,7 @@ impl Membership {
     /// Pings that run out answer "unreachable"; suspicions move on when their time is up.
     pub(super) fn expire_probes(&mut self, now: Instant) {
         for (_, p) in self.probes.take_helper_pings(|p| p.deadline <= now) {
-            let (seq, target) = (p.request_seq, p.target);
-            let msg = MembershipMsg::ProbeResult {
-                seq,
-                target,
-                reachable: false,
-            };
-            self.send(&p.requester, msg);
+            self.answer_helper_ping(p, false);
         }
         for (name, phase, incarnation) in self.probes.expired_suspicions(now) {
             match phase {
