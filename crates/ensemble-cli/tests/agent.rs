@@ -260,46 +260,40 @@ fn a_wrong_secret_is_refused_and_logged_on_both_sides() {
     );
 }
 
+/// Runs `ensemble ARGS`, expects it to fail, and expects every needle on its stderr.
+fn fails_saying(args: &[&str], needles: &[&str]) {
+    let out: Output = Command::new(exe())
+        .args(args)
+        .env("ENSEMBLE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "ensemble {args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in needles {
+        assert!(err.contains(n), "ensemble {args:?}: {n:?} not in {err}");
+    }
+}
+
 #[test]
 fn bad_config_exits_naming_the_key() {
     let dir = tempdir();
     let file = dir.path().join("agent.toml");
     std::fs::write(&file, "name = \"x\"\nheartbeat = 5\n").unwrap();
-    let out: Output = Command::new(exe())
-        .args(["agent", "--config", file.to_str().unwrap()])
-        .env("ENSEMBLE_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("heartbeat") && err.contains("agent.toml"),
-        "{err}"
+    let config = file.to_str().unwrap();
+    fails_saying(&["agent", "--config", config], &["heartbeat", "agent.toml"]);
+    let missing = [
+        "agent",
+        "--name",
+        "x",
+        "--secret-file",
+        "/nonexistent/secret",
+    ];
+    fails_saying(&missing, &["--secret-file", "/nonexistent/secret"]);
+    fails_saying(
+        &["members", "--http", "127.0.0.1:1"],
+        &["cannot reach the agent"],
     );
-
-    let out = Command::new(exe())
-        .args([
-            "agent",
-            "--name",
-            "x",
-            "--secret-file",
-            "/nonexistent/secret",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--secret-file") && err.contains("/nonexistent/secret"),
-        "{err}"
-    );
-
-    let out = Command::new(exe())
-        .args(["members", "--http", "127.0.0.1:1"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the agent"));
+    fails_saying(&["sim", "membership", "--loss", "1.5"], &["--loss"]);
 }
 
 #[test]
@@ -451,11 +445,4 @@ fn sim_membership_prints_the_promised_json_and_is_deterministic() {
     assert_eq!(r["nodes"], 20);
     assert_eq!(r["false_positives"], 0);
     assert_eq!(r, run("11"), "same seed, same report");
-
-    let bad = Command::new(exe())
-        .args(["sim", "membership", "--loss", "1.5"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--loss"));
 }
