@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::handshake::{self, HandshakeError, Params};
+use super::session::{Session, OVERHEAD};
 use super::{authenticated, framed, FramedStream};
 use crate::driver::DriverMsg;
 use crate::secret::Secret;
@@ -83,14 +84,15 @@ pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
             .await
             .map_err(|_| HandshakeError::Timeout)??;
         let mut stream = framed(stream);
-        let (peer, _version) = handshake::dial(&mut stream, &params, shared.dial_timeout).await?;
-        authenticated(&mut stream, shared.max_frame);
-        Ok::<_, HandshakeError>((stream, peer))
+        let (peer, _version, session) =
+            handshake::dial(&mut stream, &params, shared.dial_timeout).await?;
+        authenticated(&mut stream, shared.max_frame + OVERHEAD);
+        Ok::<_, HandshakeError>((stream, peer, session))
     };
     match attempt.await {
-        Ok((stream, peer)) => {
+        Ok((stream, peer, session)) => {
             let dialer = params.me.name;
-            serve(shared, stream, peer, dialer, Some(addr)).await;
+            serve(shared, stream, session, peer, dialer, Some(addr)).await;
         }
         Err(e) => {
             if e.is_refusal() {
@@ -133,10 +135,10 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             let result = handshake::accept(&mut stream, &params, shared.dial_timeout).await;
             drop(permit);
             match result {
-                Ok((peer, _version)) => {
-                    authenticated(&mut stream, shared.max_frame);
+                Ok((peer, _version, session)) => {
+                    authenticated(&mut stream, shared.max_frame + OVERHEAD);
                     let dialer = peer.name.clone();
-                    serve(shared, stream, peer, dialer, None).await;
+                    serve(shared, stream, session, peer, dialer, None).await;
                 }
                 Err(e) if e.is_refusal() => warn!(%from, "refused connection from {from}: {e}"),
                 Err(e) => info!(%from, "closed connection from {from}: {e}"),
@@ -173,6 +175,7 @@ impl Close {
 async fn serve(
     shared: Arc<Shared>,
     mut stream: FramedStream,
+    mut session: Session,
     peer: PeerInfo,
     dialer: String,
     dialed: Option<SocketAddr>,
@@ -191,7 +194,7 @@ async fn serve(
     let reason = loop {
         tokio::select! {
             frame = stream.next() => match frame {
-                Some(Ok(bytes)) => match wire::decode(&bytes) {
+                Some(Ok(sealed)) => match open_frame(&mut session, &sealed) {
                     Ok(Frame::Message(msg)) => {
                         let m = DriverMsg::Inbound { from: name.clone(), msg };
                         if shared.driver.send(m).await.is_err() {
@@ -199,7 +202,7 @@ async fn serve(
                         }
                     }
                     Ok(_) => break Close::Protocol("a handshake frame after the handshake".into()),
-                    Err(e) => break Close::Protocol(e.to_string()),
+                    Err(e) => break Close::Protocol(e),
                 },
                 // Oversized frames end up here too.
                 Some(Err(e)) => break Close::from_io("read", e),
@@ -208,7 +211,8 @@ async fn serve(
             out = rx.recv() => match out {
                 Some(bytes) => {
                     // A peer that stops reading (hung) must not hold this task for ever.
-                    match tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut stream, bytes, &mut rx)).await {
+                    let batch = write_batch(&mut stream, &mut session, bytes, &mut rx);
+                    match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => break Close::from_io("write", e),
                         Err(_) => break Close::Protocol(format!("write timed out after {WRITE_TIMEOUT:?}")),
@@ -230,16 +234,23 @@ async fn serve(
     let _ = shared.driver.send(DriverMsg::ConnDown { id, name }).await;
 }
 
-/// Writes one frame and whatever else is queued, then flushes once.
+/// Opens (decrypts and checks) and decodes one frame.
+fn open_frame(session: &mut Session, sealed: &[u8]) -> Result<Frame, String> {
+    let plain = session.open(sealed).map_err(|e| e.to_string())?;
+    wire::decode(&plain).map_err(|e| e.to_string())
+}
+
+/// Seals and writes one frame and whatever else is queued, then flushes once.
 async fn write_batch(
     stream: &mut FramedStream,
+    session: &mut Session,
     first: Bytes,
     rx: &mut mpsc::Receiver<Bytes>,
 ) -> std::io::Result<()> {
-    stream.feed(first).await?;
+    stream.feed(session.seal(&first)).await?;
     for _ in 0..256 {
         match rx.try_recv() {
-            Ok(b) => stream.feed(b).await?,
+            Ok(b) => stream.feed(session.seal(&b)).await?,
             Err(_) => break,
         }
     }

@@ -9,7 +9,9 @@
 //! ```
 //! Each proof is HMAC-SHA256 under the secret over a role label, the cluster name, both nonces
 //! and both names, so it cannot be replayed, reflected, or computed without the secret. The
-//! secret itself never crosses the wire.
+//! secret itself never crosses the wire. The same construction with two other labels gives the
+//! connection's two session keys (one per direction), which encrypt and authenticate every
+//! later frame (see `session`).
 
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::session::Session;
 use super::FramedStream;
 use crate::secret::Secret;
 
@@ -143,6 +146,27 @@ fn verify(
 
 const DIALER: &[u8] = b"ensemble/1 dialer";
 const ACCEPTOR: &[u8] = b"ensemble/1 acceptor";
+const KEY_TO_ACCEPTOR: &[u8] = b"ensemble/1 key dialer->acceptor";
+const KEY_TO_DIALER: &[u8] = b"ensemble/1 key acceptor->dialer";
+
+/// The session of a completed handshake, seen from the dialer (`dialer == true`) or acceptor.
+fn session(p: &Params, nonces: Nonces, names: Names, dialer: bool) -> Session {
+    let key = |label: &[u8]| -> [u8; 32] {
+        mac(&p.secret, label, &p.cluster, nonces, names)
+            .finalize()
+            .into_bytes()
+            .into()
+    };
+    let (to_acceptor, to_dialer) = (key(KEY_TO_ACCEPTOR), key(KEY_TO_DIALER));
+    if dialer {
+        Session::new(&to_acceptor, &to_dialer)
+    } else {
+        Session::new(&to_dialer, &to_acceptor)
+    }
+}
+
+/// What a successful handshake gives: the peer, the agreed version, the session.
+pub type Established = (PeerInfo, u16, Session);
 
 async fn send(stream: &mut FramedStream, frame: Frame) -> Result<(), HandshakeError> {
     stream.send(Bytes::from(wire::encode(&frame))).await?;
@@ -167,16 +191,13 @@ pub async fn dial(
     stream: &mut FramedStream,
     p: &Params,
     timeout: Duration,
-) -> Result<(PeerInfo, u16), HandshakeError> {
+) -> Result<Established, HandshakeError> {
     tokio::time::timeout(timeout, dial_inner(stream, p))
         .await
         .unwrap_or(Err(HandshakeError::Timeout))
 }
 
-async fn dial_inner(
-    stream: &mut FramedStream,
-    p: &Params,
-) -> Result<(PeerInfo, u16), HandshakeError> {
+async fn dial_inner(stream: &mut FramedStream, p: &Params) -> Result<Established, HandshakeError> {
     let my_nonce = nonce();
     let hello = Hello {
         magic: MAGIC,
@@ -211,7 +232,10 @@ async fn dial_inner(
     let proof = proof(&p.secret, DIALER, &p.cluster, nonces, names);
     send(stream, Frame::Auth(Auth { proof })).await?;
     match recv(stream).await? {
-        Frame::Accepted => Ok((welcome.peer, welcome.version)),
+        Frame::Accepted => {
+            let session = session(p, nonces, names, true);
+            Ok((welcome.peer, welcome.version, session))
+        }
         Frame::Reject(r) => Err(HandshakeError::RefusedBy(r)),
         _ => Err(HandshakeError::Unexpected("non-accepted")),
     }
@@ -222,7 +246,7 @@ pub async fn accept(
     stream: &mut FramedStream,
     p: &Params,
     timeout: Duration,
-) -> Result<(PeerInfo, u16), HandshakeError> {
+) -> Result<Established, HandshakeError> {
     tokio::time::timeout(timeout, accept_inner(stream, p))
         .await
         .unwrap_or(Err(HandshakeError::Timeout))
@@ -231,7 +255,7 @@ pub async fn accept(
 async fn accept_inner(
     stream: &mut FramedStream,
     p: &Params,
-) -> Result<(PeerInfo, u16), HandshakeError> {
+) -> Result<Established, HandshakeError> {
     let hello = match recv(stream).await? {
         Frame::Hello(h) if h.magic == MAGIC => h,
         _ => return Err(HandshakeError::Unexpected("non-hello")),
@@ -269,5 +293,6 @@ async fn accept_inner(
         return Err(refuse(stream, Reject::Secret).await);
     }
     send(stream, Frame::Accepted).await?;
-    Ok((hello.peer, version))
+    let session = session(p, nonces, names, false);
+    Ok((hello.peer, version, session))
 }

@@ -2,6 +2,7 @@
 
 pub mod conn;
 pub mod handshake;
+pub mod session;
 
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
