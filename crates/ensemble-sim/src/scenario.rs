@@ -16,7 +16,8 @@ use crate::network::{NodeId, Sim, SimConfig};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
-    /// All nodes join at once through one seed; then nothing happens.
+    /// All nodes join at once, each through a random node started before it; then nothing
+    /// happens.
     Join,
     /// One node crashes (connections close, dials refused).
     Crash,
@@ -255,8 +256,12 @@ pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
     let mut sim = Sim::new(cfg.sim.clone());
     sim.record_up_events = false;
     let first = sim.add_node("n0", &[]);
+    // Everyone joins at once, each through a random node that started before it (its seed may
+    // be joining too), so that no single seed holds n connections.
+    let mut seeds = SmallRng::seed_from_u64(cfg.sim.seed ^ 0x5eed);
     for i in 1..n {
-        sim.add_node(&format!("n{i}"), &[first]);
+        let seed = seeds.gen_range(0..i);
+        sim.add_node(&format!("n{i}"), &[seed]);
     }
     let mut r = Runner {
         sim,
