@@ -101,7 +101,8 @@ pub struct Report {
     pub msgs_per_node_per_s: f64,
     /// Bytes sent per live node per second, in steady state (4-byte frame header included).
     pub bytes_per_node_per_s: f64,
-    /// Largest estimated membership state of one node, in bytes.
+    /// Largest estimated membership state of one node, in bytes (an upper bound: it ignores
+    /// member versions shared between nodes).
     pub peak_state_bytes: usize,
     /// Open connections per node at the end.
     pub connections_per_node: f64,
