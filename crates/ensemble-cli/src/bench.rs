@@ -211,6 +211,26 @@ impl Run {
         None
     }
 
+    /// Sends `signal` to agent `target`, then measures how long until every observer reports
+    /// `kind` for it.
+    fn fault(
+        &self,
+        target: usize,
+        signal: Signal,
+        kind: Kind,
+        observers: &[usize],
+    ) -> Result<Option<Vec<Duration>>> {
+        let since = Instant::now();
+        self.procs[target].signal(signal)?;
+        let delays = self.detection(observers, kind, &self.names[target], since);
+        let slowest = delays.as_ref().and_then(|d| d.last());
+        eprintln!(
+            "  {:?}: {signal} seen by all others: {slowest:?}",
+            self.system
+        );
+        Ok(delays)
+    }
+
     /// Waits until every observer reported `kind` for `member`; returns per-observer delays.
     fn detection(
         &self,
@@ -361,28 +381,14 @@ fn run_one(system: System, n: usize, dir: &Path, idle: Duration, soak: Duration)
     // A crash: SIGKILL one agent.
     let killed = n / 2;
     let observers: Vec<usize> = (0..n).filter(|i| *i != killed).collect();
-    let since = Instant::now();
-    run.procs[killed].signal(Signal::SIGKILL)?;
-    let kill = run.detection(&observers, Kind::Down, &run.names[killed], since);
-    eprintln!(
-        "  {system:?}: SIGKILL detected by all survivors: {:?}",
-        kill.as_ref().and_then(|d| d.last())
-    );
+    let kill = run.fault(killed, Signal::SIGKILL, Kind::Down, &observers)?;
 
     // A hang: SIGSTOP another, then SIGCONT it.
     let stopped = (killed + 1) % n;
     let observers: Vec<usize> = observers.into_iter().filter(|i| *i != stopped).collect();
     std::thread::sleep(Duration::from_secs(2));
-    let since = Instant::now();
-    run.procs[stopped].signal(Signal::SIGSTOP)?;
-    let stop = run.detection(&observers, Kind::Down, &run.names[stopped], since);
-    eprintln!(
-        "  {system:?}: SIGSTOP detected by all survivors: {:?}",
-        stop.as_ref().and_then(|d| d.last())
-    );
-    let since = Instant::now();
-    run.procs[stopped].signal(Signal::SIGCONT)?;
-    let recover = run.detection(&observers, Kind::Up, &run.names[stopped], since);
+    let stop = run.fault(stopped, Signal::SIGSTOP, Kind::Down, &observers)?;
+    let recover = run.fault(stopped, Signal::SIGCONT, Kind::Up, &observers)?;
 
     let p50 =
         |d: &Option<Vec<Duration>>| d.as_ref().and_then(|d| d.get(d.len() / 2)).copied().map(ms);

@@ -356,27 +356,27 @@ fn ureq_get(http: &str, path: &str) -> Option<Value> {
         .ok()
 }
 
+/// Runs `ensemble ARGS`, expects success, and parses its standard output as JSON.
+fn json_of(args: &[&str]) -> Value {
+    let out = Command::new(exe()).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ensemble {args:?} failed: {err}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn bench_membership_runs_and_reports_every_figure() {
-    let out = Command::new(exe())
-        .args([
-            "bench",
-            "membership",
-            "--nodes",
-            "3",
-            "--idle-s",
-            "1",
-            "--no-serf",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reports: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let args = [
+        "bench",
+        "membership",
+        "--nodes",
+        "3",
+        "--idle-s",
+        "1",
+        "--no-serf",
+        "--json",
+    ];
+    let reports: Vec<Value> = serde_json::from_value(json_of(&args)).unwrap();
     assert_eq!(reports.len(), 1);
     let r = &reports[0];
     assert_eq!(r["system"], "ensemble");
@@ -395,36 +395,25 @@ fn bench_membership_runs_and_reports_every_figure() {
 #[test]
 fn sim_membership_prints_the_promised_json_and_is_deterministic() {
     let run = |seed: &str| {
-        let out = Command::new(exe())
-            .args([
-                "sim",
-                "membership",
-                "--nodes",
-                "20",
-                "--scenario",
-                "crash",
-                "--duration-s",
-                "5",
-            ])
-            .args([
-                "--latency-ms",
-                "5",
-                "--jitter-ms",
-                "2",
-                "--loss",
-                "0.01",
-                "--seed",
-                seed,
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut v = json_of(&[
+            "sim",
+            "membership",
+            "--nodes",
+            "20",
+            "--scenario",
+            "crash",
+            "--duration-s",
+            "5",
+            "--latency-ms",
+            "5",
+            "--jitter-ms",
+            "2",
+            "--loss",
+            "0.01",
+            "--seed",
+            seed,
+            "--json",
+        ]);
         v.as_object_mut().unwrap().remove("wall_ms");
         v
     };

@@ -573,11 +573,6 @@ impl Sim {
         self.nodes.is_empty()
     }
 
-    /// True if node `id` is running and not paused.
-    pub fn is_live(&self, id: NodeId) -> bool {
-        self.running(id) && !self.nodes[id].paused
-    }
-
     /// True if every live node counts exactly `n` members up (itself included).
     pub fn all_count_up(&self, n: usize) -> bool {
         self.nodes

@@ -168,7 +168,13 @@ async fn a_split_healed_by_reconnecting_merges_back() {
     )
     .await;
     for (n, r) in refs {
+        assert_eq!(n.partitions().get(&r).map(|p| p.len()), Some(3), "in force");
         n.resolve_partition(r).await.unwrap();
+        assert!(n.partitions().is_empty());
+        assert!(
+            n.resolve_partition(r).await.is_err(),
+            "a resolved partition is unknown"
+        );
     }
     let t = wait_for(Duration::from_secs(30), "the halves merge", || {
         all_see(&nodes, &names(&nodes), Status::Alive)
