@@ -61,6 +61,19 @@ struct Target {
     failures: u32,
     next_try: Instant,
     dialing: bool,
+    /// The member the dial under way is meant to reach (None for a seed).
+    expect: Option<String>,
+}
+
+impl Target {
+    fn new(now: Instant) -> Self {
+        Target {
+            failures: 0,
+            next_try: now,
+            dialing: false,
+            expect: None,
+        }
+    }
 }
 
 /// Dial state of every address this node may want to reach.
@@ -101,19 +114,15 @@ impl Overlay {
         self.targets.get(addr).is_some_and(|t| t.failures > 0)
     }
 
-    /// Records that a dial to `addr` started.
-    pub fn dial_started(&mut self, addr: SocketAddr, now: Instant) {
-        self.targets
-            .entry(addr)
-            .or_insert(Target {
-                failures: 0,
-                next_try: now,
-                dialing: false,
-            })
-            .dialing = true;
+    /// Records that a dial to `addr` started, meant to reach member `expect` (None: a seed).
+    pub fn dial_started(&mut self, addr: SocketAddr, now: Instant, expect: Option<String>) {
+        let t = self.targets.entry(addr).or_insert_with(|| Target::new(now));
+        t.dialing = true;
+        t.expect = expect;
     }
 
     /// Records a failed dial and schedules the next try after an exponential, jittered back-off.
+    /// Returns the member the dial was meant to reach.
     pub fn dial_failed(
         &mut self,
         addr: SocketAddr,
@@ -121,12 +130,8 @@ impl Overlay {
         min: Duration,
         max: Duration,
         rng: &mut impl Rng,
-    ) {
-        let t = self.targets.entry(addr).or_insert(Target {
-            failures: 0,
-            next_try: now,
-            dialing: false,
-        });
+    ) -> Option<String> {
+        let t = self.targets.entry(addr).or_insert_with(|| Target::new(now));
         t.dialing = false;
         t.failures = t.failures.saturating_add(1);
         let exp = min.saturating_mul(1u32 << t.failures.min(16).saturating_sub(1));
@@ -134,17 +139,25 @@ impl Overlay {
         // +-25% jitter so that the two halves of a split do not dial in lock-step.
         let jitter = base.mul_f64(rng.gen_range(0.75..1.25));
         t.next_try = now + jitter;
+        t.expect.take()
     }
 
     /// Records a successful dial (or an accepted connection from the node behind `addr`).
-    pub fn connected(&mut self, addr: SocketAddr, name: &str, dialed: Option<SocketAddr>) {
+    /// Returns the member the dial to `dialed` was meant to reach, if it was another one.
+    pub fn connected(
+        &mut self,
+        addr: SocketAddr,
+        name: &str,
+        dialed: Option<SocketAddr>,
+    ) -> Option<String> {
+        let expected = dialed
+            .and_then(|d| self.targets.remove(&d))
+            .and_then(|t| t.expect);
         self.targets.remove(&addr);
-        if let Some(d) = dialed {
-            self.targets.remove(&d);
-            if self.seeds.contains(&d) {
-                self.seed_names.insert(d, name.to_owned());
-            }
+        if let Some(d) = dialed.filter(|d| self.seeds.contains(d)) {
+            self.seed_names.insert(d, name.to_owned());
         }
+        expected.filter(|e| e != name)
     }
 
     /// Lets the next dial to `addr` go at once (a connection just closed: redial first).
@@ -175,11 +188,12 @@ mod tests {
         let t0 = Instant::now();
         let (min, max) = (Duration::from_millis(100), Duration::from_secs(2));
         assert!(o.may_dial(&a, t0));
-        o.dial_started(a, t0);
+        o.dial_started(a, t0, Some("a".into()));
         assert!(!o.may_dial(&a, t0));
         let mut waits = vec![];
-        for _ in 0..8 {
-            o.dial_failed(a, t0, min, max, &mut rng);
+        for i in 0..8 {
+            let expected = o.dial_failed(a, t0, min, max, &mut rng);
+            assert_eq!(expected, (i == 0).then(|| "a".to_string()), "reported once");
             waits.push(o.targets[&a].next_try - t0);
         }
         assert!(waits[0] < Duration::from_millis(130));
@@ -245,5 +259,9 @@ mod tests {
         o.add_seed(s);
         o.connected("127.0.0.1:7000".parse().unwrap(), "app1", Some(s));
         assert_eq!(o.seed_name(&s), Some("app1"));
+        // A member's address now answered by another name: the member is reported back.
+        let m: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        o.dial_started(m, Instant::now(), Some("old".into()));
+        assert_eq!(o.connected(m, "new", Some(m)), Some("old".into()));
     }
 }

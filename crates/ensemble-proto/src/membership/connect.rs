@@ -1,13 +1,14 @@
 //! Connections: who to dial, what a new or lost connection means, which ones to close.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::Rng;
 
 use super::{Membership, Output, Peer};
 use crate::detector::PhiDetector;
-use crate::member::Status;
+use crate::member::{Member, Status};
 use crate::overlay;
 use crate::wire::{MembershipMsg, PeerInfo};
 
@@ -21,20 +22,17 @@ impl Membership {
         peer: PeerInfo,
         dialed: Option<SocketAddr>,
     ) {
-        self.overlay.connected(peer.addr, &peer.name, dialed);
+        let expected = self.overlay.connected(peer.addr, &peer.name, dialed);
         if peer.name == self.name {
             return;
         }
         // Another name now answers at the address we dialled: the member we expected is gone.
-        if let Some(addr) = dialed {
-            let stale: Vec<String> = self
+        if let Some(name) = expected {
+            if self
                 .view
-                .members()
-                .filter(|m| m.addr == addr && m.name != peer.name && m.name != self.name)
-                .filter(|m| m.status == Status::Alive)
-                .map(|m| m.name.clone())
-                .collect();
-            for name in stale {
+                .get(&name)
+                .is_some_and(|m| m.status == Status::Alive)
+            {
                 self.suspect(now, &name);
             }
         }
@@ -88,16 +86,12 @@ impl Membership {
 
     pub(super) fn on_dial_failed(&mut self, now: Instant, addr: SocketAddr) {
         let (min, max) = (self.config.reconnect_min, self.config.reconnect_max);
-        self.overlay.dial_failed(addr, now, min, max, &mut self.rng);
-        let failed: Vec<String> = self
-            .view
-            .members()
-            .filter(|m| m.addr == addr && m.name != self.name && m.status.is_up())
-            .filter(|m| !self.peers.contains_key(&m.name))
-            .map(|m| m.name.clone())
-            .collect();
-        for name in failed {
-            self.suspect(now, &name);
+        let expected = self.overlay.dial_failed(addr, now, min, max, &mut self.rng);
+        if let Some(name) = expected {
+            let up = self.view.get(&name).is_some_and(|m| m.status.is_up());
+            if up && !self.peers.contains_key(&name) {
+                self.suspect(now, &name);
+            }
         }
     }
 
@@ -123,23 +117,24 @@ impl Membership {
             self.refresh_targets();
         }
         let me = self.local().addr;
-        let mut wanted: Vec<SocketAddr> = self
+        // (address, member meant to be there; None for a seed)
+        let mut wanted: Vec<(SocketAddr, Option<String>)> = self
             .targets
             .iter()
             .filter(|t| !self.peers.contains_key(*t))
-            .filter_map(|t| self.view.get(t).map(|m| m.addr))
+            .filter_map(|t| self.view.get(t).map(|m| (m.addr, Some(m.name.clone()))))
             .collect();
-        wanted.extend(self.overlay.seeds().filter(|s| {
+        let seeds = self.overlay.seeds().filter(|s| {
             self.overlay
                 .seed_name(s)
                 .is_none_or(|n| !self.peers.contains_key(n) && n != self.name)
-        }));
+        });
+        wanted.extend(seeds.map(|s| (*s, None)));
+        let unconnected_down =
+            |m: &&Arc<Member>| m.status == Status::Down && !self.peers.contains_key(&m.name);
         if self.is_full_mesh() {
-            let down = self.view.members().filter(|m| m.status == Status::Down);
-            wanted.extend(
-                down.filter(|m| !self.peers.contains_key(&m.name))
-                    .map(|m| m.addr),
-            );
+            let down = self.view.members().filter(unconnected_down);
+            wanted.extend(down.map(|m| (m.addr, Some(m.name.clone()))));
         } else if now >= self.next_heal && self.view.tombstone_count() > 0 {
             self.next_heal = now + self.config.reconnect_min;
             for _ in 0..HEAL_DIALS {
@@ -148,20 +143,21 @@ impl Membership {
                     .view
                     .tombstones_from(from)
                     .find(|m| m.status == Status::Down);
-                if let Some(m) = pick.filter(|m| !self.peers.contains_key(&m.name)) {
-                    wanted.push(m.addr);
+                if let Some(m) = pick.filter(unconnected_down) {
+                    wanted.push((m.addr, Some(m.name.clone())));
                 }
             }
         }
-        wanted.sort();
-        wanted.dedup();
-        for addr in wanted {
+        // One dial per address; a member's name wins over a seed's None.
+        wanted.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        wanted.dedup_by(|later, first| later.0 == first.0);
+        for (addr, expect) in wanted {
             if self.dials_this_tick >= self.config.dials_per_tick {
                 break;
             }
             if addr != me && self.overlay.may_dial(&addr, now) {
                 self.dials_this_tick += 1;
-                self.overlay.dial_started(addr, now);
+                self.overlay.dial_started(addr, now, expect);
                 self.outputs.push_back(Output::Dial { addr });
             }
         }
