@@ -61,6 +61,18 @@ pub fn bucket_of(pos: u64) -> usize {
     (pos >> (64 - BUCKETS.trailing_zeros())) as usize
 }
 
+/// Estimated bytes one held member takes: the version, its name twice (key and value), its
+/// tags, and map overhead.
+fn footprint_of(m: &Member) -> usize {
+    let tags: usize = m
+        .tags
+        .as_map()
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 48)
+        .sum();
+    std::mem::size_of::<Member>() + 2 * m.name.len() + tags + 64
+}
+
 /// Ring key of an entry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key {
@@ -80,6 +92,8 @@ pub struct View {
     up: usize,
     /// Per-bucket order-independent hashes of the held versions.
     buckets: [u64; BUCKETS],
+    /// Sum of the held members' estimated sizes, kept up to date by every change.
+    footprint: usize,
     /// The smallest name, to bound range queries by position.
     empty: Arc<str>,
 }
@@ -92,6 +106,7 @@ impl Default for View {
             version: 0,
             up: 0,
             buckets: [0; BUCKETS],
+            footprint: 0,
             empty: Arc::from(""),
         }
     }
@@ -136,8 +151,10 @@ impl View {
         if let Some(o) = &old {
             *bucket = bucket.wrapping_sub(digest_of(o));
             self.up -= usize::from(o.status.is_up());
+            self.footprint -= footprint_of(o);
         }
         *bucket = bucket.wrapping_add(digest_of(&member));
+        self.footprint += footprint_of(&member);
         self.up += usize::from(member.status.is_up());
         if member.status.is_up() {
             self.tombstones.remove(&key);
@@ -205,6 +222,14 @@ impl View {
         self.up
     }
 
+    /// Estimated bytes the held members take (see [`Membership::estimated_bytes`]), kept up to
+    /// date by every change.
+    ///
+    /// [`Membership::estimated_bytes`]: crate::Membership::estimated_bytes
+    pub fn footprint(&self) -> usize {
+        self.footprint
+    }
+
     /// Number of held tombstones (`down` and `left` members).
     pub fn tombstone_count(&self) -> usize {
         self.tombstones.len()
@@ -262,6 +287,7 @@ impl View {
             if let Some(m) = self.entries.remove(&k) {
                 let bucket = &mut self.buckets[bucket_of(k.pos)];
                 *bucket = bucket.wrapping_sub(digest_of(&m));
+                self.footprint -= footprint_of(&m);
                 dropped.push(m);
             }
         }
@@ -360,6 +386,8 @@ mod tests {
             prop_assert_eq!(v.bucket_digests(), fresh.bucket_digests());
             let in_buckets: usize = (0..BUCKETS).map(|b| v.bucket(b).count()).sum();
             prop_assert_eq!(in_buckets, v.len());
+            let footprint: usize = v.members().map(|m| footprint_of(m)).sum();
+            prop_assert_eq!(v.footprint(), footprint);
             let up = v.members().filter(|m| m.status.is_up()).count();
             prop_assert_eq!(v.up_count(), up);
             prop_assert_eq!(v.tombstone_count(), v.len() - up);

@@ -1,6 +1,6 @@
 //! Membership scenarios and their metrics: the engine of `ensemble sim membership`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::network::{NodeId, Sim, SimConfig};
+use crate::network::{NodeId, Sim, SimConfig, SimEvent};
 
 /// What happens to the cluster after it formed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,8 +101,8 @@ pub struct Report {
     pub msgs_per_node_per_s: f64,
     /// Bytes sent per live node per second, in steady state (4-byte frame header included).
     pub bytes_per_node_per_s: f64,
-    /// Largest estimated membership state of one node, in bytes (an upper bound: it ignores
-    /// member versions shared between nodes).
+    /// Largest estimated membership state of one node, in bytes, sampled every simulated
+    /// second (an upper bound: it ignores member versions shared between nodes).
     pub peak_state_bytes: usize,
     /// Open connections per node at the end.
     pub connections_per_node: f64,
@@ -228,19 +228,24 @@ impl Runner {
     }
 
     fn detections(&self) -> (Vec<Duration>, usize) {
+        // Down events by (target, incarnation), read once.
+        let mut downs: HashMap<(NodeId, u64), Vec<&SimEvent>> = HashMap::new();
+        for e in self
+            .sim
+            .events()
+            .iter()
+            .filter(|e| e.kind == EventKind::Down)
+        {
+            downs.entry((e.target, e.incarnation)).or_default().push(e);
+        }
         let mut delays = Vec::new();
         let mut expected = 0;
         for f in &self.faults {
             expected += f.observers.len();
+            let observers: HashSet<NodeId> = f.observers.iter().copied().collect();
             let mut seen = HashSet::new();
-            for e in self.sim.events() {
-                if e.kind == EventKind::Down
-                    && e.target == f.target
-                    && e.incarnation == f.incarnation
-                    && e.at >= f.at
-                    && f.observers.contains(&e.observer)
-                    && seen.insert(e.observer)
-                {
+            for e in downs.get(&(f.target, f.incarnation)).into_iter().flatten() {
+                if e.at >= f.at && observers.contains(&e.observer) && seen.insert(e.observer) {
                     delays.push(e.at - f.at);
                 }
             }
