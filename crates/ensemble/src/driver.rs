@@ -66,7 +66,8 @@ pub(crate) enum Command {
 
 /// What the driver publishes for the [`crate::Node`] handle.
 pub(crate) struct Published {
-    pub members: watch::Sender<Arc<Vec<Member>>>,
+    /// The view's member versions, shared (copied and sorted only when someone reads them).
+    pub members: watch::Sender<Arc<Vec<Arc<Member>>>>,
     pub events: broadcast::Sender<MemberEvent>,
     pub me: watch::Sender<PeerInfo>,
     pub partitions: watch::Sender<BTreeMap<u64, BTreeSet<String>>>,
@@ -346,8 +347,7 @@ impl Driver {
             return;
         }
         self.published_version = self.core.view_version();
-        let mut members: Vec<Member> = self.core.members().cloned().collect();
-        members.sort_by(|a, b| a.name.cmp(&b.name));
+        let members: Vec<Arc<Member>> = self.core.versions().cloned().collect();
         self.published.members.send_replace(Arc::new(members));
         let local = self.core.local();
         let me = PeerInfo {

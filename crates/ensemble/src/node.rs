@@ -36,7 +36,7 @@ struct Inner {
     name: String,
     addr: SocketAddr,
     driver: mpsc::Sender<DriverMsg>,
-    members: watch::Receiver<Arc<Vec<Member>>>,
+    members: watch::Receiver<Arc<Vec<Arc<Member>>>>,
     /// Never read: only resubscribed. The driver holds the only sender, so streams end when
     /// the node stops.
     events: broadcast::Receiver<MemberEvent>,
@@ -136,7 +136,7 @@ impl Node {
 
         let (driver_tx, driver_rx) = mpsc::channel(8192);
         let (me_tx, me_rx) = watch::channel(me);
-        let (members_tx, members_rx) = watch::channel(Arc::new(vec![local]));
+        let (members_tx, members_rx) = watch::channel(Arc::new(vec![Arc::new(local)]));
         let (events_tx, events_rx) = broadcast::channel(4096);
         let (partitions_tx, partitions_rx) = watch::channel(BTreeMap::new());
         let shared = Shared::new(
@@ -178,9 +178,12 @@ impl Node {
     }
 
     /// Every known member, this node included, with `down` and `left` members until their
-    /// tombstones expire. Answers at once from the latest published view.
+    /// tombstones expire, in name order. Answers at once from the latest published view.
     pub fn members(&self) -> Vec<Member> {
-        self.inner.members.borrow().as_ref().clone()
+        let shared = self.inner.members.borrow().clone();
+        let mut members: Vec<Member> = shared.iter().map(|m| (**m).clone()).collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        members
     }
 
     /// This node as the cluster sees it.
@@ -189,7 +192,7 @@ impl Node {
         members
             .iter()
             .find(|m| m.name == self.inner.name)
-            .cloned()
+            .map(|m| (**m).clone())
             .expect("the view always holds the local member")
     }
 

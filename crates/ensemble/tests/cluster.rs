@@ -82,7 +82,12 @@ async fn three_nodes_converge() {
 async fn ten_nodes_converge() {
     let nodes = cluster(10).await;
     for n in &nodes {
-        assert_eq!(n.members().len(), 10);
+        let names: Vec<String> = n.members().into_iter().map(|m| m.name).collect();
+        assert_eq!(names.len(), 10);
+        assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "name order: {names:?}"
+        );
     }
 }
 

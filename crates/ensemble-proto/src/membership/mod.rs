@@ -264,6 +264,11 @@ impl Membership {
         self.view.members().map(|m| &**m)
     }
 
+    /// Every known member as the shared versions the view holds (cheap to copy), in ring order.
+    pub fn versions(&self) -> impl Iterator<Item = &Arc<Member>> {
+        self.view.members()
+    }
+
     /// One member by name.
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.view.get(name).map(|m| &**m)
