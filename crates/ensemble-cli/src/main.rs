@@ -8,6 +8,7 @@ mod demo;
 mod procs;
 mod settings;
 mod sim;
+mod sim_broadcast;
 
 use clap::{Parser, Subcommand};
 

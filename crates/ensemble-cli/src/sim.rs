@@ -1,4 +1,4 @@
-//! `ensemble sim membership`: run a membership scenario in the deterministic simulator.
+//! `ensemble sim membership|broadcast`: run a scenario in the deterministic simulator.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -17,25 +17,97 @@ pub struct SimArgs {
 enum SimWhat {
     /// Membership and failure detection: convergence, detection time, false positives, traffic.
     Membership(MembershipSim),
+    /// Plumtree broadcast under a Maelstrom-style workload: messages per op, latency, delivery.
+    Broadcast(crate::sim_broadcast::BroadcastSim),
+}
+
+/// The simulated network, shared by every scenario.
+#[derive(Args, Debug)]
+pub struct NetArgs {
+    /// Cluster size.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// One-way latency of every message, in ms.
+    #[arg(long, default_value_t = 1.0)]
+    pub latency_ms: f64,
+    /// Extra latency, uniform from 0 to this, in ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub jitter_ms: f64,
+    /// Probability that a message is lost (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// RNG seed; the same seed gives the same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl NetArgs {
+    /// Checks the values and makes the simulator's settings.
+    pub fn config(&self) -> Result<SimConfig> {
+        if self.nodes < 2 {
+            bail!("--nodes must be at least 2");
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            bail!("--loss must be at least 0 and below 1");
+        }
+        if self.latency_ms < 0.0 || self.jitter_ms < 0.0 {
+            bail!("--latency-ms and --jitter-ms cannot be negative");
+        }
+        Ok(SimConfig {
+            latency: Duration::from_secs_f64(self.latency_ms / 1000.0),
+            jitter: Duration::from_secs_f64(self.jitter_ms / 1000.0),
+            loss: self.loss,
+            seed: self.seed,
+            ..SimConfig::default()
+        })
+    }
+}
+
+/// Shows progress of long runs on stderr: in place on a terminal, every 10 s otherwise.
+/// Call the returned closure with the virtual time; call `done` at the end.
+pub struct Progress {
+    wall: Instant,
+    last: Instant,
+    tty: bool,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Progress {
+            wall: Instant::now(),
+            last: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn show(&mut self, virt: Duration) {
+        if self.tty {
+            eprint!(
+                "\r  simulated {:>5} s in {:>6.1} s ",
+                virt.as_secs(),
+                self.wall.elapsed().as_secs_f64()
+            );
+        } else if self.last.elapsed() > Duration::from_secs(10) {
+            self.last = Instant::now();
+            eprintln!(
+                "  simulated {} s in {:.1} s",
+                virt.as_secs(),
+                self.wall.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    pub fn done(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
 }
 
 #[derive(Args, Debug)]
 struct MembershipSim {
-    /// Cluster size.
-    #[arg(long, default_value_t = 100)]
-    nodes: usize,
-    /// One-way latency of every message, in ms.
-    #[arg(long, default_value_t = 1.0)]
-    latency_ms: f64,
-    /// Extra latency, uniform from 0 to this, in ms.
-    #[arg(long, default_value_t = 0.0)]
-    jitter_ms: f64,
-    /// Probability that a message is lost (0 to 1).
-    #[arg(long, default_value_t = 0.0)]
-    loss: f64,
-    /// RNG seed; the same seed gives the same run.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    net: NetArgs,
     /// join, crash, pause, partition or churn.
     #[arg(long, default_value = "crash")]
     scenario: Scenario,
@@ -48,55 +120,32 @@ struct MembershipSim {
 }
 
 pub fn run(args: SimArgs) -> Result<()> {
-    let SimWhat::Membership(a) = args.what;
-    if a.nodes < 2 {
-        bail!("--nodes must be at least 2");
-    }
-    if !(0.0..1.0).contains(&a.loss) {
-        bail!("--loss must be at least 0 and below 1");
-    }
-    if a.latency_ms < 0.0 || a.jitter_ms < 0.0 {
-        bail!("--latency-ms and --jitter-ms cannot be negative");
-    }
+    let a = match args.what {
+        SimWhat::Membership(a) => a,
+        SimWhat::Broadcast(b) => return crate::sim_broadcast::run(b),
+    };
     let cfg = ScenarioConfig {
-        nodes: a.nodes,
+        nodes: a.net.nodes,
         scenario: a.scenario,
         duration: Duration::from_secs(a.duration_s),
-        sim: SimConfig {
-            latency: Duration::from_secs_f64(a.latency_ms / 1000.0),
-            jitter: Duration::from_secs_f64(a.jitter_ms / 1000.0),
-            loss: a.loss,
-            seed: a.seed,
-            ..SimConfig::default()
-        },
+        sim: a.net.config()?,
     };
-    let wall = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut last = Instant::now();
-    let report = ensemble_sim::scenario::run(&cfg, |virt| {
-        // Long runs show progress on stderr: in place on a terminal, every 10 s otherwise.
-        if tty {
-            eprint!(
-                "\r  simulated {:>5} s in {:>6.1} s ",
-                virt.as_secs(),
-                wall.elapsed().as_secs_f64()
-            );
-        } else if last.elapsed() > Duration::from_secs(10) {
-            last = Instant::now();
-            eprintln!(
-                "  simulated {} s in {:.1} s",
-                virt.as_secs(),
-                wall.elapsed().as_secs_f64()
-            );
-        }
-    });
-    if tty {
-        eprintln!();
-    }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let mut progress = Progress::new();
+    let report = ensemble_sim::scenario::run(&cfg, |virt| progress.show(virt));
+    progress.done();
+    print_report(&report, a.json, || readable(&report, &a))
+}
+
+/// Prints a report as one JSON object, or as text.
+pub fn print_report<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    readable: impl FnOnce() -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", readable(&report, &a));
+        print!("{}", readable());
     }
     Ok(())
 }
@@ -116,9 +165,9 @@ fn readable(r: &Report, a: &MembershipSim) -> String {
         r.nodes,
         r.scenario,
         r.seed,
-        a.latency_ms,
-        a.jitter_ms,
-        a.loss,
+        a.net.latency_ms,
+        a.net.jitter_ms,
+        a.net.loss,
         opt(r.convergence_ms),
         opt(r.detect_p50_ms),
         opt(r.detect_p99_ms),

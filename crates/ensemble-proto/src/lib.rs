@@ -10,19 +10,25 @@
 //! - [`detector`]: the phi accrual failure detector.
 //! - [`membership`]: the membership protocol ([`Membership`]): heartbeats, suspicion, indirect
 //!   probes, refutation, gossip, anti-entropy, dialling.
+//! - [`broadcast`]: Plumtree epidemic broadcast ([`broadcast::Plumtree`]) and its handlers,
+//!   among them Serf-style user events ([`broadcast::events::EventLog`]).
+//! - [`stack`]: membership and broadcast of one node, composed ([`Stack`]).
 //! - [`wire`]: the frames and messages nodes exchange, and their encoding.
 
 #![warn(missing_docs)]
 
+pub mod broadcast;
 pub mod config;
 pub mod detector;
 pub mod member;
 pub mod membership;
 mod overlay;
 mod probe;
+pub mod stack;
 pub mod view;
 pub mod wire;
 
 pub use config::Config;
 pub use member::{Member, MemberError, Status, Tags};
 pub use membership::{EventKind, Input, MemberEvent, Membership, Output};
+pub use stack::{Stack, StackOutput};

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::member::Member;
 
+pub use crate::broadcast::BroadcastMsg;
+
 /// Oldest protocol version this build speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// Newest protocol version this build speaks.
@@ -117,6 +119,34 @@ pub enum Reject {
 pub enum Message {
     /// Membership and failure detection.
     Membership(MembershipMsg),
+    /// Plumtree broadcast.
+    Broadcast(BroadcastMsg),
+}
+
+impl Message {
+    /// A short name of the message's kind, for counters (`membership.ping`, `broadcast.graft`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Membership(m) => m.kind(),
+            Message::Broadcast(b) => b.kind(),
+        }
+    }
+}
+
+impl MembershipMsg {
+    /// A short name of the message's kind, for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MembershipMsg::Heartbeat => "heartbeat",
+            MembershipMsg::Ping { .. } => "ping",
+            MembershipMsg::Ack { .. } => "ack",
+            MembershipMsg::ProbeRequest { .. } => "probe_request",
+            MembershipMsg::ProbeResult { .. } => "probe_result",
+            MembershipMsg::Gossip { .. } => "gossip",
+            MembershipMsg::Digest { .. } => "digest",
+            MembershipMsg::Sync { .. } => "sync",
+        }
+    }
 }
 
 /// Messages of the membership protocol.
@@ -181,10 +211,10 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
     postcard::to_stdvec(frame).expect("frames always serialize")
 }
 
-/// Bytes a [`MembershipMsg`] takes on the wire inside its [`Frame`] (the two enum tags in
-/// front of it take one byte each), computed without allocating.
-pub fn membership_len(msg: &MembershipMsg) -> usize {
-    2 + encoded_len(msg)
+/// Bytes a [`Message`] takes on the wire inside its [`Frame`] (the frame's enum tag in front
+/// of it takes one byte), computed without allocating.
+pub fn message_len(msg: &Message) -> usize {
+    1 + encoded_len(msg)
 }
 
 /// The encoded size of a value, computed without allocating.
@@ -242,8 +272,8 @@ mod tests {
         for f in frames {
             assert_eq!(decode(&encode(&f)).unwrap(), f);
             assert_eq!(encoded_len(&f), encode(&f).len());
-            if let Frame::Message(Message::Membership(m)) = &f {
-                assert_eq!(membership_len(m), encode(&f).len());
+            if let Frame::Message(m) = &f {
+                assert_eq!(message_len(m), encode(&f).len());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! A deterministic simulator of Ensemble clusters.
 //!
-//! It drives the real [`ensemble_proto::Membership`] state machines (the code the runtime runs)
+//! It drives the real [`ensemble_proto::Stack`] state machines, membership and broadcast (the
+//! code the runtime runs),
 //! over a virtual clock and a seeded RNG: the same seed gives the same run, event for event.
 //! The network model has per-message latency and jitter, loss, partitions (traffic between two
 //! groups is dropped and dials time out, as with a firewall dropping packets), crashes
@@ -9,8 +10,10 @@
 
 #![warn(missing_docs)]
 
+pub mod broadcast;
 mod network;
 pub mod scenario;
 
-pub use network::{NodeId, Sim, SimConfig, SimEvent};
+pub use broadcast::{BroadcastReport, BroadcastScenario};
+pub use network::{NodeId, Sim, SimConfig, SimDelivery, SimEvent};
 pub use scenario::{Report, Scenario, ScenarioConfig};

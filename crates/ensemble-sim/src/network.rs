@@ -5,8 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ensemble_proto::wire::{self, MembershipMsg, PeerInfo};
-use ensemble_proto::{Config, EventKind, Input, Member, Membership, Output, Status, Tags};
+use bytes::Bytes;
+use ensemble_proto::broadcast::events::{EventInput, EventLog, USER_EVENTS};
+use ensemble_proto::broadcast::{BroadcastConfig, Plumtree};
+use ensemble_proto::wire::{self, Message, PeerInfo};
+use ensemble_proto::{
+    Config, EventKind, Input, Member, Membership, Stack, StackOutput, Status, Tags,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -43,6 +48,23 @@ pub struct SimConfig {
     pub seed: u64,
     /// Membership settings of every node.
     pub membership: Config,
+    /// Broadcast settings of every node.
+    pub broadcast: BroadcastConfig,
+}
+
+/// A broadcast message delivered at a simulated node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimDelivery {
+    /// Virtual time since the start of the simulation.
+    pub at: Duration,
+    /// The node it was delivered at.
+    pub node: NodeId,
+    /// The message id.
+    pub id: Bytes,
+    /// Hops from its root.
+    pub round: u32,
+    /// True if anti-entropy delivered it.
+    pub repaired: bool,
 }
 
 impl Default for SimConfig {
@@ -54,6 +76,7 @@ impl Default for SimConfig {
             dial_timeout: Duration::from_secs(2),
             seed: 1,
             membership: Config::default(),
+            broadcast: BroadcastConfig::default(),
         }
     }
 }
@@ -64,7 +87,7 @@ enum Event {
     Deliver {
         from: NodeId,
         to: NodeId,
-        msg: MembershipMsg,
+        msg: Message,
     },
     DialDone {
         from: NodeId,
@@ -103,14 +126,20 @@ impl Ord for Scheduled {
     }
 }
 
+/// An input that reached a node.
+enum Pending {
+    Input(Input),
+    Message(String, Message),
+}
+
 struct SimNode {
     name: String,
     addr: SocketAddr,
     seeds: Vec<SocketAddr>,
-    state: Option<Membership>,
+    state: Option<Stack>,
     paused: bool,
     /// Inputs that reached the node while it was paused.
-    inbox: VecDeque<Input>,
+    inbox: VecDeque<Pending>,
     tick_at: Option<Instant>,
 }
 
@@ -133,26 +162,21 @@ pub struct Sim {
     events: Vec<SimEvent>,
     /// Whether `up` and `updated` events are kept (a join storm of n nodes makes n^2 of them).
     pub record_up_events: bool,
-    /// Messages delivered or lost, and their encoded size.
+    /// Membership messages sent (delivered or lost).
     pub messages: u64,
-    /// Bytes of all messages sent.
+    /// Bytes of the membership messages sent.
     pub bytes: u64,
+    /// Broadcast messages sent (delivered or lost).
+    pub broadcast_messages: u64,
+    /// Bytes of the broadcast messages sent.
+    pub broadcast_bytes: u64,
+    /// Whether broadcast deliveries are kept in [`Sim::deliveries`].
+    pub record_deliveries: bool,
+    /// Broadcast deliveries so far (if recorded).
+    pub deliveries: Vec<SimDelivery>,
+    boots: u64,
     /// Messages sent, by kind.
     pub by_kind: BTreeMap<&'static str, u64>,
-}
-
-/// The name of a message's kind, for counting.
-fn kind(msg: &MembershipMsg) -> &'static str {
-    match msg {
-        MembershipMsg::Heartbeat => "heartbeat",
-        MembershipMsg::Ping { .. } => "ping",
-        MembershipMsg::Ack { .. } => "ack",
-        MembershipMsg::ProbeRequest { .. } => "probe_request",
-        MembershipMsg::ProbeResult { .. } => "probe_result",
-        MembershipMsg::Gossip { .. } => "gossip",
-        MembershipMsg::Digest { .. } => "digest",
-        MembershipMsg::Sync { .. } => "sync",
-    }
 }
 
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -180,6 +204,11 @@ impl Sim {
             record_up_events: true,
             messages: 0,
             bytes: 0,
+            broadcast_messages: 0,
+            broadcast_bytes: 0,
+            record_deliveries: false,
+            deliveries: Vec::new(),
+            boots: 0,
             by_kind: BTreeMap::new(),
         }
     }
@@ -221,6 +250,7 @@ impl Sim {
             tags: Tags::default(),
         };
         let seed = self.rng.gen();
+        let name = node.name.clone();
         let m = Membership::new(
             self.config.membership.clone(),
             local,
@@ -228,7 +258,12 @@ impl Sim {
             seed,
             self.now,
         );
-        self.nodes[id].state = Some(m);
+        let mut b = Plumtree::new(self.config.broadcast.clone(), name.clone(), seed, self.now);
+        self.boots += 1;
+        let events = EventLog::new(name, self.boots, 4096, |_| {});
+        b.register(USER_EVENTS, Box::new(events))
+            .expect("first handler");
+        self.nodes[id].state = Some(Stack::new(m, b, self.now));
         self.nodes[id].paused = false;
         self.nodes[id].inbox.clear();
         self.input(id, Input::Tick);
@@ -254,13 +289,32 @@ impl Sim {
 
     /// Feeds one input to a node, or keeps it for later if the node is paused.
     fn input(&mut self, id: NodeId, input: Input) {
+        self.feed(id, Pending::Input(input));
+    }
+
+    /// Feeds one message to a node, or keeps it for later if the node is paused.
+    fn message(&mut self, id: NodeId, from: String, msg: Message) {
+        self.feed(id, Pending::Message(from, msg));
+    }
+
+    fn feed(&mut self, id: NodeId, input: Pending) {
         let node = &mut self.nodes[id];
         if node.paused {
             node.inbox.push_back(input);
             return;
         }
         let Some(m) = node.state.as_mut() else { return };
-        m.handle(self.now, input);
+        match input {
+            Pending::Input(input) => m.handle(self.now, input),
+            Pending::Message(from, msg) => m.handle_message(self.now, from, msg),
+        }
+        self.after_input(id);
+    }
+
+    /// Carries out what a node's last input produced and schedules its next tick.
+    fn after_input(&mut self, id: NodeId) {
+        let node = &mut self.nodes[id];
+        let Some(m) = node.state.as_mut() else { return };
         let mut outputs = Vec::new();
         while let Some(o) = m.poll_output() {
             outputs.push(o);
@@ -276,16 +330,22 @@ impl Sim {
         }
     }
 
-    fn output(&mut self, from: NodeId, output: Output) {
+    fn output(&mut self, from: NodeId, output: StackOutput) {
         match output {
-            Output::Send { to, msg } => {
+            StackOutput::Send { to, msg } => {
                 let Some(&to) = self.by_name.get(&to) else {
                     return;
                 };
-                self.messages += 1;
-                *self.by_kind.entry(kind(&msg)).or_default() += 1;
+                *self.by_kind.entry(msg.kind()).or_default() += 1;
                 // Frame header (4-byte length) included.
-                self.bytes += wire::membership_len(&msg) as u64 + 4;
+                let bytes = wire::message_len(&msg) as u64 + 4;
+                if matches!(msg, Message::Membership(_)) {
+                    self.messages += 1;
+                    self.bytes += bytes;
+                } else {
+                    self.broadcast_messages += 1;
+                    self.broadcast_bytes += bytes;
+                }
                 let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss);
                 if lost || !self.links.contains_key(&pair(from, to)) {
                     return;
@@ -293,7 +353,7 @@ impl Sim {
                 let d = self.delay();
                 self.schedule(d, Event::Deliver { from, to, msg });
             }
-            Output::Disconnect { name } => {
+            StackOutput::Disconnect { name } => {
                 let Some(&to) = self.by_name.get(&name) else {
                     return;
                 };
@@ -309,7 +369,7 @@ impl Sim {
                     );
                 }
             }
-            Output::Dial { addr } => {
+            StackOutput::Dial { addr } => {
                 let to = self.by_addr.get(&addr).copied();
                 let reachable = to.filter(|t| self.running(*t));
                 let after = match reachable {
@@ -322,7 +382,18 @@ impl Sim {
                 };
                 self.schedule(after, Event::DialDone { from, addr, to });
             }
-            Output::Event(e) => {
+            StackOutput::Delivered(d) => {
+                if self.record_deliveries {
+                    self.deliveries.push(SimDelivery {
+                        at: self.elapsed(),
+                        node: from,
+                        id: d.id,
+                        round: d.round,
+                        repaired: d.repaired,
+                    });
+                }
+            }
+            StackOutput::Event(e) => {
                 if !self.record_up_events && matches!(e.kind, EventKind::Up | EventKind::Updated) {
                     return;
                 }
@@ -341,7 +412,12 @@ impl Sim {
     }
 
     fn info(&self, id: NodeId) -> PeerInfo {
-        let m = self.nodes[id].state.as_ref().expect("running node").local();
+        let m = self.nodes[id]
+            .state
+            .as_ref()
+            .expect("running node")
+            .membership
+            .local();
         PeerInfo {
             name: m.name.clone(),
             addr: m.addr,
@@ -361,7 +437,7 @@ impl Sim {
                     && !self.blocked.contains(&pair(from, to))
                 {
                     let from = self.nodes[from].name.clone();
-                    self.input(to, Input::Message { from, msg });
+                    self.message(to, from, msg);
                 }
             }
             Event::DialDone { from, addr, to } => {
@@ -498,9 +574,31 @@ impl Sim {
     pub fn resume(&mut self, id: NodeId) {
         self.nodes[id].paused = false;
         while let Some(i) = self.nodes[id].inbox.pop_front() {
-            self.input(id, i);
+            self.feed(id, i);
         }
         self.input(id, Input::Tick);
+    }
+
+    /// Broadcasts a user event with `payload` from node `id`; returns its message id, or None
+    /// if the node is crashed or hung.
+    pub fn broadcast(&mut self, id: NodeId, payload: Bytes) -> Option<Bytes> {
+        let node = &mut self.nodes[id];
+        if node.paused {
+            return None;
+        }
+        let m = node.state.as_mut()?;
+        let input = EventInput {
+            name: "sim".into(),
+            payload,
+        };
+        let msg_id = m.broadcast(self.now, USER_EVENTS, input.encode()).ok()?;
+        self.after_input(id);
+        Some(msg_id)
+    }
+
+    /// The broadcast protocol of a running node.
+    pub fn plumtree(&self, id: NodeId) -> Option<&Plumtree> {
+        Some(&self.nodes[id].state.as_ref()?.broadcast)
     }
 
     /// Gives a node a command (join, leave, tags).
@@ -529,7 +627,7 @@ impl Sim {
 
     /// How node `observer` sees `name`, if it is running and knows it.
     pub fn seen(&self, observer: NodeId, name: &str) -> Option<&Member> {
-        self.nodes[observer].state.as_ref()?.member(name)
+        self.nodes[observer].state.as_ref()?.membership.member(name)
     }
 
     /// The status `observer` holds for node `id`.
@@ -539,7 +637,14 @@ impl Sim {
 
     /// The node's own incarnation, if running.
     pub fn incarnation(&self, id: NodeId) -> Option<u64> {
-        Some(self.nodes[id].state.as_ref()?.local().incarnation)
+        Some(
+            self.nodes[id]
+                .state
+                .as_ref()?
+                .membership
+                .local()
+                .incarnation,
+        )
     }
 
     /// Ids of running, unpaused nodes.
@@ -579,7 +684,7 @@ impl Sim {
             .iter()
             .filter(|node| !node.paused)
             .filter_map(|node| node.state.as_ref())
-            .all(|m| m.up_count() == n)
+            .all(|m| m.membership.up_count() == n)
     }
 
     /// The largest estimated state size of one node, in bytes.
@@ -587,7 +692,7 @@ impl Sim {
         self.nodes
             .iter()
             .filter_map(|n| n.state.as_ref())
-            .map(Membership::estimated_bytes)
+            .map(|s| s.membership.estimated_bytes())
             .max()
             .unwrap_or(0)
     }

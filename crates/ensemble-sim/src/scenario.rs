@@ -255,20 +255,26 @@ impl Runner {
     }
 }
 
-/// Runs a scenario; `progress` is called about once per simulated second with the virtual time.
-pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
-    let wall = Instant::now();
-    let n = cfg.nodes.max(2);
-    let mut sim = Sim::new(cfg.sim.clone());
+/// Starts `n` nodes at once (`n0`, `n1`...), each joining through a random node started before
+/// it (its seed may be joining too), so that no single seed holds n connections.
+pub(crate) fn join_storm(config: &SimConfig, n: usize) -> Sim {
+    let mut sim = Sim::new(config.clone());
     sim.record_up_events = false;
-    let first = sim.add_node("n0", &[]);
-    // Everyone joins at once, each through a random node that started before it (its seed may
-    // be joining too), so that no single seed holds n connections.
-    let mut seeds = SmallRng::seed_from_u64(cfg.sim.seed ^ 0x5eed);
+    sim.add_node("n0", &[]);
+    let mut seeds = SmallRng::seed_from_u64(config.seed ^ 0x5eed);
     for i in 1..n {
         let seed = seeds.gen_range(0..i);
         sim.add_node(&format!("n{i}"), &[seed]);
     }
+    sim
+}
+
+/// Runs a scenario; `progress` is called about once per simulated second with the virtual time.
+pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
+    let wall = Instant::now();
+    let n = cfg.nodes.max(2);
+    let sim = join_storm(&cfg.sim, n);
+    let first = 0;
     let mut r = Runner {
         sim,
         n,

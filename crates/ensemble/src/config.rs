@@ -28,6 +28,10 @@ pub struct Config {
     pub tags: BTreeMap<String, String>,
     /// Membership protocol timings.
     pub membership: ensemble_proto::Config,
+    /// Broadcast (Plumtree) timings and limits.
+    pub broadcast: ensemble_proto::broadcast::BroadcastConfig,
+    /// User events kept for late receivers and repairs.
+    pub event_log: usize,
     /// Largest frame sent or accepted; larger ones close the connection.
     pub max_frame_size: usize,
     /// Time allowed to connect and complete the handshake.
@@ -48,6 +52,8 @@ impl Config {
             seeds: Vec::new(),
             tags: BTreeMap::new(),
             membership: ensemble_proto::Config::default(),
+            broadcast: ensemble_proto::broadcast::BroadcastConfig::default(),
+            event_log: 4096,
             max_frame_size: DEFAULT_MAX_FRAME,
             dial_timeout: Duration::from_secs(2),
             send_queue: 4096,

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ensemble_proto::broadcast::{BroadcastError, ExchangeSelector, Handler};
 use ensemble_proto::wire::{self, Frame, Message, PeerInfo};
-use ensemble_proto::{Input, Member, MemberEvent, Membership, Output, Tags};
+use ensemble_proto::{Input, Member, MemberEvent, Stack, StackOutput, Tags};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -62,6 +63,24 @@ pub(crate) enum Command {
         id: u64,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    Broadcast {
+        handler: String,
+        msg: Bytes,
+        reply: oneshot::Sender<Result<Bytes, BroadcastError>>,
+    },
+    Register {
+        name: String,
+        handler: Box<dyn Handler>,
+        reply: oneshot::Sender<Result<(), BroadcastError>>,
+    },
+    BroadcastStatus {
+        root: Option<String>,
+        reply: oneshot::Sender<crate::broadcast::BroadcastStatus>,
+    },
+    CancelExchanges {
+        selector: ExchangeSelector,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// What the driver publishes for the [`crate::Node`] handle.
@@ -82,7 +101,7 @@ struct Active {
 }
 
 pub(crate) struct Driver {
-    core: Membership,
+    core: Stack,
     inbox: mpsc::Receiver<DriverMsg>,
     shared: Arc<Shared>,
     published: Published,
@@ -93,6 +112,8 @@ pub(crate) struct Driver {
     tasks: JoinSet<()>,
     published_version: u64,
     dropped_frames: u64,
+    /// Lazy broadcast frames (announcements) shed because a peer's send queue was filling.
+    shed_frames: u64,
     /// Random per process start, announced in handshakes.
     instance: u64,
     /// Addresses this node answers on (advertised and bound): joining them is an error.
@@ -104,14 +125,14 @@ const LEAVE_FLUSH: Duration = Duration::from_secs(2);
 
 impl Driver {
     pub fn new(
-        core: Membership,
+        core: Stack,
         inbox: mpsc::Receiver<DriverMsg>,
         shared: Arc<Shared>,
         published: Published,
         instance: u64,
         own_addrs: Vec<SocketAddr>,
     ) -> Self {
-        let published_version = core.view_version();
+        let published_version = core.membership.view_version();
         Driver {
             instance,
             own_addrs,
@@ -127,6 +148,7 @@ impl Driver {
             // Node::start published the initial view already.
             published_version,
             dropped_frames: 0,
+            shed_frames: 0,
         }
     }
 
@@ -188,8 +210,7 @@ impl Driver {
             }
             DriverMsg::Inbound { from, msg } => {
                 if !self.partitioned(&from) {
-                    let Message::Membership(msg) = msg;
-                    self.core.handle(now, Input::Message { from, msg });
+                    self.core.handle_message(now, from, msg);
                 }
             }
             DriverMsg::DialFailed { addr, reason } => {
@@ -254,6 +275,31 @@ impl Driver {
                 };
                 let _ = reply.send(result);
             }
+            Command::Broadcast {
+                handler,
+                msg,
+                reply,
+            } => {
+                let _ = reply.send(self.core.broadcast(now, &handler, msg));
+            }
+            Command::Register {
+                name,
+                handler,
+                reply,
+            } => {
+                let _ = reply.send(self.core.broadcast.register(&name, handler));
+            }
+            Command::BroadcastStatus { root, reply } => {
+                let status = crate::broadcast::BroadcastStatus::of(
+                    &self.core.broadcast,
+                    root.as_deref(),
+                    self.shed_frames,
+                );
+                let _ = reply.send(status);
+            }
+            Command::CancelExchanges { selector, reply } => {
+                let _ = reply.send(self.core.broadcast.cancel_exchanges(&selector));
+            }
         }
         None
     }
@@ -307,14 +353,25 @@ impl Driver {
     fn drain_outputs(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
-                Output::Send { to, msg } => {
+                StackOutput::Send { to, msg } => {
                     if self.partitioned(&to) {
                         continue;
                     }
                     let Some(active) = self.conns.get(&to) else {
                         continue;
                     };
-                    let frame = wire::encode(&Frame::Message(Message::Membership(msg)));
+                    // A peer whose queue is filling gets no announcements (anti-entropy will
+                    // repair), so payloads and membership keep flowing.
+                    let lazy = matches!(&msg, Message::Broadcast(b) if b.is_lazy());
+                    if lazy && active.tx.capacity() < active.tx.max_capacity() / 4 {
+                        self.shed_frames += 1;
+                        if self.shed_frames.is_power_of_two() {
+                            let n = self.shed_frames;
+                            warn!(peer = %to, "send queue to {to} is filling; shed {n} lazy broadcast frames so far");
+                        }
+                        continue;
+                    }
+                    let frame = wire::encode(&Frame::Message(msg));
                     // A closed queue means the connection just ended; its close is on its way.
                     if let Err(TrySendError::Full(_)) = active.tx.try_send(Bytes::from(frame)) {
                         self.dropped_frames += 1;
@@ -324,14 +381,16 @@ impl Driver {
                         }
                     }
                 }
-                Output::Dial { addr } => {
+                StackOutput::Dial { addr } => {
                     self.tasks.spawn(conn::dial(self.shared.clone(), addr));
                 }
-                Output::Disconnect { name } => {
+                StackOutput::Disconnect { name } => {
                     // Dropping the sender closes the connection once its queue is written.
                     self.conns.remove(&name);
                 }
-                Output::Event(e) => {
+                // Handlers hand deliveries to the application themselves.
+                StackOutput::Delivered(_) => {}
+                StackOutput::Event(e) => {
                     let m = &e.member;
                     info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);
                     let _ = self.published.events.send(e);
@@ -343,13 +402,14 @@ impl Driver {
     }
 
     fn publish(&mut self) {
-        if self.core.view_version() == self.published_version {
+        let membership = &self.core.membership;
+        if membership.view_version() == self.published_version {
             return;
         }
-        self.published_version = self.core.view_version();
-        let members: Vec<Arc<Member>> = self.core.versions().cloned().collect();
+        self.published_version = membership.view_version();
+        let members: Vec<Arc<Member>> = membership.versions().cloned().collect();
         self.published.members.send_replace(Arc::new(members));
-        let local = self.core.local();
+        let local = membership.local();
         let me = PeerInfo {
             name: local.name.clone(),
             addr: local.addr,

@@ -41,6 +41,9 @@ pub enum Error {
     /// The node has shut down.
     #[error("the node has shut down")]
     Stopped,
+    /// A broadcast was refused (unknown handler, payload too large, duplicate handler).
+    #[error(transparent)]
+    Broadcast(#[from] ensemble_proto::broadcast::BroadcastError),
     /// No partition with this reference is in force.
     #[error("no injected partition {0}")]
     UnknownPartition(u64),

@@ -1,7 +1,8 @@
 //! Ensemble: cluster primitives for Rust services.
 //!
 //! Start a [`Node`] in your service and it finds its peers, keeps a replicated member list,
-//! detects failures (phi accrual with indirect confirmation), and heals partitions. Nodes talk
+//! detects failures (phi accrual with indirect confirmation), heals partitions, and carries
+//! cluster-wide broadcasts (Plumtree: [`Node::broadcast`], [`Node::send_event`]). Nodes talk
 //! over TCP, and every connection is authenticated by a shared cluster secret.
 //!
 //! ```no_run
@@ -25,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod broadcast;
 mod config;
 mod driver;
 mod error;
@@ -32,7 +34,10 @@ mod node;
 mod secret;
 mod transport;
 
+pub use broadcast::{BroadcastStatus, MAX_EVENT_NAME};
 pub use config::{Config, DEFAULT_MAX_FRAME};
+pub use ensemble_proto::broadcast::events::UserEvent;
+pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
 pub use ensemble_proto::{self as proto, EventKind, Member, MemberEvent, Status};
 pub use error::Error;
 pub use node::{Node, PartitionRef};

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ensemble_proto::broadcast::events::{EventLog, UserEvent, USER_EVENTS};
+use ensemble_proto::broadcast::Plumtree;
 use ensemble_proto::member::validate_name;
 use ensemble_proto::wire::PeerInfo;
-use ensemble_proto::{Member, MemberEvent, Membership, Status, Tags};
+use ensemble_proto::{Member, MemberEvent, Membership, Stack, Status, Tags};
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -40,6 +42,8 @@ struct Inner {
     /// Never read: only resubscribed. The driver holds the only sender, so streams end when
     /// the node stops.
     events: broadcast::Receiver<MemberEvent>,
+    /// Never read either: only resubscribed.
+    user_events: broadcast::Receiver<UserEvent>,
     partitions: watch::Receiver<BTreeMap<u64, BTreeSet<String>>>,
 }
 
@@ -79,6 +83,14 @@ impl Node {
             return Err(Error::Config(
                 "max_frame_size must be at least 1024 bytes".into(),
             ));
+        }
+        // A payload travels in a frame with its id, handler name and tree root.
+        if config.broadcast.max_payload + 4096 > config.max_frame_size {
+            return Err(Error::Config(format!(
+                "broadcast max_payload ({} bytes) must be at least 4096 bytes below \
+                 max_frame_size ({} bytes); lower one or raise the other",
+                config.broadcast.max_payload, config.max_frame_size
+            )));
         }
         let listener = TcpListener::bind(config.bind)
             .await
@@ -126,13 +138,27 @@ impl Node {
             .iter()
             .copied()
             .filter(|s| *s != addr && *s != bound);
-        let core = Membership::new(
+        let membership = Membership::new(
             config.membership.clone(),
             local.clone(),
             seeds,
             rng_seed,
             now,
         );
+        let mut plumtree = Plumtree::new(
+            config.broadcast.clone(),
+            config.name.clone(),
+            rng_seed ^ 0x9e37_79b9_7f4a_7c15,
+            now,
+        );
+        let (user_events_tx, user_events_rx) = broadcast::channel(4096);
+        let log = EventLog::new(config.name.clone(), instance, config.event_log, move |e| {
+            let _ = user_events_tx.send(e);
+        });
+        plumtree
+            .register(USER_EVENTS, Box::new(log))
+            .expect("the first handler");
+        let core = Stack::new(membership, plumtree, now);
 
         let (driver_tx, driver_rx) = mpsc::channel(8192);
         let (me_tx, me_rx) = watch::channel(me);
@@ -162,6 +188,7 @@ impl Node {
                 driver: driver_tx,
                 members: members_rx,
                 events: events_rx,
+                user_events: user_events_rx,
                 partitions: partitions_rx,
             }),
         })
@@ -220,7 +247,14 @@ impl Node {
         rx.changed().await.map_err(|_| Error::Stopped)
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+    pub(crate) fn user_events_receiver(&self) -> broadcast::Receiver<UserEvent> {
+        self.inner.user_events.resubscribe()
+    }
+
+    pub(crate) async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .driver

@@ -48,6 +48,7 @@ impl Membership {
                 since: now,
             };
             self.peers.insert(peer.name.clone(), p);
+            self.peers_version += 1;
             // Push-pull on connect: if the views differ, both sides send theirs.
             let buckets = self.view.bucket_digests().to_vec();
             self.send(
@@ -78,6 +79,7 @@ impl Membership {
         if self.peers.remove(name).is_none() {
             return false;
         }
+        self.peers_version += 1;
         for (_, p) in self.probes.take_helper_pings(|p| p.target == name) {
             self.answer_helper_ping(p, false);
         }

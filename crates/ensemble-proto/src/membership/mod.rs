@@ -172,6 +172,8 @@ pub struct Membership {
     name: String,
     view: View,
     peers: BTreeMap<String, Peer>,
+    /// Grows whenever a connection is added or dropped.
+    peers_version: u64,
     /// Members this node keeps connections to (the overlay), recomputed when the set of live
     /// members changes.
     targets: BTreeSet<String>,
@@ -235,6 +237,7 @@ impl Membership {
             name,
             view,
             peers: BTreeMap::new(),
+            peers_version: 0,
             targets: BTreeSet::new(),
             targets_dirty: true,
             push: BTreeMap::new(),
@@ -310,6 +313,11 @@ impl Membership {
     /// Names of the peers with an open connection.
     pub fn connected(&self) -> impl Iterator<Item = &str> {
         self.peers.keys().map(String::as_str)
+    }
+
+    /// Grows whenever [`Membership::connected`] changes.
+    pub fn connections_version(&self) -> u64 {
+        self.peers_version
     }
 
     /// The settings in use.

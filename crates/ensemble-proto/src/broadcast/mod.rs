@@ -1,0 +1,480 @@
+//! Plumtree epidemic broadcast: reliable cluster-wide broadcast with near-minimal messages.
+//!
+//! Every node keeps, per tree root (the node a message started from), **eager** peers that get
+//! payloads at once and **lazy** peers that only get `ihave` announcements, batched every lazy
+//! tick and kept per peer until acked. A duplicate payload prunes its link to lazy; an
+//! announcement of a missing message grafts the link back to eager after `graft_timeout`.
+//! Periodic anti-entropy (`exchange` with a random neighbour, and with every new neighbour)
+//! repairs whatever the trees missed, for example across a healed partition.
+//!
+//! Trees start near their optimum: a root pushes to all its neighbours; in a full mesh a node
+//! that got a message straight from its root forwards nothing (the root reached everyone), and
+//! in a partial view a node forwards to every neighbour until duplicates prune the extra links.
+//! Each node also announces everything it receives to `lazy_fanout` fixed neighbours (its
+//! successors on the hash ring), which keeps the repair paths connected at a cost of one
+//! `ihave` per such neighbour per lazy tick, however many messages flow.
+//!
+//! Application data goes through [`Handler`]s registered under names; see [`handler`].
+
+mod config;
+pub mod events;
+mod exchange;
+pub mod handler;
+mod lazy;
+pub mod msg;
+#[cfg(test)]
+mod tests;
+mod tree;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+pub use config::BroadcastConfig;
+pub use exchange::{ExchangeInfo, ExchangeSelector};
+pub use handler::{Graft, Handler};
+pub use msg::{Announcement, BroadcastMsg};
+
+use lazy::{Missing, Outstanding};
+use tree::Tree;
+
+/// An input to the broadcast protocol.
+#[derive(Debug)]
+pub enum Input {
+    /// A message from a neighbour.
+    Message {
+        /// The sender.
+        from: String,
+        /// The message.
+        msg: BroadcastMsg,
+    },
+    /// A connection to this member is open: it can be sent to.
+    NeighborUp(String),
+    /// The connection to this member closed.
+    NeighborDown(String),
+    /// A member joined or came back (feeds [`Plumtree::broadcast_members`]).
+    MemberUp(String),
+    /// A member went down or left: its tree is dropped.
+    MemberDown(String),
+    /// Time passed.
+    Tick,
+}
+
+/// A delivery: a message that was new here and went to its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The handler.
+    pub handler: String,
+    /// The message id.
+    pub id: Bytes,
+    /// The tree it came along (its origin for messages that were not repaired).
+    pub root: String,
+    /// Hops from the root (0 for the node's own broadcasts).
+    pub round: u32,
+    /// True if it came from anti-entropy rather than along a tree.
+    pub repaired: bool,
+}
+
+/// An output of the broadcast protocol.
+#[derive(Debug)]
+pub enum Output {
+    /// Send `msg` to neighbour `to`.
+    Send {
+        /// The neighbour.
+        to: String,
+        /// The message.
+        msg: BroadcastMsg,
+    },
+    /// A message was delivered to its handler.
+    Delivered(Delivery),
+}
+
+/// Why a broadcast or registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BroadcastError {
+    /// No handler is registered under this name.
+    #[error("no broadcast handler is registered under {0:?}")]
+    UnknownHandler(String),
+    /// A handler is already registered under this name.
+    #[error("a broadcast handler is already registered under {0:?}")]
+    DuplicateHandler(String),
+    /// The payload exceeds [`BroadcastConfig::max_payload`].
+    #[error("broadcast payload of {size} bytes exceeds the limit of {max} bytes (broadcast max_payload)")]
+    TooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Counters of the broadcast protocol since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Messages broadcast from this node.
+    pub broadcasts: u64,
+    /// Messages delivered here (own broadcasts included).
+    pub delivered: u64,
+    /// Payloads received that were already known.
+    pub duplicates: u64,
+    /// Messages asked for by graft.
+    pub grafts: u64,
+    /// Prunes sent.
+    pub prunes: u64,
+    /// Announcements dropped because a peer's lazy queue was full.
+    pub lazy_shed: u64,
+    /// Messages for handlers not registered here.
+    pub unknown_handler: u64,
+    /// Grafts this node could not answer (message evicted).
+    pub lost: u64,
+    /// Messages delivered through anti-entropy.
+    pub repaired: u64,
+    /// Exchanges started.
+    pub exchanges: u64,
+}
+
+/// The Plumtree broadcast protocol of one node.
+pub struct Plumtree {
+    config: BroadcastConfig,
+    me: String,
+    rng: SmallRng,
+    handlers: BTreeMap<String, Box<dyn Handler>>,
+    /// Open connections.
+    neighbours: BTreeSet<String>,
+    /// Live members other than this node.
+    members: BTreeSet<String>,
+    /// Neighbours that get every announcement (ring successors), recomputed on change.
+    base_lazy: Vec<String>,
+    trees: HashMap<String, Tree>,
+    /// Announcements waiting for the next lazy tick, per peer.
+    lazy_queue: BTreeMap<String, VecDeque<Announcement>>,
+    /// The `ihave` batch sent to each peer and not yet acked.
+    outstanding: BTreeMap<String, Outstanding>,
+    /// Announced messages this node lacks, by (handler, id).
+    missing: BTreeMap<(String, Bytes), Missing>,
+    exchanges: BTreeMap<u64, ExchangeInfo>,
+    next_batch: u64,
+    next_session: u64,
+    next_lazy: Instant,
+    next_exchange: Instant,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Plumtree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plumtree")
+            .field("me", &self.me)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("neighbours", &self.neighbours)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plumtree {
+    /// The broadcast protocol of node `me`, with no neighbours and no handlers yet.
+    pub fn new(config: BroadcastConfig, me: String, rng_seed: u64, now: Instant) -> Self {
+        Plumtree {
+            next_lazy: now + config.lazy_tick,
+            next_exchange: now + config.exchange_interval,
+            config,
+            me,
+            rng: SmallRng::seed_from_u64(rng_seed),
+            handlers: BTreeMap::new(),
+            neighbours: BTreeSet::new(),
+            members: BTreeSet::new(),
+            base_lazy: Vec::new(),
+            trees: HashMap::new(),
+            lazy_queue: BTreeMap::new(),
+            outstanding: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            exchanges: BTreeMap::new(),
+            next_batch: 1,
+            next_session: 1,
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Registers `handler` under `name`. Every node should register the same handlers.
+    pub fn register(
+        &mut self,
+        name: &str,
+        handler: Box<dyn Handler>,
+    ) -> Result<(), BroadcastError> {
+        if self.handlers.contains_key(name) {
+            return Err(BroadcastError::DuplicateHandler(name.to_owned()));
+        }
+        self.handlers.insert(name.to_owned(), handler);
+        Ok(())
+    }
+
+    /// Names of the registered handlers.
+    pub fn handlers(&self) -> impl Iterator<Item = &str> {
+        self.handlers.keys().map(String::as_str)
+    }
+
+    /// Broadcasts `msg` through handler `handler`: it is merged (delivered) here, pushed to the
+    /// eager peers of this node's tree and announced to the lazy ones. Returns the message id.
+    pub fn broadcast(
+        &mut self,
+        now: Instant,
+        handler: &str,
+        msg: Bytes,
+    ) -> Result<Bytes, BroadcastError> {
+        let _ = now;
+        let max = self.config.max_payload;
+        if msg.len() > max {
+            return Err(BroadcastError::TooLarge {
+                size: msg.len(),
+                max,
+            });
+        }
+        let h = self
+            .handlers
+            .get_mut(handler)
+            .ok_or_else(|| BroadcastError::UnknownHandler(handler.to_owned()))?;
+        let (id, payload) = h.broadcast_data(msg);
+        if payload.len() > max {
+            return Err(BroadcastError::TooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        h.merge(&id, &payload);
+        self.stats.broadcasts += 1;
+        let root = self.me.clone();
+        self.deliver(handler, &id, &root, 0, false);
+        self.forward(handler, &id, &payload, &root, 0, None, None);
+        Ok(id)
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Message { from, msg } => self.on_message(now, from, msg),
+            Input::NeighborUp(p) => self.neighbor_up(now, p),
+            Input::NeighborDown(p) => self.neighbor_down(&p),
+            Input::MemberUp(m) => {
+                if m != self.me {
+                    self.members.insert(m);
+                }
+            }
+            Input::MemberDown(m) => {
+                self.members.remove(&m);
+                self.trees.remove(&m);
+            }
+            Input::Tick => self.tick(now),
+        }
+    }
+
+    /// The next output to carry out, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Input::Tick`] is next wanted.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.next_lazy.min(self.next_exchange);
+        for m in self.missing.values() {
+            t = t.min(m.due);
+        }
+        t
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.me
+    }
+
+    /// Live members other than this node, as membership reported them.
+    pub fn broadcast_members(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(String::as_str)
+    }
+
+    /// Neighbours (open connections) the protocol sends to.
+    pub fn neighbours(&self) -> impl Iterator<Item = &str> {
+        self.neighbours.iter().map(String::as_str)
+    }
+
+    /// This node's (eager, lazy) peers for the tree rooted at `root`: the neighbours it
+    /// pushes payloads of that root to, and those it only announces them to.
+    pub fn peers(&self, root: &str) -> (Vec<String>, Vec<String>) {
+        let eager: Vec<String> = self
+            .children(root, None, None)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        let mut lazy: BTreeSet<String> = self.announce_to(root, &eager).into_iter().collect();
+        if let Some(t) = self.trees.get(root) {
+            lazy.extend(t.pruned.iter().cloned());
+        }
+        (eager, lazy.into_iter().collect())
+    }
+
+    /// Where announcements of a message of `root` go: the ring successors not pushed to.
+    fn announce_to(&self, root: &str, pushed: &[String]) -> Vec<String> {
+        self.base_lazy
+            .iter()
+            .filter(|p| *p != root && !pushed.contains(p))
+            .cloned()
+            .collect()
+    }
+
+    /// Roots of the trees this node keeps adjustments or an interval for.
+    pub fn roots(&self) -> impl Iterator<Item = &str> {
+        self.trees.keys().map(String::as_str)
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &BroadcastConfig {
+        &self.config
+    }
+
+    fn send(&mut self, to: &str, msg: BroadcastMsg) {
+        self.outputs.push_back(Output::Send {
+            to: to.to_owned(),
+            msg,
+        });
+    }
+
+    fn deliver(&mut self, handler: &str, id: &Bytes, root: &str, round: u32, repaired: bool) {
+        self.stats.delivered += 1;
+        if repaired {
+            self.stats.repaired += 1;
+        }
+        self.missing.remove(&(handler.to_owned(), id.clone()));
+        self.outputs.push_back(Output::Delivered(Delivery {
+            handler: handler.to_owned(),
+            id: id.clone(),
+            root: root.to_owned(),
+            round,
+            repaired,
+        }));
+    }
+
+    fn on_message(&mut self, now: Instant, from: String, msg: BroadcastMsg) {
+        match msg {
+            BroadcastMsg::Gossip {
+                handler,
+                id,
+                payload,
+                root,
+                round,
+                limit,
+            } => self.on_gossip(from, handler, id, payload, root, round, limit),
+            BroadcastMsg::Prune { root } => self.add_lazy(&root, &from),
+            BroadcastMsg::IHave { batch, items } => self.on_ihave(now, &from, batch, items),
+            BroadcastMsg::IHaveAck { batch } => self.on_ihave_ack(&from, batch),
+            BroadcastMsg::Graft { items } => {
+                for a in items {
+                    self.on_graft(&from, a);
+                }
+            }
+            BroadcastMsg::Exchange {
+                session,
+                handler,
+                summary,
+            } => self.on_exchange(&from, session, handler, &summary),
+            BroadcastMsg::ExchangeReply {
+                session,
+                handler,
+                summary,
+                items,
+            } => self.on_exchange_reply(&from, session, handler, &summary, items),
+            BroadcastMsg::ExchangeItems { handler, items } => {
+                self.merge_repaired(&from, &handler, items)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_gossip(
+        &mut self,
+        from: String,
+        handler: String,
+        id: Bytes,
+        payload: Bytes,
+        root: String,
+        round: u32,
+        limit: Option<u64>,
+    ) {
+        let Some(h) = self.handlers.get_mut(&handler) else {
+            self.stats.unknown_handler += 1;
+            return;
+        };
+        if h.merge(&id, &payload) {
+            if limit.is_some() && root != self.me {
+                self.tree_mut(&root).limit = limit;
+            }
+            self.deliver(&handler, &id, &root, round, false);
+            self.forward(&handler, &id, &payload, &root, round, Some(&from), limit);
+        } else {
+            self.stats.duplicates += 1;
+            self.stats.prunes += 1;
+            self.add_lazy(&root, &from);
+            self.send(&from, BroadcastMsg::Prune { root });
+        }
+    }
+
+    /// Eager push to the children in the tree of `root`, lazy push to the ring successors.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        handler: &str,
+        id: &Bytes,
+        payload: &Bytes,
+        root: &str,
+        round: u32,
+        except: Option<&str>,
+        limit: Option<u64>,
+    ) {
+        let children = self.children(root, limit, except);
+        for (p, limit) in &children {
+            self.send(
+                p,
+                BroadcastMsg::Gossip {
+                    handler: handler.to_owned(),
+                    id: id.clone(),
+                    payload: payload.clone(),
+                    root: root.to_owned(),
+                    round: round + 1,
+                    limit: *limit,
+                },
+            );
+        }
+        let pushed: Vec<String> = children.into_iter().map(|(p, _)| p).collect();
+        let a = Announcement {
+            handler: handler.to_owned(),
+            id: id.clone(),
+            root: root.to_owned(),
+            round,
+        };
+        for p in self.announce_to(root, &pushed) {
+            if Some(p.as_str()) != except {
+                self.announce(&p, a.clone());
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.graft_due(now);
+        if now >= self.next_lazy {
+            self.next_lazy = now + self.config.lazy_tick;
+            self.lazy_tick(now);
+        }
+        if now >= self.next_exchange {
+            self.next_exchange = now + self.config.exchange_interval;
+            self.exchange_tick(now);
+        }
+    }
+}

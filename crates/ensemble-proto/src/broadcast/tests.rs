@@ -1,0 +1,495 @@
+//! Unit tests of the Plumtree logic on a tiny hand-driven network.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::events::{EventInput, EventLog, UserEvent};
+use super::*;
+
+/// A handler holding a set of messages; the id is the payload.
+#[derive(Default)]
+struct Set(BTreeMap<Bytes, Bytes>);
+
+impl Handler for Set {
+    fn broadcast_data(&mut self, msg: Bytes) -> (Bytes, Bytes) {
+        (msg.clone(), msg)
+    }
+    fn merge(&mut self, id: &Bytes, payload: &Bytes) -> bool {
+        self.0.insert(id.clone(), payload.clone()).is_none()
+    }
+    fn is_stale(&self, id: &Bytes) -> bool {
+        self.0.contains_key(id)
+    }
+    fn graft(&self, id: &Bytes) -> Graft {
+        self.0
+            .get(id)
+            .map_or(Graft::Lost, |p| Graft::Payload(p.clone()))
+    }
+    fn summary(&self) -> Option<Bytes> {
+        let ids: Vec<Vec<u8>> = self.0.keys().map(|k| k.to_vec()).collect();
+        Some(Bytes::from(postcard::to_stdvec(&ids).unwrap()))
+    }
+    fn missing(&mut self, summary: &[u8], limit: usize) -> Vec<(Bytes, Bytes)> {
+        let theirs: BTreeSet<Vec<u8>> = postcard::from_bytes::<Vec<Vec<u8>>>(summary)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        self.0
+            .iter()
+            .filter(|(k, _)| !theirs.contains(k.as_ref()))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+type Drop = Box<dyn FnMut(usize, usize, &BroadcastMsg) -> bool>;
+
+struct Net {
+    nodes: Vec<Plumtree>,
+    now: Instant,
+    queue: VecDeque<(usize, usize, BroadcastMsg)>,
+    delivered: Vec<(usize, Delivery)>,
+    sent: BTreeMap<&'static str, u64>,
+    drop: Drop,
+}
+
+fn name(i: usize) -> String {
+    format!("n{i}")
+}
+
+impl Net {
+    /// `n` nodes with the `Set` handler under "set", linked as `edges` (None: full mesh).
+    fn new(n: usize, edges: Option<&[(usize, usize)]>) -> Net {
+        let now = Instant::now();
+        let mut nodes: Vec<Plumtree> = (0..n)
+            .map(|i| Plumtree::new(BroadcastConfig::default(), name(i), i as u64, now))
+            .collect();
+        for p in &mut nodes {
+            p.register("set", Box::<Set>::default()).unwrap();
+            for j in 0..n {
+                p.handle(now, Input::MemberUp(name(j)));
+            }
+        }
+        let mut net = Net {
+            nodes,
+            now,
+            queue: VecDeque::new(),
+            delivered: Vec::new(),
+            sent: BTreeMap::new(),
+            drop: Box::new(|_, _, _| false),
+        };
+        let all: Vec<(usize, usize)> = (0..n)
+            .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+            .collect();
+        for &(a, b) in edges.unwrap_or(&all) {
+            net.link(a, b);
+        }
+        net.run();
+        net.sent.clear();
+        net
+    }
+
+    fn link(&mut self, a: usize, b: usize) {
+        let now = self.now;
+        self.nodes[a].handle(now, Input::NeighborUp(name(b)));
+        self.nodes[b].handle(now, Input::NeighborUp(name(a)));
+        self.collect();
+    }
+
+    fn unlink(&mut self, a: usize, b: usize) {
+        let now = self.now;
+        self.nodes[a].handle(now, Input::NeighborDown(name(b)));
+        self.nodes[b].handle(now, Input::NeighborDown(name(a)));
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        for (i, p) in self.nodes.iter_mut().enumerate() {
+            while let Some(o) = p.poll_output() {
+                match o {
+                    Output::Send { to, msg } => {
+                        let to: usize = to[1..].parse().unwrap();
+                        *self.sent.entry(msg.kind()).or_default() += 1;
+                        self.queue.push_back((i, to, msg));
+                    }
+                    Output::Delivered(d) => self.delivered.push((i, d)),
+                }
+            }
+        }
+    }
+
+    /// Delivers every message in flight (and those they cause), in order.
+    fn run(&mut self) {
+        self.collect();
+        while let Some((from, to, msg)) = self.queue.pop_front() {
+            if (self.drop)(from, to, &msg) {
+                continue;
+            }
+            let now = self.now;
+            self.nodes[to].handle(
+                now,
+                Input::Message {
+                    from: name(from),
+                    msg,
+                },
+            );
+            self.collect();
+        }
+    }
+
+    fn broadcast(&mut self, from: usize, msg: &str) {
+        let now = self.now;
+        self.nodes[from]
+            .broadcast(now, "set", Bytes::from(msg.to_owned()))
+            .unwrap();
+        self.run();
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let step = Duration::from_millis(50);
+        let end = self.now + d;
+        while self.now < end {
+            self.now += step;
+            let now = self.now;
+            for p in &mut self.nodes {
+                if p.poll_timeout() <= now {
+                    p.handle(now, Input::Tick);
+                }
+            }
+            self.run();
+        }
+    }
+
+    fn receivers(&self, msg: &str) -> BTreeSet<usize> {
+        self.delivered
+            .iter()
+            .filter(|(_, d)| d.id.as_ref() == msg.as_bytes())
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    fn count(&self, kind: &str) -> u64 {
+        self.sent.get(kind).copied().unwrap_or(0)
+    }
+}
+
+#[test]
+fn in_a_full_mesh_the_root_pushes_once_to_each_node() {
+    let mut net = Net::new(6, None);
+    net.broadcast(2, "hello");
+    assert_eq!(net.receivers("hello").len(), 6);
+    assert_eq!(net.count("payload"), 5, "{:?}", net.sent);
+    assert_eq!(net.count("prune"), 0);
+    let (eager, _) = net.nodes[2].peers("n2");
+    assert_eq!(eager.len(), 5);
+    let (eager, lazy) = net.nodes[4].peers("n2");
+    assert!(eager.is_empty(), "a leaf: {eager:?}");
+    // Its three ring successors, less the root if it is one of them.
+    assert!((2..=3).contains(&lazy.len()), "{lazy:?}");
+    assert!(!lazy.contains(&"n2".to_string()));
+}
+
+#[test]
+fn a_duplicate_prunes_its_link_to_lazy() {
+    let mut net = Net::new(3, None);
+    net.drop = Box::new(|from, to, m| from == 0 && to == 2 && m.kind() == "payload");
+    net.broadcast(0, "m1");
+    net.drop = Box::new(|_, _, _| false);
+    assert!(!net.receivers("m1").contains(&2));
+    // Node 2 grafts from node 1 for root n0: node 1 now pushes n0's payloads to it too.
+    let graft = BroadcastMsg::Graft {
+        items: vec![Announcement {
+            handler: "set".into(),
+            id: Bytes::from_static(b"m1"),
+            root: "n0".into(),
+            round: 1,
+        }],
+    };
+    net.queue.push_back((2, 1, graft));
+    net.run();
+    assert!(net.nodes[1].peers("n0").0.contains(&"n2".to_string()));
+    assert!(net.receivers("m1").contains(&2));
+    net.sent.clear();
+    net.broadcast(0, "m2");
+    assert_eq!(net.count("prune"), 1, "{:?}", net.sent);
+    assert_eq!(net.nodes[2].stats().duplicates, 1);
+    // Pruned: the next broadcast is not duplicated.
+    assert!(!net.nodes[1].peers("n0").0.contains(&"n2".to_string()));
+    net.sent.clear();
+    net.broadcast(0, "m3");
+    assert_eq!(net.count("payload"), 2, "{:?}", net.sent);
+    assert_eq!(net.count("prune"), 0);
+}
+
+#[test]
+fn a_lost_payload_is_grafted_after_the_graft_timeout() {
+    let mut net = Net::new(4, None);
+    net.drop = Box::new(|from, to, m| from == 0 && to == 3 && m.kind() == "payload");
+    net.broadcast(0, "m1");
+    assert!(!net.receivers("m1").contains(&3));
+    // Announcements go out on the lazy tick; the graft waits graft_timeout after that.
+    net.advance(Duration::from_millis(1100));
+    let grafted_early = net.count("graft");
+    net.advance(Duration::from_millis(400));
+    assert!(net.receivers("m1").contains(&3), "{:?}", net.sent);
+    assert!(net.count("graft") >= 1);
+    assert!(grafted_early <= net.count("graft"));
+    // The grafted link is eager now for that tree.
+    let stats = net.nodes[3].stats();
+    assert_eq!(stats.grafts, 1, "{stats:?}");
+}
+
+#[test]
+fn no_graft_when_the_payload_arrives_within_the_timeout() {
+    let mut net = Net::new(4, None);
+    net.broadcast(0, "m1");
+    net.advance(Duration::from_secs(5));
+    assert_eq!(net.count("graft"), 0, "{:?}", net.sent);
+    assert!(net.count("ihave") > 0);
+    assert_eq!(net.count("ihave"), net.count("ihave_ack"));
+}
+
+#[test]
+fn unacked_announcements_are_sent_again() {
+    let mut net = Net::new(3, None);
+    let mut lost_once = false;
+    net.drop = Box::new(move |_, _, m| {
+        if m.kind() == "ihave_ack" && !lost_once {
+            lost_once = true;
+            return true;
+        }
+        false
+    });
+    net.broadcast(0, "m1");
+    net.advance(Duration::from_millis(1500));
+    let first = net.count("ihave");
+    net.advance(Duration::from_secs(4));
+    assert!(net.count("ihave") > first, "re-announced after ack_timeout");
+    // Every batch is acked in the end: nothing stays outstanding.
+    net.advance(Duration::from_secs(5));
+    for p in &net.nodes {
+        assert!(p.outstanding.is_empty(), "{:?}", p.outstanding);
+    }
+}
+
+#[test]
+fn exchange_repairs_what_a_partition_missed() {
+    let mut net = Net::new(4, None);
+    net.unlink(0, 3);
+    net.unlink(1, 3);
+    net.unlink(2, 3);
+    net.broadcast(0, "during");
+    assert_eq!(net.receivers("during").len(), 3);
+    net.link(0, 3);
+    net.run();
+    assert!(net.receivers("during").contains(&3));
+    let d = net.delivered.iter().find(|(i, _)| *i == 3).unwrap();
+    assert!(d.1.repaired);
+    assert_eq!(net.nodes[3].stats().repaired, 1);
+}
+
+#[test]
+fn periodic_exchange_repairs_a_lost_message() {
+    let mut net = Net::new(3, None);
+    // Every path to node 2 loses the payload and the announcements.
+    net.drop = Box::new(|_, to, m| to == 2 && matches!(m.kind(), "payload" | "ihave"));
+    net.broadcast(0, "m1");
+    net.drop = Box::new(|_, _, _| false);
+    net.advance(Duration::from_secs(25));
+    assert!(net.receivers("m1").contains(&2));
+}
+
+#[test]
+fn cancelled_exchanges_ignore_their_replies() {
+    let mut net = Net::new(2, None);
+    net.unlink(0, 1);
+    net.broadcast(0, "m1");
+    let now = net.now;
+    net.nodes[1].handle(now, Input::NeighborUp("n0".into()));
+    net.nodes[0].handle(now, Input::NeighborUp("n1".into()));
+    assert_eq!(net.nodes[1].exchanges().len(), 1);
+    let n = net.nodes[1].cancel_exchanges(&ExchangeSelector::Peer("n0".into()));
+    assert_eq!(n, 1);
+    assert!(net.nodes[1].exchanges().is_empty());
+    net.nodes[0].cancel_exchanges(&ExchangeSelector::All);
+    net.run();
+    assert!(!net.receivers("m1").contains(&1));
+}
+
+/// A ring of 12 in hash order, with chords across: a partial view, several hops wide.
+fn ring_of_12() -> Vec<(usize, usize)> {
+    let mut ring: Vec<usize> = (0..12).collect();
+    ring.sort_by_key(|i| crate::view::position(&name(*i)));
+    let mut edges: Vec<(usize, usize)> = (0..12).map(|i| (ring[i], ring[(i + 1) % 12])).collect();
+    edges.extend((0..6).map(|i| (ring[i], ring[i + 6])));
+    edges
+}
+
+#[test]
+fn in_a_partial_view_every_root_costs_n_minus_one_payloads() {
+    let mut net = Net::new(12, Some(&ring_of_12()));
+    for (i, root) in [0, 5, 0, 11].into_iter().enumerate() {
+        let msg = format!("m{i}");
+        net.sent.clear();
+        net.broadcast(root, &msg);
+        assert_eq!(net.receivers(&msg).len(), 12, "{msg}");
+        assert_eq!(net.count("payload"), 11, "{msg}: {:?}", net.sent);
+        assert_eq!(net.count("prune"), 0);
+    }
+    let hops = net.delivered.iter().map(|(_, d)| d.round).max().unwrap();
+    assert!(hops > 1, "payloads went through intermediate nodes");
+}
+
+#[test]
+fn a_crashed_inner_node_is_repaired_by_grafts() {
+    let mut net = Net::new(12, Some(&ring_of_12()));
+    // Find a node that forwards n0's payloads, and cut its links without telling anyone.
+    net.broadcast(0, "before");
+    let inner = net
+        .delivered
+        .iter()
+        .find(|(i, d)| d.round == 1 && !net.nodes[*i].children("n0", None, Some("n0")).is_empty())
+        .map(|(i, _)| *i)
+        .expect("an inner node");
+    net.drop = Box::new(move |from, to, _| from == inner || to == inner);
+    net.broadcast(0, "after");
+    let missing = 11 - net.receivers("after").len();
+    assert!(missing > 1, "the subtree of {inner} missed it");
+    net.advance(Duration::from_secs(3));
+    assert_eq!(net.receivers("after").len(), 11, "all but the cut node");
+    assert!(net.count("graft") > 0);
+}
+
+#[test]
+fn broadcast_checks_size_and_handler() {
+    let mut net = Net::new(2, None);
+    let now = net.now;
+    let big = Bytes::from(vec![0u8; 64 * 1024 + 1]);
+    let e = net.nodes[0].broadcast(now, "set", big).unwrap_err();
+    assert!(matches!(e, BroadcastError::TooLarge { max: 65536, .. }));
+    assert!(e.to_string().contains("max_payload"));
+    let e = net.nodes[0]
+        .broadcast(now, "nope", Bytes::from_static(b"x"))
+        .unwrap_err();
+    assert_eq!(e, BroadcastError::UnknownHandler("nope".into()));
+    let e = net.nodes[0].register("set", Box::<Set>::default());
+    assert_eq!(e, Err(BroadcastError::DuplicateHandler("set".into())));
+}
+
+#[test]
+fn messages_for_unknown_handlers_are_counted_not_fatal() {
+    let mut net = Net::new(2, None);
+    let now = net.now;
+    net.nodes[1].handle(
+        now,
+        Input::Message {
+            from: "n0".into(),
+            msg: BroadcastMsg::Gossip {
+                handler: "other".into(),
+                id: Bytes::from_static(b"i"),
+                payload: Bytes::from_static(b"p"),
+                root: "n0".into(),
+                round: 1,
+                limit: None,
+            },
+        },
+    );
+    assert_eq!(net.nodes[1].stats().unknown_handler, 1);
+}
+
+#[test]
+fn a_slow_peer_sheds_announcements_not_payloads() {
+    let now = Instant::now();
+    let config = BroadcastConfig {
+        max_lazy_queue: 4,
+        ..BroadcastConfig::default()
+    };
+    let mut p = Plumtree::new(config, "a".into(), 1, now);
+    p.register("set", Box::<Set>::default()).unwrap();
+    p.handle(now, Input::NeighborUp("b".into()));
+    for i in 0..10 {
+        p.announce(
+            "b",
+            Announcement {
+                handler: "set".into(),
+                id: Bytes::from(format!("{i}")),
+                root: "a".into(),
+                round: 0,
+            },
+        );
+    }
+    assert_eq!(p.stats().lazy_shed, 6);
+    assert_eq!(p.lazy_queue["b"].len(), 4);
+}
+
+fn event_log(origin: &str, out: &Arc<Mutex<Vec<UserEvent>>>) -> EventLog {
+    let out = out.clone();
+    EventLog::new(origin.into(), 7, 100, move |e| out.lock().unwrap().push(e))
+}
+
+fn event(log: &mut EventLog, name: &str) -> (Bytes, Bytes) {
+    let input = EventInput {
+        name: name.into(),
+        payload: Bytes::from_static(b"p"),
+    };
+    log.broadcast_data(input.encode())
+}
+
+#[test]
+fn events_are_delivered_once_and_in_order_per_origin() {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut a = event_log("a", &sent);
+    let mut b = event_log("b", &got);
+    let e1 = event(&mut a, "one");
+    let e2 = event(&mut a, "two");
+    let e3 = event(&mut a, "three");
+    assert!(b.merge(&e3.0, &e3.1));
+    assert!(b.merge(&e1.0, &e1.1));
+    assert!(!b.merge(&e1.0, &e1.1), "duplicate");
+    assert!(b.is_stale(&e3.0));
+    assert!(!b.is_stale(&e2.0));
+    let names = |v: &Arc<Mutex<Vec<UserEvent>>>| -> Vec<String> {
+        v.lock().unwrap().iter().map(|e| e.name.clone()).collect()
+    };
+    assert_eq!(names(&got), ["one"], "three waits for two");
+    assert!(b.merge(&e2.0, &e2.1));
+    assert_eq!(names(&got), ["one", "two", "three"]);
+    assert_eq!(b.graft(&e2.0), Graft::Payload(e2.1.clone()));
+}
+
+#[test]
+fn a_newcomer_does_not_replay_old_events() {
+    let a_out = Arc::new(Mutex::new(Vec::new()));
+    let c_out = Arc::new(Mutex::new(Vec::new()));
+    let mut a = event_log("a", &a_out);
+    let old = event(&mut a, "old");
+    a.merge(&old.0, &old.1);
+    let mut c = event_log("c", &c_out);
+    // The newcomer's summary gets nothing back.
+    let newcomer = c.summary().unwrap();
+    assert!(a.missing(&newcomer, 10).is_empty());
+    // It learns the cluster's time from the reply's summary and ignores older events.
+    let a_summary = a.summary().unwrap();
+    c.missing(&a_summary, 10);
+    assert!(!c.merge(&old.0, &old.1));
+    let new = event(&mut a, "new");
+    assert!(c.merge(&new.0, &new.1));
+    assert_eq!(c_out.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn events_evicted_from_the_log_are_reported_lost() {
+    let mut a = EventLog::new("a".into(), 1, 2, |_| {});
+    let first = event(&mut a, "1");
+    a.merge(&first.0, &first.1);
+    for i in 0..3 {
+        let e = event(&mut a, &i.to_string());
+        a.merge(&e.0, &e.1);
+    }
+    assert_eq!(a.graft(&first.0), Graft::Lost);
+}

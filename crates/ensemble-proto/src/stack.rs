@@ -1,0 +1,201 @@
+//! The protocols of one node, composed: membership drives who broadcast can send to.
+//!
+//! The runtime and the simulator both run a [`Stack`], so the glue between the protocols is
+//! one piece of code: connections membership keeps become broadcast neighbours, membership
+//! events become broadcast's member list, and messages are routed by protocol.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::broadcast::{self, BroadcastError, Delivery, Plumtree};
+use crate::membership::{EventKind, Input, MemberEvent, Membership, Output};
+use crate::wire::Message;
+
+/// An output of a node's protocols.
+#[derive(Debug)]
+pub enum StackOutput {
+    /// Send `msg` to the connected member `to`.
+    Send {
+        /// The member.
+        to: String,
+        /// The message.
+        msg: Message,
+    },
+    /// Open a connection to `addr`.
+    Dial {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Close the connection to `name`.
+    Disconnect {
+        /// The member.
+        name: String,
+    },
+    /// A change of another member.
+    Event(MemberEvent),
+    /// A broadcast message was delivered to its handler.
+    Delivered(Delivery),
+}
+
+/// Membership and broadcast of one node.
+#[derive(Debug)]
+pub struct Stack {
+    /// Membership and failure detection.
+    pub membership: Membership,
+    /// Plumtree broadcast.
+    pub broadcast: Plumtree,
+    /// The connections broadcast knows about.
+    neighbours: BTreeSet<String>,
+    /// Membership's connections version `neighbours` reflects.
+    synced: Option<u64>,
+    outputs: VecDeque<StackOutput>,
+}
+
+impl Stack {
+    /// Composes the two protocols of one node.
+    pub fn new(membership: Membership, broadcast: Plumtree, now: Instant) -> Self {
+        let mut s = Stack {
+            membership,
+            broadcast,
+            neighbours: BTreeSet::new(),
+            synced: None,
+            outputs: VecDeque::new(),
+        };
+        let me = s.membership.local().name.clone();
+        s.broadcast.handle(now, broadcast::Input::MemberUp(me));
+        s.drain(now);
+        s
+    }
+
+    /// Feeds a membership input (a tick, a connection change, a dial result or a command).
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        let tick = matches!(input, Input::Tick);
+        if !tick || now >= self.membership.poll_timeout() {
+            self.membership.handle(now, input);
+        }
+        if tick && now >= self.broadcast.poll_timeout() {
+            self.broadcast.handle(now, broadcast::Input::Tick);
+        }
+        self.drain(now);
+    }
+
+    /// Feeds a message from the connected member `from`.
+    pub fn handle_message(&mut self, now: Instant, from: String, msg: Message) {
+        match msg {
+            Message::Membership(msg) => self.membership.handle(now, Input::Message { from, msg }),
+            Message::Broadcast(msg) => self
+                .broadcast
+                .handle(now, broadcast::Input::Message { from, msg }),
+        }
+        self.drain(now);
+    }
+
+    /// Broadcasts `msg` through handler `handler`; see [`Plumtree::broadcast`].
+    pub fn broadcast(
+        &mut self,
+        now: Instant,
+        handler: &str,
+        msg: Bytes,
+    ) -> Result<Bytes, BroadcastError> {
+        let id = self.broadcast.broadcast(now, handler, msg)?;
+        self.drain(now);
+        Ok(id)
+    }
+
+    /// The next output to carry out.
+    pub fn poll_output(&mut self) -> Option<StackOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Input::Tick`] is next wanted.
+    pub fn poll_timeout(&self) -> Instant {
+        self.membership
+            .poll_timeout()
+            .min(self.broadcast.poll_timeout())
+    }
+
+    /// Moves membership's outputs out, telling broadcast what they mean, then broadcast's.
+    fn drain(&mut self, now: Instant) {
+        loop {
+            let mut any = false;
+            while let Some(o) = self.membership.poll_output() {
+                any = true;
+                let out = match o {
+                    Output::Send { to, msg } => StackOutput::Send {
+                        to,
+                        msg: Message::Membership(msg),
+                    },
+                    Output::Dial { addr } => StackOutput::Dial { addr },
+                    Output::Disconnect { name } => StackOutput::Disconnect { name },
+                    Output::Event(e) => {
+                        let name = e.member.name.clone();
+                        let input = match e.kind {
+                            EventKind::Up => Some(broadcast::Input::MemberUp(name)),
+                            EventKind::Down | EventKind::Left => {
+                                Some(broadcast::Input::MemberDown(name))
+                            }
+                            EventKind::Updated => None,
+                        };
+                        if let Some(i) = input {
+                            self.broadcast.handle(now, i);
+                        }
+                        StackOutput::Event(e)
+                    }
+                };
+                self.outputs.push_back(out);
+            }
+            self.sync_neighbours(now);
+            while let Some(o) = self.broadcast.poll_output() {
+                any = true;
+                self.outputs.push_back(match o {
+                    broadcast::Output::Send { to, msg } => StackOutput::Send {
+                        to,
+                        msg: Message::Broadcast(msg),
+                    },
+                    broadcast::Output::Delivered(d) => StackOutput::Delivered(d),
+                });
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    /// Broadcast's neighbours are membership's connections.
+    fn sync_neighbours(&mut self, now: Instant) {
+        let version = self.membership.connections_version();
+        if self.synced == Some(version) {
+            return;
+        }
+        self.synced = Some(version);
+        let current: BTreeSet<&str> = self.membership.connected().collect();
+        if current.len() == self.neighbours.len()
+            && current.iter().all(|c| self.neighbours.contains(*c))
+        {
+            return;
+        }
+        let gone: Vec<String> = self
+            .neighbours
+            .iter()
+            .filter(|n| !current.contains(n.as_str()))
+            .cloned()
+            .collect();
+        let new: Vec<String> = current
+            .iter()
+            .filter(|c| !self.neighbours.contains(**c))
+            .map(|c| c.to_string())
+            .collect();
+        for n in gone {
+            self.neighbours.remove(&n);
+            self.broadcast
+                .handle(now, broadcast::Input::NeighborDown(n));
+        }
+        for n in new {
+            self.neighbours.insert(n.clone());
+            self.broadcast.handle(now, broadcast::Input::NeighborUp(n));
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Broadcast on a [`Node`]: Plumtree handlers, Serf-style user events, introspection.
+
+use bytes::Bytes;
+use ensemble_proto::broadcast::events::{EventInput, UserEvent, USER_EVENTS};
+use ensemble_proto::broadcast::{ExchangeInfo, ExchangeSelector, Handler, Plumtree, Stats};
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use tokio_stream::wrappers::BroadcastStream;
+use tracing::warn;
+
+use crate::driver::Command;
+use crate::error::Error;
+use crate::node::Node;
+
+/// Longest user-event name, in bytes.
+pub const MAX_EVENT_NAME: usize = 128;
+
+/// A snapshot of a node's broadcast state.
+#[derive(Debug, Clone, Serialize)]
+pub struct BroadcastStatus {
+    /// Live members other than this node.
+    pub members: Vec<String>,
+    /// Members this node has a connection to (the peers trees are built from).
+    pub neighbours: Vec<String>,
+    /// Registered handlers.
+    pub handlers: Vec<String>,
+    /// The tree root the peers below are for.
+    pub root: String,
+    /// Eager peers for `root`.
+    pub eager: Vec<String>,
+    /// Lazy peers for `root`.
+    pub lazy: Vec<String>,
+    /// Roots of the trees this node keeps.
+    pub roots: Vec<String>,
+    /// Exchanges (anti-entropy) running.
+    pub exchanges: Vec<ExchangeInfo>,
+    /// Counters since start.
+    pub stats: Stats,
+    /// Announcement frames shed because a peer's send queue was filling.
+    pub shed_frames: u64,
+}
+
+impl BroadcastStatus {
+    pub(crate) fn of(p: &Plumtree, root: Option<&str>, shed_frames: u64) -> Self {
+        let root = root.map_or_else(|| p.name().to_owned(), str::to_owned);
+        let (eager, lazy) = p.peers(&root);
+        let mut roots: Vec<String> = p.roots().map(str::to_owned).collect();
+        roots.sort();
+        BroadcastStatus {
+            members: p.broadcast_members().map(str::to_owned).collect(),
+            neighbours: p.neighbours().map(str::to_owned).collect(),
+            handlers: p.handlers().map(str::to_owned).collect(),
+            root,
+            eager,
+            lazy,
+            roots,
+            exchanges: p.exchanges(),
+            stats: p.stats(),
+            shed_frames,
+        }
+    }
+}
+
+impl Node {
+    /// Broadcasts `msg` to every member through the handler registered as `handler` (on every
+    /// node). It is merged here first. Returns the message id the handler gave it.
+    ///
+    /// Fails with [`Error::Broadcast`] if no such handler is registered or the message is
+    /// larger than the broadcast `max_payload` (64 KiB by default); nothing is sent then.
+    pub async fn broadcast(&self, handler: &str, msg: impl Into<Bytes>) -> Result<Bytes, Error> {
+        let handler = handler.to_owned();
+        let msg = msg.into();
+        self.call(|reply| Command::Broadcast {
+            handler,
+            msg,
+            reply,
+        })
+        .await?
+        .map_err(Error::Broadcast)
+    }
+
+    /// Registers a broadcast handler under `name`. Register the same handlers on every node;
+    /// messages for a name that is not registered are counted and dropped.
+    pub async fn register_handler(&self, name: &str, handler: impl Handler) -> Result<(), Error> {
+        let name = name.to_owned();
+        let handler: Box<dyn Handler> = Box::new(handler);
+        self.call(|reply| Command::Register {
+            name,
+            handler,
+            reply,
+        })
+        .await?
+        .map_err(Error::Broadcast)
+    }
+
+    /// Sends a user event (Serf style) to every member, this node included. Every node
+    /// delivers it once, in order with the other events of this node, to
+    /// [`Node::user_events`] subscribers.
+    pub async fn send_event(&self, name: &str, payload: impl Into<Bytes>) -> Result<(), Error> {
+        if name.is_empty() || name.len() > MAX_EVENT_NAME || name.chars().any(char::is_control) {
+            return Err(Error::Config(format!(
+                "event name {name:?} must be 1 to {MAX_EVENT_NAME} bytes without control characters"
+            )));
+        }
+        let input = EventInput {
+            name: name.to_owned(),
+            payload: payload.into(),
+        };
+        self.broadcast(USER_EVENTS, input.encode())
+            .await
+            .map(|_| ())
+    }
+
+    /// A stream of user events as they are delivered here, from now on. A subscriber that
+    /// falls more than 4096 events behind skips the oldest (and a warning is logged).
+    pub fn user_events(&self) -> impl Stream<Item = UserEvent> + Send + Unpin + 'static {
+        BroadcastStream::new(self.user_events_receiver())
+            .filter_map(|e| async move {
+                match e {
+                    Ok(e) => Some(e),
+                    Err(err) => {
+                        warn!("user event subscriber fell behind: {err}");
+                        None
+                    }
+                }
+            })
+            .boxed()
+    }
+
+    /// The broadcast state: members, neighbours, the eager and lazy peers for the tree of
+    /// `root` (this node's own tree if None), running exchanges, counters.
+    pub async fn broadcast_status(&self, root: Option<&str>) -> Result<BroadcastStatus, Error> {
+        let root = root.map(str::to_owned);
+        self.call(|reply| Command::BroadcastStatus { root, reply })
+            .await
+    }
+
+    /// Cancels running exchanges; returns how many.
+    pub async fn cancel_exchanges(&self, selector: ExchangeSelector) -> Result<usize, Error> {
+        self.call(|reply| Command::CancelExchanges { selector, reply })
+            .await
+    }
+}
