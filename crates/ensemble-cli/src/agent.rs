@@ -7,8 +7,8 @@ use clap::Args;
 use ensemble::{Config, Node};
 use tracing::{info, warn};
 
-use crate::api;
 use crate::settings::{self, FileSettings, DEFAULT_BIND, DEFAULT_HTTP};
+use crate::{api, event_handler};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -37,6 +37,11 @@ pub struct AgentArgs {
     /// Cluster name; nodes of other clusters are refused [default: default] (config key: cluster).
     #[arg(long)]
     cluster: Option<String>,
+    /// Run this shell command for every event (membership changes and user events), with the
+    /// event in ENSEMBLE_* environment variables and as JSON on stdin; repeat for more
+    /// (config key: event_handlers).
+    #[arg(long = "event-handler", value_name = "CMD")]
+    event_handlers: Vec<String>,
     /// TOML config file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -63,7 +68,13 @@ fn init_logging() {
         .init();
 }
 
-fn build_config(args: &AgentArgs) -> Result<(Config, String)> {
+/// What the agent runs besides the node.
+struct AgentSettings {
+    http: String,
+    event_handlers: Vec<String>,
+}
+
+fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
     let file = match &args.config {
         Some(p) => FileSettings::load(p)?,
         None => FileSettings::default(),
@@ -105,12 +116,23 @@ fn build_config(args: &AgentArgs) -> Result<(Config, String)> {
     config.tags = file.tags.clone();
     config.tags.extend(args.tags.iter().cloned());
     file.membership.apply(&mut config.membership)?;
-    Ok((config, http))
+    let event_handlers = if args.event_handlers.is_empty() {
+        file.event_handlers.clone()
+    } else {
+        args.event_handlers.clone()
+    };
+    Ok((
+        config,
+        AgentSettings {
+            http,
+            event_handlers,
+        },
+    ))
 }
 
 async fn serve(args: AgentArgs) -> Result<()> {
-    let (config, http) = build_config(&args)?;
-    let http_addr = settings::resolve("http", &http)?;
+    let (config, agent) = build_config(&args)?;
+    let http_addr = settings::resolve("http", &agent.http)?;
     let http_listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {http_addr} (change --http)"))?;
@@ -122,6 +144,7 @@ async fn serve(args: AgentArgs) -> Result<()> {
         node.addr(),
         seeds
     );
+    event_handler::spawn(&node, agent.event_handlers);
     let app = api::router(node.clone());
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {

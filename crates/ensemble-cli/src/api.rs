@@ -2,11 +2,19 @@
 
 use std::collections::BTreeMap;
 
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use ensemble::{Member, Node};
+use ensemble::{BroadcastStatus, Error, Member, Node};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+
+use crate::events::{self, SendEvent};
 
 /// A member as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +51,8 @@ pub fn router(node: Node) -> Router {
         .route("/v1/members", get(members))
         .route("/v1/self", get(local))
         .route("/v1/health", get(health))
+        .route("/v1/events", get(event_stream).post(send_event))
+        .route("/v1/broadcast", get(broadcast_status))
         .with_state(node)
 }
 
@@ -61,4 +71,44 @@ async fn health(State(node): State<Node>) -> Json<Health> {
         name: node.name().to_owned(),
         alive_members,
     })
+}
+
+/// `POST /v1/events`: sends a user event; 400 or 413 with `{"error": ...}` if refused.
+async fn send_event(State(node): State<Node>, Json(e): Json<SendEvent>) -> Response {
+    match node.send_event(&e.name, e.payload).await {
+        Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
+        Err(err) => {
+            let code = match &err {
+                Error::Broadcast(ensemble::proto::broadcast::BroadcastError::TooLarge {
+                    ..
+                }) => StatusCode::PAYLOAD_TOO_LARGE,
+                Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let body = serde_json::json!({ "error": err.to_string() });
+            (code, Json(body)).into_response()
+        }
+    }
+}
+
+/// `GET /v1/events`: membership and user events from now on, one JSON object per line.
+async fn event_stream(State(node): State<Node>) -> Response {
+    let lines = events::stream(&node).map(|e| {
+        let mut line = serde_json::to_vec(&e).expect("events serialize");
+        line.push(b'\n');
+        Ok::<_, Infallible>(line)
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(lines))
+        .expect("a valid response")
+}
+
+/// `GET /v1/broadcast`: broadcast state (neighbours, eager and lazy peers of this node's
+/// tree, exchanges, counters).
+async fn broadcast_status(State(node): State<Node>) -> Response {
+    match node.broadcast_status(None).await {
+        Ok(s) => Json::<BroadcastStatus>(s).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
 }

@@ -5,6 +5,8 @@ mod api;
 mod bench;
 mod client;
 mod demo;
+mod event_handler;
+mod events;
 mod procs;
 mod settings;
 mod sim;
@@ -26,6 +28,10 @@ enum Command {
     Agent(agent::AgentArgs),
     /// List the members an agent knows.
     Members(client::MembersArgs),
+    /// Send a user event to every member through an agent.
+    Broadcast(events::BroadcastArgs),
+    /// Follow an agent's membership and user events as they arrive.
+    Events(events::EventsArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
     Demo(demo::DemoArgs),
     /// Measure real agents on 127.0.0.1 (against HashiCorp Serf when installed).
@@ -39,6 +45,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Agent(args) => agent::run(args),
         Command::Members(args) => client::members(args),
+        Command::Broadcast(args) => events::broadcast(args),
+        Command::Events(args) => events::events(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

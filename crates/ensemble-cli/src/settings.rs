@@ -30,6 +30,8 @@ pub struct FileSettings {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub membership: MembershipSettings,
+    #[serde(default)]
+    pub event_handlers: Vec<String>,
 }
 
 /// `[membership]`: protocol timings; see docs/MEMBERSHIP.md for what each does.

@@ -1,0 +1,190 @@
+//! Helpers shared by the end-to-end tests of `ensemble` processes.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+pub const SECRET: &str = "e2e-secret-0123456789abcdef";
+
+pub fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_ensemble")
+}
+
+/// A free port below the ephemeral range, so no agent's outgoing connection can take it first.
+pub fn free_port() -> u16 {
+    loop {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 20000..32000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub struct Agent {
+    pub name: String,
+    pub bind: String,
+    pub http: String,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+    /// Extra flags given at every start.
+    pub extra: Vec<String>,
+}
+
+impl Agent {
+    pub fn start(dir: &Path, name: &str, join: Option<&str>, secret: &str) -> Agent {
+        Self::start_with(dir, name, join, secret, &[])
+    }
+
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        join: Option<&str>,
+        secret: &str,
+        extra: &[&str],
+    ) -> Agent {
+        let mut a = Agent {
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            name: name.into(),
+            bind: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        };
+        a.spawn(join, secret);
+        a
+    }
+
+    pub fn spawn(&mut self, join: Option<&str>, secret: &str) {
+        let mut cmd = Command::new(exe());
+        cmd.args([
+            "agent", "--name", &self.name, "--bind", &self.bind, "--http", &self.http,
+        ]);
+        if let Some(j) = join {
+            cmd.args(["--join", j]);
+        }
+        cmd.args(&self.extra);
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = cmd
+            .env("ENSEMBLE_SECRET", secret)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    pub fn signal(&self, s: Signal) {
+        kill(self.pid(), s).unwrap();
+    }
+
+    pub fn members(&self) -> Option<Vec<Value>> {
+        let out = Command::new(exe())
+            .args(["members", "--http", &self.http, "--json"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    pub fn status_of(&self, name: &str) -> Option<(String, u64)> {
+        let m = self.members()?.into_iter().find(|m| m["name"] == name)?;
+        Some((m["status"].as_str()?.to_owned(), m["incarnation"].as_u64()?))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    start.elapsed()
+}
+
+pub fn cluster(dir: &Path, n: usize) -> Vec<Agent> {
+    let first = Agent::start(dir, "a0", None, SECRET);
+    let seed = first.bind.clone();
+    let mut agents = vec![first];
+    for i in 1..n {
+        agents.push(Agent::start(dir, &format!("a{i}"), Some(&seed), SECRET));
+    }
+    wait_for(Duration::from_secs(30), "agents converge", || {
+        agents.iter().all(|a| {
+            a.members()
+                .is_some_and(|m| m.len() == n && m.iter().all(|m| m["status"] == "alive"))
+        })
+    });
+    agents
+}
+
+pub fn fails_saying(args: &[&str], needles: &[&str]) {
+    let out: Output = Command::new(exe())
+        .args(args)
+        .env("ENSEMBLE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "ensemble {args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in needles {
+        assert!(err.contains(n), "ensemble {args:?}: {n:?} not in {err}");
+    }
+}
+
+/// Runs `ensemble ARGS`, expects success, and parses its standard output as JSON.
+pub fn json_of(args: &[&str]) -> Value {
+    let out = Command::new(exe()).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ensemble {args:?} failed: {err}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -1,0 +1,225 @@
+//! End-to-end: user events through 5 `ensemble agent` processes on 127.0.0.1, followed with
+//! `ensemble events`, sent with `ensemble broadcast`, handled by `--event-handler`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod common;
+use common::*;
+
+/// An `ensemble events --json` process writing to a file; killed on drop.
+struct Follower {
+    out: PathBuf,
+    child: Child,
+}
+
+impl Follower {
+    fn start(dir: &Path, agent: &Agent) -> Follower {
+        let out = dir.join(format!("{}.events", agent.name));
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new(exe())
+            .args(["events", "--json", "--http", &agent.http])
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Follower { out, child }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn user_payloads(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["type"] == "user" && e["name"] == "deploy")
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["origin"].as_str().unwrap(),
+                    e["payload"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send(agent: &Agent, name: &str, payload: &str) {
+    let out = Command::new(exe())
+        .args(["broadcast", "--http", &agent.http, name, payload])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ensemble broadcast failed: {err}");
+}
+
+#[test]
+fn a_broadcast_reaches_every_agents_events_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let handler = format!(
+        "cat >> {0}/handler.json; echo \"$ENSEMBLE_EVENT $ENSEMBLE_USER_EVENT $ENSEMBLE_ORIGIN\" >> {0}/handler.env",
+        d.display()
+    );
+    let first = Agent::start(d, "a0", None, SECRET);
+    let seed = first.bind.clone();
+    let mut agents = vec![first];
+    for i in 1..5 {
+        let extra: Vec<&str> = if i == 4 {
+            vec!["--event-handler", &handler]
+        } else {
+            vec![]
+        };
+        agents.push(Agent::start_with(
+            d,
+            &format!("a{i}"),
+            Some(&seed),
+            SECRET,
+            &extra,
+        ));
+    }
+    wait_for(Duration::from_secs(30), "agents converge", || {
+        agents.iter().all(|a| {
+            a.members()
+                .is_some_and(|m| m.len() == 5 && m.iter().all(|m| m["status"] == "alive"))
+        })
+    });
+    let followers: Vec<Follower> = agents.iter().map(|a| Follower::start(d, a)).collect();
+    // Let every follower connect its stream before anything is sent.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut expected = Vec::new();
+    for i in 0..6 {
+        let from = &agents[i % 3];
+        send(from, "deploy", &format!("v{i}"));
+        expected.push(format!("{}:v{i}", from.name));
+    }
+    expected.sort();
+    wait_for(
+        Duration::from_secs(20),
+        "every follower has every event",
+        || {
+            followers
+                .iter()
+                .all(|f| f.user_payloads().len() >= expected.len())
+        },
+    );
+    // Nothing more arrives late: exactly once.
+    std::thread::sleep(Duration::from_millis(1500));
+    for (a, f) in agents.iter().zip(&followers) {
+        let mut got = f.user_payloads();
+        // In order per origin, before sorting.
+        for origin in ["a0", "a1", "a2"] {
+            let seq: Vec<&String> = got.iter().filter(|p| p.starts_with(origin)).collect();
+            let mut sorted = seq.clone();
+            sorted.sort();
+            assert_eq!(seq, sorted, "order from {origin} at {}", a.name);
+        }
+        got.sort();
+        assert_eq!(got, expected, "events at {}", a.name);
+    }
+
+    // The handler ran once per user event, with the event on stdin and in the environment.
+    wait_for(
+        Duration::from_secs(10),
+        "the handler ran for every event",
+        || {
+            std::fs::read_to_string(d.join("handler.env"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("user deploy"))
+                .count()
+                == 6
+        },
+    );
+    let json = std::fs::read_to_string(d.join("handler.json")).unwrap();
+    let handled: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(handled.iter().filter(|e| e["type"] == "user").count(), 6);
+    assert!(handled
+        .iter()
+        .all(|e| e["type"] == "user" || e["type"] == "member"));
+
+    // Membership events stream too: a leaving agent shows as `left` everywhere.
+    agents[3].signal(nix::sys::signal::Signal::SIGTERM);
+    wait_for(Duration::from_secs(15), "followers see a3 leave", || {
+        followers[..3].iter().all(|f| {
+            f.events().iter().any(|e| {
+                e["type"] == "member" && e["kind"] == "left" && e["member"]["name"] == "a3"
+            })
+        })
+    });
+    let env = std::fs::read_to_string(d.join("handler.env")).unwrap();
+    assert!(env.contains("member-left"), "{env}");
+
+    // Bad input is refused with the reason, and the agent keeps serving.
+    let big = "x".repeat(70 * 1024);
+    fails_saying(
+        &["broadcast", "--http", &agents[0].http, "deploy", &big],
+        &["exceeds the limit", "max_payload"],
+    );
+    fails_saying(
+        &["broadcast", "--http", &agents[0].http, "", "x"],
+        &["event name"],
+    );
+    send(&agents[0], "deploy", "after-errors");
+    wait_for(Duration::from_secs(10), "the agent still serves", || {
+        followers[1]
+            .user_payloads()
+            .contains(&"a0:after-errors".to_string())
+    });
+}
+
+#[test]
+fn sim_broadcast_prints_the_promised_json() {
+    let args = [
+        "sim",
+        "broadcast",
+        "--nodes",
+        "10",
+        "--latency-ms",
+        "20",
+        "--rate",
+        "20",
+        "--duration-s",
+        "5",
+        "--json",
+    ];
+    let v = json_of(&args);
+    for key in [
+        "msgs_per_op",
+        "membership_msgs_per_s",
+        "latency_p50_ms",
+        "latency_max_ms",
+        "delivered_fraction",
+        "rmr",
+        "ldh",
+    ] {
+        assert!(v[key].is_number(), "{key} missing in {v}");
+    }
+    assert_eq!(v["delivered_fraction"], 1.0);
+    assert_eq!(v["broadcasts"], 100);
+    fails_saying(&["sim", "broadcast", "--rate", "0"], &["--rate"]);
+    fails_saying(
+        &["sim", "broadcast", "--crash-fraction", "1.5"],
+        &["--crash-fraction"],
+    );
+}

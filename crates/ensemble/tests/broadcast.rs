@@ -1,0 +1,168 @@
+//! Broadcast between nodes in one process, over real TCP on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ensemble::{Error, ExchangeSelector, Graft, Handler, UserEvent};
+use futures::StreamExt;
+
+mod common;
+use common::*;
+
+/// Collects user events from a stream in the background.
+fn collect(node: &ensemble::Node) -> Arc<Mutex<Vec<UserEvent>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut events = node.user_events();
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            sink.lock().unwrap().push(e);
+        }
+    });
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_events_reach_every_node_once_and_in_order() {
+    let nodes = cluster(4).await;
+    let logs: Vec<_> = nodes.iter().map(collect).collect();
+    for i in 0..20 {
+        nodes[1]
+            .send_event("deploy", format!("v{i}"))
+            .await
+            .unwrap();
+    }
+    nodes[3].send_event("other", "x").await.unwrap();
+    wait_for(Duration::from_secs(10), "every node has 21 events", || {
+        logs.iter().all(|l| l.lock().unwrap().len() == 21)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (node, log) in nodes.iter().zip(&logs) {
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 21, "exactly once at {}", node.name());
+        let from1: Vec<String> = log
+            .iter()
+            .filter(|e| e.origin == "n1")
+            .map(|e| String::from_utf8_lossy(&e.payload).into_owned())
+            .collect();
+        let expected: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+        assert_eq!(from1, expected, "in order at {}", node.name());
+    }
+}
+
+/// A last-writer-wins register per key: a custom handler with anti-entropy.
+#[derive(Clone, Default)]
+struct Registers(Arc<Mutex<BTreeMap<String, (u64, String)>>>);
+
+impl Handler for Registers {
+    fn broadcast_data(&mut self, msg: Bytes) -> (Bytes, Bytes) {
+        (msg.clone(), msg)
+    }
+    fn merge(&mut self, _id: &Bytes, payload: &Bytes) -> bool {
+        let text = String::from_utf8_lossy(payload);
+        let Some((key, rest)) = text.split_once('=') else {
+            return false;
+        };
+        let Some((version, value)) = rest.split_once('@') else {
+            return false;
+        };
+        let Ok(version) = version.parse::<u64>() else {
+            return false;
+        };
+        let mut map = self.0.lock().unwrap();
+        if map.get(key).is_some_and(|(v, _)| *v >= version) {
+            return false;
+        }
+        map.insert(key.to_owned(), (version, value.to_owned()));
+        true
+    }
+    fn is_stale(&self, id: &Bytes) -> bool {
+        let mut probe = self.clone();
+        let known = self.0.lock().unwrap().clone();
+        let stale = !probe.merge(id, id);
+        *probe.0.lock().unwrap() = known;
+        stale
+    }
+    fn graft(&self, id: &Bytes) -> Graft {
+        Graft::Payload(id.clone())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_handlers_run_side_by_side_and_errors_are_clear() {
+    let nodes = cluster(3).await;
+    let stores: Vec<Registers> = (0..3).map(|_| Registers::default()).collect();
+    for (n, s) in nodes.iter().zip(&stores) {
+        n.register_handler("registers", s.clone()).await.unwrap();
+    }
+    let dup = nodes[0]
+        .register_handler("registers", Registers::default())
+        .await;
+    assert!(matches!(dup, Err(Error::Broadcast(_))), "{dup:?}");
+    nodes[2]
+        .broadcast("registers", "color=1@red")
+        .await
+        .unwrap();
+    nodes[0]
+        .broadcast("registers", "color=2@blue")
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "every node has color=blue", || {
+        stores
+            .iter()
+            .all(|s| s.0.lock().unwrap().get("color").map(|(_, v)| v.as_str()) == Some("blue"))
+    })
+    .await;
+
+    let big = vec![b'x'; 64 * 1024 + 1];
+    let err = nodes[0].broadcast("registers", big).await.unwrap_err();
+    assert!(err.to_string().contains("exceeds the limit"), "{err}");
+    let err = nodes[0].broadcast("nope", "x").await.unwrap_err();
+    assert!(err.to_string().contains("no broadcast handler"), "{err}");
+    let err = nodes[0].send_event("", "x").await.unwrap_err();
+    assert!(err.to_string().contains("event name"), "{err}");
+
+    let status = nodes[0].broadcast_status(None).await.unwrap();
+    assert_eq!(status.neighbours.len(), 2);
+    assert_eq!(status.eager.len(), 2, "the root pushes to both: {status:?}");
+    assert!(status.handlers.contains(&"registers".to_string()));
+    assert!(status.stats.broadcasts >= 1);
+    nodes[0]
+        .cancel_exchanges(ExchangeSelector::All)
+        .await
+        .unwrap();
+    assert!(nodes[0]
+        .broadcast_status(None)
+        .await
+        .unwrap()
+        .exchanges
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sent_during_a_partition_arrive_after_it_heals() {
+    let nodes = cluster(3).await;
+    let logs: Vec<_> = nodes.iter().map(collect).collect();
+    let p = nodes[2]
+        .inject_partition(["n0".to_string(), "n1".to_string()])
+        .await
+        .unwrap();
+    let p0 = nodes[0].inject_partition(["n2".to_string()]).await.unwrap();
+    let p1 = nodes[1].inject_partition(["n2".to_string()]).await.unwrap();
+    nodes[0].send_event("while-apart", "1").await.unwrap();
+    wait_for(Duration::from_secs(5), "n1 has it", || {
+        logs[1].lock().unwrap().len() == 1
+    })
+    .await;
+    assert!(logs[2].lock().unwrap().is_empty());
+    nodes[2].resolve_partition(p).await.unwrap();
+    nodes[0].resolve_partition(p0).await.unwrap();
+    nodes[1].resolve_partition(p1).await.unwrap();
+    wait_for(Duration::from_secs(20), "n2 gets it after the heal", || {
+        logs[2].lock().unwrap().len() == 1
+    })
+    .await;
+}
