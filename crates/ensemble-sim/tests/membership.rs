@@ -206,3 +206,22 @@ fn the_same_seed_gives_the_same_run() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_partial_view_keeps_its_connections_in_steady_state() {
+    // Beyond the full-mesh limit, joined through one seed: the seed connections are pruned
+    // once the overlay formed, and must not be redialled (that churned every prune_grace).
+    let (mut sim, _) = cluster(100, SimConfig::default());
+    sim.run_for(secs(15));
+    let digests = |s: &Sim| s.by_kind.get("digest").copied().unwrap_or(0);
+    let (before, conns) = (digests(&sim), sim.connections());
+    sim.run_for(secs(20));
+    // Only the periodic anti-entropy (one digest per node per 10 s, and its reply when views
+    // differ) remains; a reconnect adds two digests.
+    let extra = digests(&sim) - before;
+    assert!(
+        extra <= 100 * 2 * 2,
+        "{extra} digests in 20 s: connections churn"
+    );
+    assert_eq!(sim.connections(), conns);
+}

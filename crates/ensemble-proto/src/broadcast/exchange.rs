@@ -45,6 +45,9 @@ impl ExchangeSelector {
     }
 }
 
+/// Repaired messages remembered so that their late tree payload does not prune.
+const REPAIRED_RECENT: usize = 1024;
+
 /// Keeps the first items whose payloads fit in `max` bytes (at least one).
 fn trim(mut items: Vec<(Bytes, Bytes)>, max: usize) -> Vec<(Bytes, Bytes)> {
     let mut total = 0;
@@ -192,6 +195,11 @@ impl Plumtree {
             .collect();
         for id in new {
             self.deliver(handler, &id, &me, 0, true);
+            if self.repaired_recent.len() >= REPAIRED_RECENT {
+                self.repaired_recent.pop_front();
+            }
+            self.repaired_recent
+                .push_back((handler.to_owned(), id.clone()));
             for p in &successors {
                 let a = Announcement {
                     handler: handler.to_owned(),

@@ -156,6 +156,9 @@ pub struct Plumtree {
     /// Announced messages this node lacks, by (handler, id).
     missing: BTreeMap<(String, Bytes), Missing>,
     exchanges: BTreeMap<u64, ExchangeInfo>,
+    /// Messages anti-entropy delivered lately: their tree payload may still be on its way,
+    /// and that duplicate must not prune the tree (oldest first, bounded).
+    repaired_recent: VecDeque<(String, Bytes)>,
     next_batch: u64,
     next_session: u64,
     next_lazy: Instant,
@@ -193,6 +196,7 @@ impl Plumtree {
             outstanding: BTreeMap::new(),
             missing: BTreeMap::new(),
             exchanges: BTreeMap::new(),
+            repaired_recent: VecDeque::new(),
             next_batch: 1,
             next_session: 1,
             outputs: VecDeque::new(),
@@ -420,6 +424,12 @@ impl Plumtree {
             self.forward(&handler, &id, &payload, &root, round, Some(&from), limit);
         } else {
             self.stats.duplicates += 1;
+            let key = (handler, id);
+            if let Some(i) = self.repaired_recent.iter().position(|k| *k == key) {
+                // Anti-entropy overtook the tree: the tree link is fine.
+                self.repaired_recent.remove(i);
+                return;
+            }
             self.stats.prunes += 1;
             self.add_lazy(&root, &from);
             self.send(&from, BroadcastMsg::Prune { root });

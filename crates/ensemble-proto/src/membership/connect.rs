@@ -126,10 +126,15 @@ impl Membership {
             .filter(|t| !self.peers.contains_key(*t))
             .filter_map(|t| self.view.get(t).map(|m| (m.addr, Some(m.name.clone()))))
             .collect();
+        // A seed is dialled until it is reached, and again only if its member is no longer up
+        // here (split clusters find each other again). A seed that is up needs no connection
+        // of its own in a partial view: redialling it would reopen what pruning just closed.
         let seeds = self.overlay.seeds().filter(|s| {
-            self.overlay
-                .seed_name(s)
-                .is_none_or(|n| !self.peers.contains_key(n) && n != self.name)
+            self.overlay.seed_name(s).is_none_or(|n| {
+                n != self.name
+                    && !self.peers.contains_key(n)
+                    && !self.view.get(n).is_some_and(|m| m.status.is_up())
+            })
         });
         wanted.extend(seeds.map(|s| (*s, None)));
         let unconnected_down =
