@@ -145,7 +145,8 @@ async fn serve(args: AgentArgs) -> Result<()> {
         seeds
     );
     event_handler::spawn(&node, agent.event_handlers);
-    let app = api::router(node.clone());
+    let metrics = crate::metrics::Metrics::install()?;
+    let app = api::router(node.clone(), metrics);
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
             warn!("HTTP API stopped: {e}");

@@ -46,8 +46,15 @@ pub struct Health {
     pub alive_members: usize,
 }
 
-pub fn router(node: Node) -> Router {
+pub fn router(node: Node, metrics: crate::metrics::Metrics) -> Router {
     Router::new()
+        .route(
+            "/metrics",
+            get(move |State(node): State<Node>| async move {
+                let text = metrics.render(&node).await;
+                ([("content-type", "text/plain; version=0.0.4")], text)
+            }),
+        )
         .route("/v1/members", get(members))
         .route("/v1/self", get(local))
         .route("/v1/health", get(health))

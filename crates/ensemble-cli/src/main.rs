@@ -7,6 +7,7 @@ mod client;
 mod demo;
 mod event_handler;
 mod events;
+mod metrics;
 mod procs;
 mod settings;
 mod sim;

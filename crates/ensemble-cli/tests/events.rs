@@ -158,6 +158,24 @@ fn a_broadcast_reaches_every_agents_events_exactly_once() {
         .iter()
         .all(|e| e["type"] == "user" || e["type"] == "member"));
 
+    // The figures are scraped in the Prometheus text format.
+    let text = ureq::get(&format!("http://{}/metrics", agents[1].http))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in {text}"))
+    };
+    assert!(value("ensemble_broadcast_delivered_total") >= 6.0);
+    assert_eq!(value("ensemble_members{status=\"alive\"}"), 5.0);
+    assert_eq!(value("ensemble_broadcast_neighbours"), 4.0);
+    value("ensemble_broadcast_shed_frames_total");
+
     // Membership events stream too: a leaving agent shows as `left` everywhere.
     agents[3].signal(nix::sys::signal::Signal::SIGTERM);
     wait_for(Duration::from_secs(15), "followers see a3 leave", || {

@@ -38,10 +38,17 @@ pub struct BroadcastStatus {
     pub stats: Stats,
     /// Announcement frames shed because a peer's send queue was filling.
     pub shed_frames: u64,
+    /// Frames of any protocol dropped because a peer's send queue was full.
+    pub dropped_frames: u64,
 }
 
 impl BroadcastStatus {
-    pub(crate) fn of(p: &Plumtree, root: Option<&str>, shed_frames: u64) -> Self {
+    pub(crate) fn of(
+        p: &Plumtree,
+        root: Option<&str>,
+        shed_frames: u64,
+        dropped_frames: u64,
+    ) -> Self {
         let root = root.map_or_else(|| p.name().to_owned(), str::to_owned);
         let (eager, lazy) = p.peers(&root);
         let mut roots: Vec<String> = p.roots().map(str::to_owned).collect();
@@ -57,6 +64,7 @@ impl BroadcastStatus {
             exchanges: p.exchanges(),
             stats: p.stats(),
             shed_frames,
+            dropped_frames,
         }
     }
 }

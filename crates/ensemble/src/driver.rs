@@ -294,6 +294,7 @@ impl Driver {
                     &self.core.broadcast,
                     root.as_deref(),
                     self.shed_frames,
+                    self.dropped_frames,
                 );
                 let _ = reply.send(status);
             }
