@@ -42,6 +42,10 @@ pub struct AgentArgs {
     /// (config key: event_handlers).
     #[arg(long = "event-handler", value_name = "CMD")]
     event_handlers: Vec<String>,
+    /// Allow `ensemble partition inject|resolve` (POST/DELETE /v1/partitions) on this agent;
+    /// for tests only (config key: allow_fault_injection).
+    #[arg(long)]
+    allow_fault_injection: bool,
     /// TOML config file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -72,6 +76,7 @@ fn init_logging() {
 struct AgentSettings {
     http: String,
     event_handlers: Vec<String>,
+    fault_injection: bool,
 }
 
 fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
@@ -126,6 +131,7 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
         AgentSettings {
             http,
             event_handlers,
+            fault_injection: args.allow_fault_injection || file.allow_fault_injection,
         },
     ))
 }
@@ -146,7 +152,10 @@ async fn serve(args: AgentArgs) -> Result<()> {
     );
     event_handler::spawn(&node, agent.event_handlers);
     let metrics = crate::metrics::Metrics::install()?;
-    let app = api::router(node.clone(), metrics);
+    if agent.fault_injection {
+        warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
+    }
+    let app = api::router(node.clone(), metrics, agent.fault_injection);
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
             warn!("HTTP API stopped: {e}");

@@ -44,10 +44,14 @@ pub struct Health {
     pub status: String,
     pub name: String,
     pub alive_members: usize,
+    /// Injected partitions in force (fault injection).
+    #[serde(default)]
+    pub partitions: Vec<crate::partition::PartitionView>,
 }
 
-pub fn router(node: Node, metrics: crate::metrics::Metrics) -> Router {
+pub fn router(node: Node, metrics: crate::metrics::Metrics, fault_injection: bool) -> Router {
     Router::new()
+        .merge(crate::partition::routes(fault_injection))
         .route(
             "/metrics",
             get(move |State(node): State<Node>| async move {
@@ -77,6 +81,7 @@ async fn health(State(node): State<Node>) -> Json<Health> {
         status: "ok".into(),
         name: node.name().to_owned(),
         alive_members,
+        partitions: crate::partition::list_of(&node),
     })
 }
 

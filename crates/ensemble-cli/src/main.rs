@@ -8,6 +8,7 @@ mod demo;
 mod event_handler;
 mod events;
 mod metrics;
+mod partition;
 mod procs;
 mod settings;
 mod sim;
@@ -33,6 +34,8 @@ enum Command {
     Broadcast(events::BroadcastArgs),
     /// Follow an agent's membership and user events as they arrive.
     Events(events::EventsArgs),
+    /// Inject, resolve or list partitions on an agent (for tests; the agent must allow it).
+    Partition(partition::PartitionArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
     Demo(demo::DemoArgs),
     /// Measure real agents on 127.0.0.1 (against HashiCorp Serf when installed).
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Members(args) => client::members(args),
         Command::Broadcast(args) => events::broadcast(args),
         Command::Events(args) => events::events(args),
+        Command::Partition(args) => partition::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

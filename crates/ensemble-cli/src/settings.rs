@@ -32,6 +32,8 @@ pub struct FileSettings {
     pub membership: MembershipSettings,
     #[serde(default)]
     pub event_handlers: Vec<String>,
+    #[serde(default)]
+    pub allow_fault_injection: bool,
 }
 
 /// `[membership]`: protocol timings; see docs/MEMBERSHIP.md for what each does.

@@ -192,14 +192,6 @@ fn config_file_and_default_secret_file_work() {
     );
 }
 
-fn ureq_get(http: &str, path: &str) -> Option<Value> {
-    ureq::get(&format!("http://{http}{path}"))
-        .call()
-        .ok()?
-        .into_json()
-        .ok()
-}
-
 #[test]
 fn bench_membership_runs_and_reports_every_figure() {
     let args = [

@@ -188,3 +188,11 @@ pub fn json_of(args: &[&str]) -> Value {
     assert!(out.status.success(), "ensemble {args:?} failed: {err}");
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+pub fn ureq_get(http: &str, path: &str) -> Option<Value> {
+    ureq::get(&format!("http://{http}{path}"))
+        .call()
+        .ok()?
+        .into_json()
+        .ok()
+}

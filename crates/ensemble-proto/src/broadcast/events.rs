@@ -63,6 +63,8 @@ struct Id {
 
 #[derive(Serialize, Deserialize, Default)]
 struct Summary {
+    /// The sender has just started and holds nothing: it wants no history.
+    fresh: bool,
     ltime: u64,
     /// (origin, stream) to the last event delivered in order.
     streams: Vec<(String, u64, u64)>,
@@ -83,6 +85,9 @@ pub struct EventLog {
     /// Events older than this are ignored (set from the first exchange of a node with no
     /// history).
     min_ltime: Option<u64>,
+    /// Set by the first exchange: from then on this node is a member with a history (even an
+    /// empty one), and what it misses is repaired, not skipped.
+    joined: bool,
     streams: BTreeMap<(String, u64), Stream>,
     /// Recent events, encoded, by (origin, stream, seq); oldest evicted first.
     log: BTreeMap<(String, u64, u64), Bytes>,
@@ -108,12 +113,28 @@ impl EventLog {
             next_seq: 1,
             ltime: 0,
             min_ltime: None,
+            joined: false,
             streams: BTreeMap::new(),
             log: BTreeMap::new(),
             order: VecDeque::new(),
             retain: retain.max(1),
             skipped: 0,
             sink: Box::new(sink),
+        }
+    }
+
+    /// True before this node's first exchange while it holds nothing.
+    fn is_fresh(&self) -> bool {
+        !self.joined && self.ltime == 0 && self.streams.is_empty()
+    }
+
+    /// A newcomer starts where the cluster is: older events are not replayed, and streams
+    /// continue from the peer's positions.
+    fn adopt(&mut self, theirs: &Summary) {
+        self.min_ltime = Some(theirs.ltime + 1);
+        self.ltime = theirs.ltime;
+        for (o, st, d) in &theirs.streams {
+            self.streams.entry((o.clone(), *st)).or_default().delivered = *d;
         }
     }
 
@@ -230,6 +251,7 @@ impl Handler for EventLog {
 
     fn summary(&self) -> Option<Bytes> {
         let s = Summary {
+            fresh: self.is_fresh(),
             ltime: self.ltime,
             streams: self
                 .streams
@@ -244,18 +266,13 @@ impl Handler for EventLog {
         let Ok(theirs) = postcard::from_bytes::<Summary>(summary) else {
             return Vec::new();
         };
-        if theirs.ltime == 0 && theirs.streams.is_empty() {
+        if self.is_fresh() {
+            self.adopt(&theirs);
+        }
+        self.joined = true;
+        if theirs.fresh {
             // A newcomer: it will not take the past.
             return Vec::new();
-        }
-        if self.min_ltime.is_none() && self.ltime == 0 && self.streams.is_empty() {
-            // A newcomer: the past is not replayed.
-            self.min_ltime = Some(theirs.ltime + 1);
-            self.ltime = theirs.ltime;
-            // Streams start where the cluster is, not at their first event.
-            for (o, st, d) in &theirs.streams {
-                self.streams.entry((o.clone(), *st)).or_default().delivered = *d;
-            }
         }
         let has: BTreeMap<(&str, u64), u64> = theirs
             .streams

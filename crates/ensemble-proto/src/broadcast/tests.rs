@@ -483,6 +483,29 @@ fn a_newcomer_does_not_replay_old_events() {
 }
 
 #[test]
+fn a_member_that_missed_everything_is_repaired_not_treated_as_new() {
+    let a_out = Arc::new(Mutex::new(Vec::new()));
+    let b_out = Arc::new(Mutex::new(Vec::new()));
+    let mut a = event_log("a", &a_out);
+    let mut b = event_log("b", &b_out);
+    // Both start and exchange before anything happens: b has joined.
+    let sb = b.summary().unwrap();
+    a.missing(&sb, 10);
+    let sa = a.summary().unwrap();
+    b.missing(&sa, 10);
+    // b is cut off while a sends; b holds nothing, yet it is not a newcomer.
+    let e1 = event(&mut a, "1");
+    a.merge(&e1.0, &e1.1);
+    let sb = b.summary().unwrap();
+    let items = a.missing(&sb, 10);
+    assert_eq!(items.len(), 1, "b gets what it missed");
+    for (id, p) in items {
+        assert!(b.merge(&id, &p));
+    }
+    assert_eq!(b_out.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn events_evicted_from_the_log_are_reported_lost() {
     let mut a = EventLog::new("a".into(), 1, 2, |_| {});
     let first = event(&mut a, "1");
