@@ -42,6 +42,10 @@ pub struct AgentArgs {
     /// (config key: event_handlers).
     #[arg(long = "event-handler", value_name = "CMD")]
     event_handlers: Vec<String>,
+    /// Register a message handler: COMMAND runs for each message sent to NAME on this agent,
+    /// with the payload on stdin; repeat for more (config table: [handlers]).
+    #[arg(long = "handler", value_name = "NAME=COMMAND", value_parser = crate::send::parse_handler)]
+    handlers: Vec<(String, String)>,
     /// Allow `ensemble partition inject|resolve` (POST/DELETE /v1/partitions) on this agent;
     /// for tests only (config key: allow_fault_injection).
     #[arg(long)]
@@ -75,6 +79,7 @@ fn init_logging() {
 /// What the agent runs besides the node.
 struct AgentSettings {
     http: String,
+    handlers: Vec<(String, String)>,
     event_handlers: Vec<String>,
     fault_injection: bool,
 }
@@ -130,6 +135,12 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
         config,
         AgentSettings {
             http,
+            handlers: {
+                let mut h: Vec<(String, String)> = file.handlers.clone().into_iter().collect();
+                h.retain(|(n, _)| !args.handlers.iter().any(|(m, _)| m == n));
+                h.extend(args.handlers.iter().cloned());
+                h
+            },
             event_handlers,
             fault_injection: args.allow_fault_injection || file.allow_fault_injection,
         },
@@ -151,6 +162,7 @@ async fn serve(args: AgentArgs) -> Result<()> {
         seeds
     );
     event_handler::spawn(&node, agent.event_handlers);
+    crate::send::spawn_handlers(&node, agent.handlers).await?;
     let metrics = crate::metrics::Metrics::install()?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");

@@ -64,6 +64,7 @@ pub fn router(node: Node, metrics: crate::metrics::Metrics, fault_injection: boo
         .route("/v1/health", get(health))
         .route("/v1/events", get(event_stream).post(send_event))
         .route("/v1/broadcast", get(broadcast_status))
+        .route("/v1/send", axum::routing::post(crate::send::send_route))
         .with_state(node)
 }
 

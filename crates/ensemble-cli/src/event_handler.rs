@@ -58,11 +58,18 @@ fn env(me: &str, e: &EventView) -> Vec<(&'static str, String)> {
 }
 
 async fn run(cmd: &str, me: &str, e: &EventView) {
-    let json = serde_json::to_string(e).expect("events serialize");
+    let mut json = serde_json::to_vec(e).expect("events serialize");
+    json.push(b'\n');
+    run_command(cmd, env(me, e), &json, &e.kind()).await;
+}
+
+/// Runs `sh -c CMD` with `vars` in its environment and `stdin` on its standard input; waits
+/// up to a minute (then kills it). Failures are logged with `what`; nothing is returned.
+pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[u8], what: &str) {
     let child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
-        .envs(env(me, e))
+        .envs(vars)
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -71,28 +78,21 @@ async fn run(cmd: &str, me: &str, e: &EventView) {
     let mut child = match child {
         Ok(c) => c,
         Err(err) => {
-            warn!("event handler {cmd:?} could not start: {err}");
+            warn!("handler {cmd:?} could not start: {err}");
             return;
         }
     };
-    if let Some(mut stdin) = child.stdin.take() {
+    if let Some(mut input) = child.stdin.take() {
         // A handler that does not read its input is fine.
-        let _ = stdin.write_all(json.as_bytes()).await;
-        let _ = stdin.write_all(b"\n").await;
+        let _ = input.write_all(stdin).await;
     }
     match tokio::time::timeout(HANDLER_TIMEOUT, child.wait()).await {
-        Ok(Ok(status)) if status.success() => {}
-        Ok(Ok(status)) => warn!("event handler {cmd:?} failed ({status}) on {}", e.kind()),
-        Ok(Err(err)) => warn!("event handler {cmd:?}: {err}"),
+        Ok(Ok(status)) if status.success() => debug!("handler {cmd:?} ran for {what}"),
+        Ok(Ok(status)) => warn!("handler {cmd:?} failed ({status}) on {what}"),
+        Ok(Err(err)) => warn!("handler {cmd:?}: {err}"),
         Err(_) => {
             let _ = child.kill().await;
-            warn!(
-                "event handler {cmd:?} ran over {HANDLER_TIMEOUT:?} on {} and was killed",
-                e.kind()
-            );
+            warn!("handler {cmd:?} ran over {HANDLER_TIMEOUT:?} on {what} and was killed");
         }
-    }
-    if let EventView::User { name, origin, .. } = e {
-        debug!("event handler ran for user event {name} from {origin}");
     }
 }

@@ -10,6 +10,7 @@ mod events;
 mod metrics;
 mod partition;
 mod procs;
+mod send;
 mod settings;
 mod sim;
 mod sim_broadcast;
@@ -34,6 +35,8 @@ enum Command {
     Broadcast(events::BroadcastArgs),
     /// Follow an agent's membership and user events as they arrive.
     Events(events::EventsArgs),
+    /// Send a message to a handler registered under a name on a member.
+    Send(send::SendArgs),
     /// Inject, resolve or list partitions on an agent (for tests; the agent must allow it).
     Partition(partition::PartitionArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Broadcast(args) => events::broadcast(args),
         Command::Events(args) => events::events(args),
         Command::Partition(args) => partition::run(args),
+        Command::Send(args) => send::send(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

@@ -34,6 +34,9 @@ pub struct FileSettings {
     pub event_handlers: Vec<String>,
     #[serde(default)]
     pub allow_fault_injection: bool,
+    /// `[handlers]`: name = command.
+    #[serde(default)]
+    pub handlers: BTreeMap<String, String>,
 }
 
 /// `[membership]`: protocol timings; see docs/MEMBERSHIP.md for what each does.

@@ -12,7 +12,8 @@
 //!   probes, refutation, gossip, anti-entropy, dialling.
 //! - [`broadcast`]: Plumtree epidemic broadcast ([`broadcast::Plumtree`]) and its handlers,
 //!   among them Serf-style user events ([`broadcast::events::EventLog`]).
-//! - [`stack`]: membership and broadcast of one node, composed ([`Stack`]).
+//! - [`messaging`]: named messaging (cast, acknowledged forward) to handlers on other nodes.
+//! - [`stack`]: membership, broadcast and messaging of one node, composed ([`Stack`]).
 //! - [`wire`]: the frames and messages nodes exchange, and their encoding.
 
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod config;
 pub mod detector;
 pub mod member;
 pub mod membership;
+pub mod messaging;
 mod overlay;
 mod probe;
 pub mod stack;

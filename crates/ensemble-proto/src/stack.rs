@@ -1,4 +1,5 @@
-//! The protocols of one node, composed: membership drives who broadcast can send to.
+//! The protocols of one node, composed: membership drives who broadcast and named messaging
+//! can send to.
 //!
 //! The runtime and the simulator both run a [`Stack`], so the glue between the protocols is
 //! one piece of code: connections membership keeps become broadcast neighbours, membership
@@ -12,6 +13,7 @@ use bytes::Bytes;
 
 use crate::broadcast::{self, BroadcastError, Delivery, Plumtree};
 use crate::membership::{EventKind, Input, MemberEvent, Membership, Output};
+use crate::messaging::{self, Messaging};
 use crate::wire::Message;
 
 /// An output of a node's protocols.
@@ -38,6 +40,8 @@ pub enum StackOutput {
     Event(MemberEvent),
     /// A broadcast message was delivered to its handler.
     Delivered(Delivery),
+    /// Named messaging: a message for a local handler, an ack, a failure.
+    Messaging(messaging::Output),
 }
 
 /// Membership and broadcast of one node.
@@ -47,6 +51,8 @@ pub struct Stack {
     pub membership: Membership,
     /// Plumtree broadcast.
     pub broadcast: Plumtree,
+    /// Named messaging.
+    pub messaging: Messaging,
     /// The connections broadcast knows about.
     neighbours: BTreeSet<String>,
     /// Membership's connections version `neighbours` reflects.
@@ -56,10 +62,16 @@ pub struct Stack {
 
 impl Stack {
     /// Composes the two protocols of one node.
-    pub fn new(membership: Membership, broadcast: Plumtree, now: Instant) -> Self {
+    pub fn new(
+        membership: Membership,
+        broadcast: Plumtree,
+        messaging: Messaging,
+        now: Instant,
+    ) -> Self {
         let mut s = Stack {
             membership,
             broadcast,
+            messaging,
             neighbours: BTreeSet::new(),
             synced: None,
             outputs: VecDeque::new(),
@@ -79,6 +91,15 @@ impl Stack {
         if tick && now >= self.broadcast.poll_timeout() {
             self.broadcast.handle(now, broadcast::Input::Tick);
         }
+        if tick && self.messaging.poll_timeout().is_some_and(|t| now >= t) {
+            self.messaging.handle(now, messaging::Input::Tick);
+        }
+        self.drain(now);
+    }
+
+    /// Feeds a named-messaging input (register, send).
+    pub fn handle_messaging(&mut self, now: Instant, input: messaging::Input) {
+        self.messaging.handle(now, input);
         self.drain(now);
     }
 
@@ -89,6 +110,9 @@ impl Stack {
             Message::Broadcast(msg) => self
                 .broadcast
                 .handle(now, broadcast::Input::Message { from, msg }),
+            Message::Direct(msg) => self
+                .messaging
+                .handle(now, messaging::Input::Message { from, msg }),
         }
         self.drain(now);
     }
@@ -112,9 +136,11 @@ impl Stack {
 
     /// When [`Input::Tick`] is next wanted.
     pub fn poll_timeout(&self) -> Instant {
-        self.membership
+        let t = self
+            .membership
             .poll_timeout()
-            .min(self.broadcast.poll_timeout())
+            .min(self.broadcast.poll_timeout());
+        self.messaging.poll_timeout().map_or(t, |m| t.min(m))
     }
 
     /// Moves membership's outputs out, telling broadcast what they mean, then broadcast's.
@@ -158,6 +184,16 @@ impl Stack {
                     broadcast::Output::Delivered(d) => StackOutput::Delivered(d),
                 });
             }
+            while let Some(o) = self.messaging.poll_output() {
+                any = true;
+                self.outputs.push_back(match o {
+                    messaging::Output::Send { to, msg } => StackOutput::Send {
+                        to,
+                        msg: Message::Direct(msg),
+                    },
+                    other => StackOutput::Messaging(other),
+                });
+            }
             if !any {
                 return;
             }
@@ -195,7 +231,9 @@ impl Stack {
         }
         for n in new {
             self.neighbours.insert(n.clone());
-            self.broadcast.handle(now, broadcast::Input::NeighborUp(n));
+            self.broadcast
+                .handle(now, broadcast::Input::NeighborUp(n.clone()));
+            self.messaging.handle(now, messaging::Input::PeerUp(n));
         }
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::member::Member;
 
 pub use crate::broadcast::BroadcastMsg;
+pub use crate::messaging::DirectMsg;
 
 /// Oldest protocol version this build speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -121,6 +122,8 @@ pub enum Message {
     Membership(MembershipMsg),
     /// Plumtree broadcast.
     Broadcast(BroadcastMsg),
+    /// Named messaging.
+    Direct(DirectMsg),
 }
 
 impl Message {
@@ -129,6 +132,12 @@ impl Message {
         match self {
             Message::Membership(m) => m.kind(),
             Message::Broadcast(b) => b.kind(),
+            Message::Direct(d) => match d {
+                DirectMsg::Cast { .. } => "cast",
+                DirectMsg::Forward { .. } => "forward",
+                DirectMsg::Ack { .. } => "forward_ack",
+                DirectMsg::Nack { .. } => "forward_nack",
+            },
         }
     }
 }

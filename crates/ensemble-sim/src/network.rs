@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ensemble_proto::broadcast::events::{EventInput, EventLog, USER_EVENTS};
 use ensemble_proto::broadcast::{BroadcastConfig, Plumtree};
+use ensemble_proto::messaging::Messaging;
 use ensemble_proto::wire::{self, Message, PeerInfo};
 use ensemble_proto::{
     Config, EventKind, Input, Member, Membership, Stack, StackOutput, Status, Tags,
@@ -263,7 +264,8 @@ impl Sim {
         let events = EventLog::new(name, self.boots, 4096, |_| {});
         b.register(USER_EVENTS, Box::new(events))
             .expect("first handler");
-        self.nodes[id].state = Some(Stack::new(m, b, self.now));
+        let messaging = Messaging::new(Duration::from_millis(500));
+        self.nodes[id].state = Some(Stack::new(m, b, messaging, self.now));
         self.nodes[id].paused = false;
         self.nodes[id].inbox.clear();
         self.input(id, Input::Tick);
@@ -393,6 +395,8 @@ impl Sim {
                     });
                 }
             }
+            // Named messaging is not simulated yet.
+            StackOutput::Messaging(_) => {}
             StackOutput::Event(e) => {
                 if !self.record_up_events && matches!(e.kind, EventKind::Up | EventKind::Updated) {
                     return;

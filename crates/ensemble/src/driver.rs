@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ensemble_proto::broadcast::{BroadcastError, ExchangeSelector, Handler};
+use ensemble_proto::messaging::{self, Failure};
 use ensemble_proto::wire::{self, Frame, Message, PeerInfo};
 use ensemble_proto::{Input, Member, MemberEvent, Stack, StackOutput, Tags};
 use tokio::sync::mpsc::error::TrySendError;
@@ -19,6 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::error::Error;
+use crate::messaging::Envelope;
 use crate::transport::conn::{self, ConnHandle, Shared};
 
 /// Messages to the driver.
@@ -81,6 +83,22 @@ pub(crate) enum Command {
         selector: ExchangeSelector,
         reply: oneshot::Sender<usize>,
     },
+    RegisterName {
+        name: String,
+        tx: mpsc::Sender<Envelope>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    UnregisterName {
+        name: String,
+    },
+    SendDirect {
+        to: String,
+        name: String,
+        payload: Bytes,
+        ack: Option<Duration>,
+        /// Answered at once with the receiver of the final result.
+        reply: oneshot::Sender<oneshot::Receiver<Result<(), Error>>>,
+    },
 }
 
 /// What the driver publishes for the [`crate::Node`] handle.
@@ -114,10 +132,22 @@ pub(crate) struct Driver {
     dropped_frames: u64,
     /// Lazy broadcast frames (announcements) shed because a peer's send queue was filling.
     shed_frames: u64,
+    /// Named handlers' mailboxes.
+    mailboxes: HashMap<String, mpsc::Sender<Envelope>>,
+    /// Callers waiting for an acknowledgement, by token: (member, name, timeout, reply).
+    ack_waiters: HashMap<u64, AckWaiter>,
+    next_token: u64,
     /// Random per process start, announced in handshakes.
     instance: u64,
     /// Addresses this node answers on (advertised and bound): joining them is an error.
     own_addrs: Vec<SocketAddr>,
+}
+
+struct AckWaiter {
+    to: String,
+    name: String,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<(), Error>>,
 }
 
 /// How long a leaving node waits for its goodbye to be written.
@@ -149,6 +179,9 @@ impl Driver {
             published_version,
             dropped_frames: 0,
             shed_frames: 0,
+            mailboxes: HashMap::new(),
+            ack_waiters: HashMap::new(),
+            next_token: 1,
         }
     }
 
@@ -301,8 +334,125 @@ impl Driver {
             Command::CancelExchanges { selector, reply } => {
                 let _ = reply.send(self.core.broadcast.cancel_exchanges(&selector));
             }
+            Command::RegisterName { name, tx, reply } => {
+                let result = if self.mailboxes.get(&name).is_some_and(|m| !m.is_closed()) {
+                    Err(Error::DuplicateName(name))
+                } else {
+                    self.mailboxes.insert(name.clone(), tx);
+                    self.core
+                        .handle_messaging(now, messaging::Input::Register(name));
+                    Ok(())
+                };
+                let _ = reply.send(result);
+            }
+            Command::UnregisterName { name } => {
+                if self.mailboxes.get(&name).is_some_and(|m| m.is_closed()) {
+                    self.mailboxes.remove(&name);
+                    self.core
+                        .handle_messaging(now, messaging::Input::Unregister(name));
+                }
+            }
+            Command::SendDirect {
+                to,
+                name,
+                payload,
+                ack,
+                reply,
+            } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = reply.send(rx);
+                self.send_direct(now, to, name, payload, ack, tx);
+            }
         }
         None
+    }
+
+    fn send_direct(
+        &mut self,
+        now: Instant,
+        to: String,
+        name: String,
+        payload: Bytes,
+        ack: Option<Duration>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    ) {
+        if !self.conns.contains_key(&to) || self.partitioned(&to) {
+            let _ = reply.send(Err(Error::UnknownNode(to)));
+            return;
+        }
+        let ack = match ack {
+            None => {
+                // Handed to the connection's queue: done, as far as a cast goes.
+                let _ = reply.send(Ok(()));
+                None
+            }
+            Some(timeout) => {
+                let token = self.next_token;
+                self.next_token += 1;
+                let waiter = AckWaiter {
+                    to: to.clone(),
+                    name: name.clone(),
+                    timeout,
+                    reply,
+                };
+                self.ack_waiters.insert(token, waiter);
+                Some((token, now + timeout))
+            }
+        };
+        let input = messaging::Input::Send {
+            to,
+            name,
+            payload,
+            ack,
+        };
+        self.core.handle_messaging(now, input);
+    }
+
+    fn on_messaging(&mut self, out: messaging::Output) {
+        match out {
+            messaging::Output::Deliver {
+                from,
+                name,
+                payload,
+            } => {
+                let Some(mb) = self.mailboxes.get(&name) else {
+                    return;
+                };
+                let e = Envelope {
+                    from,
+                    name: name.clone(),
+                    payload,
+                };
+                if let Err(TrySendError::Full(_)) = mb.try_send(e) {
+                    warn!(
+                        "mailbox {name:?} is full ({} messages); message dropped",
+                        crate::MAILBOX_CAPACITY
+                    );
+                }
+            }
+            messaging::Output::Acked(token) => {
+                if let Some(w) = self.ack_waiters.remove(&token) {
+                    let _ = w.reply.send(Ok(()));
+                }
+            }
+            messaging::Output::Failed(token, failure) => {
+                if let Some(w) = self.ack_waiters.remove(&token) {
+                    let err = match failure {
+                        Failure::UnknownName(name) => Error::UnknownName { node: w.to, name },
+                        Failure::Timeout => Error::Timeout {
+                            node: w.to,
+                            name: w.name,
+                            after: w.timeout,
+                        },
+                    };
+                    let _ = w.reply.send(Err(err));
+                }
+            }
+            messaging::Output::CastRejected { node, name } => {
+                warn!("a message cast to {name:?} on {node} was dropped there: no handler has that name");
+            }
+            messaging::Output::Send { .. } => unreachable!("the stack turns sends into frames"),
+        }
     }
 
     fn on_conn_up(
@@ -391,6 +541,7 @@ impl Driver {
                 }
                 // Handlers hand deliveries to the application themselves.
                 StackOutput::Delivered(_) => {}
+                StackOutput::Messaging(m) => self.on_messaging(m),
                 StackOutput::Event(e) => {
                     let m = &e.member;
                     info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);

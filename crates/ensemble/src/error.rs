@@ -44,6 +44,30 @@ pub enum Error {
     /// A broadcast was refused (unknown handler, payload too large, duplicate handler).
     #[error(transparent)]
     Broadcast(#[from] ensemble_proto::broadcast::BroadcastError),
+    /// The member is not live or not connected to this node.
+    #[error("{0} is not a live member connected to this node")]
+    UnknownNode(String),
+    /// No handler is registered under this name on that member.
+    #[error("no handler is registered as {name:?} on {node}")]
+    UnknownName {
+        /// The member.
+        node: String,
+        /// The name.
+        name: String,
+    },
+    /// A handler name is registered already on this node.
+    #[error("a handler is already registered as {0:?} on this node")]
+    DuplicateName(String),
+    /// No acknowledgement came in time.
+    #[error("no acknowledgement from {node} for {name:?} within {after:?}")]
+    Timeout {
+        /// The member.
+        node: String,
+        /// The name.
+        name: String,
+        /// How long the sender waited.
+        after: std::time::Duration,
+    },
     /// No partition with this reference is in force.
     #[error("no injected partition {0}")]
     UnknownPartition(u64),

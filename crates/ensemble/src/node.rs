@@ -158,7 +158,8 @@ impl Node {
         plumtree
             .register(USER_EVENTS, Box::new(log))
             .expect("the first handler");
-        let core = Stack::new(membership, plumtree, now);
+        let messaging = ensemble_proto::messaging::Messaging::new(Duration::from_millis(500));
+        let core = Stack::new(membership, plumtree, messaging, now);
 
         let (driver_tx, driver_rx) = mpsc::channel(8192);
         let (me_tx, me_rx) = watch::channel(me);
@@ -245,6 +246,10 @@ impl Node {
         let mut rx = self.inner.members.clone();
         rx.borrow_and_update();
         rx.changed().await.map_err(|_| Error::Stopped)
+    }
+
+    pub(crate) fn driver_sender(&self) -> mpsc::Sender<DriverMsg> {
+        self.inner.driver.clone()
     }
 
     pub(crate) fn user_events_receiver(&self) -> broadcast::Receiver<UserEvent> {

@@ -1,0 +1,532 @@
+//! Named messaging: messages to handlers registered under a name on another node, like
+//! registered processes, fire-and-forget (`cast`) or acknowledged (`forward` with an ack:
+//! retransmitted until acked or the deadline passes).
+//!
+//! The receiver answers an acknowledged message with `Ack` once its handler has it, or `Nack`
+//! if no handler has that name, so the sender gets a clear error instead of a silent drop.
+//! Retransmissions carry the same id; receivers remember recent ids per sender and deliver
+//! each message once.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Messages of the named-messaging protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DirectMsg {
+    /// Fire-and-forget.
+    Cast {
+        /// Handler name at the receiver.
+        name: String,
+        /// The payload.
+        payload: Bytes,
+    },
+    /// Acknowledged delivery; answered by `Ack` or `Nack`.
+    Forward {
+        /// Unique per sender; retransmissions repeat it.
+        id: u64,
+        /// Handler name at the receiver.
+        name: String,
+        /// The payload.
+        payload: Bytes,
+    },
+    /// The handler has the message.
+    Ack {
+        /// The message's id.
+        id: u64,
+    },
+    /// No handler is registered under the name.
+    Nack {
+        /// The message's id.
+        id: u64,
+        /// The name that is not registered.
+        name: String,
+    },
+}
+
+/// Why an acknowledged message failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No handler is registered under this name at the receiver.
+    UnknownName(String),
+    /// No ack came before the deadline.
+    Timeout,
+}
+
+/// An input to named messaging.
+#[derive(Debug)]
+pub enum Input {
+    /// A handler was registered here under this name.
+    Register(String),
+    /// The handler under this name is gone.
+    Unregister(String),
+    /// Send `payload` to handler `name` on member `to`; `ack` is `Some((token, deadline))` for
+    /// acknowledged delivery (the token comes back in `Acked` or `Failed`).
+    Send {
+        /// The member.
+        to: String,
+        /// Handler name there.
+        name: String,
+        /// The payload.
+        payload: Bytes,
+        /// For acknowledged delivery: a token chosen by the caller, and the deadline.
+        ack: Option<(u64, Instant)>,
+    },
+    /// A message from a connected member.
+    Message {
+        /// The sender.
+        from: String,
+        /// The message.
+        msg: DirectMsg,
+    },
+    /// A connection to this member opened: pending messages to it are sent again.
+    PeerUp(String),
+    /// Time passed.
+    Tick,
+}
+
+/// An output of named messaging.
+#[derive(Debug, PartialEq)]
+pub enum Output {
+    /// Send `msg` to member `to`.
+    Send {
+        /// The member.
+        to: String,
+        /// The message.
+        msg: DirectMsg,
+    },
+    /// Hand a message to the local handler `name`.
+    Deliver {
+        /// The sender.
+        from: String,
+        /// The handler.
+        name: String,
+        /// The payload.
+        payload: Bytes,
+    },
+    /// The acknowledged message with this token arrived.
+    Acked(u64),
+    /// The acknowledged message with this token failed.
+    Failed(u64, Failure),
+    /// A cast reached `node`, where no handler has `name` (the sender logs it).
+    CastRejected {
+        /// The member.
+        node: String,
+        /// The name.
+        name: String,
+    },
+}
+
+struct Pending {
+    token: u64,
+    to: String,
+    name: String,
+    payload: Bytes,
+    deadline: Instant,
+    next_retry: Instant,
+}
+
+/// Ids remembered per sender to deliver retransmissions once.
+const REMEMBERED: usize = 4096;
+
+/// Named messaging of one node.
+pub struct Messaging {
+    retry: Duration,
+    names: BTreeSet<String>,
+    pending: BTreeMap<u64, Pending>,
+    next_id: u64,
+    /// Recently delivered (sender, id), oldest first.
+    seen: VecDeque<(String, u64)>,
+    seen_set: HashSet<(String, u64)>,
+    outputs: VecDeque<Output>,
+}
+
+impl std::fmt::Debug for Messaging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messaging")
+            .field("names", &self.names)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Messaging {
+    /// Named messaging that retransmits unacked messages every `retry`.
+    pub fn new(retry: Duration) -> Self {
+        Messaging {
+            retry,
+            names: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            next_id: 1,
+            seen: VecDeque::new(),
+            seen_set: HashSet::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Names registered here.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// Acknowledged messages still waiting for their ack.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Register(n) => {
+                self.names.insert(n);
+            }
+            Input::Unregister(n) => {
+                self.names.remove(&n);
+            }
+            Input::Send {
+                to,
+                name,
+                payload,
+                ack,
+            } => match ack {
+                None => self.send(&to, DirectMsg::Cast { name, payload }),
+                Some((token, deadline)) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let msg = DirectMsg::Forward {
+                        id,
+                        name: name.clone(),
+                        payload: payload.clone(),
+                    };
+                    self.send(&to, msg);
+                    let next_retry = now + self.retry;
+                    let p = Pending {
+                        token,
+                        to,
+                        name,
+                        payload,
+                        deadline,
+                        next_retry,
+                    };
+                    self.pending.insert(id, p);
+                }
+            },
+            Input::Message { from, msg } => self.on_message(from, msg),
+            Input::PeerUp(peer) => {
+                let ids: Vec<u64> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| p.to == peer)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.resend(now, id);
+                }
+            }
+            Input::Tick => self.tick(now),
+        }
+    }
+
+    /// The next output to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Input::Tick`] is next wanted (None: nothing pending).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending
+            .values()
+            .map(|p| p.next_retry.min(p.deadline))
+            .min()
+    }
+
+    fn send(&mut self, to: &str, msg: DirectMsg) {
+        self.outputs.push_back(Output::Send {
+            to: to.to_owned(),
+            msg,
+        });
+    }
+
+    fn resend(&mut self, now: Instant, id: u64) {
+        let Some(p) = self.pending.get_mut(&id) else {
+            return;
+        };
+        p.next_retry = now + self.retry;
+        let msg = DirectMsg::Forward {
+            id,
+            name: p.name.clone(),
+            payload: p.payload.clone(),
+        };
+        let to = p.to.clone();
+        self.send(&to, msg);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                self.outputs
+                    .push_back(Output::Failed(p.token, Failure::Timeout));
+            }
+        }
+        let due: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.next_retry <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.resend(now, id);
+        }
+    }
+
+    fn on_message(&mut self, from: String, msg: DirectMsg) {
+        match msg {
+            DirectMsg::Cast { name, payload } => {
+                if self.names.contains(&name) {
+                    self.outputs.push_back(Output::Deliver {
+                        from,
+                        name,
+                        payload,
+                    });
+                } else {
+                    // Id 0 is never used by a forward: it tells the sender a cast went nowhere.
+                    self.send(&from, DirectMsg::Nack { id: 0, name });
+                }
+            }
+            DirectMsg::Forward { id, name, payload } => {
+                if !self.names.contains(&name) {
+                    self.send(&from, DirectMsg::Nack { id, name });
+                    return;
+                }
+                let key = (from.clone(), id);
+                if !self.seen_set.contains(&key) {
+                    self.remember(key);
+                    self.outputs.push_back(Output::Deliver {
+                        from: from.clone(),
+                        name,
+                        payload,
+                    });
+                }
+                self.send(&from, DirectMsg::Ack { id });
+            }
+            DirectMsg::Ack { id } => {
+                if self.pending.get(&id).is_some_and(|p| p.to == from) {
+                    let p = self.pending.remove(&id).expect("checked");
+                    self.outputs.push_back(Output::Acked(p.token));
+                }
+            }
+            DirectMsg::Nack { id: 0, name } => {
+                self.outputs
+                    .push_back(Output::CastRejected { node: from, name });
+            }
+            DirectMsg::Nack { id, name } => {
+                if self.pending.get(&id).is_some_and(|p| p.to == from) {
+                    let p = self.pending.remove(&id).expect("checked");
+                    self.outputs
+                        .push_back(Output::Failed(p.token, Failure::UnknownName(name)));
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, key: (String, u64)) {
+        if self.seen.len() >= REMEMBERED {
+            if let Some(old) = self.seen.pop_front() {
+                self.seen_set.remove(&old);
+            }
+        }
+        self.seen_set.insert(key.clone());
+        self.seen.push_back(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(m: &mut Messaging) -> Vec<Output> {
+        std::iter::from_fn(|| m.poll_output()).collect()
+    }
+
+    fn msg_to(outs: &[Output], to: &str) -> Vec<DirectMsg> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::Send { to: t, msg } if t == to => Some(msg.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_acknowledged_message_is_retransmitted_until_acked_and_delivered_once() {
+        let now = Instant::now();
+        let mut a = Messaging::new(Duration::from_millis(100));
+        let mut b = Messaging::new(Duration::from_millis(100));
+        b.handle(now, Input::Register("jobs".into()));
+        let deadline = now + Duration::from_secs(5);
+        a.handle(
+            now,
+            Input::Send {
+                to: "b".into(),
+                name: "jobs".into(),
+                payload: Bytes::from_static(b"run"),
+                ack: Some((7, deadline)),
+            },
+        );
+        let first = msg_to(&outputs(&mut a), "b");
+        assert_eq!(first.len(), 1);
+        // Lost. The retry goes out after 100 ms.
+        a.handle(now + Duration::from_millis(50), Input::Tick);
+        assert!(outputs(&mut a).is_empty());
+        a.handle(now + Duration::from_millis(100), Input::Tick);
+        let again = msg_to(&outputs(&mut a), "b");
+        assert_eq!(again, first, "same id");
+        // Both copies arrive: delivered once, acked twice.
+        for m in first.into_iter().chain(again) {
+            b.handle(
+                now,
+                Input::Message {
+                    from: "a".into(),
+                    msg: m,
+                },
+            );
+        }
+        let outs = outputs(&mut b);
+        let delivered = outs
+            .iter()
+            .filter(|o| matches!(o, Output::Deliver { .. }))
+            .count();
+        assert_eq!(delivered, 1);
+        for m in msg_to(&outs, "a") {
+            a.handle(
+                now,
+                Input::Message {
+                    from: "b".into(),
+                    msg: m,
+                },
+            );
+        }
+        assert_eq!(outputs(&mut a), vec![Output::Acked(7)]);
+        assert_eq!(a.pending(), 0);
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn unknown_names_and_deadlines_fail_clearly() {
+        let now = Instant::now();
+        let mut a = Messaging::new(Duration::from_millis(100));
+        let mut b = Messaging::new(Duration::from_millis(100));
+        let send = |a: &mut Messaging, token, deadline| {
+            a.handle(
+                now,
+                Input::Send {
+                    to: "b".into(),
+                    name: "nobody".into(),
+                    payload: Bytes::new(),
+                    ack: Some((token, deadline)),
+                },
+            )
+        };
+        send(&mut a, 1, now + Duration::from_secs(1));
+        for m in msg_to(&outputs(&mut a), "b") {
+            b.handle(
+                now,
+                Input::Message {
+                    from: "a".into(),
+                    msg: m,
+                },
+            );
+        }
+        for m in msg_to(&outputs(&mut b), "a") {
+            a.handle(
+                now,
+                Input::Message {
+                    from: "b".into(),
+                    msg: m,
+                },
+            );
+        }
+        assert_eq!(
+            outputs(&mut a),
+            vec![Output::Failed(1, Failure::UnknownName("nobody".into()))]
+        );
+        // A cast to an unknown name comes back as a rejection the sender can report.
+        a.handle(
+            now,
+            Input::Send {
+                to: "b".into(),
+                name: "nobody".into(),
+                payload: Bytes::new(),
+                ack: None,
+            },
+        );
+        for m in msg_to(&outputs(&mut a), "b") {
+            b.handle(
+                now,
+                Input::Message {
+                    from: "a".into(),
+                    msg: m,
+                },
+            );
+        }
+        for m in msg_to(&outputs(&mut b), "a") {
+            a.handle(
+                now,
+                Input::Message {
+                    from: "b".into(),
+                    msg: m,
+                },
+            );
+        }
+        assert_eq!(
+            outputs(&mut a),
+            vec![Output::CastRejected {
+                node: "b".into(),
+                name: "nobody".into()
+            }]
+        );
+        send(&mut a, 2, now + Duration::from_millis(250));
+        outputs(&mut a);
+        a.handle(now + Duration::from_millis(300), Input::Tick);
+        assert_eq!(outputs(&mut a), vec![Output::Failed(2, Failure::Timeout)]);
+    }
+
+    #[test]
+    fn a_reconnect_resends_at_once_and_acks_from_others_are_ignored() {
+        let now = Instant::now();
+        let mut a = Messaging::new(Duration::from_secs(10));
+        a.handle(
+            now,
+            Input::Send {
+                to: "b".into(),
+                name: "jobs".into(),
+                payload: Bytes::new(),
+                ack: Some((3, now + Duration::from_secs(30))),
+            },
+        );
+        outputs(&mut a);
+        a.handle(now, Input::PeerUp("b".into()));
+        let resent = msg_to(&outputs(&mut a), "b");
+        assert_eq!(resent.len(), 1);
+        let DirectMsg::Forward { id, .. } = resent[0] else {
+            panic!("{resent:?}")
+        };
+        a.handle(
+            now,
+            Input::Message {
+                from: "c".into(),
+                msg: DirectMsg::Ack { id },
+            },
+        );
+        assert!(outputs(&mut a).is_empty(), "an ack from another member");
+        assert_eq!(a.pending(), 1);
+    }
+}

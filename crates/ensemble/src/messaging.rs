@@ -1,0 +1,139 @@
+//! Named messaging on a [`Node`]: handlers registered under a name receive messages sent to
+//! that name from other nodes, fire-and-forget or acknowledged.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use crate::driver::{Command, DriverMsg};
+use crate::error::Error;
+use crate::node::Node;
+
+/// Messages a mailbox holds before new ones are dropped (with a warning in the log).
+pub const MAILBOX_CAPACITY: usize = 4096;
+
+/// A message for a named handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The member that sent it.
+    pub from: String,
+    /// The name it was sent to.
+    pub name: String,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// The receiving end of a name registered with [`Node::register`]: a stream of
+/// [`Envelope`]s. Dropping it unregisters the name.
+pub struct Mailbox {
+    name: String,
+    rx: mpsc::Receiver<Envelope>,
+    driver: mpsc::Sender<DriverMsg>,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox").field("name", &self.name).finish()
+    }
+}
+
+impl Mailbox {
+    /// The registered name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next message; None once the node has stopped.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for Mailbox {
+    type Item = Envelope;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        let _ = self
+            .driver
+            .try_send(DriverMsg::Command(Command::UnregisterName { name }));
+    }
+}
+
+impl Node {
+    /// Registers a handler under `name` (like a registered process): messages other nodes send
+    /// to this node under that name arrive in the returned [`Mailbox`]. A name is registered
+    /// once per node.
+    pub async fn register(&self, name: &str) -> Result<Mailbox, Error> {
+        if name.is_empty() || name.len() > 128 {
+            return Err(Error::Config(format!(
+                "handler name {name:?} must be 1 to 128 bytes"
+            )));
+        }
+        let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
+        let n = name.to_owned();
+        self.call(|reply| Command::RegisterName { name: n, tx, reply })
+            .await??;
+        Ok(Mailbox {
+            name: name.to_owned(),
+            rx,
+            driver: self.driver_sender(),
+        })
+    }
+
+    /// Sends `payload` to the handler registered as `name` on member `to`, fire-and-forget.
+    /// Fails at once if `to` is not a live member this node is connected to.
+    pub async fn cast_message(
+        &self,
+        to: &str,
+        name: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), Error> {
+        self.send_direct(to, name, payload.into(), None).await
+    }
+
+    /// Sends `payload` to the handler registered as `name` on member `to` and waits for its
+    /// acknowledgement: the message is retransmitted (after a reconnect, or every 500 ms)
+    /// until acked or `timeout` passes. Fails with [`Error::UnknownName`] if no handler has
+    /// that name there, [`Error::Timeout`] if no ack came in time, [`Error::UnknownNode`] if
+    /// `to` is not a live, connected member.
+    pub async fn forward_message(
+        &self,
+        to: &str,
+        name: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        self.send_direct(to, name, payload.into(), Some(timeout))
+            .await
+    }
+
+    async fn send_direct(
+        &self,
+        to: &str,
+        name: &str,
+        payload: Bytes,
+        ack: Option<Duration>,
+    ) -> Result<(), Error> {
+        let (to, name) = (to.to_owned(), name.to_owned());
+        let rx = self
+            .call(|reply| Command::SendDirect {
+                to,
+                name,
+                payload,
+                ack,
+                reply,
+            })
+            .await?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+}

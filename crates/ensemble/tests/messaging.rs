@@ -1,0 +1,89 @@
+//! Named messaging between nodes in one process, over real TCP on 127.0.0.1.
+
+use std::time::Duration;
+
+use ensemble::Error;
+
+mod common;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_and_cast_reach_a_registered_name() {
+    let nodes = cluster(3).await;
+    let mut jobs = nodes[1].register("jobs").await.unwrap();
+    nodes[0]
+        .forward_message("n1", "jobs", "build 42", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let e = jobs.recv().await.unwrap();
+    assert_eq!((e.from.as_str(), e.name.as_str()), ("n0", "jobs"));
+    assert_eq!(&e.payload[..], b"build 42");
+    nodes[2].cast_message("n1", "jobs", "fire").await.unwrap();
+    assert_eq!(&jobs.recv().await.unwrap().payload[..], b"fire");
+
+    // Clear errors, never a silent drop.
+    let err = nodes[0]
+        .forward_message("n1", "nobody", "x", Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownName { node, name } if node == "n1" && name == "nobody"),
+        "{err}"
+    );
+    let err = nodes[0].cast_message("n9", "jobs", "x").await.unwrap_err();
+    assert!(matches!(&err, Error::UnknownNode(n) if n == "n9"), "{err}");
+    let err = nodes[1].register("jobs").await.unwrap_err();
+    assert!(matches!(err, Error::DuplicateName(_)), "{err}");
+
+    // Dropping the mailbox frees the name.
+    drop(jobs);
+    wait_for_async(|| async { nodes[1].register("jobs").await.is_ok() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_message_is_retransmitted_across_a_short_cut() {
+    let nodes = cluster(2).await;
+    let mut jobs = nodes[1].register("jobs").await.unwrap();
+    // n1 drops everything from n0 for 300 ms: the first copy is lost.
+    let cut = nodes[1].inject_partition(["n0".to_string()]).await.unwrap();
+    let sender = nodes[0].clone();
+    let send = tokio::spawn(async move {
+        sender
+            .forward_message("n1", "jobs", "once", Duration::from_secs(5))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nodes[1].resolve_partition(cut).await.unwrap();
+    send.await.unwrap().unwrap();
+    assert_eq!(&jobs.recv().await.unwrap().payload[..], b"once");
+    // Delivered once, though sent more than once.
+    let more = tokio::time::timeout(Duration::from_millis(700), jobs.recv()).await;
+    assert!(more.is_err(), "a second copy: {more:?}");
+
+    // A cut that outlasts the timeout is a clear timeout.
+    let cut = nodes[1].inject_partition(["n0".to_string()]).await.unwrap();
+    let err = nodes[0]
+        .forward_message("n1", "jobs", "late", Duration::from_millis(800))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(
+        err.to_string().contains("no acknowledgement from n1"),
+        "{err}"
+    );
+    nodes[1].resolve_partition(cut).await.unwrap();
+}
+
+async fn wait_for_async<F, Fut>(mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met within 2 s");
+}
