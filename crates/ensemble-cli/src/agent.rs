@@ -1,14 +1,16 @@
 //! `ensemble agent`: run a node and its HTTP API until SIGINT/SIGTERM, then leave gracefully.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use ensemble::discovery::{Backend, Discovery, DiscoveryOptions};
 use ensemble::{Config, Node};
 use tracing::{info, warn};
 
 use crate::settings::{self, FileSettings, DEFAULT_BIND, DEFAULT_HTTP};
-use crate::{api, event_handler};
+use crate::{api, discovery, event_handler};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -42,6 +44,8 @@ pub struct AgentArgs {
     /// (config key: event_handlers).
     #[arg(long = "event-handler", value_name = "CMD")]
     event_handlers: Vec<String>,
+    #[command(flatten)]
+    discovery: discovery::DiscoveryFlags,
     /// TOML config file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -72,6 +76,8 @@ fn init_logging() {
 struct AgentSettings {
     http: String,
     event_handlers: Vec<String>,
+    backend: Arc<dyn Backend>,
+    discovery: DiscoveryOptions,
 }
 
 fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
@@ -121,11 +127,24 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
     } else {
         args.event_handlers.clone()
     };
+    let advertised = config.advertise.unwrap_or(config.bind);
+    let (backend, discovery) = discovery::build(
+        &args.discovery,
+        &file.discovery,
+        discovery::Local {
+            name: &config.name,
+            cluster: &config.cluster,
+            addr: advertised,
+            joins,
+        },
+    )?;
     Ok((
         config,
         AgentSettings {
             http,
             event_handlers,
+            backend,
+            discovery,
         },
     ))
 }
@@ -145,7 +164,9 @@ async fn serve(args: AgentArgs) -> Result<()> {
         seeds
     );
     event_handler::spawn(&node, agent.event_handlers);
-    let app = api::router(node.clone());
+    info!("discovery backend: {}", agent.backend.name());
+    let discovery = Discovery::start_arc(node.clone(), agent.backend, agent.discovery);
+    let app = api::router(node.clone(), discovery);
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
             warn!("HTTP API stopped: {e}");

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ensemble::discovery::{Discovery, SystemInfo};
 use ensemble::{BroadcastStatus, Error, Member, Node};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -46,14 +47,57 @@ pub struct Health {
     pub alive_members: usize,
 }
 
-pub fn router(node: Node) -> Router {
+/// What the handlers share: the node and its discovery.
+#[derive(Clone)]
+pub struct AppState {
+    node: Node,
+    discovery: Discovery,
+}
+
+impl FromRef<AppState> for Node {
+    fn from_ref(s: &AppState) -> Node {
+        s.node.clone()
+    }
+}
+
+impl FromRef<AppState> for Discovery {
+    fn from_ref(s: &AppState) -> Discovery {
+        s.discovery.clone()
+    }
+}
+
+pub fn router(node: Node, discovery: Discovery) -> Router {
     Router::new()
         .route("/v1/members", get(members))
         .route("/v1/self", get(local))
         .route("/v1/health", get(health))
         .route("/v1/events", get(event_stream).post(send_event))
         .route("/v1/broadcast", get(broadcast_status))
-        .with_state(node)
+        .route("/v1/discovery", get(discovery_info))
+        .route("/v1/ready", get(ready))
+        .with_state(AppState { node, discovery })
+}
+
+/// `GET /v1/discovery`: discovery's system_info.
+async fn discovery_info(State(d): State<Discovery>) -> Json<SystemInfo> {
+    Json(d.system_info())
+}
+
+/// `GET /v1/ready`: 200 once discovery is ready (see `wait_for_ready`), else 503; the body
+/// says why in either case.
+async fn ready(State(d): State<Discovery>) -> Response {
+    let i = d.system_info();
+    let body = serde_json::json!({
+        "ready": i.ready,
+        "last_get_nodes_result": i.last_get_nodes_result,
+        "connected_nodes": i.connected_nodes,
+        "unavailable_nodes": i.unavailable_nodes,
+    });
+    let code = match i.ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn members(State(node): State<Node>) -> Json<Vec<MemberView>> {

@@ -32,6 +32,8 @@ pub struct FileSettings {
     pub membership: MembershipSettings,
     #[serde(default)]
     pub event_handlers: Vec<String>,
+    #[serde(default)]
+    pub discovery: crate::discovery::DiscoverySettings,
 }
 
 /// `[membership]`: protocol timings; see docs/MEMBERSHIP.md for what each does.
