@@ -26,6 +26,14 @@ async fn static_list_joins_every_node_and_becomes_ready() {
     assert_eq!(info.discovered_nodes.len(), 3);
     assert!(info.unavailable_nodes.is_empty(), "{info:?}");
     assert_eq!(info.backend, "static");
+    // Filled from b's incarnation once its `up` event arrived.
+    wait_for(LIMIT, "b's start time", || {
+        da.system_info()
+            .node_start_timestamps
+            .get("b")
+            .is_some_and(|t| *t >= info.start_time - 60_000 && *t <= info.start_time)
+    })
+    .await;
     wait_for(LIMIT, "b and c see each other", || {
         status(&b, "c") == Some(Status::Alive)
     })

@@ -40,6 +40,9 @@ pub struct SystemInfo {
     pub nodedown_timestamps: BTreeMap<String, u64>,
     /// When this discovery started.
     pub start_time: u64,
+    /// When each connected node started, as it reports it (filled by the runtime from the
+    /// member's incarnation, which starts at its clock).
+    pub node_start_timestamps: BTreeMap<String, u64>,
     /// The node number the backend gave this node (PostgreSQL backend), if any.
     pub node_num: Option<u32>,
     /// The backend's name (`static`, `file`, `dns`, `postgres`), filled by the runtime.
@@ -96,6 +99,7 @@ impl Discovery {
             nodeup_timestamps: stamp(&self.nodeup),
             nodedown_timestamps: stamp(&self.nodedown),
             start_time: self.start_unix_ms,
+            node_start_timestamps: BTreeMap::new(),
             node_num: None,
             backend: String::new(),
         }

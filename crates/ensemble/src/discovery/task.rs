@@ -43,10 +43,13 @@ pub(crate) async fn run(
     let mut core = Core::new(options.schedule.clone(), Instant::now(), unix_ms());
     let (done_tx, mut done) = mpsc::unbounded_channel::<Input>();
     let mut events = node.events();
+    // Incarnations start at the member's clock: its start time.
+    let mut started: BTreeMap<String, u64> = BTreeMap::new();
     for m in node.members() {
         if m.name == node.name() {
             continue;
         }
+        started.insert(m.name.clone(), m.incarnation);
         if m.status.is_up() {
             core.handle(
                 Instant::now(),
@@ -68,6 +71,11 @@ pub(crate) async fn run(
         let mut snapshot = core.system_info();
         snapshot.backend = backend.name().to_owned();
         snapshot.node_num = backend.node_num();
+        snapshot.node_start_timestamps = snapshot
+            .connected_nodes
+            .iter()
+            .filter_map(|n| started.get(n).map(|t| (n.clone(), *t)))
+            .collect();
         if snapshot.last_get_nodes_result != last_result {
             match &snapshot.last_get_nodes_result {
                 Some(r) if r == "ok" => info!("discovery: get_nodes succeeded again"),
@@ -103,6 +111,7 @@ pub(crate) async fn run(
             }
             event = events.next() => {
                 let Some(e) = event else { break };
+                started.insert(e.member.name.clone(), e.member.incarnation);
                 let input = match e.kind {
                     EventKind::Up | EventKind::Updated if e.member.status.is_up() => {
                         if past_startup(&e.member) {
