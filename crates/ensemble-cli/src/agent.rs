@@ -1,14 +1,16 @@
 //! `ensemble agent`: run a node and its HTTP API until SIGINT/SIGTERM, then leave gracefully.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use ensemble::discovery::{Backend, Discovery, DiscoveryOptions};
 use ensemble::{Config, Node};
 use tracing::{info, warn};
 
 use crate::settings::{self, FileSettings, DEFAULT_BIND, DEFAULT_HTTP};
-use crate::{api, event_handler};
+use crate::{api, discovery, event_handler};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -50,6 +52,8 @@ pub struct AgentArgs {
     /// for tests only (config key: allow_fault_injection).
     #[arg(long)]
     allow_fault_injection: bool,
+    #[command(flatten)]
+    discovery: discovery::DiscoveryFlags,
     /// TOML config file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -82,6 +86,8 @@ struct AgentSettings {
     handlers: Vec<(String, String)>,
     event_handlers: Vec<String>,
     fault_injection: bool,
+    backend: Arc<dyn Backend>,
+    discovery: DiscoveryOptions,
 }
 
 fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
@@ -131,6 +137,17 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
     } else {
         args.event_handlers.clone()
     };
+    let advertised = config.advertise.unwrap_or(config.bind);
+    let (backend, discovery) = discovery::build(
+        &args.discovery,
+        &file.discovery,
+        discovery::Local {
+            name: &config.name,
+            cluster: &config.cluster,
+            addr: advertised,
+            joins,
+        },
+    )?;
     Ok((
         config,
         AgentSettings {
@@ -143,6 +160,8 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
             },
             event_handlers,
             fault_injection: args.allow_fault_injection || file.allow_fault_injection,
+            backend,
+            discovery,
         },
     ))
 }
@@ -167,7 +186,9 @@ async fn serve(args: AgentArgs) -> Result<()> {
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }
-    let app = api::router(node.clone(), metrics, agent.fault_injection);
+    info!("discovery backend: {}", agent.backend.name());
+    let discovery = Discovery::start_arc(node.clone(), agent.backend, agent.discovery);
+    let app = api::router(node.clone(), discovery, metrics, agent.fault_injection);
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
             warn!("HTTP API stopped: {e}");

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ensemble::discovery::{Discovery, SystemInfo};
 use ensemble::{BroadcastStatus, Error, Member, Node};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,31 @@ pub struct Health {
     pub partitions: Vec<crate::partition::PartitionView>,
 }
 
-pub fn router(node: Node, metrics: crate::metrics::Metrics, fault_injection: bool) -> Router {
+/// What the handlers share: the node and its discovery.
+#[derive(Clone)]
+pub struct AppState {
+    node: Node,
+    discovery: Discovery,
+}
+
+impl FromRef<AppState> for Node {
+    fn from_ref(s: &AppState) -> Node {
+        s.node.clone()
+    }
+}
+
+impl FromRef<AppState> for Discovery {
+    fn from_ref(s: &AppState) -> Discovery {
+        s.discovery.clone()
+    }
+}
+
+pub fn router(
+    node: Node,
+    discovery: Discovery,
+    metrics: crate::metrics::Metrics,
+    fault_injection: bool,
+) -> Router {
     Router::new()
         .merge(crate::partition::routes(fault_injection))
         .route(
@@ -65,7 +90,31 @@ pub fn router(node: Node, metrics: crate::metrics::Metrics, fault_injection: boo
         .route("/v1/events", get(event_stream).post(send_event))
         .route("/v1/broadcast", get(broadcast_status))
         .route("/v1/send", axum::routing::post(crate::send::send_route))
-        .with_state(node)
+        .route("/v1/discovery", get(discovery_info))
+        .route("/v1/ready", get(ready))
+        .with_state(AppState { node, discovery })
+}
+
+/// `GET /v1/discovery`: discovery's system_info.
+async fn discovery_info(State(d): State<Discovery>) -> Json<SystemInfo> {
+    Json(d.system_info())
+}
+
+/// `GET /v1/ready`: 200 once discovery is ready (see `wait_for_ready`), else 503; the body
+/// says why in either case.
+async fn ready(State(d): State<Discovery>) -> Response {
+    let i = d.system_info();
+    let body = serde_json::json!({
+        "ready": i.ready,
+        "last_get_nodes_result": i.last_get_nodes_result,
+        "connected_nodes": i.connected_nodes,
+        "unavailable_nodes": i.unavailable_nodes,
+    });
+    let code = match i.ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn members(State(node): State<Node>) -> Json<Vec<MemberView>> {

@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod client;
 mod demo;
+mod discovery;
 mod event_handler;
 mod events;
 mod metrics;
@@ -28,9 +29,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a cluster node with a local HTTP API.
-    Agent(agent::AgentArgs),
+    Agent(Box<agent::AgentArgs>),
     /// List the members an agent knows.
     Members(client::MembersArgs),
+    /// Show an agent's discovery state (backend, phase, nodes, last result).
+    Discovery(discovery::DiscoveryArgs),
     /// Send a user event to every member through an agent.
     Broadcast(events::BroadcastArgs),
     /// Follow an agent's membership and user events as they arrive.
@@ -50,8 +53,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Members(args) => client::members(args),
+        Command::Discovery(args) => discovery::run(args),
         Command::Broadcast(args) => events::broadcast(args),
         Command::Events(args) => events::events(args),
         Command::Partition(args) => partition::run(args),

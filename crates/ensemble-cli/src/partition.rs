@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -47,7 +47,11 @@ pub struct Inject {
 }
 
 /// The routes; `allow` is `--allow-fault-injection`.
-pub fn routes(allow: bool) -> Router<Node> {
+pub fn routes<S>(allow: bool) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Node: FromRef<S>,
+{
     Router::new()
         .route(
             "/v1/partitions",

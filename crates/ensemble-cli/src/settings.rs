@@ -37,6 +37,8 @@ pub struct FileSettings {
     /// `[handlers]`: name = command.
     #[serde(default)]
     pub handlers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub discovery: crate::discovery::DiscoverySettings,
 }
 
 /// `[membership]`: protocol timings; see docs/MEMBERSHIP.md for what each does.

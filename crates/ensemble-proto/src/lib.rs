@@ -12,6 +12,7 @@
 //!   probes, refutation, gossip, anti-entropy, dialling.
 //! - [`broadcast`]: Plumtree epidemic broadcast ([`broadcast::Plumtree`]) and its handlers,
 //!   among them Serf-style user events ([`broadcast::events::EventLog`]).
+//! - [`discovery`]: the discovery schedule and bookkeeping ([`discovery::Discovery`]).
 //! - [`messaging`]: named messaging (cast, acknowledged forward) to handlers on other nodes.
 //! - [`stack`]: membership, broadcast and messaging of one node, composed ([`Stack`]).
 //! - [`wire`]: the frames and messages nodes exchange, and their encoding.
@@ -21,6 +22,7 @@
 pub mod broadcast;
 pub mod config;
 pub mod detector;
+pub mod discovery;
 pub mod member;
 pub mod membership;
 pub mod messaging;

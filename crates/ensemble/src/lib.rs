@@ -28,6 +28,7 @@
 
 mod broadcast;
 mod config;
+pub mod discovery;
 mod driver;
 mod error;
 mod messaging;

@@ -1,0 +1,209 @@
+//! Discovery over real TCP with the `static` and `file` backends.
+
+mod common;
+#[path = "support/discovery.rs"]
+mod support;
+
+use std::time::Duration;
+
+use ensemble::discovery::{Discovery, FileBackend, RetryKind, StaticBackend};
+use ensemble::Status;
+
+use common::{start, status, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_list_joins_every_node_and_becomes_ready() {
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    let c = start("c", &[]).await;
+    let list: Vec<String> = [&a, &b, &c].iter().map(|n| n.addr().to_string()).collect();
+    let da = support::start(&a, StaticBackend::new(list.clone()));
+    assert!(da.wait_for_ready(LIMIT).await, "{:?}", da.system_info());
+    let info = da.system_info();
+    assert_eq!(info.connected_nodes, vec!["b".to_owned(), "c".to_owned()]);
+    assert_eq!(info.discovered_nodes.len(), 3);
+    assert!(info.unavailable_nodes.is_empty(), "{info:?}");
+    assert_eq!(info.backend, "static");
+    // Filled from b's incarnation once its `up` event arrived.
+    wait_for(LIMIT, "b's start time", || {
+        da.system_info()
+            .node_start_timestamps
+            .get("b")
+            .is_some_and(|t| *t >= info.start_time - 60_000 && *t <= info.start_time)
+    })
+    .await;
+    wait_for(LIMIT, "b and c see each other", || {
+        status(&b, "c") == Some(Status::Alive)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_the_file_adds_a_node_and_bad_entries_are_survived() {
+    let dir = tempdir("file");
+    let path = dir.join("nodes");
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    let c = start("c", &[]).await;
+    std::fs::write(
+        &path,
+        format!(
+            "# the cluster\n{} {}\nno-such-host.invalid:7946\nnot-an-address\n",
+            a.addr(),
+            b.addr()
+        ),
+    )
+    .unwrap();
+    let da = support::start(&a, FileBackend::new(&path));
+    assert!(da.wait_for_ready(LIMIT).await, "{:?}", da.system_info());
+    let info = da.system_info();
+    assert_eq!(info.connected_nodes, vec!["b".to_owned()]);
+    assert_eq!(info.unavailable_nodes.len(), 2, "{info:?}");
+    assert!(info.unavailable_nodes.contains_key("not-an-address"));
+    assert_eq!(status(&a, "c"), None);
+    // The next poll reads the new line and joins c.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("{}\n", c.addr()));
+    std::fs::write(&path, text).unwrap();
+    wait_for(LIMIT, "a sees c", || status(&a, "c") == Some(Status::Alive)).await;
+    wait_for(LIMIT, "c is connected in system_info", || {
+        da.system_info().connected_nodes.contains(&"c".to_owned())
+    })
+    .await;
+    assert!(da.wait_for_ready(LIMIT).await);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_nodes_failures_are_retried_after_error() {
+    let dir = tempdir("missing");
+    let path = dir.join("nodes");
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    let da = support::start(&a, FileBackend::new(&path));
+    wait_for(LIMIT, "two failed calls", || {
+        da.system_info().get_nodes_count >= 2
+    })
+    .await;
+    let info = da.system_info();
+    assert_eq!(info.last_get_nodes_retry_kind, Some(RetryKind::AfterError));
+    let err = info.last_get_nodes_result.unwrap();
+    assert!(err.contains("cannot read the discovery file"), "{err}");
+    assert!(!da.wait_for_ready(Duration::from_millis(300)).await);
+    std::fs::write(&path, b.addr().to_string()).unwrap();
+    assert!(da.wait_for_ready(LIMIT).await, "{:?}", da.system_info());
+    let info = da.system_info();
+    assert_eq!(info.last_get_nodes_result.as_deref(), Some("ok"));
+    assert_eq!(info.connected_nodes, vec!["b".to_owned()]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_answers_fails_its_probe_then_ready() {
+    let a = start("a", &[]).await;
+    // Accepts connections (the backlog does) but never speaks.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let da = support::start(
+        &a,
+        StaticBackend::new([silent.local_addr().unwrap().to_string()]),
+    );
+    assert!(!da.wait_for_ready(Duration::from_millis(300)).await);
+    assert!(da.wait_for_ready(LIMIT).await, "{:?}", da.system_info());
+    let info = da.system_info();
+    let reason = &info.unavailable_nodes[&silent.local_addr().unwrap().to_string()];
+    assert!(reason.contains("did not complete a join"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_are_listed_at_once_and_joined_with_each_node() {
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    let da = support::start(&a, StaticBackend::new([b.addr().to_string()]));
+    da.add_table("sessions").await;
+    da.add_table("locks").await;
+    assert_eq!(da.tables(), vec!["locks".to_owned(), "sessions".to_owned()]);
+    assert!(da.wait_for_ready(LIMIT).await);
+    let info = da.system_info();
+    assert_eq!(info.join_results["b"]["sessions"], "ok");
+    assert_eq!(info.join_results["b"]["locks"], "ok");
+    da.delete_table("locks").await;
+    assert_eq!(da.tables(), vec!["sessions".to_owned()]);
+    assert!(da.wait_for_get_nodes(LIMIT).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_past_startup_ends_the_startup_phase() {
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    let mut options = support::fast();
+    options.schedule.startup_phase = Duration::from_millis(300);
+    let db = Discovery::start(
+        b.clone(),
+        StaticBackend::new([a.addr().to_string()]),
+        options,
+    );
+    wait_for(LIMIT, "b past startup", || {
+        db.system_info().phase == ensemble::discovery::Phase::Regular
+    })
+    .await;
+    // a's startup phase is a minute long, but b's tag ends it.
+    let da = support::start(&a, StaticBackend::new([b.addr().to_string()]));
+    wait_for(LIMIT, "a past startup", || {
+        da.system_info().phase == ensemble::discovery::Phase::Regular
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_makes_it_unavailable_and_brings_get_nodes_forward() {
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    let mut options = support::fast();
+    options.schedule.regular = Duration::from_secs(60);
+    options.schedule.after_nodedown = Duration::from_millis(400);
+    options.schedule.startup_phase = Duration::from_millis(100);
+    let da = Discovery::start(
+        a.clone(),
+        StaticBackend::new([b.addr().to_string()]),
+        options,
+    );
+    assert!(da.wait_for_ready(LIMIT).await);
+    wait_for(LIMIT, "regular retry", || {
+        da.system_info().last_get_nodes_retry_kind == Some(RetryKind::Regular)
+    })
+    .await;
+    let count = da.system_info().get_nodes_count;
+    b.shutdown().await;
+    wait_for(LIMIT, "b unavailable", || {
+        da.system_info()
+            .unavailable_nodes
+            .get(&b.addr().to_string())
+            .is_some_and(|r| r.contains("went down"))
+    })
+    .await;
+    assert!(da.system_info().nodedown_timestamps.contains_key("b"));
+    // The next get_nodes comes after_nodedown (400 ms), not regular (60 s).
+    wait_for(LIMIT, "an early get_nodes", || {
+        da.system_info().get_nodes_count > count
+    })
+    .await;
+}
+
+fn tempdir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ensemble-discovery-{what}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
