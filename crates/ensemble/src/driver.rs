@@ -147,8 +147,12 @@ struct AckWaiter {
     to: String,
     name: String,
     timeout: Duration,
-    reply: oneshot::Sender<Result<(), Error>>,
+    /// None for a cast that waits for its connection: its failure is logged.
+    reply: Option<oneshot::Sender<Result<(), Error>>>,
 }
+
+/// How long a cast to a member that is up but not connected yet waits for the connection.
+const CAST_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a leaving node waits for its goodbye to be written.
 const LEAVE_FLUSH: Duration = Duration::from_secs(2);
@@ -376,29 +380,65 @@ impl Driver {
         ack: Option<Duration>,
         reply: oneshot::Sender<Result<(), Error>>,
     ) {
-        if !self.conns.contains_key(&to) || self.partitioned(&to) {
+        let up = self
+            .core
+            .membership
+            .member(&to)
+            .is_some_and(|m| m.status.is_up());
+        let me = self.core.membership.local().name.clone();
+        if to == me {
+            // To this node itself: straight to the mailbox.
+            let result = match self.mailboxes.get(&name).filter(|m| !m.is_closed()) {
+                Some(mb) => {
+                    let e = Envelope {
+                        from: me,
+                        name,
+                        payload,
+                    };
+                    let _ = mb.try_send(e);
+                    Ok(())
+                }
+                None => Err(Error::UnknownName { node: me, name }),
+            };
+            let _ = reply.send(result);
+            return;
+        }
+        if !up || self.partitioned(&to) {
             let _ = reply.send(Err(Error::UnknownNode(to)));
             return;
         }
-        let ack = match ack {
+        let connected = self.conns.contains_key(&to);
+        let (timeout, reply) = match ack {
+            Some(timeout) => (timeout, Some(reply)),
+            // A cast to a member not connected yet (it just joined) waits for the connection
+            // like an acknowledged message, and a failure is logged instead of returned.
+            None if !connected => {
+                let _ = reply.send(Ok(()));
+                (CAST_WAIT, None)
+            }
             None => {
                 // Handed to the connection's queue: done, as far as a cast goes.
                 let _ = reply.send(Ok(()));
-                None
-            }
-            Some(timeout) => {
-                let token = self.next_token;
-                self.next_token += 1;
-                let waiter = AckWaiter {
-                    to: to.clone(),
-                    name: name.clone(),
-                    timeout,
-                    reply,
+                let input = messaging::Input::Send {
+                    to,
+                    name,
+                    payload,
+                    ack: None,
                 };
-                self.ack_waiters.insert(token, waiter);
-                Some((token, now + timeout))
+                self.core.handle_messaging(now, input);
+                return;
             }
         };
+        let token = self.next_token;
+        self.next_token += 1;
+        let waiter = AckWaiter {
+            to: to.clone(),
+            name: name.clone(),
+            timeout,
+            reply,
+        };
+        self.ack_waiters.insert(token, waiter);
+        let ack = Some((token, now + timeout));
         let input = messaging::Input::Send {
             to,
             name,
@@ -431,8 +471,8 @@ impl Driver {
                 }
             }
             messaging::Output::Acked(token) => {
-                if let Some(w) = self.ack_waiters.remove(&token) {
-                    let _ = w.reply.send(Ok(()));
+                if let Some(reply) = self.ack_waiters.remove(&token).and_then(|w| w.reply) {
+                    let _ = reply.send(Ok(()));
                 }
             }
             messaging::Output::Failed(token, failure) => {
@@ -445,7 +485,12 @@ impl Driver {
                             after: w.timeout,
                         },
                     };
-                    let _ = w.reply.send(Err(err));
+                    match w.reply {
+                        Some(reply) => {
+                            let _ = reply.send(Err(err));
+                        }
+                        None => warn!("a message cast earlier was not delivered: {err}"),
+                    }
                 }
             }
             messaging::Output::CastRejected { node, name } => {

@@ -44,8 +44,8 @@ pub enum Error {
     /// A broadcast was refused (unknown handler, payload too large, duplicate handler).
     #[error(transparent)]
     Broadcast(#[from] ensemble_proto::broadcast::BroadcastError),
-    /// The member is not live or not connected to this node.
-    #[error("{0} is not a live member connected to this node")]
+    /// The member is not live (unknown, down, left, or partitioned away).
+    #[error("{0} is not a live member")]
     UnknownNode(String),
     /// No handler is registered under this name on that member.
     #[error("no handler is registered as {name:?} on {node}")]

@@ -91,7 +91,9 @@ impl Node {
     }
 
     /// Sends `payload` to the handler registered as `name` on member `to`, fire-and-forget.
-    /// Fails at once if `to` is not a live member this node is connected to.
+    /// Fails at once if `to` is not a live member. To a member that is live but not connected
+    /// yet (it just joined), the message waits up to 5 s for the connection, and a failure is
+    /// logged.
     pub async fn cast_message(
         &self,
         to: &str,
@@ -105,7 +107,7 @@ impl Node {
     /// acknowledgement: the message is retransmitted (after a reconnect, or every 500 ms)
     /// until acked or `timeout` passes. Fails with [`Error::UnknownName`] if no handler has
     /// that name there, [`Error::Timeout`] if no ack came in time, [`Error::UnknownNode`] if
-    /// `to` is not a live, connected member.
+    /// `to` is not a live member.
     pub async fn forward_message(
         &self,
         to: &str,

@@ -30,6 +30,9 @@ async fn forward_and_cast_reach_a_registered_name() {
         matches!(&err, Error::UnknownName { node, name } if node == "n1" && name == "nobody"),
         "{err}"
     );
+    // To itself: straight to its own mailbox.
+    nodes[1].cast_message("n1", "jobs", "self").await.unwrap();
+    assert_eq!(&jobs.recv().await.unwrap().payload[..], b"self");
     let err = nodes[0].cast_message("n9", "jobs", "x").await.unwrap_err();
     assert!(matches!(&err, Error::UnknownNode(n) if n == "n9"), "{err}");
     let err = nodes[1].register("jobs").await.unwrap_err();
