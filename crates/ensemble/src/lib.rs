@@ -42,6 +42,6 @@ pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
 pub use ensemble_proto::{self as proto, EventKind, Member, MemberEvent, Status};
 pub use error::Error;
-pub use messaging::{Envelope, Mailbox, MAILBOX_CAPACITY};
+pub use messaging::{Envelope, Mailbox, Watch, MAILBOX_CAPACITY};
 pub use node::{Node, PartitionRef};
 pub use secret::{Secret, MIN_SECRET_LEN};

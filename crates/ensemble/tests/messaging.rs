@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use ensemble::Error;
+use std::sync::{Arc, Mutex};
+
+use ensemble::{Error, Watch};
 
 mod common;
 use common::*;
@@ -89,4 +91,36 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("condition not met within 2 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_up_and_on_down_callbacks_fire_for_the_members_they_watch() {
+    let nodes = cluster(2).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (a, b) = (seen.clone(), seen.clone());
+    nodes[0].on_up(Watch::Any, move |n| {
+        a.lock().unwrap().push(format!("up {n}"))
+    });
+    nodes[0].on_down(Watch::Node("n2".into()), move |n| {
+        b.lock().unwrap().push(format!("down {n}"))
+    });
+    let n2 = start("n2", &[nodes[0].addr()]).await;
+    let n3 = start("n3", &[nodes[0].addr()]).await;
+    wait_for(Duration::from_secs(10), "n2 and n3 come up", || {
+        let s = seen.lock().unwrap();
+        s.contains(&"up n2".to_string()) && s.contains(&"up n3".to_string())
+    })
+    .await;
+    n3.leave().await;
+    n2.leave().await;
+    wait_for(Duration::from_secs(10), "n2's leave is reported", || {
+        seen.lock().unwrap().contains(&"down n2".to_string())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = seen.lock().unwrap();
+    assert!(
+        !s.contains(&"down n3".to_string()),
+        "only n2 is watched: {s:?}"
+    );
 }
