@@ -28,6 +28,8 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Convergence, crash and hang detection, idle memory and CPU, against Serf if installed.
     Membership(MembershipBench),
+    /// Named messaging between two nodes: acknowledged round trip and cast throughput.
+    Messaging(crate::bench_messaging::MessagingBench),
 }
 
 #[derive(Args, Debug)]
@@ -417,7 +419,10 @@ fn serf_installed() -> bool {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let BenchWhat::Membership(args) = args.what;
+    let args = match args.what {
+        BenchWhat::Membership(a) => a,
+        BenchWhat::Messaging(m) => return crate::bench_messaging::run(m),
+    };
     let dir = std::env::temp_dir().join(format!("ensemble-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("cannot create the log directory")?;
     let serf = !args.no_serf && serf_installed();

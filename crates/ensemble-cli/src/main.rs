@@ -3,6 +3,7 @@
 mod agent;
 mod api;
 mod bench;
+mod bench_messaging;
 mod client;
 mod demo;
 mod discovery;

@@ -56,3 +56,19 @@ fn send_reaches_a_handler_command_and_errors_are_clear() {
         &["expected NAME=COMMAND"],
     );
 }
+
+#[test]
+fn bench_messaging_reports_round_trips_and_throughput() {
+    let v = json_of(&[
+        "bench",
+        "messaging",
+        "--round-trips",
+        "200",
+        "--messages",
+        "5000",
+        "--json",
+    ]);
+    assert_eq!(v["delivered"], 5000);
+    assert!(v["rtt_p50_us"].as_f64().unwrap() > 0.0);
+    assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0);
+}

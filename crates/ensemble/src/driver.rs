@@ -91,6 +91,12 @@ pub(crate) enum Command {
     UnregisterName {
         name: String,
     },
+    /// A cast already checked by the caller: no answer.
+    Cast {
+        to: String,
+        name: String,
+        payload: Bytes,
+    },
     SendDirect {
         to: String,
         name: String,
@@ -354,6 +360,14 @@ impl Driver {
                     self.mailboxes.remove(&name);
                     self.core
                         .handle_messaging(now, messaging::Input::Unregister(name));
+                }
+            }
+            Command::Cast { to, name, payload } => {
+                // The caller returned already: a refusal (partitioned away meanwhile) is logged.
+                let (tx, mut rx) = oneshot::channel();
+                self.send_direct(now, to, name, payload, None, tx);
+                if let Ok(Err(e)) = rx.try_recv() {
+                    warn!("a message cast was not sent: {e}");
                 }
             }
             Command::SendDirect {

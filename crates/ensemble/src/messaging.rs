@@ -100,6 +100,20 @@ impl Node {
         name: &str,
         payload: impl Into<Bytes>,
     ) -> Result<(), Error> {
+        // The common case, a live member that is not this node, needs no answer from the
+        // driver: checked here against the published member list, then queued.
+        if to != self.name() && self.is_up(to) {
+            let cmd = Command::Cast {
+                to: to.to_owned(),
+                name: name.to_owned(),
+                payload: payload.into(),
+            };
+            return self
+                .driver_sender()
+                .send(DriverMsg::Command(cmd))
+                .await
+                .map_err(|_| Error::Stopped);
+        }
         self.send_direct(to, name, payload.into(), None).await
     }
 

@@ -248,6 +248,12 @@ impl Node {
         rx.changed().await.map_err(|_| Error::Stopped)
     }
 
+    /// True if `name` is alive or suspect in the published view.
+    pub(crate) fn is_up(&self, name: &str) -> bool {
+        let members = self.inner.members.borrow();
+        members.iter().any(|m| m.name == name && m.status.is_up())
+    }
+
     pub(crate) fn driver_sender(&self) -> mpsc::Sender<DriverMsg> {
         self.inner.driver.clone()
     }
