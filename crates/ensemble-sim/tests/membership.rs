@@ -225,3 +225,37 @@ fn a_partial_view_keeps_its_connections_in_steady_state() {
     );
     assert_eq!(sim.connections(), conns);
 }
+
+#[test]
+fn a_removed_member_stays_removed_and_stops() {
+    let (mut sim, ids) = cluster(6, SimConfig::default());
+    sim.run_for(secs(3));
+    let at = sim.elapsed();
+    sim.command(ids[0], Input::Remove("n4".into()));
+    let others: Vec<NodeId> = ids.iter().copied().filter(|i| *i != ids[4]).collect();
+    let everyone_sees = |s: &Sim| {
+        others
+            .iter()
+            .all(|o| s.status(*o, ids[4]) == Some(Status::Left))
+    };
+    let t = sim
+        .run_until(secs(5), everyone_sees)
+        .expect("removal spreads");
+    assert!(t < secs(1), "took {t:?}");
+    // The removed node accepted it (no refutation) and nobody brings it back.
+    assert_eq!(sim.status(ids[4], ids[4]), Some(Status::Left));
+    sim.run_for(secs(30));
+    assert!(everyone_sees(&sim), "a removed member came back");
+    let left = sim
+        .events()
+        .iter()
+        .filter(|e| e.target == ids[4] && e.kind == EventKind::Left)
+        .count();
+    assert_eq!(left, others.len(), "one `left` event per other member");
+    assert!(
+        !sim.events()
+            .iter()
+            .any(|e| e.at >= at && e.target == ids[4] && e.kind == EventKind::Up),
+        "never up again"
+    );
+}

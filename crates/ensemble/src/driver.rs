@@ -54,6 +54,10 @@ pub(crate) enum Command {
     Leave {
         reply: oneshot::Sender<()>,
     },
+    Remove {
+        name: String,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -211,6 +215,12 @@ impl Driver {
                     continue;
                 }
             };
+            if self.core.membership.is_removed() {
+                warn!("another member removed this node from the cluster: stopping");
+                accept.abort();
+                self.stop(true).await;
+                return;
+            }
             let Some(msg) = msg else { break };
             let mut stop = self.on_msg(msg);
             // Take whatever else is waiting before carrying out the outputs.
@@ -293,6 +303,24 @@ impl Driver {
             Command::Leave { reply } => {
                 self.core.handle(now, Input::Leave);
                 return Some((true, reply));
+            }
+            Command::Remove { name, reply } if name == self.core.membership.local().name => {
+                let msg = "remove() names this node itself; call leave() instead";
+                let _ = reply.send(Err(Error::Config(msg.into())));
+            }
+            Command::Remove { name, reply } => {
+                let known = self
+                    .core
+                    .membership
+                    .member(&name)
+                    .is_some_and(|m| m.status != ensemble_proto::Status::Left);
+                if known {
+                    info!("removing {name} from the cluster");
+                    self.core.handle(now, Input::Remove(name));
+                    let _ = reply.send(Ok(()));
+                } else {
+                    let _ = reply.send(Err(Error::UnknownNode(name)));
+                }
             }
             Command::Shutdown { reply } => return Some((false, reply)),
             Command::InjectPartition { names, reply } => {

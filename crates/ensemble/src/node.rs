@@ -301,6 +301,15 @@ impl Node {
         let _ = self.call(|reply| Command::Leave { reply }).await;
     }
 
+    /// Removes another member from the cluster: every member marks it `left`, nobody redials
+    /// it, stale gossip cannot bring it back, and the removed node stops once it hears (a
+    /// restarted process with the same name may join again). Removing this node's own name
+    /// is [`Node::leave`] without waiting for the shutdown.
+    pub async fn remove(&self, name: &str) -> Result<(), Error> {
+        let name = name.to_owned();
+        self.call(|reply| Command::Remove { name, reply }).await?
+    }
+
     /// Stops the node without announcing it: the others will detect it as `down`.
     pub async fn shutdown(&self) {
         let _ = self.call(|reply| Command::Shutdown { reply }).await;

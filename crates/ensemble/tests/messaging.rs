@@ -124,3 +124,31 @@ async fn on_up_and_on_down_callbacks_fire_for_the_members_they_watch() {
         "only n2 is watched: {s:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_left_everywhere_and_stops() {
+    let nodes = cluster(3).await;
+    let err = nodes[0].remove("n0").await.unwrap_err();
+    assert!(err.to_string().contains("leave()"), "{err}");
+    nodes[0].remove("n2").await.unwrap();
+    wait_for(Duration::from_secs(10), "n1 sees n2 left", || {
+        status(&nodes[1], "n2") == Some(ensemble::Status::Left)
+    })
+    .await;
+    // n2 heard it and stopped.
+    let mut stopped = false;
+    for _ in 0..100 {
+        if matches!(nodes[2].broadcast_status(None).await, Err(Error::Stopped)) {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stopped, "the removed node still runs");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status(&nodes[0], "n2"), Some(ensemble::Status::Left));
+    assert!(matches!(
+        nodes[0].remove("n9").await,
+        Err(Error::UnknownNode(_))
+    ));
+}

@@ -189,9 +189,22 @@ impl Membership {
         }
     }
 
-    /// Handles news about this node: refute anything that would supersede the live version.
+    /// Handles news about this node: refute anything that would supersede the live version,
+    /// except a removal (`left` at this node's current incarnation, which it did not send):
+    /// that one is accepted and the node stops taking part.
     fn about_me(&mut self, now: Instant, member: Arc<Member>, origin: Origin) {
         let current = self.local().clone();
+        if !matches!(origin, Origin::Local)
+            && !self.leaving
+            && member.status == Status::Left
+            && member.incarnation == current.incarnation
+        {
+            self.leaving = true;
+            self.removed = true;
+            self.probes = Default::default();
+            self.view.merge(now, member);
+            return;
+        }
         let fresh = match origin {
             Origin::Local => member,
             Origin::Remote(_) | Origin::Quiet(_)

@@ -66,6 +66,11 @@ pub enum Input {
     },
     /// Leave the cluster gracefully: the others will mark this node `left`.
     Leave,
+    /// Remove another member from the cluster: it is marked `left` at its current
+    /// incarnation everywhere (stale gossip cannot bring it back, nobody redials it), and the
+    /// member itself, once it hears, stops instead of refuting ([`Membership::is_removed`]).
+    /// Removing this node's own name is a leave.
+    Remove(String),
     /// Replace this node's tags (announced as a new incarnation).
     SetTags(Tags),
     /// Timer: call when [`Membership::poll_timeout`] is reached.
@@ -191,6 +196,8 @@ pub struct Membership {
     rng: SmallRng,
     outputs: VecDeque<Output>,
     leaving: bool,
+    /// Another member removed this node.
+    removed: bool,
     last_tick: Option<Instant>,
     next_tick: Instant,
     next_heartbeat: Instant,
@@ -249,6 +256,7 @@ impl Membership {
             rng: SmallRng::seed_from_u64(rng_seed),
             outputs: VecDeque::new(),
             leaving: false,
+            removed: false,
             last_tick: None,
             dial_pass_due: true,
             dials_this_tick: 0,
@@ -348,6 +356,7 @@ impl Membership {
                 self.dial_pass_due = true;
             }
             Input::Leave => self.leave(now),
+            Input::Remove(name) => self.remove(now, &name),
             Input::SetTags(tags) => {
                 let mut me = self.local().clone();
                 me.incarnation = me.incarnation.saturating_add(1);
@@ -399,6 +408,26 @@ impl Membership {
             }
             MembershipMsg::Digest { buckets, reply } => self.on_digest(now, from, buckets, reply),
         }
+    }
+
+    fn remove(&mut self, now: Instant, name: &str) {
+        if name == self.name {
+            return self.leave(now);
+        }
+        let Some(m) = self.view.get(name).filter(|m| m.status != Status::Left) else {
+            return;
+        };
+        let removed = Member {
+            status: Status::Left,
+            ..(**m).clone()
+        };
+        self.apply(now, Arc::new(removed), Origin::Local);
+    }
+
+    /// True once another member removed this node ([`Input::Remove`]): it no longer takes part
+    /// and the runtime stops it.
+    pub fn is_removed(&self) -> bool {
+        self.removed
     }
 
     fn leave(&mut self, now: Instant) {
