@@ -73,6 +73,8 @@ pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
+        // Its own process group, so that a timeout kills the whole pipeline, not just `sh`.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn();
     let mut child = match child {
@@ -82,15 +84,26 @@ pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[
             return;
         }
     };
-    if let Some(mut input) = child.stdin.take() {
-        // A handler that does not read its input is fine.
-        let _ = input.write_all(stdin).await;
-    }
-    match tokio::time::timeout(HANDLER_TIMEOUT, child.wait()).await {
+    let input = child.stdin.take();
+    let run = async {
+        if let Some(mut input) = input {
+            // A handler that does not read its input is fine.
+            let _ = input.write_all(stdin).await;
+        }
+        child.wait().await
+    };
+    let outcome = tokio::time::timeout(HANDLER_TIMEOUT, run).await;
+    match outcome {
         Ok(Ok(status)) if status.success() => debug!("handler {cmd:?} ran for {what}"),
         Ok(Ok(status)) => warn!("handler {cmd:?} failed ({status}) on {what}"),
         Ok(Err(err)) => warn!("handler {cmd:?}: {err}"),
         Err(_) => {
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             let _ = child.kill().await;
             warn!("handler {cmd:?} ran over {HANDLER_TIMEOUT:?} on {what} and was killed");
         }

@@ -66,8 +66,9 @@ struct Summary {
     /// The sender has just started and holds nothing: it wants no history.
     fresh: bool,
     ltime: u64,
-    /// (origin, stream) to the last event delivered in order.
-    streams: Vec<(String, u64, u64)>,
+    /// Per stream: origin, stream, the last event delivered in order, and the first event
+    /// still held in the log (what a peer can no longer repair from here lies before it).
+    streams: Vec<(String, u64, u64, u64)>,
 }
 
 #[derive(Default)]
@@ -123,18 +124,41 @@ impl EventLog {
         }
     }
 
-    /// True before this node's first exchange while it holds nothing.
+    /// True before this node's first exchange (whatever it sent or received meanwhile).
     fn is_fresh(&self) -> bool {
-        !self.joined && self.ltime == 0 && self.streams.is_empty()
+        !self.joined
     }
 
-    /// A newcomer starts where the cluster is: older events are not replayed, and streams
-    /// continue from the peer's positions.
+    /// A newcomer starts where the cluster is: streams the peer knows continue from the peer's
+    /// positions (events held here that are older are dropped, newer ones flow), and events of
+    /// streams it does not know that are older than the peer's clock are not replayed.
     fn adopt(&mut self, theirs: &Summary) {
-        self.min_ltime = Some(theirs.ltime + 1);
-        self.ltime = theirs.ltime;
-        for (o, st, d) in &theirs.streams {
-            self.streams.entry((o.clone(), *st)).or_default().delivered = *d;
+        self.min_ltime = Some(theirs.ltime.saturating_add(1));
+        self.ltime = self.ltime.max(theirs.ltime);
+        for (o, st, d, _) in &theirs.streams {
+            let key = (o.clone(), *st);
+            let s = self.streams.entry(key.clone()).or_default();
+            s.delivered = s.delivered.max(*d);
+            s.pending.retain(|seq, _| *seq > *d);
+            self.flush(&key);
+        }
+    }
+
+    /// Gaps the peer can no longer fill (its log starts past them, and it has delivered up to
+    /// there) are given up at once, so what waits behind them flows.
+    fn skip_lost_gaps(&mut self, theirs: &Summary) {
+        for (o, st, d, first) in &theirs.streams {
+            let key = (o.clone(), *st);
+            let Some(s) = self.streams.get_mut(&key) else {
+                continue;
+            };
+            let gap_lost = *first > s.delivered.saturating_add(1) && *d >= first - 1;
+            if gap_lost && !s.pending.is_empty() {
+                self.skipped += first - 1 - s.delivered;
+                s.delivered = first - 1;
+                s.pending.retain(|seq, _| *seq > first - 1);
+                self.flush(&key);
+            }
         }
     }
 
@@ -153,13 +177,13 @@ impl EventLog {
         Bytes::from(postcard::to_stdvec(&id).expect("serializes"))
     }
 
+    /// Known here, or too old to take: a stream this node follows is judged by position; an
+    /// event of a stream it never saw is too old if it predates this node's arrival.
     fn known(&self, origin: &str, stream: u64, seq: u64, ltime: u64) -> bool {
-        if self.min_ltime.is_some_and(|m| ltime < m) {
-            return true;
+        match self.streams.get(&(origin.to_owned(), stream)) {
+            Some(s) => seq <= s.delivered || s.pending.contains_key(&seq),
+            None => self.min_ltime.is_some_and(|m| ltime < m),
         }
-        self.streams
-            .get(&(origin.to_owned(), stream))
-            .is_some_and(|s| seq <= s.delivered || s.pending.contains_key(&seq))
     }
 
     fn keep(&mut self, e: &UserEvent, payload: Bytes) {
@@ -179,7 +203,7 @@ impl EventLog {
             return;
         };
         loop {
-            let next = s.delivered + 1;
+            let next = s.delivered.saturating_add(1);
             if let Some(e) = s.pending.remove(&next) {
                 s.delivered = next;
                 (self.sink)(e);
@@ -219,12 +243,16 @@ impl Handler for EventLog {
         let Ok(e) = postcard::from_bytes::<UserEvent>(payload) else {
             return false;
         };
+        let key = (e.origin.clone(), e.stream);
         if self.known(&e.origin, e.stream, e.seq, e.ltime) {
+            if !self.streams.contains_key(&key) {
+                // From before this node arrived: the stream continues after it, no gap.
+                self.streams.entry(key).or_default().delivered = e.seq;
+            }
             return false;
         }
         self.ltime = self.ltime.max(e.ltime);
         self.keep(&e, payload.clone());
-        let key = (e.origin.clone(), e.stream);
         let s = self.streams.entry(key.clone()).or_default();
         s.pending.insert(e.seq, e);
         self.flush(&key);
@@ -256,7 +284,14 @@ impl Handler for EventLog {
             streams: self
                 .streams
                 .iter()
-                .map(|((o, st), s)| (o.clone(), *st, s.delivered))
+                .map(|((o, st), s)| {
+                    let first = self
+                        .log
+                        .range((o.clone(), *st, 0)..=(o.clone(), *st, u64::MAX))
+                        .next()
+                        .map_or(s.delivered.saturating_add(1), |((_, _, q), _)| *q);
+                    (o.clone(), *st, s.delivered, first)
+                })
                 .collect(),
         };
         Some(Bytes::from(postcard::to_stdvec(&s).expect("serializes")))
@@ -270,6 +305,7 @@ impl Handler for EventLog {
             self.adopt(&theirs);
         }
         self.joined = true;
+        self.skip_lost_gaps(&theirs);
         if theirs.fresh {
             // A newcomer: it will not take the past.
             return Vec::new();
@@ -277,7 +313,7 @@ impl Handler for EventLog {
         let has: BTreeMap<(&str, u64), u64> = theirs
             .streams
             .iter()
-            .map(|(o, st, d)| ((o.as_str(), *st), *d))
+            .map(|(o, st, d, _)| ((o.as_str(), *st), *d))
             .collect();
         self.log
             .iter()

@@ -73,26 +73,34 @@ impl Plumtree {
         }
     }
 
-    pub(super) fn on_graft(&mut self, from: &str, a: Announcement) {
+    /// Answers one grafted message; returns the payload bytes sent.
+    pub(super) fn on_graft(&mut self, from: &str, a: Announcement) -> usize {
         self.add_eager(&a.root, from);
         let Some(h) = self.handlers.get(&a.handler) else {
             self.stats.unknown_handler += 1;
-            return;
+            return 0;
         };
         match h.graft(&a.id) {
-            Graft::Payload(payload) => self.send(
-                from,
-                BroadcastMsg::Gossip {
-                    handler: a.handler,
-                    id: a.id,
-                    payload,
-                    root: a.root,
-                    round: a.round + 1,
-                    limit: None,
-                },
-            ),
-            Graft::Stale => {}
-            Graft::Lost => self.stats.lost += 1,
+            Graft::Payload(payload) => {
+                let n = payload.len();
+                self.send(
+                    from,
+                    BroadcastMsg::Gossip {
+                        handler: a.handler,
+                        id: a.id,
+                        payload,
+                        root: a.root,
+                        round: a.round.saturating_add(1),
+                        limit: None,
+                    },
+                );
+                n
+            }
+            Graft::Stale => 0,
+            Graft::Lost => {
+                self.stats.lost += 1;
+                0
+            }
         }
     }
 

@@ -134,6 +134,8 @@ pub struct Stats {
     pub repaired: u64,
     /// Exchanges started.
     pub exchanges: u64,
+    /// Payloads received over `max_payload`, refused.
+    pub oversized: u64,
 }
 
 /// The Plumtree broadcast protocol of one node.
@@ -344,6 +346,11 @@ impl Plumtree {
         &self.config
     }
 
+    /// True for this node and the live members: only their trees are kept.
+    fn is_member(&self, root: &str) -> bool {
+        root == self.me || self.members.contains(root)
+    }
+
     fn send(&mut self, to: &str, msg: BroadcastMsg) {
         self.outputs.push_back(Output::Send {
             to: to.to_owned(),
@@ -379,9 +386,18 @@ impl Plumtree {
             BroadcastMsg::Prune { root } => self.add_lazy(&root, &from),
             BroadcastMsg::IHave { batch, items } => self.on_ihave(now, &from, batch, items),
             BroadcastMsg::IHaveAck { batch } => self.on_ihave_ack(&from, batch),
-            BroadcastMsg::Graft { items } => {
+            BroadcastMsg::Graft { mut items } => {
+                // Each message once, and at most `exchange_bytes` of payloads per graft: one
+                // frame must not make this node queue without bound.
+                items.sort_by(|a, b| (&a.handler, &a.id).cmp(&(&b.handler, &b.id)));
+                items.dedup_by(|a, b| a.handler == b.handler && a.id == b.id);
+                let mut budget = self.config.exchange_bytes;
                 for a in items {
-                    self.on_graft(&from, a);
+                    let sent = self.on_graft(&from, a);
+                    budget = budget.saturating_sub(sent);
+                    if budget == 0 {
+                        break;
+                    }
                 }
             }
             BroadcastMsg::Exchange {
@@ -412,12 +428,17 @@ impl Plumtree {
         round: u32,
         limit: Option<u64>,
     ) {
+        if payload.len() > self.config.max_payload {
+            // Nothing this build would send: refuse it rather than store it.
+            self.stats.oversized += 1;
+            return;
+        }
         let Some(h) = self.handlers.get_mut(&handler) else {
             self.stats.unknown_handler += 1;
             return;
         };
         if h.merge(&id, &payload) {
-            if limit.is_some() && root != self.me {
+            if limit.is_some() && root != self.me && self.is_member(&root) {
                 self.tree_mut(&root).limit = limit;
             }
             self.deliver(&handler, &id, &root, round, false);
@@ -457,7 +478,7 @@ impl Plumtree {
                     id: id.clone(),
                     payload: payload.clone(),
                     root: root.to_owned(),
-                    round: round + 1,
+                    round: round.saturating_add(1),
                     limit: *limit,
                 },
             );

@@ -506,6 +506,64 @@ fn a_member_that_missed_everything_is_repaired_not_treated_as_new() {
 }
 
 #[test]
+fn a_newcomer_takes_concurrent_events_of_known_streams() {
+    // o and p send; b saw o#1 and p#1..p#5 (clock 5); o#2 was sent at clock 2, concurrently.
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut o = event_log("o", &out);
+    let mut p = event_log("p", &out);
+    let mut b = event_log("b", &out);
+    let o1 = event(&mut o, "o1");
+    b.merge(&o1.0, &o1.1);
+    for i in 0..5 {
+        let e = event(&mut p, &format!("p{i}"));
+        b.merge(&e.0, &e.1);
+    }
+    let o2 = event(&mut o, "o2");
+    let o3 = event(&mut o, "o3");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut a = event_log("a", &got);
+    let sb = b.summary().unwrap();
+    a.missing(&sb, 10);
+    assert!(a.merge(&o2.0, &o2.1), "o#2 follows o#1, which a adopted");
+    assert!(a.merge(&o3.0, &o3.1));
+    let names: Vec<String> = got.lock().unwrap().iter().map(|e| e.name.clone()).collect();
+    assert_eq!(names, ["o2", "o3"]);
+}
+
+#[test]
+fn a_gap_no_peer_can_fill_is_skipped_at_the_next_exchange() {
+    // o keeps only its last 10 events.
+    let mut o = EventLog::new("o".into(), 1, 10, |_| {});
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut n = event_log("n", &got);
+    // n and o have met.
+    let so = o.summary().unwrap();
+    n.missing(&so, 10);
+    let sn = n.summary().unwrap();
+    o.missing(&sn, 10);
+    let events: Vec<(Bytes, Bytes)> = (1..=30).map(|i| event(&mut o, &i.to_string())).collect();
+    for (id, p) in &events {
+        o.merge(id, p);
+    }
+    for (id, p) in &events[..5] {
+        n.merge(id, p);
+    }
+    // n missed 6..=20, which o evicted; it has 21..=30 from somewhere.
+    for (id, p) in &events[20..] {
+        n.merge(id, p);
+    }
+    assert_eq!(got.lock().unwrap().len(), 5);
+    let so = o.summary().unwrap();
+    n.missing(&so, 10);
+    assert_eq!(
+        got.lock().unwrap().len(),
+        15,
+        "21..=30 delivered after the lost gap"
+    );
+    assert_eq!(n.skipped(), 15);
+}
+
+#[test]
 fn events_evicted_from_the_log_are_reported_lost() {
     let mut a = EventLog::new("a".into(), 1, 2, |_| {});
     let first = event(&mut a, "1");

@@ -83,7 +83,7 @@ impl Plumtree {
 
     /// A neighbour grafted: it gets payloads of `root` at once from now on.
     pub(super) fn add_eager(&mut self, root: &str, peer: &str) {
-        if !self.neighbours.contains(peer) {
+        if !self.neighbours.contains(peer) || !self.is_member(root) {
             return;
         }
         let t = self.tree_mut(root);
@@ -93,7 +93,7 @@ impl Plumtree {
 
     /// A neighbour pruned: it gets only announcements of `root` from now on.
     pub(super) fn add_lazy(&mut self, root: &str, peer: &str) {
-        if !self.neighbours.contains(peer) {
+        if !self.neighbours.contains(peer) || !self.is_member(root) {
             return;
         }
         let t = self.tree_mut(root);
@@ -118,6 +118,8 @@ impl Plumtree {
             t.grafted.remove(peer);
             t.pruned.remove(peer);
         }
+        self.trees
+            .retain(|_, t| t.limit.is_some() || !t.grafted.is_empty() || !t.pruned.is_empty());
         self.lazy_queue.remove(peer);
         self.outstanding.remove(peer);
         self.exchanges.retain(|_, e| e.peer != peer);

@@ -131,9 +131,15 @@ pub(crate) async fn run(
     debug!("discovery of {} stopped", node.name());
 }
 
+/// Publishes what a table change altered at once (the list, and readiness: a new table has
+/// no join results yet), before the caller is answered.
 fn publish_tables(core: &Core, info: &watch::Sender<SystemInfo>) {
-    let tables = core.tables();
-    info.send_modify(|i| i.tables = tables);
+    let now = core.system_info();
+    info.send_modify(|i| {
+        i.tables = now.tables;
+        i.ready = now.ready;
+        i.join_results = now.join_results;
+    });
 }
 
 fn carry_out(
