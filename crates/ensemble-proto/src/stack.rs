@@ -5,7 +5,7 @@
 //! one piece of code: connections membership keeps become broadcast neighbours, membership
 //! events become broadcast's member list, and messages are routed by protocol.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -53,8 +53,8 @@ pub struct Stack {
     pub broadcast: Plumtree,
     /// Named messaging.
     pub messaging: Messaging,
-    /// The connections broadcast knows about.
-    neighbours: BTreeSet<String>,
+    /// The connections broadcast knows about, with the incarnation each was opened with.
+    neighbours: BTreeMap<String, u64>,
     /// Membership's connections version `neighbours` reflects.
     synced: Option<u64>,
     outputs: VecDeque<StackOutput>,
@@ -72,7 +72,7 @@ impl Stack {
             membership,
             broadcast,
             messaging,
-            neighbours: BTreeSet::new(),
+            neighbours: BTreeMap::new(),
             synced: None,
             outputs: VecDeque::new(),
         };
@@ -207,30 +207,27 @@ impl Stack {
             return;
         }
         self.synced = Some(version);
-        let current: BTreeSet<&str> = self.membership.connected().collect();
-        if current.len() == self.neighbours.len()
-            && current.iter().all(|c| self.neighbours.contains(*c))
-        {
-            return;
-        }
+        let current: BTreeMap<&str, u64> = self.membership.connected_incarnations().collect();
+        // Gone, or replaced by a connection to another process under the same name (a restart):
+        // down first, so per-peer state starts afresh.
         let gone: Vec<String> = self
             .neighbours
             .iter()
-            .filter(|n| !current.contains(n.as_str()))
-            .cloned()
-            .collect();
-        let new: Vec<String> = current
-            .iter()
-            .filter(|c| !self.neighbours.contains(**c))
-            .map(|c| c.to_string())
+            .filter(|(n, inc)| current.get(n.as_str()) != Some(*inc))
+            .map(|(n, _)| n.clone())
             .collect();
         for n in gone {
             self.neighbours.remove(&n);
             self.broadcast
                 .handle(now, broadcast::Input::NeighborDown(n));
         }
-        for n in new {
-            self.neighbours.insert(n.clone());
+        let new: Vec<(String, u64)> = current
+            .iter()
+            .filter(|(c, _)| !self.neighbours.contains_key(**c))
+            .map(|(c, inc)| (c.to_string(), *inc))
+            .collect();
+        for (n, inc) in new {
+            self.neighbours.insert(n.clone(), inc);
             self.broadcast
                 .handle(now, broadcast::Input::NeighborUp(n.clone()));
             self.messaging.handle(now, messaging::Input::PeerUp(n));

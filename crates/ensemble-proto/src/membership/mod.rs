@@ -323,6 +323,12 @@ impl Membership {
         self.peers.keys().map(String::as_str)
     }
 
+    /// The peers with an open connection, with the incarnation each announced when it opened
+    /// (a new one means another process under the same name).
+    pub fn connected_incarnations(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.peers.iter().map(|(n, p)| (n.as_str(), p.incarnation))
+    }
+
     /// Grows whenever [`Membership::connected`] changes.
     pub fn connections_version(&self) -> u64 {
         self.peers_version
