@@ -14,6 +14,8 @@
 //!   among them Serf-style user events ([`broadcast::events::EventLog`]).
 //! - [`discovery`]: the discovery schedule and bookkeeping ([`discovery::Discovery`]).
 //! - [`messaging`]: named messaging (cast, acknowledged forward) to handlers on other nodes.
+//! - [`table`]: replicated tables (after CETS): local reads, replicated writes, joins with
+//!   conflict handlers, re-merge after splits ([`table::Tables`]).
 //! - [`stack`]: membership, broadcast and messaging of one node, composed ([`Stack`]).
 //! - [`wire`]: the frames and messages nodes exchange, and their encoding.
 
@@ -29,6 +31,7 @@ pub mod messaging;
 mod overlay;
 mod probe;
 pub mod stack;
+pub mod table;
 pub mod view;
 pub mod wire;
 

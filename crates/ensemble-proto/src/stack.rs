@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::broadcast::{self, BroadcastError, Delivery, Plumtree};
 use crate::membership::{EventKind, Input, MemberEvent, Membership, Output};
 use crate::messaging::{self, Messaging};
+use crate::table::{self, TableConfig, Tables};
 use crate::wire::Message;
 
 /// An output of a node's protocols.
@@ -42,6 +43,8 @@ pub enum StackOutput {
     Delivered(Delivery),
     /// Named messaging: a message for a local handler, an ack, a failure.
     Messaging(messaging::Output),
+    /// Replicated tables: a completed operation, a change, a replica down, a re-merge.
+    Table(table::Output),
 }
 
 /// Membership and broadcast of one node.
@@ -53,6 +56,8 @@ pub struct Stack {
     pub broadcast: Plumtree,
     /// Named messaging.
     pub messaging: Messaging,
+    /// Replicated tables.
+    pub tables: Tables,
     /// The connections broadcast knows about, with the incarnation each was opened with.
     neighbours: BTreeMap<String, u64>,
     /// Membership's connections version `neighbours` reflects.
@@ -68,10 +73,14 @@ impl Stack {
         messaging: Messaging,
         now: Instant,
     ) -> Self {
+        let me = membership.local();
+        let seed = table::origin_of(&me.name) ^ me.incarnation.rotate_left(32);
+        let tables = Tables::new(me.name.clone(), TableConfig::default(), seed);
         let mut s = Stack {
             membership,
             broadcast,
             messaging,
+            tables,
             neighbours: BTreeMap::new(),
             synced: None,
             outputs: VecDeque::new(),
@@ -94,6 +103,9 @@ impl Stack {
         if tick && self.messaging.poll_timeout().is_some_and(|t| now >= t) {
             self.messaging.handle(now, messaging::Input::Tick);
         }
+        if tick && self.tables.poll_timeout().is_some_and(|t| now >= t) {
+            self.tables.tick(now);
+        }
         self.drain(now);
     }
 
@@ -101,6 +113,13 @@ impl Stack {
     pub fn handle_messaging(&mut self, now: Instant, input: messaging::Input) {
         self.messaging.handle(now, input);
         self.drain(now);
+    }
+
+    /// Runs a table command (create, write, join...) and carries out what it yields.
+    pub fn with_tables<T>(&mut self, now: Instant, f: impl FnOnce(&mut Tables) -> T) -> T {
+        let out = f(&mut self.tables);
+        self.drain(now);
+        out
     }
 
     /// Feeds a message from the connected member `from`.
@@ -113,6 +132,7 @@ impl Stack {
             Message::Direct(msg) => self
                 .messaging
                 .handle(now, messaging::Input::Message { from, msg }),
+            Message::Table(msg) => self.tables.handle_message(now, &from, msg),
         }
         self.drain(now);
     }
@@ -140,7 +160,8 @@ impl Stack {
             .membership
             .poll_timeout()
             .min(self.broadcast.poll_timeout());
-        self.messaging.poll_timeout().map_or(t, |m| t.min(m))
+        let t = self.messaging.poll_timeout().map_or(t, |m| t.min(m));
+        self.tables.poll_timeout().map_or(t, |m| t.min(m))
     }
 
     /// Moves membership's outputs out, telling broadcast what they mean, then broadcast's.
@@ -168,6 +189,13 @@ impl Stack {
                         if let Some(i) = input {
                             self.broadcast.handle(now, i);
                         }
+                        match e.kind {
+                            EventKind::Down | EventKind::Left => {
+                                self.tables.member_down(now, &e.member.name)
+                            }
+                            EventKind::Up => self.tables.member_up(now, &e.member.name),
+                            EventKind::Updated => {}
+                        }
                         StackOutput::Event(e)
                     }
                 };
@@ -194,6 +222,16 @@ impl Stack {
                     other => StackOutput::Messaging(other),
                 });
             }
+            while let Some(o) = self.tables.poll_output() {
+                any = true;
+                self.outputs.push_back(match o {
+                    table::Output::Send { to, msg } => StackOutput::Send {
+                        to,
+                        msg: Message::Table(msg),
+                    },
+                    other => StackOutput::Table(other),
+                });
+            }
             if !any {
                 return;
             }
@@ -218,6 +256,7 @@ impl Stack {
             .collect();
         for n in gone {
             self.neighbours.remove(&n);
+            self.tables.peer_gone(&n);
             self.broadcast
                 .handle(now, broadcast::Input::NeighborDown(n));
         }
@@ -230,7 +269,9 @@ impl Stack {
             self.neighbours.insert(n.clone(), inc);
             self.broadcast
                 .handle(now, broadcast::Input::NeighborUp(n.clone()));
-            self.messaging.handle(now, messaging::Input::PeerUp(n));
+            self.messaging
+                .handle(now, messaging::Input::PeerUp(n.clone()));
+            self.tables.peer_up(now, &n);
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::member::Member;
 
 pub use crate::broadcast::BroadcastMsg;
 pub use crate::messaging::DirectMsg;
+pub use crate::table::TableMsg;
 
 /// Oldest protocol version this build speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -124,6 +125,8 @@ pub enum Message {
     Broadcast(BroadcastMsg),
     /// Named messaging.
     Direct(DirectMsg),
+    /// Replicated tables.
+    Table(TableMsg),
 }
 
 impl Message {
@@ -138,6 +141,7 @@ impl Message {
                 DirectMsg::Ack { .. } => "forward_ack",
                 DirectMsg::Nack { .. } => "forward_nack",
             },
+            Message::Table(t) => t.kind(),
         }
     }
 }

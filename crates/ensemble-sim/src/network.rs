@@ -9,6 +9,7 @@ use bytes::Bytes;
 use ensemble_proto::broadcast::events::{EventInput, EventLog, USER_EVENTS};
 use ensemble_proto::broadcast::{BroadcastConfig, Plumtree};
 use ensemble_proto::messaging::Messaging;
+use ensemble_proto::table::{self, Tables};
 use ensemble_proto::wire::{self, Message, PeerInfo};
 use ensemble_proto::{
     Config, EventKind, Input, Member, Membership, Stack, StackOutput, Status, Tags,
@@ -178,6 +179,10 @@ pub struct Sim {
     boots: u64,
     /// Messages sent, by kind.
     pub by_kind: BTreeMap<&'static str, u64>,
+    /// When the last message on each (from, to) link arrives: links are FIFO, like TCP.
+    fifo: BTreeMap<(NodeId, NodeId), Instant>,
+    /// What the nodes' replicated tables yielded (completions, changes, re-merges).
+    pub table_outputs: Vec<(NodeId, table::Output)>,
 }
 
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -211,6 +216,8 @@ impl Sim {
             deliveries: Vec::new(),
             boots: 0,
             by_kind: BTreeMap::new(),
+            fifo: BTreeMap::new(),
+            table_outputs: Vec::new(),
         }
     }
 
@@ -352,7 +359,11 @@ impl Sim {
                 if lost || !self.links.contains_key(&pair(from, to)) {
                     return;
                 }
-                let d = self.delay();
+                let at = self.now + self.delay();
+                let last = self.fifo.entry((from, to)).or_insert(at);
+                let at = at.max(*last);
+                *last = at;
+                let d = at - self.now;
                 self.schedule(d, Event::Deliver { from, to, msg });
             }
             StackOutput::Disconnect { name } => {
@@ -397,6 +408,7 @@ impl Sim {
             }
             // Named messaging is not simulated yet.
             StackOutput::Messaging(_) => {}
+            StackOutput::Table(o) => self.table_outputs.push((from, o)),
             StackOutput::Event(e) => {
                 if !self.record_up_events && matches!(e.kind, EventKind::Up | EventKind::Updated) {
                     return;
@@ -603,6 +615,34 @@ impl Sim {
     /// The broadcast protocol of a running node.
     pub fn plumtree(&self, id: NodeId) -> Option<&Plumtree> {
         Some(&self.nodes[id].state.as_ref()?.broadcast)
+    }
+
+    /// Runs a table command on a running node (create, write, join...), then carries out what
+    /// it yields.
+    pub fn tables<T>(
+        &mut self,
+        id: NodeId,
+        f: impl FnOnce(&mut Tables, Instant) -> T,
+    ) -> Option<T> {
+        let now = self.now;
+        let out = self.nodes[id]
+            .state
+            .as_mut()?
+            .with_tables(now, |t| f(t, now));
+        self.after_input(id);
+        Some(out)
+    }
+
+    /// The records of a table's replica on a running node.
+    pub fn table_records(&self, id: NodeId, table: &str) -> Option<Vec<table::Record>> {
+        let store = self.nodes[id].state.as_ref()?.tables.store(table)?;
+        let records = store.read().unwrap_or_else(|e| e.into_inner()).records();
+        Some(records)
+    }
+
+    /// A table's replica state on a running node.
+    pub fn table_info(&self, id: NodeId, table: &str) -> Option<table::TableInfo> {
+        self.nodes[id].state.as_ref()?.tables.info(table)
     }
 
     /// Gives a node a command (join, leave, tags).

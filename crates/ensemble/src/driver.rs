@@ -490,6 +490,8 @@ impl Driver {
         self.core.handle_messaging(now, input);
     }
 
+    fn on_table(&mut self, _out: ensemble_proto::table::Output) {}
+
     fn on_messaging(&mut self, out: messaging::Output) {
         match out {
             messaging::Output::Deliver {
@@ -629,6 +631,7 @@ impl Driver {
                 // Handlers hand deliveries to the application themselves.
                 StackOutput::Delivered(_) => {}
                 StackOutput::Messaging(m) => self.on_messaging(m),
+                StackOutput::Table(t) => self.on_table(t),
                 StackOutput::Event(e) => {
                     let m = &e.member;
                     info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);

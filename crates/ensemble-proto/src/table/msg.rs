@@ -1,0 +1,265 @@
+//! The messages replicas of a table exchange.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Orders writes to one key (or one bag object): a Lamport time, then the writer's id. Every
+/// replica applies a write only if its version is newer than the one it holds, so replicas that
+/// receive the same writes in different orders end up equal.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Version {
+    /// Lamport time of the write.
+    pub time: u64,
+    /// The writing node's id (a hash of its name); breaks ties.
+    pub origin: u64,
+}
+
+/// One replicated write, as it travels between replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Insert or replace (set); add the object (bag).
+    Insert {
+        /// The encoded key.
+        key: Bytes,
+        /// The encoded value.
+        value: Bytes,
+        /// Its version.
+        version: Version,
+    },
+    /// Remove the key (set) or every object under it (bag).
+    Delete {
+        /// The encoded key.
+        key: Bytes,
+        /// Its version.
+        version: Version,
+    },
+    /// Remove the record only if it holds exactly this value (set), or this one object (bag).
+    DeleteObject {
+        /// The encoded key.
+        key: Bytes,
+        /// The encoded value.
+        value: Bytes,
+        /// Its version.
+        version: Version,
+    },
+}
+
+/// A live record, as snapshots and joins carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The encoded key.
+    pub key: Bytes,
+    /// The encoded value.
+    pub value: Bytes,
+    /// The version it was written with.
+    pub version: Version,
+}
+
+/// An operation that goes through the table's leader, so it is decided once for the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaderOp {
+    /// Insert if the key is absent.
+    InsertNew {
+        /// The encoded key.
+        key: Bytes,
+        /// The encoded value.
+        value: Bytes,
+    },
+    /// Insert if the key is absent, else answer the value it holds.
+    InsertNewOrLookup {
+        /// The encoded key.
+        key: Bytes,
+        /// The encoded value.
+        value: Bytes,
+    },
+    /// Insert these records, in the order the leader receives such requests.
+    InsertSerial {
+        /// Encoded (key, value) pairs.
+        records: Vec<(Bytes, Bytes)>,
+    },
+}
+
+/// The leader's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaderResult {
+    /// Written on every replica.
+    Inserted,
+    /// The key was present with this value; nothing was written.
+    Exists(Bytes),
+    /// The receiver is not the leader (as it sees the table's replicas): ask again.
+    NotLeader,
+}
+
+/// Messages of the replicated-table protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TableMsg {
+    /// The tables the sender hosts (sent when a connection opens and when a table is created).
+    Hosted {
+        /// Table names.
+        tables: Vec<String>,
+    },
+    /// Replicated writes, in the order the sender applied them. Answered by `Ack`.
+    Ops {
+        /// The table.
+        table: String,
+        /// The sender's join id; a receiver with another one ignores the writes (and acks).
+        join_id: u64,
+        /// Per (sender, receiver, table); retransmissions repeat it.
+        seq: u64,
+        /// The writes.
+        ops: Vec<Op>,
+    },
+    /// The writes with this `seq` are applied (or ignored because of their join id).
+    Ack {
+        /// The table.
+        table: String,
+        /// The acked sequence number.
+        seq: u64,
+    },
+    /// The receiver hosts no table by this name.
+    NotHosted {
+        /// The table.
+        table: String,
+    },
+    /// Leader operation; answered by `LeaderReply`.
+    LeaderRequest {
+        /// The table.
+        table: String,
+        /// Unique per requester; retries repeat it.
+        id: u64,
+        /// The operation.
+        op: LeaderOp,
+    },
+    /// Answer to `LeaderRequest`.
+    LeaderReply {
+        /// The table.
+        table: String,
+        /// The request's id.
+        id: u64,
+        /// The outcome.
+        result: LeaderResult,
+    },
+    /// Answered by `Pong` once every write the sender applied before it is applied here.
+    Ping {
+        /// The table.
+        table: String,
+        /// Matches the pong.
+        id: u64,
+    },
+    /// Answer to `Ping`.
+    Pong {
+        /// The table.
+        table: String,
+        /// The ping's id.
+        id: u64,
+    },
+    /// Join, step 1: lock the replica for join `join` of the sender (its coordinator) and
+    /// pause its writes. Answered by `Paused` once the replica's own writes are acked
+    /// everywhere, or `Refused`.
+    Pause {
+        /// The table.
+        table: String,
+        /// The coordinator's join number.
+        join: u64,
+    },
+    /// The replica is locked for the join; its segment as it sees it.
+    Paused {
+        /// The table.
+        table: String,
+        /// The join.
+        join: u64,
+        /// Its replicas (without itself).
+        peers: Vec<String>,
+        /// Its join id.
+        join_id: u64,
+    },
+    /// The replica will not take part in the join.
+    Refused {
+        /// The table.
+        table: String,
+        /// The join.
+        join: u64,
+        /// Why, for the coordinator's error.
+        reason: String,
+    },
+    /// Join, step 2: send your records.
+    SnapshotRequest {
+        /// The table.
+        table: String,
+        /// The join.
+        join: u64,
+    },
+    /// Part of a snapshot or of the records to apply.
+    Chunk {
+        /// The table.
+        table: String,
+        /// The join.
+        join: u64,
+        /// Records.
+        records: Vec<Record>,
+    },
+    /// The snapshot is complete: `total` records were sent in chunks.
+    SnapshotEnd {
+        /// The table.
+        table: String,
+        /// The join.
+        join: u64,
+        /// How many records the chunks held.
+        total: u64,
+    },
+    /// Join, step 3: apply the chunks sent before this (`total` records), take this segment
+    /// and join id, and stay paused. Answered by `Applied`.
+    Apply {
+        /// The table.
+        table: String,
+        /// The join.
+        join: u64,
+        /// How many records the chunks held.
+        total: u64,
+        /// Every replica of the joined segment.
+        members: Vec<String>,
+        /// The new join id.
+        join_id: u64,
+    },
+    /// Answer to `Apply`.
+    Applied {
+        /// The table.
+        table: String,
+        /// The join.
+        join: u64,
+    },
+    /// Join, step 4 (or abort): release the lock and replay the queued writes.
+    Unpause {
+        /// The table.
+        table: String,
+        /// The join.
+        join: u64,
+    },
+}
+
+impl TableMsg {
+    /// A short name of the message's kind, for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TableMsg::Hosted { .. } => "table.hosted",
+            TableMsg::Ops { .. } => "table.ops",
+            TableMsg::Ack { .. } => "table.ack",
+            TableMsg::NotHosted { .. } => "table.not_hosted",
+            TableMsg::LeaderRequest { .. } => "table.leader_request",
+            TableMsg::LeaderReply { .. } => "table.leader_reply",
+            TableMsg::Ping { .. } => "table.ping",
+            TableMsg::Pong { .. } => "table.pong",
+            TableMsg::Pause { .. } => "table.pause",
+            TableMsg::Paused { .. } => "table.paused",
+            TableMsg::Refused { .. } => "table.refused",
+            TableMsg::SnapshotRequest { .. } => "table.snapshot_request",
+            TableMsg::Chunk { .. } => "table.chunk",
+            TableMsg::SnapshotEnd { .. } => "table.snapshot_end",
+            TableMsg::Apply { .. } => "table.apply",
+            TableMsg::Applied { .. } => "table.applied",
+            TableMsg::Unpause { .. } => "table.unpause",
+        }
+    }
+}

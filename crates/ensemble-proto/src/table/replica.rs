@@ -1,0 +1,660 @@
+//! One table's replica on this node: its records, its segment (the replicas it writes to and
+//! their join id), the writes in flight to each of them, and the locks that pause it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::msg::{LeaderOp, LeaderResult, Op, Record, TableMsg};
+use super::store::{Change, Store};
+use super::{Completion, Fx, Output, Reply, TableConfig, TableError, TableSpec, WriteOp};
+
+/// A lock a join coordinator holds on this replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lock {
+    pub coordinator: String,
+    pub join: u64,
+    pub expires: Instant,
+}
+
+/// Something asked while the replica was paused, done in order on unpause.
+#[derive(Debug)]
+enum Deferred {
+    Write(Vec<WriteOp>, Completion),
+    Leader { from: String, id: u64, op: LeaderOp },
+}
+
+#[derive(Debug)]
+struct Sent {
+    ops: Vec<Op>,
+    join_id: u64,
+    sent_at: Instant,
+    writes: Vec<u64>,
+}
+
+/// Writes in flight to one peer.
+#[derive(Debug, Default)]
+struct Link {
+    next_seq: u64,
+    unacked: BTreeMap<u64, Sent>,
+    backlog: VecDeque<(Vec<Op>, Vec<u64>)>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    waiting: BTreeSet<String>,
+    then: Completion,
+    missing: Option<String>,
+}
+
+/// How long leader answers are remembered, so that a retried request is not done twice.
+const RECENT_LEADER_ANSWERS: usize = 4096;
+
+/// One table's replica.
+pub(crate) struct Replica {
+    pub name: String,
+    pub spec: TableSpec,
+    pub store: Arc<RwLock<Store>>,
+    pub peers: BTreeSet<String>,
+    pub join_id: u64,
+    pub lock: Option<Lock>,
+    pub pauses: BTreeSet<u64>,
+    /// Members that went down, newest last, with when.
+    pub down_history: Vec<(String, Instant)>,
+    queued: VecDeque<Deferred>,
+    links: BTreeMap<String, Link>,
+    pending: BTreeMap<u64, Pending>,
+    next_write: u64,
+    awaiting_drain: Option<(String, u64)>,
+    incoming: Vec<Record>,
+    recent: BTreeMap<(String, u64), LeaderResult>,
+    recent_order: VecDeque<(String, u64)>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("name", &self.name)
+            .field("peers", &self.peers)
+            .field("join_id", &self.join_id)
+            .field("lock", &self.lock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    pub fn new(name: String, spec: TableSpec, join_id: u64) -> Self {
+        Replica {
+            store: Arc::new(RwLock::new(Store::new(spec.kind))),
+            name,
+            spec,
+            peers: BTreeSet::new(),
+            join_id,
+            lock: None,
+            pauses: BTreeSet::new(),
+            down_history: Vec::new(),
+            queued: VecDeque::new(),
+            links: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_write: 0,
+            awaiting_drain: None,
+            incoming: Vec::new(),
+            recent: BTreeMap::new(),
+            recent_order: VecDeque::new(),
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.lock.is_some() || !self.pauses.is_empty()
+    }
+
+    /// The replica leader operations go through: the lowest name of the segment.
+    pub fn leader<'a>(&'a self, me: &'a str) -> &'a str {
+        self.peers.iter().next().map_or(me, |p| p.as_str().min(me))
+    }
+
+    /// Nothing of ours is unacknowledged anywhere.
+    fn drained(&self) -> bool {
+        self.links
+            .values()
+            .all(|l| l.unacked.is_empty() && l.backlog.is_empty())
+    }
+
+    fn store(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A write asked here: applied now (or queued while paused) and sent to every peer.
+    pub fn write(&mut self, now: Instant, fx: &mut Fx, ops: Vec<WriteOp>, then: Completion) {
+        if self.paused() {
+            self.queued.push_back(Deferred::Write(ops, then));
+            return;
+        }
+        let origin = fx.origin;
+        let mut changes = Vec::new();
+        let ops: Vec<Op> = {
+            let mut store = self.store();
+            ops.into_iter()
+                .map(|w| {
+                    let version = store.next_version(origin);
+                    let op = w.into_op(version);
+                    store.apply(now, &op, &mut changes);
+                    op
+                })
+                .collect()
+        };
+        self.changed(fx, changes);
+        if self.peers.is_empty() {
+            fx.done.push((then, Ok(Reply::Written)));
+            return;
+        }
+        let id = self.next_write;
+        self.next_write += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                waiting: self.peers.clone(),
+                then,
+                missing: None,
+            },
+        );
+        let peers: Vec<String> = self.peers.iter().cloned().collect();
+        for p in peers {
+            let link = self.links.entry(p.clone()).or_default();
+            link.backlog.push_back((ops.clone(), vec![id]));
+            self.pump(now, fx, &p);
+        }
+    }
+
+    fn changed(&self, fx: &mut Fx, changes: Vec<Change>) {
+        if !changes.is_empty() {
+            fx.outs.push(Output::Changed {
+                table: self.name.clone(),
+                changes,
+            });
+        }
+    }
+
+    /// Sends what the window to `peer` allows.
+    fn pump(&mut self, now: Instant, fx: &mut Fx, peer: &str) {
+        let window = fx.config.window;
+        let Some(link) = self.links.get_mut(peer) else {
+            return;
+        };
+        while link.unacked.len() < window {
+            let Some((mut ops, mut writes)) = link.backlog.pop_front() else {
+                break;
+            };
+            // Coalesce what queued up behind a full window into one message.
+            while let Some((more, ws)) = link.backlog.front() {
+                if ops.len() + more.len() > fx.config.max_ops_per_message {
+                    break;
+                }
+                ops.extend(more.iter().cloned());
+                writes.extend(ws);
+                link.backlog.pop_front();
+            }
+            let seq = link.next_seq;
+            link.next_seq += 1;
+            fx.send(
+                peer,
+                TableMsg::Ops {
+                    table: self.name.clone(),
+                    join_id: self.join_id,
+                    seq,
+                    ops: ops.clone(),
+                },
+            );
+            link.unacked.insert(
+                seq,
+                Sent {
+                    ops,
+                    join_id: self.join_id,
+                    sent_at: now,
+                    writes,
+                },
+            );
+        }
+    }
+
+    /// Sends again what `peer` has not acked (all of it, or what is older than the retransmit
+    /// interval).
+    pub fn resend(&mut self, now: Instant, fx: &mut Fx, peer: &str, all: bool) {
+        let retransmit = fx.config.retransmit;
+        let Some(link) = self.links.get_mut(peer) else {
+            return;
+        };
+        for (seq, sent) in link.unacked.iter_mut() {
+            if all || now.saturating_duration_since(sent.sent_at) >= retransmit {
+                sent.sent_at = now;
+                fx.send(
+                    peer,
+                    TableMsg::Ops {
+                        table: self.name.clone(),
+                        join_id: sent.join_id,
+                        seq: *seq,
+                        ops: sent.ops.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    pub fn resend_all_due(&mut self, now: Instant, fx: &mut Fx) {
+        let peers: Vec<String> = self.links.keys().cloned().collect();
+        for p in peers {
+            self.resend(now, fx, &p, false);
+        }
+    }
+
+    /// Writes from a peer.
+    pub fn on_ops(
+        &mut self,
+        now: Instant,
+        fx: &mut Fx,
+        from: &str,
+        join_id: u64,
+        seq: u64,
+        ops: Vec<Op>,
+    ) {
+        fx.send(
+            from,
+            TableMsg::Ack {
+                table: self.name.clone(),
+                seq,
+            },
+        );
+        if join_id != self.join_id {
+            // Another segment's writes (or a peer that took part in a join we missed): ignored.
+            if self.peers.contains(from) && self.lock.is_none() {
+                self.remove_peer(now, fx, from, None);
+                fx.diverged.push((self.name.clone(), from.to_string()));
+            }
+            return;
+        }
+        let mut changes = Vec::new();
+        {
+            let mut store = self.store();
+            for op in &ops {
+                store.apply(now, op, &mut changes);
+            }
+        }
+        self.changed(fx, changes);
+    }
+
+    pub fn on_ack(&mut self, now: Instant, fx: &mut Fx, from: &str, seq: u64) {
+        let Some(sent) = self
+            .links
+            .get_mut(from)
+            .and_then(|l| l.unacked.remove(&seq))
+        else {
+            return;
+        };
+        for w in sent.writes {
+            self.acked(fx, w, from);
+        }
+        self.pump(now, fx, from);
+        self.check_drained(fx);
+    }
+
+    fn acked(&mut self, fx: &mut Fx, write: u64, by: &str) {
+        let Some(p) = self.pending.get_mut(&write) else {
+            return;
+        };
+        p.waiting.remove(by);
+        if p.waiting.is_empty() {
+            let p = self.pending.remove(&write).expect("present");
+            let result = match p.missing {
+                None => Ok(Reply::Written),
+                Some(node) => Err(TableError::NotHosted {
+                    table: self.name.clone(),
+                    node,
+                }),
+            };
+            fx.done.push((p.then, result));
+        }
+    }
+
+    /// `peer` no longer takes this table's writes: it went down (`down` is set), does not host
+    /// the table, or diverged. Writes waiting for it complete.
+    pub fn remove_peer(&mut self, now: Instant, fx: &mut Fx, peer: &str, down: Option<Instant>) {
+        self.peers.remove(peer);
+        if let Some(link) = self.links.remove(peer) {
+            let writes: Vec<u64> = link
+                .unacked
+                .into_values()
+                .flat_map(|s| s.writes)
+                .chain(link.backlog.into_iter().flat_map(|(_, w)| w))
+                .collect();
+            for w in writes {
+                self.acked(fx, w, peer);
+            }
+        }
+        if let Some(at) = down {
+            self.down_history.push((peer.to_string(), at));
+            if self.down_history.len() > 100 {
+                self.down_history.remove(0);
+            }
+            fx.outs.push(Output::Down {
+                table: self.name.clone(),
+                node: peer.to_string(),
+            });
+        }
+        self.check_drained(fx);
+        let _ = now;
+    }
+
+    /// `peer` answered that it does not host this table.
+    pub fn not_hosted(&mut self, now: Instant, fx: &mut Fx, peer: &str) {
+        let writes: Vec<u64> = self
+            .links
+            .get(peer)
+            .map(|l| {
+                l.unacked
+                    .values()
+                    .flat_map(|s| s.writes.iter().copied())
+                    .chain(l.backlog.iter().flat_map(|(_, w)| w.iter().copied()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for w in writes {
+            if let Some(p) = self.pending.get_mut(&w) {
+                p.missing = Some(peer.to_string());
+            }
+        }
+        self.remove_peer(now, fx, peer, None);
+    }
+
+    fn check_drained(&mut self, fx: &mut Fx) {
+        if self.awaiting_drain.is_some() && self.drained() {
+            let (coordinator, join) = self.awaiting_drain.take().expect("checked");
+            self.send_paused(fx, &coordinator, join);
+        }
+    }
+
+    fn send_paused(&self, fx: &mut Fx, coordinator: &str, join: u64) {
+        fx.send(
+            coordinator,
+            TableMsg::Paused {
+                table: self.name.clone(),
+                join,
+                peers: self.peers.iter().cloned().collect(),
+                join_id: self.join_id,
+            },
+        );
+    }
+
+    fn locked_by(&self, coordinator: &str, join: u64) -> bool {
+        self.lock
+            .as_ref()
+            .is_some_and(|l| l.coordinator == coordinator && l.join == join)
+    }
+
+    /// Join step 1 at a replica.
+    pub fn on_pause(&mut self, now: Instant, fx: &mut Fx, from: &str, join: u64) {
+        if let Some(l) = &self.lock {
+            if l.coordinator != from || l.join != join {
+                let reason = format!("busy: locked by a join of {}", l.coordinator);
+                fx.send(
+                    from,
+                    TableMsg::Refused {
+                        table: self.name.clone(),
+                        join,
+                        reason,
+                    },
+                );
+                return;
+            }
+        }
+        self.lock = Some(Lock {
+            coordinator: from.to_string(),
+            join,
+            expires: now + fx.config.lock_timeout,
+        });
+        self.incoming.clear();
+        if self.drained() {
+            self.send_paused(fx, from, join);
+        } else {
+            self.awaiting_drain = Some((from.to_string(), join));
+        }
+    }
+
+    pub fn on_snapshot_request(&self, fx: &mut Fx, from: &str, join: u64) {
+        if !self.locked_by(from, join) {
+            fx.send(
+                from,
+                TableMsg::Refused {
+                    table: self.name.clone(),
+                    join,
+                    reason: "not locked for this join".into(),
+                },
+            );
+            return;
+        }
+        let records = self.read().records();
+        let total = records.len() as u64;
+        fx.send_chunks(from, &self.name, join, records);
+        fx.send(
+            from,
+            TableMsg::SnapshotEnd {
+                table: self.name.clone(),
+                join,
+                total,
+            },
+        );
+    }
+
+    pub fn on_chunk(&mut self, from: &str, join: u64, records: Vec<Record>) {
+        if self.locked_by(from, join) {
+            self.incoming.extend(records);
+        }
+    }
+
+    pub fn on_apply(
+        &mut self,
+        now: Instant,
+        fx: &mut Fx,
+        (from, join): (&str, u64),
+        (total, members, join_id): (u64, Vec<String>, u64),
+    ) {
+        let refuse = if !self.locked_by(from, join) {
+            Some("not locked for this join".to_string())
+        } else if self.incoming.len() as u64 != total {
+            Some(format!(
+                "{} of {total} records arrived",
+                self.incoming.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refuse {
+            self.incoming.clear();
+            fx.send(
+                from,
+                TableMsg::Refused {
+                    table: self.name.clone(),
+                    join,
+                    reason,
+                },
+            );
+            return;
+        }
+        let mut changes = Vec::new();
+        {
+            let records = std::mem::take(&mut self.incoming);
+            let mut store = self.store();
+            for r in &records {
+                store.force(now, r, &mut changes);
+            }
+        }
+        self.changed(fx, changes);
+        self.peers = members.into_iter().filter(|m| *m != fx.me).collect();
+        self.join_id = join_id;
+        fx.send(
+            from,
+            TableMsg::Applied {
+                table: self.name.clone(),
+                join,
+            },
+        );
+    }
+
+    /// Releases the join lock (if `coordinator`'s `join` holds it) and replays queued writes.
+    pub fn unlock(&mut self, now: Instant, fx: &mut Fx, coordinator: &str, join: Option<u64>) {
+        let held = self
+            .lock
+            .as_ref()
+            .is_some_and(|l| l.coordinator == coordinator && join.is_none_or(|j| j == l.join));
+        if held {
+            self.lock = None;
+            self.awaiting_drain = None;
+            self.incoming.clear();
+            self.replay(now, fx);
+        }
+    }
+
+    pub fn expire_lock(&mut self, now: Instant, fx: &mut Fx) {
+        if let Some(l) = &self.lock {
+            if now >= l.expires {
+                let c = l.coordinator.clone();
+                self.unlock(now, fx, &c, None);
+            }
+        }
+    }
+
+    /// Does what was asked while paused, in order, until paused again.
+    pub fn replay(&mut self, now: Instant, fx: &mut Fx) {
+        while !self.paused() {
+            match self.queued.pop_front() {
+                Some(Deferred::Write(ops, then)) => self.write(now, fx, ops, then),
+                Some(Deferred::Leader { from, id, op }) => self.on_leader(now, fx, &from, id, op),
+                None => break,
+            }
+        }
+    }
+
+    /// A leader operation asked of this replica.
+    pub fn on_leader(&mut self, now: Instant, fx: &mut Fx, from: &str, id: u64, op: LeaderOp) {
+        if self.paused() {
+            self.queued.push_back(Deferred::Leader {
+                from: from.to_string(),
+                id,
+                op,
+            });
+            return;
+        }
+        let key = (from.to_string(), id);
+        let result = if let Some(r) = self.recent.get(&key) {
+            Some(r.clone())
+        } else if self.leader(&fx.me) != fx.me {
+            Some(LeaderResult::NotLeader)
+        } else {
+            match &op {
+                LeaderOp::InsertNew { key, .. } | LeaderOp::InsertNewOrLookup { key, .. } => {
+                    self.read().get(key).cloned().map(LeaderResult::Exists)
+                }
+                LeaderOp::InsertSerial { .. } => None,
+            }
+        };
+        if let Some(result) = result {
+            if result != LeaderResult::NotLeader {
+                self.remember(key, result.clone());
+            }
+            fx.send(
+                from,
+                TableMsg::LeaderReply {
+                    table: self.name.clone(),
+                    id,
+                    result,
+                },
+            );
+            return;
+        }
+        let ops = match op {
+            LeaderOp::InsertNew { key, value } | LeaderOp::InsertNewOrLookup { key, value } => {
+                vec![WriteOp::Insert(key, value)]
+            }
+            LeaderOp::InsertSerial { records } => records
+                .into_iter()
+                .map(|(k, v)| WriteOp::Insert(k, v))
+                .collect(),
+        };
+        self.write(
+            now,
+            fx,
+            ops,
+            Completion::LeaderReply {
+                table: self.name.clone(),
+                to: from.to_string(),
+                id,
+            },
+        );
+    }
+
+    pub fn remember(&mut self, key: (String, u64), result: LeaderResult) {
+        if self.recent.insert(key.clone(), result).is_none() {
+            self.recent_order.push_back(key);
+            if self.recent_order.len() > RECENT_LEADER_ANSWERS {
+                if let Some(old) = self.recent_order.pop_front() {
+                    self.recent.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// Checks a write's size against the table's limits before it is applied.
+pub(crate) fn check_limits(
+    table: &str,
+    spec: &TableSpec,
+    config: &TableConfig,
+    store: &Store,
+    ops: &[WriteOp],
+) -> Result<(), TableError> {
+    let mut added = 0usize;
+    let mut bytes = 0usize;
+    for op in ops {
+        let (k, v): (&Bytes, Option<&Bytes>) = match op {
+            WriteOp::Insert(k, v) => (k, Some(v)),
+            WriteOp::Delete(k) => (k, None),
+            WriteOp::DeleteObject(k, v) => (k, Some(v)),
+        };
+        let size = k.len() + v.map_or(0, Bytes::len);
+        if size > config.max_record_bytes {
+            return Err(TableError::TooLarge {
+                table: table.to_string(),
+                size,
+                max: config.max_record_bytes,
+            });
+        }
+        if matches!(op, WriteOp::Insert(..))
+            && (store.kind() == super::Kind::Bag || store.get(k).is_none())
+        {
+            added += 1;
+            bytes += size;
+        }
+    }
+    if let Some(max) = spec.max_records {
+        if store.len() + added > max {
+            return Err(TableError::Full {
+                table: table.to_string(),
+                limit: format!("max_records = {max}"),
+            });
+        }
+    }
+    if let Some(max) = spec.max_bytes {
+        if store.memory() + bytes > max {
+            return Err(TableError::Full {
+                table: table.to_string(),
+                limit: format!("max_bytes = {max}"),
+            });
+        }
+    }
+    Ok(())
+}

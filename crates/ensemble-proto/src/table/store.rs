@@ -1,0 +1,374 @@
+//! The records of one table replica: a set (one value per key) or a bag (many values per key),
+//! with a version per record so that writes applied in any order give the same contents.
+//!
+//! Deletes leave a tombstone (its version) for a while, so that an older insert arriving late
+//! cannot bring the record back; tombstones are dropped after the table's `tombstone_ttl`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::msg::{Op, Record, Version};
+
+/// Set or bag semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One value per key; an insert replaces.
+    Set,
+    /// Many distinct values per key; an insert adds.
+    Bag,
+}
+
+/// A change of the contents, for subscribers: `old` and `new` are `None` when absent. A bag
+/// reports one change per object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The key.
+    pub key: Bytes,
+    /// The value before.
+    pub old: Option<Bytes>,
+    /// The value after.
+    pub new: Option<Bytes>,
+}
+
+/// Bytes a record costs beyond its key and value (map node, version, bookkeeping).
+const RECORD_OVERHEAD: usize = 64;
+
+#[derive(Debug, Clone)]
+struct Slot {
+    value: Option<Bytes>,
+    version: Version,
+}
+
+#[derive(Debug, Clone, Default)]
+struct BagSlot {
+    /// Objects with a version up to this were deleted by a `Delete` of the key.
+    cleared: Version,
+    /// Object value -> (version, live).
+    objects: BTreeMap<Bytes, (Version, bool)>,
+    live: usize,
+}
+
+/// The records of one replica.
+#[derive(Debug)]
+pub struct Store {
+    kind: Kind,
+    set: BTreeMap<Bytes, Slot>,
+    bag: BTreeMap<Bytes, BagSlot>,
+    live: usize,
+    bytes: usize,
+    clock: u64,
+    tombstones: VecDeque<(Instant, Bytes, Option<Bytes>)>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(kind: Kind) -> Self {
+        Store {
+            kind,
+            set: BTreeMap::new(),
+            bag: BTreeMap::new(),
+            live: 0,
+            bytes: 0,
+            clock: 0,
+            tombstones: VecDeque::new(),
+        }
+    }
+
+    /// Set or bag.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Live records (bag: objects).
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True when no record is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Estimated bytes the live records take.
+    pub fn memory(&self) -> usize {
+        self.bytes
+    }
+
+    /// The value under `key` (set), or the first of its values (bag).
+    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
+        match self.kind {
+            Kind::Set => self.set.get(key).and_then(|s| s.value.as_ref()),
+            Kind::Bag => self.bag.get(key).and_then(|b| {
+                b.objects
+                    .iter()
+                    .find(|(_, (_, live))| *live)
+                    .map(|(v, _)| v)
+            }),
+        }
+    }
+
+    /// Every live value under `key` (one at most for a set).
+    pub fn get_all(&self, key: &[u8]) -> Vec<Bytes> {
+        match self.kind {
+            Kind::Set => self.get(key).cloned().into_iter().collect(),
+            Kind::Bag => self
+                .bag
+                .get(key)
+                .map(|b| {
+                    b.objects
+                        .iter()
+                        .filter(|(_, (_, live))| *live)
+                        .map(|(v, _)| v.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every live record, in key order.
+    pub fn records(&self) -> Vec<Record> {
+        let mut out = Vec::with_capacity(self.live);
+        self.for_each(|key, value, version| {
+            out.push(Record {
+                key: key.clone(),
+                value: value.clone(),
+                version,
+            })
+        });
+        out
+    }
+
+    /// Calls `f` on every live record, in key order.
+    pub fn for_each(&self, mut f: impl FnMut(&Bytes, &Bytes, Version)) {
+        match self.kind {
+            Kind::Set => {
+                for (k, s) in &self.set {
+                    if let Some(v) = &s.value {
+                        f(k, v, s.version);
+                    }
+                }
+            }
+            Kind::Bag => {
+                for (k, b) in &self.bag {
+                    for (v, (version, live)) in &b.objects {
+                        if *live {
+                            f(k, v, *version);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new version for a write made here by `origin`.
+    pub fn next_version(&mut self, origin: u64) -> Version {
+        self.clock += 1;
+        Version {
+            time: self.clock,
+            origin,
+        }
+    }
+
+    /// Applies a write (made here or received); returns the changes it made.
+    pub fn apply(&mut self, now: Instant, op: &Op, changes: &mut Vec<Change>) {
+        let version = match op {
+            Op::Insert { version, .. }
+            | Op::Delete { version, .. }
+            | Op::DeleteObject { version, .. } => *version,
+        };
+        self.clock = self.clock.max(version.time);
+        match (self.kind, op) {
+            (Kind::Set, Op::Insert { key, value, .. }) => {
+                self.set_slot(now, key, Some(value.clone()), version, false, changes)
+            }
+            (Kind::Set, Op::Delete { key, .. }) => {
+                self.set_slot(now, key, None, version, false, changes)
+            }
+            (Kind::Set, Op::DeleteObject { key, value, .. }) => {
+                if self.set.get(key).and_then(|s| s.value.as_ref()) == Some(value) {
+                    self.set_slot(now, key, None, version, false, changes)
+                }
+            }
+            (Kind::Bag, Op::Insert { key, value, .. }) => {
+                self.bag_object(now, key, value, version, true, false, changes)
+            }
+            (Kind::Bag, Op::DeleteObject { key, value, .. }) => {
+                self.bag_object(now, key, value, version, false, false, changes)
+            }
+            (Kind::Bag, Op::Delete { key, .. }) => self.bag_clear(now, key, version, changes),
+        }
+    }
+
+    /// Writes a record a join decided on, over whatever this replica holds under its key.
+    pub fn force(&mut self, now: Instant, r: &Record, changes: &mut Vec<Change>) {
+        self.clock = self.clock.max(r.version.time);
+        match self.kind {
+            Kind::Set => {
+                self.set_slot(now, &r.key, Some(r.value.clone()), r.version, true, changes)
+            }
+            Kind::Bag => self.bag_object(now, &r.key, &r.value, r.version, true, true, changes),
+        }
+    }
+
+    /// Drops tombstones older than `ttl`.
+    pub fn collect_tombstones(&mut self, now: Instant, ttl: Duration) {
+        while let Some((at, _, _)) = self.tombstones.front() {
+            if now.saturating_duration_since(*at) < ttl {
+                break;
+            }
+            let (_, key, object) = self.tombstones.pop_front().expect("front exists");
+            match (self.kind, object) {
+                (Kind::Set, _) => {
+                    if self.set.get(&key).is_some_and(|s| s.value.is_none()) {
+                        self.set.remove(&key);
+                    }
+                }
+                (Kind::Bag, Some(value)) => {
+                    if let Some(b) = self.bag.get_mut(&key) {
+                        if b.objects.get(&value).is_some_and(|(_, live)| !live) {
+                            b.objects.remove(&value);
+                        }
+                    }
+                    self.drop_empty_bag_slot(&key);
+                }
+                (Kind::Bag, None) => self.drop_empty_bag_slot(&key),
+            }
+        }
+    }
+
+    fn drop_empty_bag_slot(&mut self, key: &Bytes) {
+        if self.bag.get(key).is_some_and(|b| b.objects.is_empty()) {
+            self.bag.remove(key);
+        }
+    }
+
+    fn cost(key: &Bytes, value: &Bytes) -> usize {
+        key.len() + value.len() + RECORD_OVERHEAD
+    }
+
+    fn set_slot(
+        &mut self,
+        now: Instant,
+        key: &Bytes,
+        value: Option<Bytes>,
+        version: Version,
+        force: bool,
+        changes: &mut Vec<Change>,
+    ) {
+        let old = match self.set.get(key) {
+            Some(s) if s.version >= version && !force => return,
+            Some(s) => s.value.clone(),
+            None => None,
+        };
+        if let Some(o) = &old {
+            self.live -= 1;
+            self.bytes -= Self::cost(key, o);
+        }
+        if let Some(n) = &value {
+            self.live += 1;
+            self.bytes += Self::cost(key, n);
+        } else {
+            self.tombstones.push_back((now, key.clone(), None));
+        }
+        self.set.insert(
+            key.clone(),
+            Slot {
+                value: value.clone(),
+                version,
+            },
+        );
+        if old != value {
+            changes.push(Change {
+                key: key.clone(),
+                old,
+                new: value,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bag_object(
+        &mut self,
+        now: Instant,
+        key: &Bytes,
+        value: &Bytes,
+        version: Version,
+        live: bool,
+        force: bool,
+        changes: &mut Vec<Change>,
+    ) {
+        let slot = self.bag.entry(key.clone()).or_default();
+        if !force && version <= slot.cleared {
+            return;
+        }
+        let was = match slot.objects.get(value) {
+            Some((v, _)) if *v >= version && !force => return,
+            Some((_, l)) => *l,
+            None => false,
+        };
+        slot.objects.insert(value.clone(), (version, live));
+        match (was, live) {
+            (false, true) => {
+                slot.live += 1;
+                self.live += 1;
+                self.bytes += Self::cost(key, value);
+                changes.push(Change {
+                    key: key.clone(),
+                    old: None,
+                    new: Some(value.clone()),
+                });
+            }
+            (true, false) => {
+                slot.live -= 1;
+                self.live -= 1;
+                self.bytes -= Self::cost(key, value);
+                changes.push(Change {
+                    key: key.clone(),
+                    old: Some(value.clone()),
+                    new: None,
+                });
+            }
+            _ => {}
+        }
+        if !live {
+            self.tombstones
+                .push_back((now, key.clone(), Some(value.clone())));
+        }
+    }
+
+    fn bag_clear(
+        &mut self,
+        now: Instant,
+        key: &Bytes,
+        version: Version,
+        changes: &mut Vec<Change>,
+    ) {
+        let slot = self.bag.entry(key.clone()).or_default();
+        if version <= slot.cleared {
+            return;
+        }
+        slot.cleared = version;
+        let gone: Vec<Bytes> = slot
+            .objects
+            .iter()
+            .filter(|(_, (v, _))| *v < version)
+            .map(|(value, _)| value.clone())
+            .collect();
+        for value in gone {
+            let (_, live) = slot.objects.remove(&value).expect("listed");
+            if live {
+                slot.live -= 1;
+                self.live -= 1;
+                self.bytes -= Self::cost(key, &value);
+                changes.push(Change {
+                    key: key.clone(),
+                    old: Some(value),
+                    new: None,
+                });
+            }
+        }
+        self.tombstones.push_back((now, key.clone(), None));
+    }
+}

@@ -1,0 +1,457 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::join::{merge, Join, Stage};
+use super::*;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn v(time: u64, origin: u64) -> Version {
+    Version { time, origin }
+}
+
+fn outputs(t: &mut Tables) -> Vec<Output> {
+    std::iter::from_fn(|| t.poll_output()).collect()
+}
+
+fn sends(outs: &[Output]) -> Vec<(&str, &TableMsg)> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, msg } => Some((to.as_str(), msg)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let key = prop::sample::select(vec!["a", "b", "c"]).prop_map(b);
+    let value = prop::sample::select(vec!["1", "2", "3"]).prop_map(b);
+    let version = || (1u64..20, 0u64..3).prop_map(|(t, o)| v(t, o)).boxed();
+    prop_oneof![
+        (key.clone(), value.clone(), version()).prop_map(|(key, value, version)| Op::Insert {
+            key,
+            value,
+            version
+        }),
+        (key.clone(), version()).prop_map(|(key, version)| Op::Delete { key, version }),
+        (key, value, version()).prop_map(|(key, value, version)| Op::DeleteObject {
+            key,
+            value,
+            version
+        }),
+    ]
+}
+
+fn apply_all(kind: Kind, ops: &[Op]) -> Vec<Record> {
+    let now = Instant::now();
+    let mut s = Store::new(kind);
+    for op in ops {
+        s.apply(now, op, &mut Vec::new());
+    }
+    s.records()
+}
+
+proptest! {
+    /// Distinct versions (as every write has) make the order of delivery irrelevant.
+    #[test]
+    fn replicas_applying_the_same_writes_in_any_order_agree(
+        ops in prop::collection::vec(op_strategy(), 0..30),
+        seed in any::<u64>(),
+    ) {
+        let mut seen = BTreeSet::new();
+        let ops: Vec<Op> = ops.into_iter().filter(|op| {
+            let ver = match op { Op::Insert { version, .. } | Op::Delete { version, .. } | Op::DeleteObject { version, .. } => *version };
+            seen.insert(ver)
+        }).collect();
+        let mut shuffled = ops.clone();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        shuffled.shuffle(&mut rng);
+        for kind in [Kind::Set, Kind::Bag] {
+            // DeleteObject on a set depends on the value held, so sets get inserts and deletes.
+            let pick: Vec<Op> = ops.iter().filter(|o| kind == Kind::Bag || !matches!(o, Op::DeleteObject { .. })).cloned().collect();
+            let pick2: Vec<Op> = shuffled.iter().filter(|o| kind == Kind::Bag || !matches!(o, Op::DeleteObject { .. })).cloned().collect();
+            prop_assert_eq!(apply_all(kind, &pick), apply_all(kind, &pick2));
+        }
+    }
+}
+
+#[test]
+fn a_late_older_insert_does_not_bring_a_deleted_record_back() {
+    let now = Instant::now();
+    let mut s = Store::new(Kind::Set);
+    let mut changes = Vec::new();
+    s.apply(
+        now,
+        &Op::Delete {
+            key: b("k"),
+            version: v(5, 1),
+        },
+        &mut changes,
+    );
+    s.apply(
+        now,
+        &Op::Insert {
+            key: b("k"),
+            value: b("x"),
+            version: v(4, 2),
+        },
+        &mut changes,
+    );
+    assert!(s.is_empty());
+    // Until the tombstone is collected.
+    s.collect_tombstones(now + Duration::from_secs(60), Duration::from_secs(30));
+    s.apply(
+        now,
+        &Op::Insert {
+            key: b("k"),
+            value: b("x"),
+            version: v(4, 2),
+        },
+        &mut changes,
+    );
+    assert_eq!(s.len(), 1);
+    assert_eq!(changes.len(), 1);
+}
+
+#[test]
+fn bags_hold_many_values_and_delete_by_key_or_object() {
+    let now = Instant::now();
+    let mut s = Store::new(Kind::Bag);
+    let mut c = Vec::new();
+    for (i, val) in ["a", "b", "c"].iter().enumerate() {
+        s.apply(
+            now,
+            &Op::Insert {
+                key: b("k"),
+                value: b(val),
+                version: v(i as u64 + 1, 0),
+            },
+            &mut c,
+        );
+    }
+    assert_eq!(s.get_all(b"k"), vec![b("a"), b("b"), b("c")]);
+    s.apply(
+        now,
+        &Op::DeleteObject {
+            key: b("k"),
+            value: b("b"),
+            version: v(10, 0),
+        },
+        &mut c,
+    );
+    assert_eq!(s.get_all(b"k"), vec![b("a"), b("c")]);
+    s.apply(
+        now,
+        &Op::Delete {
+            key: b("k"),
+            version: v(11, 0),
+        },
+        &mut c,
+    );
+    assert!(s.get_all(b"k").is_empty());
+    assert_eq!(s.memory(), 0);
+}
+
+#[test]
+fn a_join_merges_through_the_handler_or_keeps_the_newer_write() {
+    let left = vec![
+        Record {
+            key: b("both"),
+            value: b("L"),
+            version: v(3, 1),
+        },
+        Record {
+            key: b("left"),
+            value: b("1"),
+            version: v(1, 1),
+        },
+        Record {
+            key: b("same"),
+            value: b("s"),
+            version: v(2, 1),
+        },
+    ];
+    let right = vec![
+        Record {
+            key: b("both"),
+            value: b("R"),
+            version: v(7, 2),
+        },
+        Record {
+            key: b("right"),
+            value: b("2"),
+            version: v(1, 2),
+        },
+        Record {
+            key: b("same"),
+            value: b("s"),
+            version: v(5, 2),
+        },
+    ];
+    let handler: ConflictHandler =
+        Arc::new(|_k: &[u8], l: &[u8], r: &[u8]| Bytes::from([l, r].concat()));
+    let m = merge(Kind::Set, Some(&handler), 9, left.clone(), right.clone());
+    assert_eq!(m.conflicts, 1);
+    let keys = |rs: &[Record]| {
+        rs.iter()
+            .map(|r| (r.key.clone(), r.value.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        keys(&m.to_left),
+        BTreeMap::from([(b("both"), b("LR")), (b("right"), b("2"))])
+    );
+    assert_eq!(
+        keys(&m.to_right),
+        BTreeMap::from([(b("both"), b("LR")), (b("left"), b("1"))])
+    );
+    assert!(m
+        .to_left
+        .iter()
+        .all(|r| r.key != b("both") || r.version.time > 7));
+    let m = merge(Kind::Set, None, 9, left, right);
+    assert_eq!(
+        keys(&m.to_left).get(&b("both")),
+        Some(&b("R")),
+        "the newer write wins"
+    );
+    assert!(!keys(&m.to_right).contains_key(&b("both")));
+}
+
+fn join_with(left: &[&str], right: &[&str], views: &[(&str, &[&str], u64)]) -> Join {
+    let set = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
+    Join {
+        table: "t".into(),
+        remote: right[0].into(),
+        then: Completion::Merge,
+        deadline: Instant::now(),
+        attempt: 0,
+        left: set(left),
+        right: set(right),
+        asked: set(left).union(&set(right)).cloned().collect(),
+        views: views
+            .iter()
+            .map(|(n, seg, id)| (n.to_string(), (set(seg), *id)))
+            .collect(),
+        stage: Stage::Pausing,
+    }
+}
+
+#[test]
+fn overlapping_segments_and_disagreeing_replicas_are_refused() {
+    let ok = join_with(
+        &["a", "b"],
+        &["c"],
+        &[
+            ("a", &["a", "b"], 1),
+            ("b", &["a", "b"], 1),
+            ("c", &["c"], 2),
+        ],
+    );
+    assert_eq!(ok.check(), None);
+    let overlap = join_with(
+        &["a", "b"],
+        &["b", "c"],
+        &[
+            ("a", &["a", "b"], 1),
+            ("b", &["a", "b"], 1),
+            ("c", &["b", "c"], 2),
+        ],
+    );
+    assert!(overlap.check().unwrap().contains("overlap"));
+    let peers = join_with(
+        &["a", "b"],
+        &["c"],
+        &[("a", &["a", "b"], 1), ("b", &["b"], 1), ("c", &["c"], 2)],
+    );
+    assert!(peers.check().unwrap().contains("disagree on the segment"));
+    let ids = join_with(
+        &["a", "b"],
+        &["c"],
+        &[
+            ("a", &["a", "b"], 1),
+            ("b", &["a", "b"], 3),
+            ("c", &["c"], 2),
+        ],
+    );
+    assert!(ids.check().unwrap().contains("join id"));
+}
+
+#[test]
+fn writes_with_an_old_join_id_are_ignored_but_acked() {
+    let now = Instant::now();
+    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    t.create("t", TableSpec::set()).unwrap();
+    let msg = TableMsg::Ops {
+        table: "t".into(),
+        join_id: t.info("t").unwrap().join_id ^ 1,
+        seq: 0,
+        ops: vec![Op::Insert {
+            key: b("k"),
+            value: b("v"),
+            version: v(1, 2),
+        }],
+    };
+    t.handle_message(now, "b", msg);
+    let outs = outputs(&mut t);
+    assert_eq!(
+        sends(&outs),
+        vec![(
+            "b",
+            &TableMsg::Ack {
+                table: "t".into(),
+                seq: 0
+            }
+        )]
+    );
+    assert_eq!(t.info("t").unwrap().size, 0);
+}
+
+#[test]
+fn a_replica_paused_by_a_join_unpauses_when_the_coordinator_dies() {
+    let now = Instant::now();
+    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    t.create("t", TableSpec::set()).unwrap();
+    t.handle_message(
+        now,
+        "c",
+        TableMsg::Pause {
+            table: "t".into(),
+            join: 7,
+        },
+    );
+    let outs = outputs(&mut t);
+    assert!(matches!(
+        sends(&outs)[..],
+        [("c", TableMsg::Paused { join: 7, .. })]
+    ));
+    t.write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("v"))])
+        .unwrap();
+    assert_eq!(t.info("t").unwrap().size, 0, "queued while paused");
+    // Another join is refused while the lock is held.
+    t.handle_message(
+        now,
+        "d",
+        TableMsg::Pause {
+            table: "t".into(),
+            join: 8,
+        },
+    );
+    assert!(matches!(
+        sends(&outputs(&mut t))[..],
+        [("d", TableMsg::Refused { .. })]
+    ));
+    t.member_down(now, "c");
+    assert_eq!(t.info("t").unwrap().size, 1);
+    assert!(!t.info("t").unwrap().paused);
+    assert!(outputs(&mut t).iter().any(|o| matches!(
+        o,
+        Output::Done {
+            token: 1,
+            result: Ok(Reply::Written)
+        }
+    )));
+}
+
+#[test]
+fn a_write_to_a_peer_without_the_table_is_reported() {
+    let now = Instant::now();
+    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    t.create("t", TableSpec::set()).unwrap();
+    // Make "b" a peer through a join it coordinated.
+    t.handle_message(
+        now,
+        "b",
+        TableMsg::Pause {
+            table: "t".into(),
+            join: 1,
+        },
+    );
+    let join_id = 42;
+    t.handle_message(
+        now,
+        "b",
+        TableMsg::Apply {
+            table: "t".into(),
+            join: 1,
+            total: 0,
+            members: vec!["a".into(), "b".into()],
+            join_id,
+        },
+    );
+    t.handle_message(
+        now,
+        "b",
+        TableMsg::Unpause {
+            table: "t".into(),
+            join: 1,
+        },
+    );
+    assert_eq!(t.info("t").unwrap().members, vec!["a", "b"]);
+    outputs(&mut t);
+    t.write(now, "t", 5, vec![WriteOp::Insert(b("k"), b("v"))])
+        .unwrap();
+    t.handle_message(now, "b", TableMsg::NotHosted { table: "t".into() });
+    let outs = outputs(&mut t);
+    assert!(outs.iter().any(|o| matches!(o, Output::Done { token: 5, result: Err(TableError::NotHosted { node, .. }) } if node == "b")), "{outs:?}");
+}
+
+#[test]
+fn bad_specs_and_oversized_or_excess_writes_fail_clearly() {
+    let now = Instant::now();
+    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    let bag = TableSpec {
+        kind: Kind::Bag,
+        conflict: Some(Arc::new(|_: &[u8], l: &[u8], _: &[u8]| {
+            Bytes::copy_from_slice(l)
+        })),
+        ..TableSpec::set()
+    };
+    assert!(matches!(
+        t.create("b", bag),
+        Err(TableError::BagWithConflictHandler(_))
+    ));
+    t.create(
+        "t",
+        TableSpec {
+            max_records: Some(1),
+            ..TableSpec::set()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        t.create(
+            "t",
+            TableSpec {
+                kind: Kind::Bag,
+                ..TableSpec::set()
+            }
+        ),
+        Err(TableError::KindMismatch { .. })
+    ));
+    let big = Bytes::from(vec![0u8; 300 * 1024]);
+    assert!(matches!(
+        t.write(now, "t", 1, vec![WriteOp::Insert(b("k"), big)]),
+        Err(TableError::TooLarge { .. })
+    ));
+    t.write(now, "t", 2, vec![WriteOp::Insert(b("k"), b("v"))])
+        .unwrap();
+    t.write(now, "t", 3, vec![WriteOp::Insert(b("k"), b("w"))])
+        .expect("replacing is not growing");
+    let err = t
+        .write(now, "t", 4, vec![WriteOp::Insert(b("k2"), b("v"))])
+        .unwrap_err();
+    assert!(err.to_string().contains("max_records = 1"), "{err}");
+    assert!(matches!(
+        t.write(now, "nope", 5, vec![]),
+        Err(TableError::Unknown(_))
+    ));
+}

@@ -1,0 +1,392 @@
+//! Replicated tables under the simulator: the real table protocol over the real membership,
+//! with FIFO links, partitions and crashes on a virtual clock (a failing seed reproduces).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ensemble_proto::table::{
+    self, ConflictHandler, LeaderOp, LeaderResult, Reply, TableError, TableSpec, WriteOp,
+};
+use ensemble_proto::Status;
+use ensemble_sim::{NodeId, Sim, SimConfig};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const T: &str = "sessions";
+
+fn cluster(n: usize, seed: u64) -> (Sim, Vec<NodeId>) {
+    let mut sim = Sim::new(SimConfig {
+        seed,
+        latency: Duration::from_millis(2),
+        jitter: Duration::from_millis(3),
+        ..SimConfig::default()
+    });
+    let first = sim.add_node("n0", &[]);
+    let mut ids = vec![first];
+    for i in 1..n {
+        ids.push(sim.add_node(&format!("n{i}"), &[first]));
+    }
+    let all = ids.clone();
+    sim.run_until(Duration::from_secs(10), |s| s.all_see(&all, Status::Alive))
+        .expect("cluster converges");
+    (sim, ids)
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn create(sim: &mut Sim, ids: &[NodeId], spec: &TableSpec) {
+    for id in ids {
+        sim.tables(*id, |t, _| t.create(T, spec.clone()).map(|_| ()))
+            .expect("running")
+            .expect("created");
+    }
+}
+
+fn write(sim: &mut Sim, id: NodeId, token: u64, ops: Vec<WriteOp>) {
+    sim.tables(id, |t, now| t.write(now, T, token, ops))
+        .expect("running")
+        .expect("accepted");
+}
+
+fn put(sim: &mut Sim, id: NodeId, token: u64, k: &str, v: &str) {
+    write(sim, id, token, vec![WriteOp::Insert(b(k), b(v))]);
+}
+
+fn members(sim: &Sim, id: NodeId) -> Vec<String> {
+    sim.table_info(id, T).map(|i| i.members).unwrap_or_default()
+}
+
+fn all_joined(sim: &Sim, ids: &[NodeId]) -> bool {
+    ids.iter().all(|id| members(sim, *id).len() == ids.len())
+}
+
+fn contents(sim: &Sim, id: NodeId) -> Vec<(Bytes, Bytes)> {
+    sim.table_records(id, T)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect()
+}
+
+fn done(sim: &Sim, token: u64) -> Option<Result<Reply, TableError>> {
+    sim.table_outputs.iter().find_map(|(_, o)| match o {
+        table::Output::Done { token: t, result } if *t == token => Some(result.clone()),
+        _ => None,
+    })
+}
+
+fn wait_done(sim: &mut Sim, token: u64, limit: Duration) -> Result<Reply, TableError> {
+    sim.run_until(limit, |s| done(s, token).is_some())
+        .unwrap_or_else(|| panic!("operation {token} did not complete"));
+    done(sim, token).expect("completed")
+}
+
+fn identical(sim: &Sim, ids: &[NodeId]) -> bool {
+    let first = contents(sim, ids[0]);
+    ids.iter().all(|id| contents(sim, *id) == first)
+}
+
+fn concat() -> ConflictHandler {
+    Arc::new(|_k: &[u8], l: &[u8], r: &[u8]| {
+        let (a, b) = if l <= r { (l, r) } else { (r, l) };
+        Bytes::from([a, b"+", b].concat())
+    })
+}
+
+#[test]
+fn replicas_created_on_connected_nodes_join_and_replicate_writes() {
+    let (mut sim, ids) = cluster(3, 1);
+    create(&mut sim, &ids, &TableSpec::set());
+    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
+        .expect("one segment");
+    put(&mut sim, ids[1], 1, "alice", "room-1");
+    assert_eq!(
+        wait_done(&mut sim, 1, Duration::from_secs(1)),
+        Ok(Reply::Written)
+    );
+    // Synchronous: every replica has it when the write completes.
+    for id in &ids {
+        assert_eq!(contents(&sim, *id), vec![(b("alice"), b("room-1"))]);
+    }
+    write(&mut sim, ids[2], 2, vec![WriteOp::Delete(b("alice"))]);
+    wait_done(&mut sim, 2, Duration::from_secs(1)).expect("deleted");
+    assert!(ids.iter().all(|id| contents(&sim, *id).is_empty()));
+    let info = sim.table_info(ids[2], T).expect("hosted");
+    assert_eq!(info.leader, "n0");
+    assert!(ids
+        .iter()
+        .all(|id| sim.table_info(*id, T).unwrap().join_id == info.join_id));
+}
+
+/// Writes on both sides of a partition, then the heal: the segments re-merge by themselves,
+/// conflicts go through the handler, and both sides hold the same records.
+fn split_and_heal(handler: Option<ConflictHandler>, seed: u64) -> (Sim, Vec<NodeId>) {
+    let (mut sim, ids) = cluster(4, seed);
+    let spec = TableSpec {
+        conflict: handler,
+        ..TableSpec::set()
+    };
+    create(&mut sim, &ids, &spec);
+    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
+        .expect("one segment");
+    let (left, right) = (ids[..2].to_vec(), ids[2..].to_vec());
+    sim.partition(&left, &right);
+    sim.run_until(Duration::from_secs(20), |s| {
+        all_joined(s, &left) && all_joined(s, &right)
+    })
+    .expect("each side drops the other");
+    put(&mut sim, left[0], 1, "k", "left");
+    put(&mut sim, right[1], 2, "k", "right");
+    put(&mut sim, left[1], 3, "only-left", "1");
+    put(&mut sim, right[0], 4, "only-right", "2");
+    for t in 1..=4 {
+        wait_done(&mut sim, t, Duration::from_secs(1)).expect("written on its side");
+    }
+    sim.heal();
+    if sim
+        .run_until(Duration::from_secs(30), |s| {
+            all_joined(s, &ids) && identical(s, &ids)
+        })
+        .is_none()
+    {
+        for id in &ids {
+            eprintln!("{:?} {:?}", sim.table_info(*id, T), contents(&sim, *id));
+        }
+        eprintln!(
+            "status {:?} {:?} kinds {:?}",
+            sim.status(ids[0], ids[2]),
+            sim.status(ids[2], ids[0]),
+            sim.by_kind
+                .iter()
+                .filter(|(k, _)| k.starts_with("table"))
+                .collect::<Vec<_>>()
+        );
+        for (at, o) in &sim.table_outputs {
+            if !matches!(o, table::Output::Changed { .. }) {
+                eprintln!("{at} {o:?}");
+            }
+        }
+        panic!("the segments re-merge after the heal");
+    }
+    (sim, ids)
+}
+
+#[test]
+fn after_a_partition_heals_the_sides_re_merge_through_the_conflict_handler() {
+    let (sim, ids) = split_and_heal(Some(concat()), 2);
+    let got = contents(&sim, ids[3]);
+    assert_eq!(
+        got,
+        vec![
+            (b("k"), b("left+right")),
+            (b("only-left"), b("1")),
+            (b("only-right"), b("2"))
+        ]
+    );
+    let merges = sim
+        .table_outputs
+        .iter()
+        .filter(|(_, o)| matches!(o, table::Output::Merged { result: Ok(()), .. }))
+        .count();
+    assert!(merges >= 1);
+}
+
+#[test]
+fn without_a_handler_the_newer_write_wins_on_both_sides() {
+    let (sim, ids) = split_and_heal(None, 3);
+    let got = contents(&sim, ids[0]);
+    assert_eq!(got.len(), 3);
+    let k = &got[0];
+    assert!(k.1 == b("left") || k.1 == b("right"), "{got:?}");
+    // Down history: each side saw the other go down.
+    let info = sim.table_info(ids[0], T).expect("hosted");
+    assert!(info.down_history.iter().any(|(n, _)| n == "n2"), "{info:?}");
+}
+
+#[test]
+fn a_write_returns_when_a_replica_crashes_mid_write() {
+    let (mut sim, ids) = cluster(3, 4);
+    create(&mut sim, &ids, &TableSpec::set());
+    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
+        .expect("one segment");
+    sim.crash(ids[2]);
+    put(&mut sim, ids[0], 1, "k", "v");
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(done(&sim, 1), None, "waits for the crashed replica");
+    let took = sim
+        .run_until(Duration::from_secs(20), |s| done(s, 1).is_some())
+        .expect("completes once the replica is down");
+    assert_eq!(done(&sim, 1), Some(Ok(Reply::Written)));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(contents(&sim, ids[1]), vec![(b("k"), b("v"))]);
+    let downs = sim
+        .table_outputs
+        .iter()
+        .filter(|(at, o)| {
+            *at == ids[0] && matches!(o, table::Output::Down { node, .. } if node == "n2")
+        })
+        .count();
+    assert_eq!(downs, 1, "handle_down runs once");
+}
+
+#[test]
+fn insert_new_is_retried_across_a_leader_change() {
+    let (mut sim, ids) = cluster(3, 5);
+    create(&mut sim, &ids, &TableSpec::set());
+    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
+        .expect("one segment");
+    sim.crash(ids[0]); // the leader
+    let deadline = Duration::from_secs(15);
+    sim.tables(ids[2], |t, now| {
+        t.leader(
+            now,
+            T,
+            1,
+            LeaderOp::InsertNew {
+                key: b("lock"),
+                value: b("n2"),
+            },
+            now + deadline,
+        )
+    })
+    .unwrap()
+    .unwrap();
+    let r = wait_done(&mut sim, 1, deadline);
+    assert_eq!(r, Ok(Reply::Leader(LeaderResult::Inserted)));
+    assert_eq!(sim.table_info(ids[2], T).unwrap().leader, "n1");
+    assert_eq!(contents(&sim, ids[1]), vec![(b("lock"), b("n2"))]);
+    // Asked again: the key exists, cluster-wide.
+    sim.tables(ids[1], |t, now| {
+        t.leader(
+            now,
+            T,
+            2,
+            LeaderOp::InsertNewOrLookup {
+                key: b("lock"),
+                value: b("n1"),
+            },
+            now + deadline,
+        )
+    })
+    .unwrap()
+    .unwrap();
+    let r = wait_done(&mut sim, 2, deadline);
+    assert_eq!(r, Ok(Reply::Leader(LeaderResult::Exists(b("n2")))));
+}
+
+#[test]
+fn insert_new_fails_clearly_when_the_leader_stays_unreachable() {
+    let (mut sim, ids) = cluster(3, 6);
+    create(&mut sim, &ids, &TableSpec::set());
+    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
+        .expect("one segment");
+    sim.partition(&[ids[2]], &[ids[0], ids[1]]);
+    sim.tables(ids[2], |t, now| {
+        t.leader(
+            now,
+            T,
+            1,
+            LeaderOp::InsertNew {
+                key: b("lock"),
+                value: b("v"),
+            },
+            now + Duration::from_millis(2500),
+        )
+    })
+    .unwrap()
+    .unwrap();
+    match wait_done(&mut sim, 1, Duration::from_secs(5)) {
+        Err(TableError::LeaderUnavailable { attempts, .. }) => assert!(attempts >= 2),
+        other => panic!("expected LeaderUnavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn writes_made_while_paused_are_applied_in_order_on_unpause() {
+    let (mut sim, ids) = cluster(2, 7);
+    create(&mut sim, &ids, &TableSpec::set());
+    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
+        .expect("one segment");
+    sim.tables(ids[0], |t, _| t.pause(T, 9)).unwrap().unwrap();
+    for (i, v) in ["1", "2", "3"].iter().enumerate() {
+        put(&mut sim, ids[0], i as u64 + 1, "k", v);
+    }
+    sim.run_for(Duration::from_millis(200));
+    assert!(contents(&sim, ids[0]).is_empty(), "paused: nothing applied");
+    assert!(sim.table_info(ids[0], T).unwrap().paused);
+    sim.tables(ids[0], |t, now| t.unpause(now, T, 9));
+    wait_done(&mut sim, 3, Duration::from_secs(1)).expect("written");
+    for id in &ids {
+        assert_eq!(contents(&sim, *id), vec![(b("k"), b("3"))]);
+    }
+    let seen: Vec<Bytes> = sim
+        .table_outputs
+        .iter()
+        .filter(|(at, _)| *at == ids[1])
+        .filter_map(|(_, o)| match o {
+            table::Output::Changed { changes, .. } => Some(changes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|c| c.new)
+        .collect();
+    assert_eq!(seen, vec![b("1"), b("2"), b("3")]);
+}
+
+/// Any interleaving of writes (from every node, to overlapping keys, during the split, the
+/// heal and the join) ends with identical replicas.
+#[test]
+fn any_interleaving_of_writes_and_a_join_ends_with_identical_replicas() {
+    for seed in 0..24u64 {
+        let (mut sim, ids) = cluster(4, 100 + seed);
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let spec = TableSpec {
+            conflict: if seed % 2 == 0 { Some(concat()) } else { None },
+            ..TableSpec::set()
+        };
+        let (left, right) = (ids[..2].to_vec(), ids[2..].to_vec());
+        sim.partition(&left, &right);
+        sim.run_until(Duration::from_secs(20), |s| {
+            left.iter().all(|a| {
+                right
+                    .iter()
+                    .all(|b| s.status(*a, *b) != Some(Status::Alive))
+            })
+        })
+        .expect("split");
+        create(&mut sim, &ids, &spec);
+        let mut token = 0;
+        for step in 0..120 {
+            if step == 40 {
+                sim.heal();
+            }
+            let id = ids[rng.gen_range(0..ids.len())];
+            let key = format!("k{}", rng.gen_range(0..8));
+            token += 1;
+            let op = match rng.gen_range(0..10) {
+                0..=6 => WriteOp::Insert(b(&key), b(&format!("{step}"))),
+                7 | 8 => WriteOp::Delete(b(&key)),
+                _ => WriteOp::DeleteObject(b(&key), b(&format!("{}", step - 1))),
+            };
+            write(&mut sim, id, token, vec![op]);
+            sim.run_for(Duration::from_millis(rng.gen_range(0..60)));
+        }
+        let written = |s: &Sim| (1..=token).all(|t| done(s, t).is_some());
+        sim.run_until(Duration::from_secs(60), |s| {
+            written(s) && all_joined(s, &ids) && identical(s, &ids)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "seed {seed}: replicas differ: {:?}",
+                ids.iter().map(|i| contents(&sim, *i)).collect::<Vec<_>>()
+            )
+        });
+        let oks = (1..=token)
+            .filter(|t| matches!(done(&sim, *t), Some(Ok(Reply::Written))))
+            .count();
+        assert_eq!(oks, token as usize, "seed {seed}: every write succeeds");
+    }
+}
