@@ -23,6 +23,9 @@ use crate::error::Error;
 use crate::messaging::Envelope;
 use crate::transport::conn::{self, ConnHandle, Shared};
 
+mod tables;
+pub(crate) use tables::{ChangeBatch, Done, DownHook, Opened, TableCommand};
+
 /// Messages to the driver.
 pub(crate) enum DriverMsg {
     /// A connection completed its handshake.
@@ -109,6 +112,8 @@ pub(crate) enum Command {
         /// Answered at once with the receiver of the final result.
         reply: oneshot::Sender<oneshot::Receiver<Result<(), Error>>>,
     },
+    /// Replicated tables.
+    Table(TableCommand),
 }
 
 /// What the driver publishes for the [`crate::Node`] handle.
@@ -147,6 +152,12 @@ pub(crate) struct Driver {
     /// Callers waiting for an acknowledgement, by token: (member, name, timeout, reply).
     ack_waiters: HashMap<u64, AckWaiter>,
     next_token: u64,
+    /// Table callers waiting for a completion, by token.
+    table_waiters: HashMap<u64, tables::Done>,
+    /// Change subscriptions per table.
+    table_changes: HashMap<String, broadcast::Sender<ChangeBatch>>,
+    /// `handle_down` hooks per table.
+    table_down_hooks: HashMap<String, Vec<DownHook>>,
     /// Random per process start, announced in handshakes.
     instance: u64,
     /// Addresses this node answers on (advertised and bound): joining them is an error.
@@ -196,6 +207,9 @@ impl Driver {
             mailboxes: HashMap::new(),
             ack_waiters: HashMap::new(),
             next_token: 1,
+            table_waiters: HashMap::new(),
+            table_changes: HashMap::new(),
+            table_down_hooks: HashMap::new(),
         }
     }
 
@@ -409,6 +423,7 @@ impl Driver {
                 let _ = reply.send(rx);
                 self.send_direct(now, to, name, payload, ack, tx);
             }
+            Command::Table(c) => self.on_table_command(now, c),
         }
         None
     }
@@ -489,8 +504,6 @@ impl Driver {
         };
         self.core.handle_messaging(now, input);
     }
-
-    fn on_table(&mut self, _out: ensemble_proto::table::Output) {}
 
     fn on_messaging(&mut self, out: messaging::Output) {
         match out {

@@ -68,6 +68,20 @@ pub enum Error {
         /// How long the sender waited.
         after: std::time::Duration,
     },
+    /// A replicated-table operation failed.
+    #[error(transparent)]
+    Table(#[from] ensemble_proto::table::TableError),
+    /// A table's key or value could not be encoded or decoded.
+    #[error("table {table:?}: {reason}")]
+    Codec {
+        /// The table.
+        table: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A change subscriber fell behind and missed this many change batches.
+    #[error("the subscriber fell behind and missed {0} change batches")]
+    Lagged(u64),
     /// No partition with this reference is in force.
     #[error("no injected partition {0}")]
     UnknownPartition(u64),

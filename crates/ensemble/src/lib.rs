@@ -34,14 +34,19 @@ mod error;
 mod messaging;
 mod node;
 mod secret;
+mod table;
 mod transport;
 
 pub use broadcast::{BroadcastStatus, MAX_EVENT_NAME};
 pub use config::{Config, DEFAULT_MAX_FRAME};
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
+pub use ensemble_proto::table::{Kind as TableKind, TableError, TableInfo};
 pub use ensemble_proto::{self as proto, EventKind, Member, MemberEvent, Status};
 pub use error::Error;
 pub use messaging::{Envelope, Mailbox, Watch, MAILBOX_CAPACITY};
 pub use node::{Node, PartitionRef};
 pub use secret::{Secret, MIN_SECRET_LEN};
+pub use table::{
+    PauseGuard, RequestId, Table, TableChange, TableChanges, TableOptions, DEFAULT_TIMEOUT,
+};

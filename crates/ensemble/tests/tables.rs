@@ -1,0 +1,182 @@
+//! Replicated tables between nodes in one process, over real TCP on 127.0.0.1.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ensemble::{Error, Node, Table, TableError, TableOptions};
+
+mod common;
+use common::*;
+
+async fn open(nodes: &[Node], name: &str) -> Vec<Table<String, u64>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        out.push(n.table(name, TableOptions::set()).await.unwrap());
+    }
+    out
+}
+
+async fn joined(tables: &[Table<String, u64>]) {
+    let n = tables.len();
+    for _ in 0..200 {
+        let mut all = true;
+        for t in tables {
+            all &= t.info().await.unwrap().members.len() == n;
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("replicas did not join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_replicate_and_reads_are_local() {
+    let nodes = cluster(3).await;
+    let tables = open(&nodes, "sessions").await;
+    joined(&tables).await;
+    let mut changes = tables[2].subscribe();
+    tables[0].insert("alice".into(), 1).await.unwrap();
+    // Synchronous: every replica has it on return.
+    for t in &tables {
+        assert_eq!(t.get(&"alice".to_string()).unwrap(), Some(1));
+    }
+    tables[1]
+        .insert_many(&[("bob".into(), 2), ("carol".into(), 3)])
+        .await
+        .unwrap();
+    tables[2].delete(&"alice".to_string()).await.unwrap();
+    for t in &tables {
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t.snapshot().unwrap(),
+            vec![("bob".to_string(), 2), ("carol".to_string(), 3)]
+        );
+    }
+    let first = changes.recv().await.unwrap().unwrap();
+    assert_eq!(
+        (first.key.as_str(), first.old, first.new),
+        ("alice", None, Some(1))
+    );
+    // Asynchronous writes, many under one deadline.
+    let mut ids = Vec::new();
+    for i in 0..50u64 {
+        ids.push(tables[0].insert_async(format!("k{i}"), i).await.unwrap());
+    }
+    let results = tables[0].wait_responses(ids, Duration::from_secs(5)).await;
+    assert!(results.iter().all(Result::is_ok));
+    tables[0].ping_all(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(tables[1].len(), 52);
+    let info = tables[1].info().await.unwrap();
+    assert_eq!(info.members.len(), 3);
+    assert!(info.memory > 0);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_new_is_decided_once_for_the_cluster() {
+    let nodes = cluster(3).await;
+    let tables = open(&nodes, "locks").await;
+    joined(&tables).await;
+    let mut tasks = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            t.insert_new("job-1".into(), i as u64).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += t.await.unwrap() as usize;
+    }
+    assert_eq!(winners, 1, "exactly one insert_new wins");
+    let holder = tables[0].get(&"job-1".to_string()).unwrap().unwrap();
+    let (v, inserted) = tables[2]
+        .insert_new_or_lookup("job-1".into(), 99)
+        .await
+        .unwrap();
+    assert_eq!((v, inserted), (holder, false));
+    tables[1].insert_serial("s".into(), 5).await.unwrap();
+    assert_eq!(tables[2].get(&"s".to_string()).unwrap(), Some(5));
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replica_releases_writes_and_runs_handle_down() {
+    let nodes = cluster(3).await;
+    let downs = Arc::new(Mutex::new(Vec::new()));
+    let mut tables = Vec::new();
+    for n in &nodes {
+        let d = downs.clone();
+        let opts = TableOptions::<String, u64>::set().handle_down(move |node| {
+            d.lock().unwrap().push(node.to_string());
+        });
+        tables.push(n.table("t", opts).await.unwrap());
+    }
+    joined(&tables).await;
+    let victim = nodes[2].name().to_string();
+    nodes[2].inject_partition(names(&nodes[..2])).await.unwrap();
+    nodes[0].inject_partition([victim.clone()]).await.unwrap();
+    nodes[1].inject_partition([victim.clone()]).await.unwrap();
+    // Waits for the cut-off replica until it is down, then returns.
+    tokio::time::timeout(Duration::from_secs(15), tables[0].insert("k".into(), 1))
+        .await
+        .expect("the write completes once the replica is down")
+        .unwrap();
+    assert_eq!(tables[1].get(&"k".to_string()).unwrap(), Some(1));
+    wait_for(Duration::from_secs(5), "handle_down ran", || {
+        downs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| **n == victim)
+            .count()
+            >= 2
+    })
+    .await;
+    let info = tables[0].info().await.unwrap();
+    assert!(info.down_history.iter().any(|(n, _)| *n == victim));
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_and_bad_types_fail_clearly() {
+    let nodes = cluster(1).await;
+    let n = &nodes[0];
+    let bag = TableOptions::<String, u64>::bag().conflict_handler(|_, a, _| *a);
+    let err = n.table("b", bag).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Table(TableError::BagWithConflictHandler(_))),
+        "{err}"
+    );
+    let t: Table<String, String> = n
+        .table("typed", TableOptions::set().max_records(2))
+        .await
+        .unwrap();
+    t.insert("a".into(), "x".into()).await.unwrap();
+    t.insert("b".into(), "y".into()).await.unwrap();
+    let full = t.insert("c".into(), "z".into()).await.unwrap_err();
+    assert!(full.to_string().contains("max_records = 2"), "{full}");
+    let huge = "x".repeat(300 * 1024);
+    let big = t.insert("big".into(), huge).await.unwrap_err();
+    assert!(big.to_string().contains("exceeds the limit"), "{big}");
+    // The same name read with other types: a clear decode error, not a panic.
+    let wrong: Table<String, (u64, u64, u64, u64)> =
+        n.table("typed", TableOptions::set()).await.unwrap();
+    let err = wrong.snapshot().unwrap_err();
+    assert!(err.to_string().contains("cannot decode"), "{err}");
+    let kind = n
+        .table::<String, String>("typed", TableOptions::bag())
+        .await
+        .unwrap_err();
+    assert!(kind.to_string().contains("same kind"), "{kind}");
+    assert_eq!(n.tables().await.unwrap(), vec!["typed".to_string()]);
+    nodes[0].shutdown().await;
+}
