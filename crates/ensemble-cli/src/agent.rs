@@ -48,6 +48,11 @@ pub struct AgentArgs {
     /// with the payload on stdin; repeat for more (config table: [handlers]).
     #[arg(long = "handler", value_name = "NAME=COMMAND", value_parser = crate::send::parse_handler)]
     handlers: Vec<(String, String)>,
+    /// Host this replicated table (string keys and values) from the start, joined with the
+    /// agents that host it; repeat for more (config key: tables). Tables are also created by
+    /// their first `ensemble table put`.
+    #[arg(long = "table", value_name = "NAME")]
+    tables: Vec<String>,
     /// Allow `ensemble partition inject|resolve` (POST/DELETE /v1/partitions) on this agent;
     /// for tests only (config key: allow_fault_injection).
     #[arg(long)]
@@ -88,6 +93,7 @@ struct AgentSettings {
     fault_injection: bool,
     backend: Arc<dyn Backend>,
     discovery: DiscoveryOptions,
+    tables: Vec<String>,
 }
 
 fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
@@ -162,6 +168,13 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
             fault_injection: args.allow_fault_injection || file.allow_fault_injection,
             backend,
             discovery,
+            tables: {
+                let mut t = file.tables.clone();
+                t.extend(args.tables.iter().cloned());
+                t.sort();
+                t.dedup();
+                t
+            },
         },
     ))
 }
@@ -187,8 +200,23 @@ async fn serve(args: AgentArgs) -> Result<()> {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }
     info!("discovery backend: {}", agent.backend.name());
-    let discovery = Discovery::start_arc(node.clone(), agent.backend, agent.discovery);
-    let app = api::router(node.clone(), discovery, metrics, agent.fault_injection);
+    let tables = crate::tables::AgentTables::new(node.clone());
+    for t in &agent.tables {
+        tables.get(t, true).await?;
+    }
+    let mut options = agent.discovery;
+    options.table_joiner = Some(node.table_joiner(options.join_timeout));
+    let discovery = Discovery::start_arc(node.clone(), agent.backend, options);
+    for t in &agent.tables {
+        discovery.add_table(t.clone()).await;
+    }
+    let app = api::router(
+        node.clone(),
+        discovery,
+        metrics,
+        agent.fault_injection,
+        tables,
+    );
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
             warn!("HTTP API stopped: {e}");

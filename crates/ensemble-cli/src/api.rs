@@ -55,6 +55,13 @@ pub struct Health {
 pub struct AppState {
     node: Node,
     discovery: Discovery,
+    tables: crate::tables::AgentTables,
+}
+
+impl FromRef<AppState> for crate::tables::AgentTables {
+    fn from_ref(s: &AppState) -> Self {
+        s.tables.clone()
+    }
 }
 
 impl FromRef<AppState> for Node {
@@ -74,9 +81,11 @@ pub fn router(
     discovery: Discovery,
     metrics: crate::metrics::Metrics,
     fault_injection: bool,
+    tables: crate::tables::AgentTables,
 ) -> Router {
     Router::new()
         .merge(crate::partition::routes(fault_injection))
+        .merge(crate::tables::routes())
         .route(
             "/metrics",
             get(move |State(node): State<Node>| async move {
@@ -92,7 +101,11 @@ pub fn router(
         .route("/v1/send", axum::routing::post(crate::send::send_route))
         .route("/v1/discovery", get(discovery_info))
         .route("/v1/ready", get(ready))
-        .with_state(AppState { node, discovery })
+        .with_state(AppState {
+            node,
+            discovery,
+            tables,
+        })
 }
 
 /// `GET /v1/discovery`: discovery's system_info.

@@ -16,6 +16,7 @@ mod send;
 mod settings;
 mod sim;
 mod sim_broadcast;
+mod tables;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,8 @@ enum Command {
     Events(events::EventsArgs),
     /// Send a message to a handler registered under a name on a member.
     Send(send::SendArgs),
+    /// Read and write the agent's replicated tables (list, put, get, delete, dump, info).
+    Table(tables::TableArgs),
     /// Inject, resolve or list partitions on an agent (for tests; the agent must allow it).
     Partition(partition::PartitionArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
@@ -61,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::Events(args) => events::events(args),
         Command::Partition(args) => partition::run(args),
         Command::Send(args) => send::send(args),
+        Command::Table(args) => tables::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

@@ -37,6 +37,9 @@ pub struct FileSettings {
     /// `[handlers]`: name = command.
     #[serde(default)]
     pub handlers: BTreeMap<String, String>,
+    /// Replicated tables to host from the start (string keys and values).
+    #[serde(default)]
+    pub tables: Vec<String>,
     #[serde(default)]
     pub discovery: crate::discovery::DiscoverySettings,
 }

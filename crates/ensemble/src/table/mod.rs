@@ -132,6 +132,41 @@ impl Node {
         })
     }
 
+    /// Joins this node's replica of `table` with `node`'s, whatever its types (discovery's
+    /// table joiner uses this; see [`crate::discovery::DiscoveryOptions::table_joiner`]).
+    pub async fn join_table(
+        &self,
+        table: &str,
+        node: &str,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let (table, node) = (table.to_string(), node.to_string());
+        self.call(|reply| {
+            Command::Table(TableCommand::Join {
+                table,
+                node,
+                timeout,
+                reply,
+            })
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// A [`crate::discovery::TableJoiner`] that joins replicated tables of this node, for
+    /// [`crate::discovery::DiscoveryOptions::table_joiner`].
+    pub fn table_joiner(&self, timeout: Duration) -> crate::discovery::TableJoiner {
+        let node = self.clone();
+        std::sync::Arc::new(move |table: String, member: String| {
+            let node = node.clone();
+            Box::pin(async move {
+                node.join_table(&table, &member, timeout)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+    }
+
     /// The names of the tables this node hosts.
     pub async fn tables(&self) -> Result<Vec<String>, Error> {
         self.call(|reply| Command::Table(TableCommand::List { reply }))

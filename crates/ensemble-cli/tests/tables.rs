@@ -1,0 +1,151 @@
+//! End-to-end: replicated tables across 3 `ensemble agent` processes on 127.0.0.1, through
+//! `ensemble table ...` and `/v1/tables`, with a SIGKILLed replica and bad input.
+
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+mod common;
+use common::*;
+
+fn ensemble(args: &[&str]) -> String {
+    let out = Command::new(exe()).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ensemble {args:?} failed: {err}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn info(a: &Agent) -> serde_json::Value {
+    json_of(&["table", "info", "sessions", "--json", "--http", &a.http])
+}
+
+#[test]
+fn agents_replicate_tables_and_survive_a_killed_replica() {
+    let dir = tempdir();
+    let first = Agent::start_with(dir.path(), "a0", None, SECRET, &["--table", "sessions"]);
+    let seed = first.bind.clone();
+    let mut agents = vec![first];
+    for i in 1..3 {
+        let name = format!("a{i}");
+        agents.push(Agent::start_with(
+            dir.path(),
+            &name,
+            Some(&seed),
+            SECRET,
+            &["--table", "sessions"],
+        ));
+    }
+    wait_for(Duration::from_secs(30), "the replicas join", || {
+        agents.iter().all(|a| {
+            ureq_get(&a.http, "/v1/tables/sessions")
+                .is_some_and(|i| i["members"].as_array().map(Vec::len) == Some(3))
+        })
+    });
+    ensemble(&[
+        "table",
+        "put",
+        "sessions",
+        "alice",
+        "room-1",
+        "--http",
+        &agents[0].http,
+    ]);
+    // Synchronous: the other replicas have it when put returns.
+    for a in &agents[1..] {
+        assert_eq!(
+            ensemble(&["table", "get", "sessions", "alice", "--http", &a.http]),
+            "room-1"
+        );
+    }
+    let info = info(&agents[2]);
+    assert_eq!(info["size"], 1);
+    assert_eq!(info["leader"], "a0");
+    assert_eq!(
+        ensemble(&["table", "list", "--http", &agents[1].http]),
+        "sessions"
+    );
+
+    // A killed replica: the next write returns once it is marked down, and survivors agree.
+    agents[2].signal(Signal::SIGKILL);
+    ensemble(&[
+        "table",
+        "put",
+        "sessions",
+        "bob",
+        "room-2",
+        "--http",
+        &agents[1].http,
+    ]);
+    ensemble(&[
+        "table",
+        "delete",
+        "sessions",
+        "alice",
+        "--http",
+        &agents[0].http,
+    ]);
+    let dump = json_of(&[
+        "table",
+        "dump",
+        "sessions",
+        "--json",
+        "--http",
+        &agents[0].http,
+    ]);
+    assert_eq!(
+        dump,
+        serde_json::json!([{ "key": "bob", "value": "room-2" }])
+    );
+    let info = info(&agents[0]);
+    assert_eq!(info["members"], serde_json::json!(["a0", "a1"]));
+    assert_eq!(info["down_history"], serde_json::json!(["a2"]));
+
+    // The killed agent comes back: it re-merges by itself and catches up.
+    agents[2].spawn(Some(&seed), SECRET);
+    wait_for(
+        Duration::from_secs(30),
+        "the restarted replica re-merges",
+        || {
+            ureq_get(&agents[2].http, "/v1/tables/sessions/records/bob")
+                .is_some_and(|r| r["value"] == "room-2")
+        },
+    );
+
+    // Bad input: clear errors, and the agents keep serving.
+    fails_saying(
+        &["table", "get", "nope", "k", "--http", &agents[0].http],
+        &["hosts no table \"nope\""],
+    );
+    fails_saying(
+        &["table", "get", "sessions", "zzz", "--http", &agents[0].http],
+        &["no key \"zzz\""],
+    );
+    let big = "x".repeat(300 * 1024);
+    let resp = ureq::put(&format!(
+        "http://{}/v1/tables/sessions/records/big",
+        agents[0].http
+    ))
+    .send_json(serde_json::json!({ "value": big }));
+    match resp {
+        Err(ureq::Error::Status(413, r)) => {
+            let v: serde_json::Value = r.into_json().unwrap();
+            assert!(
+                v["error"].as_str().unwrap().contains("exceeds the limit"),
+                "{v}"
+            );
+        }
+        other => panic!("expected 413, got {other:?}"),
+    }
+    let resp = ureq::put(&format!(
+        "http://{}/v1/tables/sessions/records/k",
+        agents[0].http
+    ))
+    .set("content-type", "application/json")
+    .send_string("{not json");
+    assert!(matches!(resp, Err(ureq::Error::Status(400, _))), "{resp:?}");
+    assert_eq!(
+        ensemble(&["table", "get", "sessions", "bob", "--http", &agents[0].http]),
+        "room-2"
+    );
+}
