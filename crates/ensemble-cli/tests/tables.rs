@@ -16,7 +16,7 @@ fn ensemble(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn info(a: &Agent) -> serde_json::Value {
+fn table_info(a: &Agent) -> serde_json::Value {
     json_of(&["table", "info", "sessions", "--json", "--http", &a.http])
 }
 
@@ -58,7 +58,7 @@ fn agents_replicate_tables_and_survive_a_killed_replica() {
             "room-1"
         );
     }
-    let info = info(&agents[2]);
+    let info = table_info(&agents[2]);
     assert_eq!(info["size"], 1);
     assert_eq!(info["leader"], "a0");
     assert_eq!(
@@ -97,7 +97,7 @@ fn agents_replicate_tables_and_survive_a_killed_replica() {
         dump,
         serde_json::json!([{ "key": "bob", "value": "room-2" }])
     );
-    let info = info(&agents[0]);
+    let info = table_info(&agents[0]);
     assert_eq!(info["members"], serde_json::json!(["a0", "a1"]));
     assert_eq!(info["down_history"], serde_json::json!(["a2"]));
 
