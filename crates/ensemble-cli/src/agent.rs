@@ -66,11 +66,7 @@ pub struct AgentArgs {
 
 pub fn run(args: AgentArgs) -> Result<()> {
     init_logging();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::procs::runtime()?;
     rt.block_on(serve(args))
 }
 

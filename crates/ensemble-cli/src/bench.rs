@@ -30,6 +30,8 @@ enum BenchWhat {
     Membership(MembershipBench),
     /// Named messaging between two nodes: acknowledged round trip and cast throughput.
     Messaging(crate::bench_messaging::MessagingBench),
+    /// Replicated tables: sync inserts (one and many callers), insert_many, joining an empty node.
+    Tables(crate::bench_tables::TablesBench),
 }
 
 #[derive(Args, Debug)]
@@ -422,6 +424,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let args = match args.what {
         BenchWhat::Membership(a) => a,
         BenchWhat::Messaging(m) => return crate::bench_messaging::run(m),
+        BenchWhat::Tables(t) => return crate::bench_tables::run(t),
     };
     let dir = std::env::temp_dir().join(format!("ensemble-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("cannot create the log directory")?;

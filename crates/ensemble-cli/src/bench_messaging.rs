@@ -44,11 +44,7 @@ pub fn run(a: MessagingBench) -> Result<()> {
     if a.round_trips == 0 || a.messages == 0 {
         bail!("--round-trips and --messages must be at least 1");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::procs::runtime()?;
     let r = rt.block_on(bench(&a))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

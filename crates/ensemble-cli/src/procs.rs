@@ -12,6 +12,15 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// The async runtime the binary's commands run on: two worker threads.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 /// A free TCP port on 127.0.0.1, below Linux's ephemeral range (32768 and up) so that no
 /// outgoing connection of another agent can take it between now and the agent's bind, and
 /// never the same port twice in one process (an agent just started may not have bound yet).

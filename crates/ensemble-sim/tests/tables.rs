@@ -340,6 +340,7 @@ fn writes_made_while_paused_are_applied_in_order_on_unpause() {
 /// heal and the join) ends with identical replicas.
 #[test]
 fn any_interleaving_of_writes_and_a_join_ends_with_identical_replicas() {
+    let mut secessions = 0;
     for seed in 0..24u64 {
         let (mut sim, ids) = cluster(4, 100 + seed);
         let mut rng = SmallRng::seed_from_u64(seed);
@@ -379,6 +380,14 @@ fn any_interleaving_of_writes_and_a_join_ends_with_identical_replicas() {
             written(s) && all_joined(s, &ids) && identical(s, &ids)
         })
         .unwrap_or_else(|| {
+            for id in &ids {
+                eprintln!("{:?}", sim.table_info(*id, T));
+            }
+            for (at, o) in &sim.table_outputs {
+                if matches!(o, table::Output::Merged { .. } | table::Output::Down { .. }) {
+                    eprintln!("{at} {o:?}");
+                }
+            }
             panic!(
                 "seed {seed}: replicas differ: {:?}",
                 ids.iter().map(|i| contents(&sim, *i)).collect::<Vec<_>>()
@@ -388,5 +397,9 @@ fn any_interleaving_of_writes_and_a_join_ends_with_identical_replicas() {
             .filter(|t| matches!(done(&sim, *t), Some(Ok(Reply::Written))))
             .count();
         assert_eq!(oks, token as usize, "seed {seed}: every write succeeds");
+        secessions += sim.by_kind.get("table.forget").copied().unwrap_or(0);
     }
+    // Late down verdicts right after the heal leave some replicas dropping others: such
+    // inconsistent views are repaired (by secession and re-merge) in some of these runs.
+    assert!(secessions > 0, "the repair path ran");
 }

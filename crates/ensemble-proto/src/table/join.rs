@@ -17,6 +17,7 @@
 //! with back-off until its deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
+
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -114,20 +115,30 @@ pub(crate) fn merge(
                 .map(|r| r.version.time)
                 .max()
                 .unwrap_or(0);
-            let mut l: BTreeMap<Bytes, Record> =
-                left.into_iter().map(|r| (r.key.clone(), r)).collect();
-            for r in right {
-                match l.remove(&r.key) {
-                    None => m.to_left.push(r),
-                    Some(x) if x.value == r.value => {}
-                    Some(x) => {
+            // Both snapshots are in key order: walk them side by side.
+            let mut l = left.into_iter().peekable();
+            let mut r = right.into_iter().peekable();
+            loop {
+                let order = match (l.peek(), r.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (Some(a), Some(b)) => a.key.cmp(&b.key),
+                };
+                match order {
+                    std::cmp::Ordering::Less => m.to_right.push(l.next().expect("peeked")),
+                    std::cmp::Ordering::Greater => m.to_left.push(r.next().expect("peeked")),
+                    std::cmp::Ordering::Equal => {
+                        let (x, y) = (l.next().expect("peeked"), r.next().expect("peeked"));
+                        if x.value == y.value {
+                            continue;
+                        }
                         m.conflicts += 1;
                         match conflict {
                             Some(f) => {
-                                let value = f(&r.key, &x.value, &r.value);
                                 let resolved = Record {
-                                    key: r.key.clone(),
-                                    value,
+                                    value: f(&x.key, &x.value, &y.value),
+                                    key: x.key,
                                     version: Version {
                                         time: newest + 1,
                                         origin,
@@ -136,13 +147,12 @@ pub(crate) fn merge(
                                 m.to_left.push(resolved.clone());
                                 m.to_right.push(resolved);
                             }
-                            None if x.version >= r.version => m.to_right.push(x),
-                            None => m.to_left.push(r),
+                            None if x.version >= y.version => m.to_right.push(x),
+                            None => m.to_left.push(y),
                         }
                     }
                 }
             }
-            m.to_right.extend(l.into_values());
         }
     }
     m

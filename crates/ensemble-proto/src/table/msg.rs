@@ -237,6 +237,12 @@ pub enum TableMsg {
         /// The join.
         join: u64,
     },
+    /// The sender left its segment (it found the replicas' views of the segment inconsistent,
+    /// after a partial partition): drop it from yours; a re-merge brings it back.
+    Forget {
+        /// The table.
+        table: String,
+    },
 }
 
 impl TableMsg {
@@ -260,6 +266,7 @@ impl TableMsg {
             TableMsg::Apply { .. } => "table.apply",
             TableMsg::Applied { .. } => "table.applied",
             TableMsg::Unpause { .. } => "table.unpause",
+            TableMsg::Forget { .. } => "table.forget",
         }
     }
 }

@@ -488,10 +488,7 @@ impl Replica {
         let mut changes = Vec::new();
         {
             let records = std::mem::take(&mut self.incoming);
-            let mut store = self.store();
-            for r in &records {
-                store.force(now, r, &mut changes);
-            }
+            self.store().force_all(now, records, &mut changes);
         }
         self.changed(fx, changes);
         self.peers = members.into_iter().filter(|m| *m != fx.me).collect();

@@ -522,6 +522,14 @@ impl Tables {
                 self.maybe_unpause(now, join);
                 return;
             }
+            TableMsg::Forget { table } => {
+                if let Some(r) = self.replicas.get_mut(&table) {
+                    r.remove_peer(now, &mut fx, from, None);
+                }
+                self.finish(now, fx);
+                self.consider_remerge(now, &table, from);
+                return;
+            }
             TableMsg::Unpause { table, join } => {
                 if let Some(r) = self.replicas.get_mut(&table) {
                     r.unlock(now, &mut fx, from, Some(join));
@@ -600,7 +608,12 @@ impl Tables {
             let running = self.joins.values().any(|j| j.table == table);
             if !wanted {
                 self.remerges.remove(&(table, node));
-            } else if !running {
+            } else if running {
+                // One join per table at a time: look again later.
+                if let Some(m) = self.remerges.get_mut(&(table, node)) {
+                    m.due = now + TICK;
+                }
+            } else {
                 let deadline = now + self.config.merge_timeout;
                 let m = self
                     .remerges
@@ -622,10 +635,18 @@ impl Tables {
         if !busy {
             return None;
         }
-        match self.last_tick {
-            Some(t) => Some(t + TICK),
-            None => self.clock,
-        }
+        let tick = match self.last_tick {
+            Some(t) => t + TICK,
+            None => self.clock?,
+        };
+        // Re-merges and retried joins start when due, not at the next periodic tick.
+        let due = self
+            .remerges
+            .values()
+            .map(|m| m.due)
+            .chain(self.delayed.iter().map(|d| d.0))
+            .min();
+        Some(due.map_or(tick, |d| d.min(tick)))
     }
 
     /// The next output to carry out.
@@ -771,7 +792,7 @@ impl Tables {
         let delay = self.config.merge_delay;
         let jitter = Duration::from_millis(self.rng.gen_range(0..200));
         let wait = match (r.leader(&self.me) == self.me, self.me.as_str() < node) {
-            (true, true) => jitter / 4,
+            (true, true) => jitter / 40,
             (true, false) => delay + jitter,
             (false, _) => delay * 3 + jitter,
         };
@@ -1044,12 +1065,43 @@ impl Tables {
                 }
             }
         }
+        let inconsistent =
+            reason.starts_with("segments overlap") || reason.starts_with("replicas disagree");
+        if inconsistent && join.then == Completion::Merge {
+            self.secede(now, &join.table);
+        }
         let err = TableError::Join {
             table: join.table.clone(),
             node: join.remote.clone(),
             reason,
         };
         self.join_done(&join.table, &join.remote, join.then, Err(err));
+    }
+
+    /// Leaves this replica's segment: the replicas' views of it disagree (a partial partition
+    /// left some replicas dropping others). Everyone drops this replica, and re-merges bring it
+    /// back with its records, so views converge one secession at a time.
+    fn secede(&mut self, now: Instant, table: &str) {
+        let join_id = self.rng.gen();
+        let mut fx = self.fx();
+        let Some(r) = self.replicas.get_mut(table) else {
+            return;
+        };
+        let peers: Vec<String> = r.peers.iter().cloned().collect();
+        for p in &peers {
+            fx.send(
+                p,
+                TableMsg::Forget {
+                    table: table.to_string(),
+                },
+            );
+            r.remove_peer(now, &mut fx, p, None);
+        }
+        r.join_id = join_id;
+        self.finish(now, fx);
+        for p in peers {
+            self.consider_remerge(now, table, &p);
+        }
     }
 
     fn retry_join_later(
