@@ -196,6 +196,7 @@ async fn serve(args: AgentArgs) -> Result<()> {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }
     info!("discovery backend: {}", agent.backend.name());
+    node.tracker().await?;
     let tables = crate::tables::AgentTables::new(node.clone());
     for t in &agent.tables {
         tables.get(t, true).await?;

@@ -101,6 +101,7 @@ pub fn router(
         .route("/v1/send", axum::routing::post(crate::send::send_route))
         .route("/v1/discovery", get(discovery_info))
         .route("/v1/ready", get(ready))
+        .route("/v1/tracker", get(crate::tracker::route))
         .with_state(AppState {
             node,
             discovery,

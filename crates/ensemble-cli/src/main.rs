@@ -18,6 +18,7 @@ mod settings;
 mod sim;
 mod sim_broadcast;
 mod tables;
+mod tracker;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +46,8 @@ enum Command {
     Send(send::SendArgs),
     /// Read and write the agent's replicated tables (list, put, get, delete, dump, info).
     Table(tables::TableArgs),
+    /// Every node ever seen, online or offline, and the cluster mode (the node tracker).
+    Tracker(tracker::TrackerArgs),
     /// Inject, resolve or list partitions on an agent (for tests; the agent must allow it).
     Partition(partition::PartitionArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::Partition(args) => partition::run(args),
         Command::Send(args) => send::send(args),
         Command::Table(args) => tables::run(args),
+        Command::Tracker(args) => tracker::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

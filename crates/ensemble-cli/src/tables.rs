@@ -117,9 +117,13 @@ async fn hosted(t: &AgentTables, name: &str) -> Result<Table<String, String>, Re
     }
 }
 
+/// The agent's tables, without Ensemble's own (`ensemble.*`, such as the tracker's).
 async fn list(State(t): State<AgentTables>) -> Response {
     match t.node.tables().await {
-        Ok(names) => Json(names).into_response(),
+        Ok(mut names) => {
+            names.retain(|n| !n.starts_with("ensemble."));
+            Json(names).into_response()
+        }
         Err(e) => failed(e),
     }
 }

@@ -35,6 +35,7 @@ mod messaging;
 mod node;
 mod secret;
 mod table;
+mod tracker;
 mod transport;
 
 pub use broadcast::{BroadcastStatus, MAX_EVENT_NAME};
@@ -50,3 +51,4 @@ pub use secret::{Secret, MIN_SECRET_LEN};
 pub use table::{
     PauseGuard, RequestId, Table, TableChange, TableChanges, TableOptions, DEFAULT_TIMEOUT,
 };
+pub use tracker::{Mode, NodeRow, NodeStatus, NodeUpdate, Tracker, TRACKER_TABLE};

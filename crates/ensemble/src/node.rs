@@ -34,6 +34,17 @@ pub struct Node {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the node running (for background tasks of the node itself).
+#[derive(Clone)]
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    /// The node, if a handle to it is still held somewhere.
+    pub fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
 struct Inner {
     name: String,
     addr: SocketAddr,
@@ -45,6 +56,8 @@ struct Inner {
     /// Never read either: only resubscribed.
     user_events: broadcast::Receiver<UserEvent>,
     partitions: watch::Receiver<BTreeMap<u64, BTreeSet<String>>>,
+    /// Whether the tracker's background task runs.
+    tracker: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Inner {
@@ -191,8 +204,20 @@ impl Node {
                 events: events_rx,
                 user_events: user_events_rx,
                 partitions: partitions_rx,
+                tracker: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// True if the tracker's task was started already; marks it started.
+    pub(crate) fn tracker_started(&self) -> bool {
+        self.inner
+            .tracker
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
     }
 
     /// This node's name.

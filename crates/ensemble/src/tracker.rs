@@ -1,0 +1,334 @@
+//! The node tracker (after Beethoven's CoreServer): a cluster-wide record of every node ever
+//! seen, online or offline, with when it last changed, kept in the replicated table
+//! `ensemble.tracker`. Two nodes that started alone merge their trackers when they meet (the
+//! table re-merges), and a restarted node updates its own row.
+//!
+//! Each node writes its own row when it starts; the lowest-named live member writes the rows of
+//! the others as membership changes. The tracker reconciles the table with the member list on
+//! every membership event and every second, so a missed event only delays a row.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::node::Node;
+use crate::table::{Table, TableChanges, TableOptions};
+
+/// The table that holds the tracker's rows.
+pub const TRACKER_TABLE: &str = "ensemble.tracker";
+
+/// How often the tracker compares the table with the member list, besides membership events.
+const RECONCILE: Duration = Duration::from_secs(1);
+
+/// Online or offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Alive or suspect.
+    Online,
+    /// Down or left.
+    Offline,
+}
+
+/// One node's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRow {
+    /// The node.
+    pub node: String,
+    /// Online or offline.
+    pub status: NodeStatus,
+    /// When the status last changed, in milliseconds since the Unix epoch.
+    pub last_change_ms: u64,
+    /// The node's incarnation when it was last seen (grows across restarts and refutations).
+    pub incarnation: u64,
+}
+
+/// Alone, or with others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// No other member is online.
+    Standalone,
+    /// At least one other member is online.
+    Clustered,
+}
+
+/// A change of another node's status, from [`Tracker::alert_me`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeUpdate {
+    /// The node.
+    pub node: String,
+    /// Its new status.
+    pub status: NodeStatus,
+}
+
+/// The node tracker of one node: [`Node::tracker`].
+#[derive(Clone)]
+pub struct Tracker {
+    node: Node,
+    table: Table<String, NodeRow>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("node", &self.node.name())
+            .finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Two sides of a join recorded one node differently: the later change wins.
+fn later(_node: &String, a: &NodeRow, b: &NodeRow) -> NodeRow {
+    if (b.last_change_ms, b.incarnation) > (a.last_change_ms, a.incarnation) {
+        b.clone()
+    } else {
+        a.clone()
+    }
+}
+
+/// The rows this node should write so the table matches what it sees: its own row always, the
+/// others' only if it is the lowest-named live member (the writer).
+pub(crate) fn wanted_rows(
+    me: &str,
+    members: &[crate::Member],
+    rows: &BTreeMap<String, NodeRow>,
+    now_ms: u64,
+) -> Vec<NodeRow> {
+    let writer = members
+        .iter()
+        .filter(|m| m.status.is_up())
+        .map(|m| m.name.as_str())
+        .min()
+        == Some(me);
+    let mut out = Vec::new();
+    for m in members {
+        if m.name != me && !writer {
+            continue;
+        }
+        let status = if m.status.is_up() {
+            NodeStatus::Online
+        } else {
+            NodeStatus::Offline
+        };
+        let row = rows.get(&m.name);
+        let changed = row.is_none_or(|r| r.status != status);
+        let restarted =
+            row.is_some_and(|r| status == NodeStatus::Online && r.incarnation < m.incarnation);
+        if changed || restarted {
+            out.push(NodeRow {
+                node: m.name.clone(),
+                status,
+                last_change_ms: if changed {
+                    now_ms
+                } else {
+                    row.map_or(now_ms, |r| r.last_change_ms)
+                },
+                incarnation: m.incarnation,
+            });
+        }
+    }
+    out
+}
+
+impl Node {
+    /// This node's tracker. The first call starts the background task that keeps this node's
+    /// view in the table; every call returns a new handle on the same table.
+    pub async fn tracker(&self) -> Result<Tracker, Error> {
+        let t = Tracker::open(self).await?;
+        if !self.tracker_started() {
+            t.reconcile().await?;
+            let weak = self.downgrade();
+            let mut events = self.events();
+            tokio::spawn(async move {
+                loop {
+                    let event = tokio::time::timeout(RECONCILE, events.next()).await;
+                    if let Ok(None) = event {
+                        return; // the node stopped
+                    }
+                    let Some(node) = weak.upgrade() else { return };
+                    let result = match Tracker::open(&node).await {
+                        Ok(t) => t.reconcile().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!("tracker not updated: {e}");
+                    }
+                }
+            });
+        }
+        Ok(t)
+    }
+}
+
+impl Tracker {
+    async fn open(node: &Node) -> Result<Tracker, Error> {
+        let options = TableOptions::set().conflict_handler(later);
+        let table: Table<String, NodeRow> = node.table(TRACKER_TABLE, options).await?;
+        Ok(Tracker {
+            node: node.clone(),
+            table,
+        })
+    }
+
+    async fn reconcile(&self) -> Result<(), Error> {
+        let rows: BTreeMap<String, NodeRow> = self.table.snapshot()?.into_iter().collect();
+        let writes = wanted_rows(self.node.name(), &self.node.members(), &rows, now_ms());
+        if !writes.is_empty() {
+            let records: Vec<(String, NodeRow)> =
+                writes.into_iter().map(|r| (r.node.clone(), r)).collect();
+            self.table.insert_many(&records).await?;
+        }
+        Ok(())
+    }
+
+    /// `Standalone` while no other member is online, `Clustered` otherwise.
+    pub fn get_mode(&self) -> Mode {
+        let me = self.node.name();
+        let others = self
+            .node
+            .members()
+            .into_iter()
+            .any(|m| m.name != me && m.status.is_up());
+        if others {
+            Mode::Clustered
+        } else {
+            Mode::Standalone
+        }
+    }
+
+    /// The row of `node`, if it was ever seen.
+    pub fn fetch(&self, node: &str) -> Result<Option<NodeRow>, Error> {
+        self.table.get(&node.to_string())
+    }
+
+    /// Every row, by node name.
+    pub fn fetch_all(&self) -> Result<Vec<NodeRow>, Error> {
+        Ok(self.table.snapshot()?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The rows that `filter` keeps.
+    pub fn select(&self, filter: impl Fn(&NodeRow) -> bool) -> Result<Vec<NodeRow>, Error> {
+        Ok(self
+            .fetch_all()?
+            .into_iter()
+            .filter(|r| filter(r))
+            .collect())
+    }
+
+    /// Every status change of another node (never this one), from now on.
+    pub fn alert_me(&self) -> impl Stream<Item = NodeUpdate> + Send + Unpin + 'static {
+        let me = self.node.name().to_string();
+        let changes = self.table.subscribe();
+        futures::stream::unfold((changes, me), |(mut changes, me)| async move {
+            loop {
+                match changes.recv().await {
+                    Ok(Some(c)) => {
+                        let old = c.old.as_ref().map(|r| r.status);
+                        let Some(new) = c.new else { continue };
+                        if c.key != me && old != Some(new.status) {
+                            let u = NodeUpdate {
+                                node: c.key,
+                                status: new.status,
+                            };
+                            return Some((u, (changes, me)));
+                        }
+                    }
+                    Ok(None) => return None,
+                    Err(e) => tracing::warn!("tracker subscriber: {e}"),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// The raw changes of the tracker's table: old and new rows.
+    pub fn events(&self) -> TableChanges<String, NodeRow> {
+        self.table.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Member, Status};
+
+    fn member(name: &str, incarnation: u64, status: Status) -> Member {
+        Member {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            incarnation,
+            status,
+            tags: Default::default(),
+        }
+    }
+
+    fn row(node: &str, status: NodeStatus, at: u64, incarnation: u64) -> (String, NodeRow) {
+        let r = NodeRow {
+            node: node.into(),
+            status,
+            last_change_ms: at,
+            incarnation,
+        };
+        (node.into(), r)
+    }
+
+    #[test]
+    fn only_the_lowest_live_member_writes_the_others_rows() {
+        let members = [
+            member("a", 1, Status::Down),
+            member("b", 1, Status::Alive),
+            member("c", 1, Status::Alive),
+        ];
+        let rows = BTreeMap::from([row("a", NodeStatus::Online, 5, 1)]);
+        // b is the lowest live member: it writes a offline, and the missing rows.
+        let w = wanted_rows("b", &members, &rows, 9);
+        let got: Vec<_> = w
+            .iter()
+            .map(|r| (r.node.as_str(), r.status, r.last_change_ms))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", NodeStatus::Offline, 9),
+                ("b", NodeStatus::Online, 9),
+                ("c", NodeStatus::Online, 9)
+            ]
+        );
+        // c writes only its own row.
+        let w = wanted_rows("c", &members, &rows, 9);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].node, "c");
+    }
+
+    #[test]
+    fn a_restart_updates_the_same_row_and_nothing_changes_twice() {
+        let members = [member("a", 7, Status::Alive)];
+        let rows = BTreeMap::from([row("a", NodeStatus::Online, 5, 3)]);
+        let w = wanted_rows("a", &members, &rows, 9);
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            (w[0].incarnation, w[0].last_change_ms),
+            (7, 5),
+            "online all along"
+        );
+        let rows = BTreeMap::from([row("a", NodeStatus::Online, 5, 7)]);
+        assert!(wanted_rows("a", &members, &rows, 9).is_empty());
+    }
+
+    #[test]
+    fn the_later_change_wins_a_join() {
+        let (_, a) = row("x", NodeStatus::Online, 5, 1);
+        let (_, b) = row("x", NodeStatus::Offline, 8, 1);
+        assert_eq!(later(&"x".to_string(), &a, &b), b);
+        assert_eq!(later(&"x".to_string(), &b, &a), b);
+    }
+}
