@@ -403,3 +403,28 @@ fn any_interleaving_of_writes_and_a_join_ends_with_identical_replicas() {
     // inconsistent views are repaired (by secession and re-merge) in some of these runs.
     assert!(secessions > 0, "the repair path ran");
 }
+
+/// A replica restarted faster than failure detection comes back empty, under a new join id,
+/// while its peers still count it: the views are repaired and it gets every record.
+#[test]
+fn a_replica_restarted_before_anyone_noticed_catches_up() {
+    let (mut sim, ids) = cluster(3, 8);
+    create(&mut sim, &ids, &TableSpec::set());
+    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
+        .expect("one segment");
+    put(&mut sim, ids[0], 1, "before", "1");
+    wait_done(&mut sim, 1, Duration::from_secs(1)).expect("written");
+    sim.restart(ids[2]);
+    create(&mut sim, &ids[2..], &TableSpec::set());
+    put(&mut sim, ids[1], 2, "after", "2");
+    sim.run_until(Duration::from_secs(30), |s| {
+        all_joined(s, &ids) && identical(s, &ids) && contents(s, ids[2]).len() == 2
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the restarted replica did not catch up: {:?} {:?}",
+            ids.iter().map(|i| contents(&sim, *i)).collect::<Vec<_>>(),
+            ids.iter().map(|i| members(&sim, *i)).collect::<Vec<_>>()
+        )
+    });
+}

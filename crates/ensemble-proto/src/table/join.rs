@@ -1,14 +1,16 @@
 //! The coordinator's side of a join of two table segments.
 //!
 //! 1. Lock and pause every replica of both segments (`Pause`); each answers `Paused` with its
-//!    segment and join id once its own writes are acked everywhere, so that any one replica's
-//!    records are its whole segment's.
+//!    segment, join id and records' digest once its own writes are acked everywhere, so no
+//!    write is in flight.
 //! 2. Check that the segments do not overlap and that every replica of each agrees on its
 //!    segment and join id.
-//! 3. Take the records of one replica on each side (the coordinator's own, and the remote's
-//!    `SnapshotRequest`), merge them, and send each side what it lacks (`Chunk`s, `Apply`): a
-//!    key on both sides with different values goes through the conflict handler (or the newer
-//!    write wins), and the result is written to both sides.
+//! 3. Take the records of one replica per distinct digest (usually one per side: the
+//!    coordinator's own and the remote's, by `SnapshotRequest`), merge them, and send every
+//!    replica what it lacks (`Chunk`s, `Apply`): a key held with different values goes through
+//!    the conflict handler (or the newer write wins), and the result is written everywhere.
+//!    Replicas of one segment whose records differ (after a partial partition) get theirs
+//!    repaired too.
 //! 4. When every replica has applied, `Unpause` them all: they replay their queued writes under
 //!    the new join id.
 //!
@@ -31,8 +33,11 @@ use super::{Completion, ConflictHandler};
 pub(crate) enum Stage {
     /// Waiting for `Paused` from every replica asked.
     Pausing,
-    /// Waiting for the remote's snapshot.
-    Snapshot { records: Vec<Record> },
+    /// Waiting for one snapshot per distinct digest: from these replicas (the value is what
+    /// arrived so far, and the announced total once complete).
+    Snapshot {
+        from: BTreeMap<String, (Vec<Record>, Option<u64>)>,
+    },
     /// Waiting for `Applied` from these replicas.
     Applying { waiting: BTreeSet<String> },
 }
@@ -48,7 +53,8 @@ pub(crate) struct Join {
     pub left: BTreeSet<String>,
     pub right: BTreeSet<String>,
     pub asked: BTreeSet<String>,
-    pub views: BTreeMap<String, (BTreeSet<String>, u64)>,
+    /// Each replica's segment, join id and digest, from its `Paused`.
+    pub views: BTreeMap<String, (BTreeSet<String>, u64, u64)>,
     pub stage: Stage,
 }
 
@@ -66,7 +72,7 @@ impl Join {
         for side in [&self.left, &self.right] {
             let mut ids = BTreeSet::new();
             for n in side {
-                let (segment, id) = &self.views[n];
+                let (segment, id, _) = &self.views[n];
                 if segment != side {
                     return Some(format!(
                         "replicas disagree on the segment: {n} has {:?}, expected {:?}",
@@ -83,77 +89,121 @@ impl Join {
     }
 }
 
-/// What each side lacks after merging the two snapshots.
-#[derive(Debug, Default)]
-pub(crate) struct Merged {
-    pub to_left: Vec<Record>,
-    pub to_right: Vec<Record>,
-    pub conflicts: usize,
+/// One replica per distinct digest: the replicas whose snapshots the join needs (this node's
+/// own first when it has one of the digests).
+impl Join {
+    pub fn snapshot_sources(&self, me: &str) -> BTreeMap<u64, String> {
+        let mut by_digest: BTreeMap<u64, String> = BTreeMap::new();
+        for (n, (_, _, digest)) in &self.views {
+            let e = by_digest.entry(*digest).or_insert_with(|| n.clone());
+            if n == me {
+                *e = n.clone();
+            }
+        }
+        by_digest
+    }
 }
 
-/// Merges two snapshots (each in key order, as `Store::records` gives them).
-pub(crate) fn merge(
+/// The records every replica should hold after a join: the union of the snapshots, a key with
+/// different values going through the conflict handler (or the later write wins).
+pub(crate) fn union(
     kind: Kind,
     conflict: Option<&ConflictHandler>,
     origin: u64,
+    snapshots: Vec<Vec<Record>>,
+) -> (Vec<Record>, usize) {
+    let newest = snapshots
+        .iter()
+        .flatten()
+        .map(|r| r.version.time)
+        .max()
+        .unwrap_or(0);
+    let mut conflicts = 0;
+    let mut snapshots = snapshots.into_iter();
+    let mut target = snapshots.next().unwrap_or_default();
+    for other in snapshots {
+        target = union2(
+            kind,
+            conflict,
+            origin,
+            newest,
+            target,
+            other,
+            &mut conflicts,
+        );
+    }
+    (target, conflicts)
+}
+
+/// Merges two snapshots in key order (bags: in (key, value) order).
+fn union2(
+    kind: Kind,
+    conflict: Option<&ConflictHandler>,
+    origin: u64,
+    newest: u64,
     left: Vec<Record>,
     right: Vec<Record>,
-) -> Merged {
-    let mut m = Merged::default();
-    match kind {
-        Kind::Bag => {
-            let key = |r: &Record| (r.key.clone(), r.value.clone());
-            let l: BTreeSet<(Bytes, Bytes)> = left.iter().map(key).collect();
-            let r: BTreeSet<(Bytes, Bytes)> = right.iter().map(key).collect();
-            m.to_left = right.into_iter().filter(|x| !l.contains(&key(x))).collect();
-            m.to_right = left.into_iter().filter(|x| !r.contains(&key(x))).collect();
-        }
-        Kind::Set => {
-            let newest = left
-                .iter()
-                .chain(&right)
-                .map(|r| r.version.time)
-                .max()
-                .unwrap_or(0);
-            // Both snapshots are in key order: walk them side by side.
-            let mut l = left.into_iter().peekable();
-            let mut r = right.into_iter().peekable();
-            loop {
-                let order = match (l.peek(), r.peek()) {
-                    (None, None) => break,
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (Some(a), Some(b)) => a.key.cmp(&b.key),
-                };
-                match order {
-                    std::cmp::Ordering::Less => m.to_right.push(l.next().expect("peeked")),
-                    std::cmp::Ordering::Greater => m.to_left.push(r.next().expect("peeked")),
-                    std::cmp::Ordering::Equal => {
-                        let (x, y) = (l.next().expect("peeked"), r.next().expect("peeked"));
-                        if x.value == y.value {
-                            continue;
-                        }
-                        m.conflicts += 1;
-                        match conflict {
-                            Some(f) => {
-                                let resolved = Record {
-                                    value: f(&x.key, &x.value, &y.value),
-                                    key: x.key,
-                                    version: Version {
-                                        time: newest + 1,
-                                        origin,
-                                    },
-                                };
-                                m.to_left.push(resolved.clone());
-                                m.to_right.push(resolved);
-                            }
-                            None if x.version >= y.version => m.to_right.push(x),
-                            None => m.to_left.push(y),
-                        }
-                    }
+    conflicts: &mut usize,
+) -> Vec<Record> {
+    let mut out = Vec::with_capacity(left.len().max(right.len()));
+    let mut l = left.into_iter().peekable();
+    let mut r = right.into_iter().peekable();
+    let id = |x: &Record| match kind {
+        Kind::Set => (x.key.clone(), Bytes::new()),
+        Kind::Bag => (x.key.clone(), x.value.clone()),
+    };
+    loop {
+        let order = match (l.peek(), r.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(a), Some(b)) => id(a).cmp(&id(b)),
+        };
+        match order {
+            std::cmp::Ordering::Less => out.push(l.next().expect("peeked")),
+            std::cmp::Ordering::Greater => out.push(r.next().expect("peeked")),
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (l.next().expect("peeked"), r.next().expect("peeked"));
+                if x.value == y.value {
+                    out.push(if x.version >= y.version { x } else { y });
+                    continue;
                 }
+                *conflicts += 1;
+                out.push(match conflict {
+                    Some(f) => Record {
+                        value: f(&x.key, &x.value, &y.value),
+                        key: x.key,
+                        version: Version {
+                            time: newest + 1,
+                            origin,
+                        },
+                    },
+                    None if x.version >= y.version => x,
+                    None => y,
+                });
             }
         }
     }
-    m
+    out
+}
+
+/// What a replica holding `have` lacks of `target` (both in order): records missing or held
+/// with another value or version.
+pub(crate) fn diff(kind: Kind, target: &[Record], have: &[Record]) -> Vec<Record> {
+    let id = |x: &Record| match kind {
+        Kind::Set => (x.key.clone(), Bytes::new()),
+        Kind::Bag => (x.key.clone(), x.value.clone()),
+    };
+    let mut out = Vec::new();
+    let mut h = have.iter().peekable();
+    for t in target {
+        while h.peek().is_some_and(|x| id(x) < id(t)) {
+            h.next();
+        }
+        match h.peek() {
+            Some(x) if id(x) == id(t) && x.value == t.value && x.version == t.version => {}
+            _ => out.push(t.clone()),
+        }
+    }
+    out
 }

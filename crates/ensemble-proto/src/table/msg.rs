@@ -174,6 +174,8 @@ pub enum TableMsg {
         peers: Vec<String>,
         /// Its join id.
         join_id: u64,
+        /// Its records' digest: replicas with equal digests hold equal records.
+        digest: u64,
     },
     /// The replica will not take part in the join.
     Refused {

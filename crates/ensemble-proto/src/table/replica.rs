@@ -59,6 +59,8 @@ pub(crate) struct Replica {
     pub store: Arc<RwLock<Store>>,
     pub peers: BTreeSet<String>,
     pub join_id: u64,
+    /// Join ids this replica had before, newest last: writes still carrying one are stale.
+    past_ids: VecDeque<u64>,
     pub lock: Option<Lock>,
     pub pauses: BTreeSet<u64>,
     /// Members that went down, newest last, with when.
@@ -92,6 +94,7 @@ impl Replica {
             spec,
             peers: BTreeSet::new(),
             join_id,
+            past_ids: VecDeque::new(),
             lock: None,
             pauses: BTreeSet::new(),
             down_history: Vec::new(),
@@ -103,6 +106,17 @@ impl Replica {
             incoming: Vec::new(),
             recent: BTreeMap::new(),
             recent_order: VecDeque::new(),
+        }
+    }
+
+    /// Takes a new join id, remembering the old one.
+    pub fn set_join_id(&mut self, id: u64) {
+        if id != self.join_id {
+            self.past_ids.push_back(self.join_id);
+            if self.past_ids.len() > 16 {
+                self.past_ids.pop_front();
+            }
+            self.join_id = id;
         }
     }
 
@@ -271,9 +285,13 @@ impl Replica {
             },
         );
         if join_id != self.join_id {
-            // Another segment's writes (or a peer that took part in a join we missed): ignored.
-            if self.peers.contains(from) && self.lock.is_none() {
-                self.remove_peer(now, fx, from, None);
+            // Another segment's writes: ignored. Unless a join is under way, the sender and this
+            // replica disagree on the segment (a join one of them missed, or this replica
+            // restarted before anyone noticed): re-merge with it.
+            if self.lock.is_none() && !self.past_ids.contains(&join_id) {
+                if self.peers.contains(from) {
+                    self.remove_peer(now, fx, from, None);
+                }
                 fx.diverged.push((self.name.clone(), from.to_string()));
             }
             return;
@@ -386,6 +404,7 @@ impl Replica {
                 join,
                 peers: self.peers.iter().cloned().collect(),
                 join_id: self.join_id,
+                digest: self.read().digest(),
             },
         );
     }
@@ -492,7 +511,7 @@ impl Replica {
         }
         self.changed(fx, changes);
         self.peers = members.into_iter().filter(|m| *m != fx.me).collect();
-        self.join_id = join_id;
+        self.set_join_id(join_id);
         fx.send(
             from,
             TableMsg::Applied {

@@ -60,6 +60,25 @@ pub struct Store {
     bytes: usize,
     clock: u64,
     tombstones: VecDeque<(Instant, Bytes, Option<Bytes>)>,
+    /// XOR of the hashes of the live records (with their versions): equal digests mean equal
+    /// contents, so a join needs one snapshot per distinct digest.
+    digest: u64,
+}
+
+/// A record's share of [`Store::digest`] (FNV-1a over key, value and version).
+pub(crate) fn record_hash(key: &[u8], value: &[u8], version: Version) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(&(key.len() as u64).to_le_bytes());
+    eat(key);
+    eat(value);
+    eat(&version.time.to_le_bytes());
+    eat(&version.origin.to_le_bytes());
+    h
 }
 
 impl Store {
@@ -73,6 +92,7 @@ impl Store {
             bytes: 0,
             clock: 0,
             tombstones: VecDeque::new(),
+            digest: 0,
         }
     }
 
@@ -89,6 +109,11 @@ impl Store {
     /// True when no record is live.
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+
+    /// A digest of the live records and their versions.
+    pub fn digest(&self) -> u64 {
+        self.digest
     }
 
     /// Estimated bytes the live records take.
@@ -220,6 +245,7 @@ impl Store {
             changes.reserve(records.len());
             for r in &records {
                 self.clock = self.clock.max(r.version.time);
+                self.digest ^= record_hash(&r.key, &r.value, r.version);
                 self.live += 1;
                 self.bytes += Self::cost(&r.key, &r.value);
                 changes.push(Change {
@@ -290,18 +316,20 @@ impl Store {
         force: bool,
         changes: &mut Vec<Change>,
     ) {
-        let old = match self.set.get(key) {
+        let (old, old_version) = match self.set.get(key) {
             Some(s) if s.version >= version && !force => return,
-            Some(s) => s.value.clone(),
-            None => None,
+            Some(s) => (s.value.clone(), s.version),
+            None => (None, Version::default()),
         };
         if let Some(o) = &old {
             self.live -= 1;
             self.bytes -= Self::cost(key, o);
+            self.digest ^= record_hash(key, o, old_version);
         }
         if let Some(n) = &value {
             self.live += 1;
             self.bytes += Self::cost(key, n);
+            self.digest ^= record_hash(key, n, version);
         } else {
             self.tombstones.push_back((now, key.clone(), None));
         }
@@ -336,12 +364,18 @@ impl Store {
         if !force && version <= slot.cleared {
             return;
         }
-        let was = match slot.objects.get(value) {
+        let (was, was_version) = match slot.objects.get(value) {
             Some((v, _)) if *v >= version && !force => return,
-            Some((_, l)) => *l,
-            None => false,
+            Some((v, l)) => (*l, *v),
+            None => (false, Version::default()),
         };
         slot.objects.insert(value.clone(), (version, live));
+        if was {
+            self.digest ^= record_hash(key, value, was_version);
+        }
+        if live {
+            self.digest ^= record_hash(key, value, version);
+        }
         match (was, live) {
             (false, true) => {
                 slot.live += 1;
@@ -390,8 +424,9 @@ impl Store {
             .map(|(value, _)| value.clone())
             .collect();
         for value in gone {
-            let (_, live) = slot.objects.remove(&value).expect("listed");
+            let (was_version, live) = slot.objects.remove(&value).expect("listed");
             if live {
+                self.digest ^= record_hash(key, &value, was_version);
                 slot.live -= 1;
                 self.live -= 1;
                 self.bytes -= Self::cost(key, &value);

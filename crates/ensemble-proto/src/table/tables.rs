@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::join::{merge, Join, Stage};
-use super::msg::{LeaderOp, LeaderResult, TableMsg};
+use super::join::{diff, union, Join, Stage};
+use super::msg::{LeaderOp, LeaderResult, Record, TableMsg};
 use super::replica::{check_limits, Replica};
 use super::store::{Kind, Store};
 use super::{
@@ -458,10 +458,11 @@ impl Tables {
                 join,
                 peers,
                 join_id,
+                digest,
                 ..
             } => {
                 self.finish(now, fx);
-                self.on_paused(now, from, join, peers, join_id);
+                self.on_paused(now, from, join, peers, (join_id, digest));
                 return;
             }
             TableMsg::Refused { join, reason, .. } => {
@@ -482,16 +483,14 @@ impl Tables {
                 join,
                 records,
             } => {
-                let ours = from != self.me
-                    && self.joins.get(&join).is_some_and(|j| {
-                        j.remote == from && matches!(j.stage, Stage::Snapshot { .. })
-                    });
-                if ours {
-                    if let Some(Stage::Snapshot { records: got }) =
-                        self.joins.get_mut(&join).map(|j| &mut j.stage)
-                    {
-                        got.extend(records);
+                let source = match self.joins.get_mut(&join).map(|j| &mut j.stage) {
+                    Some(Stage::Snapshot { from: sources }) if from != self.me => {
+                        sources.get_mut(from)
                     }
+                    _ => None,
+                };
+                if let Some((got, None)) = source {
+                    got.extend(records);
                 } else if let Some(r) = self.replicas.get_mut(&table) {
                     r.on_chunk(from, join, records);
                 }
@@ -873,7 +872,14 @@ impl Tables {
         }
     }
 
-    fn on_paused(&mut self, now: Instant, from: &str, id: u64, peers: Vec<String>, join_id: u64) {
+    fn on_paused(
+        &mut self,
+        now: Instant,
+        from: &str,
+        id: u64,
+        peers: Vec<String>,
+        (join_id, digest): (u64, u64),
+    ) {
         let Some(join) = self.joins.get_mut(&id) else {
             // A join we gave up on: release the replica.
             self.push_unpause_unknown(from, id);
@@ -890,7 +896,8 @@ impl Tables {
                 .collect();
             if let Some(n) = segment.iter().find(|n| join.left.contains(*n)) {
                 let reason = format!("segments overlap: {n} is in both");
-                join.views.insert(from.to_string(), (segment, join_id));
+                join.views
+                    .insert(from.to_string(), (segment, join_id, digest));
                 self.abort(now, id, reason, false);
                 return;
             }
@@ -903,7 +910,8 @@ impl Tables {
                 self.outputs.push_back(Output::Send { to: n, msg });
             }
         }
-        join.views.insert(from.to_string(), (segment, join_id));
+        join.views
+            .insert(from.to_string(), (segment, join_id, digest));
         if !join.all_paused() {
             return;
         }
@@ -911,15 +919,28 @@ impl Tables {
             self.abort(now, id, reason, false);
             return;
         }
-        join.stage = Stage::Snapshot {
-            records: Vec::new(),
-        };
-        let msg = TableMsg::SnapshotRequest {
-            table: join.table.clone(),
-            join: id,
-        };
-        let remote = join.remote.clone();
-        self.push_send(remote, msg);
+        // One snapshot per distinct digest; this node's own is read directly.
+        let sources = join.snapshot_sources(&self.me);
+        let table = join.table.clone();
+        let mut from = BTreeMap::new();
+        for rep in sources.into_values() {
+            if rep == self.me {
+                let own = self.replicas[&table].read().records();
+                let total = own.len() as u64;
+                from.insert(rep, (own, Some(total)));
+            } else {
+                from.insert(rep.clone(), (Vec::new(), None));
+                let msg = TableMsg::SnapshotRequest {
+                    table: table.clone(),
+                    join: id,
+                };
+                self.push_send(rep, msg);
+            }
+        }
+        if let Some(j) = self.joins.get_mut(&id) {
+            j.stage = Stage::Snapshot { from };
+        }
+        self.maybe_apply(now, id);
     }
 
     fn push_unpause_unknown(&mut self, to: &str, join: u64) {
@@ -930,13 +951,35 @@ impl Tables {
     }
 
     fn on_snapshot(&mut self, now: Instant, from: &str, id: u64, total: u64) {
+        let Some(Stage::Snapshot { from: sources }) = self.joins.get_mut(&id).map(|j| &mut j.stage)
+        else {
+            return;
+        };
+        let Some((got, done @ None)) = sources.get_mut(from) else {
+            return;
+        };
+        if got.len() as u64 != total {
+            let reason = format!(
+                "{} of {total} snapshot records arrived from {from}",
+                got.len()
+            );
+            self.abort(now, id, reason, true);
+            return;
+        }
+        *done = Some(total);
+        self.maybe_apply(now, id);
+    }
+
+    /// Every snapshot is in: merge them and send every replica what it lacks.
+    fn maybe_apply(&mut self, now: Instant, id: u64) {
         let Some(join) = self.joins.get_mut(&id) else {
             return;
         };
-        if join.remote != from {
+        let complete = matches!(&join.stage, Stage::Snapshot { from } if from.values().all(|(_, t)| t.is_some()));
+        if !complete {
             return;
         }
-        let Stage::Snapshot { records } = std::mem::replace(
+        let Stage::Snapshot { from: sources } = std::mem::replace(
             &mut join.stage,
             Stage::Applying {
                 waiting: BTreeSet::new(),
@@ -944,51 +987,56 @@ impl Tables {
         ) else {
             return;
         };
-        if records.len() as u64 != total {
-            let reason = format!("{} of {total} snapshot records arrived", records.len());
-            self.abort(now, id, reason, true);
-            return;
-        }
         let r = &self.replicas[&join.table];
-        let left = r.read().records();
-        let merged = merge(
-            r.spec.kind,
+        let kind = r.spec.kind;
+        // Which snapshot stands for which replica: the source with the same digest.
+        let source_of: BTreeMap<u64, String> = sources
+            .keys()
+            .map(|rep| (join.views[rep].2, rep.clone()))
+            .collect();
+        let snapshots: BTreeMap<String, Vec<Record>> = sources
+            .into_iter()
+            .map(|(rep, (records, _))| (rep, records))
+            .collect();
+        let (target, _conflicts) = union(
+            kind,
             r.spec.conflict.as_ref(),
             self.origin,
-            left,
-            records,
+            snapshots.values().cloned().collect(),
         );
+        let lacks: BTreeMap<&String, Vec<Record>> = snapshots
+            .iter()
+            .map(|(rep, have)| (rep, diff(kind, &target, have)))
+            .collect();
         let members: Vec<String> = join.left.union(&join.right).cloned().collect();
         let join_id: u64 = self.rng.gen();
         let table = join.table.clone();
-        let sides = [
-            (join.left.clone(), merged.to_left),
-            (join.right.clone(), merged.to_right),
-        ];
         if let Stage::Applying { waiting } = &mut join.stage {
             waiting.extend(members.iter().cloned());
         }
+        let digests: BTreeMap<String, u64> =
+            join.views.iter().map(|(n, v)| (n.clone(), v.2)).collect();
         let mut fx = self.fx();
         let mut own = None;
-        for (side, records) in sides {
-            let total = records.len() as u64;
-            for n in side {
-                if n == self.me {
-                    own = Some(records.clone());
-                    continue;
-                }
-                fx.send_chunks(&n, &table, id, records.clone());
-                fx.send(
-                    &n,
-                    TableMsg::Apply {
-                        table: table.clone(),
-                        join: id,
-                        total,
-                        members: members.clone(),
-                        join_id,
-                    },
-                );
+        for n in &members {
+            let rep = &source_of[&digests[n]];
+            let records = lacks[rep].clone();
+            if *n == self.me {
+                own = Some(records);
+                continue;
             }
+            let total = records.len() as u64;
+            fx.send_chunks(n, &table, id, records);
+            fx.send(
+                n,
+                TableMsg::Apply {
+                    table: table.clone(),
+                    join: id,
+                    total,
+                    members: members.clone(),
+                    join_id,
+                },
+            );
         }
         self.finish(now, fx);
         if let Some(records) = own {
@@ -1068,6 +1116,21 @@ impl Tables {
         let inconsistent =
             reason.starts_with("segments overlap") || reason.starts_with("replicas disagree");
         if inconsistent && join.then == Completion::Merge {
+            // Replicas that count this one while it does not count them (it restarted, or
+            // dropped them) must drop it too before a join can succeed.
+            let listing: Vec<String> = join
+                .views
+                .iter()
+                .filter(|(n, (segment, _, _))| **n != self.me && segment.contains(&self.me))
+                .filter(|(n, _)| !self.replicas[&join.table].peers.contains(*n))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in listing {
+                let msg = TableMsg::Forget {
+                    table: join.table.clone(),
+                };
+                self.push_send(n, msg);
+            }
             self.secede(now, &join.table);
         }
         let err = TableError::Join {
@@ -1097,7 +1160,7 @@ impl Tables {
             );
             r.remove_peer(now, &mut fx, p, None);
         }
-        r.join_id = join_id;
+        r.set_join_id(join_id);
         self.finish(now, fx);
         for p in peers {
             self.consider_remerge(now, table, &p);

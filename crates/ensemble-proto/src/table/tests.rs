@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::join::{merge, Join, Stage};
+use super::join::{diff, union, Join, Stage};
 use super::*;
 
 fn b(s: &str) -> Bytes {
@@ -48,13 +48,19 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn apply_all(kind: Kind, ops: &[Op]) -> Vec<Record> {
+fn apply_all(kind: Kind, ops: &[Op]) -> (Vec<Record>, u64) {
     let now = Instant::now();
     let mut s = Store::new(kind);
     for op in ops {
         s.apply(now, op, &mut Vec::new());
     }
-    s.records()
+    let records = s.records();
+    // The digest kept incrementally is the digest of the records.
+    let fresh = records.iter().fold(0, |d, r| {
+        d ^ store::record_hash(&r.key, &r.value, r.version)
+    });
+    assert_eq!(s.digest(), fresh);
+    (records, s.digest())
 }
 
 proptest! {
@@ -198,32 +204,57 @@ fn a_join_merges_through_the_handler_or_keeps_the_newer_write() {
     ];
     let handler: ConflictHandler =
         Arc::new(|_k: &[u8], l: &[u8], r: &[u8]| Bytes::from([l, r].concat()));
-    let m = merge(Kind::Set, Some(&handler), 9, left.clone(), right.clone());
-    assert_eq!(m.conflicts, 1);
     let keys = |rs: &[Record]| {
         rs.iter()
             .map(|r| (r.key.clone(), r.value.clone()))
             .collect::<BTreeMap<_, _>>()
     };
+    let sides = |h: Option<&ConflictHandler>| {
+        let (target, conflicts) = union(Kind::Set, h, 9, vec![left.clone(), right.clone()]);
+        let to_left = diff(Kind::Set, &target, &left);
+        let to_right = diff(Kind::Set, &target, &right);
+        (conflicts, to_left, to_right)
+    };
+    let (conflicts, to_left, to_right) = sides(Some(&handler));
+    assert_eq!(conflicts, 1);
     assert_eq!(
-        keys(&m.to_left),
-        BTreeMap::from([(b("both"), b("LR")), (b("right"), b("2"))])
+        keys(&to_left),
+        BTreeMap::from([
+            (b("both"), b("LR")),
+            (b("right"), b("2")),
+            (b("same"), b("s"))
+        ]),
+        "the same value at a newer version is sent too, so versions agree"
     );
     assert_eq!(
-        keys(&m.to_right),
+        keys(&to_right),
         BTreeMap::from([(b("both"), b("LR")), (b("left"), b("1"))])
     );
-    assert!(m
-        .to_left
+    assert!(to_left
         .iter()
         .all(|r| r.key != b("both") || r.version.time > 7));
-    let m = merge(Kind::Set, None, 9, left, right);
+    let (_, to_left, to_right) = sides(None);
     assert_eq!(
-        keys(&m.to_left).get(&b("both")),
+        keys(&to_left).get(&b("both")),
         Some(&b("R")),
         "the newer write wins"
     );
-    assert!(!keys(&m.to_right).contains_key(&b("both")));
+    assert!(!keys(&to_right).contains_key(&b("both")));
+    // Three snapshots: every one ends up with the union.
+    let third = vec![Record {
+        key: b("third"),
+        value: b("3"),
+        version: v(1, 3),
+    }];
+    let (target, _) = union(
+        Kind::Set,
+        None,
+        9,
+        vec![left.clone(), right.clone(), third.clone()],
+    );
+    assert_eq!(target.len(), 5);
+    assert_eq!(diff(Kind::Set, &target, &third).len(), 4);
+    assert!(diff(Kind::Set, &target, &target).is_empty());
 }
 
 fn join_with(left: &[&str], right: &[&str], views: &[(&str, &[&str], u64)]) -> Join {
@@ -239,7 +270,7 @@ fn join_with(left: &[&str], right: &[&str], views: &[(&str, &[&str], u64)]) -> J
         asked: set(left).union(&set(right)).cloned().collect(),
         views: views
             .iter()
-            .map(|(n, seg, id)| (n.to_string(), (set(seg), *id)))
+            .map(|(n, seg, id)| (n.to_string(), (set(seg), *id, 0)))
             .collect(),
         stage: Stage::Pausing,
     }
