@@ -86,9 +86,18 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Two sides of a join recorded one node differently: the later change wins.
-fn later(_node: &String, a: &NodeRow, b: &NodeRow) -> NodeRow {
-    if (b.last_change_ms, b.incarnation) > (a.last_change_ms, a.incarnation) {
+/// Two sides of a join recorded one node differently. Online wins: the sides just met, so the
+/// nodes each side lost sight of are usually back, and the writer's next reconcile (within a
+/// second) marks offline any that is not. With equal statuses the later change wins.
+fn resolve(_node: &String, a: &NodeRow, b: &NodeRow) -> NodeRow {
+    let rank = |r: &NodeRow| {
+        (
+            r.status == NodeStatus::Online,
+            r.last_change_ms,
+            r.incarnation,
+        )
+    };
+    if rank(b) > rank(a) {
         b.clone()
     } else {
         a.clone()
@@ -171,7 +180,7 @@ impl Node {
 
 impl Tracker {
     async fn open(node: &Node) -> Result<Tracker, Error> {
-        let options = TableOptions::set().conflict_handler(later);
+        let options = TableOptions::set().conflict_handler(resolve);
         let table: Table<String, NodeRow> = node.table(TRACKER_TABLE, options).await?;
         Ok(Tracker {
             node: node.clone(),
@@ -325,10 +334,12 @@ mod tests {
     }
 
     #[test]
-    fn the_later_change_wins_a_join() {
+    fn online_wins_a_join_then_the_later_change() {
         let (_, a) = row("x", NodeStatus::Online, 5, 1);
         let (_, b) = row("x", NodeStatus::Offline, 8, 1);
-        assert_eq!(later(&"x".to_string(), &a, &b), b);
-        assert_eq!(later(&"x".to_string(), &b, &a), b);
+        assert_eq!(resolve(&"x".to_string(), &a, &b), a);
+        assert_eq!(resolve(&"x".to_string(), &b, &a), a);
+        let (_, c) = row("x", NodeStatus::Online, 9, 2);
+        assert_eq!(resolve(&"x".to_string(), &a, &c), c);
     }
 }
