@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::msg::{LeaderOp, LeaderResult, Op, Record, TableMsg};
-use super::store::{Change, Store};
+use super::store::{Change, Kind, Store};
 use super::{Completion, Fx, Output, Reply, TableConfig, TableError, TableSpec, WriteOp};
 
 /// A lock a join coordinator holds on this replica.
@@ -155,16 +155,17 @@ impl Replica {
         let ops: Vec<Op> = {
             let mut store = self.store();
             ops.into_iter()
-                .map(|w| {
+                .filter_map(|w| {
+                    let w = resolve(&store, w)?;
                     let version = store.next_version(origin);
                     let op = w.into_op(version);
                     store.apply(now, &op, &mut changes);
-                    op
+                    Some(op)
                 })
                 .collect()
         };
         self.changed(fx, changes);
-        if self.peers.is_empty() {
+        if self.peers.is_empty() || ops.is_empty() {
             fx.done.push((then, Ok(Reply::Written)));
             return;
         }
@@ -673,4 +674,16 @@ pub(crate) fn check_limits(
         }
     }
     Ok(())
+}
+
+/// A set's `delete_object` is decided here, by the writer, and travels as a plain versioned
+/// delete (or not at all): evaluated at each replica it would depend on what that replica
+/// held when it arrived, and replicas would diverge for good.
+fn resolve(store: &Store, w: WriteOp) -> Option<WriteOp> {
+    match w {
+        WriteOp::DeleteObject(key, value) if store.kind() == Kind::Set => {
+            (store.get(&key) == Some(&value)).then_some(WriteOp::Delete(key))
+        }
+        w => Some(w),
+    }
 }

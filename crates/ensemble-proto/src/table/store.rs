@@ -59,7 +59,9 @@ pub struct Store {
     live: usize,
     bytes: usize,
     clock: u64,
-    tombstones: VecDeque<(Instant, Bytes, Option<Bytes>)>,
+    /// (when, key, bag object or `None` for the key, version of the delete): a tombstone is
+    /// collected only if nothing newer replaced it meanwhile.
+    tombstones: VecDeque<(Instant, Bytes, Option<Bytes>, Version)>,
     /// XOR of the hashes of the live records (with their versions): equal digests mean equal
     /// contents, so a join needs one snapshot per distinct digest.
     digest: u64,
@@ -273,32 +275,43 @@ impl Store {
 
     /// Drops tombstones older than `ttl`.
     pub fn collect_tombstones(&mut self, now: Instant, ttl: Duration) {
-        while let Some((at, _, _)) = self.tombstones.front() {
+        while let Some((at, _, _, _)) = self.tombstones.front() {
             if now.saturating_duration_since(*at) < ttl {
                 break;
             }
-            let (_, key, object) = self.tombstones.pop_front().expect("front exists");
+            let (_, key, object, version) = self.tombstones.pop_front().expect("front exists");
             match (self.kind, object) {
                 (Kind::Set, _) => {
-                    if self.set.get(&key).is_some_and(|s| s.value.is_none()) {
+                    let same = |s: &Slot| s.value.is_none() && s.version == version;
+                    if self.set.get(&key).is_some_and(same) {
                         self.set.remove(&key);
                     }
                 }
                 (Kind::Bag, Some(value)) => {
                     if let Some(b) = self.bag.get_mut(&key) {
-                        if b.objects.get(&value).is_some_and(|(_, live)| !live) {
+                        if b.objects.get(&value) == Some(&(version, false)) {
                             b.objects.remove(&value);
                         }
                     }
                     self.drop_empty_bag_slot(&key);
                 }
-                (Kind::Bag, None) => self.drop_empty_bag_slot(&key),
+                (Kind::Bag, None) => {
+                    // Only the newest clear of the key is forgotten by its own expiry.
+                    if let Some(b) = self.bag.get_mut(&key) {
+                        if b.cleared == version {
+                            b.cleared = Version::default();
+                        }
+                    }
+                    self.drop_empty_bag_slot(&key);
+                }
             }
         }
     }
 
+    /// Drops the slot of `key` once it holds no object and remembers no clear.
     fn drop_empty_bag_slot(&mut self, key: &Bytes) {
-        if self.bag.get(key).is_some_and(|b| b.objects.is_empty()) {
+        let droppable = |b: &BagSlot| b.objects.is_empty() && b.cleared == Version::default();
+        if self.bag.get(key).is_some_and(droppable) {
             self.bag.remove(key);
         }
     }
@@ -331,7 +344,7 @@ impl Store {
             self.bytes += Self::cost(key, n);
             self.digest ^= record_hash(key, n, version);
         } else {
-            self.tombstones.push_back((now, key.clone(), None));
+            self.tombstones.push_back((now, key.clone(), None, version));
         }
         self.set.insert(
             key.clone(),
@@ -401,7 +414,7 @@ impl Store {
         }
         if !live {
             self.tombstones
-                .push_back((now, key.clone(), Some(value.clone())));
+                .push_back((now, key.clone(), Some(value.clone()), version));
         }
     }
 
@@ -437,6 +450,6 @@ impl Store {
                 });
             }
         }
-        self.tombstones.push_back((now, key.clone(), None));
+        self.tombstones.push_back((now, key.clone(), None, version));
     }
 }

@@ -81,7 +81,8 @@ proptest! {
         use rand::SeedableRng;
         shuffled.shuffle(&mut rng);
         for kind in [Kind::Set, Kind::Bag] {
-            // DeleteObject on a set depends on the value held, so sets get inserts and deletes.
+            // DeleteObject on a set depends on the value held, so writers send it as a Delete
+            // (see replica::resolve); sets get inserts and deletes.
             let pick: Vec<Op> = ops.iter().filter(|o| kind == Kind::Bag || !matches!(o, Op::DeleteObject { .. })).cloned().collect();
             let pick2: Vec<Op> = shuffled.iter().filter(|o| kind == Kind::Bag || !matches!(o, Op::DeleteObject { .. })).cloned().collect();
             prop_assert_eq!(apply_all(kind, &pick), apply_all(kind, &pick2));
@@ -485,4 +486,149 @@ fn bad_specs_and_oversized_or_excess_writes_fail_clearly() {
         t.write(now, "nope", 5, vec![]),
         Err(TableError::Unknown(_))
     ));
+}
+
+/// Two replicas `a` and `b` of the set "t" in one segment, messages not yet delivered.
+fn pair(now: Instant) -> (Tables, Tables) {
+    let mut nodes = Vec::new();
+    for (me, other) in [("a", "b"), ("b", "a")] {
+        let mut t = Tables::new(me.into(), TableConfig::default(), 1);
+        t.create("t", TableSpec::set()).unwrap();
+        t.peer_up(now, other);
+        let pause = TableMsg::Pause {
+            table: "t".into(),
+            join: 1,
+        };
+        t.handle_message(now, "coordinator", pause);
+        let apply = TableMsg::Apply {
+            table: "t".into(),
+            join: 1,
+            total: 0,
+            members: vec!["a".into(), "b".into()],
+            join_id: 42,
+        };
+        t.handle_message(now, "coordinator", apply);
+        let unpause = TableMsg::Unpause {
+            table: "t".into(),
+            join: 1,
+        };
+        t.handle_message(now, "coordinator", unpause);
+        outputs(&mut t);
+        nodes.push(t);
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    assert_eq!(a.info("t").unwrap().members, vec!["a", "b"]);
+    (a, b)
+}
+
+/// Delivers every message between `a` and `b` until none is left.
+fn deliver(now: Instant, a: &mut Tables, b: &mut Tables) {
+    fn sent(t: &mut Tables) -> Vec<TableMsg> {
+        outputs(t)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { msg, .. } => Some(msg),
+                _ => None,
+            })
+            .collect()
+    }
+    loop {
+        let (from_a, from_b) = (sent(a), sent(b));
+        if from_a.is_empty() && from_b.is_empty() {
+            return;
+        }
+        for m in from_a {
+            b.handle_message(now, "a", m);
+        }
+        for m in from_b {
+            a.handle_message(now, "b", m);
+        }
+    }
+}
+
+fn held(t: &Tables) -> Vec<Record> {
+    t.store("t").unwrap().read().unwrap().records()
+}
+
+#[test]
+fn a_set_delete_object_racing_an_insert_leaves_replicas_equal() {
+    let now = Instant::now();
+    let (mut na, mut nb) = pair(now);
+    na.write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("x"))])
+        .unwrap();
+    deliver(now, &mut na, &mut nb);
+    assert_eq!(held(&na), held(&nb));
+    assert_eq!(held(&nb).len(), 1);
+    // At once: a replaces the value, b deletes the value it holds.
+    na.write(now, "t", 2, vec![WriteOp::Insert(b("k"), b("y"))])
+        .unwrap();
+    nb.write(now, "t", 3, vec![WriteOp::DeleteObject(b("k"), b("x"))])
+        .unwrap();
+    deliver(now, &mut na, &mut nb);
+    assert_eq!(held(&na), held(&nb), "the replicas agree");
+    // A delete_object of a value not held here is a no-op that still completes.
+    nb.write(now, "t", 4, vec![WriteOp::DeleteObject(b("k"), b("zzz"))])
+        .unwrap();
+    assert!(outputs(&mut nb).iter().any(|o| matches!(
+        o,
+        Output::Done {
+            token: 4,
+            result: Ok(Reply::Written)
+        }
+    )));
+}
+
+#[test]
+fn an_old_tombstone_expiring_keeps_a_newer_delete() {
+    let t0 = Instant::now();
+    let ttl = Duration::from_secs(30);
+    let ins = |value: &str, time| Op::Insert {
+        key: b("k"),
+        value: b(value),
+        version: v(time, 0),
+    };
+    let del = |time| Op::Delete {
+        key: b("k"),
+        version: v(time, 0),
+    };
+    for kind in [Kind::Set, Kind::Bag] {
+        let mut s = Store::new(kind);
+        let c = &mut Vec::new();
+        s.apply(t0, &ins("x", 1), c);
+        s.apply(t0, &del(2), c);
+        s.apply(t0, &ins("x", 3), c);
+        // A newer delete, well after the first.
+        let t1 = t0 + Duration::from_secs(20);
+        s.apply(t1, &del(4), c);
+        // The first tombstone expires; the second must still stop a late write older than it.
+        s.collect_tombstones(t0 + ttl + Duration::from_secs(1), ttl);
+        s.apply(t1, &ins("x", 3), c);
+        assert!(s.is_empty(), "{kind:?}: the newer delete still holds");
+        // Bag objects: deleting one object twice, the older expiry keeps the newer tombstone.
+        let mut s = Store::new(kind);
+        let obj = |time| Op::DeleteObject {
+            key: b("k"),
+            value: b("x"),
+            version: v(time, 0),
+        };
+        s.apply(t0, &ins("x", 1), c);
+        s.apply(t0, &obj(2), c);
+        s.apply(t0, &ins("x", 3), c);
+        s.apply(t1, &obj(4), c);
+        s.collect_tombstones(t0 + ttl + Duration::from_secs(1), ttl);
+        s.apply(t1, &ins("x", 3), c);
+        assert!(
+            s.is_empty(),
+            "{kind:?}: the newer object delete still holds"
+        );
+        // Everything is collected in the end.
+        s.collect_tombstones(t1 + ttl + Duration::from_secs(1), ttl);
+        s.apply(t1, &ins("x", 3), c);
+        assert_eq!(
+            s.len(),
+            1,
+            "{kind:?}: tombstones are collected after their time"
+        );
+    }
 }
