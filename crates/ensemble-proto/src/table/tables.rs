@@ -23,6 +23,10 @@ pub struct Tables {
     config: TableConfig,
     replicas: BTreeMap<String, Replica>,
     connected: BTreeSet<String>,
+    /// Members seen down (or left) and not up since: a join's `Apply` that still lists one
+    /// (decided before the verdict reached us) must not make it a peer again, or writes would
+    /// wait for its ack for ever.
+    down: BTreeSet<String>,
     joins: BTreeMap<u64, Join>,
     calls: BTreeMap<u64, Call>,
     remerges: BTreeMap<(String, String), Remerge>,
@@ -59,6 +63,7 @@ impl Tables {
             config,
             replicas: BTreeMap::new(),
             connected: BTreeSet::new(),
+            down: BTreeSet::new(),
             joins: BTreeMap::new(),
             calls: BTreeMap::new(),
             remerges: BTreeMap::new(),
@@ -321,6 +326,7 @@ impl Tables {
     /// it was down re-merge.
     pub fn member_up(&mut self, now: Instant, node: &str) {
         self.see(now);
+        self.down.remove(node);
         if self.connected.contains(node) && !self.replicas.is_empty() {
             let tables = self.replicas.keys().cloned().collect();
             self.push_send(node.to_string(), TableMsg::Hosted { tables });
@@ -336,6 +342,7 @@ impl Tables {
     /// move on.
     pub fn member_down(&mut self, now: Instant, node: &str) {
         self.see(now);
+        self.down.insert(node.to_string());
         let mut fx = self.fx();
         for r in self.replicas.values_mut() {
             if r.peers.contains(node) {
@@ -508,6 +515,10 @@ impl Tables {
                 join_id,
             } => {
                 if let Some(r) = self.replicas.get_mut(&table) {
+                    let members = members
+                        .into_iter()
+                        .filter(|m| !self.down.contains(m))
+                        .collect();
                     r.on_apply(now, &mut fx, (from, join), (total, members, join_id));
                 }
             }
@@ -815,6 +826,15 @@ impl Tables {
         let r = &self.replicas[table];
         if node == self.me || r.peers.contains(node) {
             self.join_done(table, node, then, Ok(()));
+            return;
+        }
+        if self.down.contains(node) {
+            let err = TableError::Join {
+                table: table.to_string(),
+                node: node.to_string(),
+                reason: "it is down".to_string(),
+            };
+            self.join_done(table, node, then, Err(err));
             return;
         }
         let mut left: BTreeSet<String> = r.peers.clone();

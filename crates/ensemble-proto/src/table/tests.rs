@@ -632,3 +632,66 @@ fn an_old_tombstone_expiring_keeps_a_newer_delete() {
         );
     }
 }
+
+#[test]
+fn a_join_applied_after_a_member_went_down_does_not_wait_for_it() {
+    let now = Instant::now();
+    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    t.create("t", TableSpec::set()).unwrap();
+    let table = || "t".to_string();
+    t.handle_message(
+        now,
+        "c",
+        TableMsg::Pause {
+            table: table(),
+            join: 1,
+        },
+    );
+    // The coordinator decided on [a, b, c]; b's down verdict reaches a before the Apply.
+    t.member_down(now, "b");
+    let apply = TableMsg::Apply {
+        table: table(),
+        join: 1,
+        total: 0,
+        members: vec!["a".into(), "b".into(), "c".into()],
+        join_id: 9,
+    };
+    t.handle_message(now, "c", apply);
+    t.handle_message(
+        now,
+        "c",
+        TableMsg::Unpause {
+            table: table(),
+            join: 1,
+        },
+    );
+    assert_eq!(t.info("t").unwrap().members, vec!["a", "c"]);
+    outputs(&mut t);
+    t.write(now, "t", 7, vec![WriteOp::Insert(b("k"), b("v"))])
+        .unwrap();
+    t.handle_message(
+        now,
+        "c",
+        TableMsg::Ack {
+            table: table(),
+            seq: 0,
+        },
+    );
+    assert!(outputs(&mut t).iter().any(|o| matches!(
+        o,
+        Output::Done {
+            token: 7,
+            result: Ok(Reply::Written)
+        }
+    )));
+    // Nor does a join with it start until it is up again.
+    t.join(now, "t", "b", 8, now + Duration::from_secs(5))
+        .unwrap();
+    assert!(outputs(&mut t).iter().any(|o| matches!(
+        o,
+        Output::Done {
+            token: 8,
+            result: Err(TableError::Join { .. })
+        }
+    )));
+}
