@@ -57,7 +57,11 @@ const TICK: Duration = Duration::from_millis(100);
 impl Tables {
     /// No tables yet, for the node `me`.
     pub fn new(me: String, config: TableConfig, rng_seed: u64) -> Self {
+        let mut rng = SmallRng::seed_from_u64(rng_seed);
         Tables {
+            // Call ids start at random, so that a restarted node's calls are not mistaken for
+            // its earlier ones (the leader answers a repeated id from its memory).
+            next_call: rng.gen(),
             origin: origin_of(&me),
             me,
             config,
@@ -67,8 +71,7 @@ impl Tables {
             joins: BTreeMap::new(),
             calls: BTreeMap::new(),
             remerges: BTreeMap::new(),
-            next_call: 0,
-            rng: SmallRng::seed_from_u64(rng_seed),
+            rng,
             outputs: VecDeque::new(),
             delayed: Vec::new(),
             clock: None,
@@ -303,7 +306,7 @@ impl Tables {
     }
 
     fn next_call(&mut self) -> u64 {
-        self.next_call += 1;
+        self.next_call = self.next_call.wrapping_add(1);
         self.next_call
     }
 

@@ -490,9 +490,14 @@ fn bad_specs_and_oversized_or_excess_writes_fail_clearly() {
 
 /// Two replicas `a` and `b` of the set "t" in one segment, messages not yet delivered.
 fn pair(now: Instant) -> (Tables, Tables) {
-    let mut nodes = Vec::new();
-    for (me, other) in [("a", "b"), ("b", "a")] {
-        let mut t = Tables::new(me.into(), TableConfig::default(), 1);
+    let a = joined(now, "a", "b", 1);
+    (a, joined(now, "b", "a", 1))
+}
+
+/// The replica of "t" on `me`, in one segment with `other` (join id 42).
+fn joined(now: Instant, me: &str, other: &str, seed: u64) -> Tables {
+    {
+        let mut t = Tables::new(me.into(), TableConfig::default(), seed);
         t.create("t", TableSpec::set()).unwrap();
         t.peer_up(now, other);
         let pause = TableMsg::Pause {
@@ -514,12 +519,9 @@ fn pair(now: Instant) -> (Tables, Tables) {
         };
         t.handle_message(now, "coordinator", unpause);
         outputs(&mut t);
-        nodes.push(t);
+        assert_eq!(t.info("t").unwrap().members, vec!["a", "b"]);
+        t
     }
-    let b = nodes.pop().unwrap();
-    let a = nodes.pop().unwrap();
-    assert_eq!(a.info("t").unwrap().members, vec!["a", "b"]);
-    (a, b)
 }
 
 /// Delivers every message between `a` and `b` until none is left.
@@ -694,4 +696,25 @@ fn a_join_applied_after_a_member_went_down_does_not_wait_for_it() {
             result: Err(TableError::Join { .. })
         }
     )));
+}
+
+#[test]
+fn a_restarted_node_s_leader_calls_are_not_answered_from_its_earlier_ones() {
+    let now = Instant::now();
+    let (mut na, mut nb) = pair(now);
+    let insert_new = |k: &str| LeaderOp::InsertNew {
+        key: b(k),
+        value: b("v"),
+    };
+    let deadline = now + Duration::from_secs(5);
+    nb.leader(now, "t", 1, insert_new("first"), deadline)
+        .unwrap();
+    deliver(now, &mut na, &mut nb);
+    // b restarts (a new incarnation seeds it differently) and asks again, for another key.
+    let mut nb = joined(now, "b", "a", 2);
+    nb.leader(now, "t", 1, insert_new("second"), deadline)
+        .unwrap();
+    deliver(now, &mut na, &mut nb);
+    let keys: Vec<Bytes> = held(&na).into_iter().map(|r| r.key).collect();
+    assert_eq!(keys, vec![b("first"), b("second")]);
 }
