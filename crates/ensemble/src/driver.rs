@@ -495,7 +495,7 @@ impl Driver {
             reply,
         };
         self.ack_waiters.insert(token, waiter);
-        let ack = Some((token, now + timeout));
+        let ack = Some((token, crate::time::deadline(now, timeout)));
         let input = messaging::Input::Send {
             to,
             name,

@@ -35,6 +35,7 @@ mod messaging;
 mod node;
 mod secret;
 mod table;
+mod time;
 mod tracker;
 mod transport;
 

@@ -1,5 +1,6 @@
 //! Replicated tables between nodes in one process, over real TCP on 127.0.0.1.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,4 +180,44 @@ async fn bad_options_and_bad_types_fail_clearly() {
     assert!(kind.to_string().contains("same kind"), "{kind}");
     assert_eq!(n.tables().await.unwrap(), vec!["typed".to_string()]);
     nodes[0].shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_abandoned_half_way_does_not_leave_the_table_paused() {
+    let nodes = cluster(1).await;
+    let tables = open(&nodes, "paused").await;
+    let t = &tables[0];
+    for _ in 0..20 {
+        // Polled once: the pause request goes out, then the future is dropped.
+        let mut pause = Box::pin(t.pause());
+        let once = std::future::poll_fn(|cx| std::task::Poll::Ready(pause.as_mut().poll(cx)));
+        // (Ready only if the driver answered at once; then the guard is dropped here.)
+        let _ = once.await;
+        drop(pause);
+    }
+    tokio::time::timeout(Duration::from_secs(5), t.insert("k".into(), 1))
+        .await
+        .expect("writes are not left paused")
+        .unwrap();
+    assert!(!t.info().await.unwrap().paused);
+    nodes[0].shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_too_large_for_the_clock_mean_no_deadline() {
+    let nodes = cluster(2).await;
+    let tables = open(&nodes, "forever").await;
+    joined(&tables).await;
+    let t = tables[0].clone().with_timeout(Duration::MAX);
+    t.insert_new("k".into(), 1).await.unwrap();
+    t.ping_all(Duration::MAX).await.unwrap();
+    t.join(nodes[1].name(), Duration::MAX).await.unwrap();
+    let ids = vec![t.insert_async("j".into(), 2).await.unwrap()];
+    assert!(t.wait_responses(ids, Duration::MAX).await[0].is_ok());
+    // The nodes still serve: a synchronous write reaches the other replica.
+    t.insert("after".into(), 3).await.unwrap();
+    assert_eq!(tables[1].get(&"after".into()).unwrap(), Some(3));
+    for n in &nodes {
+        n.shutdown().await;
+    }
 }

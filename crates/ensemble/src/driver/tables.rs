@@ -110,7 +110,7 @@ impl Driver {
                 timeout,
                 reply,
             } => {
-                let deadline = now + timeout;
+                let deadline = crate::time::deadline(now, timeout);
                 self.start_table_op(now, reply, |t, token| {
                     t.leader(now, &table, token, op, deadline)
                 });
@@ -121,7 +121,7 @@ impl Driver {
                 timeout,
                 reply,
             } => {
-                let deadline = now + timeout;
+                let deadline = crate::time::deadline(now, timeout);
                 self.start_table_op(now, reply, |t, token| {
                     t.join(now, &table, &node, token, deadline)
                 });
@@ -131,7 +131,7 @@ impl Driver {
                 timeout,
                 reply,
             } => {
-                let deadline = now + timeout;
+                let deadline = crate::time::deadline(now, timeout);
                 self.start_table_op(now, reply, |t, token| {
                     t.ping_all(now, &table, token, deadline)
                 });

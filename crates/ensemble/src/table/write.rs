@@ -38,9 +38,15 @@ impl Drop for PauseGuard {
         };
         let msg = DriverMsg::Command(Command::Table(cmd));
         if let Err(tokio::sync::mpsc::error::TrySendError::Full(msg)) = self.driver.try_send(msg) {
-            let driver = self.driver.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move { driver.send(msg).await });
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let driver = self.driver.clone();
+                    rt.spawn(async move { driver.send(msg).await });
+                }
+                // Outside a runtime this thread may wait for room.
+                Err(_) => {
+                    let _ = self.driver.blocking_send(msg);
+                }
             }
         }
     }
@@ -171,7 +177,7 @@ where
         ids: Vec<RequestId>,
         timeout: Duration,
     ) -> Vec<Result<(), Error>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::time::tokio_deadline(timeout);
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let r = match tokio::time::timeout_at(deadline, id.rx).await {
@@ -235,15 +241,18 @@ where
     /// Pauses local writes until the guard is dropped (they queue and apply in order).
     pub async fn pause(&self) -> Result<PauseGuard, Error> {
         let id = PAUSES.fetch_add(1, Ordering::Relaxed);
+        // Armed before the request goes out: if this future is dropped half-way, the guard's
+        // drop unpauses (an unpause of a pause that never happened does nothing).
+        let guard = PauseGuard {
+            table: self.name.to_string(),
+            id,
+            driver: self.node.driver_sender(),
+        };
         let table = self.name.to_string();
         self.node
             .call(|reply| Command::Table(TableCommand::Pause { table, id, reply }))
             .await??;
-        Ok(PauseGuard {
-            table: self.name.to_string(),
-            id,
-            driver: self.node.driver_sender(),
-        })
+        Ok(guard)
     }
 
     /// A handle whose leader operations wait at most `timeout` (default 5 s).
