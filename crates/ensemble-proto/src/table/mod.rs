@@ -360,6 +360,9 @@ pub(crate) enum Call {
         token: u64,
         deadline: Instant,
         waiting: BTreeSet<String>,
+        table: String,
+        /// Writes numbered below this were made before the ping.
+        before: u64,
     },
 }
 

@@ -144,6 +144,22 @@ impl Replica {
         self.store.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The number the next write made here will get.
+    pub fn next_write(&self) -> u64 {
+        self.next_write
+    }
+
+    /// True while a write numbered below `before` waits for a replica's ack.
+    pub fn writes_pending_before(&self, before: u64) -> bool {
+        self.pending.range(..before).next().is_some()
+    }
+
+    /// The replicas that have not acked every write numbered below `before`.
+    pub fn lagging(&self, before: u64) -> BTreeSet<String> {
+        let waiting = self.pending.range(..before).flat_map(|(_, p)| &p.waiting);
+        waiting.cloned().collect()
+    }
+
     /// A write asked here: applied now (or queued while paused) and sent to every peer.
     pub fn write(&mut self, now: Instant, fx: &mut Fx, ops: Vec<WriteOp>, then: Completion) {
         if self.paused() {

@@ -244,6 +244,7 @@ impl Tables {
             });
             return Ok(());
         }
+        let before = r.next_write();
         let id = self.next_call();
         for p in &waiting {
             self.push_send(
@@ -260,6 +261,8 @@ impl Tables {
                 token,
                 deadline,
                 waiting,
+                table: table.to_string(),
+                before,
             },
         );
         let _ = now;
@@ -577,8 +580,14 @@ impl Tables {
                     deadline,
                     token,
                     waiting,
+                    table,
+                    before,
                 }) if now >= *deadline => {
-                    let result = Err(TableError::Timeout(waiting.iter().cloned().collect()));
+                    let mut late = waiting.clone();
+                    if let Some(r) = self.replicas.get(table) {
+                        late.extend(r.lagging(*before));
+                    }
+                    let result = Err(TableError::Timeout(late.into_iter().collect()));
                     self.outputs.push_back(Output::Done {
                         token: *token,
                         result,
@@ -679,8 +688,12 @@ impl Tables {
             self.outputs.push_back(Output::Send { to, msg });
         }
         self.outputs.extend(fx.outs);
+        let wrote = !fx.done.is_empty();
         for (then, result) in fx.done {
             self.complete(then, result);
+        }
+        if wrote {
+            self.complete_pings();
         }
         for (table, node) in fx.diverged {
             self.consider_remerge(now, &table, &node);
@@ -710,10 +723,27 @@ impl Tables {
     }
 
     fn complete_pings(&mut self) {
+        // Done when every replica answered and every write made here before the ping was
+        // acked (or its replica went down): a write beyond the window, or one lost and sent
+        // again, may arrive after the answer.
+        let replicas = &self.replicas;
         let done: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, c)| matches!(c, Call::Ping { waiting, .. } if waiting.is_empty()))
+            .filter(|(_, c)| match c {
+                Call::Ping {
+                    waiting,
+                    table,
+                    before,
+                    ..
+                } => {
+                    waiting.is_empty()
+                        && !replicas
+                            .get(table)
+                            .is_some_and(|r| r.writes_pending_before(*before))
+                }
+                _ => false,
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in done {

@@ -718,3 +718,42 @@ fn a_restarted_node_s_leader_calls_are_not_answered_from_its_earlier_ones() {
     let keys: Vec<Bytes> = held(&na).into_iter().map(|r| r.key).collect();
     assert_eq!(keys, vec![b("first"), b("second")]);
 }
+
+#[test]
+fn ping_all_returns_only_after_every_earlier_write_arrived() {
+    let now = Instant::now();
+    let (mut na, mut nb) = pair(now);
+    // More writes than the window holds: some wait for acks before they go out.
+    let writes = TableConfig::default().window as u64 * 2;
+    for i in 0..writes {
+        let key = b(&format!("k{i}"));
+        na.write(now, "t", 100 + i, vec![WriteOp::Insert(key, b("v"))])
+            .unwrap();
+    }
+    na.ping_all(now, "t", 1, now + Duration::from_secs(5))
+        .unwrap();
+    let mut pinged = false;
+    for _ in 0..100 {
+        // What a sends in the same batch as the answer is still in flight when the caller
+        // hears it.
+        let outs = outputs(&mut na);
+        for o in &outs {
+            if let Output::Done { token: 1, result } = o {
+                assert_eq!(result, &Ok(Reply::Pinged));
+                assert_eq!(held(&nb).len() as u64, writes, "b applied every write");
+                pinged = true;
+            }
+        }
+        for o in outs {
+            if let Output::Send { msg, .. } = o {
+                nb.handle_message(now, "a", msg);
+            }
+        }
+        for o in outputs(&mut nb) {
+            if let Output::Send { msg, .. } = o {
+                na.handle_message(now, "b", msg);
+            }
+        }
+    }
+    assert!(pinged);
+}
