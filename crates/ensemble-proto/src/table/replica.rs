@@ -304,8 +304,10 @@ impl Replica {
         if join_id != self.join_id {
             // Another segment's writes: ignored. Unless a join is under way, the sender and this
             // replica disagree on the segment (a join one of them missed, or this replica
-            // restarted before anyone noticed): re-merge with it.
-            if self.lock.is_none() && !self.past_ids.contains(&join_id) {
+            // restarted before anyone noticed): re-merge with it. An earlier id of ours from a
+            // node that is still our peer means it missed the join that replaced that id.
+            let stale = self.past_ids.contains(&join_id);
+            if self.lock.is_none() && (!stale || self.peers.contains(from)) {
                 if self.peers.contains(from) {
                     self.remove_peer(now, fx, from, None);
                 }

@@ -1142,6 +1142,24 @@ impl Tables {
             return;
         };
         self.release(now, &join, id);
+        if matches!(join.stage, Stage::Applying { .. }) {
+            // Some replicas may have applied the join and others not: they would count each
+            // other differently and ignore each other's writes. Everyone drops this replica
+            // and re-merges bring the segments together again.
+            let others: Vec<String> = join
+                .asked
+                .iter()
+                .filter(|n| **n != self.me)
+                .cloned()
+                .collect();
+            for n in others {
+                let msg = TableMsg::Forget {
+                    table: join.table.clone(),
+                };
+                self.push_send(n, msg);
+            }
+            self.secede(now, &join.table);
+        }
         let backoff = Duration::from_millis(self.rng.gen_range(20..100) << join.attempt.min(5));
         if retry && now + backoff < join.deadline {
             // Try again later: re-merges come back through their schedule, callers' joins here.

@@ -757,3 +757,102 @@ fn ping_all_returns_only_after_every_earlier_write_arrived() {
     }
     assert!(pinged);
 }
+
+/// `t` applies a join (id `join_id`, members a and b) that its peer did not see.
+fn apply_alone(now: Instant, t: &mut Tables, join: u64, join_id: u64) {
+    let table = || "t".to_string();
+    t.handle_message(
+        now,
+        "coordinator",
+        TableMsg::Pause {
+            table: table(),
+            join,
+        },
+    );
+    let apply = TableMsg::Apply {
+        table: table(),
+        join,
+        total: 0,
+        members: vec!["a".into(), "b".into()],
+        join_id,
+    };
+    t.handle_message(now, "coordinator", apply);
+    t.handle_message(
+        now,
+        "coordinator",
+        TableMsg::Unpause {
+            table: table(),
+            join,
+        },
+    );
+}
+
+#[test]
+fn a_peer_writing_under_a_replaced_join_id_is_re_merged_not_ignored() {
+    let now = Instant::now();
+    let (mut na, mut nb) = pair(now);
+    apply_alone(now, &mut na, 2, 43);
+    outputs(&mut na);
+    // b missed that join: it still counts a and writes under the old id.
+    nb.write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("v"))])
+        .unwrap();
+    for o in outputs(&mut nb) {
+        if let Output::Send { msg, .. } = o {
+            na.handle_message(now, "b", msg);
+        }
+    }
+    assert_eq!(na.info("t").unwrap().members, vec!["a"], "a drops b");
+    // And a re-merges with b (a, the lower name, at once).
+    na.tick(now + Duration::from_secs(1));
+    let outs = outputs(&mut na);
+    assert!(
+        sends(&outs)
+            .iter()
+            .any(|(to, m)| *to == "b" && matches!(m, TableMsg::Pause { .. })),
+        "{outs:?}"
+    );
+}
+
+#[test]
+fn a_join_that_fails_after_its_apply_went_out_is_repaired() {
+    let t0 = Instant::now();
+    let mut na = Tables::new("a".into(), TableConfig::default(), 1);
+    let mut nb = Tables::new("b".into(), TableConfig::default(), 2);
+    for (t, other, key) in [(&mut na, "b", "from-a"), (&mut nb, "a", "from-b")] {
+        t.create("t", TableSpec::set()).unwrap();
+        t.write(t0, "t", 1, vec![WriteOp::Insert(b(key), b("v"))])
+            .unwrap();
+        t.peer_up(t0, other);
+    }
+    // Deliver everything, except the first Apply to b; tick every 100 ms until the join's
+    // deadline (10 s) plus a few seconds: the repair must not wait for b's lock to expire (30 s).
+    let mut dropped = false;
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(15) {
+        for (from, to) in [("a", "b"), ("b", "a")] {
+            let (src, dst) = if from == "a" {
+                (&mut na, &mut nb)
+            } else {
+                (&mut nb, &mut na)
+            };
+            for o in outputs(src) {
+                if let Output::Send { msg, .. } = o {
+                    if to == "b" && !dropped && matches!(msg, TableMsg::Apply { .. }) {
+                        dropped = true;
+                        continue;
+                    }
+                    dst.handle_message(now, from, msg);
+                }
+            }
+        }
+        now += Duration::from_millis(100);
+        na.tick(now);
+        nb.tick(now);
+    }
+    assert!(dropped, "a join reached its apply");
+    assert_eq!(na.info("t").unwrap().members, vec!["a", "b"]);
+    assert_eq!(nb.info("t").unwrap().members, vec!["a", "b"]);
+    assert_eq!(na.info("t").unwrap().join_id, nb.info("t").unwrap().join_id);
+    assert_eq!(held(&na), held(&nb));
+    assert_eq!(held(&na).len(), 2);
+}
