@@ -191,7 +191,8 @@ impl Store {
 
     /// A new version for a write made here by `origin`.
     pub fn next_version(&mut self, origin: u64) -> Version {
-        self.clock += 1;
+        // Saturates rather than panics if a peer ever sent a time at the very end of the range.
+        self.clock = self.clock.saturating_add(1);
         Version {
             time: self.clock,
             origin,

@@ -673,7 +673,18 @@ impl Tables {
 
     /// The next output to carry out.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        loop {
+            match self.outputs.pop_front()? {
+                // A message to ourselves made outside `handle_message` (a replayed leader
+                // request's answer, say) is handled here rather than sent to nobody.
+                Output::Send { to, msg } if to == self.me && self.clock.is_some() => {
+                    let now = self.clock.expect("checked");
+                    let me = self.me.clone();
+                    self.handle_message(now, &me, msg);
+                }
+                other => return Some(other),
+            }
+        }
     }
 
     // ---- internals ----

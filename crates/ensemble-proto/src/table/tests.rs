@@ -856,3 +856,51 @@ fn a_join_that_fails_after_its_apply_went_out_is_repaired() {
     assert_eq!(held(&na), held(&nb));
     assert_eq!(held(&na).len(), 2);
 }
+
+#[test]
+fn a_leader_request_of_our_own_queued_by_a_pause_is_answered_when_it_ends() {
+    let now = Instant::now();
+    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    t.create("t", TableSpec::set()).unwrap();
+    let pause = TableMsg::Pause {
+        table: "t".into(),
+        join: 7,
+    };
+    t.handle_message(now, "c", pause);
+    outputs(&mut t);
+    let op = LeaderOp::InsertNew {
+        key: b("k"),
+        value: b("v"),
+    };
+    t.leader(now, "t", 1, op, now + Duration::from_secs(5))
+        .unwrap();
+    assert!(outputs(&mut t).is_empty(), "queued while paused");
+    // The coordinator dies: the replica unpauses and serves the queued request, and the
+    // answer to ourselves is handled here, not sent to the network.
+    t.member_down(now, "c");
+    let outs = outputs(&mut t);
+    assert!(
+        outs.iter().any(|o| matches!(
+            o,
+            Output::Done {
+                token: 1,
+                result: Ok(Reply::Leader(LeaderResult::Inserted))
+            }
+        )),
+        "{outs:?}"
+    );
+    assert!(sends(&outs).iter().all(|(to, _)| *to != "a"), "{outs:?}");
+}
+
+#[test]
+fn a_version_at_the_end_of_the_range_does_not_overflow_the_clock() {
+    let now = Instant::now();
+    let mut s = Store::new(Kind::Set);
+    let op = Op::Insert {
+        key: b("k"),
+        value: b("v"),
+        version: v(u64::MAX, 1),
+    };
+    s.apply(now, &op, &mut Vec::new());
+    assert_eq!(s.next_version(2).time, u64::MAX);
+}
