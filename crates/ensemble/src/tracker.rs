@@ -154,7 +154,7 @@ impl Node {
     pub async fn tracker(&self) -> Result<Tracker, Error> {
         let t = Tracker::open(self).await?;
         if !self.tracker_started() {
-            t.reconcile().await?;
+            // The task starts first, so that a failed first update is retried by it.
             let weak = self.downgrade();
             let mut events = self.events();
             tokio::spawn(async move {
@@ -173,6 +173,7 @@ impl Node {
                     }
                 }
             });
+            t.reconcile().await?;
         }
         Ok(t)
     }
