@@ -16,6 +16,8 @@
 //! - [`messaging`]: named messaging (cast, acknowledged forward) to handlers on other nodes.
 //! - [`table`]: replicated tables (after CETS): local reads, replicated writes, joins with
 //!   conflict handlers, re-merge after splits ([`table::Tables`]).
+//! - [`singleton`]: cluster singletons (after Stoker's activator): one leader per name, fencing
+//!   epochs, hand-over, the majority rule ([`singleton::Singletons`]).
 //! - [`stack`]: membership, broadcast and messaging of one node, composed ([`Stack`]).
 //! - [`wire`]: the frames and messages nodes exchange, and their encoding.
 
@@ -30,6 +32,7 @@ pub mod membership;
 pub mod messaging;
 mod overlay;
 mod probe;
+pub mod singleton;
 pub mod stack;
 pub mod table;
 pub mod view;

@@ -1,0 +1,418 @@
+//! Cluster singletons (after Stoker's activator): of the nodes that run an activator for a
+//! singleton, exactly one leads; the others follow and take over when it dies, leaves or steps
+//! down.
+//!
+//! - **Fencing epoch.** Every leadership has an epoch, higher than any the new leader has seen:
+//!   the round (bits 16 and up) is one more than the highest seen, and the low 16 bits come
+//!   from the leader's name, so two leaders elected on both sides of a partition never share
+//!   one. Side effects stamped with it can be fenced.
+//! - **Without the majority rule** the preferred candidate (the lowest name among the live
+//!   candidates) takes over as soon as membership reports the leader down (or it resigns);
+//!   the others wait one `takeover_step` per rank in case it cannot. When a healed split shows
+//!   two leaders, the leadership with the higher epoch keeps leading; the other gets
+//!   [`SingletonEvent::Shutdown`] with [`ShutdownReason::NameConflict`], then follows.
+//! - **With the majority rule** (`majority_of: Some(n)`, n the expected number of
+//!   candidates) a candidate leads only with votes from a majority, and a leader holds a
+//!   lease renewed by a majority's acknowledgements of its heartbeats: it steps down
+//!   ([`ShutdownReason::LostMajority`]) when the lease runs out, and no follower votes for
+//!   anyone until the lease it last saw has run out. Two leaders never overlap.
+//! - A graceful step-down ([`Singletons::unregister`]) tells the followers at once, so the
+//!   next one takes over without waiting for failure detection.
+
+mod activator;
+mod msg;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+pub use msg::{Hosting, SingletonMsg};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use activator::Activator;
+
+/// Timing of the singleton protocol.
+#[derive(Debug, Clone)]
+pub struct SingletonConfig {
+    /// How long a newly registered activator listens for an existing leader before it may
+    /// take over.
+    pub settle: Duration,
+    /// How much longer each candidate after the preferred one waits before taking over.
+    pub takeover_step: Duration,
+    /// Majority rule: how often the leader renews its lease.
+    pub heartbeat: Duration,
+    /// Majority rule: how long a majority's acknowledgement keeps the leader leading.
+    pub lease: Duration,
+    /// Majority rule: how long a candidate waits for votes.
+    pub vote_timeout: Duration,
+}
+
+impl Default for SingletonConfig {
+    fn default() -> Self {
+        SingletonConfig {
+            settle: Duration::from_millis(300),
+            takeover_step: Duration::from_millis(200),
+            heartbeat: Duration::from_millis(200),
+            lease: Duration::from_millis(1000),
+            vote_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Options of one singleton.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SingletonSpec {
+    /// The majority rule: the expected number of candidates. `None`: off.
+    pub majority_of: Option<usize>,
+}
+
+/// Why a leadership ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownReason {
+    /// Another leader with a higher epoch was found (after a split healed).
+    NameConflict,
+    /// The majority rule: the leader no longer reaches a majority.
+    LostMajority,
+    /// The activator was stopped here (the node leaves or the singleton is unregistered).
+    Stopped,
+}
+
+impl ShutdownReason {
+    /// The lowercase name used in logs, the CLI and the environment of commands.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownReason::NameConflict => "name_conflict",
+            ShutdownReason::LostMajority => "lost_majority",
+            ShutdownReason::Stopped => "stopped",
+        }
+    }
+}
+
+/// What happens to a singleton on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SingletonEvent {
+    /// This node leads, at this fencing epoch.
+    NowLeader {
+        /// The epoch of this leadership.
+        epoch: u64,
+    },
+    /// This node follows `leader` (`None`: no leader is known yet).
+    NowFollower {
+        /// The leader, when known.
+        leader: Option<String>,
+    },
+    /// This node's leadership ends (a `NowFollower` follows unless the activator stopped).
+    Shutdown {
+        /// Why.
+        reason: ShutdownReason,
+    },
+}
+
+/// An output of the singleton protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `msg` to the member `to`.
+    Send {
+        /// The member.
+        to: String,
+        /// The message.
+        msg: SingletonMsg,
+    },
+    /// An event of the singleton `name` on this node.
+    Event {
+        /// The singleton.
+        name: String,
+        /// What happened.
+        event: SingletonEvent,
+    },
+}
+
+/// This node's role for a singleton.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Leads.
+    Leader,
+    /// Asks for votes (majority rule).
+    Candidate,
+    /// Follows.
+    Follower,
+}
+
+/// A singleton as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingletonInfo {
+    /// The singleton.
+    pub name: String,
+    /// This node's role.
+    pub role: Role,
+    /// The leader, when known (this node when it leads).
+    pub leader: Option<String>,
+    /// The leader's epoch (0 when no leader is known).
+    pub epoch: u64,
+    /// When this node started leading or following the current leader.
+    pub since: Option<Instant>,
+    /// The other nodes that run an activator for it and are up.
+    pub candidates: Vec<String>,
+    /// The majority rule's expected number of candidates.
+    pub majority_of: Option<usize>,
+}
+
+/// Why a singleton call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SingletonError {
+    /// This node already runs an activator for this name.
+    #[error("singleton {0:?} is already registered on this node")]
+    AlreadyRegistered(String),
+    /// The majority rule needs at least one expected candidate.
+    #[error("singleton {0:?}: majority_of must be at least 1")]
+    BadMajority(String),
+}
+
+/// Effects collected while handling one input.
+#[derive(Debug, Default)]
+pub(crate) struct Fx {
+    outputs: Vec<Output>,
+}
+
+impl Fx {
+    fn send(&mut self, to: &str, msg: SingletonMsg) {
+        self.outputs.push(Output::Send {
+            to: to.to_string(),
+            msg,
+        });
+    }
+
+    fn event(&mut self, name: &str, event: SingletonEvent) {
+        self.outputs.push(Output::Event {
+            name: name.to_string(),
+            event,
+        });
+    }
+}
+
+/// What an activator needs to know about the node it runs on.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    me: &'a str,
+    origin: u16,
+    config: &'a SingletonConfig,
+    /// Members up, other than this node.
+    up: &'a BTreeSet<String>,
+}
+
+/// The singleton activators of one node.
+#[derive(Debug)]
+pub struct Singletons {
+    me: String,
+    config: SingletonConfig,
+    activators: BTreeMap<String, Activator>,
+    up: BTreeSet<String>,
+    connected: BTreeSet<String>,
+    outputs: VecDeque<Output>,
+    rng: SmallRng,
+}
+
+impl Singletons {
+    /// No singletons yet, on the node `me`; `rng_seed` should differ between incarnations.
+    pub fn new(me: String, config: SingletonConfig, rng_seed: u64) -> Self {
+        Singletons {
+            rng: SmallRng::seed_from_u64(rng_seed),
+            me,
+            config,
+            activators: BTreeMap::new(),
+            up: BTreeSet::new(),
+            connected: BTreeSet::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut BTreeMap<String, Activator>, &Ctx, &mut Fx) -> T,
+    ) -> T {
+        let origin = origin16(&self.me);
+        let ctx = Ctx {
+            me: &self.me,
+            origin,
+            config: &self.config,
+            up: &self.up,
+        };
+        let mut fx = Fx::default();
+        let out = f(&mut self.activators, &ctx, &mut fx);
+        self.outputs.extend(fx.outputs);
+        out
+    }
+
+    /// Starts an activator for `name` here: this node becomes a candidate.
+    pub fn register(
+        &mut self,
+        now: Instant,
+        name: &str,
+        spec: SingletonSpec,
+    ) -> Result<(), SingletonError> {
+        if self.activators.contains_key(name) {
+            return Err(SingletonError::AlreadyRegistered(name.to_string()));
+        }
+        if spec.majority_of == Some(0) {
+            return Err(SingletonError::BadMajority(name.to_string()));
+        }
+        let settle = now + self.config.settle;
+        let instance = self.rng.gen();
+        let a = Activator::new(name, spec, instance, now, settle);
+        let hosting = a.hosting();
+        self.activators.insert(name.to_string(), a);
+        for p in self.connected.clone() {
+            self.outputs.push_back(Output::Send {
+                to: p,
+                msg: SingletonMsg::Hosted {
+                    names: vec![hosting.clone()],
+                },
+            });
+        }
+        self.run(|acts, ctx, fx| acts.get_mut(name).expect("inserted").start(ctx, fx));
+        Ok(())
+    }
+
+    /// Stops the activator for `name`: a leader steps down at once and tells the others, so
+    /// the next one takes over without waiting for failure detection.
+    pub fn unregister(&mut self, now: Instant, name: &str) {
+        let _ = now;
+        if let Some(mut a) = self.activators.remove(name) {
+            self.run(|_, ctx, fx| a.stop(ctx, fx));
+        }
+    }
+
+    /// Stops every activator (the node leaves).
+    pub fn unregister_all(&mut self, now: Instant) {
+        let names: Vec<String> = self.activators.keys().cloned().collect();
+        for n in names {
+            self.unregister(now, &n);
+        }
+    }
+
+    /// The singletons registered here.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.activators.keys().map(|s| s.as_str())
+    }
+
+    /// How `name` looks from here.
+    pub fn info(&self, name: &str) -> Option<SingletonInfo> {
+        let a = self.activators.get(name)?;
+        Some(a.info(&self.me, &self.up))
+    }
+
+    /// A connection to `peer` opened: it hears which singletons run here.
+    pub fn peer_up(&mut self, now: Instant, peer: &str) {
+        let _ = now;
+        self.connected.insert(peer.to_string());
+        if !self.activators.is_empty() {
+            let names = self.activators.values().map(|a| a.hosting()).collect();
+            self.outputs.push_back(Output::Send {
+                to: peer.to_string(),
+                msg: SingletonMsg::Hosted { names },
+            });
+        }
+    }
+
+    /// The connection to `peer` closed.
+    pub fn peer_gone(&mut self, peer: &str) {
+        self.connected.remove(peer);
+    }
+
+    /// Membership reports `node` up.
+    pub fn member_up(&mut self, now: Instant, node: &str) {
+        self.up.insert(node.to_string());
+        self.run(|acts, ctx, fx| {
+            for a in acts.values_mut() {
+                a.member_up(now, ctx, fx, node);
+            }
+        });
+    }
+
+    /// Membership reports `node` down or left.
+    pub fn member_down(&mut self, now: Instant, node: &str) {
+        self.up.remove(node);
+        self.run(|acts, ctx, fx| {
+            for a in acts.values_mut() {
+                a.member_down(now, ctx, fx, node);
+            }
+        });
+    }
+
+    /// A message from the member `from`.
+    pub fn handle_message(&mut self, now: Instant, from: &str, msg: SingletonMsg) {
+        self.run(|acts, ctx, fx| {
+            let name = match &msg {
+                SingletonMsg::Hosted { names } => {
+                    for h in names {
+                        if let Some(a) = acts.get_mut(&h.name) {
+                            a.hosted_by(now, ctx, fx, from, h);
+                        }
+                    }
+                    return;
+                }
+                SingletonMsg::Unhosted { name }
+                | SingletonMsg::Claim { name, .. }
+                | SingletonMsg::ClaimAck { name, .. }
+                | SingletonMsg::Prepare { name, .. }
+                | SingletonMsg::Vote { name, .. }
+                | SingletonMsg::Resign { name, .. }
+                | SingletonMsg::Stale { name, .. } => name.clone(),
+            };
+            match acts.get_mut(&name) {
+                Some(a) => a.on_message(now, ctx, fx, from, msg),
+                // Not a candidate here: a leader asking for support gets none, and learns
+                // this node does not run the singleton.
+                None => {
+                    if matches!(
+                        msg,
+                        SingletonMsg::Claim { .. } | SingletonMsg::Prepare { .. }
+                    ) {
+                        fx.send(from, SingletonMsg::Unhosted { name });
+                    }
+                }
+            }
+        });
+    }
+
+    /// Timers: takeovers, heartbeats, leases, vote deadlines.
+    pub fn tick(&mut self, now: Instant) {
+        self.run(|acts, ctx, fx| {
+            for a in acts.values_mut() {
+                a.tick(now, ctx, fx);
+            }
+        });
+    }
+
+    /// When [`Singletons::tick`] is next wanted.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.activators
+            .values()
+            .filter_map(|a| a.next_deadline())
+            .min()
+    }
+
+    /// The next output to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+}
+
+/// The low 16 bits of a leader's epochs (FNV-1a of its name, folded).
+fn origin16(name: &str) -> u16 {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) as u16
+}
+
+/// The first epoch of a new leadership by `origin`, above `highest`.
+pub(crate) fn next_epoch(highest: u64, origin: u16) -> u64 {
+    let round = (highest >> 16).saturating_add(1).min(u64::MAX >> 16);
+    (round << 16) | u64::from(origin)
+}

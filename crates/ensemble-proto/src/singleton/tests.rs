@@ -1,0 +1,300 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Nodes running activators for "s", with message delivery that a partition can cut, and
+/// membership verdicts given by hand.
+struct Net {
+    now: Instant,
+    nodes: BTreeMap<String, Singletons>,
+    cut: BTreeSet<(String, String)>,
+    events: Vec<(Instant, String, SingletonEvent)>,
+}
+
+const S: &str = "s";
+
+impl Net {
+    fn new(names: &[&str], spec: SingletonSpec) -> Net {
+        let now = Instant::now();
+        let mut nodes = BTreeMap::new();
+        for (i, n) in names.iter().enumerate() {
+            let mut s = Singletons::new(n.to_string(), SingletonConfig::default(), i as u64);
+            for o in names.iter().filter(|o| *o != n) {
+                s.peer_up(now, o);
+                s.member_up(now, o);
+            }
+            s.register(now, S, spec.clone()).unwrap();
+            nodes.insert(n.to_string(), s);
+        }
+        let mut net = Net {
+            now,
+            nodes,
+            cut: BTreeSet::new(),
+            events: Vec::new(),
+        };
+        net.deliver();
+        net
+    }
+
+    fn deliver(&mut self) {
+        loop {
+            let mut msgs = Vec::new();
+            for (name, s) in self.nodes.iter_mut() {
+                while let Some(o) = s.poll_output() {
+                    match o {
+                        Output::Send { to, msg } => msgs.push((name.clone(), to, msg)),
+                        Output::Event { event, .. } => {
+                            self.events.push((self.now, name.clone(), event))
+                        }
+                    }
+                }
+            }
+            if msgs.is_empty() {
+                return;
+            }
+            for (from, to, msg) in msgs {
+                if self.cut.contains(&(from.clone(), to.clone())) {
+                    continue;
+                }
+                if let Some(s) = self.nodes.get_mut(&to) {
+                    s.handle_message(self.now, &from, msg);
+                }
+            }
+        }
+    }
+
+    /// Runs for `d` in steps of 10 ms.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(10);
+            let now = self.now;
+            for s in self.nodes.values_mut() {
+                if s.poll_timeout().is_some_and(|t| t <= now) {
+                    s.tick(now);
+                }
+            }
+            self.deliver();
+        }
+    }
+
+    fn leaders(&self) -> Vec<(String, u64)> {
+        self.nodes
+            .iter()
+            .filter_map(|(n, s)| {
+                let i = s.info(S)?;
+                (i.role == Role::Leader).then(|| (n.clone(), i.epoch))
+            })
+            .collect()
+    }
+
+    fn leader_seen_by(&self, node: &str) -> Option<String> {
+        self.nodes[node].info(S)?.leader
+    }
+
+    /// Cuts `a` from `b` and has membership on each side report the other down.
+    fn partition(&mut self, a: &[&str], b: &[&str]) {
+        for x in a {
+            for y in b {
+                self.cut.insert((x.to_string(), y.to_string()));
+                self.cut.insert((y.to_string(), x.to_string()));
+                let now = self.now;
+                self.nodes.get_mut(*x).unwrap().member_down(now, y);
+                self.nodes.get_mut(*y).unwrap().member_down(now, x);
+            }
+        }
+        self.deliver();
+    }
+
+    fn heal(&mut self) {
+        let pairs: Vec<(String, String)> = std::mem::take(&mut self.cut).into_iter().collect();
+        let now = self.now;
+        for (x, y) in pairs {
+            let s = self.nodes.get_mut(&x).unwrap();
+            s.member_up(now, &y);
+            s.peer_up(now, &y);
+        }
+        self.deliver();
+    }
+
+    fn crash(&mut self, node: &str) {
+        self.nodes.remove(node);
+        let now = self.now;
+        for s in self.nodes.values_mut() {
+            s.member_down(now, node);
+        }
+        self.deliver();
+    }
+
+    fn events_of(&self, node: &str) -> Vec<SingletonEvent> {
+        self.events
+            .iter()
+            .filter(|(_, n, _)| n == node)
+            .map(|(_, _, e)| e.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn one_leader_is_elected_and_everyone_follows_it() {
+    let mut net = Net::new(&["a", "b", "c"], SingletonSpec::default());
+    assert!(
+        net.leaders().is_empty(),
+        "nobody leads before the settle time"
+    );
+    net.run(Duration::from_millis(400));
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    assert_eq!(leaders[0].0, "a", "the lowest name is preferred");
+    assert!(leaders[0].1 > 0);
+    for n in ["b", "c"] {
+        assert_eq!(net.leader_seen_by(n).as_deref(), Some("a"));
+        assert_eq!(net.nodes[n].info(S).unwrap().epoch, leaders[0].1);
+    }
+    assert_eq!(
+        net.events_of("a"),
+        vec![
+            SingletonEvent::NowFollower { leader: None },
+            SingletonEvent::NowLeader {
+                epoch: leaders[0].1
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_crashed_leader_is_replaced_at_a_higher_epoch() {
+    let mut net = Net::new(&["a", "b", "c"], SingletonSpec::default());
+    net.run(Duration::from_millis(400));
+    let (_, first) = net.leaders()[0].clone();
+    net.crash("a");
+    net.run(Duration::from_millis(10));
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1);
+    assert_eq!(leaders[0].0, "b", "the next name takes over at once");
+    assert!(leaders[0].1 > first);
+    assert_eq!(net.leader_seen_by("c").as_deref(), Some("b"));
+}
+
+#[test]
+fn a_leader_that_stops_hands_over_at_once() {
+    let mut net = Net::new(&["a", "b", "c"], SingletonSpec::default());
+    net.run(Duration::from_millis(400));
+    let now = net.now;
+    net.nodes.get_mut("a").unwrap().unregister(now, S);
+    net.deliver();
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1, "no time passed: {leaders:?}");
+    assert_eq!(leaders[0].0, "b");
+    assert!(net.events_of("a").contains(&SingletonEvent::Shutdown {
+        reason: ShutdownReason::Stopped
+    }));
+}
+
+#[test]
+fn after_a_split_heals_the_higher_epoch_keeps_leading() {
+    let mut net = Net::new(&["a", "b", "c", "d"], SingletonSpec::default());
+    net.run(Duration::from_millis(400));
+    net.partition(&["a", "b"], &["c", "d"]);
+    net.run(Duration::from_millis(400));
+    let leaders = net.leaders();
+    assert_eq!(
+        leaders.len(),
+        2,
+        "each side elects without the majority rule"
+    );
+    let winner = leaders.iter().max_by_key(|l| l.1).unwrap().clone();
+    let loser = leaders.iter().min_by_key(|l| l.1).unwrap().clone();
+    assert_eq!(winner.0, "c", "c took over later, at a higher epoch");
+    net.heal();
+    net.run(Duration::from_millis(50));
+    assert_eq!(net.leaders(), vec![winner.clone()]);
+    for n in ["a", "b", "d"] {
+        assert_eq!(net.leader_seen_by(n), Some(winner.0.clone()), "{n}");
+    }
+    let tail: Vec<SingletonEvent> = net.events_of(&loser.0).into_iter().rev().take(2).collect();
+    assert_eq!(
+        tail,
+        vec![
+            SingletonEvent::NowFollower {
+                leader: Some(winner.0.clone())
+            },
+            SingletonEvent::Shutdown {
+                reason: ShutdownReason::NameConflict
+            },
+        ]
+    );
+}
+
+#[test]
+fn with_the_majority_rule_a_minority_never_leads() {
+    let spec = SingletonSpec {
+        majority_of: Some(5),
+    };
+    let mut net = Net::new(&["a", "b", "c", "d", "e"], spec);
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.leaders().len(), 1);
+    let (_, first) = net.leaders()[0].clone();
+    assert_eq!(net.leaders()[0].0, "a");
+    // a and b are cut off: a loses its lease, c..e elect one of them after it ran out.
+    net.partition(&["a", "b"], &["c", "d", "e"]);
+    let mut ever_two = false;
+    for _ in 0..300 {
+        net.run(Duration::from_millis(10));
+        ever_two |= net.leaders().len() > 1;
+    }
+    assert!(!ever_two, "two leaders at once");
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    assert_eq!(leaders[0].0, "c");
+    assert!(leaders[0].1 > first);
+    assert!(net.events_of("a").contains(&SingletonEvent::Shutdown {
+        reason: ShutdownReason::LostMajority
+    }));
+    // Healing keeps c; a and b follow it.
+    net.heal();
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.leaders()[0].0, "c");
+    assert_eq!(net.leader_seen_by("a").as_deref(), Some("c"));
+}
+
+#[test]
+fn a_restarted_leader_does_not_lead_below_its_old_epoch() {
+    let mut net = Net::new(&["a", "b"], SingletonSpec::default());
+    net.run(Duration::from_millis(400));
+    let (_, first) = net.leaders()[0].clone();
+    // a restarts faster than failure detection: a new activator, same name.
+    let now = net.now;
+    let mut fresh = Singletons::new("a".into(), SingletonConfig::default(), 99);
+    fresh.peer_up(now, "b");
+    fresh.member_up(now, "b");
+    fresh.register(now, S, SingletonSpec::default()).unwrap();
+    net.nodes.insert("a".into(), fresh);
+    net.nodes.get_mut("b").unwrap().peer_up(now, "a");
+    net.deliver();
+    net.run(Duration::from_millis(400));
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    assert!(leaders[0].1 > first, "{leaders:?} after {first}");
+    assert_eq!(net.leader_seen_by("b"), Some(leaders[0].0.clone()));
+}
+
+#[test]
+fn bad_registrations_fail_clearly() {
+    let now = Instant::now();
+    let mut s = Singletons::new("a".into(), SingletonConfig::default(), 1);
+    s.register(now, S, SingletonSpec::default()).unwrap();
+    assert!(matches!(
+        s.register(now, S, SingletonSpec::default()),
+        Err(SingletonError::AlreadyRegistered(_))
+    ));
+    let zero = SingletonSpec {
+        majority_of: Some(0),
+    };
+    assert!(s
+        .register(now, "z", zero)
+        .unwrap_err()
+        .to_string()
+        .contains("at least 1"));
+}
