@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::broadcast::{self, BroadcastError, Delivery, Plumtree};
 use crate::membership::{EventKind, Input, MemberEvent, Membership, Output};
 use crate::messaging::{self, Messaging};
+use crate::singleton::{self, SingletonConfig, Singletons};
 use crate::table::{self, TableConfig, Tables};
 use crate::wire::Message;
 
@@ -45,6 +46,13 @@ pub enum StackOutput {
     Messaging(messaging::Output),
     /// Replicated tables: a completed operation, a change, a replica down, a re-merge.
     Table(table::Output),
+    /// Singletons: this node leads, follows, or its leadership ends.
+    Singleton {
+        /// The singleton.
+        name: String,
+        /// What happened.
+        event: singleton::SingletonEvent,
+    },
 }
 
 /// Membership and broadcast of one node.
@@ -58,6 +66,8 @@ pub struct Stack {
     pub messaging: Messaging,
     /// Replicated tables.
     pub tables: Tables,
+    /// Singleton activators.
+    pub singletons: Singletons,
     /// The connections broadcast knows about, with the incarnation each was opened with.
     neighbours: BTreeMap<String, u64>,
     /// Membership's connections version `neighbours` reflects.
@@ -76,11 +86,13 @@ impl Stack {
         let me = membership.local();
         let seed = table::origin_of(&me.name) ^ me.incarnation.rotate_left(32);
         let tables = Tables::new(me.name.clone(), TableConfig::default(), seed);
+        let singletons = Singletons::new(me.name.clone(), SingletonConfig::default(), !seed);
         let mut s = Stack {
             membership,
             broadcast,
             messaging,
             tables,
+            singletons,
             neighbours: BTreeMap::new(),
             synced: None,
             outputs: VecDeque::new(),
@@ -106,6 +118,9 @@ impl Stack {
         if tick && self.tables.poll_timeout().is_some_and(|t| now >= t) {
             self.tables.tick(now);
         }
+        if tick && self.singletons.poll_timeout().is_some_and(|t| now >= t) {
+            self.singletons.tick(now);
+        }
         self.drain(now);
     }
 
@@ -122,6 +137,13 @@ impl Stack {
         out
     }
 
+    /// Runs a singleton command (register, unregister) and carries out what it yields.
+    pub fn with_singletons<T>(&mut self, now: Instant, f: impl FnOnce(&mut Singletons) -> T) -> T {
+        let out = f(&mut self.singletons);
+        self.drain(now);
+        out
+    }
+
     /// Feeds a message from the connected member `from`.
     pub fn handle_message(&mut self, now: Instant, from: String, msg: Message) {
         match msg {
@@ -133,6 +155,7 @@ impl Stack {
                 .messaging
                 .handle(now, messaging::Input::Message { from, msg }),
             Message::Table(msg) => self.tables.handle_message(now, &from, msg),
+            Message::Singleton(msg) => self.singletons.handle_message(now, &from, msg),
         }
         self.drain(now);
     }
@@ -161,7 +184,8 @@ impl Stack {
             .poll_timeout()
             .min(self.broadcast.poll_timeout());
         let t = self.messaging.poll_timeout().map_or(t, |m| t.min(m));
-        self.tables.poll_timeout().map_or(t, |m| t.min(m))
+        let t = self.tables.poll_timeout().map_or(t, |m| t.min(m));
+        self.singletons.poll_timeout().map_or(t, |m| t.min(m))
     }
 
     /// Moves membership's outputs out, telling broadcast what they mean, then broadcast's.
@@ -191,9 +215,13 @@ impl Stack {
                         }
                         match e.kind {
                             EventKind::Down | EventKind::Left => {
-                                self.tables.member_down(now, &e.member.name)
+                                self.tables.member_down(now, &e.member.name);
+                                self.singletons.member_down(now, &e.member.name);
                             }
-                            EventKind::Up => self.tables.member_up(now, &e.member.name),
+                            EventKind::Up => {
+                                self.tables.member_up(now, &e.member.name);
+                                self.singletons.member_up(now, &e.member.name);
+                            }
                             EventKind::Updated => {}
                         }
                         StackOutput::Event(e)
@@ -220,6 +248,18 @@ impl Stack {
                         msg: Message::Direct(msg),
                     },
                     other => StackOutput::Messaging(other),
+                });
+            }
+            while let Some(o) = self.singletons.poll_output() {
+                any = true;
+                self.outputs.push_back(match o {
+                    singleton::Output::Send { to, msg } => StackOutput::Send {
+                        to,
+                        msg: Message::Singleton(msg),
+                    },
+                    singleton::Output::Event { name, event } => {
+                        StackOutput::Singleton { name, event }
+                    }
                 });
             }
             while let Some(o) = self.tables.poll_output() {
@@ -257,6 +297,7 @@ impl Stack {
         for n in gone {
             self.neighbours.remove(&n);
             self.tables.peer_gone(&n);
+            self.singletons.peer_gone(&n);
             self.broadcast
                 .handle(now, broadcast::Input::NeighborDown(n));
         }
@@ -272,6 +313,7 @@ impl Stack {
             self.messaging
                 .handle(now, messaging::Input::PeerUp(n.clone()));
             self.tables.peer_up(now, &n);
+            self.singletons.peer_up(now, &n);
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::member::Member;
 
 pub use crate::broadcast::BroadcastMsg;
 pub use crate::messaging::DirectMsg;
+pub use crate::singleton::SingletonMsg;
 pub use crate::table::TableMsg;
 
 /// Oldest protocol version this build speaks.
@@ -127,6 +128,8 @@ pub enum Message {
     Direct(DirectMsg),
     /// Replicated tables.
     Table(TableMsg),
+    /// Singleton activators.
+    Singleton(SingletonMsg),
 }
 
 impl Message {
@@ -142,6 +145,7 @@ impl Message {
                 DirectMsg::Nack { .. } => "forward_nack",
             },
             Message::Table(t) => t.kind(),
+            Message::Singleton(s) => s.kind(),
         }
     }
 }

@@ -15,5 +15,5 @@ mod network;
 pub mod scenario;
 
 pub use broadcast::{BroadcastReport, BroadcastScenario};
-pub use network::{NodeId, Sim, SimConfig, SimDelivery, SimEvent};
+pub use network::{NodeId, Sim, SimConfig, SimDelivery, SimEvent, SimSingletonEvent};
 pub use scenario::{Report, Scenario, ScenarioConfig};

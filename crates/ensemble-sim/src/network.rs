@@ -9,6 +9,7 @@ use bytes::Bytes;
 use ensemble_proto::broadcast::events::{EventInput, EventLog, USER_EVENTS};
 use ensemble_proto::broadcast::{BroadcastConfig, Plumtree};
 use ensemble_proto::messaging::Messaging;
+use ensemble_proto::singleton::{self, Singletons};
 use ensemble_proto::table::{self, Tables};
 use ensemble_proto::wire::{self, Message, PeerInfo};
 use ensemble_proto::{
@@ -183,6 +184,21 @@ pub struct Sim {
     fifo: BTreeMap<(NodeId, NodeId), Instant>,
     /// What the nodes' replicated tables yielded (completions, changes, re-merges).
     pub table_outputs: Vec<(NodeId, table::Output)>,
+    /// What the nodes' singleton activators reported, in order.
+    pub singleton_events: Vec<SimSingletonEvent>,
+}
+
+/// A singleton event on a node, at a simulated time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimSingletonEvent {
+    /// Simulated time since the start.
+    pub at: Duration,
+    /// The node.
+    pub node: NodeId,
+    /// The singleton.
+    pub name: String,
+    /// What happened.
+    pub event: singleton::SingletonEvent,
 }
 
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -218,6 +234,7 @@ impl Sim {
             by_kind: BTreeMap::new(),
             fifo: BTreeMap::new(),
             table_outputs: Vec::new(),
+            singleton_events: Vec::new(),
         }
     }
 
@@ -409,6 +426,15 @@ impl Sim {
             // Named messaging is not simulated yet.
             StackOutput::Messaging(_) => {}
             StackOutput::Table(o) => self.table_outputs.push((from, o)),
+            StackOutput::Singleton { name, event } => {
+                let at = self.elapsed();
+                self.singleton_events.push(SimSingletonEvent {
+                    at,
+                    node: from,
+                    name,
+                    event,
+                });
+            }
             StackOutput::Event(e) => {
                 if !self.record_up_events && matches!(e.kind, EventKind::Up | EventKind::Updated) {
                     return;
@@ -631,6 +657,27 @@ impl Sim {
             .with_tables(now, |t| f(t, now));
         self.after_input(id);
         Some(out)
+    }
+
+    /// Runs a singleton command on a running node (register, unregister), then carries out
+    /// what it yields.
+    pub fn singletons<T>(
+        &mut self,
+        id: NodeId,
+        f: impl FnOnce(&mut Singletons, Instant) -> T,
+    ) -> Option<T> {
+        let now = self.now;
+        let out = self.nodes[id]
+            .state
+            .as_mut()?
+            .with_singletons(now, |s| f(s, now));
+        self.after_input(id);
+        Some(out)
+    }
+
+    /// A singleton as a running node sees it.
+    pub fn singleton_info(&self, id: NodeId, name: &str) -> Option<singleton::SingletonInfo> {
+        self.nodes[id].state.as_ref()?.singletons.info(name)
     }
 
     /// The records of a table's replica on a running node.

@@ -645,6 +645,8 @@ impl Driver {
                 StackOutput::Delivered(_) => {}
                 StackOutput::Messaging(m) => self.on_messaging(m),
                 StackOutput::Table(t) => self.on_table(t),
+                // No activators run in the runtime yet.
+                StackOutput::Singleton { .. } => {}
                 StackOutput::Event(e) => {
                     let m = &e.member;
                     info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);

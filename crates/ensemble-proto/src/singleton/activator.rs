@@ -363,7 +363,18 @@ impl Activator {
         }
     }
 
-    pub fn member_up(&mut self, now: Instant, ctx: &Ctx, fx: &mut Fx, _node: &str) {
+    pub fn member_up(&mut self, now: Instant, ctx: &Ctx, fx: &mut Fx, node: &str) {
+        // Back from a split: it may have a leader of its own; the lower epoch steps down.
+        if let (State::Leader { epoch, seq, .. }, true) =
+            (&self.state, self.candidates.contains_key(node))
+        {
+            let msg = SingletonMsg::Claim {
+                name: self.name.clone(),
+                epoch: *epoch,
+                seq: *seq,
+            };
+            fx.send(node, msg);
+        }
         self.tick(now, ctx, fx);
     }
 
