@@ -23,7 +23,10 @@ use crate::error::Error;
 use crate::messaging::Envelope;
 use crate::transport::conn::{self, ConnHandle, Shared};
 
+mod singletons;
 mod tables;
+pub(crate) use singletons::SingletonCommand;
+pub use singletons::SingletonStatus;
 pub(crate) use tables::{ChangeBatch, Done, DownHook, Opened, TableCommand};
 
 /// Messages to the driver.
@@ -114,6 +117,7 @@ pub(crate) enum Command {
     },
     /// Replicated tables.
     Table(TableCommand),
+    Singleton(SingletonCommand),
 }
 
 /// What the driver publishes for the [`crate::Node`] handle.
@@ -158,6 +162,11 @@ pub(crate) struct Driver {
     table_changes: HashMap<String, broadcast::Sender<ChangeBatch>>,
     /// `handle_down` hooks per table.
     table_down_hooks: HashMap<String, Vec<DownHook>>,
+    /// Where each singleton's events go (the task running its handler).
+    singleton_events: HashMap<
+        String,
+        tokio::sync::mpsc::UnboundedSender<ensemble_proto::singleton::SingletonEvent>,
+    >,
     /// Random per process start, announced in handshakes.
     instance: u64,
     /// Addresses this node answers on (advertised and bound): joining them is an error.
@@ -210,6 +219,7 @@ impl Driver {
             table_waiters: HashMap::new(),
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
+            singleton_events: HashMap::new(),
         }
     }
 
@@ -315,6 +325,7 @@ impl Driver {
                 let _ = reply.send(());
             }
             Command::Leave { reply } => {
+                self.stop_singletons(now);
                 self.core.handle(now, Input::Leave);
                 return Some((true, reply));
             }
@@ -336,7 +347,10 @@ impl Driver {
                     let _ = reply.send(Err(Error::UnknownNode(name)));
                 }
             }
-            Command::Shutdown { reply } => return Some((false, reply)),
+            Command::Shutdown { reply } => {
+                self.stop_singletons(now);
+                return Some((false, reply));
+            }
             Command::InjectPartition { names, reply } => {
                 let id = self.next_partition;
                 self.next_partition += 1;
@@ -424,6 +438,7 @@ impl Driver {
                 self.send_direct(now, to, name, payload, ack, tx);
             }
             Command::Table(c) => self.on_table_command(now, c),
+            Command::Singleton(c) => self.on_singleton_command(now, c),
         }
         None
     }
@@ -645,8 +660,7 @@ impl Driver {
                 StackOutput::Delivered(_) => {}
                 StackOutput::Messaging(m) => self.on_messaging(m),
                 StackOutput::Table(t) => self.on_table(t),
-                // No activators run in the runtime yet.
-                StackOutput::Singleton { .. } => {}
+                StackOutput::Singleton { name, event } => self.on_singleton(name, event),
                 StackOutput::Event(e) => {
                     let m = &e.member;
                     info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);

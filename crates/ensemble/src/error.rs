@@ -68,6 +68,9 @@ pub enum Error {
         /// How long the sender waited.
         after: std::time::Duration,
     },
+    /// A singleton could not be registered.
+    #[error(transparent)]
+    Singleton(#[from] ensemble_proto::singleton::SingletonError),
     /// A replicated-table operation failed.
     #[error(transparent)]
     Table(#[from] ensemble_proto::table::TableError),

@@ -34,6 +34,7 @@ mod error;
 mod messaging;
 mod node;
 mod secret;
+mod singleton;
 mod table;
 mod time;
 mod tracker;
@@ -41,6 +42,7 @@ mod transport;
 
 pub use broadcast::{BroadcastStatus, MAX_EVENT_NAME};
 pub use config::{Config, DEFAULT_MAX_FRAME};
+pub use driver::SingletonStatus;
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
 pub use ensemble_proto::table::{Kind as TableKind, TableError, TableInfo};
@@ -49,6 +51,9 @@ pub use error::Error;
 pub use messaging::{Envelope, Mailbox, Watch, MAILBOX_CAPACITY};
 pub use node::{Node, PartitionRef};
 pub use secret::{Secret, MIN_SECRET_LEN};
+pub use singleton::{
+    ShutdownReason, Singleton, SingletonEvent, SingletonHandle, SingletonOptions, SingletonRole,
+};
 pub use table::{
     PauseGuard, RequestId, Table, TableChange, TableChanges, TableOptions, DEFAULT_TIMEOUT,
 };

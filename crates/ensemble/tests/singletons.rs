@@ -1,0 +1,178 @@
+//! Singletons between nodes in one process, over real TCP on 127.0.0.1.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ensemble::{Node, ShutdownReason, Singleton, SingletonEvent, SingletonOptions, SingletonRole};
+
+mod common;
+use common::*;
+
+type Log = Arc<Mutex<Vec<(String, SingletonEvent)>>>;
+
+/// Records every event; asks for a timer every 50 ms while leading.
+struct Recorder {
+    node: String,
+    log: Log,
+}
+
+impl Singleton for Recorder {
+    type State = bool;
+
+    fn init(&mut self) -> bool {
+        false
+    }
+
+    fn event(&mut self, _leading: bool, event: SingletonEvent) -> bool {
+        let leading = match &event {
+            SingletonEvent::NowLeader { .. } => true,
+            SingletonEvent::Shutdown { .. } | SingletonEvent::NowFollower { .. } => false,
+            _ => _leading,
+        };
+        self.log.lock().unwrap().push((self.node.clone(), event));
+        leading
+    }
+
+    fn next_timer_in(&self, leading: &bool) -> Option<Duration> {
+        leading.then_some(Duration::from_millis(50))
+    }
+}
+
+/// Who leads now, by the handlers' events, with the epoch.
+fn leaders(log: &Log) -> Vec<(String, u64)> {
+    let mut now: std::collections::BTreeMap<String, u64> = Default::default();
+    for (node, e) in log.lock().unwrap().iter() {
+        match e {
+            SingletonEvent::NowLeader { epoch } => {
+                now.insert(node.clone(), *epoch);
+            }
+            SingletonEvent::Shutdown { .. } | SingletonEvent::NowFollower { .. } => {
+                now.remove(node);
+            }
+            _ => {}
+        }
+    }
+    now.into_iter().collect()
+}
+
+fn count(log: &Log, node: &str, pred: impl Fn(&SingletonEvent) -> bool) -> usize {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, e)| n == node && pred(e))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_leads_timers_and_changes_reach_only_it_and_a_stop_hands_over() {
+    let nodes = cluster(3).await;
+    let log: Log = Arc::default();
+    let mut handles = Vec::new();
+    for n in &nodes {
+        let rec = Recorder {
+            node: n.name().to_string(),
+            log: log.clone(),
+        };
+        handles.push(Some(
+            n.singleton("billing", rec, SingletonOptions::new())
+                .await
+                .unwrap(),
+        ));
+    }
+    wait_for(Duration::from_secs(5), "one leader", || {
+        leaders(&log).len() == 1
+    })
+    .await;
+    let (leader, epoch) = leaders(&log)[0].clone();
+    assert_eq!(leader, "n0", "the lowest name is preferred");
+    let statuses = nodes[1].singletons().await.unwrap();
+    assert_eq!(statuses[0].leader.as_deref(), Some("n0"));
+    assert_eq!(statuses[0].role, SingletonRole::Follower);
+    assert_eq!(statuses[0].epoch, epoch);
+    // Timers: the leader only.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let timers = |n: &str| count(&log, n, |e| *e == SingletonEvent::Timer);
+    assert!(timers("n0") >= 3, "{}", timers("n0"));
+    assert_eq!(timers("n1") + timers("n2"), 0);
+    // Cluster changes: the leader only.
+    let extra = start("n3", &[nodes[0].addr()]).await;
+    let change = |e: &SingletonEvent| matches!(e, SingletonEvent::ClusterChange { node, up: true } if node == "n3");
+    wait_for(
+        Duration::from_secs(10),
+        "the leader hears n3 come up",
+        || count(&log, "n0", change) == 1,
+    )
+    .await;
+    assert_eq!(count(&log, "n1", change) + count(&log, "n2", change), 0);
+    // The leader stops: n1 takes over at once, at a higher epoch.
+    let took = std::time::Instant::now();
+    handles[0].take().unwrap().stop().await.unwrap();
+    wait_for(Duration::from_secs(5), "n1 leads", || {
+        leaders(&log).iter().any(|(n, _)| n == "n1")
+    })
+    .await;
+    eprintln!("hand-over took {:?}", took.elapsed());
+    let (next, next_epoch) = leaders(&log)[0].clone();
+    assert_eq!(next, "n1");
+    assert!(next_epoch > epoch);
+    assert!(
+        count(&log, "n0", |e| *e
+            == SingletonEvent::Shutdown {
+                reason: ShutdownReason::Stopped
+            })
+            == 1
+    );
+    let timers_after = timers("n0");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(timers("n0"), timers_after, "a stopped leader gets no timer");
+    // A node that shuts down hands over too.
+    nodes[1].shutdown().await;
+    wait_for(Duration::from_secs(5), "n2 leads", || {
+        leaders(&log).iter().any(|(n, _)| n == "n2")
+    })
+    .await;
+    assert_eq!(leaders(&log).len(), 1);
+    extra.shutdown().await;
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_twice_or_with_a_zero_majority_fails_clearly() {
+    let nodes = cluster(1).await;
+    let n: &Node = &nodes[0];
+    let rec = || Recorder {
+        node: "n0".into(),
+        log: Arc::default(),
+    };
+    let _h = n
+        .singleton("s", rec(), SingletonOptions::new())
+        .await
+        .unwrap();
+    let twice = n
+        .singleton("s", rec(), SingletonOptions::new())
+        .await
+        .unwrap_err();
+    assert!(twice.to_string().contains("already registered"), "{twice}");
+    let zero = n
+        .singleton("z", rec(), SingletonOptions::new().majority_of(0))
+        .await
+        .unwrap_err();
+    assert!(zero.to_string().contains("at least 1"), "{zero}");
+    // Alone with a majority of one, it leads.
+    let log: Log = Arc::default();
+    let one = Recorder {
+        node: "n0".into(),
+        log: log.clone(),
+    };
+    let _m = n
+        .singleton("m", one, SingletonOptions::new().majority_of(1))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "it leads alone", || {
+        leaders(&log).len() == 1
+    })
+    .await;
+    n.shutdown().await;
+}
