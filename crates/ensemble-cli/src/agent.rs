@@ -53,6 +53,15 @@ pub struct AgentArgs {
     /// their first `ensemble table put`.
     #[arg(long = "table", value_name = "NAME")]
     tables: Vec<String>,
+    /// Run COMMAND while this agent leads the singleton NAME (one agent of those that run it
+    /// leads); its fencing epoch is in ENSEMBLE_EPOCH, and it gets SIGTERM when the agent steps
+    /// down; repeat for more (config table: [singletons]).
+    #[arg(long = "singleton", value_name = "NAME=COMMAND", value_parser = crate::send::parse_handler)]
+    singletons: Vec<(String, String)>,
+    /// The majority rule for singleton NAME: N agents are expected to run it, and a side of a
+    /// split without a majority of them never leads (config table: [singleton_majority]).
+    #[arg(long = "singleton-majority", value_name = "NAME=N", value_parser = crate::singleton::parse_majority)]
+    singleton_majority: Vec<(String, usize)>,
     /// Allow `ensemble partition inject|resolve` (POST/DELETE /v1/partitions) on this agent;
     /// for tests only (config key: allow_fault_injection).
     #[arg(long)]
@@ -90,6 +99,19 @@ struct AgentSettings {
     backend: Arc<dyn Backend>,
     discovery: DiscoveryOptions,
     tables: Vec<String>,
+    singletons: Vec<(String, String)>,
+    singleton_majority: Vec<(String, usize)>,
+}
+
+/// The file's `[name] = value` entries, with the flags' entries replacing those of the same name.
+fn merged<V: Clone>(
+    file: &std::collections::BTreeMap<String, V>,
+    flags: &[(String, V)],
+) -> Vec<(String, V)> {
+    let mut all: Vec<(String, V)> = file.clone().into_iter().collect();
+    all.retain(|(n, _)| !flags.iter().any(|(m, _)| m == n));
+    all.extend(flags.iter().cloned());
+    all
 }
 
 fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
@@ -154,12 +176,9 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
         config,
         AgentSettings {
             http,
-            handlers: {
-                let mut h: Vec<(String, String)> = file.handlers.clone().into_iter().collect();
-                h.retain(|(n, _)| !args.handlers.iter().any(|(m, _)| m == n));
-                h.extend(args.handlers.iter().cloned());
-                h
-            },
+            handlers: merged(&file.handlers, &args.handlers),
+            singletons: merged(&file.singletons, &args.singletons),
+            singleton_majority: merged(&file.singleton_majority, &args.singleton_majority),
             event_handlers,
             fault_injection: args.allow_fault_injection || file.allow_fault_injection,
             backend,
@@ -207,6 +226,8 @@ async fn serve(args: AgentArgs) -> Result<()> {
     for t in &agent.tables {
         discovery.add_table(t.clone()).await;
     }
+    let singletons =
+        crate::singleton::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
     let app = api::router(
         node.clone(),
         discovery,
@@ -221,6 +242,10 @@ async fn serve(args: AgentArgs) -> Result<()> {
     });
     wait_for_signal().await;
     info!("leaving the cluster");
+    // Singletons first: a leader stops its command and hands over before the node leaves.
+    for s in singletons {
+        let _ = s.stop().await;
+    }
     node.leave().await;
     server.abort();
     Ok(())

@@ -102,6 +102,7 @@ pub fn router(
         .route("/v1/discovery", get(discovery_info))
         .route("/v1/ready", get(ready))
         .route("/v1/tracker", get(crate::tracker::route))
+        .route("/v1/singletons", get(crate::singleton::route))
         .with_state(AppState {
             node,
             discovery,

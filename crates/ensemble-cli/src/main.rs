@@ -17,6 +17,7 @@ mod send;
 mod settings;
 mod sim;
 mod sim_broadcast;
+mod singleton;
 mod tables;
 mod tracker;
 
@@ -48,6 +49,8 @@ enum Command {
     Table(tables::TableArgs),
     /// Every node ever seen, online or offline, and the cluster mode (the node tracker).
     Tracker(tracker::TrackerArgs),
+    /// The agent's singletons: who leads each, at which epoch, since when.
+    Singleton(singleton::SingletonArgs),
     /// Inject, resolve or list partitions on an agent (for tests; the agent must allow it).
     Partition(partition::PartitionArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Send(args) => send::send(args),
         Command::Table(args) => tables::run(args),
         Command::Tracker(args) => tracker::run(args),
+        Command::Singleton(args) => singleton::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

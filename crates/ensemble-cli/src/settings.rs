@@ -40,6 +40,12 @@ pub struct FileSettings {
     /// Replicated tables to host from the start (string keys and values).
     #[serde(default)]
     pub tables: Vec<String>,
+    /// `[singletons]`: name = command run while this agent leads it.
+    #[serde(default)]
+    pub singletons: BTreeMap<String, String>,
+    /// `[singleton_majority]`: name = expected number of agents (the majority rule).
+    #[serde(default)]
+    pub singleton_majority: BTreeMap<String, usize>,
     #[serde(default)]
     pub discovery: crate::discovery::DiscoverySettings,
 }

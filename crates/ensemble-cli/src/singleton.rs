@@ -1,0 +1,215 @@
+//! Singletons from the agent: `ensemble agent --singleton NAME=COMMAND` runs COMMAND on the
+//! one agent that leads NAME (with its fencing epoch in ENSEMBLE_EPOCH) and stops it when that
+//! agent steps down; `ensemble singleton list` and `GET /v1/singletons` show who leads.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use clap::{Args, Subcommand};
+use ensemble::{Node, Singleton, SingletonEvent, SingletonHandle, SingletonOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tracing::{info, warn};
+
+use crate::settings::DEFAULT_HTTP;
+
+/// How long a stopped command gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a shell command while this agent leads the singleton.
+struct CommandSingleton {
+    name: String,
+    node: String,
+    command: String,
+}
+
+impl Singleton for CommandSingleton {
+    type State = Option<Child>;
+
+    fn init(&mut self) -> Option<Child> {
+        None
+    }
+
+    fn event(&mut self, child: Option<Child>, event: SingletonEvent) -> Option<Child> {
+        match event {
+            SingletonEvent::NowLeader { epoch } => {
+                stop(&self.name, child);
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(&self.command)
+                    .env("ENSEMBLE_SINGLETON", &self.name)
+                    .env("ENSEMBLE_EPOCH", epoch.to_string())
+                    .env("ENSEMBLE_NODE", &self.node)
+                    .stdin(Stdio::null());
+                // If the agent dies (SIGKILL), its command gets SIGTERM: a leader's work must
+                // not outlive its leadership.
+                // SAFETY: the closure only makes the prctl system call, which is
+                // async-signal-safe, between fork and exec.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
+                            .map_err(std::io::Error::from)
+                    });
+                }
+                let spawned = cmd.spawn();
+                match spawned {
+                    Ok(c) => {
+                        info!(singleton = %self.name, pid = c.id(), epoch, "started the command of singleton {}", self.name);
+                        Some(c)
+                    }
+                    Err(e) => {
+                        warn!(singleton = %self.name, "cannot run the command of singleton {} (--singleton {}=...): {e}", self.name, self.name);
+                        None
+                    }
+                }
+            }
+            SingletonEvent::Shutdown { reason } => {
+                info!(singleton = %self.name, "stopping the command of singleton {} ({})", self.name, reason.as_str());
+                stop(&self.name, child);
+                None
+            }
+            _ => child,
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after the grace time; reaped on a thread so the handler never waits.
+fn stop(name: &str, child: Option<Child>) {
+    let Some(mut child) = child else { return };
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while start.elapsed() < STOP_GRACE {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        warn!(singleton = %name, "the command of singleton {name} ignored SIGTERM; killing it");
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+}
+
+/// `NAME=N` for `--singleton-majority`.
+pub fn parse_majority(s: &str) -> Result<(String, usize), String> {
+    let (n, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=N, got {s:?}"))?;
+    let v: usize = v
+        .parse()
+        .map_err(|_| format!("expected NAME=N with N a number of agents, got {s:?}"))?;
+    if n.is_empty() || v == 0 {
+        return Err(format!("expected NAME=N with N at least 1, got {s:?}"));
+    }
+    Ok((n.to_string(), v))
+}
+
+/// Starts an activator per `(name, command)`; `majority` gives the majority rule's size.
+pub async fn spawn(
+    node: &Node,
+    singletons: Vec<(String, String)>,
+    majority: &[(String, usize)],
+) -> Result<Vec<SingletonHandle>> {
+    let mut handles = Vec::new();
+    for (name, command) in singletons {
+        let mut options = SingletonOptions::new();
+        if let Some((_, n)) = majority.iter().find(|(m, _)| *m == name) {
+            options = options.majority_of(*n);
+        }
+        let handler = CommandSingleton {
+            name: name.clone(),
+            node: node.name().to_string(),
+            command,
+        };
+        let h = node
+            .singleton(&name, handler, options)
+            .await
+            .with_context(|| format!("cannot start singleton {name:?} (--singleton)"))?;
+        handles.push(h);
+    }
+    Ok(handles)
+}
+
+/// `GET /v1/singletons`.
+pub async fn route(State(node): State<Node>) -> Response {
+    match node.singletons().await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SingletonArgs {
+    #[command(subcommand)]
+    command: SingletonCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum SingletonCommand {
+    /// The singletons the agent runs: name, leader, epoch, since.
+    List {
+        /// HTTP API of the agent to ask.
+        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
+        http: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One row of `GET /v1/singletons`, as the client reads it.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct Row {
+    name: String,
+    role: String,
+    leader: Option<String>,
+    epoch: u64,
+    since_ms: Option<u64>,
+    candidates: Vec<String>,
+    majority_of: Option<usize>,
+}
+
+pub fn run(args: SingletonArgs) -> Result<()> {
+    let SingletonCommand::List { http, json } = args.command;
+    let rows: Vec<Row> = crate::client::get(&http, "/v1/singletons")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    println!(
+        "{:<20} {:<20} {:<10} {:>20} {:>12}",
+        "NAME", "LEADER", "ROLE", "EPOCH", "SINCE"
+    );
+    for r in rows {
+        let since = r.since_ms.map_or("-".to_string(), |s| {
+            format!("{:.1}s ago", now.saturating_sub(s) as f64 / 1000.0)
+        });
+        println!(
+            "{:<20} {:<20} {:<10} {:>20} {:>12}",
+            r.name,
+            r.leader.as_deref().unwrap_or("-"),
+            r.role,
+            r.epoch,
+            since
+        );
+    }
+    Ok(())
+}

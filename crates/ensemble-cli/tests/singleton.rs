@@ -1,0 +1,122 @@
+//! End-to-end: a singleton command run by one of 3 `ensemble agent` processes, taken over
+//! when its agent is SIGKILLed, handed over when its agent is stopped.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+mod common;
+use common::*;
+
+/// Appends "start NODE EPOCH" to `log`, and "stop NODE" on SIGTERM.
+fn command(log: &Path) -> String {
+    let log = log.display();
+    format!(
+        "cron=echo start $ENSEMBLE_NODE $ENSEMBLE_EPOCH >> {log}; \
+         trap 'echo stop $ENSEMBLE_NODE >> {log}; exit 0' TERM; \
+         while true; do sleep 0.05; done"
+    )
+}
+
+fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
+    let v = ureq_get(&a.http, "/v1/singletons")?;
+    let s = v.as_array()?.iter().find(|s| s["name"] == "cron")?.clone();
+    Some((s["leader"].as_str()?.to_string(), s["epoch"].as_u64()?))
+}
+
+fn lines(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn one_agent_runs_the_command_and_another_takes_over() {
+    let dir = tempdir();
+    let log = dir.path().join("cron.log");
+    let flag = command(&log);
+    let extra = ["--singleton", flag.as_str()];
+    let first = Agent::start_with(dir.path(), "a0", None, SECRET, &extra);
+    let seed = first.bind.clone();
+    let mut agents = vec![first];
+    for i in 1..3 {
+        let name = format!("a{i}");
+        agents.push(Agent::start_with(
+            dir.path(),
+            &name,
+            Some(&seed),
+            SECRET,
+            &extra,
+        ));
+    }
+    wait_for(Duration::from_secs(20), "all follow one leader", || {
+        let seen: Vec<_> = agents.iter().map(leader_seen_by).collect();
+        seen.iter().all(|s| s.is_some() && *s == seen[0])
+    });
+    let (leader, epoch) = leader_seen_by(&agents[1]).unwrap();
+    assert_eq!(leader, "a0");
+    wait_for(Duration::from_secs(5), "the command started once", || {
+        lines(&log) == vec![format!("start a0 {epoch}")]
+    });
+    let v: Value = json_of(&["singleton", "list", "--json", "--http", &agents[0].http]);
+    assert_eq!(v[0]["role"], "leader");
+    assert_eq!(v[0]["epoch"], epoch);
+
+    // SIGKILL: the command dies with its agent, a1 takes over at a higher epoch.
+    agents[0].signal(Signal::SIGKILL);
+    let killed = std::time::Instant::now();
+    wait_for(Duration::from_secs(15), "a1 runs the command", || {
+        lines(&log).iter().any(|l| l.starts_with("start a1 "))
+    });
+    eprintln!("{:?} after SIGKILL: {:?}", killed.elapsed(), lines(&log));
+    let (next, next_epoch) = leader_seen_by(&agents[2]).unwrap();
+    assert_eq!(next, "a1");
+    assert!(next_epoch > epoch, "{next_epoch} > {epoch}");
+    assert!(
+        lines(&log).contains(&"stop a0".to_string()),
+        "{:?}",
+        lines(&log)
+    );
+
+    // SIGTERM: a1 stops its command and hands over to a2 before it leaves.
+    agents[1].signal(Signal::SIGTERM);
+    wait_for(Duration::from_secs(10), "a2 runs the command", || {
+        lines(&log).iter().any(|l| l.starts_with("start a2 "))
+    });
+    // The command got SIGTERM when its agent stepped down (the next leader does not wait for
+    // it to exit: that is what the epoch is for).
+    wait_for(Duration::from_secs(5), "a1 stopped its command", || {
+        lines(&log).contains(&"stop a1".to_string())
+    });
+    let (last, last_epoch) = leader_seen_by(&agents[2]).unwrap();
+    assert_eq!(last, "a2");
+    assert!(last_epoch > next_epoch);
+    let text = String::from_utf8(
+        std::process::Command::new(exe())
+            .args(["singleton", "list", "--http", &agents[2].http])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("cron") && text.contains("a2") && text.contains("leader"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_majority_flag_is_refused_with_the_fix() {
+    fails_saying(
+        &["agent", "--name", "x", "--singleton-majority", "cron=0"],
+        &["--singleton-majority", "at least 1"],
+    );
+    fails_saying(
+        &["agent", "--name", "x", "--singleton", "cron"],
+        &["--singleton", "NAME=COMMAND"],
+    );
+}
