@@ -392,6 +392,14 @@ impl Activator {
     pub fn hosted_by(&mut self, now: Instant, ctx: &Ctx, fx: &mut Fx, from: &str, h: &Hosting) {
         self.highest = self.highest.max(h.highest);
         let before = self.candidates.insert(from.to_string(), h.instance);
+        if before != Some(h.instance) {
+            // A newcomer (or a new activator there): it hears of this one in turn, in case it
+            // registered after our `Hosted` reached it.
+            let msg = SingletonMsg::Hosted {
+                names: vec![self.hosting()],
+            };
+            fx.send(from, msg);
+        }
         if before.is_some_and(|i| i != h.instance) {
             // A new activator there (the node restarted): a leadership it held is over.
             if self.leader.as_ref().is_some_and(|l| l.node == from) {

@@ -298,3 +298,38 @@ fn bad_registrations_fail_clearly() {
         .to_string()
         .contains("at least 1"));
 }
+
+#[test]
+fn a_node_that_registers_after_the_others_greeted_it_still_defers_to_them() {
+    let now = Instant::now();
+    let mut a = Singletons::new("a".into(), SingletonConfig::default(), 1);
+    let mut b = Singletons::new("b".into(), SingletonConfig::default(), 2);
+    a.peer_up(now, "b");
+    a.member_up(now, "b");
+    b.peer_up(now, "a");
+    b.member_up(now, "a");
+    // a registers first; its Hosted reaches b before b runs the singleton.
+    a.register(now, S, SingletonSpec::default()).unwrap();
+    while let Some(o) = a.poll_output() {
+        if let Output::Send { msg, .. } = o {
+            b.handle_message(now, "a", msg);
+        }
+    }
+    b.register(now, S, SingletonSpec::default()).unwrap();
+    let mut net = Net {
+        now,
+        nodes: BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]),
+        cut: BTreeSet::new(),
+        events: Vec::new(),
+    };
+    net.deliver();
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.leaders().len(), 1, "{:?}", net.events);
+    assert!(
+        net.events
+            .iter()
+            .all(|(_, _, e)| !matches!(e, SingletonEvent::Shutdown { .. })),
+        "nobody led by mistake: {:?}",
+        net.events
+    );
+}
