@@ -32,6 +32,8 @@ enum BenchWhat {
     Messaging(crate::bench_messaging::MessagingBench),
     /// Replicated tables: sync inserts (one and many callers), insert_many, joining an empty node.
     Tables(crate::bench_tables::TablesBench),
+    /// Singleton failover: after SIGKILL, SIGSTOP and SIGTERM of the leader; majority-rule splits.
+    Singleton(crate::bench_singleton::SingletonBench),
 }
 
 #[derive(Args, Debug)]
@@ -425,6 +427,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchWhat::Membership(a) => a,
         BenchWhat::Messaging(m) => return crate::bench_messaging::run(m),
         BenchWhat::Tables(t) => return crate::bench_tables::run(t),
+        BenchWhat::Singleton(s) => return crate::bench_singleton::run(s),
     };
     let dir = std::env::temp_dir().join(format!("ensemble-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("cannot create the log directory")?;

@@ -4,6 +4,7 @@ mod agent;
 mod api;
 mod bench;
 mod bench_messaging;
+mod bench_singleton;
 mod bench_tables;
 mod client;
 mod demo;

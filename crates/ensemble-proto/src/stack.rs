@@ -137,6 +137,24 @@ impl Stack {
         out
     }
 
+    /// A dial to `addr` was refused right away: no process listens there. Membership learns it
+    /// through its own dial failure; singletons use it to take over from a leader that died
+    /// without waiting for failure detection.
+    pub fn no_listener(&mut self, now: Instant, addr: SocketAddr) {
+        let gone = self
+            .membership
+            .members()
+            .find(|m| m.addr == addr && m.name != self.membership.local().name)
+            .map(|m| m.name.clone());
+        let connected = gone
+            .as_ref()
+            .is_some_and(|n| self.neighbours.contains_key(n));
+        if let (Some(name), false) = (gone, connected) {
+            self.singletons.gone(now, &name);
+            self.drain(now);
+        }
+    }
+
     /// Runs a singleton command (register, unregister) and carries out what it yields.
     pub fn with_singletons<T>(&mut self, now: Instant, f: impl FnOnce(&mut Singletons) -> T) -> T {
         let out = f(&mut self.singletons);

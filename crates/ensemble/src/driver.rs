@@ -42,7 +42,12 @@ pub(crate) enum DriverMsg {
     /// A frame arrived.
     Inbound { from: String, msg: Message },
     /// A dial failed.
-    DialFailed { addr: SocketAddr, reason: String },
+    DialFailed {
+        addr: SocketAddr,
+        reason: String,
+        /// The connection was refused: nothing listens there.
+        no_listener: bool,
+    },
     /// A call of the public API.
     Command(Command),
 }
@@ -290,7 +295,11 @@ impl Driver {
                     self.core.handle_message(now, from, msg);
                 }
             }
-            DriverMsg::DialFailed { addr, reason } => {
+            DriverMsg::DialFailed {
+                addr,
+                reason,
+                no_listener,
+            } => {
                 for w in self.join_waiters.remove(&addr).unwrap_or_default() {
                     let _ = w.send(Err(Error::Join {
                         addr,
@@ -298,6 +307,9 @@ impl Driver {
                     }));
                 }
                 self.core.handle(now, Input::DialFailed { addr });
+                if no_listener {
+                    self.core.no_listener(now, addr);
+                }
             }
             DriverMsg::Command(c) => return self.on_command(now, c),
         }
@@ -583,7 +595,11 @@ impl Driver {
             // Dropping the handle closes the connection.
             if let Some(addr) = dialed {
                 let reason = format!("{} is partitioned away (fault injection)", peer.name);
-                self.on_msg(DriverMsg::DialFailed { addr, reason });
+                self.on_msg(DriverMsg::DialFailed {
+                    addr,
+                    reason,
+                    no_listener: false,
+                });
             }
             return;
         }

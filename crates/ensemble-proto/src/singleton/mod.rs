@@ -212,6 +212,9 @@ pub struct Singletons {
     config: SingletonConfig,
     activators: BTreeMap<String, Activator>,
     up: BTreeSet<String>,
+    /// Members whose process is gone (a dial was refused) though membership has not said so
+    /// yet: not candidates until they connect again.
+    gone: BTreeSet<String>,
     connected: BTreeSet<String>,
     outputs: VecDeque<Output>,
     rng: SmallRng,
@@ -226,6 +229,7 @@ impl Singletons {
             config,
             activators: BTreeMap::new(),
             up: BTreeSet::new(),
+            gone: BTreeSet::new(),
             connected: BTreeSet::new(),
             outputs: VecDeque::new(),
         }
@@ -308,8 +312,11 @@ impl Singletons {
 
     /// A connection to `peer` opened: it hears which singletons run here.
     pub fn peer_up(&mut self, now: Instant, peer: &str) {
-        let _ = now;
         self.connected.insert(peer.to_string());
+        if self.gone.remove(peer) {
+            self.up.insert(peer.to_string());
+            self.tick(now);
+        }
         if !self.activators.is_empty() {
             let names = self.activators.values().map(|a| a.hosting()).collect();
             self.outputs.push_back(Output::Send {
@@ -326,6 +333,7 @@ impl Singletons {
 
     /// Membership reports `node` up.
     pub fn member_up(&mut self, now: Instant, node: &str) {
+        self.gone.remove(node);
         self.up.insert(node.to_string());
         self.run(|acts, ctx, fx| {
             for a in acts.values_mut() {
@@ -336,7 +344,23 @@ impl Singletons {
 
     /// Membership reports `node` down or left.
     pub fn member_down(&mut self, now: Instant, node: &str) {
+        self.gone.remove(node);
         self.up.remove(node);
+        self.run(|acts, ctx, fx| {
+            for a in acts.values_mut() {
+                a.member_down(now, ctx, fx, node);
+            }
+        });
+    }
+
+    /// The process of `node` is gone (its connection closed and a dial to it was refused),
+    /// before membership says so: without the majority rule its followers take over at once.
+    /// With the rule, leases still decide.
+    pub fn gone(&mut self, now: Instant, node: &str) {
+        if self.connected.contains(node) || !self.up.remove(node) {
+            return;
+        }
+        self.gone.insert(node.to_string());
         self.run(|acts, ctx, fx| {
             for a in acts.values_mut() {
                 a.member_down(now, ctx, fx, node);

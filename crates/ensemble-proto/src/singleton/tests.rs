@@ -333,3 +333,39 @@ fn a_node_that_registers_after_the_others_greeted_it_still_defers_to_them() {
         net.events
     );
 }
+
+#[test]
+fn a_leader_whose_process_is_gone_is_replaced_before_membership_says_so() {
+    let mut net = Net::new(&["a", "b", "c"], SingletonSpec::default());
+    net.run(Duration::from_millis(400));
+    let (_, first) = net.leaders()[0].clone();
+    // a dies: connections close, redials are refused; membership has not decided yet.
+    net.nodes.remove("a");
+    let now = net.now;
+    for s in net.nodes.values_mut() {
+        s.peer_gone("a");
+        s.gone(now, "a");
+    }
+    net.deliver();
+    let leaders = net.leaders();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    assert_eq!(leaders[0].0, "b", "at once, not one takeover step later");
+    assert!(leaders[0].1 > first);
+    // The majority rule does not take the hint: the lease decides.
+    let spec = SingletonSpec {
+        majority_of: Some(3),
+    };
+    let mut net = Net::new(&["a", "b", "c"], spec);
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.leaders()[0].0, "a");
+    net.cut.insert(("a".into(), "b".into()));
+    net.cut.insert(("a".into(), "c".into()));
+    let now = net.now;
+    for n in ["b", "c"] {
+        let s = net.nodes.get_mut(n).unwrap();
+        s.peer_gone("a");
+        s.gone(now, "a");
+    }
+    net.deliver();
+    assert_eq!(net.leaders(), vec![("a".to_string(), net.leaders()[0].1)]);
+}

@@ -101,9 +101,14 @@ pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
                 debug!(%addr, "dial to {addr} failed: {e}");
             }
             let reason = e.to_string();
+            let no_listener = e.no_listener();
             let _ = shared
                 .driver
-                .send(DriverMsg::DialFailed { addr, reason })
+                .send(DriverMsg::DialFailed {
+                    addr,
+                    reason,
+                    no_listener,
+                })
                 .await;
         }
     }

@@ -67,6 +67,14 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// True when the process at the address is gone: nothing listens (the connection was
+    /// refused), or the socket was reset before the handshake (a dial racing the process's
+    /// death). Handshake refusals are messages, never resets.
+    pub fn no_listener(&self) -> bool {
+        use std::io::ErrorKind::{ConnectionRefused, ConnectionReset};
+        matches!(self, HandshakeError::Io(e) if matches!(e.kind(), ConnectionRefused | ConnectionReset))
+    }
+
     /// True for failures that a configuration change fixes (secret, cluster, version, name).
     pub fn is_refusal(&self) -> bool {
         matches!(
@@ -295,4 +303,20 @@ async fn accept_inner(
     send(stream, Frame::Accepted).await?;
     let session = session(p, nonces, names, false);
     Ok((hello.peer, version, session))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_or_reset_dial_means_the_process_is_gone() {
+        let io = |k| HandshakeError::Io(std::io::Error::from(k));
+        assert!(io(std::io::ErrorKind::ConnectionRefused).no_listener());
+        assert!(io(std::io::ErrorKind::ConnectionReset).no_listener());
+        assert!(!io(std::io::ErrorKind::TimedOut).no_listener());
+        assert!(!HandshakeError::Timeout.no_listener());
+        assert!(!HandshakeError::Closed.no_listener());
+        assert!(!HandshakeError::RefusedBy(Reject::Secret).no_listener());
+    }
 }
