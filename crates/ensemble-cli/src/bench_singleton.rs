@@ -344,14 +344,15 @@ pub fn run(a: SingletonBench) -> Result<()> {
     );
     for r in &reports {
         println!(
-            "  {:<6} {:>11.0} ms {:>11.0} ms {:>11.0} ms {:>11.0} ms {:>10} in {} cycles",
+            "  {:<6} {:>11.0} ms {:>11.0} ms {:>11.0} ms {:>11.0} ms {:>10} in {} cycles ({} leaderships)",
             r.nodes,
             r.takeover_after_sigkill_ms,
             r.takeover_after_sigstop_ms,
             r.sigstop_detected_ms,
             r.handover_after_sigterm_ms,
             r.majority_overlaps,
-            r.majority_cycles
+            r.majority_cycles,
+            r.majority_leaderships
         );
     }
     println!("\n  time from the signal to the next leader's start; (detected): the successor's failure detection of the SIGSTOPped agent");
