@@ -176,6 +176,8 @@ pub enum TableMsg {
         join_id: u64,
         /// Its records' digest: replicas with equal digests hold equal records.
         digest: u64,
+        /// Set or bag: replicas of one table must agree.
+        kind: super::Kind,
     },
     /// The replica will not take part in the join.
     Refused {

@@ -424,6 +424,7 @@ impl Replica {
                 peers: self.peers.iter().cloned().collect(),
                 join_id: self.join_id,
                 digest: self.read().digest(),
+                kind: self.spec.kind,
             },
         );
     }

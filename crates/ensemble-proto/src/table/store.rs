@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::msg::{Op, Record, Version};
 
 /// Set or bag semantics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// One value per key; an insert replaces.
     Set,
@@ -81,6 +81,16 @@ pub(crate) fn record_hash(key: &[u8], value: &[u8], version: Version) -> u64 {
     eat(&version.time.to_le_bytes());
     eat(&version.origin.to_le_bytes());
     h
+}
+
+impl Kind {
+    /// `set` or `bag`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Set => "set",
+            Kind::Bag => "bag",
+        }
+    }
 }
 
 impl Store {

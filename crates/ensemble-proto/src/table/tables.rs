@@ -472,10 +472,11 @@ impl Tables {
                 peers,
                 join_id,
                 digest,
+                kind,
                 ..
             } => {
                 self.finish(now, fx);
-                self.on_paused(now, from, join, peers, (join_id, digest));
+                self.on_paused(now, from, join, peers, (join_id, digest, kind));
                 return;
             }
             TableMsg::Refused { join, reason, .. } => {
@@ -942,13 +943,24 @@ impl Tables {
         from: &str,
         id: u64,
         peers: Vec<String>,
-        (join_id, digest): (u64, u64),
+        (join_id, digest, kind): (u64, u64, Kind),
     ) {
         let Some(join) = self.joins.get_mut(&id) else {
             // A join we gave up on: release the replica.
             self.push_unpause_unknown(from, id);
             return;
         };
+        let mine = self.replicas.get(&join.table).map(|r| r.spec.kind);
+        if mine.is_some_and(|m| m != kind) {
+            let reason = format!(
+                "the table is a {} on {} and a {} here: open it with the same kind everywhere",
+                kind.as_str(),
+                from,
+                mine.map_or("?", Kind::as_str)
+            );
+            self.abort(now, id, reason, false);
+            return;
+        }
         let mut segment: BTreeSet<String> = peers.into_iter().collect();
         segment.insert(from.to_string());
         if from == join.remote {

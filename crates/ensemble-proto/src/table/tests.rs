@@ -904,3 +904,43 @@ fn a_version_at_the_end_of_the_range_does_not_overflow_the_clock() {
     s.apply(now, &op, &mut Vec::new());
     assert_eq!(s.next_version(2).time, u64::MAX);
 }
+
+#[test]
+fn a_set_and_a_bag_of_one_name_are_not_joined() {
+    let now = Instant::now();
+    let mut na = Tables::new("a".into(), TableConfig::default(), 1);
+    let mut nb = Tables::new("b".into(), TableConfig::default(), 2);
+    na.create("t", TableSpec::set()).unwrap();
+    let bag = TableSpec {
+        kind: Kind::Bag,
+        ..TableSpec::set()
+    };
+    nb.create("t", bag).unwrap();
+    outputs(&mut na);
+    outputs(&mut nb);
+    na.join(now, "t", "b", 9, now + Duration::from_secs(5))
+        .unwrap();
+    let mut failed = None;
+    for _ in 0..10 {
+        for o in outputs(&mut na) {
+            match o {
+                Output::Send { msg, .. } => nb.handle_message(now, "a", msg),
+                Output::Done { token: 9, result } => failed = Some(result),
+                _ => {}
+            }
+        }
+        for o in outputs(&mut nb) {
+            if let Output::Send { msg, .. } = o {
+                na.handle_message(now, "b", msg);
+            }
+        }
+    }
+    let err = failed.expect("the join ends").unwrap_err();
+    assert!(
+        err.to_string().contains("a bag on b and a set here"),
+        "{err}"
+    );
+    assert_eq!(na.info("t").unwrap().members, vec!["a"]);
+    assert_eq!(nb.info("t").unwrap().members, vec!["b"]);
+    assert!(!nb.info("t").unwrap().paused, "b is released");
+}
