@@ -246,6 +246,7 @@ async fn serve(args: AgentArgs) -> Result<()> {
     for s in singletons {
         let _ = s.stop().await;
     }
+    let _ = tokio::task::spawn_blocking(crate::singleton::wait_for_commands).await;
     node.leave().await;
     server.abort();
     Ok(())

@@ -4,6 +4,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clap::{Args, Subcommand};
 use ensemble::{Node, Singleton, SingletonEvent, SingletonHandle, SingletonOptions};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
@@ -29,24 +30,49 @@ struct CommandSingleton {
     command: String,
 }
 
-impl Singleton for CommandSingleton {
-    type State = Option<Child>;
+/// A running command: its process group is killed if it is dropped unstopped.
+struct Running {
+    child: Option<Child>,
+}
 
-    fn init(&mut self) -> Option<Child> {
+impl Running {
+    fn pgid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let (Some(pgid), Some(mut child)) = (self.pgid(), self.child.take()) {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Reapers of stopped commands, joined before the agent exits.
+static REAPERS: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+impl Singleton for CommandSingleton {
+    type State = Option<Running>;
+
+    fn init(&mut self) -> Option<Running> {
         None
     }
 
-    fn event(&mut self, child: Option<Child>, event: SingletonEvent) -> Option<Child> {
+    fn event(&mut self, running: Option<Running>, event: SingletonEvent) -> Option<Running> {
         match event {
             SingletonEvent::NowLeader { epoch } => {
-                stop(&self.name, child);
+                stop(&self.name, running);
                 let mut cmd = Command::new("sh");
                 cmd.arg("-c")
                     .arg(&self.command)
                     .env("ENSEMBLE_SINGLETON", &self.name)
                     .env("ENSEMBLE_EPOCH", epoch.to_string())
                     .env("ENSEMBLE_NODE", &self.node)
-                    .stdin(Stdio::null());
+                    .stdin(Stdio::null())
+                    // Its own process group, so that stopping it stops what it started too.
+                    .process_group(0);
                 // If the agent dies (SIGKILL), its command gets SIGTERM: a leader's work must
                 // not outlive its leadership.
                 // SAFETY: the closure only makes the prctl system call, which is
@@ -57,11 +83,10 @@ impl Singleton for CommandSingleton {
                             .map_err(std::io::Error::from)
                     });
                 }
-                let spawned = cmd.spawn();
-                match spawned {
+                match cmd.spawn() {
                     Ok(c) => {
                         info!(singleton = %self.name, pid = c.id(), epoch, "started the command of singleton {}", self.name);
-                        Some(c)
+                        Some(Running { child: Some(c) })
                     }
                     Err(e) => {
                         warn!(singleton = %self.name, "cannot run the command of singleton {} (--singleton {}=...): {e}", self.name, self.name);
@@ -71,23 +96,27 @@ impl Singleton for CommandSingleton {
             }
             SingletonEvent::Shutdown { reason } => {
                 info!(singleton = %self.name, "stopping the command of singleton {} ({})", self.name, reason.as_str());
-                stop(&self.name, child);
+                stop(&self.name, running);
                 None
             }
-            _ => child,
+            _ => running,
         }
     }
 }
 
-/// SIGTERM, then SIGKILL after the grace time; reaped on a thread so the handler never waits.
-fn stop(name: &str, child: Option<Child>) {
-    let Some(mut child) = child else { return };
+/// SIGTERM to the command's process group, then SIGKILL after the grace time; reaped on a
+/// thread so the handler never waits ([`wait_for_commands`] joins it).
+fn stop(name: &str, running: Option<Running>) {
+    let Some(mut running) = running else { return };
+    let (Some(pgid), Some(mut child)) = (running.pgid(), running.child.take()) else {
+        return;
+    };
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
-    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let _ = killpg(pgid, Signal::SIGTERM);
     let name = name.to_string();
-    std::thread::spawn(move || {
+    let reaper = std::thread::spawn(move || {
         let start = std::time::Instant::now();
         while start.elapsed() < STOP_GRACE {
             if let Ok(Some(_)) = child.try_wait() {
@@ -96,9 +125,19 @@ fn stop(name: &str, child: Option<Child>) {
             std::thread::sleep(Duration::from_millis(20));
         }
         warn!(singleton = %name, "the command of singleton {name} ignored SIGTERM; killing it");
-        let _ = child.kill();
+        let _ = killpg(pgid, Signal::SIGKILL);
         let _ = child.wait();
     });
+    REAPERS.lock().expect("reapers").push(reaper);
+}
+
+/// Waits (at most the grace time, plus a little) until every stopped command has exited or
+/// been killed: the agent calls it before it exits.
+pub fn wait_for_commands() {
+    let reapers: Vec<_> = std::mem::take(&mut *REAPERS.lock().expect("reapers"));
+    for r in reapers {
+        let _ = r.join();
+    }
 }
 
 /// `NAME=N` for `--singleton-majority`.

@@ -13,8 +13,14 @@ use common::*;
 /// Appends "start NODE EPOCH" to `log`, and "stop NODE" on SIGTERM.
 fn command(log: &Path) -> String {
     let log = log.display();
+    let dir = Path::new(&log.to_string())
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
     format!(
         "cron=echo start $ENSEMBLE_NODE $ENSEMBLE_EPOCH >> {log}; \
+         sleep 1000 & echo $! > {dir}/grandchild-$ENSEMBLE_NODE; \
          trap 'echo stop $ENSEMBLE_NODE >> {log}; exit 0' TERM; \
          while true; do sleep 0.05; done"
     )
@@ -99,6 +105,21 @@ fn one_agent_runs_the_command_and_another_takes_over() {
     wait_for(Duration::from_secs(5), "a1 stopped its command", || {
         lines(&log).contains(&"stop a1".to_string())
     });
+    // What the command started in the background is stopped with it (its process group).
+    let pid: i32 = std::fs::read_to_string(dir.path().join("grandchild-a1"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "a1's background process is gone",
+        || {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        },
+    );
     let (last, last_epoch) = leader_seen_by(&agents[2]).unwrap();
     assert_eq!(last, "a2");
     assert!(last_epoch > next_epoch);

@@ -711,6 +711,9 @@ impl Driver {
     }
 
     async fn stop(&mut self, graceful: bool) {
+        // Every way of stopping (leave, shutdown, removed by another member, every handle
+        // dropped) ends the singletons here: leaders step down and hand over.
+        self.stop_singletons(Instant::now());
         if graceful {
             // Wait until the goodbye has left every send queue.
             let deadline = tokio::time::Instant::now() + LEAVE_FLUSH;

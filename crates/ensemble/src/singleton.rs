@@ -179,10 +179,18 @@ async fn run<S: Singleton>(
                 None => std::future::pending().await,
             }
         };
+        // Biased: the activator's events first, so a Shutdown already queued is seen before a
+        // timer or a cluster change that would have the handler act as leader.
         let event = tokio::select! {
+            biased;
             e = events.recv() => match e {
                 Some(e) => e.into(),
-                None => return, // stopped: the last event was delivered
+                None if leading => {
+                    // The node stopped without a word: the leadership ends all the same.
+                    leading = false;
+                    SingletonEvent::Shutdown { reason: ShutdownReason::Stopped }
+                }
+                None => return,
             },
             m = members.next() => match m {
                 Some(m) if leading && m.member.name != me => match m.kind {
@@ -196,19 +204,25 @@ async fn run<S: Singleton>(
             },
             () = sleep => SingletonEvent::Timer,
         };
+        let rearm = matches!(
+            event,
+            SingletonEvent::Timer | SingletonEvent::NowLeader { .. }
+        );
         match &event {
             SingletonEvent::NowLeader { .. } => leading = true,
             SingletonEvent::Shutdown { .. } | SingletonEvent::NowFollower { .. } => leading = false,
             _ => {}
         }
         state = handler.event(state, event);
-        timer = if leading {
-            handler
+        // The timer keeps its deadline across other events (a flapping member must not
+        // starve it); it is asked for again after it fired or leadership began.
+        if !leading {
+            timer = None;
+        } else if rearm || timer.is_none() {
+            timer = handler
                 .next_timer_in(&state)
-                .map(crate::time::tokio_deadline)
-        } else {
-            None
-        };
+                .map(crate::time::tokio_deadline);
+        }
     }
 }
 

@@ -68,8 +68,13 @@ impl Activator {
         spec: SingletonSpec,
         instance: u64,
         now: Instant,
-        settle: Instant,
+        (settle, lease): (Instant, std::time::Duration),
     ) -> Self {
+        // With the majority rule a new activator (perhaps a restart of one that voted or acked
+        // a moment ago, and remembers nothing) neither votes nor campaigns for a whole lease:
+        // any lease its earlier self helped grant has run out by then.
+        let hold = spec.majority_of.map(|_| now + lease + lease / 10);
+        let settle = hold.map_or(settle, |h| h.max(settle));
         Activator {
             name: name.to_string(),
             spec,
@@ -79,7 +84,7 @@ impl Activator {
             leader: None,
             highest: 0,
             promised: 0,
-            vote_hold: None,
+            vote_hold: hold,
             not_before: settle,
             vacant_since: now,
             since: None,
@@ -356,7 +361,6 @@ impl Activator {
     /// The leader followed is gone for good (resigned, stopped, restarted).
     fn vacate(&mut self, now: Instant, fx: &mut Fx) {
         if self.leader.take().is_some() {
-            self.vote_hold = None;
             self.vacant_since = now;
             self.since = None;
             fx.event(&self.name, SingletonEvent::NowFollower { leader: None });
@@ -400,7 +404,7 @@ impl Activator {
             };
             fx.send(from, msg);
         }
-        if before.is_some_and(|i| i != h.instance) {
+        if before.is_some_and(|i| i != 0 && i != h.instance) {
             // A new activator there (the node restarted): a leadership it held is over.
             if self.leader.as_ref().is_some_and(|l| l.node == from) {
                 self.vacate(now, fx);
@@ -433,7 +437,7 @@ impl Activator {
                     self.vacate(now, fx);
                 }
             }
-            SingletonMsg::Claim { epoch, seq, .. } => self.on_claim(now, fx, from, epoch, seq),
+            SingletonMsg::Claim { epoch, seq, .. } => self.on_claim(now, ctx, fx, from, epoch, seq),
             SingletonMsg::ClaimAck { epoch, seq, .. } => {
                 let majority = self.majority().unwrap_or(1);
                 let lease = ctx.config.lease;
@@ -459,18 +463,22 @@ impl Activator {
                 if let State::Leader { epoch, .. } = self.state {
                     if epoch < highest {
                         self.step_down(now, ShutdownReason::NameConflict, fx);
+                        // The higher leadership's claim is on its way: listen for it first.
+                        self.not_before = now + ctx.config.settle;
                     }
                 }
             }
             SingletonMsg::Prepare { epoch, .. } => {
                 self.candidates.entry(from.to_string()).or_insert(0);
-                let free = match self.state {
-                    State::Leader { .. } => false,
-                    _ => {
-                        let followed = self.leader.as_ref().is_some_and(|l| l.node == from);
-                        followed || self.lease_end(ctx).is_none_or(|end| now >= end)
-                    }
-                };
+                // Free to vote: no vote given (or lease helped) is still running, and the
+                // leader followed is the asker or its lease ran out.
+                let hold_over = self.vote_hold.is_none_or(|h| now >= h);
+                let lease = ctx.config.lease + ctx.config.lease / 10;
+                let leader_over = self
+                    .leader
+                    .as_ref()
+                    .is_none_or(|l| l.node == from || now >= l.heard + lease);
+                let free = !matches!(self.state, State::Leader { .. }) && hold_over && leader_over;
                 let granted = free && epoch > self.promised && epoch > self.highest;
                 if granted {
                     self.promised = epoch;
@@ -523,28 +531,32 @@ impl Activator {
         self.tick(now, ctx, fx);
     }
 
-    fn on_claim(&mut self, now: Instant, fx: &mut Fx, from: &str, epoch: u64, seq: u64) {
+    fn on_claim(&mut self, now: Instant, ctx: &Ctx, fx: &mut Fx, from: &str, epoch: u64, seq: u64) {
         self.candidates.entry(from.to_string()).or_insert(0);
-        let floor = self.highest.max(self.promised);
-        if epoch < floor
-            && !self
-                .leader
-                .as_ref()
-                .is_some_and(|l| l.node == from && l.epoch == epoch)
-        {
+        let known = self
+            .leader
+            .as_ref()
+            .is_some_and(|l| l.node == from && l.epoch == epoch);
+        if epoch < self.highest && !known {
             // A leadership below one seen here: it must not go on.
             let msg = SingletonMsg::Stale {
                 name: self.name.clone(),
-                highest: floor,
+                highest: self.highest,
             };
             fx.send(from, msg);
             return;
         }
         self.highest = self.highest.max(epoch);
         match &self.state {
-            State::Leader { epoch: mine, .. } => {
-                let mine = *mine;
-                if epoch > mine {
+            State::Leader {
+                epoch: mine,
+                seq: my_seq,
+                ..
+            } => {
+                let (mine, my_seq) = (*mine, *my_seq);
+                // The higher epoch keeps leading; equal epochs (names whose bits collide) are
+                // ordered by name.
+                if (epoch, from) > (mine, ctx.me) {
                     self.leader = Some(Followed {
                         node: from.to_string(),
                         epoch,
@@ -552,23 +564,30 @@ impl Activator {
                     });
                     self.step_down(now, ShutdownReason::NameConflict, fx);
                 } else {
-                    if epoch < mine {
-                        let msg = SingletonMsg::Stale {
-                            name: self.name.clone(),
-                            highest: mine,
-                        };
-                        fx.send(from, msg);
-                    }
+                    // It should step down: our claim tells it so.
+                    let msg = SingletonMsg::Claim {
+                        name: self.name.clone(),
+                        epoch: mine,
+                        seq: my_seq,
+                    };
+                    fx.send(from, msg);
                     return;
                 }
             }
             State::Candidate { epoch: mine, .. } if epoch < *mine => return,
             _ => {}
         }
+        if let Some(l) = &self.leader {
+            if (epoch, from) < (l.epoch, l.node.as_str()) {
+                return;
+            }
+        }
         self.state = State::Follower;
         self.follow(now, from, epoch, fx);
-        if self.majority().is_some() {
-            self.promised = self.promised.max(epoch);
+        // A vote promised to a higher epoch forbids supporting this one (its lease must not be
+        // extended by us), though nobody led at that epoch: follow, but do not ack.
+        if self.majority().is_some() && epoch >= self.promised {
+            self.promised = epoch;
             let msg = SingletonMsg::ClaimAck {
                 name: self.name.clone(),
                 epoch,

@@ -3,9 +3,9 @@
 //! down.
 //!
 //! - **Fencing epoch.** Every leadership has an epoch, higher than any the new leader has seen:
-//!   the round (bits 16 and up) is one more than the highest seen, and the low 16 bits come
-//!   from the leader's name, so two leaders elected on both sides of a partition never share
-//!   one. Side effects stamped with it can be fenced.
+//!   the round (bits 24 and up) is one more than the highest seen, and the low 24 bits come
+//!   from the leader's name, so two leaders elected on both sides of a partition almost never
+//!   share one (and equal epochs are ordered by name). Side effects stamped with it can be fenced.
 //! - **Without the majority rule** the preferred candidate (the lowest name among the live
 //!   candidates) takes over as soon as membership reports the leader down (or it resigns);
 //!   the others wait one `takeover_step` per rank in case it cannot. When a healed split shows
@@ -199,7 +199,7 @@ impl Fx {
 #[derive(Debug)]
 pub(crate) struct Ctx<'a> {
     me: &'a str,
-    origin: u16,
+    origin: u32,
     config: &'a SingletonConfig,
     /// Members up, other than this node.
     up: &'a BTreeSet<String>,
@@ -239,7 +239,7 @@ impl Singletons {
         &mut self,
         f: impl FnOnce(&mut BTreeMap<String, Activator>, &Ctx, &mut Fx) -> T,
     ) -> T {
-        let origin = origin16(&self.me);
+        let origin = origin24(&self.me);
         let ctx = Ctx {
             me: &self.me,
             origin,
@@ -267,7 +267,7 @@ impl Singletons {
         }
         let settle = now + self.config.settle;
         let instance = self.rng.gen();
-        let a = Activator::new(name, spec, instance, now, settle);
+        let a = Activator::new(name, spec, instance, now, (settle, self.config.lease));
         let hosting = a.hosting();
         self.activators.insert(name.to_string(), a);
         for p in self.connected.clone() {
@@ -427,16 +427,16 @@ impl Singletons {
     }
 }
 
-/// The low 16 bits of a leader's epochs (FNV-1a of its name, folded).
-fn origin16(name: &str) -> u16 {
+/// The low 24 bits of a leader's epochs (FNV-1a of its name, folded).
+fn origin24(name: &str) -> u32 {
     let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    (h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) as u16
+    ((h ^ (h >> 24) ^ (h >> 48)) & 0xff_ffff) as u32
 }
 
 /// The first epoch of a new leadership by `origin`, above `highest`.
-pub(crate) fn next_epoch(highest: u64, origin: u16) -> u64 {
-    let round = (highest >> 16).saturating_add(1).min(u64::MAX >> 16);
-    (round << 16) | u64::from(origin)
+pub(crate) fn next_epoch(highest: u64, origin: u32) -> u64 {
+    let round = (highest >> 24).saturating_add(1).min(u64::MAX >> 24);
+    (round << 24) | u64::from(origin)
 }

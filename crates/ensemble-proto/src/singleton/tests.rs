@@ -233,7 +233,7 @@ fn with_the_majority_rule_a_minority_never_leads() {
         majority_of: Some(5),
     };
     let mut net = Net::new(&["a", "b", "c", "d", "e"], spec);
-    net.run(Duration::from_secs(1));
+    net.run(Duration::from_secs(2));
     assert_eq!(net.leaders().len(), 1);
     let (_, first) = net.leaders()[0].clone();
     assert_eq!(net.leaders()[0].0, "a");
@@ -356,7 +356,7 @@ fn a_leader_whose_process_is_gone_is_replaced_before_membership_says_so() {
         majority_of: Some(3),
     };
     let mut net = Net::new(&["a", "b", "c"], spec);
-    net.run(Duration::from_secs(1));
+    net.run(Duration::from_secs(2));
     assert_eq!(net.leaders()[0].0, "a");
     net.cut.insert(("a".into(), "b".into()));
     net.cut.insert(("a".into(), "c".into()));
@@ -368,4 +368,90 @@ fn a_leader_whose_process_is_gone_is_replaced_before_membership_says_so() {
     }
     net.deliver();
     assert_eq!(net.leaders(), vec![("a".to_string(), net.leaders()[0].1)]);
+}
+
+fn votes(s: &mut Singletons) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    while let Some(o) = s.poll_output() {
+        if let Output::Send {
+            to,
+            msg: SingletonMsg::Vote { granted, .. },
+        } = o
+        {
+            out.push((to, granted));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_voter_gives_one_vote_per_lease_even_to_the_leader_it_followed() {
+    let spec = SingletonSpec {
+        majority_of: Some(3),
+    };
+    let t0 = Instant::now();
+    let mut c = Singletons::new("c".into(), SingletonConfig::default(), 3);
+    for o in ["a", "b"] {
+        c.peer_up(t0, o);
+        c.member_up(t0, o);
+    }
+    c.register(t0, S, spec).unwrap();
+    let t1 = t0 + Duration::from_secs(2);
+    let claim = SingletonMsg::Claim {
+        name: S.into(),
+        epoch: next_epoch(0, 1),
+        seq: 1,
+    };
+    c.handle_message(t1, "a", claim);
+    assert_eq!(c.info(S).unwrap().leader.as_deref(), Some("a"));
+    // a falls silent; its lease runs out at c.
+    let t2 = t1 + Duration::from_millis(1200);
+    votes(&mut c);
+    let e2 = next_epoch(next_epoch(0, 1), 2);
+    let prepare = |epoch| SingletonMsg::Prepare {
+        name: S.into(),
+        epoch,
+    };
+    c.handle_message(t2, "b", prepare(e2));
+    assert_eq!(votes(&mut c), vec![("b".to_string(), true)]);
+    // a, still followed here, asks higher a moment later: refused while b's lease may run.
+    c.handle_message(
+        t2 + Duration::from_millis(1),
+        "a",
+        prepare(next_epoch(e2, 1)),
+    );
+    assert_eq!(votes(&mut c), vec![("a".to_string(), false)]);
+}
+
+#[test]
+fn with_the_majority_rule_a_restarted_voter_does_not_elect_a_second_leader() {
+    let spec = SingletonSpec {
+        majority_of: Some(3),
+    };
+    let mut net = Net::new(&["a", "b", "c"], spec.clone());
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.leaders().len(), 1);
+    assert_eq!(net.leaders()[0].0, "a");
+    // The a-c link breaks (membership sees both up): a's lease rests on b's acks alone.
+    net.cut.insert(("a".into(), "c".into()));
+    net.cut.insert(("c".into(), "a".into()));
+    net.run(Duration::from_millis(300));
+    // b restarts at once, remembering nothing.
+    let now = net.now;
+    let mut fresh = Singletons::new("b".into(), SingletonConfig::default(), 77);
+    for o in ["a", "c"] {
+        fresh.peer_up(now, o);
+        fresh.member_up(now, o);
+    }
+    fresh.register(now, S, spec).unwrap();
+    net.nodes.insert("b".into(), fresh);
+    for o in ["a", "c"] {
+        net.nodes.get_mut(o).unwrap().peer_up(now, "b");
+    }
+    net.deliver();
+    for _ in 0..400 {
+        net.run(Duration::from_millis(10));
+        let leaders = net.leaders();
+        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+    }
 }
