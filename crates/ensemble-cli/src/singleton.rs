@@ -221,6 +221,8 @@ struct Row {
     since_ms: Option<u64>,
     candidates: Vec<String>,
     majority_of: Option<usize>,
+    #[serde(default)]
+    mismatched: Vec<String>,
 }
 
 pub fn run(args: SingletonArgs) -> Result<()> {
@@ -249,6 +251,12 @@ pub fn run(args: SingletonArgs) -> Result<()> {
             r.epoch,
             since
         );
+        for m in &r.mismatched {
+            println!(
+                "warning: {m} runs singleton {} with another majority rule (--singleton-majority); both sides ignore each other",
+                r.name
+            );
+        }
     }
     Ok(())
 }

@@ -43,6 +43,9 @@ pub(crate) struct Activator {
     instance: u64,
     /// Other nodes running an activator for this singleton, with their activator instance.
     candidates: BTreeMap<String, u64>,
+    /// Nodes that run this singleton with other options (the majority rule): not candidates,
+    /// and their claims and votes are ignored.
+    mismatched: BTreeSet<String>,
     state: State,
     leader: Option<Followed>,
     /// The highest epoch seen anywhere.
@@ -80,6 +83,7 @@ impl Activator {
             spec,
             instance,
             candidates: BTreeMap::new(),
+            mismatched: BTreeSet::new(),
             state: State::Follower,
             leader: None,
             highest: 0,
@@ -97,6 +101,7 @@ impl Activator {
             name: self.name.clone(),
             instance: self.instance,
             highest: self.highest.max(self.promised),
+            majority_of: self.spec.majority_of.map(|n| n as u64),
         }
     }
 
@@ -151,6 +156,7 @@ impl Activator {
                 .cloned()
                 .collect(),
             majority_of: self.spec.majority_of,
+            mismatched: self.mismatched.iter().cloned().collect(),
         }
     }
 
@@ -394,6 +400,15 @@ impl Activator {
     }
 
     pub fn hosted_by(&mut self, now: Instant, ctx: &Ctx, fx: &mut Fx, from: &str, h: &Hosting) {
+        if h.majority_of != self.spec.majority_of.map(|n| n as u64) {
+            self.candidates.remove(from);
+            if self.leader.as_ref().is_some_and(|l| l.node == from) {
+                self.vacate(now, fx);
+            }
+            self.mismatched.insert(from.to_string());
+            return self.tick(now, ctx, fx);
+        }
+        self.mismatched.remove(from);
         self.highest = self.highest.max(h.highest);
         let before = self.candidates.insert(from.to_string(), h.instance);
         if before != Some(h.instance) {
@@ -429,10 +444,14 @@ impl Activator {
         from: &str,
         msg: SingletonMsg,
     ) {
+        if self.mismatched.contains(from) && !matches!(msg, SingletonMsg::Unhosted { .. }) {
+            return;
+        }
         match msg {
             SingletonMsg::Hosted { .. } => {}
             SingletonMsg::Unhosted { .. } => {
                 self.candidates.remove(from);
+                self.mismatched.remove(from);
                 if self.leader.as_ref().is_some_and(|l| l.node == from) {
                     self.vacate(now, fx);
                 }

@@ -160,6 +160,8 @@ pub struct SingletonInfo {
     pub candidates: Vec<String>,
     /// The majority rule's expected number of candidates.
     pub majority_of: Option<usize>,
+    /// Nodes that run it with other options (a configuration error): ignored.
+    pub mismatched: Vec<String>,
 }
 
 /// Why a singleton call failed.

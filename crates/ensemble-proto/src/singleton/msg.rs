@@ -80,6 +80,8 @@ pub struct Hosting {
     pub instance: u64,
     /// The highest epoch the sender has seen, so a newcomer starts above it.
     pub highest: u64,
+    /// The sender's majority rule (expected candidates), which every node must share.
+    pub majority_of: Option<u64>,
 }
 
 impl SingletonMsg {

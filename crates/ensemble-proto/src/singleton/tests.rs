@@ -455,3 +455,42 @@ fn with_the_majority_rule_a_restarted_voter_does_not_elect_a_second_leader() {
         assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
     }
 }
+
+#[test]
+fn nodes_that_run_a_singleton_with_another_majority_rule_are_reported_and_ignored() {
+    let now = Instant::now();
+    let mut nodes = BTreeMap::new();
+    for (i, (name, majority)) in [("a", Some(1)), ("b", None)].into_iter().enumerate() {
+        let mut s = Singletons::new(name.into(), SingletonConfig::default(), i as u64);
+        let other = if name == "a" { "b" } else { "a" };
+        s.peer_up(now, other);
+        s.member_up(now, other);
+        s.register(
+            now,
+            S,
+            SingletonSpec {
+                majority_of: majority,
+            },
+        )
+        .unwrap();
+        nodes.insert(name.to_string(), s);
+    }
+    let mut net = Net {
+        now,
+        nodes,
+        cut: BTreeSet::new(),
+        events: Vec::new(),
+    };
+    net.deliver();
+    net.run(Duration::from_secs(2));
+    for (n, other) in [("a", "b"), ("b", "a")] {
+        let info = net.nodes[n].info(S).unwrap();
+        assert_eq!(info.mismatched, vec![other.to_string()], "{n}");
+        assert!(info.candidates.is_empty(), "{n}");
+        assert_eq!(
+            info.role,
+            Role::Leader,
+            "{n} does not follow the other's claims"
+        );
+    }
+}

@@ -26,6 +26,8 @@ pub struct SingletonStatus {
     pub candidates: Vec<String>,
     /// The majority rule's expected number of candidates, if on.
     pub majority_of: Option<usize>,
+    /// Nodes that run it with another majority rule: a configuration error; they are ignored.
+    pub mismatched: Vec<String>,
 }
 
 impl SingletonStatus {
@@ -44,6 +46,7 @@ impl SingletonStatus {
             since_ms,
             candidates: i.candidates,
             majority_of: i.majority_of,
+            mismatched: i.mismatched,
         }
     }
 }
