@@ -46,19 +46,7 @@ fn one_agent_runs_the_command_and_another_takes_over() {
     let log = dir.path().join("cron.log");
     let flag = command(&log);
     let extra = ["--singleton", flag.as_str()];
-    let first = Agent::start_with(dir.path(), "a0", None, SECRET, &extra);
-    let seed = first.bind.clone();
-    let mut agents = vec![first];
-    for i in 1..3 {
-        let name = format!("a{i}");
-        agents.push(Agent::start_with(
-            dir.path(),
-            &name,
-            Some(&seed),
-            SECRET,
-            &extra,
-        ));
-    }
+    let agents = start_agents(dir.path(), 3, &extra);
     wait_for(Duration::from_secs(20), "all follow one leader", || {
         let seen: Vec<_> = agents.iter().map(leader_seen_by).collect();
         seen.iter().all(|s| s.is_some() && *s == seen[0])

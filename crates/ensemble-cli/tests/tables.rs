@@ -23,19 +23,7 @@ fn table_info(a: &Agent) -> serde_json::Value {
 #[test]
 fn agents_replicate_tables_and_survive_a_killed_replica() {
     let dir = tempdir();
-    let first = Agent::start_with(dir.path(), "a0", None, SECRET, &["--table", "sessions"]);
-    let seed = first.bind.clone();
-    let mut agents = vec![first];
-    for i in 1..3 {
-        let name = format!("a{i}");
-        agents.push(Agent::start_with(
-            dir.path(),
-            &name,
-            Some(&seed),
-            SECRET,
-            &["--table", "sessions"],
-        ));
-    }
+    let mut agents = start_agents(dir.path(), 3, &["--table", "sessions"]);
     wait_for(Duration::from_secs(30), "the replicas join", || {
         agents.iter().all(|a| {
             ureq_get(&a.http, "/v1/tables/sessions")
@@ -102,6 +90,7 @@ fn agents_replicate_tables_and_survive_a_killed_replica() {
     assert_eq!(info["down_history"], serde_json::json!(["a2"]));
 
     // The killed agent comes back: it re-merges by itself and catches up.
+    let seed = agents[0].bind.clone();
     agents[2].spawn(Some(&seed), SECRET);
     wait_for(
         Duration::from_secs(30),

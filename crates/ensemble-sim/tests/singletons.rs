@@ -5,28 +5,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ensemble_proto::singleton::{Role, ShutdownReason, SingletonEvent, SingletonSpec};
-use ensemble_proto::Status;
-use ensemble_sim::{NodeId, Sim, SimConfig};
+use ensemble_sim::{NodeId, Sim};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+mod common;
 
 const S: &str = "billing-cron";
 
 fn cluster(n: usize, seed: u64, spec: SingletonSpec) -> (Sim, Vec<NodeId>) {
-    let mut sim = Sim::new(SimConfig {
-        seed,
-        latency: Duration::from_millis(2),
-        jitter: Duration::from_millis(3),
-        ..SimConfig::default()
-    });
-    let first = sim.add_node("n0", &[]);
-    let mut ids = vec![first];
-    for i in 1..n {
-        ids.push(sim.add_node(&format!("n{i}"), &[first]));
-    }
-    let all = ids.clone();
-    sim.run_until(Duration::from_secs(10), |s| s.all_see(&all, Status::Alive))
-        .expect("cluster converges");
+    let (mut sim, ids) = common::cluster(n, seed);
     for id in &ids {
         sim.singletons(*id, |s, now| s.register(now, S, spec.clone()))
             .unwrap()

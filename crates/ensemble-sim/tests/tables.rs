@@ -9,29 +9,14 @@ use ensemble_proto::table::{
     self, ConflictHandler, LeaderOp, LeaderResult, Reply, TableError, TableSpec, WriteOp,
 };
 use ensemble_proto::Status;
-use ensemble_sim::{NodeId, Sim, SimConfig};
+use ensemble_sim::{NodeId, Sim};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const T: &str = "sessions";
+mod common;
+use common::cluster;
 
-fn cluster(n: usize, seed: u64) -> (Sim, Vec<NodeId>) {
-    let mut sim = Sim::new(SimConfig {
-        seed,
-        latency: Duration::from_millis(2),
-        jitter: Duration::from_millis(3),
-        ..SimConfig::default()
-    });
-    let first = sim.add_node("n0", &[]);
-    let mut ids = vec![first];
-    for i in 1..n {
-        ids.push(sim.add_node(&format!("n{i}"), &[first]));
-    }
-    let all = ids.clone();
-    sim.run_until(Duration::from_secs(10), |s| s.all_see(&all, Status::Alive))
-        .expect("cluster converges");
-    (sim, ids)
-}
+const T: &str = "sessions";
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())

@@ -152,13 +152,20 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> 
     start.elapsed()
 }
 
-pub fn cluster(dir: &Path, n: usize) -> Vec<Agent> {
-    let first = Agent::start(dir, "a0", None, SECRET);
+/// Starts agents a0..a{n-1} with `extra` flags, all joining through a0 (without waiting).
+pub fn start_agents(dir: &Path, n: usize, extra: &[&str]) -> Vec<Agent> {
+    let first = Agent::start_with(dir, "a0", None, SECRET, extra);
     let seed = first.bind.clone();
     let mut agents = vec![first];
     for i in 1..n {
-        agents.push(Agent::start(dir, &format!("a{i}"), Some(&seed), SECRET));
+        let name = format!("a{i}");
+        agents.push(Agent::start_with(dir, &name, Some(&seed), SECRET, extra));
     }
+    agents
+}
+
+pub fn cluster(dir: &Path, n: usize) -> Vec<Agent> {
+    let agents = start_agents(dir, n, &[]);
     wait_for(Duration::from_secs(30), "agents converge", || {
         agents.iter().all(|a| {
             a.members()

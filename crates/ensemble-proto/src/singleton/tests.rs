@@ -27,6 +27,11 @@ impl Net {
             s.register(now, S, spec.clone()).unwrap();
             nodes.insert(n.to_string(), s);
         }
+        Net::with(now, nodes)
+    }
+
+    /// Nodes set up by the caller; what they have to say is delivered.
+    fn with(now: Instant, nodes: BTreeMap<String, Singletons>) -> Net {
         let mut net = Net {
             now,
             nodes,
@@ -316,13 +321,10 @@ fn a_node_that_registers_after_the_others_greeted_it_still_defers_to_them() {
         }
     }
     b.register(now, S, SingletonSpec::default()).unwrap();
-    let mut net = Net {
+    let mut net = Net::with(
         now,
-        nodes: BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]),
-        cut: BTreeSet::new(),
-        events: Vec::new(),
-    };
-    net.deliver();
+        BTreeMap::from([("a".to_string(), a), ("b".to_string(), b)]),
+    );
     net.run(Duration::from_secs(1));
     assert_eq!(net.leaders().len(), 1, "{:?}", net.events);
     assert!(
@@ -475,13 +477,7 @@ fn nodes_that_run_a_singleton_with_another_majority_rule_are_reported_and_ignore
         .unwrap();
         nodes.insert(name.to_string(), s);
     }
-    let mut net = Net {
-        now,
-        nodes,
-        cut: BTreeSet::new(),
-        events: Vec::new(),
-    };
-    net.deliver();
+    let mut net = Net::with(now, nodes);
     net.run(Duration::from_secs(2));
     for (n, other) in [("a", "b"), ("b", "a")] {
         let info = net.nodes[n].info(S).unwrap();
