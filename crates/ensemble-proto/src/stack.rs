@@ -137,19 +137,17 @@ impl Stack {
         out
     }
 
-    /// A dial to `addr` was refused right away: no process listens there. Membership learns it
-    /// through its own dial failure; singletons use it to take over from a leader that died
-    /// without waiting for failure detection.
+    /// A dial to `addr` was refused (or reset before the handshake): no process listens there.
+    /// Membership learns it through its own dial failure; singletons use it to take over from
+    /// a leader that died, without waiting for failure detection.
     pub fn no_listener(&mut self, now: Instant, addr: SocketAddr) {
+        let me = &self.membership.local().name;
         let gone = self
             .membership
             .members()
-            .find(|m| m.addr == addr && m.name != self.membership.local().name)
+            .find(|m| m.addr == addr && &m.name != me)
             .map(|m| m.name.clone());
-        let connected = gone
-            .as_ref()
-            .is_some_and(|n| self.neighbours.contains_key(n));
-        if let (Some(name), false) = (gone, connected) {
+        if let Some(name) = gone {
             self.singletons.gone(now, &name);
             self.drain(now);
         }
