@@ -275,6 +275,16 @@ impl Driver {
         self.stop(false).await;
     }
 
+    /// The connection tasks drop handshakes from partitioned names.
+    fn share_partitions(&self) {
+        let all = self.partitions.values().flatten().cloned().collect();
+        *self
+            .shared
+            .partitioned
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = all;
+    }
+
     fn partitioned(&self, name: &str) -> bool {
         self.partitions.values().any(|p| p.contains(name))
     }
@@ -371,6 +381,7 @@ impl Driver {
                 self.published
                     .partitions
                     .send_replace(self.partitions.clone());
+                self.share_partitions();
                 let _ = reply.send(id);
             }
             Command::ResolvePartition { id, reply } => {
@@ -380,6 +391,7 @@ impl Driver {
                         self.published
                             .partitions
                             .send_replace(self.partitions.clone());
+                        self.share_partitions();
                         Ok(())
                     }
                     None => Err(Error::UnknownPartition(id)),

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub dial_timeout: Duration,
     pub send_queue: usize,
     pub driver: mpsc::Sender<DriverMsg>,
+    /// Names partitioned away by fault injection (the driver keeps it current).
+    pub partitioned: std::sync::RwLock<std::collections::BTreeSet<String>>,
     next_id: AtomicU64,
 }
 
@@ -63,6 +65,7 @@ impl Shared {
             dial_timeout: config.dial_timeout,
             send_queue: config.send_queue,
             driver,
+            partitioned: Default::default(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -72,6 +75,11 @@ impl Shared {
             cluster: self.cluster.clone(),
             secret: self.secret.clone(),
             me: self.me.borrow().clone(),
+            partitioned: self
+                .partitioned
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct Params {
     pub secret: Secret,
     /// This node.
     pub me: PeerInfo,
+    /// Names partitioned away by fault injection: their dials are dropped mid-handshake, as
+    /// a real partition would, so they never see a connection succeed.
+    pub partitioned: std::collections::BTreeSet<String>,
 }
 
 /// Why a handshake failed.
@@ -276,6 +279,9 @@ async fn accept_inner(
     if hello.cluster != p.cluster {
         let expected = p.cluster.clone();
         return Err(refuse(stream, Reject::Cluster { expected }).await);
+    }
+    if p.partitioned.contains(&hello.peer.name) {
+        return Err(HandshakeError::Closed);
     }
     if hello.peer.name == p.me.name
         || ensemble_proto::member::validate_name(&hello.peer.name).is_err()
