@@ -76,6 +76,11 @@ impl FromRef<AppState> for Discovery {
     }
 }
 
+/// An error answer: `{"error": msg}` with `code`.
+pub fn error(code: StatusCode, msg: String) -> Response {
+    (code, Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
 pub fn router(
     node: Node,
     discovery: Discovery,

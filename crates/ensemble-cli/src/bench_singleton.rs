@@ -104,15 +104,8 @@ impl Cluster {
         Ok(c)
     }
 
-    fn wait(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
-        let t = Instant::now();
-        while !f() {
-            if t.elapsed() > limit {
-                bail!("timed out after {limit:?} waiting until {what}");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        Ok(())
+    fn wait(&self, what: &str, limit: Duration, f: impl FnMut() -> bool) -> Result<()> {
+        crate::procs::wait_until(limit, what, f)
     }
 
     /// Every running agent reports the same leader.
@@ -260,7 +253,7 @@ fn run_one(n: usize, cycles: usize, dir: &Path) -> Result<SingletonReport> {
     if n < 3 {
         bail!("--nodes: each size must be at least 3 (three leaders are taken down in turn)");
     }
-    let mut c = Cluster::start(n, &dir.join(format!("n{n}")).tap_mkdir()?, false)?;
+    let mut c = Cluster::start(n, &mkdir(dir.join(format!("n{n}")))?, false)?;
     let (_, _, kill) = c.fault(Signal::SIGKILL)?;
     c.wait("the agents settle", Duration::from_secs(30), || c.settled())?;
     let (stopped, t0, stop) = c.fault(Signal::SIGSTOP)?;
@@ -274,7 +267,7 @@ fn run_one(n: usize, cycles: usize, dir: &Path) -> Result<SingletonReport> {
     drop(c);
     let (mut overlaps, mut leaderships) = (0, 0);
     if cycles > 0 {
-        let c = Cluster::start(n, &dir.join(format!("majority-n{n}")).tap_mkdir()?, true)?;
+        let c = Cluster::start(n, &mkdir(dir.join(format!("majority-n{n}")))?, true)?;
         let mut rng = rand::thread_rng();
         for cycle in 0..cycles {
             let size = rng.gen_range(1..=(n - 1) / 2);
@@ -309,16 +302,10 @@ fn run_one(n: usize, cycles: usize, dir: &Path) -> Result<SingletonReport> {
     })
 }
 
-trait TapMkdir: Sized {
-    fn tap_mkdir(self) -> Result<Self>;
-}
-
-impl TapMkdir for PathBuf {
-    fn tap_mkdir(self) -> Result<Self> {
-        std::fs::create_dir_all(&self)
-            .with_context(|| format!("cannot create {}", self.display()))?;
-        Ok(self)
-    }
+/// `dir`, created if missing.
+fn mkdir(dir: PathBuf) -> Result<PathBuf> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }
 
 pub fn run(a: SingletonBench) -> Result<()> {

@@ -69,15 +69,8 @@ impl Cluster {
         self.view(observer)?.into_iter().find(|m| m.name == name)
     }
 
-    fn wait(&self, limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
-        let start = Instant::now();
-        while !done() {
-            if start.elapsed() > limit {
-                bail!("timed out after {limit:?} waiting until {what}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
+    fn wait(&self, limit: Duration, what: &str, done: impl FnMut() -> bool) -> Result<()> {
+        crate::procs::wait_until(limit, what, done)
     }
 }
 

@@ -61,11 +61,14 @@ where
                         return forbidden();
                     }
                     if body.nodes.is_empty() {
-                        return error(StatusCode::BAD_REQUEST, "name at least one node".into());
+                        return crate::api::error(
+                            StatusCode::BAD_REQUEST,
+                            "name at least one node".into(),
+                        );
                     }
                     match node.inject_partition(body.nodes).await {
                         Ok(r) => Json(serde_json::json!({ "ref": r.0 })).into_response(),
-                        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                        Err(e) => crate::api::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
                     }
                 },
             ),
@@ -79,19 +82,15 @@ where
                     }
                     match node.resolve_partition(PartitionRef(reference)).await {
                         Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
-                        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+                        Err(e) => crate::api::error(StatusCode::NOT_FOUND, e.to_string()),
                     }
                 },
             ),
         )
 }
 
-fn error(code: StatusCode, msg: String) -> Response {
-    (code, Json(serde_json::json!({ "error": msg }))).into_response()
-}
-
 fn forbidden() -> Response {
-    error(
+    crate::api::error(
         StatusCode::FORBIDDEN,
         "fault injection is off on this agent; start it with --allow-fault-injection \
          (config key allow_fault_injection = true)"

@@ -21,6 +21,18 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Polls `done` every 5 ms until it holds, or fails after `limit` naming `what`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > limit {
+            anyhow::bail!("timed out after {limit:?} waiting until {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 /// A free TCP port on 127.0.0.1, below Linux's ephemeral range (32768 and up) so that no
 /// outgoing connection of another agent can take it between now and the agent's bind, and
 /// never the same port twice in one process (an agent just started may not have bound yet).

@@ -184,11 +184,7 @@ pub async fn spawn(
 pub async fn route(State(node): State<Node>) -> Response {
     match node.singletons().await {
         Ok(list) => Json(list).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => crate::api::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
