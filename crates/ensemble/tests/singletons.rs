@@ -85,6 +85,16 @@ async fn one_node_leads_timers_and_changes_reach_only_it_and_a_stop_hands_over()
     .await;
     let (leader, epoch) = leaders(&log)[0].clone();
     assert_eq!(leader, "n0", "the lowest name is preferred");
+    // The followers hear the leader's claim a moment after it starts leading.
+    let follows_n0 = |e: &SingletonEvent| {
+        *e == SingletonEvent::NowFollower {
+            leader: Some("n0".into()),
+        }
+    };
+    wait_for(Duration::from_secs(5), "n1 and n2 follow n0", || {
+        count(&log, "n1", follows_n0) == 1 && count(&log, "n2", follows_n0) == 1
+    })
+    .await;
     let statuses = nodes[1].singletons().await.unwrap();
     assert_eq!(statuses[0].leader.as_deref(), Some("n0"));
     assert_eq!(statuses[0].role, SingletonRole::Follower);
