@@ -86,7 +86,8 @@ impl Stack {
         let me = membership.local();
         let seed = table::origin_of(&me.name) ^ me.incarnation.rotate_left(32);
         let tables = Tables::new(me.name.clone(), TableConfig::default(), seed);
-        let singletons = Singletons::new(me.name.clone(), SingletonConfig::default(), !seed);
+        let singletons = Singletons::new(me.name.clone(), SingletonConfig::default(), !seed)
+            .untracked_while_idle();
         let mut s = Stack {
             membership,
             broadcast,
@@ -155,6 +156,10 @@ impl Stack {
 
     /// Runs a singleton command (register, unregister) and carries out what it yields.
     pub fn with_singletons<T>(&mut self, now: Instant, f: impl FnOnce(&mut Singletons) -> T) -> T {
+        if self.singletons.is_idle() {
+            let up = self.membership.members().filter(|m| m.status.is_up());
+            self.singletons.seed_members(up.map(|m| m.name.as_str()));
+        }
         let out = f(&mut self.singletons);
         self.drain(now);
         out

@@ -61,8 +61,17 @@ pub fn bucket_of(pos: u64) -> usize {
     (pos >> (64 - BUCKETS.trailing_zeros())) as usize
 }
 
-/// Estimated bytes one held member takes: the version, its name twice (key and value), its
-/// tags, and map overhead.
+/// Fine digest ranges per bucket: a large view compares the buckets that differ range by
+/// finer range, and sends only the members of the fine ranges that differ.
+pub const FINE: usize = 64;
+
+/// The fine range of a ring position, from 0 to `BUCKETS * FINE - 1`; fine ranges `b * FINE`
+/// to `b * FINE + FINE - 1` make up bucket `b`.
+pub fn fine_of(pos: u64) -> usize {
+    (pos >> (64 - (BUCKETS * FINE).trailing_zeros())) as usize
+}
+
+/// Estimated bytes one held member takes: the version, its name, its tags, and map overhead.
 fn footprint_of(m: &Member) -> usize {
     let tags: usize = m
         .tags
@@ -70,10 +79,10 @@ fn footprint_of(m: &Member) -> usize {
         .iter()
         .map(|(k, v)| k.len() + v.len() + 48)
         .sum();
-    std::mem::size_of::<Member>() + 2 * m.name.len() + tags + 64
+    std::mem::size_of::<Member>() + m.name.len() + tags + 64
 }
 
-/// Ring key of an entry.
+/// Ring key of a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key {
     /// Ring position of the name.
@@ -82,32 +91,92 @@ pub struct Key {
     pub name: Arc<str>,
 }
 
+/// The members at one ring position: almost always one. Two names whose 64-bit positions
+/// collide share a slot, kept in name order.
+#[derive(Debug, Clone)]
+enum Slot {
+    One(Arc<Member>),
+    // A thin pointer keeps a slot at 16 bytes (a `Vec` or a boxed slice would make it 24+).
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Arc<Member>>>),
+}
+
+impl Slot {
+    fn iter(&self) -> std::slice::Iter<'_, Arc<Member>> {
+        match self {
+            Slot::One(m) => std::slice::from_ref(m).iter(),
+            Slot::Many(ms) => ms.iter(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Arc<Member>> {
+        self.iter().find(|m| m.name == name)
+    }
+
+    /// Puts `member` in place of the version of its name, or beside the others.
+    fn put(&mut self, member: Arc<Member>) {
+        match self {
+            Slot::One(m) if m.name == member.name => *m = member,
+            Slot::One(m) => {
+                let mut all = vec![m.clone(), member];
+                all.sort_by(|a, b| a.name.cmp(&b.name));
+                *self = Slot::Many(Box::new(all));
+            }
+            Slot::Many(ms) => match ms.binary_search_by(|m| m.name.cmp(&member.name)) {
+                Ok(i) => ms[i] = member,
+                Err(i) => ms.insert(i, member),
+            },
+        }
+    }
+
+    /// Removes the version of `name`; returns it and whether the slot is now empty.
+    fn take(&mut self, name: &str) -> (Option<Arc<Member>>, bool) {
+        match self {
+            Slot::One(m) if m.name == name => (Some(m.clone()), true),
+            Slot::One(_) => (None, false),
+            Slot::Many(ms) => {
+                let taken = ms.iter().position(|m| m.name == name).map(|i| ms.remove(i));
+                if ms.len() == 1 {
+                    *self = Slot::One(ms[0].clone());
+                }
+                (taken, false)
+            }
+        }
+    }
+}
+
 /// The set of members one node knows, with their latest known versions.
+///
+/// Held as one map entry per ring position (no copy of the name), because a simulated cluster
+/// of n nodes holds n^2 of them.
 #[derive(Debug, Clone)]
 pub struct View {
-    entries: BTreeMap<Key, Arc<Member>>,
+    entries: BTreeMap<u64, Slot>,
+    len: usize,
     /// When each `down` or `left` entry last changed (for garbage collection).
     tombstones: BTreeMap<Key, Instant>,
     version: u64,
     up: usize,
     /// Per-bucket order-independent hashes of the held versions.
     buckets: [u64; BUCKETS],
+    /// The same per fine range, truncated to 32 bits (the bucket's 64-bit hash says whether
+    /// anything differs; these only say where).
+    fine: Box<[u32]>,
     /// Sum of the held members' estimated sizes, kept up to date by every change.
     footprint: usize,
-    /// The smallest name, to bound range queries by position.
-    empty: Arc<str>,
 }
 
 impl Default for View {
     fn default() -> Self {
         View {
             entries: BTreeMap::new(),
+            len: 0,
             tombstones: BTreeMap::new(),
             version: 0,
             up: 0,
             buckets: [0; BUCKETS],
+            fine: vec![0; BUCKETS * FINE].into_boxed_slice(),
             footprint: 0,
-            empty: Arc::from(""),
         }
     }
 }
@@ -118,82 +187,91 @@ impl View {
         Self::default()
     }
 
-    fn find(&self, name: &str) -> Option<(&Key, &Arc<Member>)> {
-        let pos = position(name);
-        let from = Key {
-            pos,
-            name: self.empty.clone(),
-        };
-        let mut range = self
-            .entries
-            .range((Bound::Included(from), Bound::Unbounded));
-        range
-            .find(|(k, _)| k.pos != pos || &*k.name == name)
-            .filter(|(k, _)| k.pos == pos)
-    }
-
     /// Merges one member version; returns the transition if it won over what was held.
     pub fn merge(&mut self, now: Instant, member: impl Into<Arc<Member>>) -> Option<Transition> {
         let member: Arc<Member> = member.into();
-        let (key, old) = match self.find(&member.name) {
-            Some((_, held)) if !member.supersedes(held) => return None,
-            Some((k, held)) => (k.clone(), Some(held.clone())),
-            None => (
-                Key {
-                    pos: position(&member.name),
-                    name: Arc::from(member.name.as_str()),
-                },
-                None,
-            ),
+        let pos = position(&member.name);
+        let old = match self.entries.get(&pos).and_then(|s| s.get(&member.name)) {
+            Some(held) if !member.supersedes(held) => return None,
+            held => held.cloned(),
         };
         self.version += 1;
-        let bucket = &mut self.buckets[bucket_of(key.pos)];
         if let Some(o) = &old {
-            *bucket = bucket.wrapping_sub(digest_of(o));
+            self.add_digest(pos, o, false);
             self.up -= usize::from(o.status.is_up());
             self.footprint -= footprint_of(o);
+        } else {
+            self.len += 1;
         }
-        *bucket = bucket.wrapping_add(digest_of(&member));
+        self.add_digest(pos, &member, true);
         self.footprint += footprint_of(&member);
         self.up += usize::from(member.status.is_up());
+        let was_tombstone = old.as_ref().is_some_and(|o| !o.status.is_up());
         if member.status.is_up() {
-            self.tombstones.remove(&key);
+            if was_tombstone {
+                self.tombstones.remove(&Self::key(pos, &member.name));
+            }
         } else {
-            self.tombstones.insert(key.clone(), now);
+            self.tombstones.insert(Self::key(pos, &member.name), now);
         }
-        self.entries.insert(key, member.clone());
+        match self.entries.get_mut(&pos) {
+            Some(slot) => slot.put(member.clone()),
+            None => {
+                self.entries.insert(pos, Slot::One(member.clone()));
+            }
+        }
         Some(Transition { old, new: member })
+    }
+
+    /// Adds a version's hash to (or takes it from) its bucket and fine range.
+    fn add_digest(&mut self, pos: u64, m: &Member, add: bool) {
+        let d = digest_of(m);
+        let (bucket, fine) = (
+            &mut self.buckets[bucket_of(pos)],
+            &mut self.fine[fine_of(pos)],
+        );
+        if add {
+            *bucket = bucket.wrapping_add(d);
+            *fine = fine.wrapping_add(d as u32);
+        } else {
+            *bucket = bucket.wrapping_sub(d);
+            *fine = fine.wrapping_sub(d as u32);
+        }
+    }
+
+    fn key(pos: u64, name: &str) -> Key {
+        Key {
+            pos,
+            name: Arc::from(name),
+        }
     }
 
     /// The held version of a member.
     pub fn get(&self, name: &str) -> Option<&Arc<Member>> {
-        self.find(name).map(|(_, m)| m)
+        self.entries.get(&position(name))?.get(name)
     }
 
     /// All held members, tombstones included, in ring order.
     pub fn members(&self) -> impl Iterator<Item = &Arc<Member>> {
-        self.entries.values()
+        self.entries.values().flat_map(Slot::iter)
     }
 
     /// Members from ring position `pos` on, going round the ring once (clockwise), or from
     /// just before it backwards (counter-clockwise).
     pub fn walk(&self, pos: u64, clockwise: bool) -> Box<dyn Iterator<Item = &Arc<Member>> + '_> {
-        let at = Key {
-            pos,
-            name: self.empty.clone(),
-        };
         if clockwise {
-            let after = self
-                .entries
-                .range((Bound::Included(at.clone()), Bound::Unbounded));
-            let before = self.entries.range((Bound::Unbounded, Bound::Excluded(at)));
-            Box::new(after.chain(before).map(|(_, m)| m))
+            let after = self.entries.range(pos..);
+            let before = self.entries.range(..pos);
+            Box::new(after.chain(before).flat_map(|(_, s)| s.iter()))
         } else {
-            let before = self
-                .entries
-                .range((Bound::Unbounded, Bound::Excluded(at.clone())));
-            let after = self.entries.range((Bound::Included(at), Bound::Unbounded));
-            Box::new(before.rev().chain(after.rev()).map(|(_, m)| m))
+            let before = self.entries.range(..pos);
+            let after = self.entries.range(pos..);
+            Box::new(
+                before
+                    .rev()
+                    .chain(after.rev())
+                    .flat_map(|(_, s)| s.iter().rev()),
+            )
         }
     }
 
@@ -201,7 +279,7 @@ impl View {
     pub fn tombstones_from(&self, pos: u64) -> impl Iterator<Item = &Arc<Member>> + '_ {
         let at = Key {
             pos,
-            name: self.empty.clone(),
+            name: Arc::from(""),
         };
         let after = self
             .tombstones
@@ -209,12 +287,14 @@ impl View {
         let before = self
             .tombstones
             .range((Bound::Unbounded, Bound::Excluded(at)));
-        after.chain(before).filter_map(|(k, _)| self.entries.get(k))
+        after
+            .chain(before)
+            .filter_map(|(k, _)| self.entries.get(&k.pos)?.get(&k.name))
     }
 
     /// Number of held members, tombstones included.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Number of held members that are `alive` or `suspect`.
@@ -249,14 +329,24 @@ impl View {
     /// The members whose ring position falls in bucket `b`.
     pub fn bucket(&self, b: usize) -> impl Iterator<Item = &Arc<Member>> + '_ {
         let width = 1u64 << (64 - BUCKETS.trailing_zeros());
-        let start = Key {
-            pos: (b as u64).wrapping_mul(width),
-            name: self.empty.clone(),
-        };
         self.entries
-            .range((Bound::Included(start), Bound::Unbounded))
-            .take_while(move |(k, _)| bucket_of(k.pos) == b)
-            .map(|(_, m)| m)
+            .range((b as u64).wrapping_mul(width)..)
+            .take_while(move |(pos, _)| bucket_of(**pos) == b)
+            .flat_map(|(_, s)| s.iter())
+    }
+
+    /// The hashes of bucket `b`'s fine ranges (see [`FINE`]).
+    pub fn fine_digests(&self, b: usize) -> &[u32] {
+        &self.fine[b * FINE..(b + 1) * FINE]
+    }
+
+    /// The members whose ring position falls in fine range `f` (see [`fine_of`]).
+    pub fn fine_range(&self, f: usize) -> impl Iterator<Item = &Arc<Member>> + '_ {
+        let width = 1u64 << (64 - (BUCKETS * FINE).trailing_zeros());
+        self.entries
+            .range((f as u64).wrapping_mul(width)..)
+            .take_while(move |(pos, _)| fine_of(**pos) == f)
+            .flat_map(|(_, s)| s.iter())
     }
 
     /// True if no member is held.
@@ -284,9 +374,16 @@ impl View {
         let mut dropped = Vec::with_capacity(expired.len());
         for k in expired {
             self.tombstones.remove(&k);
-            if let Some(m) = self.entries.remove(&k) {
-                let bucket = &mut self.buckets[bucket_of(k.pos)];
-                *bucket = bucket.wrapping_sub(digest_of(&m));
+            let Some(slot) = self.entries.get_mut(&k.pos) else {
+                continue;
+            };
+            let (taken, empty) = slot.take(&k.name);
+            if empty {
+                self.entries.remove(&k.pos);
+            }
+            if let Some(m) = taken {
+                self.len -= 1;
+                self.add_digest(k.pos, &m, false);
                 self.footprint -= footprint_of(&m);
                 dropped.push(m);
             }
@@ -384,7 +481,14 @@ mod tests {
             let fresh = merged(now, &[&state(&v)]);
             prop_assert_eq!(v.digest(), fresh.digest());
             prop_assert_eq!(v.bucket_digests(), fresh.bucket_digests());
+            prop_assert_eq!(&v.fine, &fresh.fine);
             let in_buckets: usize = (0..BUCKETS).map(|b| v.bucket(b).count()).sum();
+            for b in 0..BUCKETS {
+                let fine = v.fine_digests(b).iter().fold(0u32, |a, d| a.wrapping_add(*d));
+                prop_assert_eq!(fine, v.bucket_digests()[b] as u32);
+                let in_fine: usize = (b * FINE..(b + 1) * FINE).map(|f| v.fine_range(f).count()).sum();
+                prop_assert_eq!(in_fine, v.bucket(b).count());
+            }
             prop_assert_eq!(in_buckets, v.len());
             let footprint: usize = v.members().map(|m| footprint_of(m)).sum();
             prop_assert_eq!(v.footprint(), footprint);
@@ -424,6 +528,24 @@ mod tests {
         assert!(v.get("up").is_some() && v.get("gone").is_none());
         assert_ne!(before, v.digest());
         assert_eq!(v.tombstone_count(), 0);
+    }
+
+    #[test]
+    fn names_sharing_a_ring_position_keep_apart_in_name_order() {
+        let m = |name: &str, inc| Arc::new(member(name, inc, Status::Alive, 1));
+        let mut slot = Slot::One(m("b", 1));
+        slot.put(m("a", 1));
+        slot.put(m("c", 1));
+        slot.put(m("b", 2));
+        let names: Vec<&str> = slot.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(slot.get("b").unwrap().incarnation, 2);
+        assert!(slot.get("d").is_none());
+        assert_eq!(slot.take("b"), (Some(m("b", 2)), false));
+        assert_eq!(slot.take("a").0.unwrap().name, "a");
+        assert!(matches!(slot, Slot::One(_)));
+        assert_eq!(slot.take("x"), (None, false));
+        assert!(slot.take("c").1, "the last one empties the slot");
     }
 
     #[test]

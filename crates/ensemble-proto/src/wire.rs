@@ -161,6 +161,7 @@ impl MembershipMsg {
             MembershipMsg::ProbeResult { .. } => "probe_result",
             MembershipMsg::Gossip { .. } => "gossip",
             MembershipMsg::Digest { .. } => "digest",
+            MembershipMsg::FineDigest { .. } => "fine_digest",
             MembershipMsg::Sync { .. } => "sync",
         }
     }
@@ -215,6 +216,19 @@ pub enum MembershipMsg {
     Sync {
         /// Some of the sender's members.
         members: Vec<Arc<Member>>,
+    },
+    /// Anti-entropy in a large view: the hashes of the fine ranges of the buckets whose
+    /// digests differed. The receiver sends back its members of every fine range whose hash
+    /// differs and, if `reply` is set, its own fine hashes of the same buckets.
+    FineDigest {
+        /// The buckets compared (indices below 64, each once).
+        buckets: Vec<u16>,
+        /// The sender's 64-bit hash of each of those buckets.
+        digests: Vec<u64>,
+        /// 64 fine-range hashes per bucket, in the order of `buckets`.
+        fine: Vec<u32>,
+        /// Whether the receiver should answer with its fine hashes.
+        reply: bool,
     },
 }
 

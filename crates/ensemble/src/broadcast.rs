@@ -45,6 +45,7 @@ pub struct BroadcastStatus {
 impl BroadcastStatus {
     pub(crate) fn of(
         p: &Plumtree,
+        members: Vec<String>,
         root: Option<&str>,
         shed_frames: u64,
         dropped_frames: u64,
@@ -54,7 +55,7 @@ impl BroadcastStatus {
         let mut roots: Vec<String> = p.roots().map(str::to_owned).collect();
         roots.sort();
         BroadcastStatus {
-            members: p.broadcast_members().map(str::to_owned).collect(),
+            members,
             neighbours: p.neighbours().map(str::to_owned).collect(),
             handlers: p.handlers().map(str::to_owned).collect(),
             root,

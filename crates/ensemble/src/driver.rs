@@ -413,8 +413,15 @@ impl Driver {
                 let _ = reply.send(self.core.broadcast.register(&name, handler));
             }
             Command::BroadcastStatus { root, reply } => {
+                let me = &self.core.membership.local().name;
+                let mut members: Vec<String> = (self.core.membership.members())
+                    .filter(|m| m.status.is_up() && m.name != *me)
+                    .map(|m| m.name.clone())
+                    .collect();
+                members.sort();
                 let status = crate::broadcast::BroadcastStatus::of(
                     &self.core.broadcast,
+                    members,
                     root.as_deref(),
                     self.shed_frames,
                     self.dropped_frames,

@@ -29,6 +29,7 @@ mod tree;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
+use crate::view::position;
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -55,7 +56,7 @@ pub enum Input {
     NeighborUp(String),
     /// The connection to this member closed.
     NeighborDown(String),
-    /// A member joined or came back (feeds [`Plumtree::broadcast_members`]).
+    /// A member joined or came back (only live members' trees are kept).
     MemberUp(String),
     /// A member went down or left: its tree is dropped.
     MemberDown(String),
@@ -146,8 +147,10 @@ pub struct Plumtree {
     handlers: BTreeMap<String, Box<dyn Handler>>,
     /// Open connections.
     neighbours: BTreeSet<String>,
-    /// Live members other than this node.
-    members: BTreeSet<String>,
+    /// Ring positions of the live members other than this node: a hash, not the name, because
+    /// a simulated cluster holds n^2 of them (a collision only keeps a dead root's tree a
+    /// little longer).
+    members: BTreeSet<u64>,
     /// Neighbours that get every announcement (ring successors), recomputed on change.
     base_lazy: Vec<String>,
     trees: HashMap<String, Tree>,
@@ -267,11 +270,11 @@ impl Plumtree {
             Input::NeighborDown(p) => self.neighbor_down(&p),
             Input::MemberUp(m) => {
                 if m != self.me {
-                    self.members.insert(m);
+                    self.members.insert(position(&m));
                 }
             }
             Input::MemberDown(m) => {
-                self.members.remove(&m);
+                self.members.remove(&position(&m));
                 self.trees.remove(&m);
             }
             Input::Tick => self.tick(now),
@@ -295,11 +298,6 @@ impl Plumtree {
     /// This node's name.
     pub fn name(&self) -> &str {
         &self.me
-    }
-
-    /// Live members other than this node, as membership reported them.
-    pub fn broadcast_members(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().map(String::as_str)
     }
 
     /// Neighbours (open connections) the protocol sends to.
@@ -348,7 +346,7 @@ impl Plumtree {
 
     /// True for this node and the live members: only their trees are kept.
     fn is_member(&self, root: &str) -> bool {
-        root == self.me || self.members.contains(root)
+        root == self.me || self.members.contains(&position(root))
     }
 
     fn send(&mut self, to: &str, msg: BroadcastMsg) {

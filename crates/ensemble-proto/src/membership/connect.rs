@@ -49,7 +49,12 @@ impl Membership {
             };
             self.peers.insert(peer.name.clone(), p);
             self.peers_version += 1;
-            // Push-pull on connect: if the views differ, both sides send theirs.
+            // Push-pull on connect: if the views differ, both sides send theirs. The side that
+            // dialled starts it (the digest asks for a reply); two starts would send everything
+            // twice, which a join storm multiplies by every new connection.
+            if dialed.is_none() {
+                return;
+            }
             let buckets = self.view.bucket_digests().to_vec();
             self.send(
                 &peer.name,

@@ -9,8 +9,20 @@ use rand::seq::IteratorRandom;
 use super::{MemberEvent, Membership, Origin, Output};
 use crate::member::{Member, Status};
 use crate::probe::RemoteSuspicion;
-use crate::view::{Transition, BUCKETS};
+use crate::view::{Transition, BUCKETS, FINE};
 use crate::wire::MembershipMsg;
+
+/// The fields of [`MembershipMsg::FineDigest`].
+pub(super) struct FineDigest {
+    pub buckets: Vec<u16>,
+    pub digests: Vec<u64>,
+    pub fine: Vec<u32>,
+    pub reply: bool,
+}
+
+/// A view of at least this many members per bucket (512 members) compares differing
+/// buckets range by fine range (see [`MembershipMsg::FineDigest`]).
+const REFINE_PER_BUCKET: usize = 8;
 
 impl Membership {
     /// Queues `member` for pushing to `to` with the other changes of this input.
@@ -257,9 +269,13 @@ impl Membership {
         if let Some(old) = t.old.as_ref().filter(|o| o.addr != t.new.addr) {
             self.overlay.forget(&old.addr);
         }
-        if t.old
-            .as_ref()
-            .is_none_or(|o| o.addr != t.new.addr || !o.status.is_up())
+        // A full mesh dials new and returning members at once. A partial view picks its
+        // targets at the next tick, so a pass now would only walk the old targets again (at
+        // every input of a join storm).
+        if self.is_full_mesh()
+            && t.old
+                .as_ref()
+                .is_none_or(|o| o.addr != t.new.addr || !o.status.is_up())
         {
             self.dial_pass_due = true;
         }
@@ -280,6 +296,13 @@ impl Membership {
         // Views differ: something is spreading. Compare again soon (with another random peer)
         // instead of a whole interval later, until the views agree.
         self.next_sync = self.next_sync.min(now + self.config.sync_interval / 10);
+        // A large view narrows the difference down first: whole buckets would carry every
+        // member again and again while a join storm keeps every bucket changing.
+        if self.view.len() >= BUCKETS * REFINE_PER_BUCKET {
+            let differ: Vec<u16> = differ.iter().map(|b| *b as u16).collect();
+            self.send_fine_digest(&from, differ, true);
+            return;
+        }
         let recent = self
             .full_sync_sent
             .get(&from)
@@ -305,16 +328,74 @@ impl Membership {
         }
     }
 
+    fn send_fine_digest(&mut self, to: &str, buckets: Vec<u16>, reply: bool) {
+        let mut fine = Vec::with_capacity(buckets.len() * FINE);
+        for b in &buckets {
+            fine.extend_from_slice(self.view.fine_digests(usize::from(*b)));
+        }
+        let coarse = self.view.bucket_digests();
+        let digests = buckets.iter().map(|b| coarse[usize::from(*b)]).collect();
+        let msg = MembershipMsg::FineDigest {
+            buckets,
+            digests,
+            fine,
+            reply,
+        };
+        self.send(to, msg);
+    }
+
+    /// Anti-entropy in a large view: a peer's fine hashes of the buckets that differed. Send
+    /// our members of every fine range that differs (of the whole bucket if the bucket still
+    /// differs but its fine ranges all agree: 32-bit hashes that collided), and our own fine
+    /// hashes if they asked.
+    pub(super) fn on_fine_digest(&mut self, from: String, msg: FineDigest) {
+        let FineDigest {
+            buckets,
+            digests,
+            fine,
+            reply,
+        } = msg;
+        let unique: BTreeSet<u16> = buckets.iter().copied().collect();
+        let valid = unique.len() == buckets.len()
+            && buckets.iter().all(|b| usize::from(*b) < BUCKETS)
+            && digests.len() == buckets.len()
+            && fine.len() == buckets.len() * FINE;
+        if !valid {
+            self.rejected += 1;
+            return;
+        }
+        let mut members: Vec<Arc<Member>> = Vec::new();
+        let parts = buckets.iter().zip(digests).zip(fine.chunks(FINE));
+        for ((b, digest), theirs) in parts {
+            let b = usize::from(*b);
+            let ours = self.view.fine_digests(b);
+            let differ: Vec<usize> = (0..FINE).filter(|f| ours[*f] != theirs[*f]).collect();
+            if differ.is_empty() && digest != self.view.bucket_digests()[b] {
+                members.extend(self.view.bucket(b).cloned());
+            }
+            for f in differ {
+                members.extend(self.view.fine_range(b * FINE + f).cloned());
+            }
+        }
+        self.send_chunks(&from, members);
+        if reply {
+            self.send_fine_digest(&from, buckets, false);
+        }
+    }
+
     /// Sends `members` to `to`, in chunks that fit a frame.
     fn send_chunks(&mut self, to: &str, members: Vec<Arc<Member>>) {
         let chunk = self.config.sync_chunk.max(1);
-        for part in members.chunks(chunk) {
-            self.send(
-                to,
-                MembershipMsg::Sync {
-                    members: part.to_vec(),
-                },
-            );
+        let mut part = Vec::with_capacity(chunk.min(members.len()));
+        let mut left = members.len();
+        for m in members {
+            part.push(m);
+            left -= 1;
+            if part.len() == chunk || left == 0 {
+                let next = Vec::with_capacity(chunk.min(left));
+                let members = std::mem::replace(&mut part, next);
+                self.send(to, MembershipMsg::Sync { members });
+            }
         }
     }
 }

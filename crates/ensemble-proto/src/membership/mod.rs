@@ -413,6 +413,20 @@ impl Membership {
                 }
             }
             MembershipMsg::Digest { buckets, reply } => self.on_digest(now, from, buckets, reply),
+            MembershipMsg::FineDigest {
+                buckets,
+                digests,
+                fine,
+                reply,
+            } => {
+                let msg = gossip::FineDigest {
+                    buckets,
+                    digests,
+                    fine,
+                    reply,
+                };
+                self.on_fine_digest(from, msg)
+            }
         }
     }
 

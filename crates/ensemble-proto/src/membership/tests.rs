@@ -176,3 +176,141 @@ fn helpers_saying_unreachable_do_not_overrule_a_pending_direct_ping() {
         "the ack cleared it"
     );
 }
+
+/// Two nodes whose large views differ in a few members exchange about those, not whole
+/// buckets: anti-entropy narrows a differing bucket down to its fine ranges first.
+#[test]
+fn a_large_view_sends_only_the_fine_ranges_that_differ() {
+    let t0 = Instant::now();
+    let new = |name: &str, port| {
+        let local = (*member(name, port, 100, Status::Alive)).clone();
+        Membership::new(Config::default(), local, [], 1, t0)
+    };
+    let (mut a, mut b) = (new("a", 1), new("b", 2));
+    let mut common = vec![
+        member("a", 1, 100, Status::Alive),
+        member("b", 2, 100, Status::Alive),
+    ];
+    common.extend((0..1000).map(|i| member(&format!("m{i}"), 1000 + i, 5, Status::Alive)));
+    for node in [&mut a, &mut b] {
+        let msg = MembershipMsg::Sync {
+            members: common.clone(),
+        };
+        node.handle(
+            t0,
+            Input::Message {
+                from: "seed".into(),
+                msg,
+            },
+        );
+    }
+    let extra: Vec<_> = (0..3)
+        .map(|i| member(&format!("x{i}"), 3000 + i, 5, Status::Alive))
+        .collect();
+    let msg = MembershipMsg::Sync { members: extra };
+    a.handle(
+        t0,
+        Input::Message {
+            from: "seed".into(),
+            msg,
+        },
+    );
+    b.handle(
+        t0,
+        Input::Message {
+            from: "seed".into(),
+            msg: MembershipMsg::Sync {
+                members: vec![member("m7", 1007, 6, Status::Alive)],
+            },
+        },
+    );
+    drain(&mut a);
+    drain(&mut b);
+    assert_ne!(a.view.digest(), b.view.digest());
+
+    // b asks a for a push-pull, as at a new connection; carry messages until both are quiet.
+    let buckets = b.view.bucket_digests().to_vec();
+    let msg = MembershipMsg::Digest {
+        buckets,
+        reply: true,
+    };
+    a.handle(
+        t0,
+        Input::Message {
+            from: "b".into(),
+            msg,
+        },
+    );
+    let (mut synced, mut kinds) = (0, Vec::new());
+    loop {
+        let mut quiet = true;
+        for (from, to) in [("a", "b"), ("b", "a")] {
+            let (src, dst) = if from == "a" {
+                (&mut a, &mut b)
+            } else {
+                (&mut b, &mut a)
+            };
+            for o in drain(src) {
+                let Output::Send { to: dest, msg } = o else {
+                    continue;
+                };
+                assert_eq!(dest, to);
+                quiet = false;
+                kinds.push(msg.kind());
+                if let MembershipMsg::Sync { members } = &msg {
+                    synced += members.len();
+                }
+                dst.handle(
+                    t0,
+                    Input::Message {
+                        from: from.into(),
+                        msg,
+                    },
+                );
+            }
+        }
+        if quiet {
+            break;
+        }
+    }
+    assert_eq!(a.view.digest(), b.view.digest(), "the views agree");
+    assert!(kinds.contains(&"fine_digest"), "{kinds:?}");
+    assert!(
+        synced <= 20,
+        "{synced} members sent for 4 differences: {kinds:?}"
+    );
+    assert!(a.member("x2").is_some() && b.member("x2").is_some());
+    assert_eq!(a.member("m7").unwrap().incarnation, 6);
+}
+
+/// A malformed fine digest is counted and dropped.
+#[test]
+fn a_malformed_fine_digest_is_rejected() {
+    let t0 = Instant::now();
+    let mut m = node(t0);
+    let bad = [
+        (vec![1, 1], vec![0; 2], vec![0; 128]),
+        (vec![64], vec![0], vec![0; 64]),
+        (vec![3], vec![0], vec![0; 10]),
+        (vec![3], vec![], vec![0; 64]),
+    ];
+    for (buckets, digests, fine) in bad {
+        let msg = MembershipMsg::FineDigest {
+            buckets,
+            digests,
+            fine,
+            reply: true,
+        };
+        m.handle(
+            t0,
+            Input::Message {
+                from: "x".into(),
+                msg,
+            },
+        );
+    }
+    assert_eq!(m.rejected(), 4);
+    assert!(drain(&mut m)
+        .iter()
+        .all(|o| !matches!(o, Output::Send { .. })));
+}

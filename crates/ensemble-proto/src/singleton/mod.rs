@@ -24,6 +24,7 @@ mod msg;
 #[cfg(test)]
 mod tests;
 
+use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -204,7 +205,7 @@ pub(crate) struct Ctx<'a> {
     origin: u32,
     config: &'a SingletonConfig,
     /// Members up, other than this node.
-    up: &'a BTreeSet<String>,
+    up: &'a BTreeSet<CompactString>,
 }
 
 /// The singleton activators of one node.
@@ -213,10 +214,12 @@ pub struct Singletons {
     me: String,
     config: SingletonConfig,
     activators: BTreeMap<String, Activator>,
-    up: BTreeSet<String>,
+    up: BTreeSet<CompactString>,
     /// Members whose process is gone (a dial was refused) though membership has not said so
     /// yet: not candidates until they connect again.
     gone: BTreeSet<String>,
+    /// Whether `up` is kept while no singleton is registered.
+    track_idle: bool,
     connected: BTreeSet<String>,
     outputs: VecDeque<Output>,
     rng: SmallRng,
@@ -232,6 +235,7 @@ impl Singletons {
             activators: BTreeMap::new(),
             up: BTreeSet::new(),
             gone: BTreeSet::new(),
+            track_idle: true,
             connected: BTreeSet::new(),
             outputs: VecDeque::new(),
         }
@@ -316,7 +320,7 @@ impl Singletons {
     pub fn peer_up(&mut self, now: Instant, peer: &str) {
         self.connected.insert(peer.to_string());
         if self.gone.remove(peer) {
-            self.up.insert(peer.to_string());
+            self.up.insert(peer.into());
             self.tick(now);
         }
         if !self.activators.is_empty() {
@@ -333,10 +337,36 @@ impl Singletons {
         self.connected.remove(peer);
     }
 
+    /// Stops keeping the set of live members while no singleton is registered here (a
+    /// simulated cluster would hold n^2 names): the owner then calls
+    /// [`Singletons::seed_members`] before a registration whenever [`Singletons::is_idle`].
+    pub fn untracked_while_idle(mut self) -> Self {
+        self.track_idle = false;
+        self
+    }
+
+    /// True while no singleton is registered here and the live members are not kept.
+    pub fn is_idle(&self) -> bool {
+        self.activators.is_empty() && !self.track_idle
+    }
+
+    /// Sets the live members (other than this node) from membership, before the first
+    /// registration.
+    pub fn seed_members<'a>(&mut self, up: impl IntoIterator<Item = &'a str>) {
+        self.up = up
+            .into_iter()
+            .filter(|n| *n != self.me && !self.gone.contains(*n))
+            .map(CompactString::from)
+            .collect();
+    }
+
     /// Membership reports `node` up.
     pub fn member_up(&mut self, now: Instant, node: &str) {
         self.gone.remove(node);
-        self.up.insert(node.to_string());
+        if self.is_idle() {
+            return;
+        }
+        self.up.insert(node.into());
         self.run(|acts, ctx, fx| {
             for a in acts.values_mut() {
                 a.member_up(now, ctx, fx, node);
@@ -348,6 +378,9 @@ impl Singletons {
     pub fn member_down(&mut self, now: Instant, node: &str) {
         self.gone.remove(node);
         self.up.remove(node);
+        if self.is_idle() {
+            return;
+        }
         self.run(|acts, ctx, fx| {
             for a in acts.values_mut() {
                 a.member_down(now, ctx, fx, node);
