@@ -44,12 +44,14 @@ fn mix(mut z: u64) -> u64 {
 /// Contribution of one member version to the view digest.
 fn digest_of(m: &Member) -> u64 {
     let status = match m.status {
-        Status::Alive => 1,
-        Status::Suspect => 2,
-        Status::Down => 3,
-        Status::Left => 4,
+        Status::Alive => 0,
+        Status::Suspect => 1,
+        Status::Down => 2,
+        Status::Left => 3,
     };
-    mix(position(&m.name) ^ mix(m.incarnation.wrapping_add(status)))
+    // One number per (incarnation, status): incarnations stay below 2^62. (Adding the two
+    // made `down` at n and `alive` at n + 2 look the same, so anti-entropy never repaired it.)
+    mix(position(&m.name) ^ mix(m.incarnation << 2 | status))
 }
 
 /// Number of digest buckets: the ring is cut into this many equal ranges of positions, and
@@ -528,6 +530,21 @@ mod tests {
         assert!(v.get("up").is_some() && v.get("gone").is_none());
         assert_ne!(before, v.digest());
         assert_eq!(v.tombstone_count(), 0);
+    }
+
+    #[test]
+    fn every_version_of_a_member_has_its_own_digest() {
+        let now = Instant::now();
+        let statuses = [Status::Alive, Status::Suspect, Status::Down, Status::Left];
+        let mut seen = std::collections::HashMap::new();
+        for incarnation in 1_000_000..1_000_010 {
+            for status in statuses {
+                let mut v = View::new();
+                v.merge(now, member("n3", incarnation, status, 1));
+                let before = seen.insert(v.digest(), (incarnation, status));
+                assert_eq!(before, None, "{incarnation} {status:?} collides");
+            }
+        }
     }
 
     #[test]
