@@ -292,7 +292,10 @@ pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
     // Let the overlay settle (a join storm's extra connections are pruned after
     // `prune_grace`), then measure steady-state traffic.
     r.run_for(cfg.sim.membership.prune_grace * 2, p);
-    let steady = (cfg.duration / 4).clamp(Duration::from_secs(5), Duration::from_secs(30));
+    // At least one anti-entropy round per node falls inside the window.
+    let sync = cfg.sim.membership.sync_interval;
+    let steady =
+        (cfg.duration / 4).clamp(sync.min(Duration::from_secs(30)), Duration::from_secs(30));
     let (msgs, bytes) = r.traffic(steady, p);
     let mut recover = None;
     let victim = n / 2;

@@ -17,11 +17,11 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::seq::IteratorRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::config::Config;
 use crate::detector::PhiDetector;
@@ -234,10 +234,13 @@ impl Membership {
         for s in seeds {
             overlay.add_seed(s);
         }
+        let mut rng = SmallRng::seed_from_u64(rng_seed);
+        // Nodes started together would otherwise run anti-entropy in lockstep for ever.
+        let first_sync = config.sync_interval.mul_f64(rng.gen_range(0.5..1.5));
         Membership {
             next_tick: now,
             next_heartbeat: now,
-            next_sync: now + config.sync_interval,
+            next_sync: now + first_sync,
             next_gc: now,
             next_heal: now,
             config,
@@ -253,7 +256,7 @@ impl Membership {
             rejected: 0,
             overlay,
             probes: Probes::default(),
-            rng: SmallRng::seed_from_u64(rng_seed),
+            rng,
             outputs: VecDeque::new(),
             leaving: false,
             removed: false,
@@ -494,7 +497,7 @@ impl Membership {
         self.expire_probes(now);
         self.release_accusations(now);
         if now >= self.next_sync {
-            self.next_sync = now + self.config.sync_interval;
+            self.next_sync = now + jittered(self.config.sync_interval, &mut self.rng);
             if let Some(p) = self.peers.keys().choose(&mut self.rng).cloned() {
                 let buckets = self.view.bucket_digests().to_vec();
                 self.send(
@@ -525,4 +528,9 @@ impl Membership {
         self.full_sync_sent
             .retain(|_, at| now.saturating_duration_since(*at) < sync_interval);
     }
+}
+
+/// `d` give or take a tenth, at random.
+fn jittered(d: Duration, rng: &mut SmallRng) -> Duration {
+    d.mul_f64(rng.gen_range(0.9..1.1))
 }
