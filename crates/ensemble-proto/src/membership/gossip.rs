@@ -12,14 +12,6 @@ use crate::probe::RemoteSuspicion;
 use crate::view::{Transition, BUCKETS, FINE};
 use crate::wire::MembershipMsg;
 
-/// The fields of [`MembershipMsg::FineDigest`].
-pub(super) struct FineDigest {
-    pub buckets: Vec<u16>,
-    pub digests: Vec<u64>,
-    pub fine: Vec<u32>,
-    pub reply: bool,
-}
-
 /// A view of at least this many members per bucket (512 members) compares differing
 /// buckets range by fine range (see [`MembershipMsg::FineDigest`]).
 const REFINE_PER_BUCKET: usize = 8;
@@ -348,13 +340,14 @@ impl Membership {
     /// our members of every fine range that differs (of the whole bucket if the bucket still
     /// differs but its fine ranges all agree: 32-bit hashes that collided), and our own fine
     /// hashes if they asked.
-    pub(super) fn on_fine_digest(&mut self, from: String, msg: FineDigest) {
-        let FineDigest {
-            buckets,
-            digests,
-            fine,
-            reply,
-        } = msg;
+    pub(super) fn on_fine_digest(
+        &mut self,
+        from: String,
+        buckets: Vec<u16>,
+        digests: Vec<u64>,
+        fine: Vec<u32>,
+        reply: bool,
+    ) {
         let unique: BTreeSet<u16> = buckets.iter().copied().collect();
         let valid = unique.len() == buckets.len()
             && buckets.iter().all(|b| usize::from(*b) < BUCKETS)
@@ -386,16 +379,9 @@ impl Membership {
     /// Sends `members` to `to`, in chunks that fit a frame.
     fn send_chunks(&mut self, to: &str, members: Vec<Arc<Member>>) {
         let chunk = self.config.sync_chunk.max(1);
-        let mut part = Vec::with_capacity(chunk.min(members.len()));
-        let mut left = members.len();
-        for m in members {
-            part.push(m);
-            left -= 1;
-            if part.len() == chunk || left == 0 {
-                let next = Vec::with_capacity(chunk.min(left));
-                let members = std::mem::replace(&mut part, next);
-                self.send(to, MembershipMsg::Sync { members });
-            }
+        for part in members.chunks(chunk) {
+            let members = part.to_vec();
+            self.send(to, MembershipMsg::Sync { members });
         }
     }
 }

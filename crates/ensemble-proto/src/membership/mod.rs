@@ -421,15 +421,7 @@ impl Membership {
                 digests,
                 fine,
                 reply,
-            } => {
-                let msg = gossip::FineDigest {
-                    buckets,
-                    digests,
-                    fine,
-                    reply,
-                };
-                self.on_fine_digest(from, msg)
-            }
+            } => self.on_fine_digest(from, buckets, digests, fine, reply),
         }
     }
 
