@@ -1,7 +1,6 @@
 //! One singleton's activator on one node: its role, the leader it follows, and the rules of
 //! taking over, voting and stepping down (see the module docs of [`super`]).
 
-use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
@@ -135,7 +134,7 @@ impl Activator {
         }
     }
 
-    pub fn info(&self, me: &str, up: &BTreeSet<CompactString>) -> SingletonInfo {
+    pub fn info(&self, me: &str, up: &BTreeSet<String>) -> SingletonInfo {
         let (role, leader, epoch) = match &self.state {
             State::Leader { epoch, .. } => (Role::Leader, Some(me.to_string()), *epoch),
             State::Candidate { .. } => (Role::Candidate, None, 0),
@@ -153,7 +152,7 @@ impl Activator {
             candidates: self
                 .candidates
                 .keys()
-                .filter(|c| up.contains(c.as_str()))
+                .filter(|c| up.contains(*c))
                 .cloned()
                 .collect(),
             majority_of: self.spec.majority_of,
@@ -169,7 +168,7 @@ impl Activator {
     fn live(&self, ctx: &Ctx) -> Vec<String> {
         self.candidates
             .keys()
-            .filter(|c| ctx.up.contains(c.as_str()))
+            .filter(|c| ctx.up.contains(*c))
             .cloned()
             .collect()
     }

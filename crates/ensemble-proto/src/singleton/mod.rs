@@ -24,7 +24,6 @@ mod msg;
 #[cfg(test)]
 mod tests;
 
-use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -205,7 +204,7 @@ pub(crate) struct Ctx<'a> {
     origin: u32,
     config: &'a SingletonConfig,
     /// Members up, other than this node.
-    up: &'a BTreeSet<CompactString>,
+    up: &'a BTreeSet<String>,
 }
 
 /// The singleton activators of one node.
@@ -214,7 +213,7 @@ pub struct Singletons {
     me: String,
     config: SingletonConfig,
     activators: BTreeMap<String, Activator>,
-    up: BTreeSet<CompactString>,
+    up: BTreeSet<String>,
     /// Members whose process is gone (a dial was refused) though membership has not said so
     /// yet: not candidates until they connect again.
     gone: BTreeSet<String>,
@@ -320,7 +319,7 @@ impl Singletons {
     pub fn peer_up(&mut self, now: Instant, peer: &str) {
         self.connected.insert(peer.to_string());
         if self.gone.remove(peer) {
-            self.up.insert(peer.into());
+            self.up.insert(peer.to_string());
             self.tick(now);
         }
         if !self.activators.is_empty() {
@@ -356,7 +355,7 @@ impl Singletons {
         self.up = up
             .into_iter()
             .filter(|n| *n != self.me && !self.gone.contains(*n))
-            .map(CompactString::from)
+            .map(str::to_owned)
             .collect();
     }
 
@@ -366,7 +365,7 @@ impl Singletons {
         if self.is_idle() {
             return;
         }
-        self.up.insert(node.into());
+        self.up.insert(node.to_string());
         self.run(|acts, ctx, fx| {
             for a in acts.values_mut() {
                 a.member_up(now, ctx, fx, node);
