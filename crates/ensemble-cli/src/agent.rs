@@ -66,6 +66,12 @@ pub struct AgentArgs {
     /// for tests only (config key: allow_fault_injection).
     #[arg(long)]
     allow_fault_injection: bool,
+    /// How nodes connect: full-mesh [default] or client-server (config key: topology).
+    #[arg(long, value_name = "full-mesh|client-server")]
+    topology: Option<String>,
+    /// This agent's role in a client-server topology: server or client (config key: role).
+    #[arg(long, value_name = "server|client")]
+    role: Option<String>,
     #[command(flatten)]
     discovery: discovery::DiscoveryFlags,
     /// TOML config file; flags override its keys.
@@ -156,6 +162,10 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
     config.tags = file.tags.clone();
     config.tags.extend(args.tags.iter().cloned());
     file.membership.apply(&mut config.membership)?;
+    config.membership.topology = settings::topology(
+        args.topology.as_deref().or(file.topology.as_deref()),
+        args.role.as_deref().or(file.role.as_deref()),
+    )?;
     let event_handlers = if args.event_handlers.is_empty() {
         file.event_handlers.clone()
     } else {

@@ -18,6 +18,7 @@ mod send;
 mod settings;
 mod sim;
 mod sim_broadcast;
+mod sim_client_server;
 mod singleton;
 mod tables;
 mod tracker;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use ensemble::proto::topology::{Role, Topology};
 use ensemble::Secret;
 use serde::Deserialize;
 
@@ -34,6 +35,8 @@ pub struct FileSettings {
     pub event_handlers: Vec<String>,
     #[serde(default)]
     pub allow_fault_injection: bool,
+    pub topology: Option<String>,
+    pub role: Option<String>,
     /// `[handlers]`: name = command.
     #[serde(default)]
     pub handlers: BTreeMap<String, String>,
@@ -64,6 +67,7 @@ pub struct MembershipSettings {
     pub sync_interval_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
     pub tombstone_ttl_s: Option<u64>,
+    pub servers_per_client: Option<usize>,
 }
 
 impl FileSettings {
@@ -114,7 +118,37 @@ impl MembershipSettings {
         if let Some(v) = self.tombstone_ttl_s {
             c.tombstone_ttl = Duration::from_secs(v);
         }
+        if let Some(v) = self.servers_per_client {
+            if v == 0 {
+                bail!("membership.servers_per_client must be at least 1 (default 2)");
+            }
+            c.servers_per_client = v;
+        }
         Ok(())
+    }
+}
+
+/// The topology from `--topology` / `topology` and `--role` / `role`.
+pub fn topology(topology: Option<&str>, role: Option<&str>) -> Result<Topology> {
+    let role = match role {
+        Some(r) => Some(
+            r.parse::<Role>()
+                .map_err(|e| anyhow::anyhow!("--role: {e}"))?,
+        ),
+        None => None,
+    };
+    match (topology.unwrap_or("full-mesh"), role) {
+        ("full-mesh", None) => Ok(Topology::FullMesh),
+        ("full-mesh", Some(_)) => {
+            bail!("--role needs --topology client-server (config key: topology)")
+        }
+        ("client-server", Some(r)) => Ok(Topology::ClientServer(r)),
+        ("client-server", None) => {
+            bail!(
+                "--topology client-server needs --role server or --role client (config key: role)"
+            )
+        }
+        (other, _) => bail!("--topology {other:?}: use full-mesh or client-server"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `ensemble sim membership|broadcast`: run a scenario in the deterministic simulator.
+//! `ensemble sim membership|broadcast|client-server`: run a scenario in the deterministic simulator.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -19,6 +19,8 @@ enum SimWhat {
     Membership(MembershipSim),
     /// Plumtree broadcast under a Maelstrom-style workload: messages per op, latency, delivery.
     Broadcast(crate::sim_broadcast::BroadcastSim),
+    /// A client-server cluster: convergence, connections, relayed client-to-client messages.
+    ClientServer(crate::sim_client_server::ClientServerSim),
 }
 
 /// The simulated network, shared by every scenario.
@@ -123,6 +125,7 @@ pub fn run(args: SimArgs) -> Result<()> {
     let a = match args.what {
         SimWhat::Membership(a) => a,
         SimWhat::Broadcast(b) => return crate::sim_broadcast::run(b),
+        SimWhat::ClientServer(c) => return crate::sim_client_server::run(c),
     };
     let cfg = ScenarioConfig {
         nodes: a.net.nodes,

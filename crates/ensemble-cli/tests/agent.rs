@@ -263,3 +263,27 @@ fn sim_membership_prints_the_promised_json_and_is_deterministic() {
     assert_eq!(r["false_positives"], 0);
     assert_eq!(r, run("11"), "same seed, same report");
 }
+
+#[test]
+fn sim_client_server_delivers_every_relayed_message() {
+    let r = json_of(&[
+        "sim",
+        "client-server",
+        "--servers",
+        "4",
+        "--clients",
+        "120",
+        "--messages-per-client",
+        "2",
+        "--json",
+    ]);
+    assert!(r["convergence_ms"].is_u64(), "{r}");
+    assert_eq!(r["client_to_client_connections"], 0, "{r}");
+    assert_eq!(r["messages"], 240, "{r}");
+    assert_eq!(
+        (&r["delivered"], &r["acked"]),
+        (&r["messages"], &r["messages"]),
+        "{r}"
+    );
+    fails_saying(&["sim", "client-server", "--servers", "0"], &["--servers"]);
+}

@@ -6,6 +6,13 @@ use std::time::Duration;
 mod common;
 use common::*;
 
+/// Runs `ensemble ARGS` and expects it to succeed.
+fn send_ok(args: &[&str]) {
+    let out = Command::new(exe()).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ensemble {args:?}: {err}");
+}
+
 #[test]
 fn send_reaches_a_handler_command_and_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -22,24 +29,12 @@ fn send_reaches_a_handler_command_and_errors_are_clear() {
             .iter()
             .all(|a| a.members().is_some_and(|m| m.len() == 2))
     });
-    let out = Command::new(exe())
-        .args(["send", "--http", &a0.http, "--ack", "a1", "jobs", "hello"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    send_ok(&["send", "--http", &a0.http, "--ack", "a1", "jobs", "hello"]);
     wait_for(Duration::from_secs(10), "the handler ran", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("hello from a0 to jobs"))
     });
     // Fire-and-forget too.
-    let out = Command::new(exe())
-        .args(["send", "--http", &a0.http, "a1", "jobs", "again"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    send_ok(&["send", "--http", &a0.http, "a1", "jobs", "again"]);
     wait_for(Duration::from_secs(10), "the cast arrived", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("again from a0"))
     });
@@ -71,4 +66,54 @@ fn bench_messaging_reports_round_trips_and_throughput() {
     assert_eq!(v["delivered"], 5000);
     assert!(v["rtt_p50_us"].as_f64().unwrap() > 0.0);
     assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn client_server_agents_relay_sends_between_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = d.join("inbox.log");
+    let handler = format!(
+        "inbox=cat >> {0}; echo \" from $ENSEMBLE_FROM\" >> {0}",
+        log.display()
+    );
+    let role = |r: &'static str| ["--topology", "client-server", "--role", r];
+    let s1 = Agent::start_with(d, "s1", None, SECRET, &role("server"));
+    let c1 = Agent::start_with(d, "c1", Some(&s1.bind), SECRET, &role("client"));
+    // c2 is given a client as its seed: c1 refers it to the server.
+    let mut flags = role("client").to_vec();
+    flags.extend(["--handler", &handler]);
+    let c2 = Agent::start_with(d, "c2", Some(&c1.bind), SECRET, &flags);
+    wait_for(Duration::from_secs(30), "agents converge", || {
+        [&s1, &c1, &c2]
+            .iter()
+            .all(|a| a.members().is_some_and(|m| m.len() == 3))
+    });
+    let members = c2.members().unwrap();
+    let role_of = |name: &str| {
+        let m = members.iter().find(|m| m["name"] == name).unwrap();
+        m["tags"]["ensemble.role"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        (role_of("s1"), role_of("c1")),
+        ("server".into(), "client".into())
+    );
+    send_ok(&[
+        "send", "--http", &c1.http, "--ack", "c2", "inbox", "relayed",
+    ]);
+    wait_for(Duration::from_secs(10), "the handler ran", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("relayed from c1"))
+    });
+    fails_saying(
+        &["agent", "--name", "x", "--topology", "client-server"],
+        &["--topology client-server needs --role"],
+    );
+    fails_saying(
+        &["agent", "--name", "x", "--role", "client"],
+        &["--role needs --topology"],
+    );
+    fails_saying(
+        &["agent", "--name", "x", "--topology", "star"],
+        &["--topology \"star\": use full-mesh or client-server"],
+    );
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::detector::DetectorConfig;
+use crate::topology::Topology;
 
 /// Timings and sizes of the membership protocol.
 ///
@@ -49,6 +50,10 @@ pub struct Config {
     pub tombstone_ttl: Duration,
     /// Granularity of timers.
     pub tick_interval: Duration,
+    /// Full mesh (the default) or client-server with this node's role.
+    pub topology: Topology,
+    /// In a client-server topology, how many servers each client connects to.
+    pub servers_per_client: usize,
 }
 
 impl Default for Config {
@@ -77,6 +82,8 @@ impl Default for Config {
             reconnect_max: Duration::from_secs(10),
             tombstone_ttl: Duration::from_secs(24 * 3600),
             tick_interval: Duration::from_millis(100),
+            topology: Topology::FullMesh,
+            servers_per_client: 2,
         }
     }
 }

@@ -35,6 +35,7 @@ mod probe;
 pub mod singleton;
 pub mod stack;
 pub mod table;
+pub mod topology;
 pub mod view;
 pub mod wire;
 

@@ -143,6 +143,12 @@ impl Tags {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
+
+    /// The same tags with `key` set to `value` (the size limits are checked by the caller).
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.0.insert(key.to_owned(), value.to_owned());
+        self
+    }
 }
 
 /// One member as every node sees it: the unit of the membership CRDT.

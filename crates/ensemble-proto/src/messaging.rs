@@ -46,6 +46,20 @@ pub enum DirectMsg {
     },
 }
 
+/// A named message relayed between two members that are not connected (client to client in a
+/// client-server topology): each relay hands it to a member closer to `to`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayMsg {
+    /// The original sender.
+    pub from: String,
+    /// The final receiver.
+    pub to: String,
+    /// Relays it may still pass; dropped at zero (no loops).
+    pub hops: u8,
+    /// The message.
+    pub msg: DirectMsg,
+}
+
 /// Why an acknowledged message failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {

@@ -16,9 +16,22 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use crate::config::Config;
+use crate::topology;
 use crate::view::{position, View};
 
-/// The members `me` keeps connections to, given the view.
+/// The members `name` keeps connections to, given the view: its client-server targets if it
+/// has a role (see [`topology`]), its full-mesh or partial-view targets otherwise.
+pub fn targets_of(view: &View, name: &str, config: &Config) -> BTreeSet<String> {
+    match view.get(name) {
+        Some(m) if topology::role_of(m).is_some() => {
+            topology::client_server_targets(view, m, config.servers_per_client)
+        }
+        _ => targets(view, name, config.full_mesh_limit, config.ring_neighbours),
+    }
+}
+
+/// The members `me` keeps connections to in a full-mesh topology, given the view.
 pub fn targets(
     view: &View,
     me: &str,
@@ -158,6 +171,14 @@ impl Overlay {
             self.seed_names.insert(d, name.to_owned());
         }
         expected.filter(|e| e != name)
+    }
+
+    /// Holds the next dial to `addr` until `at`, without counting a failure (a referral: the
+    /// node there answered, but it is not one to connect to).
+    pub fn defer(&mut self, addr: SocketAddr, now: Instant, at: Instant) {
+        let t = self.targets.entry(addr).or_insert_with(|| Target::new(now));
+        t.dialing = false;
+        t.next_try = at;
     }
 
     /// Lets the next dial to `addr` go at once (a connection just closed: redial first).

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::broadcast::{self, BroadcastError, Delivery, Plumtree};
 use crate::membership::{EventKind, Input, MemberEvent, Membership, Output};
-use crate::messaging::{self, Messaging};
+use crate::messaging::{self, DirectMsg, Messaging, RelayMsg};
 use crate::singleton::{self, SingletonConfig, Singletons};
 use crate::table::{self, TableConfig, Tables};
 use crate::wire::Message;
@@ -73,7 +73,12 @@ pub struct Stack {
     /// Membership's connections version `neighbours` reflects.
     synced: Option<u64>,
     outputs: VecDeque<StackOutput>,
+    relayed: u64,
+    relay_dropped: u64,
 }
+
+/// Relays a named message may pass: client, its server, the receiver's server, receiver.
+const RELAY_HOPS: u8 = 2;
 
 impl Stack {
     /// Composes the two protocols of one node.
@@ -97,6 +102,8 @@ impl Stack {
             neighbours: BTreeMap::new(),
             synced: None,
             outputs: VecDeque::new(),
+            relayed: 0,
+            relay_dropped: 0,
         };
         let me = s.membership.local().name.clone();
         s.broadcast.handle(now, broadcast::Input::MemberUp(me));
@@ -177,8 +184,71 @@ impl Stack {
                 .handle(now, messaging::Input::Message { from, msg }),
             Message::Table(msg) => self.tables.handle_message(now, &from, msg),
             Message::Singleton(msg) => self.singletons.handle_message(now, &from, msg),
+            Message::Relay(r) => self.on_relay(now, r),
         }
         self.drain(now);
+    }
+
+    /// A relayed named message: delivered here, or handed on towards its receiver.
+    fn on_relay(&mut self, now: Instant, r: RelayMsg) {
+        if r.to == self.membership.local().name {
+            let input = messaging::Input::Message {
+                from: r.from,
+                msg: r.msg,
+            };
+            return self.messaging.handle(now, input);
+        }
+        match r.hops.checked_sub(1) {
+            Some(hops) => {
+                self.relayed += 1;
+                let out = self.route_direct(r.from, r.to, hops, r.msg);
+                self.outputs.extend(out);
+            }
+            None => self.relay_dropped += 1,
+        }
+    }
+
+    /// Where a named message from `from` (this node, or the sender of a relayed one) to `to`
+    /// goes next: straight to `to` if connected, else through a relay (client-server).
+    fn route_direct(
+        &mut self,
+        from: String,
+        to: String,
+        hops: u8,
+        msg: DirectMsg,
+    ) -> Option<StackOutput> {
+        let mine = from == self.membership.local().name;
+        let hop = match self.membership.route(&to) {
+            Some(hop) => hop,
+            // Not connected yet: the runtime holds or drops it, and retransmission covers it.
+            None if mine => to.clone(),
+            None => {
+                self.relay_dropped += 1;
+                return None;
+            }
+        };
+        let msg = if mine && hop == to {
+            Message::Direct(msg)
+        } else {
+            Message::Relay(RelayMsg {
+                from,
+                to,
+                hops,
+                msg,
+            })
+        };
+        Some(StackOutput::Send { to: hop, msg })
+    }
+
+    /// Named messages handed on for others so far, and dropped for lack of a route.
+    pub fn relay_counts(&self) -> (u64, u64) {
+        (self.relayed, self.relay_dropped)
+    }
+
+    /// The connected member a named message to `to` is handed to (see
+    /// [`Membership::route`]).
+    pub fn route(&self, to: &str) -> Option<String> {
+        self.membership.route(to)
     }
 
     /// Broadcasts `msg` through handler `handler`; see [`Plumtree::broadcast`].
@@ -263,13 +333,14 @@ impl Stack {
             }
             while let Some(o) = self.messaging.poll_output() {
                 any = true;
-                self.outputs.push_back(match o {
-                    messaging::Output::Send { to, msg } => StackOutput::Send {
-                        to,
-                        msg: Message::Direct(msg),
-                    },
-                    other => StackOutput::Messaging(other),
-                });
+                match o {
+                    messaging::Output::Send { to, msg } => {
+                        let me = self.membership.local().name.clone();
+                        let out = self.route_direct(me, to, RELAY_HOPS, msg);
+                        self.outputs.extend(out);
+                    }
+                    other => self.outputs.push_back(StackOutput::Messaging(other)),
+                }
             }
             while let Some(o) = self.singletons.poll_output() {
                 any = true;

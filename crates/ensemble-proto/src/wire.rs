@@ -19,9 +19,9 @@ pub use crate::singleton::SingletonMsg;
 pub use crate::table::TableMsg;
 
 /// Oldest protocol version this build speaks.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
-/// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
+/// Newest protocol version this build speaks (2: roles in the handshake, referrals, relay).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// First bytes of every `Hello`, so a stray client is told apart from an old Ensemble node.
 pub const MAGIC: [u8; 4] = *b"ENSM";
 
@@ -57,6 +57,9 @@ pub struct PeerInfo {
     /// Random per process start: tells two connections to one process from connections to
     /// two processes (a restart) even while the incarnation changes.
     pub instance: u64,
+    /// Its role in a client-server topology (None: full mesh). A client refuses connections
+    /// from clients with a referral.
+    pub role: Option<crate::topology::Role>,
 }
 
 /// First frame of the dialer.
@@ -130,6 +133,8 @@ pub enum Message {
     Table(TableMsg),
     /// Singleton activators.
     Singleton(SingletonMsg),
+    /// A named message on its way through a relay (client to client via servers).
+    Relay(crate::messaging::RelayMsg),
 }
 
 impl Message {
@@ -146,6 +151,7 @@ impl Message {
             },
             Message::Table(t) => t.kind(),
             Message::Singleton(s) => s.kind(),
+            Message::Relay(_) => "relay",
         }
     }
 }
@@ -163,6 +169,7 @@ impl MembershipMsg {
             MembershipMsg::Digest { .. } => "digest",
             MembershipMsg::FineDigest { .. } => "fine_digest",
             MembershipMsg::Sync { .. } => "sync",
+            MembershipMsg::Referral { .. } => "referral",
         }
     }
 }
@@ -230,6 +237,12 @@ pub enum MembershipMsg {
         /// Whether the receiver should answer with its fine hashes.
         reply: bool,
     },
+    /// A client's answer to a connection from another client, which it refuses: itself and
+    /// live servers to connect to instead. The connection closes after it.
+    Referral {
+        /// The referring client first, then servers.
+        members: Vec<Arc<Member>>,
+    },
 }
 
 /// A frame that could not be decoded.
@@ -292,6 +305,7 @@ mod tests {
                     addr: member.addr,
                     incarnation: 1,
                     instance: 7,
+                    role: Some(crate::topology::Role::Client),
                 },
                 nonce: [7; NONCE_LEN],
             }),

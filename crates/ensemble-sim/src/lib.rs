@@ -11,9 +11,11 @@
 #![warn(missing_docs)]
 
 pub mod broadcast;
+pub mod client_server;
 mod network;
 pub mod scenario;
 
 pub use broadcast::{BroadcastReport, BroadcastScenario};
+pub use client_server::{ClientServerConfig, ClientServerReport};
 pub use network::{NodeId, Sim, SimConfig, SimDelivery, SimEvent, SimSingletonEvent};
 pub use scenario::{Report, Scenario, ScenarioConfig};

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ensemble_proto::broadcast::events::{EventInput, EventLog, USER_EVENTS};
 use ensemble_proto::broadcast::{BroadcastConfig, Plumtree};
-use ensemble_proto::messaging::Messaging;
+use ensemble_proto::messaging::{self, Messaging};
 use ensemble_proto::singleton::{self, Singletons};
 use ensemble_proto::table::{self, Tables};
+use ensemble_proto::topology::Topology;
 use ensemble_proto::wire::{self, Message, PeerInfo};
 use ensemble_proto::{
     Config, EventKind, Input, Member, Membership, Stack, StackOutput, Status, Tags,
@@ -91,6 +92,8 @@ enum Event {
         from: NodeId,
         to: NodeId,
         msg: Message,
+        /// The connection it was sent on.
+        link: u64,
     },
     DialDone {
         from: NodeId,
@@ -139,6 +142,7 @@ struct SimNode {
     name: String,
     addr: SocketAddr,
     seeds: Vec<SocketAddr>,
+    topology: Topology,
     state: Option<Stack>,
     paused: bool,
     /// Inputs that reached the node while it was paused.
@@ -158,6 +162,8 @@ pub struct Sim {
     /// Open connections, as (lower id, higher id), with a unique id per connection.
     links: BTreeMap<(NodeId, NodeId), u64>,
     next_link: u64,
+    /// Connections closed by one side whose last messages are still in flight.
+    draining: BTreeSet<u64>,
     /// Pairs that cannot talk, as (lower id, higher id).
     blocked: BTreeSet<(NodeId, NodeId)>,
     by_name: BTreeMap<String, NodeId>,
@@ -186,6 +192,8 @@ pub struct Sim {
     pub table_outputs: Vec<(NodeId, table::Output)>,
     /// What the nodes' singleton activators reported, in order.
     pub singleton_events: Vec<SimSingletonEvent>,
+    /// What the nodes' named messaging yielded (deliveries, acks, failures), in order.
+    pub message_outputs: Vec<(Duration, NodeId, messaging::Output)>,
 }
 
 /// A singleton event on a node, at a simulated time.
@@ -219,6 +227,7 @@ impl Sim {
             nodes: Vec::new(),
             links: BTreeMap::new(),
             next_link: 0,
+            draining: BTreeSet::new(),
             blocked: BTreeSet::new(),
             by_name: BTreeMap::new(),
             by_addr: BTreeMap::new(),
@@ -235,7 +244,13 @@ impl Sim {
             fifo: BTreeMap::new(),
             table_outputs: Vec::new(),
             singleton_events: Vec::new(),
+            message_outputs: Vec::new(),
         }
+    }
+
+    /// The virtual clock now (for deadlines given to the nodes).
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     /// Virtual time since the start.
@@ -245,6 +260,12 @@ impl Sim {
 
     /// Adds and starts a node named `name` that will join through `seeds` (node ids).
     pub fn add_node(&mut self, name: &str, seeds: &[NodeId]) -> NodeId {
+        let topology = self.config.membership.topology;
+        self.add_node_as(name, seeds, topology)
+    }
+
+    /// Adds and starts a node with a topology of its own (a client or a server).
+    pub fn add_node_as(&mut self, name: &str, seeds: &[NodeId], topology: Topology) -> NodeId {
         let id = self.nodes.len();
         let addr = SocketAddr::from(([10, (id >> 16) as u8, (id >> 8) as u8, id as u8], 7946));
         let seeds = seeds.iter().map(|s| self.nodes[*s].addr).collect();
@@ -252,6 +273,7 @@ impl Sim {
             name: name.to_owned(),
             addr,
             seeds,
+            topology,
             state: None,
             paused: false,
             inbox: VecDeque::new(),
@@ -276,13 +298,9 @@ impl Sim {
         };
         let seed = self.rng.gen();
         let name = node.name.clone();
-        let m = Membership::new(
-            self.config.membership.clone(),
-            local,
-            node.seeds.clone(),
-            seed,
-            self.now,
-        );
+        let mut config = self.config.membership.clone();
+        config.topology = node.topology;
+        let m = Membership::new(config, local, node.seeds.clone(), seed, self.now);
         let mut b = Plumtree::new(self.config.broadcast.clone(), name.clone(), seed, self.now);
         self.boots += 1;
         let events = EventLog::new(name, self.boots, 4096, |_| {});
@@ -373,22 +391,37 @@ impl Sim {
                     self.broadcast_bytes += bytes;
                 }
                 let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss);
-                if lost || !self.links.contains_key(&pair(from, to)) {
+                let Some(&link) = self.links.get(&pair(from, to)).filter(|_| !lost) else {
                     return;
-                }
+                };
                 let at = self.now + self.delay();
                 let last = self.fifo.entry((from, to)).or_insert(at);
                 let at = at.max(*last);
                 *last = at;
                 let d = at - self.now;
-                self.schedule(d, Event::Deliver { from, to, msg });
+                self.schedule(
+                    d,
+                    Event::Deliver {
+                        from,
+                        to,
+                        msg,
+                        link,
+                    },
+                );
             }
             StackOutput::Disconnect { name } => {
                 let Some(&to) = self.by_name.get(&name) else {
                     return;
                 };
                 if let Some(link) = self.links.remove(&pair(from, to)) {
-                    let d = self.config.latency;
+                    // Like the runtime, a node that closes a connection writes what it queued
+                    // first: messages in flight still arrive, then the close.
+                    self.draining.insert(link);
+                    let last = self.fifo.get(&(from, to)).copied().unwrap_or(self.now);
+                    let d = self
+                        .config
+                        .latency
+                        .max(last.saturating_duration_since(self.now));
                     self.schedule(
                         d,
                         Event::Closed {
@@ -424,7 +457,10 @@ impl Sim {
                 }
             }
             // Named messaging is not simulated yet.
-            StackOutput::Messaging(_) => {}
+            StackOutput::Messaging(o) => {
+                let at = self.elapsed();
+                self.message_outputs.push((at, from, o));
+            }
             StackOutput::Table(o) => self.table_outputs.push((from, o)),
             StackOutput::Singleton { name, event } => {
                 let at = self.elapsed();
@@ -465,6 +501,7 @@ impl Sim {
             addr: m.addr,
             incarnation: m.incarnation,
             instance: id as u64,
+            role: ensemble_proto::topology::role_of(m),
         }
     }
 
@@ -474,8 +511,14 @@ impl Sim {
                 self.nodes[id].tick_at = None;
                 self.input(id, Input::Tick);
             }
-            Event::Deliver { from, to, msg } => {
-                if self.links.contains_key(&pair(from, to))
+            Event::Deliver {
+                from,
+                to,
+                msg,
+                link,
+            } => {
+                let open = self.links.get(&pair(from, to)) == Some(&link);
+                if (open || self.draining.contains(&link))
                     && !self.blocked.contains(&pair(from, to))
                 {
                     let from = self.nodes[from].name.clone();
@@ -527,6 +570,7 @@ impl Sim {
                 }
             }
             Event::Closed { at, peer, link } => {
+                self.draining.remove(&link);
                 // A newer connection between the two may exist already (a quick restart): the
                 // runtime ignores the close of a replaced connection, and so does the simulator.
                 if self.links.get(&pair(at, peer)).is_some_and(|l| *l != link) {
@@ -690,6 +734,30 @@ impl Sim {
     /// A table's replica state on a running node.
     pub fn table_info(&self, id: NodeId, table: &str) -> Option<table::TableInfo> {
         self.nodes[id].state.as_ref()?.tables.info(table)
+    }
+
+    /// Gives a running node a named-messaging input (register a name, send a message).
+    pub fn messaging(&mut self, id: NodeId, input: messaging::Input) {
+        let now = self.now;
+        if let Some(s) = self.nodes[id].state.as_mut() {
+            s.handle_messaging(now, input);
+            self.after_input(id);
+        }
+    }
+
+    /// Named messages relayed for others and dropped for lack of a route, summed over nodes.
+    pub fn relay_counts(&self) -> (u64, u64) {
+        let stacks = self.nodes.iter().filter_map(|n| n.state.as_ref());
+        stacks.fold((0, 0), |(r, d), s| {
+            let (r2, d2) = s.relay_counts();
+            (r + r2, d + d2)
+        })
+    }
+
+    /// The members one running node holds connections to.
+    pub fn peers_of(&self, id: NodeId) -> Vec<&str> {
+        let s = self.nodes[id].state.as_ref();
+        s.map_or(Vec::new(), |s| s.membership.connected().collect())
     }
 
     /// Gives a node a command (join, leave, tags).

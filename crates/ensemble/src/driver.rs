@@ -301,7 +301,12 @@ impl Driver {
                 }
             }
             DriverMsg::Inbound { from, msg } => {
-                if !self.partitioned(&from) {
+                // A relayed message from a node partitioned away is dropped like a direct one.
+                let origin = match &msg {
+                    Message::Relay(r) => self.partitioned(&r.from),
+                    _ => false,
+                };
+                if !self.partitioned(&from) && !origin {
                     self.core.handle_message(now, from, msg);
                 }
             }
@@ -510,12 +515,16 @@ impl Driver {
             let _ = reply.send(Err(Error::UnknownNode(to)));
             return;
         }
-        let connected = self.conns.contains_key(&to);
+        // Connected, or reachable through a relay (client-server).
+        let routable = self
+            .core
+            .route(&to)
+            .is_some_and(|hop| self.conns.contains_key(&hop));
         let (timeout, reply) = match ack {
             Some(timeout) => (timeout, Some(reply)),
             // A cast to a member not connected yet (it just joined) waits for the connection
             // like an acknowledged message, and a failure is logged instead of returned.
-            None if !connected => {
+            None if !routable => {
                 let _ = reply.send(Ok(()));
                 (CAST_WAIT, None)
             }
@@ -657,7 +666,8 @@ impl Driver {
         while let Some(out) = self.core.poll_output() {
             match out {
                 StackOutput::Send { to, msg } => {
-                    if self.partitioned(&to) {
+                    let through = matches!(&msg, Message::Relay(r) if self.partitioned(&r.to));
+                    if self.partitioned(&to) || through {
                         continue;
                     }
                     let Some(active) = self.conns.get(&to) else {
@@ -721,6 +731,7 @@ impl Driver {
             addr: local.addr,
             incarnation: local.incarnation,
             instance: self.instance,
+            role: ensemble_proto::topology::role_of(local),
         };
         self.published.me.send_if_modified(|old| {
             let changed = *old != me;

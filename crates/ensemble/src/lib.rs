@@ -46,6 +46,7 @@ pub use driver::SingletonStatus;
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
 pub use ensemble_proto::table::{Kind as TableKind, TableError, TableInfo};
+pub use ensemble_proto::topology::{Role, Topology};
 pub use ensemble_proto::{self as proto, EventKind, Member, MemberEvent, Status};
 pub use error::Error;
 pub use messaging::{Envelope, Mailbox, Watch, MAILBOX_CAPACITY};

@@ -143,6 +143,7 @@ impl Node {
             addr,
             incarnation,
             instance,
+            role: config.membership.topology.role(),
         };
         let rng_seed = rand::random();
         let now = std::time::Instant::now();

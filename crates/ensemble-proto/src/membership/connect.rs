@@ -10,10 +10,13 @@ use super::{Membership, Output, Peer};
 use crate::detector::PhiDetector;
 use crate::member::{Member, Status};
 use crate::overlay;
+use crate::topology::{self, Role};
 use crate::wire::{MembershipMsg, PeerInfo};
 
 /// Down members redialled per healing round in a partial view (every `reconnect_min`).
 const HEAL_DIALS: usize = 2;
+/// Servers named in a referral.
+const REFERRED_SERVERS: usize = 8;
 
 impl Membership {
     pub(super) fn on_connected(
@@ -24,6 +27,14 @@ impl Membership {
     ) {
         let expected = self.overlay.connected(peer.addr, &peer.name, dialed);
         if peer.name == self.name {
+            return;
+        }
+        // Clients do not connect to clients: the accepting side refers the dialer to servers
+        // and closes; the dialing side waits for that referral.
+        if self.role() == Some(Role::Client) && peer.role == Some(Role::Client) {
+            if dialed.is_none() {
+                self.refer(&peer.name);
+            }
             return;
         }
         // Another name now answers at the address we dialled: the member we expected is gone.
@@ -66,6 +77,66 @@ impl Membership {
         }
     }
 
+    /// Refuses the client `to` with a referral to live servers, nearest to it first.
+    fn refer(&mut self, to: &str) {
+        let me = self.view.get(&self.name).cloned();
+        let servers = topology::nearest_servers(&self.view, to, REFERRED_SERVERS)
+            .into_iter()
+            .filter_map(|m| self.view.get(&m.name).cloned());
+        let members = me.into_iter().chain(servers).collect();
+        self.send(to, MembershipMsg::Referral { members });
+        self.outputs
+            .push_back(Output::Disconnect { name: to.into() });
+    }
+
+    /// A client this node dialled refused it and named servers: learn them (the next dial pass
+    /// connects to the nearest), back off from the referring address, close the connection.
+    pub(super) fn on_referral(&mut self, now: Instant, from: String, members: Vec<Arc<Member>>) {
+        if self.peers.contains_key(&from) || self.role() != Some(Role::Client) {
+            return; // Only a refused connection carries a referral.
+        }
+        let referrer = members.iter().find(|m| m.name == from).map(|m| m.addr);
+        for m in members.into_iter().take(REFERRED_SERVERS + 1) {
+            self.apply_remote(now, m, &from, false);
+        }
+        // The referrer is redialled only while this node has no connection (it may have known
+        // no server yet, in the middle of a join storm): not before `reconnect_min`.
+        if let Some(addr) = referrer {
+            let at = now + self.config.reconnect_min;
+            self.overlay.defer(addr, now, at);
+        }
+        self.outputs.push_back(Output::Disconnect { name: from });
+        self.targets_dirty = true;
+        self.dial_pass_due = true;
+    }
+
+    /// The connected member to hand a message for `to` to: `to` itself if connected; in a
+    /// client-server topology, a server connected to it (or, from a client, any server, which
+    /// relays on through the server mesh). None if there is no way from here.
+    pub fn route(&self, to: &str) -> Option<String> {
+        if self.peers.contains_key(to) {
+            return Some(to.to_owned());
+        }
+        let role = self.role()?;
+        let target = self.view.get(to).filter(|m| m.status.is_up())?;
+        let connected_server = |m: &Member| m.status.is_up() && topology::serves(m);
+        if !topology::serves(target) {
+            let k = self.config.servers_per_client;
+            let its = topology::nearest_servers(&self.view, to, k);
+            if let Some(s) = its.iter().find(|s| self.peers.contains_key(&s.name)) {
+                return Some(s.name.clone());
+            }
+        }
+        if role == Role::Server {
+            // To a server: the server mesh is direct. To a client: its servers, tried above.
+            return None;
+        }
+        self.peers
+            .keys()
+            .find(|p| self.view.get(p).is_some_and(|m| connected_server(m)))
+            .cloned()
+    }
+
     pub(super) fn on_disconnected(&mut self, now: Instant, name: &str) {
         if !self.drop_peer(name) {
             return;
@@ -105,8 +176,7 @@ impl Membership {
     fn refresh_targets(&mut self) {
         if self.targets_dirty {
             self.targets_dirty = false;
-            let (limit, ring) = (self.config.full_mesh_limit, self.config.ring_neighbours);
-            self.targets = overlay::targets(&self.view, &self.name, limit, ring);
+            self.targets = overlay::targets_of(&self.view, &self.name, &self.config);
         }
     }
 
@@ -132,18 +202,26 @@ impl Membership {
             .filter_map(|t| self.view.get(t).map(|m| (m.addr, Some(m.name.clone()))))
             .collect();
         // A seed is dialled until it is reached, and again only if its member is no longer up
-        // here (split clusters find each other again). A seed that is up needs no connection
-        // of its own in a partial view: redialling it would reopen what pruning just closed.
+        // here (split clusters find each other again) or this node has no connection at all (a
+        // client referred by a client that knew no server yet). A seed that is up needs no
+        // connection of its own in a partial view: redialling it would reopen what pruning
+        // just closed.
+        let isolated = self.peers.is_empty();
         let seeds = self.overlay.seeds().filter(|s| {
             self.overlay.seed_name(s).is_none_or(|n| {
-                n != self.name
-                    && !self.peers.contains_key(n)
-                    && !self.view.get(n).is_some_and(|m| m.status.is_up())
+                isolated
+                    || n != self.name
+                        && !self.peers.contains_key(n)
+                        && !self.view.get(n).is_some_and(|m| m.status.is_up())
             })
         });
         wanted.extend(seeds.map(|s| (*s, None)));
-        let unconnected_down =
-            |m: &&Arc<Member>| m.status == Status::Down && !self.peers.contains_key(&m.name);
+        // In a client-server topology only servers are ever dialled.
+        let full_mesh_topology = self.role().is_none();
+        let dialable = |m: &Member| full_mesh_topology || topology::serves(m);
+        let unconnected_down = |m: &&Arc<Member>| {
+            m.status == Status::Down && !self.peers.contains_key(&m.name) && dialable(m)
+        };
         if self.is_full_mesh() {
             let down = self.view.members().filter(unconnected_down);
             wanted.extend(down.map(|m| (m.addr, Some(m.name.clone()))));
@@ -183,17 +261,15 @@ impl Membership {
             return;
         }
         self.refresh_targets();
-        let (limit, ring, grace) = (
-            self.config.full_mesh_limit,
-            self.config.ring_neighbours,
-            self.config.prune_grace,
-        );
+        let grace = self.config.prune_grace;
         let idle: Vec<String> = self
             .peers
             .iter()
             .filter(|(name, p)| !self.targets.contains(*name) && p.since + grace <= now)
             .map(|(name, _)| name.clone())
-            .filter(|name| !overlay::targets(&self.view, name, limit, ring).contains(&self.name))
+            .filter(|name| {
+                !overlay::targets_of(&self.view, name, &self.config).contains(&self.name)
+            })
             .collect();
         for name in idle {
             self.drop_peer(&name);

@@ -59,8 +59,7 @@ impl Membership {
         let mut helpers: Vec<String> = if self.is_full_mesh() {
             self.peers.keys().filter(alive_peer).cloned().collect()
         } else {
-            let (limit, ring) = (self.config.full_mesh_limit, self.config.ring_neighbours);
-            let theirs: BTreeSet<String> = overlay::targets(&self.view, name, limit, ring);
+            let theirs: BTreeSet<String> = overlay::targets_of(&self.view, name, &self.config);
             self.peers
                 .keys()
                 .filter(alive_peer)

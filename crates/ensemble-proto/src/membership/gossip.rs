@@ -9,6 +9,7 @@ use rand::seq::IteratorRandom;
 use super::{MemberEvent, Membership, Origin, Output};
 use crate::member::{Member, Status};
 use crate::probe::RemoteSuspicion;
+use crate::topology::{self, Role};
 use crate::view::{Transition, BUCKETS, FINE};
 use crate::wire::MembershipMsg;
 
@@ -103,7 +104,15 @@ impl Membership {
             .peers
             .keys()
             .filter(|p| p.as_str() != from && **p != t.new.name);
-        let mut targets: BTreeSet<String> = if flood {
+        let mut targets: BTreeSet<String> = if self.role() == Some(Role::Server) && !quiet {
+            // A server hands every change to its clients (their only source of news), and
+            // news from a client to the other servers too (which hand it to theirs).
+            let from_client = self.view.get(from).is_some_and(|m| !topology::serves(m));
+            others
+                .filter(|p| from_client || self.view.get(p).is_some_and(|m| !topology::serves(m)))
+                .cloned()
+                .collect()
+        } else if flood {
             others.cloned().collect()
         } else if quiet {
             BTreeSet::new()

@@ -28,6 +28,7 @@ use crate::detector::PhiDetector;
 use crate::member::{Member, Status, Tags};
 use crate::overlay::Overlay;
 use crate::probe::Probes;
+use crate::topology::{Role, Topology, ROLE_TAG};
 use crate::view::{Transition, View};
 use crate::wire::{MembershipMsg, PeerInfo};
 
@@ -223,10 +224,12 @@ impl Membership {
     ) -> Self {
         let mut view = View::new();
         let name = local.name.clone();
+        let tags = with_role(local.tags.clone(), config.topology);
         view.merge(
             now,
             Member {
                 status: Status::Alive,
+                tags,
                 ..local
             },
         );
@@ -295,7 +298,13 @@ impl Membership {
 
     /// True while the cluster is small enough for every node to connect to every other.
     pub fn is_full_mesh(&self) -> bool {
-        self.view.up_count() <= self.config.full_mesh_limit + 1
+        self.config.topology == Topology::FullMesh
+            && self.view.up_count() <= self.config.full_mesh_limit + 1
+    }
+
+    /// This node's role in a client-server topology.
+    pub fn role(&self) -> Option<Role> {
+        self.config.topology.role()
     }
 
     /// Members received from the network and dropped as invalid, so far.
@@ -369,7 +378,7 @@ impl Membership {
             Input::SetTags(tags) => {
                 let mut me = self.local().clone();
                 me.incarnation = me.incarnation.saturating_add(1);
-                me.tags = tags;
+                me.tags = with_role(tags, self.config.topology);
                 self.apply(now, Arc::new(me), Origin::Local);
             }
             Input::Tick => self.on_tick(now),
@@ -422,6 +431,7 @@ impl Membership {
                 fine,
                 reply,
             } => self.on_fine_digest(from, buckets, digests, fine, reply),
+            MembershipMsg::Referral { members } => self.on_referral(now, from, members),
         }
     }
 
@@ -523,6 +533,14 @@ impl Membership {
 }
 
 /// `d` give or take a tenth, at random.
+/// `tags` with the role tag of `topology` (none in a full mesh).
+fn with_role(tags: Tags, topology: Topology) -> Tags {
+    match topology.role() {
+        Some(r) => tags.with(ROLE_TAG, r.as_str()),
+        None => tags,
+    }
+}
+
 fn jittered(d: Duration, rng: &mut SmallRng) -> Duration {
     d.mul_f64(rng.gen_range(0.9..1.1))
 }

@@ -29,6 +29,7 @@ fn connect(m: &mut Membership, now: Instant, name: &str, port: u16) {
         addr: ([127, 0, 0, 1], port).into(),
         incarnation: 5,
         instance: 1,
+        role: None,
     };
     m.handle(now, Input::Connected { peer, dialed: None });
     let members = vec![member(name, port, 5, Status::Alive)];

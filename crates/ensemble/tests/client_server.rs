@@ -1,0 +1,217 @@
+//! Client-server topology over real TCP on 127.0.0.1: servers in a full mesh, clients attached
+//! to a few servers, referrals between clients, client-to-client messages relayed by servers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ensemble::{Error, Node, Role, Status, Topology};
+
+mod common;
+use common::*;
+
+async fn start_as(name: &str, role: Role, per_client: usize, seeds: &[SocketAddr]) -> Node {
+    let mut c = config(name, 0);
+    c.seeds = seeds.to_vec();
+    c.membership.topology = Topology::ClientServer(role);
+    c.membership.servers_per_client = per_client;
+    // A client's first server (its seed) is dropped soon once it has its own.
+    c.membership.prune_grace = Duration::from_millis(500);
+    Node::start(c).await.expect("node starts")
+}
+
+/// Three servers, then four clients: the first through a server, the others through a client
+/// (which refers them to servers).
+async fn cluster_cs(per_client: usize) -> (Vec<Node>, Vec<Node>) {
+    let s0 = start_as("s0", Role::Server, per_client, &[]).await;
+    let seed = s0.addr();
+    let mut servers = vec![s0];
+    for i in 1..3 {
+        servers.push(start_as(&format!("s{i}"), Role::Server, per_client, &[seed]).await);
+    }
+    let c0 = start_as("c0", Role::Client, per_client, &[seed]).await;
+    let client_seed = c0.addr();
+    let mut clients = vec![c0];
+    for i in 1..4 {
+        let c = start_as(&format!("c{i}"), Role::Client, per_client, &[client_seed]).await;
+        clients.push(c);
+    }
+    let all: Vec<Node> = servers.iter().chain(&clients).cloned().collect();
+    let names = names(&all);
+    wait_for(Duration::from_secs(20), "the cluster converges", || {
+        all_see(&all, &names, Status::Alive)
+    })
+    .await;
+    (servers, clients)
+}
+
+async fn connections(n: &Node) -> Vec<String> {
+    n.connections().await.unwrap()
+}
+
+/// Waits until every client holds exactly `per_client` connections, all to servers.
+async fn clients_settle(clients: &[Node], per_client: usize) {
+    for _ in 0..200 {
+        let mut settled = true;
+        for c in clients {
+            let conns = connections(c).await;
+            assert!(
+                conns.iter().all(|p| p.starts_with('s')),
+                "{} is connected to a client: {conns:?}",
+                c.name()
+            );
+            settled &= conns.len() == per_client;
+        }
+        if settled {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("clients did not settle on {per_client} servers each");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_attach_to_servers_follow_referrals_and_are_relayed() {
+    let (servers, clients) = cluster_cs(2).await;
+    clients_settle(&clients, 2).await;
+    // Servers connect to every server.
+    for s in &servers {
+        let conns = connections(s).await;
+        let mesh = conns.iter().filter(|p| p.starts_with('s')).count();
+        assert_eq!(mesh, 2, "{}: {conns:?}", s.name());
+    }
+    // Roles are visible to everyone (members --json), in the reserved tag.
+    let c3 = clients[0]
+        .members()
+        .into_iter()
+        .find(|m| m.name == "c3")
+        .unwrap();
+    assert_eq!(
+        c3.tags.get(ensemble::proto::topology::ROLE_TAG),
+        Some("client")
+    );
+
+    // Client to client: relayed by a server, acknowledged end to end, both ways.
+    let mut jobs = clients[3].register("jobs").await.unwrap();
+    for (i, c) in clients[..3].iter().enumerate() {
+        c.forward_message("c3", "jobs", format!("job {i}"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let e = jobs.recv().await.unwrap();
+        assert_eq!(
+            (e.from.as_str(), &e.payload[..]),
+            (c.name(), format!("job {i}").as_bytes())
+        );
+    }
+    clients[0].cast_message("c3", "jobs", "cast").await.unwrap();
+    assert_eq!(&jobs.recv().await.unwrap().payload[..], b"cast");
+    let mut replies = clients[0].register("replies").await.unwrap();
+    clients[3]
+        .forward_message("c0", "replies", "done", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(&replies.recv().await.unwrap().payload[..], b"done");
+    // An unknown name behind a relay is still a clear error to the sender.
+    let err = clients[0]
+        .forward_message("c3", "nobody", "x", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownName { node, .. } if node == "c3"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_two_servers_and_survive_a_server_crash() {
+    // One server per client: clients on different servers need two relays.
+    let (servers, clients) = cluster_cs(1).await;
+    clients_settle(&clients, 1).await;
+    let mut home = Vec::new();
+    for c in &clients {
+        home.push(connections(c).await[0].clone());
+    }
+    assert!(
+        home.iter().any(|h| h != &home[0]),
+        "the test needs clients on different servers: {home:?}"
+    );
+    let mut inboxes = Vec::new();
+    for c in &clients {
+        inboxes.push(c.register("inbox").await.unwrap());
+    }
+    for a in &clients {
+        for (j, b) in clients.iter().enumerate() {
+            if a.name() != b.name() {
+                a.forward_message(
+                    b.name(),
+                    "inbox",
+                    a.name().to_owned(),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+                assert_eq!(
+                    &inboxes[j].recv().await.unwrap().payload[..],
+                    a.name().as_bytes()
+                );
+            }
+        }
+    }
+
+    // A server crashes: everyone sees it down, its clients move to another server, and
+    // messages flow again.
+    let victim = home[0].clone();
+    let victim_node = servers.iter().find(|s| s.name() == victim).unwrap();
+    victim_node.shutdown().await;
+    let live: Vec<Node> = servers
+        .iter()
+        .chain(&clients)
+        .filter(|n| n.name() != victim)
+        .cloned()
+        .collect();
+    wait_for(
+        Duration::from_secs(20),
+        "everyone sees the server down",
+        || {
+            live.iter()
+                .all(|n| status(n, &victim) == Some(Status::Down))
+        },
+    )
+    .await;
+    clients_settle(&clients, 1).await;
+    for c in &clients {
+        assert_ne!(connections(c).await[0], victim);
+    }
+    clients[1]
+        .forward_message("c0", "inbox", "after", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(&inboxes[0].recv().await.unwrap().payload[..], b"after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_cuts_relayed_traffic_until_resolved() {
+    let (_servers, clients) = cluster_cs(2).await;
+    let mut jobs = clients[1].register("jobs").await.unwrap();
+    let cut = clients[0]
+        .inject_partition(["c1".to_string()])
+        .await
+        .unwrap();
+    let err = clients[0]
+        .forward_message("c1", "jobs", "x", Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::UnknownNode(n) if n == "c1"), "{err}");
+    // Relayed messages from c1 are dropped at c0 too: c1's message times out.
+    let _inbox = clients[0].register("jobs").await.unwrap();
+    let err = clients[1]
+        .forward_message("c0", "jobs", "y", Duration::from_millis(800))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    clients[0].resolve_partition(cut).await.unwrap();
+    clients[0]
+        .forward_message("c1", "jobs", "z", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(&jobs.recv().await.unwrap().payload[..], b"z");
+}
