@@ -66,6 +66,10 @@ pub struct AgentArgs {
     /// for tests only (config key: allow_fault_injection).
     #[arg(long)]
     allow_fault_injection: bool,
+    /// Declare a named messaging channel (its own send queue per connection, so a backlog on
+    /// it never delays other messages); repeat for more (config key: channels).
+    #[arg(long = "channel", value_name = "NAME")]
+    channels: Vec<String>,
     /// How nodes connect: full-mesh [default] or client-server (config key: topology).
     #[arg(long, value_name = "full-mesh|client-server")]
     topology: Option<String>,
@@ -162,6 +166,11 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
     config.tags = file.tags.clone();
     config.tags.extend(args.tags.iter().cloned());
     file.membership.apply(&mut config.membership)?;
+    config.channels = if args.channels.is_empty() {
+        file.channels.clone()
+    } else {
+        args.channels.clone()
+    };
     config.membership.topology = settings::topology(
         args.topology.as_deref().or(file.topology.as_deref()),
         args.role.as_deref().or(file.role.as_deref()),

@@ -1,4 +1,6 @@
 //! `ensemble bench messaging`: named messaging between two nodes on 127.0.0.1, in this process.
+//! With `--relay` the two are clients of a client-server topology and a third node, their
+//! server, relays every message and ack (one server-relayed hop).
 //!
 //! Round trip: acknowledged messages one after the other (send, the receiver's handler takes it,
 //! the ack comes back). Throughput: casts as fast as the sender can go, timed until the receiver's
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ensemble::{Config, Node, Secret};
+use ensemble::{Config, Node, Role, Secret, Topology};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -23,6 +25,9 @@ pub struct MessagingBench {
     /// Payload size in bytes.
     #[arg(long, default_value_t = 16)]
     size: usize,
+    /// Make the two nodes clients of a third, a server that relays every message between them.
+    #[arg(long)]
+    relay: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -31,6 +36,8 @@ pub struct MessagingBench {
 /// Figures of a messaging bench.
 #[derive(Debug, Serialize)]
 pub struct MessagingReport {
+    /// True if every message went through a relaying server.
+    pub relayed: bool,
     pub payload_bytes: usize,
     pub round_trips: usize,
     pub rtt_p50_us: f64,
@@ -50,10 +57,15 @@ pub fn run(a: MessagingBench) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         println!(
-            "Named messaging between two nodes on 127.0.0.1 ({} byte payloads)\n\
+            "Named messaging between two nodes on 127.0.0.1 ({} byte payloads{})\n\
              \n  acknowledged round trip p50 / p99   {:.0} / {:.0} us ({} round trips)\
              \n  casts                               {:.0} msgs/s ({} of {} delivered)",
             r.payload_bytes,
+            if r.relayed {
+                ", relayed by a server"
+            } else {
+                ""
+            },
             r.rtt_p50_us,
             r.rtt_p99_us,
             r.round_trips,
@@ -67,7 +79,7 @@ pub fn run(a: MessagingBench) -> Result<()> {
 
 async fn bench(a: &MessagingBench) -> Result<MessagingReport> {
     let secret = Secret::new(format!("bench-{:032x}", rand::random::<u128>()))?;
-    let start = |name: &str, seeds: Vec<std::net::SocketAddr>| {
+    let start = |name: &str, seeds: Vec<std::net::SocketAddr>, role: Option<Role>| {
         let mut c = Config::new(
             name,
             "127.0.0.1:0".parse().expect("an address"),
@@ -75,16 +87,32 @@ async fn bench(a: &MessagingBench) -> Result<MessagingReport> {
         );
         c.seeds = seeds;
         c.send_queue = 1 << 16;
+        if let Some(r) = role {
+            c.membership.topology = Topology::ClientServer(r);
+        }
         Node::start(c)
     };
-    let a_node = start("bench-a", vec![]).await?;
-    let b_node = start("bench-b", vec![a_node.addr()]).await?;
+    let (client, server) = match a.relay {
+        true => (
+            Some(Role::Client),
+            Some(start("bench-s", vec![], Some(Role::Server)).await?),
+        ),
+        false => (None, None),
+    };
+    let first = server.as_ref().map(|s| vec![s.addr()]).unwrap_or_default();
+    let a_node = start("bench-a", first.clone(), client).await?;
+    let seeds = if a.relay { first } else { vec![a_node.addr()] };
+    let b_node = start("bench-b", seeds, client).await?;
+    let n = if a.relay { 3 } else { 2 };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while a_node.members().len() < 2 || b_node.members().len() < 2 {
+    while a_node.members().len() < n || b_node.members().len() < n {
         if Instant::now() > deadline {
-            bail!("the two bench nodes did not connect within 10 s");
+            bail!("the bench nodes did not connect within 10 s");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if a.relay && a_node.connections().await? != ["bench-s"] {
+        bail!("bench-a is not connected to its server alone: the messages would not be relayed");
     }
     let mut mailbox = b_node.register("bench").await?;
     let payload = bytes::Bytes::from(vec![b'x'; a.size]);
@@ -151,7 +179,11 @@ async fn bench(a: &MessagingBench) -> Result<MessagingReport> {
     let secs = (t1 - t0).as_secs_f64();
     a_node.shutdown().await;
     b_node.shutdown().await;
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
     Ok(MessagingReport {
+        relayed: a.relay,
         payload_bytes: a.size,
         round_trips: a.round_trips,
         rtt_p50_us: pct(0.5),

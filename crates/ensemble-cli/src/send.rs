@@ -30,6 +30,13 @@ pub struct SendBody {
     /// How long to wait for the acknowledgement.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// The channel to send on (declared with the agent's `--channel`).
+    #[serde(default = "default_channel")]
+    pub channel: String,
+}
+
+fn default_channel() -> String {
+    ensemble::DEFAULT_CHANNEL.into()
 }
 
 fn default_timeout_ms() -> u64 {
@@ -40,10 +47,11 @@ fn default_timeout_ms() -> u64 {
 pub async fn send_route(State(node): State<Node>, Json(b): Json<SendBody>) -> Response {
     let result = if b.ack {
         let timeout = Duration::from_millis(b.timeout_ms);
-        node.forward_message(&b.node, &b.name, b.payload, timeout)
+        node.forward_message_on(&b.channel, &b.node, &b.name, b.payload, timeout)
             .await
     } else {
-        node.cast_message(&b.node, &b.name, b.payload).await
+        node.cast_message_on(&b.channel, &b.node, &b.name, b.payload)
+            .await
     };
     match result {
         Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
@@ -69,6 +77,9 @@ pub struct SendArgs {
     /// How long to wait for the acknowledgement, in ms.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// Channel to send on: `default`, or one the agent declared with `--channel`.
+    #[arg(long, default_value = ensemble::DEFAULT_CHANNEL)]
+    channel: String,
     /// Member to send to.
     node: String,
     /// Handler name registered there.
@@ -87,6 +98,7 @@ pub fn send(a: SendArgs) -> Result<()> {
         payload: a.payload,
         ack: a.ack,
         timeout_ms: a.timeout_ms,
+        channel: a.channel,
     };
     let wait = Duration::from_millis(a.timeout_ms) + Duration::from_secs(5);
     match ureq::post(&url).timeout(wait).send_json(&body) {

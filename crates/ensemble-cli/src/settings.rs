@@ -37,6 +37,8 @@ pub struct FileSettings {
     pub allow_fault_injection: bool,
     pub topology: Option<String>,
     pub role: Option<String>,
+    #[serde(default)]
+    pub channels: Vec<String>,
     /// `[handlers]`: name = command.
     #[serde(default)]
     pub handlers: BTreeMap<String, String>,

@@ -54,18 +54,25 @@ fn send_reaches_a_handler_command_and_errors_are_clear() {
 
 #[test]
 fn bench_messaging_reports_round_trips_and_throughput() {
-    let v = json_of(&[
-        "bench",
-        "messaging",
-        "--round-trips",
-        "200",
-        "--messages",
-        "5000",
-        "--json",
-    ]);
-    assert_eq!(v["delivered"], 5000);
-    assert!(v["rtt_p50_us"].as_f64().unwrap() > 0.0);
-    assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0);
+    for relay in [false, true] {
+        let mut args = vec![
+            "bench",
+            "messaging",
+            "--round-trips",
+            "200",
+            "--messages",
+            "5000",
+            "--json",
+        ];
+        if relay {
+            args.push("--relay");
+        }
+        let v = json_of(&args);
+        assert_eq!(v["relayed"], relay);
+        assert_eq!(v["delivered"], 5000);
+        assert!(v["rtt_p50_us"].as_f64().unwrap() > 0.0);
+        assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0);
+    }
 }
 
 #[test]
@@ -77,7 +84,16 @@ fn client_server_agents_relay_sends_between_clients() {
         "inbox=cat >> {0}; echo \" from $ENSEMBLE_FROM\" >> {0}",
         log.display()
     );
-    let role = |r: &'static str| ["--topology", "client-server", "--role", r];
+    let role = |r: &'static str| {
+        [
+            "--topology",
+            "client-server",
+            "--role",
+            r,
+            "--channel",
+            "bulk",
+        ]
+    };
     let s1 = Agent::start_with(d, "s1", None, SECRET, &role("server"));
     let c1 = Agent::start_with(d, "c1", Some(&s1.bind), SECRET, &role("client"));
     // c2 is given a client as its seed: c1 refers it to the server.
@@ -99,11 +115,32 @@ fn client_server_agents_relay_sends_between_clients() {
         ("server".into(), "client".into())
     );
     send_ok(&[
-        "send", "--http", &c1.http, "--ack", "c2", "inbox", "relayed",
+        "send",
+        "--http",
+        &c1.http,
+        "--ack",
+        "--channel",
+        "bulk",
+        "c2",
+        "inbox",
+        "relayed",
     ]);
     wait_for(Duration::from_secs(10), "the handler ran", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("relayed from c1"))
     });
+    fails_saying(
+        &[
+            "send",
+            "--http",
+            &c1.http,
+            "--channel",
+            "video",
+            "c2",
+            "inbox",
+            "x",
+        ],
+        &["no channel \"video\" is declared"],
+    );
     fails_saying(
         &["agent", "--name", "x", "--topology", "client-server"],
         &["--topology client-server needs --role"],

@@ -22,6 +22,8 @@ pub enum DirectMsg {
         name: String,
         /// The payload.
         payload: Bytes,
+        /// The channel (independent send queue) it travels on; None: the default one.
+        channel: Option<String>,
     },
     /// Acknowledged delivery; answered by `Ack` or `Nack`.
     Forward {
@@ -31,6 +33,8 @@ pub enum DirectMsg {
         name: String,
         /// The payload.
         payload: Bytes,
+        /// The channel it travels on; None: the default one.
+        channel: Option<String>,
     },
     /// The handler has the message.
     Ack {
@@ -60,6 +64,18 @@ pub struct RelayMsg {
     pub msg: DirectMsg,
 }
 
+impl DirectMsg {
+    /// The channel a message travels on (None: the default one; acks always do).
+    pub fn channel(&self) -> Option<&str> {
+        match self {
+            DirectMsg::Cast { channel, .. } | DirectMsg::Forward { channel, .. } => {
+                channel.as_deref()
+            }
+            DirectMsg::Ack { .. } | DirectMsg::Nack { .. } => None,
+        }
+    }
+}
+
 /// Why an acknowledged message failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -87,6 +103,8 @@ pub enum Input {
         payload: Bytes,
         /// For acknowledged delivery: a token chosen by the caller, and the deadline.
         ack: Option<(u64, Instant)>,
+        /// The channel to send on (None: the default one).
+        channel: Option<String>,
     },
     /// A message from a connected member.
     Message {
@@ -135,6 +153,7 @@ pub enum Output {
 
 struct Pending {
     token: u64,
+    channel: Option<String>,
     to: String,
     name: String,
     payload: Bytes,
@@ -204,8 +223,16 @@ impl Messaging {
                 name,
                 payload,
                 ack,
+                channel,
             } => match ack {
-                None => self.send(&to, DirectMsg::Cast { name, payload }),
+                None => {
+                    let msg = DirectMsg::Cast {
+                        name,
+                        payload,
+                        channel,
+                    };
+                    self.send(&to, msg)
+                }
                 Some((token, deadline)) => {
                     let id = self.next_id;
                     self.next_id += 1;
@@ -213,11 +240,13 @@ impl Messaging {
                         id,
                         name: name.clone(),
                         payload: payload.clone(),
+                        channel: channel.clone(),
                     };
                     self.send(&to, msg);
                     let next_retry = now + self.retry;
                     let p = Pending {
                         token,
+                        channel,
                         to,
                         name,
                         payload,
@@ -272,6 +301,7 @@ impl Messaging {
             id,
             name: p.name.clone(),
             payload: p.payload.clone(),
+            channel: p.channel.clone(),
         };
         let to = p.to.clone();
         self.send(&to, msg);
@@ -303,7 +333,7 @@ impl Messaging {
 
     fn on_message(&mut self, from: String, msg: DirectMsg) {
         match msg {
-            DirectMsg::Cast { name, payload } => {
+            DirectMsg::Cast { name, payload, .. } => {
                 if self.names.contains(&name) {
                     self.outputs.push_back(Output::Deliver {
                         from,
@@ -315,7 +345,9 @@ impl Messaging {
                     self.send(&from, DirectMsg::Nack { id: 0, name });
                 }
             }
-            DirectMsg::Forward { id, name, payload } => {
+            DirectMsg::Forward {
+                id, name, payload, ..
+            } => {
                 if !self.names.contains(&name) {
                     self.send(&from, DirectMsg::Nack { id, name });
                     return;
@@ -393,6 +425,7 @@ mod tests {
                 name: "jobs".into(),
                 payload: Bytes::from_static(b"run"),
                 ack: Some((7, deadline)),
+                channel: None,
             },
         );
         let first = msg_to(&outputs(&mut a), "b");
@@ -446,6 +479,7 @@ mod tests {
                     name: "nobody".into(),
                     payload: Bytes::new(),
                     ack: Some((token, deadline)),
+                    channel: None,
                 },
             )
         };
@@ -480,6 +514,7 @@ mod tests {
                 name: "nobody".into(),
                 payload: Bytes::new(),
                 ack: None,
+                channel: None,
             },
         );
         for m in msg_to(&outputs(&mut a), "b") {
@@ -524,6 +559,7 @@ mod tests {
                 name: "jobs".into(),
                 payload: Bytes::new(),
                 ack: Some((3, now + Duration::from_secs(30))),
+                channel: None,
             },
         );
         outputs(&mut a);

@@ -138,6 +138,15 @@ pub enum Message {
 }
 
 impl Message {
+    /// The messaging channel this message travels on (None: the default one).
+    pub fn channel(&self) -> Option<&str> {
+        match self {
+            Message::Direct(d) => d.channel(),
+            Message::Relay(r) => r.msg.channel(),
+            _ => None,
+        }
+    }
+
     /// A short name of the message's kind, for counters (`membership.ping`, `broadcast.graft`).
     pub fn kind(&self) -> &'static str {
         match self {

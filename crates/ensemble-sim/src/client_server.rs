@@ -158,6 +158,7 @@ pub fn run(cfg: &ClientServerConfig) -> ClientServerReport {
                     name: "inbox".into(),
                     payload: Bytes::from(token.to_string()),
                     ack: Some((token, at)),
+                    channel: None,
                 },
             );
         }

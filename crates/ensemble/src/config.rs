@@ -36,9 +36,16 @@ pub struct Config {
     pub max_frame_size: usize,
     /// Time allowed to connect and complete the handshake.
     pub dial_timeout: Duration,
-    /// Frames queued per connection before new ones are dropped.
+    /// Frames queued per connection and channel before new ones are dropped.
     pub send_queue: usize,
+    /// Named messaging channels besides the default one: each has a send queue of its own per
+    /// connection, served in turn, so bulk traffic on one never delays another. At most
+    /// [`MAX_CHANNELS`]; every node should declare the same ones.
+    pub channels: Vec<String>,
 }
+
+/// Most channels a node may declare besides the default one.
+pub const MAX_CHANNELS: usize = 15;
 
 impl Config {
     /// A configuration with Ensemble's defaults.
@@ -57,6 +64,7 @@ impl Config {
             max_frame_size: DEFAULT_MAX_FRAME,
             dial_timeout: Duration::from_secs(2),
             send_queue: 4096,
+            channels: Vec::new(),
         }
     }
 }

@@ -107,15 +107,9 @@ pub(crate) enum Command {
         name: String,
     },
     /// A cast already checked by the caller: no answer.
-    Cast {
-        to: String,
-        name: String,
-        payload: Bytes,
-    },
+    Cast(Outgoing),
     SendDirect {
-        to: String,
-        name: String,
-        payload: Bytes,
+        out: Outgoing,
         ack: Option<Duration>,
         /// Answered at once with the receiver of the final result.
         reply: oneshot::Sender<oneshot::Receiver<Result<(), Error>>>,
@@ -139,7 +133,8 @@ struct Active {
     dialer: String,
     /// The peer as it announced itself in the handshake.
     peer: PeerInfo,
-    tx: mpsc::Sender<Bytes>,
+    /// Send queues, one per channel (see `transport::conn::Lanes`).
+    lanes: Vec<mpsc::Sender<Bytes>>,
 }
 
 pub(crate) struct Driver {
@@ -176,6 +171,15 @@ pub(crate) struct Driver {
     instance: u64,
     /// Addresses this node answers on (advertised and bound): joining them is an error.
     own_addrs: Vec<SocketAddr>,
+}
+
+/// A named message to send.
+pub(crate) struct Outgoing {
+    pub to: String,
+    pub name: String,
+    pub payload: Bytes,
+    /// None: the default channel.
+    pub channel: Option<String>,
 }
 
 struct AckWaiter {
@@ -454,24 +458,18 @@ impl Driver {
                         .handle_messaging(now, messaging::Input::Unregister(name));
                 }
             }
-            Command::Cast { to, name, payload } => {
+            Command::Cast(out) => {
                 // The caller returned already: a refusal (partitioned away meanwhile) is logged.
                 let (tx, mut rx) = oneshot::channel();
-                self.send_direct(now, to, name, payload, None, tx);
+                self.send_direct(now, out, None, tx);
                 if let Ok(Err(e)) = rx.try_recv() {
                     warn!("a message cast was not sent: {e}");
                 }
             }
-            Command::SendDirect {
-                to,
-                name,
-                payload,
-                ack,
-                reply,
-            } => {
+            Command::SendDirect { out, ack, reply } => {
                 let (tx, rx) = oneshot::channel();
                 let _ = reply.send(rx);
-                self.send_direct(now, to, name, payload, ack, tx);
+                self.send_direct(now, out, ack, tx);
             }
             Command::Table(c) => self.on_table_command(now, c),
             Command::Singleton(c) => self.on_singleton_command(now, c),
@@ -482,12 +480,16 @@ impl Driver {
     fn send_direct(
         &mut self,
         now: Instant,
-        to: String,
-        name: String,
-        payload: Bytes,
+        out: Outgoing,
         ack: Option<Duration>,
         reply: oneshot::Sender<Result<(), Error>>,
     ) {
+        let Outgoing {
+            to,
+            name,
+            payload,
+            channel,
+        } = out;
         let up = self
             .core
             .membership
@@ -536,6 +538,7 @@ impl Driver {
                     name,
                     payload,
                     ack: None,
+                    channel,
                 };
                 self.core.handle_messaging(now, input);
                 return;
@@ -556,6 +559,7 @@ impl Driver {
             name,
             payload,
             ack,
+            channel,
         };
         self.core.handle_messaging(now, input);
     }
@@ -651,7 +655,7 @@ impl Driver {
                 id: conn.id,
                 dialer: conn.dialer,
                 peer: peer.clone(),
-                tx: conn.tx,
+                lanes: conn.lanes,
             };
             self.conns.insert(peer.name.clone(), active);
         }
@@ -676,7 +680,8 @@ impl Driver {
                     // A peer whose queue is filling gets no announcements (anti-entropy will
                     // repair), so payloads and membership keep flowing.
                     let lazy = matches!(&msg, Message::Broadcast(b) if b.is_lazy());
-                    if lazy && active.tx.capacity() < active.tx.max_capacity() / 4 {
+                    let tx = &active.lanes[lane_of(&self.shared.channels, &msg)];
+                    if lazy && tx.capacity() < tx.max_capacity() / 4 {
                         self.shed_frames += 1;
                         if self.shed_frames.is_power_of_two() {
                             let n = self.shed_frames;
@@ -686,7 +691,7 @@ impl Driver {
                     }
                     let frame = wire::encode(&Frame::Message(msg));
                     // A closed queue means the connection just ended; its close is on its way.
-                    if let Err(TrySendError::Full(_)) = active.tx.try_send(Bytes::from(frame)) {
+                    if let Err(TrySendError::Full(_)) = tx.try_send(Bytes::from(frame)) {
                         self.dropped_frames += 1;
                         if self.dropped_frames.is_power_of_two() {
                             let n = self.dropped_frames;
@@ -751,7 +756,8 @@ impl Driver {
                 && self
                     .conns
                     .values()
-                    .any(|a| a.tx.capacity() < a.tx.max_capacity())
+                    .flat_map(|a| &a.lanes)
+                    .any(|tx| tx.capacity() < tx.max_capacity())
             {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -764,4 +770,12 @@ impl Driver {
         let _ = tokio::time::timeout(Duration::from_millis(500), flush).await;
         self.tasks.abort_all();
     }
+}
+
+/// The send queue a message goes to: its channel's, or lane 0 (the default channel, acks and
+/// every other protocol; also a channel this node did not declare, as a relay may see).
+fn lane_of(channels: &[String], msg: &Message) -> usize {
+    msg.channel()
+        .and_then(|c| channels.iter().position(|d| d == c))
+        .map_or(0, |i| i + 1)
 }

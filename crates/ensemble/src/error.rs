@@ -85,6 +85,9 @@ pub enum Error {
     /// A change subscriber fell behind and missed this many change batches.
     #[error("the subscriber fell behind and missed {0} change batches")]
     Lagged(u64),
+    /// A message was sent on a channel this node did not declare.
+    #[error("no channel {0:?} is declared on this node (Config::channels)")]
+    UnknownChannel(String),
     /// No partition with this reference is in force.
     #[error("no injected partition {0}")]
     UnknownPartition(u64),

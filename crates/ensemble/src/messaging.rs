@@ -9,9 +9,10 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::driver::{Command, DriverMsg};
+use crate::driver::{Command, DriverMsg, Outgoing};
 use crate::error::Error;
 use crate::node::Node;
+use crate::DEFAULT_CHANNEL;
 
 /// Messages a mailbox holds before new ones are dropped (with a warning in the log).
 pub const MAILBOX_CAPACITY: usize = 4096;
@@ -100,21 +101,37 @@ impl Node {
         name: &str,
         payload: impl Into<Bytes>,
     ) -> Result<(), Error> {
+        self.cast_message_on(DEFAULT_CHANNEL, to, name, payload)
+            .await
+    }
+
+    /// [`Node::cast_message`] on a channel declared in [`crate::Config::channels`]: its own
+    /// send queue per connection, so a backlog on one channel never delays another.
+    pub async fn cast_message_on(
+        &self,
+        channel: &str,
+        to: &str,
+        name: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), Error> {
+        let channel = self.channel(channel)?;
         // The common case, a live member that is not this node, needs no answer from the
         // driver: checked here against the published member list, then queued.
         if to != self.name() && self.is_up(to) {
-            let cmd = Command::Cast {
+            let cmd = Command::Cast(Outgoing {
                 to: to.to_owned(),
                 name: name.to_owned(),
                 payload: payload.into(),
-            };
+                channel,
+            });
             return self
                 .driver_sender()
                 .send(DriverMsg::Command(cmd))
                 .await
                 .map_err(|_| Error::Stopped);
         }
-        self.send_direct(to, name, payload.into(), None).await
+        self.send_direct(to, name, payload.into(), None, channel)
+            .await
     }
 
     /// Sends `payload` to the handler registered as `name` on member `to` and waits for its
@@ -129,8 +146,33 @@ impl Node {
         payload: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<(), Error> {
-        self.send_direct(to, name, payload.into(), Some(timeout))
+        self.forward_message_on(DEFAULT_CHANNEL, to, name, payload, timeout)
             .await
+    }
+
+    /// [`Node::forward_message`] on a channel declared in [`crate::Config::channels`].
+    pub async fn forward_message_on(
+        &self,
+        channel: &str,
+        to: &str,
+        name: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let channel = self.channel(channel)?;
+        self.send_direct(to, name, payload.into(), Some(timeout), channel)
+            .await
+    }
+
+    /// The wire form of a channel name (None: the default channel), if declared here.
+    fn channel(&self, channel: &str) -> Result<Option<String>, Error> {
+        if channel == DEFAULT_CHANNEL {
+            Ok(None)
+        } else if self.channels().iter().any(|c| c == channel) {
+            Ok(Some(channel.to_owned()))
+        } else {
+            Err(Error::UnknownChannel(channel.to_owned()))
+        }
     }
 
     async fn send_direct(
@@ -139,16 +181,16 @@ impl Node {
         name: &str,
         payload: Bytes,
         ack: Option<Duration>,
+        channel: Option<String>,
     ) -> Result<(), Error> {
-        let (to, name) = (to.to_owned(), name.to_owned());
+        let out = Outgoing {
+            to: to.to_owned(),
+            name: name.to_owned(),
+            payload,
+            channel,
+        };
         let rx = self
-            .call(|reply| Command::SendDirect {
-                to,
-                name,
-                payload,
-                ack,
-                reply,
-            })
+            .call(|reply| Command::SendDirect { out, ack, reply })
             .await?;
         rx.await.map_err(|_| Error::Stopped)?
     }

@@ -58,6 +58,8 @@ struct Inner {
     partitions: watch::Receiver<BTreeMap<u64, BTreeSet<String>>>,
     /// Whether the tracker's background task runs.
     tracker: std::sync::atomic::AtomicBool,
+    /// Named messaging channels declared besides the default one.
+    channels: Vec<String>,
 }
 
 impl Drop for Inner {
@@ -105,6 +107,7 @@ impl Node {
                 config.broadcast.max_payload, config.max_frame_size
             )));
         }
+        check_channels(&config.channels)?;
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|error| Error::Bind {
@@ -206,6 +209,7 @@ impl Node {
                 user_events: user_events_rx,
                 partitions: partitions_rx,
                 tracker: std::sync::atomic::AtomicBool::new(false),
+                channels: config.channels.clone(),
             }),
         })
     }
@@ -219,6 +223,11 @@ impl Node {
 
     pub(crate) fn downgrade(&self) -> WeakNode {
         WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    /// The named messaging channels declared besides the default one.
+    pub fn channels(&self) -> &[String] {
+        &self.inner.channels
     }
 
     /// This node's name.
@@ -367,4 +376,25 @@ impl Node {
             .map(|(k, v)| (PartitionRef(*k), v.clone()))
             .collect()
     }
+}
+
+/// Channel names must be distinct, short, not `default`, and few.
+fn check_channels(channels: &[String]) -> Result<(), Error> {
+    if channels.len() > crate::config::MAX_CHANNELS {
+        return Err(Error::Config(format!(
+            "{} channels declared; the limit is {}",
+            channels.len(),
+            crate::config::MAX_CHANNELS
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for c in channels {
+        if c.is_empty() || c.len() > 64 || c == crate::DEFAULT_CHANNEL || !seen.insert(c) {
+            return Err(Error::Config(format!(
+                "channel {c:?}: channel names must be 1 to 64 bytes, distinct, and not {:?}",
+                crate::DEFAULT_CHANNEL
+            )));
+        }
+    }
+    Ok(())
 }

@@ -152,3 +152,70 @@ async fn a_removed_member_is_left_everywhere_and_stops() {
         Err(Error::UnknownNode(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_on_one_channel_does_not_delay_another() {
+    let start_with_bulk = |name: &'static str, seeds: Vec<std::net::SocketAddr>| {
+        let mut c = config(name, 0);
+        c.seeds = seeds;
+        c.channels = vec!["bulk".into()];
+        ensemble::Node::start(c)
+    };
+    let a = start_with_bulk("a", vec![]).await.unwrap();
+    let b = start_with_bulk("b", vec![a.addr()]).await.unwrap();
+    wait_for(Duration::from_secs(10), "a and b see each other", || {
+        a.members().len() == 2 && b.members().len() == 2
+    })
+    .await;
+    let mut bulk = b.register("bulk").await.unwrap();
+    let mut ctl = b.register("ctl").await.unwrap();
+    // 120 frames of 256 KiB (30 MiB) queued on "bulk", then one small message on the default
+    // channel. With one queue per connection it would arrive after all 120.
+    const BULK: usize = 120;
+    let chunk = bytes::Bytes::from(vec![7u8; 256 * 1024]);
+    for _ in 0..BULK {
+        a.cast_message_on("bulk", "b", "bulk", chunk.clone())
+            .await
+            .unwrap();
+    }
+    a.cast_message("b", "ctl", "urgent").await.unwrap();
+    let mut before = 0;
+    loop {
+        tokio::select! {
+            biased;
+            m = ctl.recv() => {
+                assert_eq!(&m.unwrap().payload[..], b"urgent");
+                break;
+            }
+            m = bulk.recv() => {
+                m.unwrap();
+                before += 1;
+            }
+        }
+    }
+    assert!(
+        before < BULK / 2,
+        "the control message waited for {before} bulk frames"
+    );
+    // The bulk channel loses nothing meanwhile.
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        for _ in before..BULK {
+            bulk.recv().await.unwrap();
+        }
+    });
+    rest.await.expect("every bulk frame arrives");
+
+    // Channels must be declared; the error names the fix.
+    let err = a
+        .cast_message_on("video", "b", "ctl", "x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownChannel(c) if c == "video"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Config::channels"), "{err}");
+    let mut bad = config("c", 0);
+    bad.channels = vec!["default".into()];
+    assert!(ensemble::Node::start(bad).await.is_err());
+}

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub max_frame: usize,
     pub dial_timeout: Duration,
     pub send_queue: usize,
+    /// Named messaging channels besides the default one (lane 0); lane i + 1 is channel i.
+    pub channels: Vec<String>,
     pub driver: mpsc::Sender<DriverMsg>,
     /// Names partitioned away by fault injection (the driver keeps it current).
     pub partitioned: std::sync::RwLock<std::collections::BTreeSet<String>>,
@@ -45,8 +47,9 @@ pub(crate) struct ConnHandle {
     pub id: u64,
     /// Name of the node that dialled (for choosing between two connections to one peer).
     pub dialer: String,
-    /// Frames to write. Dropping it closes the connection once the queue is written.
-    pub tx: mpsc::Sender<Bytes>,
+    /// Frames to write, one queue per channel (lane 0: the default channel and every other
+    /// protocol). Dropping them closes the connection once the queues are written.
+    pub lanes: Vec<mpsc::Sender<Bytes>>,
 }
 
 impl Shared {
@@ -64,6 +67,7 @@ impl Shared {
             max_frame: config.max_frame_size,
             dial_timeout: config.dial_timeout,
             send_queue: config.send_queue,
+            channels: config.channels.clone(),
             driver,
             partitioned: Default::default(),
             next_id: AtomicU64::new(1),
@@ -194,10 +198,10 @@ async fn serve(
     dialed: Option<SocketAddr>,
 ) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(shared.send_queue);
+    let (lanes, mut rx) = Lanes::new(1 + shared.channels.len(), shared.send_queue);
     let name = peer.name.clone();
     let up = DriverMsg::ConnUp {
-        conn: ConnHandle { id, dialer, tx },
+        conn: ConnHandle { id, dialer, lanes },
         peer,
         dialed,
     };
@@ -258,14 +262,67 @@ async fn write_batch(
     stream: &mut FramedStream,
     session: &mut Session,
     first: Bytes,
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut Lanes,
 ) -> std::io::Result<()> {
     stream.feed(session.seal(&first)).await?;
     for _ in 0..256 {
         match rx.try_recv() {
-            Ok(b) => stream.feed(session.seal(&b)).await?,
-            Err(_) => break,
+            Some(b) => stream.feed(session.seal(&b)).await?,
+            None => break,
         }
     }
     SinkExt::<Bytes>::flush(stream).await
+}
+
+/// The receiving ends of a connection's send queues, one per channel, taken in turn one frame
+/// at a time: a channel with a long backlog delays a frame of another by one frame at most
+/// (plus what the socket already holds).
+struct Lanes {
+    rx: Vec<mpsc::Receiver<Bytes>>,
+    next: usize,
+}
+
+impl Lanes {
+    fn new(n: usize, capacity: usize) -> (Vec<mpsc::Sender<Bytes>>, Lanes) {
+        let (tx, rx) = (0..n).map(|_| mpsc::channel::<Bytes>(capacity)).unzip();
+        (tx, Lanes { rx, next: 0 })
+    }
+
+    /// The next queued frame, from the next lane in turn that has one.
+    fn try_recv(&mut self) -> Option<Bytes> {
+        let n = self.rx.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if let Ok(b) = self.rx[i].try_recv() {
+                self.next = (i + 1) % n;
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    /// Waits for the next frame; None once every lane is closed and empty.
+    async fn recv(&mut self) -> Option<Bytes> {
+        std::future::poll_fn(|cx| {
+            let n = self.rx.len();
+            let mut closed = 0;
+            for k in 0..n {
+                let i = (self.next + k) % n;
+                match self.rx[i].poll_recv(cx) {
+                    std::task::Poll::Ready(Some(b)) => {
+                        self.next = (i + 1) % n;
+                        return std::task::Poll::Ready(Some(b));
+                    }
+                    std::task::Poll::Ready(None) => closed += 1,
+                    std::task::Poll::Pending => {}
+                }
+            }
+            if closed == n {
+                std::task::Poll::Ready(None)
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
 }
