@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ensemble_proto::broadcast::events::{EventLog, UserEvent, USER_EVENTS};
 use ensemble_proto::broadcast::Plumtree;
 use ensemble_proto::member::validate_name;
+use ensemble_proto::topology::ROLE_TAG;
 use ensemble_proto::wire::PeerInfo;
 use ensemble_proto::{Member, MemberEvent, Membership, Stack, Status, Tags};
 use futures::{Stream, StreamExt};
@@ -60,6 +61,8 @@ struct Inner {
     tracker: std::sync::atomic::AtomicBool,
     /// Named messaging channels declared besides the default one.
     channels: Vec<String>,
+    /// The role in a client-server topology, which takes a tag.
+    role: Option<ensemble_proto::topology::Role>,
 }
 
 impl Drop for Inner {
@@ -90,7 +93,8 @@ impl Node {
     /// ```
     pub async fn start(config: Config) -> Result<Node, Error> {
         validate_name(&config.name)?;
-        let tags = Tags::new(config.tags.clone())?;
+        let role = config.membership.topology.role();
+        let tags = user_tags(config.tags.clone(), role)?;
         if config.cluster.is_empty() {
             return Err(Error::Config("cluster name is empty; set --cluster".into()));
         }
@@ -210,6 +214,7 @@ impl Node {
                 partitions: partitions_rx,
                 tracker: std::sync::atomic::AtomicBool::new(false),
                 channels: config.channels.clone(),
+                role: config.membership.topology.role(),
             }),
         })
     }
@@ -326,7 +331,7 @@ impl Node {
 
     /// Replaces this node's tags; the cluster sees an `updated` event.
     pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), Error> {
-        let tags = Tags::new(tags)?;
+        let tags = user_tags(tags, self.inner.role)?;
         self.call(|reply| Command::SetTags { tags, reply }).await
     }
 
@@ -397,4 +402,24 @@ fn check_channels(channels: &[String]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Checks an application's tags: the size limits, with room for the role tag of a
+/// client-server topology, which only the topology sets.
+fn user_tags(
+    tags: BTreeMap<String, String>,
+    role: Option<ensemble_proto::topology::Role>,
+) -> Result<Tags, Error> {
+    if tags.contains_key(ROLE_TAG) {
+        return Err(Error::Config(format!(
+            "tag {ROLE_TAG:?} is reserved: set the topology instead \
+             (Config::membership.topology, or ensemble agent --topology/--role)"
+        )));
+    }
+    if let Some(r) = role {
+        let mut with_role = tags.clone();
+        with_role.insert(ROLE_TAG.into(), r.as_str().into());
+        Tags::new(with_role)?;
+    }
+    Ok(Tags::new(tags)?)
 }

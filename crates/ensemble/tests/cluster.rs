@@ -242,6 +242,16 @@ async fn bad_configuration_is_a_clear_error() {
         .unwrap()
         .to_string();
     assert!(err.contains("cannot listen"), "{err}");
+    // The role tag belongs to the topology.
+    let mut c = config("r", 0);
+    c.tags.insert("ensemble.role".into(), "client".into());
+    let err = Node::start(c).await.err().unwrap().to_string();
+    assert!(
+        err.contains("reserved") && err.contains("--topology"),
+        "{err}"
+    );
+    let tags = [("ensemble.role".to_string(), "server".to_string())].into();
+    assert!(a.set_tags(tags).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
