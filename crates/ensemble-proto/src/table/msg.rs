@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Orders writes to one key (or one bag object): a Lamport time, then the writer's id. Every
 /// replica applies a write only if its version is newer than the one it holds, so replicas that
@@ -108,8 +109,9 @@ pub enum TableMsg {
         join_id: u64,
         /// Per (sender, receiver, table); retransmissions repeat it.
         seq: u64,
-        /// The writes.
-        ops: Vec<Op>,
+        /// The writes (shared between the peers they go to and the copies kept for
+        /// retransmission).
+        ops: Arc<Vec<Op>>,
     },
     /// The writes with this `seq` are applied (or ignored because of their join id).
     Ack {

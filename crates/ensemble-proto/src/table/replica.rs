@@ -28,7 +28,7 @@ enum Deferred {
 
 #[derive(Debug)]
 struct Sent {
-    ops: Vec<Op>,
+    ops: Arc<Vec<Op>>,
     join_id: u64,
     sent_at: Instant,
     writes: Vec<u64>,
@@ -39,7 +39,7 @@ struct Sent {
 struct Link {
     next_seq: u64,
     unacked: BTreeMap<u64, Sent>,
-    backlog: VecDeque<(Vec<Op>, Vec<u64>)>,
+    backlog: VecDeque<(Arc<Vec<Op>>, Vec<u64>)>,
 }
 
 #[derive(Debug)]
@@ -195,6 +195,7 @@ impl Replica {
                 missing: None,
             },
         );
+        let ops = Arc::new(ops);
         let peers: Vec<String> = self.peers.iter().cloned().collect();
         for p in peers {
             let link = self.links.entry(p.clone()).or_default();
@@ -227,7 +228,7 @@ impl Replica {
                 if ops.len() + more.len() > fx.config.max_ops_per_message {
                     break;
                 }
-                ops.extend(more.iter().cloned());
+                Arc::make_mut(&mut ops).extend(more.iter().cloned());
                 writes.extend(ws);
                 link.backlog.pop_front();
             }
@@ -292,7 +293,7 @@ impl Replica {
         from: &str,
         join_id: u64,
         seq: u64,
-        ops: Vec<Op>,
+        ops: Arc<Vec<Op>>,
     ) {
         fx.send(
             from,
@@ -318,7 +319,7 @@ impl Replica {
         let mut changes = Vec::new();
         {
             let mut store = self.store();
-            for op in &ops {
+            for op in ops.iter() {
                 store.apply(now, op, &mut changes);
             }
         }
@@ -655,6 +656,8 @@ pub(crate) fn check_limits(
 ) -> Result<(), TableError> {
     let mut added = 0usize;
     let mut bytes = 0usize;
+    // Counting new records costs a lookup each: only done when a limit needs the count.
+    let limited = spec.max_records.is_some() || spec.max_bytes.is_some();
     for op in ops {
         let (k, v): (&Bytes, Option<&Bytes>) = match op {
             WriteOp::Insert(k, v) => (k, Some(v)),
@@ -669,7 +672,8 @@ pub(crate) fn check_limits(
                 max: config.max_record_bytes,
             });
         }
-        if matches!(op, WriteOp::Insert(..))
+        if limited
+            && matches!(op, WriteOp::Insert(..))
             && (store.kind() == super::Kind::Bag || store.get(k).is_none())
         {
             added += 1;

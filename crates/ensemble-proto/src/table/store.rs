@@ -4,6 +4,7 @@
 //! Deletes leave a tombstone (its version) for a while, so that an older insert arriving late
 //! cannot bring the record back; tombstones are dropped after the table's `tombstone_ttl`.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -67,20 +68,13 @@ pub struct Store {
     digest: u64,
 }
 
-/// A record's share of [`Store::digest`] (FNV-1a over key, value and version).
+/// A record's share of [`Store::digest`]: XXH3 over key, value and version (a fixed,
+/// platform-independent function, so every replica computes the same digest).
 pub(crate) fn record_hash(key: &[u8], value: &[u8], version: Version) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    eat(&(key.len() as u64).to_le_bytes());
-    eat(key);
-    eat(value);
-    eat(&version.time.to_le_bytes());
-    eat(&version.origin.to_le_bytes());
-    h
+    use xxhash_rust::xxh3::xxh3_64_with_seed;
+    let seed = version.time ^ version.origin.rotate_left(32);
+    // The key's hash seeds the value's: key and value boundaries cannot be confused.
+    xxh3_64_with_seed(value, xxh3_64_with_seed(key, seed))
 }
 
 impl Kind {
@@ -340,10 +334,21 @@ impl Store {
         force: bool,
         changes: &mut Vec<Change>,
     ) {
-        let (old, old_version) = match self.set.get(key) {
-            Some(s) if s.version >= version && !force => return,
-            Some(s) => (s.value.clone(), s.version),
-            None => (None, Version::default()),
+        // One walk of the map: the slot is read and replaced in place.
+        let slot = Slot {
+            value: value.clone(),
+            version,
+        };
+        let (old, old_version) = match self.set.entry(key.clone()) {
+            Entry::Occupied(s) if s.get().version >= version && !force => return,
+            Entry::Occupied(mut s) => {
+                let old = std::mem::replace(s.get_mut(), slot);
+                (old.value, old.version)
+            }
+            Entry::Vacant(e) => {
+                e.insert(slot);
+                (None, Version::default())
+            }
         };
         if let Some(o) = &old {
             self.live -= 1;
@@ -357,13 +362,6 @@ impl Store {
         } else {
             self.tombstones.push_back((now, key.clone(), None, version));
         }
-        self.set.insert(
-            key.clone(),
-            Slot {
-                value: value.clone(),
-                version,
-            },
-        );
         if old != value {
             changes.push(Change {
                 key: key.clone(),

@@ -326,11 +326,11 @@ fn writes_with_an_old_join_id_are_ignored_but_acked() {
         table: "t".into(),
         join_id: t.info("t").unwrap().join_id ^ 1,
         seq: 0,
-        ops: vec![Op::Insert {
+        ops: std::sync::Arc::new(vec![Op::Insert {
             key: b("k"),
             value: b("v"),
             version: v(1, 2),
-        }],
+        }]),
     };
     t.handle_message(now, "b", msg);
     let outs = outputs(&mut t);
