@@ -296,6 +296,9 @@ fn writes_made_while_paused_are_applied_in_order_on_unpause() {
     sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
         .expect("one segment");
     sim.tables(ids[0], |t, _| t.pause(T, 9)).unwrap().unwrap();
+    // A subscriber on ids[1]: its replica reports changes.
+    let store = sim.tables(ids[1], |t, _| t.store(T)).flatten().unwrap();
+    store.write().unwrap().watched = true;
     for (i, v) in ["1", "2", "3"].iter().enumerate() {
         put(&mut sim, ids[0], i as u64 + 1, "k", v);
     }

@@ -63,6 +63,9 @@ pub struct Store {
     /// (when, key, bag object or `None` for the key, version of the delete): a tombstone is
     /// collected only if nothing newer replaced it meanwhile.
     tombstones: VecDeque<(Instant, Bytes, Option<Bytes>, Version)>,
+    /// Whether changes are reported (someone subscribed): building them costs a few
+    /// allocations per record.
+    pub watched: bool,
     /// XOR of the hashes of the live records (with their versions): equal digests mean equal
     /// contents, so a join needs one snapshot per distinct digest.
     digest: u64,
@@ -98,6 +101,7 @@ impl Store {
             bytes: 0,
             clock: 0,
             tombstones: VecDeque::new(),
+            watched: false,
             digest: 0,
         }
     }
@@ -249,17 +253,21 @@ impl Store {
     pub fn force_all(&mut self, now: Instant, records: Vec<Record>, changes: &mut Vec<Change>) {
         let sorted = records.windows(2).all(|w| w[0].key < w[1].key);
         if self.kind == Kind::Set && self.set.is_empty() && sorted {
-            changes.reserve(records.len());
+            if self.watched {
+                changes.reserve(records.len());
+            }
             for r in &records {
                 self.clock = self.clock.max(r.version.time);
                 self.digest ^= record_hash(&r.key, &r.value, r.version);
                 self.live += 1;
                 self.bytes += Self::cost(&r.key, &r.value);
-                changes.push(Change {
-                    key: r.key.clone(),
-                    old: None,
-                    new: Some(r.value.clone()),
-                });
+                if self.watched {
+                    changes.push(Change {
+                        key: r.key.clone(),
+                        old: None,
+                        new: Some(r.value.clone()),
+                    });
+                }
             }
             self.set = records
                 .into_iter()
@@ -362,7 +370,7 @@ impl Store {
         } else {
             self.tombstones.push_back((now, key.clone(), None, version));
         }
-        if old != value {
+        if self.watched && old != value {
             changes.push(Change {
                 key: key.clone(),
                 old,
@@ -403,21 +411,25 @@ impl Store {
                 slot.live += 1;
                 self.live += 1;
                 self.bytes += Self::cost(key, value);
-                changes.push(Change {
-                    key: key.clone(),
-                    old: None,
-                    new: Some(value.clone()),
-                });
+                if self.watched {
+                    changes.push(Change {
+                        key: key.clone(),
+                        old: None,
+                        new: Some(value.clone()),
+                    });
+                }
             }
             (true, false) => {
                 slot.live -= 1;
                 self.live -= 1;
                 self.bytes -= Self::cost(key, value);
-                changes.push(Change {
-                    key: key.clone(),
-                    old: Some(value.clone()),
-                    new: None,
-                });
+                if self.watched {
+                    changes.push(Change {
+                        key: key.clone(),
+                        old: Some(value.clone()),
+                        new: None,
+                    });
+                }
             }
             _ => {}
         }
@@ -452,11 +464,13 @@ impl Store {
                 slot.live -= 1;
                 self.live -= 1;
                 self.bytes -= Self::cost(key, &value);
-                changes.push(Change {
-                    key: key.clone(),
-                    old: Some(value),
-                    new: None,
-                });
+                if self.watched {
+                    changes.push(Change {
+                        key: key.clone(),
+                        old: Some(value),
+                        new: None,
+                    });
+                }
             }
         }
         self.tombstones.push_back((now, key.clone(), None, version));

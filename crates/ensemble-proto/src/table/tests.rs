@@ -94,6 +94,7 @@ proptest! {
 fn a_late_older_insert_does_not_bring_a_deleted_record_back() {
     let now = Instant::now();
     let mut s = Store::new(Kind::Set);
+    s.watched = true;
     let mut changes = Vec::new();
     s.apply(
         now,

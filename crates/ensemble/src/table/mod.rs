@@ -252,6 +252,11 @@ where
     /// join). A subscriber that falls more than 4096 batches behind misses some and is told
     /// by a `Lagged` error.
     pub fn subscribe(&self) -> TableChanges<K, V> {
+        // From now on the replica reports its changes (it does not while nobody listens).
+        self.store
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .watched = true;
         TableChanges {
             table: self.name.clone(),
             rx: self.changes.subscribe(),
