@@ -22,8 +22,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::msg::{Record, Version};
 use super::store::Kind;
 use super::{Completion, ConflictHandler};
@@ -148,16 +146,12 @@ fn union2(
     let mut out = Vec::with_capacity(left.len().max(right.len()));
     let mut l = left.into_iter().peekable();
     let mut r = right.into_iter().peekable();
-    let id = |x: &Record| match kind {
-        Kind::Set => (x.key.clone(), Bytes::new()),
-        Kind::Bag => (x.key.clone(), x.value.clone()),
-    };
     loop {
         let order = match (l.peek(), r.peek()) {
             (None, None) => break,
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(a), Some(b)) => id(a).cmp(&id(b)),
+            (Some(a), Some(b)) => id_cmp(kind, a, b),
         };
         match order {
             std::cmp::Ordering::Less => out.push(l.next().expect("peeked")),
@@ -190,20 +184,27 @@ fn union2(
 /// What a replica holding `have` lacks of `target` (both in order): records missing or held
 /// with another value or version.
 pub(crate) fn diff(kind: Kind, target: &[Record], have: &[Record]) -> Vec<Record> {
-    let id = |x: &Record| match kind {
-        Kind::Set => (x.key.clone(), Bytes::new()),
-        Kind::Bag => (x.key.clone(), x.value.clone()),
-    };
+    use std::cmp::Ordering::{Equal, Less};
     let mut out = Vec::new();
     let mut h = have.iter().peekable();
     for t in target {
-        while h.peek().is_some_and(|x| id(x) < id(t)) {
+        while h.peek().is_some_and(|x| id_cmp(kind, x, t) == Less) {
             h.next();
         }
         match h.peek() {
-            Some(x) if id(x) == id(t) && x.value == t.value && x.version == t.version => {}
+            Some(x)
+                if id_cmp(kind, x, t) == Equal && x.value == t.value && x.version == t.version => {}
             _ => out.push(t.clone()),
         }
     }
     out
+}
+
+/// The order of records in a snapshot: by key, then (a bag) by value. Compared in place: a
+/// join compares every record at least once.
+fn id_cmp(kind: Kind, a: &Record, b: &Record) -> std::cmp::Ordering {
+    match kind {
+        Kind::Set => a.key.cmp(&b.key),
+        Kind::Bag => a.key.cmp(&b.key).then_with(|| a.value.cmp(&b.value)),
+    }
 }

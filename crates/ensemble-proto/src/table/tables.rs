@@ -1080,10 +1080,23 @@ impl Tables {
             self.origin,
             snapshots.values().cloned().collect(),
         );
-        let lacks: BTreeMap<&String, Vec<Record>> = snapshots
-            .iter()
-            .map(|(rep, have)| (rep, diff(kind, &target, have)))
-            .collect();
+        // What each snapshot's replicas lack. An empty replica (a node joining) lacks the whole
+        // target, which is handed over rather than copied.
+        let empty = snapshots.values().filter(|s| s.is_empty()).count();
+        let mut lacks: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let mut empty_rep = None;
+        for (rep, have) in &snapshots {
+            if have.is_empty() && empty == 1 {
+                empty_rep = Some(rep.clone());
+            } else {
+                lacks.insert(rep.clone(), diff(kind, &target, have));
+            }
+        }
+        if let Some(rep) = empty_rep {
+            lacks.insert(rep, target);
+        }
+        // How many members each lack list still goes to: the last one takes it.
+        let mut uses: BTreeMap<String, usize> = BTreeMap::new();
         let members: Vec<String> = join.left.union(&join.right).cloned().collect();
         let join_id: u64 = self.rng.gen();
         let table = join.table.clone();
@@ -1092,11 +1105,20 @@ impl Tables {
         }
         let digests: BTreeMap<String, u64> =
             join.views.iter().map(|(n, v)| (n.clone(), v.2)).collect();
+        for n in &members {
+            *uses.entry(source_of[&digests[n]].clone()).or_default() += 1;
+        }
         let mut fx = self.fx();
         let mut own = None;
         for n in &members {
             let rep = &source_of[&digests[n]];
-            let records = lacks[rep].clone();
+            let left = uses.get_mut(rep).expect("counted");
+            *left -= 1;
+            let records = if *left == 0 {
+                lacks.remove(rep).unwrap_or_default()
+            } else {
+                lacks[rep].clone()
+            };
             if *n == self.me {
                 own = Some(records);
                 continue;
