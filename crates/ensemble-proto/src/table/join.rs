@@ -200,6 +200,51 @@ pub(crate) fn diff(kind: Kind, target: &[Record], have: &[Record]) -> Vec<Record
     out
 }
 
+/// What the replicas behind each snapshot lack to hold the union of all snapshots.
+///
+/// The usual join, an empty node joining a segment, has one non-empty snapshot: it is the
+/// union as it is, handed to the empty side without a copy or a comparison.
+pub(crate) fn lacks(
+    kind: Kind,
+    conflict: Option<&ConflictHandler>,
+    origin: u64,
+    mut snapshots: BTreeMap<String, Vec<Record>>,
+) -> BTreeMap<String, Vec<Record>> {
+    let full: Vec<String> = snapshots
+        .iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(rep, _)| rep.clone())
+        .collect();
+    if full.len() <= 1 {
+        let target = full
+            .first()
+            .and_then(|rep| snapshots.insert(rep.clone(), Vec::new()))
+            .unwrap_or_default();
+        let empty: Vec<String> = snapshots
+            .iter()
+            .filter(|(rep, _)| !full.contains(rep))
+            .map(|(rep, _)| rep.clone())
+            .collect();
+        if let Some((last, others)) = empty.split_last() {
+            for rep in others {
+                snapshots.insert(rep.clone(), target.clone());
+            }
+            snapshots.insert(last.clone(), target);
+        }
+        return snapshots;
+    }
+    let (target, _conflicts) = union(
+        kind,
+        conflict,
+        origin,
+        snapshots.values().cloned().collect(),
+    );
+    snapshots
+        .iter()
+        .map(|(rep, have)| (rep.clone(), diff(kind, &target, have)))
+        .collect()
+}
+
 /// The order of records in a snapshot: by key, then (a bag) by value. Compared in place: a
 /// join compares every record at least once.
 fn id_cmp(kind: Kind, a: &Record, b: &Record) -> std::cmp::Ordering {

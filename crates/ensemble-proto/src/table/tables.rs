@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::join::{diff, union, Join, Stage};
+use super::join::{lacks, Join, Stage};
 use super::msg::{LeaderOp, LeaderResult, Record, TableMsg};
 use super::replica::{check_limits, Replica};
 use super::store::{Kind, Store};
@@ -1074,27 +1074,7 @@ impl Tables {
             .into_iter()
             .map(|(rep, (records, _))| (rep, records))
             .collect();
-        let (target, _conflicts) = union(
-            kind,
-            r.spec.conflict.as_ref(),
-            self.origin,
-            snapshots.values().cloned().collect(),
-        );
-        // What each snapshot's replicas lack. An empty replica (a node joining) lacks the whole
-        // target, which is handed over rather than copied.
-        let empty = snapshots.values().filter(|s| s.is_empty()).count();
-        let mut lacks: BTreeMap<String, Vec<Record>> = BTreeMap::new();
-        let mut empty_rep = None;
-        for (rep, have) in &snapshots {
-            if have.is_empty() && empty == 1 {
-                empty_rep = Some(rep.clone());
-            } else {
-                lacks.insert(rep.clone(), diff(kind, &target, have));
-            }
-        }
-        if let Some(rep) = empty_rep {
-            lacks.insert(rep, target);
-        }
+        let mut lacks = lacks(kind, r.spec.conflict.as_ref(), self.origin, snapshots);
         // How many members each lack list still goes to: the last one takes it.
         let mut uses: BTreeMap<String, usize> = BTreeMap::new();
         let members: Vec<String> = join.left.union(&join.right).cloned().collect();
