@@ -92,12 +92,11 @@ async fn bench(a: &MessagingBench) -> Result<MessagingReport> {
         }
         Node::start(c)
     };
-    let (client, server) = match a.relay {
-        true => (
-            Some(Role::Client),
-            Some(start("bench-s", vec![], Some(Role::Server)).await?),
-        ),
-        false => (None, None),
+    let (client, server) = if a.relay {
+        let server = start("bench-s", vec![], Some(Role::Server)).await?;
+        (Some(Role::Client), Some(server))
+    } else {
+        (None, None)
     };
     let first = server.as_ref().map(|s| vec![s.addr()]).unwrap_or_default();
     let a_node = start("bench-a", first.clone(), client).await?;

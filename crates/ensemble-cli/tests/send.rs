@@ -13,15 +13,22 @@ fn send_ok(args: &[&str]) {
     assert!(out.status.success(), "ensemble {args:?}: {err}");
 }
 
+/// A `--handler` spec for `name` that appends each payload and its sender to a log file in
+/// `dir`; returns the spec and the log's path.
+fn logging_handler(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf) {
+    let log = dir.join(format!("{name}.log"));
+    let spec = format!(
+        "{name}=cat >> {0}; echo \" from $ENSEMBLE_FROM to $ENSEMBLE_HANDLER\" >> {0}",
+        log.display()
+    );
+    (spec, log)
+}
+
 #[test]
 fn send_reaches_a_handler_command_and_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let log = d.join("jobs.log");
-    let handler = format!(
-        "jobs=cat >> {0}; echo \" from $ENSEMBLE_FROM to $ENSEMBLE_HANDLER\" >> {0}",
-        log.display()
-    );
+    let (handler, log) = logging_handler(d, "jobs");
     let a0 = Agent::start(d, "a0", None, SECRET);
     let a1 = Agent::start_with(d, "a1", Some(&a0.bind), SECRET, &["--handler", &handler]);
     wait_for(Duration::from_secs(30), "agents converge", || {
@@ -79,11 +86,7 @@ fn bench_messaging_reports_round_trips_and_throughput() {
 fn client_server_agents_relay_sends_between_clients() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let log = d.join("inbox.log");
-    let handler = format!(
-        "inbox=cat >> {0}; echo \" from $ENSEMBLE_FROM\" >> {0}",
-        log.display()
-    );
+    let (handler, log) = logging_handler(d, "inbox");
     let role = |r: &'static str| {
         [
             "--topology",

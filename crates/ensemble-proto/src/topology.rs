@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -91,11 +92,10 @@ pub fn serves(m: &Member) -> bool {
 }
 
 /// The live servers nearest `name` on the ring, clockwise from its position, at most `k`.
-pub fn nearest_servers<'a>(view: &'a View, name: &'a str, k: usize) -> Vec<&'a Member> {
+pub fn nearest_servers<'a>(view: &'a View, name: &'a str, k: usize) -> Vec<&'a Arc<Member>> {
     view.walk(position(name).wrapping_add(1), true)
         .filter(|m| m.status.is_up() && m.name != name && serves(m))
         .take(k)
-        .map(|m| &**m)
         .collect()
 }
 

@@ -144,13 +144,6 @@ impl Node {
             .await
     }
 
-    /// The members this node holds a connection to: all of them in a small full mesh, its
-    /// overlay neighbours in a partial view, its servers for a client (see
-    /// [`crate::Topology`]).
-    pub async fn connections(&self) -> Result<Vec<String>, Error> {
-        Ok(self.broadcast_status(None).await?.neighbours)
-    }
-
     /// Cancels running exchanges; returns how many.
     pub async fn cancel_exchanges(&self, selector: ExchangeSelector) -> Result<usize, Error> {
         self.call(|reply| Command::CancelExchanges { selector, reply })

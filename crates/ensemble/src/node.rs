@@ -230,6 +230,13 @@ impl Node {
         WeakNode(Arc::downgrade(&self.inner))
     }
 
+    /// The members this node holds a connection to: all of them in a small full mesh, its
+    /// overlay neighbours in a partial view, its servers for a client (see
+    /// [`crate::Topology`]). Broadcast's neighbours are exactly these connections.
+    pub async fn connections(&self) -> Result<Vec<String>, Error> {
+        Ok(self.broadcast_status(None).await?.neighbours)
+    }
+
     /// The named messaging channels declared besides the default one.
     pub fn channels(&self) -> &[String] {
         &self.inner.channels

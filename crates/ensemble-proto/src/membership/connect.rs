@@ -82,7 +82,7 @@ impl Membership {
         let me = self.view.get(&self.name).cloned();
         let servers = topology::nearest_servers(&self.view, to, REFERRED_SERVERS)
             .into_iter()
-            .filter_map(|m| self.view.get(&m.name).cloned());
+            .cloned();
         let members = me.into_iter().chain(servers).collect();
         self.send(to, MembershipMsg::Referral { members });
         self.outputs
