@@ -201,42 +201,46 @@ impl Stack {
         match r.hops.checked_sub(1) {
             Some(hops) => {
                 self.relayed += 1;
-                let out = self.route_direct(r.from, r.to, hops, r.msg);
+                let out = self.route_direct(Some((r.from, hops)), r.to, r.msg);
                 self.outputs.extend(out);
             }
             None => self.relay_dropped += 1,
         }
     }
 
-    /// Where a named message from `from` (this node, or the sender of a relayed one) to `to`
-    /// goes next: straight to `to` if connected, else through a relay (client-server).
+    /// Where a named message to `to` goes next: straight to `to` if connected, else through a
+    /// relay (client-server). `relayed` is the original sender and the hops left of a message
+    /// this node relays; None for one sent from here.
     fn route_direct(
         &mut self,
-        from: String,
+        relayed: Option<(String, u8)>,
         to: String,
-        hops: u8,
         msg: DirectMsg,
     ) -> Option<StackOutput> {
-        let mine = from == self.membership.local().name;
-        let hop = match self.membership.route(&to) {
-            Some(hop) => hop,
+        // A relay in between, or None to hand it to `to` itself.
+        let via = match self.membership.route(&to) {
+            Some(hop) if hop == to => None,
+            Some(hop) => Some(hop.to_owned()),
             // Not connected yet: the runtime holds or drops it, and retransmission covers it.
-            None if mine => to.clone(),
+            None if relayed.is_none() => None,
             None => {
                 self.relay_dropped += 1;
                 return None;
             }
         };
-        let msg = if mine && hop == to {
-            Message::Direct(msg)
-        } else {
-            Message::Relay(RelayMsg {
-                from,
-                to,
-                hops,
-                msg,
-            })
-        };
+        if via.is_none() && relayed.is_none() {
+            let msg = Message::Direct(msg);
+            return Some(StackOutput::Send { to, msg });
+        }
+        let hop = via.unwrap_or_else(|| to.clone());
+        let (from, hops) =
+            relayed.unwrap_or_else(|| (self.membership.local().name.clone(), RELAY_HOPS));
+        let msg = Message::Relay(RelayMsg {
+            from,
+            to,
+            hops,
+            msg,
+        });
         Some(StackOutput::Send { to: hop, msg })
     }
 
@@ -247,7 +251,7 @@ impl Stack {
 
     /// The connected member a named message to `to` is handed to (see
     /// [`Membership::route`]).
-    pub fn route(&self, to: &str) -> Option<String> {
+    pub fn route(&self, to: &str) -> Option<&str> {
         self.membership.route(to)
     }
 
@@ -335,8 +339,7 @@ impl Stack {
                 any = true;
                 match o {
                     messaging::Output::Send { to, msg } => {
-                        let me = self.membership.local().name.clone();
-                        let out = self.route_direct(me, to, RELAY_HOPS, msg);
+                        let out = self.route_direct(None, to, msg);
                         self.outputs.extend(out);
                     }
                     other => self.outputs.push_back(StackOutput::Messaging(other)),

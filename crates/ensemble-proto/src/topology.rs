@@ -92,7 +92,7 @@ pub fn serves(m: &Member) -> bool {
 }
 
 /// The live servers nearest `name` on the ring, clockwise from its position, at most `k`.
-pub fn nearest_servers<'a>(view: &'a View, name: &'a str, k: usize) -> Vec<&'a Arc<Member>> {
+pub fn nearest_servers<'a>(view: &'a View, name: &str, k: usize) -> Vec<&'a Arc<Member>> {
     view.walk(position(name).wrapping_add(1), true)
         .filter(|m| m.status.is_up() && m.name != name && serves(m))
         .take(k)

@@ -456,7 +456,6 @@ impl Sim {
                     });
                 }
             }
-            // Named messaging is not simulated yet.
             StackOutput::Messaging(o) => {
                 let at = self.elapsed();
                 self.message_outputs.push((at, from, o));

@@ -518,10 +518,11 @@ impl Driver {
             return;
         }
         // Connected, or reachable through a relay (client-server).
-        let routable = self
-            .core
-            .route(&to)
-            .is_some_and(|hop| self.conns.contains_key(&hop));
+        let routable = self.conns.contains_key(&to)
+            || self
+                .core
+                .route(&to)
+                .is_some_and(|hop| self.conns.contains_key(hop));
         let (timeout, reply) = match ack {
             Some(timeout) => (timeout, Some(reply)),
             // A cast to a member not connected yet (it just joined) waits for the connection

@@ -150,7 +150,7 @@ impl Node {
             addr,
             incarnation,
             instance,
-            role: config.membership.topology.role(),
+            role,
         };
         let rng_seed = rand::random();
         let now = std::time::Instant::now();
@@ -214,7 +214,7 @@ impl Node {
                 partitions: partitions_rx,
                 tracker: std::sync::atomic::AtomicBool::new(false),
                 channels: config.channels.clone(),
-                role: config.membership.topology.role(),
+                role,
             }),
         })
     }
@@ -423,10 +423,9 @@ fn user_tags(
              (Config::membership.topology, or ensemble agent --topology/--role)"
         )));
     }
+    let tags = Tags::new(tags)?;
     if let Some(r) = role {
-        let mut with_role = tags.clone();
-        with_role.insert(ROLE_TAG.into(), r.as_str().into());
-        Tags::new(with_role)?;
+        tags.clone().with(ROLE_TAG, r.as_str()).check()?;
     }
-    Ok(Tags::new(tags)?)
+    Ok(tags)
 }

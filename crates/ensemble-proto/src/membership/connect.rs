@@ -113,18 +113,17 @@ impl Membership {
     /// The connected member to hand a message for `to` to: `to` itself if connected; in a
     /// client-server topology, a server connected to it (or, from a client, any server, which
     /// relays on through the server mesh). None if there is no way from here.
-    pub fn route(&self, to: &str) -> Option<String> {
-        if self.peers.contains_key(to) {
-            return Some(to.to_owned());
+    pub fn route(&self, to: &str) -> Option<&str> {
+        if let Some((name, _)) = self.peers.get_key_value(to) {
+            return Some(name);
         }
         let role = self.role()?;
         let target = self.view.get(to).filter(|m| m.status.is_up())?;
-        let connected_server = |m: &Member| m.status.is_up() && topology::serves(m);
         if !topology::serves(target) {
             let k = self.config.servers_per_client;
             let its = topology::nearest_servers(&self.view, to, k);
-            if let Some(s) = its.iter().find(|s| self.peers.contains_key(&s.name)) {
-                return Some(s.name.clone());
+            if let Some(s) = its.into_iter().find(|s| self.peers.contains_key(&s.name)) {
+                return Some(&s.name);
             }
         }
         if role == Role::Server {
@@ -133,8 +132,12 @@ impl Membership {
         }
         self.peers
             .keys()
-            .find(|p| self.view.get(p).is_some_and(|m| connected_server(m)))
-            .cloned()
+            .find(|p| {
+                self.view
+                    .get(p)
+                    .is_some_and(|m| m.status.is_up() && topology::serves(m))
+            })
+            .map(String::as_str)
     }
 
     pub(super) fn on_disconnected(&mut self, now: Instant, name: &str) {

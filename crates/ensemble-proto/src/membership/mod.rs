@@ -532,7 +532,6 @@ impl Membership {
     }
 }
 
-/// `d` give or take a tenth, at random.
 /// `tags` with the role tag of `topology` (none in a full mesh).
 fn with_role(tags: Tags, topology: Topology) -> Tags {
     match topology.role() {
@@ -541,6 +540,7 @@ fn with_role(tags: Tags, topology: Topology) -> Tags {
     }
 }
 
+/// `d` give or take a tenth, at random.
 fn jittered(d: Duration, rng: &mut SmallRng) -> Duration {
     d.mul_f64(rng.gen_range(0.9..1.1))
 }
