@@ -319,8 +319,12 @@ impl Replica {
         let mut changes = Vec::new();
         {
             let mut store = self.store();
-            for op in ops.iter() {
-                store.apply(now, op, &mut changes);
+            // A decoded message is ours alone: its records move into the store.
+            match Arc::try_unwrap(ops) {
+                Ok(ops) => ops
+                    .into_iter()
+                    .for_each(|op| store.apply_owned(now, op, &mut changes)),
+                Err(ops) => ops.iter().for_each(|op| store.apply(now, op, &mut changes)),
             }
         }
         self.changed(fx, changes);

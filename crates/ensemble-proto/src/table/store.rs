@@ -209,31 +209,37 @@ impl Store {
 
     /// Applies a write (made here or received); returns the changes it made.
     pub fn apply(&mut self, now: Instant, op: &Op, changes: &mut Vec<Change>) {
+        self.apply_owned(now, op.clone(), changes)
+    }
+
+    /// [`Store::apply`] for a write nobody else holds (one received): its key and value move
+    /// into the store instead of being shared.
+    pub fn apply_owned(&mut self, now: Instant, op: Op, changes: &mut Vec<Change>) {
         let version = match op {
             Op::Insert { version, .. }
             | Op::Delete { version, .. }
-            | Op::DeleteObject { version, .. } => *version,
+            | Op::DeleteObject { version, .. } => version,
         };
         self.clock = self.clock.max(version.time);
         match (self.kind, op) {
             (Kind::Set, Op::Insert { key, value, .. }) => {
-                self.set_slot(now, key, Some(value.clone()), version, false, changes)
+                self.set_slot(now, key, Some(value), version, false, changes)
             }
             (Kind::Set, Op::Delete { key, .. }) => {
                 self.set_slot(now, key, None, version, false, changes)
             }
             (Kind::Set, Op::DeleteObject { key, value, .. }) => {
-                if self.set.get(key).and_then(|s| s.value.as_ref()) == Some(value) {
+                if self.set.get(&key).and_then(|s| s.value.as_ref()) == Some(&value) {
                     self.set_slot(now, key, None, version, false, changes)
                 }
             }
             (Kind::Bag, Op::Insert { key, value, .. }) => {
-                self.bag_object(now, key, value, version, true, false, changes)
+                self.bag_object(now, &key, &value, version, true, false, changes)
             }
             (Kind::Bag, Op::DeleteObject { key, value, .. }) => {
-                self.bag_object(now, key, value, version, false, false, changes)
+                self.bag_object(now, &key, &value, version, false, false, changes)
             }
-            (Kind::Bag, Op::Delete { key, .. }) => self.bag_clear(now, key, version, changes),
+            (Kind::Bag, Op::Delete { key, .. }) => self.bag_clear(now, &key, version, changes),
         }
     }
 
@@ -242,7 +248,8 @@ impl Store {
         self.clock = self.clock.max(r.version.time);
         match self.kind {
             Kind::Set => {
-                self.set_slot(now, &r.key, Some(r.value.clone()), r.version, true, changes)
+                let (key, value) = (r.key.clone(), r.value.clone());
+                self.set_slot(now, key, Some(value), r.version, true, changes)
             }
             Kind::Bag => self.bag_object(now, &r.key, &r.value, r.version, true, true, changes),
         }
@@ -336,46 +343,44 @@ impl Store {
     fn set_slot(
         &mut self,
         now: Instant,
-        key: &Bytes,
+        key: Bytes,
         value: Option<Bytes>,
         version: Version,
         force: bool,
         changes: &mut Vec<Change>,
     ) {
-        // One walk of the map: the slot is read and replaced in place.
-        let slot = Slot {
-            value: value.clone(),
-            version,
-        };
-        let (old, old_version) = match self.set.entry(key.clone()) {
+        // Worked out before the key and value move into the map (one walk of it).
+        let added = value
+            .as_ref()
+            .map(|v| (Self::cost(&key, v), record_hash(&key, v, version)));
+        let tombstone = value.is_none().then(|| key.clone());
+        let change = self.watched.then(|| (key.clone(), value.clone()));
+        let slot = Slot { value, version };
+        let old = match self.set.entry(key) {
             Entry::Occupied(s) if s.get().version >= version && !force => return,
             Entry::Occupied(mut s) => {
                 let old = std::mem::replace(s.get_mut(), slot);
-                (old.value, old.version)
+                old.value.inspect(|o| {
+                    self.live -= 1;
+                    self.bytes -= Self::cost(s.key(), o);
+                    self.digest ^= record_hash(s.key(), o, old.version);
+                })
             }
             Entry::Vacant(e) => {
                 e.insert(slot);
-                (None, Version::default())
+                None
             }
         };
-        if let Some(o) = &old {
-            self.live -= 1;
-            self.bytes -= Self::cost(key, o);
-            self.digest ^= record_hash(key, o, old_version);
-        }
-        if let Some(n) = &value {
+        if let Some((cost, hash)) = added {
             self.live += 1;
-            self.bytes += Self::cost(key, n);
-            self.digest ^= record_hash(key, n, version);
-        } else {
-            self.tombstones.push_back((now, key.clone(), None, version));
+            self.bytes += cost;
+            self.digest ^= hash;
         }
-        if self.watched && old != value {
-            changes.push(Change {
-                key: key.clone(),
-                old,
-                new: value,
-            });
+        if let Some(key) = tombstone {
+            self.tombstones.push_back((now, key, None, version));
+        }
+        if let Some((key, new)) = change.filter(|(_, new)| old != *new) {
+            changes.push(Change { key, old, new });
         }
     }
 
