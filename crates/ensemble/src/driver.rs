@@ -344,7 +344,7 @@ impl Driver {
                     return None;
                 }
                 // Dial directly, whatever the core's dial schedule: the caller waits for this
-                // result. A second connection this may open is dropped by the dedupe rule.
+                // result. The core counts it as its dial to the address (no second one).
                 let waiters = self.join_waiters.entry(addr).or_default();
                 waiters.retain(|w| !w.is_closed());
                 waiters.push(reply);

@@ -60,7 +60,9 @@ pub enum Input {
         /// The message.
         msg: MembershipMsg,
     },
-    /// Join the cluster of the node at `addr` (it becomes a seed: retried until reached).
+    /// Join the cluster of the node at `addr` (it becomes a seed: retried until reached). The
+    /// caller dials it at once itself; the dial's outcome comes back as `Connected` (with
+    /// `dialed`) or `DialFailed`, as for the core's own dials.
     Join {
         /// A member's address.
         addr: SocketAddr,
@@ -369,9 +371,10 @@ impl Membership {
             Input::DialFailed { addr } => self.on_dial_failed(now, addr),
             Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::Join { addr } => {
+                // The caller's dial is the one in progress: dialling again here would open a
+                // second connection from this node, and the two ends could each keep another.
                 self.overlay.add_seed(addr);
-                self.overlay.expedite(addr, now);
-                self.dial_pass_due = true;
+                self.overlay.dial_started(addr, now, None);
             }
             Input::Leave => self.leave(now),
             Input::Remove(name) => self.remove(now, &name),

@@ -315,3 +315,32 @@ fn a_malformed_fine_digest_is_rejected() {
         .iter()
         .all(|o| !matches!(o, Output::Send { .. })));
 }
+
+/// The runtime dials a joined address itself at once: the core counts that dial as its own and
+/// opens no second connection (two from one node could each be kept by a different end and
+/// both be closed), but it dials the address again if that dial fails.
+#[test]
+fn a_join_is_dialled_once_and_retried_after_a_failure() {
+    let t0 = Instant::now();
+    let mut m = node(t0);
+    drain(&mut m);
+    let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+    m.handle(t0, Input::Join { addr });
+    let dials = |outs: Vec<Output>| {
+        outs.into_iter()
+            .filter(|o| matches!(o, Output::Dial { addr: a } if *a == addr))
+            .count()
+    };
+    assert_eq!(dials(drain(&mut m)), 0, "dialled a second time");
+    m.handle(t0 + Duration::from_millis(100), Input::Tick);
+    assert_eq!(dials(drain(&mut m)), 0, "dialled while the first dial runs");
+    m.handle(t0 + Duration::from_millis(150), Input::DialFailed { addr });
+    let mut later = t0 + Duration::from_millis(150);
+    let mut redialled = 0;
+    for _ in 0..100 {
+        later += Duration::from_millis(100);
+        m.handle(later, Input::Tick);
+        redialled += dials(drain(&mut m));
+    }
+    assert!(redialled >= 1, "the seed is retried after the failed dial");
+}
