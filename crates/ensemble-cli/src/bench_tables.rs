@@ -183,18 +183,18 @@ async fn bench(a: &TablesBench) -> Result<TablesReport> {
     // Callers run as tasks on the runtime's workers, as a service's request handlers do (and
     // as the CETS callers were Erlang processes on the node's schedulers). A caller on the
     // thread that blocks on the runtime would pay a cross-thread wake-up for every reply.
-    let (sync, t) = (a.sync, Instant::now());
+    let (n, t) = (a.sync, Instant::now());
     tokio::spawn({
         let (table, value) = (table.clone(), value.clone());
         async move {
-            for i in 0..sync {
+            for i in 0..n {
                 table.insert(format!("s{i}"), value.clone()).await?;
             }
             Ok::<_, ensemble::Error>(())
         }
     })
     .await??;
-    let sync = sync as f64 / t.elapsed().as_secs_f64();
+    let sync = n as f64 / t.elapsed().as_secs_f64();
 
     let per = a.concurrent / a.callers;
     let t = Instant::now();
