@@ -209,38 +209,56 @@ impl Store {
 
     /// Applies a write (made here or received); returns the changes it made.
     pub fn apply(&mut self, now: Instant, op: &Op, changes: &mut Vec<Change>) {
-        self.apply_owned(now, op.clone(), changes)
+        match self.kind {
+            // A set keeps the op's key and value: they are shared with it.
+            Kind::Set => self.apply_owned(now, op.clone(), changes),
+            Kind::Bag => self.apply_to_bag(now, op, changes),
+        }
     }
 
     /// [`Store::apply`] for a write nobody else holds (one received): its key and value move
     /// into the store instead of being shared.
     pub fn apply_owned(&mut self, now: Instant, op: Op, changes: &mut Vec<Change>) {
-        let version = match op {
-            Op::Insert { version, .. }
-            | Op::Delete { version, .. }
-            | Op::DeleteObject { version, .. } => version,
-        };
-        self.clock = self.clock.max(version.time);
-        match (self.kind, op) {
-            (Kind::Set, Op::Insert { key, value, .. }) => {
+        if self.kind == Kind::Bag {
+            return self.apply_to_bag(now, &op, changes);
+        }
+        let version = Self::see_version(&mut self.clock, &op);
+        match op {
+            Op::Insert { key, value, .. } => {
                 self.set_slot(now, key, Some(value), version, false, changes)
             }
-            (Kind::Set, Op::Delete { key, .. }) => {
-                self.set_slot(now, key, None, version, false, changes)
-            }
-            (Kind::Set, Op::DeleteObject { key, value, .. }) => {
+            Op::Delete { key, .. } => self.set_slot(now, key, None, version, false, changes),
+            Op::DeleteObject { key, value, .. } => {
                 if self.set.get(&key).and_then(|s| s.value.as_ref()) == Some(&value) {
                     self.set_slot(now, key, None, version, false, changes)
                 }
             }
-            (Kind::Bag, Op::Insert { key, value, .. }) => {
-                self.bag_object(now, &key, &value, version, true, false, changes)
-            }
-            (Kind::Bag, Op::DeleteObject { key, value, .. }) => {
-                self.bag_object(now, &key, &value, version, false, false, changes)
-            }
-            (Kind::Bag, Op::Delete { key, .. }) => self.bag_clear(now, &key, version, changes),
         }
+    }
+
+    /// A bag copies what it keeps of an op into its object map, so it works from a reference.
+    fn apply_to_bag(&mut self, now: Instant, op: &Op, changes: &mut Vec<Change>) {
+        let version = Self::see_version(&mut self.clock, op);
+        match op {
+            Op::Insert { key, value, .. } => {
+                self.bag_object(now, key, value, version, true, false, changes)
+            }
+            Op::DeleteObject { key, value, .. } => {
+                self.bag_object(now, key, value, version, false, false, changes)
+            }
+            Op::Delete { key, .. } => self.bag_clear(now, key, version, changes),
+        }
+    }
+
+    /// The op's version; the Lamport clock moves past it.
+    fn see_version(clock: &mut u64, op: &Op) -> Version {
+        let version = match op {
+            Op::Insert { version, .. }
+            | Op::Delete { version, .. }
+            | Op::DeleteObject { version, .. } => *version,
+        };
+        *clock = (*clock).max(version.time);
+        version
     }
 
     /// Writes a record a join decided on, over whatever this replica holds under its key.
