@@ -10,6 +10,7 @@
 //! - [`store`]: the records of a replica (set or bag).
 //! - [`msg`]: the messages between replicas.
 
+mod blob;
 mod join;
 pub mod msg;
 mod replica;

@@ -319,13 +319,7 @@ impl Replica {
         let mut changes = Vec::new();
         {
             let mut store = self.store();
-            // A decoded message is ours alone: its records move into the store.
-            match Arc::try_unwrap(ops) {
-                Ok(ops) => ops
-                    .into_iter()
-                    .for_each(|op| store.apply_owned(now, op, &mut changes)),
-                Err(ops) => ops.iter().for_each(|op| store.apply(now, op, &mut changes)),
-            }
+            ops.iter().for_each(|op| store.apply(now, op, &mut changes));
         }
         self.changed(fx, changes);
     }
@@ -597,9 +591,10 @@ impl Replica {
             Some(LeaderResult::NotLeader)
         } else {
             match &op {
-                LeaderOp::InsertNew { key, .. } | LeaderOp::InsertNewOrLookup { key, .. } => {
-                    self.read().get(key).cloned().map(LeaderResult::Exists)
-                }
+                LeaderOp::InsertNew { key, .. } | LeaderOp::InsertNewOrLookup { key, .. } => self
+                    .read()
+                    .get(key)
+                    .map(|v| LeaderResult::Exists(v.to_vec().into())),
                 LeaderOp::InsertSerial { .. } => None,
             }
         };

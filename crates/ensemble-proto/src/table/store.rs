@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::blob::Blob;
 use super::msg::{Op, Record, Version};
 
 /// Set or bag semantics.
@@ -38,7 +39,7 @@ const RECORD_OVERHEAD: usize = 64;
 
 #[derive(Debug, Clone)]
 struct Slot {
-    value: Option<Bytes>,
+    value: Option<Blob>,
     version: Version,
 }
 
@@ -47,7 +48,7 @@ struct BagSlot {
     /// Objects with a version up to this were deleted by a `Delete` of the key.
     cleared: Version,
     /// Object value -> (version, live).
-    objects: BTreeMap<Bytes, (Version, bool)>,
+    objects: BTreeMap<Blob, (Version, bool)>,
     live: usize,
 }
 
@@ -55,14 +56,14 @@ struct BagSlot {
 #[derive(Debug)]
 pub struct Store {
     kind: Kind,
-    set: BTreeMap<Bytes, Slot>,
-    bag: BTreeMap<Bytes, BagSlot>,
+    set: BTreeMap<Blob, Slot>,
+    bag: BTreeMap<Blob, BagSlot>,
     live: usize,
     bytes: usize,
     clock: u64,
     /// (when, key, bag object or `None` for the key, version of the delete): a tombstone is
     /// collected only if nothing newer replaced it meanwhile.
-    tombstones: VecDeque<(Instant, Bytes, Option<Bytes>, Version)>,
+    tombstones: VecDeque<(Instant, Blob, Option<Blob>, Version)>,
     /// Whether changes are reported (someone subscribed): building them costs a few
     /// allocations per record.
     pub watched: bool,
@@ -132,14 +133,14 @@ impl Store {
     }
 
     /// The value under `key` (set), or the first of its values (bag).
-    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         match self.kind {
-            Kind::Set => self.set.get(key).and_then(|s| s.value.as_ref()),
+            Kind::Set => self.set.get(key).and_then(|s| s.value.as_deref()),
             Kind::Bag => self.bag.get(key).and_then(|b| {
                 b.objects
                     .iter()
                     .find(|(_, (_, live))| *live)
-                    .map(|(v, _)| v)
+                    .map(|(v, _)| &**v)
             }),
         }
     }
@@ -147,7 +148,11 @@ impl Store {
     /// Every live value under `key` (one at most for a set).
     pub fn get_all(&self, key: &[u8]) -> Vec<Bytes> {
         match self.kind {
-            Kind::Set => self.get(key).cloned().into_iter().collect(),
+            Kind::Set => self
+                .get(key)
+                .map(Bytes::copy_from_slice)
+                .into_iter()
+                .collect(),
             Kind::Bag => self
                 .bag
                 .get(key)
@@ -155,7 +160,7 @@ impl Store {
                     b.objects
                         .iter()
                         .filter(|(_, (_, live))| *live)
-                        .map(|(v, _)| v.clone())
+                        .map(|(v, _)| Bytes::copy_from_slice(v))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -164,19 +169,29 @@ impl Store {
 
     /// Every live record, in key order.
     pub fn records(&self) -> Vec<Record> {
-        let mut out = Vec::with_capacity(self.live);
+        // Every key and value is copied into one buffer, and records take slices of it: one
+        // allocation for a snapshot instead of two per record.
+        let mut buf = Vec::with_capacity(self.bytes.saturating_sub(self.live * RECORD_OVERHEAD));
+        let mut spans = Vec::with_capacity(self.live);
         self.for_each(|key, value, version| {
-            out.push(Record {
-                key: key.clone(),
-                value: value.clone(),
+            let start = buf.len();
+            buf.extend_from_slice(key);
+            buf.extend_from_slice(value);
+            spans.push((start, start + key.len(), buf.len(), version));
+        });
+        let buf = Bytes::from(buf);
+        spans
+            .into_iter()
+            .map(|(start, split, end, version)| Record {
+                key: buf.slice(start..split),
+                value: buf.slice(split..end),
                 version,
             })
-        });
-        out
+            .collect()
     }
 
     /// Calls `f` on every live record, in key order.
-    pub fn for_each(&self, mut f: impl FnMut(&Bytes, &Bytes, Version)) {
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8], Version)) {
         match self.kind {
             Kind::Set => {
                 for (k, s) in &self.set {
@@ -207,46 +222,30 @@ impl Store {
         }
     }
 
-    /// Applies a write (made here or received); returns the changes it made.
+    /// Applies a write (made here or received); returns the changes it made. The store keeps
+    /// copies of the op's key and value (inline when short), so the op's buffers are freed
+    /// with the op.
     pub fn apply(&mut self, now: Instant, op: &Op, changes: &mut Vec<Change>) {
-        match self.kind {
-            // A set keeps the op's key and value: they are shared with it.
-            Kind::Set => self.apply_owned(now, op.clone(), changes),
-            Kind::Bag => self.apply_to_bag(now, op, changes),
-        }
-    }
-
-    /// [`Store::apply`] for a write nobody else holds (one received): its key and value move
-    /// into the store instead of being shared.
-    pub fn apply_owned(&mut self, now: Instant, op: Op, changes: &mut Vec<Change>) {
-        if self.kind == Kind::Bag {
-            return self.apply_to_bag(now, &op, changes);
-        }
-        let version = Self::see_version(&mut self.clock, &op);
-        match op {
-            Op::Insert { key, value, .. } => {
+        let version = Self::see_version(&mut self.clock, op);
+        match (self.kind, op) {
+            (Kind::Set, Op::Insert { key, value, .. }) => {
                 self.set_slot(now, key, Some(value), version, false, changes)
             }
-            Op::Delete { key, .. } => self.set_slot(now, key, None, version, false, changes),
-            Op::DeleteObject { key, value, .. } => {
-                if self.set.get(&key).and_then(|s| s.value.as_ref()) == Some(&value) {
+            (Kind::Set, Op::Delete { key, .. }) => {
+                self.set_slot(now, key, None, version, false, changes)
+            }
+            (Kind::Set, Op::DeleteObject { key, value, .. }) => {
+                if self.get(key) == Some(&value[..]) {
                     self.set_slot(now, key, None, version, false, changes)
                 }
             }
-        }
-    }
-
-    /// A bag copies what it keeps of an op into its object map, so it works from a reference.
-    fn apply_to_bag(&mut self, now: Instant, op: &Op, changes: &mut Vec<Change>) {
-        let version = Self::see_version(&mut self.clock, op);
-        match op {
-            Op::Insert { key, value, .. } => {
+            (Kind::Bag, Op::Insert { key, value, .. }) => {
                 self.bag_object(now, key, value, version, true, false, changes)
             }
-            Op::DeleteObject { key, value, .. } => {
+            (Kind::Bag, Op::DeleteObject { key, value, .. }) => {
                 self.bag_object(now, key, value, version, false, false, changes)
             }
-            Op::Delete { key, .. } => self.bag_clear(now, key, version, changes),
+            (Kind::Bag, Op::Delete { key, .. }) => self.bag_clear(now, key, version, changes),
         }
     }
 
@@ -265,10 +264,7 @@ impl Store {
     pub fn force(&mut self, now: Instant, r: &Record, changes: &mut Vec<Change>) {
         self.clock = self.clock.max(r.version.time);
         match self.kind {
-            Kind::Set => {
-                let (key, value) = (r.key.clone(), r.value.clone());
-                self.set_slot(now, key, Some(value), r.version, true, changes)
-            }
+            Kind::Set => self.set_slot(now, &r.key, Some(&r.value), r.version, true, changes),
             Kind::Bag => self.bag_object(now, &r.key, &r.value, r.version, true, true, changes),
         }
     }
@@ -295,13 +291,13 @@ impl Store {
                 }
             }
             self.set = records
-                .into_iter()
+                .iter()
                 .map(|r| {
                     let slot = Slot {
-                        value: Some(r.value),
+                        value: Some(Blob::from(&r.value[..])),
                         version: r.version,
                     };
-                    (r.key, slot)
+                    (Blob::from(&r.key[..]), slot)
                 })
                 .collect();
             return;
@@ -347,41 +343,38 @@ impl Store {
     }
 
     /// Drops the slot of `key` once it holds no object and remembers no clear.
-    fn drop_empty_bag_slot(&mut self, key: &Bytes) {
+    fn drop_empty_bag_slot(&mut self, key: &[u8]) {
         let droppable = |b: &BagSlot| b.objects.is_empty() && b.cleared == Version::default();
         if self.bag.get(key).is_some_and(droppable) {
             self.bag.remove(key);
         }
     }
 
-    fn cost(key: &Bytes, value: &Bytes) -> usize {
+    fn cost(key: &[u8], value: &[u8]) -> usize {
         key.len() + value.len() + RECORD_OVERHEAD
     }
 
     fn set_slot(
         &mut self,
         now: Instant,
-        key: Bytes,
-        value: Option<Bytes>,
+        key: &[u8],
+        value: Option<&[u8]>,
         version: Version,
         force: bool,
         changes: &mut Vec<Change>,
     ) {
-        // Worked out before the key and value move into the map (one walk of it).
-        let added = value
-            .as_ref()
-            .map(|v| (Self::cost(&key, v), record_hash(&key, v, version)));
-        let tombstone = value.is_none().then(|| key.clone());
-        let change = self.watched.then(|| (key.clone(), value.clone()));
-        let slot = Slot { value, version };
-        let old = match self.set.entry(key) {
+        let slot = Slot {
+            value: value.map(Blob::from),
+            version,
+        };
+        let old = match self.set.entry(Blob::from(key)) {
             Entry::Occupied(s) if s.get().version >= version && !force => return,
             Entry::Occupied(mut s) => {
                 let old = std::mem::replace(s.get_mut(), slot);
                 old.value.inspect(|o| {
                     self.live -= 1;
-                    self.bytes -= Self::cost(s.key(), o);
-                    self.digest ^= record_hash(s.key(), o, old.version);
+                    self.bytes -= Self::cost(key, o);
+                    self.digest ^= record_hash(key, o, old.version);
                 })
             }
             Entry::Vacant(e) => {
@@ -389,16 +382,20 @@ impl Store {
                 None
             }
         };
-        if let Some((cost, hash)) = added {
+        if let Some(v) = value {
             self.live += 1;
-            self.bytes += cost;
-            self.digest ^= hash;
+            self.bytes += Self::cost(key, v);
+            self.digest ^= record_hash(key, v, version);
+        } else {
+            self.tombstones
+                .push_back((now, Blob::from(key), None, version));
         }
-        if let Some(key) = tombstone {
-            self.tombstones.push_back((now, key, None, version));
-        }
-        if let Some((key, new)) = change.filter(|(_, new)| old != *new) {
-            changes.push(Change { key, old, new });
+        if self.watched && old.as_deref() != value {
+            changes.push(Change {
+                key: Bytes::copy_from_slice(key),
+                old: old.as_deref().map(Bytes::copy_from_slice),
+                new: value.map(Bytes::copy_from_slice),
+            });
         }
     }
 
@@ -406,14 +403,14 @@ impl Store {
     fn bag_object(
         &mut self,
         now: Instant,
-        key: &Bytes,
-        value: &Bytes,
+        key: &[u8],
+        value: &[u8],
         version: Version,
         live: bool,
         force: bool,
         changes: &mut Vec<Change>,
     ) {
-        let slot = self.bag.entry(key.clone()).or_default();
+        let slot = self.bag.entry(Blob::from(key)).or_default();
         if !force && version <= slot.cleared {
             return;
         }
@@ -422,7 +419,7 @@ impl Store {
             Some((v, l)) => (*l, *v),
             None => (false, Version::default()),
         };
-        slot.objects.insert(value.clone(), (version, live));
+        slot.objects.insert(Blob::from(value), (version, live));
         if was {
             self.digest ^= record_hash(key, value, was_version);
         }
@@ -436,9 +433,9 @@ impl Store {
                 self.bytes += Self::cost(key, value);
                 if self.watched {
                     changes.push(Change {
-                        key: key.clone(),
+                        key: Bytes::copy_from_slice(key),
                         old: None,
-                        new: Some(value.clone()),
+                        new: Some(Bytes::copy_from_slice(value)),
                     });
                 }
             }
@@ -448,8 +445,8 @@ impl Store {
                 self.bytes -= Self::cost(key, value);
                 if self.watched {
                     changes.push(Change {
-                        key: key.clone(),
-                        old: Some(value.clone()),
+                        key: Bytes::copy_from_slice(key),
+                        old: Some(Bytes::copy_from_slice(value)),
                         new: None,
                     });
                 }
@@ -458,23 +455,17 @@ impl Store {
         }
         if !live {
             self.tombstones
-                .push_back((now, key.clone(), Some(value.clone()), version));
+                .push_back((now, Blob::from(key), Some(Blob::from(value)), version));
         }
     }
 
-    fn bag_clear(
-        &mut self,
-        now: Instant,
-        key: &Bytes,
-        version: Version,
-        changes: &mut Vec<Change>,
-    ) {
-        let slot = self.bag.entry(key.clone()).or_default();
+    fn bag_clear(&mut self, now: Instant, key: &[u8], version: Version, changes: &mut Vec<Change>) {
+        let slot = self.bag.entry(Blob::from(key)).or_default();
         if version <= slot.cleared {
             return;
         }
         slot.cleared = version;
-        let gone: Vec<Bytes> = slot
+        let gone: Vec<Blob> = slot
             .objects
             .iter()
             .filter(|(_, (v, _))| *v < version)
@@ -489,13 +480,14 @@ impl Store {
                 self.bytes -= Self::cost(key, &value);
                 if self.watched {
                     changes.push(Change {
-                        key: key.clone(),
-                        old: Some(value),
+                        key: Bytes::copy_from_slice(key),
+                        old: Some(Bytes::copy_from_slice(&value)),
                         new: None,
                     });
                 }
             }
         }
-        self.tombstones.push_back((now, key.clone(), None, version));
+        self.tombstones
+            .push_back((now, Blob::from(key), None, version));
     }
 }

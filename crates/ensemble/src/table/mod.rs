@@ -4,6 +4,7 @@
 //! Keys and values are any serde types, encoded with postcard. The protocol (joins, conflict
 //! handler, leader operations, re-merge after splits) is [`ensemble_proto::table`].
 
+mod codec;
 mod options;
 mod write;
 
@@ -20,6 +21,7 @@ use tokio::sync::broadcast;
 use crate::driver::{ChangeBatch, Command, Done, Opened, TableCommand};
 use crate::error::Error;
 use crate::node::Node;
+pub(crate) use codec::{decode, encode};
 pub use options::TableOptions;
 pub use write::{PauseGuard, RequestId};
 
@@ -67,28 +69,6 @@ impl<K, V> std::fmt::Debug for Table<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table").field("name", &self.name).finish()
     }
-}
-
-pub(crate) fn encode<T: Serialize + ?Sized>(
-    table: &str,
-    what: &str,
-    x: &T,
-) -> Result<Bytes, Error> {
-    postcard::to_allocvec(x)
-        .map(Bytes::from)
-        .map_err(|e| Error::Codec {
-            table: table.to_string(),
-            reason: format!("cannot encode {what}: {e}"),
-        })
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(table: &str, what: &str, b: &[u8]) -> Result<T, Error> {
-    postcard::from_bytes(b).map_err(|e| Error::Codec {
-        table: table.to_string(),
-        reason: format!(
-            "cannot decode {what} (another type was written under this table name?): {e}"
-        ),
-    })
 }
 
 impl Node {
@@ -191,8 +171,11 @@ where
     /// The value under `key` (a bag: the first of its values), read locally.
     pub fn get(&self, key: &K) -> Result<Option<V>, Error> {
         let k = encode(&self.name, "key", key)?;
-        let v = self.read().get(&k).cloned();
-        v.map(|v| decode(&self.name, "value", &v)).transpose()
+        let store = self.read();
+        store
+            .get(&k)
+            .map(|v| decode(&self.name, "value", v))
+            .transpose()
     }
 
     /// Every value under `key` (a set: at most one), read locally.
@@ -244,7 +227,7 @@ where
     pub fn raw_snapshot(&self) -> Vec<(Bytes, Bytes)> {
         let mut out = Vec::new();
         self.read()
-            .for_each(|k, v, _| out.push((k.clone(), v.clone())));
+            .for_each(|k, v, _| out.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v))));
         out
     }
 

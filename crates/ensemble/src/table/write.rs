@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::codec::Batch;
 use super::{decode, encode, Table};
 use crate::driver::{Command, DriverMsg, TableCommand};
 use crate::error::Error;
@@ -90,23 +91,32 @@ where
         Ok(RequestId { rx })
     }
 
+    /// One insert per record, every key and value encoded into one shared buffer.
     fn inserts(&self, records: &[(K, V)]) -> Result<Vec<WriteOp>, Error> {
-        records
-            .iter()
-            .map(|(k, v)| Ok(WriteOp::Insert(self.key(k)?, self.value(v)?)))
-            .collect()
+        let mut batch = Batch::new(&self.name, 2 * records.len());
+        for (k, v) in records {
+            batch.push("key", k)?;
+            batch.push("value", v)?;
+        }
+        let mut encoded = batch.finish();
+        let mut ops = Vec::with_capacity(records.len());
+        while let (Some(k), Some(v)) = (encoded.next(), encoded.next()) {
+            ops.push(WriteOp::Insert(k, v));
+        }
+        Ok(ops)
     }
 
     fn deletes(&self, keys: &[K]) -> Result<Vec<WriteOp>, Error> {
-        keys.iter()
-            .map(|k| Ok(WriteOp::Delete(self.key(k)?)))
-            .collect()
+        let mut batch = Batch::new(&self.name, keys.len());
+        for k in keys {
+            batch.push("key", k)?;
+        }
+        Ok(batch.finish().map(WriteOp::Delete).collect())
     }
 
     /// Inserts (a set: replaces) `key`; returns when every replica has it or went down.
     pub async fn insert(&self, key: K, value: V) -> Result<(), Error> {
-        self.write(vec![WriteOp::Insert(self.key(&key)?, self.value(&value)?)])
-            .await
+        self.write(self.inserts(&[(key, value)])?).await
     }
 
     /// Inserts many records in one replicated write.
@@ -135,8 +145,7 @@ where
 
     /// [`Table::insert`] without waiting: applied here at once, replicated in the background.
     pub async fn insert_async(&self, key: K, value: V) -> Result<RequestId, Error> {
-        self.write_async(vec![WriteOp::Insert(self.key(&key)?, self.value(&value)?)])
-            .await
+        self.write_async(self.inserts(&[(key, value)])?).await
     }
 
     /// [`Table::insert_many`] without waiting.
