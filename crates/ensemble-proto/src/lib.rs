@@ -32,6 +32,7 @@ pub mod membership;
 pub mod messaging;
 mod overlay;
 mod probe;
+mod shared_bytes;
 pub mod singleton;
 pub mod stack;
 pub mod table;

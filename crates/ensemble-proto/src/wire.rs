@@ -288,6 +288,12 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
     Ok(postcard::from_bytes(bytes)?)
 }
 
+/// [`decode`] a frame whose table records stay slices of `frame` instead of copies: no
+/// allocation per record for a table write or snapshot received.
+pub fn decode_shared(frame: &bytes::Bytes) -> Result<Frame, DecodeError> {
+    crate::shared_bytes::within(frame, decode)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

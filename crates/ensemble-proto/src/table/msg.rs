@@ -23,8 +23,10 @@ pub enum Op {
     /// Insert or replace (set); add the object (bag).
     Insert {
         /// The encoded key.
+        #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
         key: Bytes,
         /// The encoded value.
+        #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
         value: Bytes,
         /// Its version.
         version: Version,
@@ -32,6 +34,7 @@ pub enum Op {
     /// Remove the key (set) or every object under it (bag).
     Delete {
         /// The encoded key.
+        #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
         key: Bytes,
         /// Its version.
         version: Version,
@@ -39,8 +42,10 @@ pub enum Op {
     /// Remove the record only if it holds exactly this value (set), or this one object (bag).
     DeleteObject {
         /// The encoded key.
+        #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
         key: Bytes,
         /// The encoded value.
+        #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
         value: Bytes,
         /// Its version.
         version: Version,
@@ -51,8 +56,10 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The encoded key.
+    #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
     pub key: Bytes,
     /// The encoded value.
+    #[serde(deserialize_with = "crate::shared_bytes::deserialize")]
     pub value: Bytes,
     /// The version it was written with.
     pub version: Version,

@@ -253,8 +253,8 @@ async fn serve(
 
 /// Opens (decrypts and checks) and decodes one frame.
 fn open_frame(session: &mut Session, sealed: &[u8]) -> Result<Frame, String> {
-    let plain = session.open(sealed).map_err(|e| e.to_string())?;
-    wire::decode(&plain).map_err(|e| e.to_string())
+    let plain = Bytes::from(session.open(sealed).map_err(|e| e.to_string())?);
+    wire::decode_shared(&plain).map_err(|e| e.to_string())
 }
 
 /// Seals and writes one frame and whatever else is queued, then flushes once.
