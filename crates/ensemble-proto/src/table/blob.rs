@@ -62,10 +62,27 @@ impl PartialOrd for Blob {
     }
 }
 
+// Orders as the bytes do (as `Borrow<[u8]>` requires). Two inline blobs, the usual case in a
+// map search, compare as three big-endian words of their zero-padded buffers, then by length:
+// a blob that is a prefix of the other is padded with zeros where the other has bytes of at
+// least zero, so it never compares greater, and equal words leave the shorter one first.
 impl Ord for Blob {
     fn cmp(&self, other: &Self) -> Ordering {
-        (**self).cmp(&**other)
+        match (self, other) {
+            (Blob::Inline(la, a), Blob::Inline(lb, b)) => words(a).cmp(&words(b)).then(la.cmp(lb)),
+            _ => (**self).cmp(&**other),
+        }
     }
+}
+
+fn words(b: &[u8; INLINE]) -> (u64, u64, u64) {
+    let word = |at: usize| {
+        let mut w = [0; 8];
+        let n = (INLINE - at).min(8);
+        w[..n].copy_from_slice(&b[at..at + n]);
+        u64::from_be_bytes(w)
+    };
+    (word(0), word(8), word(16))
 }
 
 // Hashes as its bytes do, as `Borrow<[u8]>` requires.
@@ -89,7 +106,20 @@ mod tests {
     fn short_and_long_blobs_keep_their_bytes_and_order_as_slices() {
         assert_eq!(std::mem::size_of::<Blob>(), 24);
         assert_eq!(std::mem::size_of::<Option<Blob>>(), 24);
-        let cases: [&[u8]; 5] = [b"", b"a", &[7; 22], &[7; 23], &[9; 300]];
+        let cases: [&[u8]; 12] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"a\0\x01",
+            b"ab",
+            b"\x09m12-345",
+            &[7; 22],
+            &[7; 23],
+            &[0xff; 22],
+            &[0; 22],
+            &[9; 300],
+        ];
         for c in cases {
             let b = Blob::from(c);
             assert_eq!(&*b, c);
@@ -99,6 +129,16 @@ mod tests {
             for y in cases {
                 assert_eq!(Blob::from(x).cmp(&Blob::from(y)), x.cmp(y), "{x:?} {y:?}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn blobs_order_as_their_bytes(
+            x in proptest::collection::vec(0u8..4, 0..26),
+            y in proptest::collection::vec(0u8..4, 0..26),
+        ) {
+            proptest::prop_assert_eq!(Blob::from(&x[..]).cmp(&Blob::from(&y[..])), x.cmp(&y));
         }
     }
 }
