@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ensemble_proto::broadcast::{BroadcastError, ExchangeSelector, Handler};
 use ensemble_proto::messaging::{self, Failure};
-use ensemble_proto::wire::{self, Frame, Message, PeerInfo};
+use ensemble_proto::wire::{Message, PeerInfo};
 use ensemble_proto::{Input, Member, MemberEvent, Stack, StackOutput, Tags};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -134,7 +134,7 @@ struct Active {
     /// The peer as it announced itself in the handshake.
     peer: PeerInfo,
     /// Send queues, one per channel (see `transport::conn::Lanes`).
-    lanes: Vec<mpsc::Sender<Bytes>>,
+    lanes: Vec<mpsc::Sender<Message>>,
 }
 
 pub(crate) struct Driver {
@@ -690,9 +690,8 @@ impl Driver {
                         }
                         continue;
                     }
-                    let frame = wire::encode(&Frame::Message(msg));
                     // A closed queue means the connection just ended; its close is on its way.
-                    if let Err(TrySendError::Full(_)) = tx.try_send(Bytes::from(frame)) {
+                    if let Err(TrySendError::Full(_)) = tx.try_send(msg) {
                         self.dropped_frames += 1;
                         if self.dropped_frames.is_power_of_two() {
                             let n = self.dropped_frames;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ensemble_proto::wire::{self, Frame, PeerInfo};
+use ensemble_proto::wire::{self, Frame, Message, PeerInfo};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -49,7 +49,7 @@ pub(crate) struct ConnHandle {
     pub dialer: String,
     /// Frames to write, one queue per channel (lane 0: the default channel and every other
     /// protocol). Dropping them closes the connection once the queues are written.
-    pub lanes: Vec<mpsc::Sender<Bytes>>,
+    pub lanes: Vec<mpsc::Sender<Message>>,
 }
 
 impl Shared {
@@ -257,17 +257,21 @@ fn open_frame(session: &mut Session, sealed: &[u8]) -> Result<Frame, String> {
     wire::decode_shared(&plain).map_err(|e| e.to_string())
 }
 
-/// Seals and writes one frame and whatever else is queued, then flushes once.
+/// Encodes, seals and writes one message and whatever else is queued, then flushes once.
+/// Each connection encodes its own messages, so a message to many peers (a table write) is
+/// encoded and sealed for each on as many cores at once.
 async fn write_batch(
     stream: &mut FramedStream,
     session: &mut Session,
-    first: Bytes,
+    first: Message,
     rx: &mut Lanes,
 ) -> std::io::Result<()> {
-    stream.feed(session.seal(&first)).await?;
+    let seal =
+        |session: &mut Session, msg: Message| session.seal(&wire::encode(&Frame::Message(msg)));
+    stream.feed(seal(session, first)).await?;
     for _ in 0..256 {
         match rx.try_recv() {
-            Some(b) => stream.feed(session.seal(&b)).await?,
+            Some(msg) => stream.feed(seal(session, msg)).await?,
             None => break,
         }
     }
@@ -278,18 +282,18 @@ async fn write_batch(
 /// at a time: a channel with a long backlog delays a frame of another by one frame at most
 /// (plus what the socket already holds).
 struct Lanes {
-    rx: Vec<mpsc::Receiver<Bytes>>,
+    rx: Vec<mpsc::Receiver<Message>>,
     next: usize,
 }
 
 impl Lanes {
-    fn new(n: usize, capacity: usize) -> (Vec<mpsc::Sender<Bytes>>, Lanes) {
-        let (tx, rx) = (0..n).map(|_| mpsc::channel::<Bytes>(capacity)).unzip();
+    fn new(n: usize, capacity: usize) -> (Vec<mpsc::Sender<Message>>, Lanes) {
+        let (tx, rx) = (0..n).map(|_| mpsc::channel::<Message>(capacity)).unzip();
         (tx, Lanes { rx, next: 0 })
     }
 
     /// The next queued frame, from the next lane in turn that has one.
-    fn try_recv(&mut self) -> Option<Bytes> {
+    fn try_recv(&mut self) -> Option<Message> {
         let n = self.rx.len();
         for k in 0..n {
             let i = (self.next + k) % n;
@@ -302,7 +306,7 @@ impl Lanes {
     }
 
     /// Waits for the next frame; None once every lane is closed and empty.
-    async fn recv(&mut self) -> Option<Bytes> {
+    async fn recv(&mut self) -> Option<Message> {
         std::future::poll_fn(|cx| {
             let n = self.rx.len();
             let mut closed = 0;
