@@ -22,6 +22,8 @@ use crate::secret::Secret;
 const MAX_PENDING_HANDSHAKES: usize = 256;
 /// Longest a write may block before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a connection this node closed is still read, waiting for the peer to close it too.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What connection tasks share with the driver.
 pub(crate) struct Shared {
@@ -210,21 +212,11 @@ async fn serve(
     }
     let reason = loop {
         tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(sealed)) => match open_frame(&mut session, &sealed) {
-                    Ok(Frame::Message(msg)) => {
-                        let m = DriverMsg::Inbound { from: name.clone(), msg };
-                        if shared.driver.send(m).await.is_err() {
-                            break Close::Stopped;
-                        }
-                    }
-                    Ok(_) => break Close::Protocol("a handshake frame after the handshake".into()),
-                    Err(e) => break Close::Protocol(e),
-                },
-                // Oversized frames end up here too.
-                Some(Err(e)) => break Close::from_io("read", e),
-                None => break Close::ByPeer,
-            },
+            frame = stream.next() => {
+                if let Err(close) = deliver(&shared, &name, &mut session, frame).await {
+                    break close;
+                }
+            }
             out = rx.recv() => match out {
                 Some(bytes) => {
                     // A peer that stops reading (hung) must not hold this task for ever.
@@ -236,9 +228,12 @@ async fn serve(
                     }
                 }
                 None => {
-                    let flush = SinkExt::<Bytes>::flush(&mut stream);
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, flush).await;
-                    break Close::ByUs;
+                    // Written out and half-closed. The peer may have sent messages before it
+                    // saw that (on a duplicate connection both ends give up, for one): they
+                    // are read and delivered until it closes too.
+                    let close = SinkExt::<Bytes>::close(&mut stream);
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, close).await;
+                    break drain(&shared, &name, &mut session, &mut stream).await;
                 }
             },
         }
@@ -249,6 +244,55 @@ async fn serve(
         Close::ByUs | Close::Stopped => debug!(peer = %name, "connection to {name} closed here"),
     }
     let _ = shared.driver.send(DriverMsg::ConnDown { id, name }).await;
+}
+
+/// Hands a frame read from the peer to the driver; `Err` says why the connection ends.
+async fn deliver(
+    shared: &Shared,
+    name: &str,
+    session: &mut Session,
+    frame: Option<std::io::Result<bytes::BytesMut>>,
+) -> Result<(), Close> {
+    match frame {
+        Some(Ok(sealed)) => match open_frame(session, &sealed) {
+            Ok(Frame::Message(msg)) => {
+                let m = DriverMsg::Inbound {
+                    from: name.to_string(),
+                    msg,
+                };
+                shared.driver.send(m).await.map_err(|_| Close::Stopped)
+            }
+            Ok(_) => Err(Close::Protocol(
+                "a handshake frame after the handshake".into(),
+            )),
+            Err(e) => Err(Close::Protocol(e)),
+        },
+        // Oversized frames end up here too.
+        Some(Err(e)) => Err(Close::from_io("read", e)),
+        None => Err(Close::ByPeer),
+    }
+}
+
+/// After this side closed the connection: delivers what the peer still sends until it closes
+/// its side too, for at most [`DRAIN_TIMEOUT`].
+async fn drain(
+    shared: &Shared,
+    name: &str,
+    session: &mut Session,
+    stream: &mut FramedStream,
+) -> Close {
+    let read_all = async {
+        loop {
+            match deliver(shared, name, session, stream.next().await).await {
+                Ok(()) => {}
+                Err(Close::ByPeer) => return Close::ByUs,
+                Err(close) => return close,
+            }
+        }
+    };
+    tokio::time::timeout(DRAIN_TIMEOUT, read_all)
+        .await
+        .unwrap_or(Close::ByUs)
 }
 
 /// Opens (decrypts and checks) and decodes one frame.
@@ -328,5 +372,76 @@ impl Lanes {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ensemble_proto::table::TableMsg;
+
+    fn ack(seq: u64) -> Message {
+        Message::Table(TableMsg::Ack {
+            table: "t".into(),
+            seq,
+        })
+    }
+
+    /// Messages the peer sent on a connection this node already gave up still arrive.
+    #[tokio::test]
+    async fn a_connection_closed_here_delivers_what_the_peer_sent_before_it_closed_too() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (ours, mut theirs) = (framed(ours.unwrap()), framed(theirs.unwrap().0));
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        let (session, mut peer_session) = (Session::new(&k1, &k2), Session::new(&k2, &k1));
+        let secret = Secret::new("a-long-shared-cluster-secret").unwrap();
+        let config = crate::Config::new("a", addr, secret.clone());
+        let me = PeerInfo {
+            name: "a".into(),
+            addr,
+            incarnation: 1,
+            instance: 1,
+            role: None,
+        };
+        let (driver, mut inbox) = mpsc::channel(64);
+        let shared = Shared::new(
+            "c".into(),
+            secret,
+            watch::channel(me.clone()).1,
+            &config,
+            driver,
+        );
+        let peer = PeerInfo {
+            name: "b".into(),
+            ..me
+        };
+        let task = tokio::spawn(serve(shared, ours, session, peer, "a".into(), None));
+        let Some(DriverMsg::ConnUp { conn, .. }) = inbox.recv().await else {
+            panic!("no ConnUp");
+        };
+        // This node gives the connection up (its queues close) before the peer's messages
+        // arrive; the peer does not know yet.
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for seq in 0..3 {
+            let frame = wire::encode(&Frame::Message(ack(seq)));
+            theirs.send(peer_session.seal(&frame)).await.unwrap();
+        }
+        // The peer reads this node's close, then closes its side.
+        assert!(theirs.next().await.is_none(), "this side half-closed");
+        drop(theirs);
+        let mut got = Vec::new();
+        while let Some(m) = inbox.recv().await {
+            match m {
+                DriverMsg::Inbound { from, msg } => got.push((from, msg)),
+                DriverMsg::ConnDown { .. } => break,
+                _ => {}
+            }
+        }
+        let want: Vec<_> = (0..3).map(|s| ("b".to_string(), ack(s))).collect();
+        assert_eq!(got, want);
+        task.await.unwrap();
     }
 }
