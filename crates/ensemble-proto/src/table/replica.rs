@@ -594,7 +594,7 @@ impl Replica {
                 LeaderOp::InsertNew { key, .. } | LeaderOp::InsertNewOrLookup { key, .. } => self
                     .read()
                     .get(key)
-                    .map(|v| LeaderResult::Exists(v.to_vec().into())),
+                    .map(|v| LeaderResult::Exists(Bytes::copy_from_slice(v))),
                 LeaderOp::InsertSerial { .. } => None,
             }
         };

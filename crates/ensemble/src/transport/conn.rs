@@ -49,7 +49,7 @@ pub(crate) struct ConnHandle {
     pub id: u64,
     /// Name of the node that dialled (for choosing between two connections to one peer).
     pub dialer: String,
-    /// Frames to write, one queue per channel (lane 0: the default channel and every other
+    /// Messages to write, one queue per channel (lane 0: the default channel and every other
     /// protocol). Dropping them closes the connection once the queues are written.
     pub lanes: Vec<mpsc::Sender<Message>>,
 }
@@ -336,7 +336,7 @@ impl Lanes {
         (tx, Lanes { rx, next: 0 })
     }
 
-    /// The next queued frame, from the next lane in turn that has one.
+    /// The next queued message, from the next lane in turn that has one.
     fn try_recv(&mut self) -> Option<Message> {
         let n = self.rx.len();
         for k in 0..n {
@@ -349,7 +349,7 @@ impl Lanes {
         None
     }
 
-    /// Waits for the next frame; None once every lane is closed and empty.
+    /// Waits for the next message; None once every lane is closed and empty.
     async fn recv(&mut self) -> Option<Message> {
         std::future::poll_fn(|cx| {
             let n = self.rx.len();
