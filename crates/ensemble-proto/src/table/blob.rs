@@ -6,7 +6,6 @@
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 /// Bytes kept inline, so that a blob is as large as a `Vec` (24 bytes).
@@ -83,13 +82,6 @@ fn words(b: &[u8; INLINE]) -> (u64, u64, u64) {
         u64::from_be_bytes(w)
     };
     (word(0), word(8), word(16))
-}
-
-// Hashes as its bytes do, as `Borrow<[u8]>` requires.
-impl Hash for Blob {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (**self).hash(state)
-    }
 }
 
 impl fmt::Debug for Blob {

@@ -34,6 +34,17 @@ pub struct Change {
     pub new: Option<Bytes>,
 }
 
+impl Change {
+    /// A change of stored bytes, copied for subscribers.
+    fn of(key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) -> Self {
+        Change {
+            key: Bytes::copy_from_slice(key),
+            old: old.map(Bytes::copy_from_slice),
+            new: new.map(Bytes::copy_from_slice),
+        }
+    }
+}
+
 /// Bytes a record costs beyond its key and value (map node, version, bookkeeping).
 const RECORD_OVERHEAD: usize = 64;
 
@@ -391,11 +402,7 @@ impl Store {
                 .push_back((now, Blob::from(key), None, version));
         }
         if self.watched && old.as_deref() != value {
-            changes.push(Change {
-                key: Bytes::copy_from_slice(key),
-                old: old.as_deref().map(Bytes::copy_from_slice),
-                new: value.map(Bytes::copy_from_slice),
-            });
+            changes.push(Change::of(key, old.as_deref(), value));
         }
     }
 
@@ -432,11 +439,7 @@ impl Store {
                 self.live += 1;
                 self.bytes += Self::cost(key, value);
                 if self.watched {
-                    changes.push(Change {
-                        key: Bytes::copy_from_slice(key),
-                        old: None,
-                        new: Some(Bytes::copy_from_slice(value)),
-                    });
+                    changes.push(Change::of(key, None, Some(value)));
                 }
             }
             (true, false) => {
@@ -444,11 +447,7 @@ impl Store {
                 self.live -= 1;
                 self.bytes -= Self::cost(key, value);
                 if self.watched {
-                    changes.push(Change {
-                        key: Bytes::copy_from_slice(key),
-                        old: Some(Bytes::copy_from_slice(value)),
-                        new: None,
-                    });
+                    changes.push(Change::of(key, Some(value), None));
                 }
             }
             _ => {}
@@ -479,11 +478,7 @@ impl Store {
                 self.live -= 1;
                 self.bytes -= Self::cost(key, &value);
                 if self.watched {
-                    changes.push(Change {
-                        key: Bytes::copy_from_slice(key),
-                        old: Some(Bytes::copy_from_slice(&value)),
-                        new: None,
-                    });
+                    changes.push(Change::of(key, Some(&value), None));
                 }
             }
         }

@@ -218,9 +218,9 @@ async fn serve(
                 }
             }
             out = rx.recv() => match out {
-                Some(bytes) => {
+                Some(msg) => {
                     // A peer that stops reading (hung) must not hold this task for ever.
-                    let batch = write_batch(&mut stream, &mut session, bytes, &mut rx);
+                    let batch = write_batch(&mut stream, &mut session, msg, &mut rx);
                     match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => break Close::from_io("write", e),
@@ -290,6 +290,10 @@ async fn drain(
             }
         }
     };
+    // A stopped node has nobody to deliver to.
+    if shared.driver.is_closed() {
+        return Close::Stopped;
+    }
     tokio::time::timeout(DRAIN_TIMEOUT, read_all)
         .await
         .unwrap_or(Close::ByUs)
