@@ -264,6 +264,12 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
     postcard::to_stdvec(frame).expect("frames always serialize")
 }
 
+/// Appends the encoding of a frame to `buf`.
+pub fn encode_into(frame: &Frame, buf: &mut Vec<u8>) {
+    let out = postcard::to_extend(frame, std::mem::take(buf)).expect("frames always serialize");
+    *buf = out;
+}
+
 /// Bytes a [`Message`] takes on the wire inside its [`Frame`] (the frame's enum tag in front
 /// of it takes one byte), computed without allocating.
 pub fn message_len(msg: &Message) -> usize {

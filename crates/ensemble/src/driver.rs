@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::error::Error;
 use crate::messaging::Envelope;
 use crate::transport::conn::{self, ConnHandle, Shared};
+use crate::transport::outbox::{Hold, Outbox};
 
 mod singletons;
 mod tables;
@@ -135,6 +136,8 @@ struct Active {
     peer: PeerInfo,
     /// Send queues, one per channel (see `transport::conn::Lanes`).
     lanes: Vec<mpsc::Sender<Message>>,
+    /// The connection's write side, for small messages written at once.
+    outbox: Arc<Outbox>,
 }
 
 pub(crate) struct Driver {
@@ -143,6 +146,8 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     published: Published,
     conns: HashMap<String, Active>,
+    /// Write sides holding frames sealed by this round's outputs.
+    held: Vec<Arc<Outbox>>,
     partitions: BTreeMap<u64, BTreeSet<String>>,
     next_partition: u64,
     join_waiters: HashMap<SocketAddr, Vec<oneshot::Sender<Result<String, Error>>>>,
@@ -214,6 +219,7 @@ impl Driver {
             shared,
             published,
             conns: HashMap::new(),
+            held: Vec::new(),
             partitions: BTreeMap::new(),
             next_partition: 1,
             join_waiters: HashMap::new(),
@@ -657,6 +663,7 @@ impl Driver {
                 dialer: conn.dialer,
                 peer: peer.clone(),
                 lanes: conn.lanes,
+                outbox: conn.outbox,
             };
             self.conns.insert(peer.name.clone(), active);
         }
@@ -690,8 +697,22 @@ impl Driver {
                         }
                         continue;
                     }
+                    // Small messages are written below, all those to one peer in one write.
+                    let msg = match active.outbox.hold(msg) {
+                        Hold::Held { first: true } => {
+                            self.held.push(active.outbox.clone());
+                            continue;
+                        }
+                        Hold::Held { first: false } => continue,
+                        Hold::Refused(msg) => msg,
+                    };
                     // A closed queue means the connection just ended; its close is on its way.
-                    if let Err(TrySendError::Full(_)) = tx.try_send(msg) {
+                    active.outbox.queue();
+                    let sent = tx.try_send(msg);
+                    if sent.is_err() {
+                        active.outbox.unqueue();
+                    }
+                    if let Err(TrySendError::Full(_)) = sent {
                         self.dropped_frames += 1;
                         if self.dropped_frames.is_power_of_two() {
                             let n = self.dropped_frames;
@@ -717,6 +738,9 @@ impl Driver {
                     let _ = self.published.events.send(e);
                 }
             }
+        }
+        for outbox in self.held.drain(..) {
+            outbox.write_held();
         }
         // Reap finished tasks so the set does not grow without bound.
         while self.tasks.try_join_next().is_some() {}
@@ -753,11 +777,7 @@ impl Driver {
             // Wait until the goodbye has left every send queue.
             let deadline = tokio::time::Instant::now() + LEAVE_FLUSH;
             while tokio::time::Instant::now() < deadline
-                && self
-                    .conns
-                    .values()
-                    .flat_map(|a| &a.lanes)
-                    .any(|tx| tx.capacity() < tx.max_capacity())
+                && self.conns.values().any(|a| !a.outbox.is_idle())
             {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

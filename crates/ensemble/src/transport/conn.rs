@@ -1,5 +1,6 @@
 //! Connection tasks: dialling, accepting, and moving frames between a socket and the driver.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,13 +8,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ensemble_proto::wire::{self, Frame, Message, PeerInfo};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
 use super::handshake::{self, HandshakeError, Params};
-use super::session::{Session, OVERHEAD};
+use super::outbox::Outbox;
+use super::session::{Opener, Session, OVERHEAD};
 use super::{authenticated, framed, FramedStream};
 use crate::driver::DriverMsg;
 use crate::secret::Secret;
@@ -52,6 +56,8 @@ pub(crate) struct ConnHandle {
     /// Messages to write, one queue per channel (lane 0: the default channel and every other
     /// protocol). Dropping them closes the connection once the queues are written.
     pub lanes: Vec<mpsc::Sender<Message>>,
+    /// The write side, for small messages written at once when nothing is queued.
+    pub outbox: Arc<Outbox>,
 }
 
 impl Shared {
@@ -190,50 +196,62 @@ impl Close {
     }
 }
 
+/// The reading side of a connection once the handshake is done.
+type Reader = Framed<OwnedReadHalf, LengthDelimitedCodec>;
+
 /// Registers an established connection with the driver and moves frames until it closes.
 async fn serve(
     shared: Arc<Shared>,
-    mut stream: FramedStream,
-    mut session: Session,
+    stream: FramedStream,
+    session: Session,
     peer: PeerInfo,
     dialer: String,
     dialed: Option<SocketAddr>,
 ) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let (mut reader, outbox, mut opener) = split(stream, session);
     let (lanes, mut rx) = Lanes::new(1 + shared.channels.len(), shared.send_queue);
     let name = peer.name.clone();
     let up = DriverMsg::ConnUp {
-        conn: ConnHandle { id, dialer, lanes },
+        conn: ConnHandle {
+            id,
+            dialer,
+            lanes,
+            outbox: outbox.clone(),
+        },
         peer,
         dialed,
     };
     if shared.driver.send(up).await.is_err() {
         return;
     }
+    // A peer that stops reading (hung) must not hold this task for ever.
+    let timed = |write: io::Result<()>| write.map_err(|e| Close::from_io("write", e));
     let reason = loop {
         tokio::select! {
-            frame = stream.next() => {
-                if let Err(close) = deliver(&shared, &name, &mut session, frame).await {
+            frame = reader.next() => {
+                if let Err(close) = deliver(&shared, &name, &mut opener, frame).await {
+                    break close;
+                }
+            }
+            () = outbox.nudged() => {
+                if let Err(close) = timed(with_timeout(outbox.flush()).await) {
                     break close;
                 }
             }
             out = rx.recv() => match out {
                 Some(msg) => {
-                    // A peer that stops reading (hung) must not hold this task for ever.
-                    let batch = write_batch(&mut stream, &mut session, msg, &mut rx);
-                    match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => break Close::from_io("write", e),
-                        Err(_) => break Close::Protocol(format!("write timed out after {WRITE_TIMEOUT:?}")),
+                    let write = outbox.write_queued(msg, || rx.try_recv());
+                    if let Err(close) = timed(with_timeout(write).await) {
+                        break close;
                     }
                 }
                 None => {
                     // Written out and half-closed. The peer may have sent messages before it
                     // saw that (on a duplicate connection both ends give up, for one): they
                     // are read and delivered until it closes too.
-                    let close = SinkExt::<Bytes>::close(&mut stream);
-                    let _ = tokio::time::timeout(WRITE_TIMEOUT, close).await;
-                    break drain(&shared, &name, &mut session, &mut stream).await;
+                    let _ = with_timeout(outbox.close()).await;
+                    break drain(&shared, &name, &mut opener, &mut reader).await;
                 }
             },
         }
@@ -246,15 +264,42 @@ async fn serve(
     let _ = shared.driver.send(DriverMsg::ConnDown { id, name }).await;
 }
 
+/// Bounds a write by [`WRITE_TIMEOUT`].
+async fn with_timeout(write: impl std::future::Future<Output = io::Result<()>>) -> io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("write timed out after {WRITE_TIMEOUT:?}"),
+            ))
+        })
+}
+
+/// Splits an authenticated connection into its reading side (keeping what was already read
+/// past the handshake), its shared write side, and the receiving direction of its session.
+fn split(stream: FramedStream, session: Session) -> (Reader, Arc<Outbox>, Opener) {
+    let parts = stream.into_parts();
+    let (read, write) = parts.io.into_split();
+    let mut read_parts = FramedParts::new::<Bytes>(read, parts.codec);
+    read_parts.read_buf = parts.read_buf;
+    let (sealer, opener) = session.into_halves();
+    (
+        Framed::from_parts(read_parts),
+        Arc::new(Outbox::new(write, sealer)),
+        opener,
+    )
+}
+
 /// Hands a frame read from the peer to the driver; `Err` says why the connection ends.
 async fn deliver(
     shared: &Shared,
     name: &str,
-    session: &mut Session,
-    frame: Option<std::io::Result<bytes::BytesMut>>,
+    opener: &mut Opener,
+    frame: Option<io::Result<bytes::BytesMut>>,
 ) -> Result<(), Close> {
     match frame {
-        Some(Ok(sealed)) => match open_frame(session, &sealed) {
+        Some(Ok(sealed)) => match open_frame(opener, sealed) {
             Ok(Frame::Message(msg)) => {
                 let m = DriverMsg::Inbound {
                     from: name.to_string(),
@@ -275,15 +320,10 @@ async fn deliver(
 
 /// After this side closed the connection: delivers what the peer still sends until it closes
 /// its side too, for at most [`DRAIN_TIMEOUT`].
-async fn drain(
-    shared: &Shared,
-    name: &str,
-    session: &mut Session,
-    stream: &mut FramedStream,
-) -> Close {
+async fn drain(shared: &Shared, name: &str, opener: &mut Opener, reader: &mut Reader) -> Close {
     let read_all = async {
         loop {
-            match deliver(shared, name, session, stream.next().await).await {
+            match deliver(shared, name, opener, reader.next().await).await {
                 Ok(()) => {}
                 Err(Close::ByPeer) => return Close::ByUs,
                 Err(close) => return close,
@@ -300,30 +340,13 @@ async fn drain(
 }
 
 /// Opens (decrypts and checks) and decodes one frame.
-fn open_frame(session: &mut Session, sealed: &[u8]) -> Result<Frame, String> {
-    let plain = Bytes::from(session.open(sealed).map_err(|e| e.to_string())?);
+fn open_frame(opener: &mut Opener, mut sealed: bytes::BytesMut) -> Result<Frame, String> {
+    let n = opener
+        .open_in_place(&mut sealed)
+        .map_err(|e| e.to_string())?;
+    sealed.truncate(n);
+    let plain = sealed.freeze();
     wire::decode_shared(&plain).map_err(|e| e.to_string())
-}
-
-/// Encodes, seals and writes one message and whatever else is queued, then flushes once.
-/// Each connection encodes its own messages, so a message to many peers (a table write) is
-/// encoded and sealed for each on as many cores at once.
-async fn write_batch(
-    stream: &mut FramedStream,
-    session: &mut Session,
-    first: Message,
-    rx: &mut Lanes,
-) -> std::io::Result<()> {
-    let seal =
-        |session: &mut Session, msg: Message| session.seal(&wire::encode(&Frame::Message(msg)));
-    stream.feed(seal(session, first)).await?;
-    for _ in 0..256 {
-        match rx.try_recv() {
-            Some(msg) => stream.feed(seal(session, msg)).await?,
-            None => break,
-        }
-    }
-    SinkExt::<Bytes>::flush(stream).await
 }
 
 /// The receiving ends of a connection's send queues, one per channel, taken in turn one frame
@@ -383,6 +406,7 @@ impl Lanes {
 mod tests {
     use super::*;
     use ensemble_proto::table::TableMsg;
+    use futures::SinkExt;
 
     fn ack(seq: u64) -> Message {
         Message::Table(TableMsg::Ack {
@@ -431,7 +455,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         for seq in 0..3 {
             let frame = wire::encode(&Frame::Message(ack(seq)));
-            theirs.send(peer_session.seal(&frame)).await.unwrap();
+            theirs
+                .send(Bytes::from(peer_session.seal(&frame)))
+                .await
+                .unwrap();
         }
         // The peer reads this node's close, then closes its side.
         assert!(theirs.next().await.is_none(), "this side half-closed");

@@ -2,6 +2,7 @@
 
 pub mod conn;
 pub mod handshake;
+pub(crate) mod outbox;
 pub mod session;
 
 use tokio::net::TcpStream;
