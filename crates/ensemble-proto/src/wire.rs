@@ -270,6 +270,12 @@ pub fn encode_into(frame: &Frame, buf: &mut Vec<u8>) {
     *buf = out;
 }
 
+/// Encodes a frame into `buf` if it fits, returning its length; stops as soon as it does
+/// not (a large frame costs no more than the bytes that fit).
+pub fn encode_within(frame: &Frame, buf: &mut [u8]) -> Option<usize> {
+    postcard::to_slice(frame, buf).ok().map(|used| used.len())
+}
+
 /// Bytes a [`Message`] takes on the wire inside its [`Frame`] (the frame's enum tag in front
 /// of it takes one byte), computed without allocating.
 pub fn message_len(msg: &Message) -> usize {
@@ -341,6 +347,14 @@ mod tests {
             if let Frame::Message(m) = &f {
                 assert_eq!(message_len(m), encode(&f).len());
             }
+            let mut into = vec![9];
+            encode_into(&f, &mut into);
+            assert_eq!(into[1..], encode(&f)[..]);
+            let n = encode(&f).len();
+            let mut buf = vec![0; n];
+            assert_eq!(encode_within(&f, &mut buf), Some(n));
+            assert_eq!(buf, encode(&f));
+            assert_eq!(encode_within(&f, &mut buf[..n - 1]), None, "one byte short");
         }
     }
 

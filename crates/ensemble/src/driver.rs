@@ -244,15 +244,19 @@ impl Driver {
         self.drain_outputs();
         self.publish();
         loop {
-            let deadline = tokio::time::Instant::from_std(self.core.poll_timeout());
-            let msg = tokio::select! {
-                msg = self.inbox.recv() => msg,
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.core.handle(Instant::now(), Input::Tick);
-                    self.drain_outputs();
-                    self.publish();
-                    continue;
-                }
+            let next_tick = self.core.poll_timeout();
+            let deadline = tokio::time::Instant::from_std(next_tick);
+            let msg = match self.busy_wait(next_tick).await {
+                Some(msg) => Some(msg),
+                None => tokio::select! {
+                    msg = self.inbox.recv() => msg,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        self.core.handle(Instant::now(), Input::Tick);
+                        self.drain_outputs();
+                        self.publish();
+                        continue;
+                    }
+                },
             };
             if self.core.membership.is_removed() {
                 warn!("another member removed this node from the cluster: stopping");
@@ -283,6 +287,24 @@ impl Driver {
         }
         accept.abort();
         self.stop(false).await;
+    }
+
+    /// While a caller waits for a peer's reply, polls the inbox for up to
+    /// [`crate::Config::busy_wait`] (never past `next_tick`) instead of sleeping: a reply that
+    /// comes back within it does not pay for waking a sleeping thread. Yielding between polls
+    /// lets this worker run the connection tasks and poll the sockets.
+    async fn busy_wait(&mut self, next_tick: Instant) -> Option<DriverMsg> {
+        let waiting = !(self.table_waiters.is_empty() && self.ack_waiters.is_empty());
+        let until = poll_until(Instant::now(), self.shared.busy_wait, waiting, next_tick)?;
+        loop {
+            if let Ok(msg) = self.inbox.try_recv() {
+                return Some(msg);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// The connection tasks drop handshakes from partitioned names.
@@ -792,10 +814,45 @@ impl Driver {
     }
 }
 
+/// Until when the driver polls instead of sleeping: only while a caller waits for a reply,
+/// at most `busy_wait`, never past the next tick; None: it sleeps at once.
+fn poll_until(
+    now: Instant,
+    busy_wait: Duration,
+    waiting: bool,
+    next_tick: Instant,
+) -> Option<Instant> {
+    (waiting && !busy_wait.is_zero()).then(|| (now + busy_wait).min(next_tick))
+}
+
 /// The send queue a message goes to: its channel's, or lane 0 (the default channel, acks and
 /// every other protocol; also a channel this node did not declare, as a relay may see).
 fn lane_of(channels: &[String], msg: &Message) -> usize {
     msg.channel()
         .and_then(|c| channels.iter().position(|d| d == c))
         .map_or(0, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_driver_polls_only_while_a_caller_waits_and_never_past_its_next_tick() {
+        let now = Instant::now();
+        let (us30, far) = (Duration::from_micros(30), now + Duration::from_secs(1));
+        assert_eq!(poll_until(now, us30, true, far), Some(now + us30));
+        assert_eq!(poll_until(now, us30, false, far), None, "nobody waits");
+        assert_eq!(
+            poll_until(now, Duration::ZERO, true, far),
+            None,
+            "turned off"
+        );
+        let soon = now + Duration::from_micros(5);
+        assert_eq!(
+            poll_until(now, us30, true, soon),
+            Some(soon),
+            "a tick is due"
+        );
+    }
 }

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::session::Sealer;
 
-/// Largest encoded message the driver writes itself; larger ones are sealed by the
+/// Largest encoded frame the driver writes itself; larger ones are sealed by the
 /// connection task, so writes to several peers are encrypted on several cores at once.
 const DIRECT_MAX: usize = 2048;
 
@@ -83,13 +83,15 @@ impl Outbox {
     /// and the connection task is not writing; gives the message back otherwise (queue it).
     /// The frame is written by [`Outbox::write_held`] (or by the task, if it writes first).
     pub fn hold(&self, msg: Message) -> Hold {
-        if self.queued.load(Ordering::Acquire) != 0 || wire::message_len(&msg) > DIRECT_MAX {
+        if self.queued.load(Ordering::Acquire) != 0 {
             return Hold::Refused(msg);
         }
         let Ok(mut state) = self.state.try_lock() else {
             return Hold::Refused(msg);
         };
-        state.seal(msg);
+        if let Some(large) = state.seal_small(msg) {
+            return Hold::Refused(large);
+        }
         Hold::Held {
             first: !std::mem::replace(&mut state.held, true),
         }
@@ -193,6 +195,33 @@ impl State {
         let start = self.pending.len();
         self.pending.extend_from_slice(&[0; 4]);
         wire::encode_into(&Frame::Message(msg), &mut self.pending);
+        self.finish(start);
+    }
+
+    /// [`State::seal`] for a message of at most [`DIRECT_MAX`] encoded bytes; a larger one is
+    /// given back untouched (its encoding stops at the limit).
+    fn seal_small(&mut self, msg: Message) -> Option<Message> {
+        let start = self.pending.len();
+        self.pending.resize(start + 4 + DIRECT_MAX, 0);
+        let frame = Frame::Message(msg);
+        match wire::encode_within(&frame, &mut self.pending[start + 4..]) {
+            Some(len) => {
+                self.pending.truncate(start + 4 + len);
+                self.finish(start);
+                None
+            }
+            None => {
+                self.pending.truncate(start);
+                let Frame::Message(msg) = frame else {
+                    unreachable!("built above")
+                };
+                Some(msg)
+            }
+        }
+    }
+
+    /// Seals the plaintext after the length at `start` and writes the length.
+    fn finish(&mut self, start: usize) {
         self.sealer.seal_in_place(&mut self.pending, start + 4);
         let len = (self.pending.len() - start - 4) as u32;
         self.pending[start..start + 4].copy_from_slice(&len.to_be_bytes());
