@@ -228,8 +228,6 @@ async fn serve(
     if shared.driver.send(up).await.is_err() {
         return;
     }
-    // A peer that stops reading (hung) must not hold this task for ever.
-    let timed = |write: io::Result<()>| write.map_err(|e| Close::from_io("write", e));
     let reason = loop {
         tokio::select! {
             frame = reader.next() => {
@@ -238,14 +236,14 @@ async fn serve(
                 }
             }
             () = outbox.nudged() => {
-                if let Err(close) = timed(with_timeout(outbox.flush()).await) {
+                if let Err(close) = bounded(outbox.flush()).await {
                     break close;
                 }
             }
             out = rx.recv() => match out {
                 Some(msg) => {
                     let write = outbox.write_queued(msg, || rx.try_recv());
-                    if let Err(close) = timed(with_timeout(write).await) {
+                    if let Err(close) = bounded(write).await {
                         break close;
                     }
                 }
@@ -253,7 +251,7 @@ async fn serve(
                     // Written out and half-closed. The peer may have sent messages before it
                     // saw that (on a duplicate connection both ends give up, for one): they
                     // are read and delivered until it closes too.
-                    let _ = with_timeout(outbox.close()).await;
+                    let _ = bounded(outbox.close()).await;
                     break drain(&shared, &name, &mut opener, &mut reader).await;
                 }
             },
@@ -267,16 +265,16 @@ async fn serve(
     let _ = shared.driver.send(DriverMsg::ConnDown { id, name }).await;
 }
 
-/// Bounds a write by [`WRITE_TIMEOUT`].
-async fn with_timeout(write: impl std::future::Future<Output = io::Result<()>>) -> io::Result<()> {
-    tokio::time::timeout(WRITE_TIMEOUT, write)
-        .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("write timed out after {WRITE_TIMEOUT:?}"),
-            ))
-        })
+/// Bounds a write by [`WRITE_TIMEOUT`]: a peer that stops reading (hung) must not hold this
+/// task for ever. `Err` says why the connection ends.
+async fn bounded(write: impl std::future::Future<Output = io::Result<()>>) -> Result<(), Close> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Close::from_io("write", e)),
+        Err(_) => Err(Close::Protocol(format!(
+            "write timed out after {WRITE_TIMEOUT:?}"
+        ))),
+    }
 }
 
 /// Splits an authenticated connection into its reading side (keeping what was already read
