@@ -166,6 +166,9 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
     config.tags = file.tags.clone();
     config.tags.extend(args.tags.iter().cloned());
     file.membership.apply(&mut config.membership)?;
+    if let Some(wait) = file.busy_wait()? {
+        config.busy_wait = wait;
+    }
     config.channels = if args.channels.is_empty() {
         file.channels.clone()
     } else {

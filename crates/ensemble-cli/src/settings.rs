@@ -39,6 +39,9 @@ pub struct FileSettings {
     pub role: Option<String>,
     #[serde(default)]
     pub channels: Vec<String>,
+    /// How long the node polls for a reply a caller waits for, in microseconds (the library's
+    /// `Config::busy_wait`); 0 turns it off.
+    pub busy_wait_us: Option<u64>,
     /// `[handlers]`: name = command.
     #[serde(default)]
     pub handlers: BTreeMap<String, String>,
@@ -53,6 +56,21 @@ pub struct FileSettings {
     pub singleton_majority: BTreeMap<String, usize>,
     #[serde(default)]
     pub discovery: crate::discovery::DiscoverySettings,
+}
+
+/// Longest `busy_wait_us` accepted: beyond it, polling costs more than a sleep saves.
+pub const MAX_BUSY_WAIT_US: u64 = 10_000;
+
+impl FileSettings {
+    /// `busy_wait_us`, checked; None: the library's default.
+    pub fn busy_wait(&self) -> Result<Option<Duration>> {
+        match self.busy_wait_us {
+            Some(us) if us > MAX_BUSY_WAIT_US => bail!(
+                "busy_wait_us must be at most {MAX_BUSY_WAIT_US} (default 30; 0 turns it off), not {us}"
+            ),
+            us => Ok(us.map(Duration::from_micros)),
+        }
+    }
 }
 
 /// `[membership]`: protocol timings; see docs/MEMBERSHIP.md for what each does.

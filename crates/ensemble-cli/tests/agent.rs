@@ -125,6 +125,8 @@ fn bad_config_exits_naming_the_key() {
     std::fs::write(&file, "name = \"x\"\nheartbeat = 5\n").unwrap();
     let config = file.to_str().unwrap();
     fails_saying(&["agent", "--config", config], &["heartbeat", "agent.toml"]);
+    std::fs::write(&file, "name = \"x\"\nbusy_wait_us = 50000\n").unwrap();
+    fails_saying(&["agent", "--config", config], &["busy_wait_us", "10000"]);
     let missing = [
         "agent",
         "--name",
@@ -149,7 +151,7 @@ fn config_file_and_default_secret_file_work() {
         &file,
         format!(
             "name = \"cfg\"\nbind = \"127.0.0.1:{bind}\"\nhttp = \"127.0.0.1:{http}\"\n\
-             [tags]\nrole = \"web\"\n[membership]\nheartbeat_interval_ms = 200\n"
+             busy_wait_us = 0\n[tags]\nrole = \"web\"\n[membership]\nheartbeat_interval_ms = 200\n"
         ),
     )
     .unwrap();
