@@ -16,11 +16,16 @@ pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_ensemble")
 }
 
-/// A free port below the ephemeral range, so no agent's outgoing connection can take it first.
+/// A free port below the ephemeral range, so no agent's outgoing connection can take it first,
+/// and never the same twice in one process (tests running at once pick ports before their
+/// agents bind them).
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         let port = rand::Rng::gen_range(&mut rand::thread_rng(), 20000..32000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }

@@ -32,12 +32,16 @@ fn find_bin() -> Option<PathBuf> {
         .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
 }
 
-/// A free TCP port below the ephemeral range.
+/// A free TCP port below the ephemeral range, never the same twice in one process: tests
+/// running at once pick ports before their nodes bind them, and must not pick the same one.
 pub fn free_port() -> u16 {
     use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..1000 {
         let port = rand::thread_rng().gen_range(20000..32000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
