@@ -176,6 +176,8 @@ pub(crate) struct Driver {
     instance: u64,
     /// Addresses this node answers on (advertised and bound): joining them is an error.
     own_addrs: Vec<SocketAddr>,
+    /// How long to poll for a reply a caller waits for ([`crate::Config::busy_wait`]).
+    busy_wait: Duration,
 }
 
 /// A named message to send.
@@ -209,11 +211,13 @@ impl Driver {
         published: Published,
         instance: u64,
         own_addrs: Vec<SocketAddr>,
+        busy_wait: Duration,
     ) -> Self {
         let published_version = core.membership.view_version();
         Driver {
             instance,
             own_addrs,
+            busy_wait,
             core,
             inbox,
             shared,
@@ -295,7 +299,7 @@ impl Driver {
     /// lets this worker run the connection tasks and poll the sockets.
     async fn busy_wait(&mut self, next_tick: Instant) -> Option<DriverMsg> {
         let waiting = !(self.table_waiters.is_empty() && self.ack_waiters.is_empty());
-        let until = poll_until(Instant::now(), self.shared.busy_wait, waiting, next_tick)?;
+        let until = poll_until(Instant::now(), self.busy_wait, waiting, next_tick)?;
         loop {
             if let Ok(msg) = self.inbox.try_recv() {
                 return Some(msg);

@@ -201,7 +201,15 @@ impl Node {
             partitions: partitions_tx,
         };
         let own_addrs = vec![addr, bound];
-        let driver = Driver::new(core, driver_rx, shared, published, instance, own_addrs);
+        let driver = Driver::new(
+            core,
+            driver_rx,
+            shared,
+            published,
+            instance,
+            own_addrs,
+            config.busy_wait,
+        );
         tokio::spawn(driver.run(listener));
         Ok(Node {
             inner: Arc::new(Inner {

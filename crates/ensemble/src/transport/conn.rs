@@ -38,8 +38,6 @@ pub(crate) struct Shared {
     pub max_frame: usize,
     pub dial_timeout: Duration,
     pub send_queue: usize,
-    /// How long the driver polls for a reply a caller waits for (see [`crate::Config`]).
-    pub busy_wait: Duration,
     /// Named messaging channels besides the default one (lane 0); lane i + 1 is channel i.
     pub channels: Vec<String>,
     pub driver: mpsc::Sender<DriverMsg>,
@@ -77,7 +75,6 @@ impl Shared {
             max_frame: config.max_frame_size,
             dial_timeout: config.dial_timeout,
             send_queue: config.send_queue,
-            busy_wait: config.busy_wait,
             channels: config.channels.clone(),
             driver,
             partitioned: Default::default(),
