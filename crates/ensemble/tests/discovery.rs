@@ -13,6 +13,15 @@ use common::{start, status, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// Rewrites the discovery file as a rename over it, so that a poll never reads it half-written
+/// (truncated and still empty: a successful `get_nodes` of no nodes, which made a test see the
+/// node ready before the write landed).
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_list_joins_every_node_and_becomes_ready() {
     let a = start("a", &[]).await;
@@ -66,7 +75,7 @@ async fn editing_the_file_adds_a_node_and_bad_entries_are_survived() {
     // The next poll reads the new line and joins c.
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(&format!("{}\n", c.addr()));
-    std::fs::write(&path, text).unwrap();
+    replace_file(&path, &text);
     wait_for(LIMIT, "a sees c", || status(&a, "c") == Some(Status::Alive)).await;
     wait_for(LIMIT, "c is connected in system_info", || {
         da.system_info().connected_nodes.contains(&"c".to_owned())
@@ -92,7 +101,7 @@ async fn get_nodes_failures_are_retried_after_error() {
     let err = info.last_get_nodes_result.unwrap();
     assert!(err.contains("cannot read the discovery file"), "{err}");
     assert!(!da.wait_for_ready(Duration::from_millis(300)).await);
-    std::fs::write(&path, b.addr().to_string()).unwrap();
+    replace_file(&path, &b.addr().to_string());
     assert!(da.wait_for_ready(LIMIT).await, "{:?}", da.system_info());
     let info = da.system_info();
     assert_eq!(info.last_get_nodes_result.as_deref(), Some("ok"));
