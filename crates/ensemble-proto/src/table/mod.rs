@@ -12,6 +12,7 @@
 
 mod blob;
 mod join;
+mod keys;
 pub mod msg;
 mod replica;
 pub mod store;

@@ -4,13 +4,13 @@
 //! Deletes leave a tombstone (its version) for a while, so that an older insert arriving late
 //! cannot bring the record back; tombstones are dropped after the table's `tombstone_ttl`.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::blob::Blob;
+use super::keys::{Entry, KeyMap};
 use super::msg::{Op, Record, Version};
 
 /// Set or bag semantics.
@@ -67,8 +67,8 @@ struct BagSlot {
 #[derive(Debug)]
 pub struct Store {
     kind: Kind,
-    set: BTreeMap<Blob, Slot>,
-    bag: BTreeMap<Blob, BagSlot>,
+    set: KeyMap<Slot>,
+    bag: KeyMap<BagSlot>,
     live: usize,
     bytes: usize,
     clock: u64,
@@ -107,8 +107,8 @@ impl Store {
     pub fn new(kind: Kind) -> Self {
         Store {
             kind,
-            set: BTreeMap::new(),
-            bag: BTreeMap::new(),
+            set: KeyMap::default(),
+            bag: KeyMap::default(),
             live: 0,
             bytes: 0,
             clock: 0,
@@ -205,14 +205,14 @@ impl Store {
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8], Version)) {
         match self.kind {
             Kind::Set => {
-                for (k, s) in &self.set {
+                for (k, s) in self.set.iter() {
                     if let Some(v) = &s.value {
                         f(k, v, s.version);
                     }
                 }
             }
             Kind::Bag => {
-                for (k, b) in &self.bag {
+                for (k, b) in self.bag.iter() {
                     for (v, (version, live)) in &b.objects {
                         if *live {
                             f(k, v, *version);
@@ -308,7 +308,7 @@ impl Store {
                         value: Some(Blob::from(&r.value[..])),
                         version: r.version,
                     };
-                    (Blob::from(&r.key[..]), slot)
+                    (&r.key[..], slot)
                 })
                 .collect();
             return;
@@ -378,10 +378,10 @@ impl Store {
             value: value.map(Blob::from),
             version,
         };
-        let old = match self.set.entry(Blob::from(key)) {
-            Entry::Occupied(s) if s.get().version >= version && !force => return,
-            Entry::Occupied(mut s) => {
-                let old = std::mem::replace(s.get_mut(), slot);
+        let old = match self.set.entry(key) {
+            Entry::Occupied(s) if s.version >= version && !force => return,
+            Entry::Occupied(s) => {
+                let old = std::mem::replace(s, slot);
                 old.value.inspect(|o| {
                     self.live -= 1;
                     self.bytes -= Self::cost(key, o);
@@ -417,7 +417,7 @@ impl Store {
         force: bool,
         changes: &mut Vec<Change>,
     ) {
-        let slot = self.bag.entry(Blob::from(key)).or_default();
+        let slot = self.bag.entry(key).or_default();
         if !force && version <= slot.cleared {
             return;
         }
@@ -459,7 +459,7 @@ impl Store {
     }
 
     fn bag_clear(&mut self, now: Instant, key: &[u8], version: Version, changes: &mut Vec<Change>) {
-        let slot = self.bag.entry(Blob::from(key)).or_default();
+        let slot = self.bag.entry(key).or_default();
         if version <= slot.cleared {
             return;
         }
