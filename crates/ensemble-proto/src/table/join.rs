@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::msg::{Record, Version};
-use super::store::Kind;
+use super::store::{chunk_cost, Chunks, Kind};
 use super::{Completion, ConflictHandler};
 
 /// Where a join is.
@@ -34,7 +34,7 @@ pub(crate) enum Stage {
     /// Waiting for one snapshot per distinct digest: from these replicas (the value is what
     /// arrived so far, and the announced total once complete).
     Snapshot {
-        from: BTreeMap<String, (Vec<Record>, Option<u64>)>,
+        from: BTreeMap<String, (Chunks, Option<u64>)>,
     },
     /// Waiting for `Applied` from these replicas.
     Applying { waiting: BTreeSet<String> },
@@ -200,19 +200,21 @@ pub(crate) fn diff(kind: Kind, target: &[Record], have: &[Record]) -> Vec<Record
     out
 }
 
-/// What the replicas behind each snapshot lack to hold the union of all snapshots.
+/// What the replicas behind each snapshot lack to hold the union of all snapshots, in chunks
+/// of about `chunk_bytes`.
 ///
 /// The usual join, an empty node joining a segment, has one non-empty snapshot: it is the
-/// union as it is, handed to the empty side without a copy or a comparison.
+/// union as it is, handed to the empty side in the chunks it came in, without a copy or a
+/// comparison.
 pub(crate) fn lacks(
     kind: Kind,
     conflict: Option<&ConflictHandler>,
-    origin: u64,
-    mut snapshots: BTreeMap<String, Vec<Record>>,
-) -> BTreeMap<String, Vec<Record>> {
+    (origin, chunk_bytes): (u64, usize),
+    mut snapshots: BTreeMap<String, Chunks>,
+) -> BTreeMap<String, Chunks> {
     let full: Vec<String> = snapshots
         .iter()
-        .filter(|(_, s)| !s.is_empty())
+        .filter(|(_, s)| s.iter().any(|c| !c.is_empty()))
         .map(|(rep, _)| rep.clone())
         .collect();
     if full.len() <= 1 {
@@ -233,6 +235,10 @@ pub(crate) fn lacks(
         }
         return snapshots;
     }
+    let snapshots: BTreeMap<String, Vec<Record>> = snapshots
+        .into_iter()
+        .map(|(rep, chunks)| (rep, chunks.into_iter().flatten().collect()))
+        .collect();
     let (target, _conflicts) = union(
         kind,
         conflict,
@@ -241,8 +247,27 @@ pub(crate) fn lacks(
     );
     snapshots
         .iter()
-        .map(|(rep, have)| (rep.clone(), diff(kind, &target, have)))
+        .map(|(rep, have)| (rep.clone(), cut(diff(kind, &target, have), chunk_bytes)))
         .collect()
+}
+
+/// Cuts records into chunks as [`super::Store::chunks`] does.
+pub(crate) fn cut(records: Vec<Record>, chunk_bytes: usize) -> Chunks {
+    let mut chunks = Vec::new();
+    let mut rest = records.into_iter();
+    while !rest.as_slice().is_empty() {
+        let mut size = 0usize;
+        let n = rest
+            .as_slice()
+            .iter()
+            .position(|r| {
+                size = size.saturating_add(chunk_cost(&r.key, &r.value));
+                size >= chunk_bytes
+            })
+            .map_or(rest.len(), |i| i + 1);
+        chunks.push(rest.by_ref().take(n).collect());
+    }
+    chunks
 }
 
 /// The order of records in a snapshot: by key, then (a bag) by value. Compared in place: a

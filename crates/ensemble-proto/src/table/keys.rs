@@ -171,18 +171,31 @@ impl<V> KeyMap<V> {
     }
 }
 
-/// Builds a map; input already in key order (a join's records) is built in one pass.
+/// Builds a map (see [`KeyMap::build`]).
 impl<K: Borrow<[u8]>, V> FromIterator<(K, V)> for KeyMap<V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut short = Vec::new();
+        let iter = iter.into_iter();
+        KeyMap::build(iter.size_hint().0, iter)
+    }
+}
+
+impl<V> KeyMap<V> {
+    /// A map of `entries`, about `len` of them. Entries already in key order (a join's
+    /// records) are built in one pass; of equal keys the last is kept.
+    pub(crate) fn build<K: Borrow<[u8]>>(
+        len: usize,
+        entries: impl Iterator<Item = (K, V)>,
+    ) -> Self {
+        let mut short = Vec::with_capacity(len);
         let mut long = Vec::new();
-        for (k, v) in iter {
+        for (k, v) in entries {
             let k = k.borrow();
             match ShortKey::new(k) {
                 Some(s) => short.push((s, v)),
                 None => long.push((Box::from(k), v)),
             }
         }
+        // Collecting a vector's own iterator reuses its allocation.
         KeyMap {
             short: short.into_iter().collect(),
             long: long.into_iter().collect(),

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use msg::{LeaderOp, LeaderResult, Op, Record, TableMsg, Version};
-pub use store::{Change, Kind, Store};
+pub use store::{Change, Chunks, Kind, Store};
 
 /// Resolves a key present on both sides of a join with different values: `(key, left, right)`
 /// to the value both sides keep (all encoded).
@@ -313,33 +313,15 @@ impl Fx {
         self.sends.push((to.to_string(), msg));
     }
 
-    /// Sends `records` as `Chunk`s of about `chunk_bytes` each.
-    pub fn send_chunks(&mut self, to: &str, table: &str, join: u64, records: Vec<Record>) {
-        let mut chunk = Vec::new();
-        let mut size = 0;
-        for r in records {
-            size += r.key.len() + r.value.len() + 24;
-            chunk.push(r);
-            if size >= self.config.chunk_bytes {
-                let records = std::mem::take(&mut chunk);
-                self.send(
-                    to,
-                    TableMsg::Chunk {
-                        table: table.to_string(),
-                        join,
-                        records,
-                    },
-                );
-                size = 0;
-            }
-        }
-        if !chunk.is_empty() {
+    /// Sends a snapshot's chunks (see [`Store::chunks`]).
+    pub fn send_chunks(&mut self, to: &str, table: &str, join: u64, chunks: Chunks) {
+        for records in chunks.into_iter().filter(|c| !c.is_empty()) {
             self.send(
                 to,
                 TableMsg::Chunk {
                     table: table.to_string(),
                     join,
-                    records: chunk,
+                    records,
                 },
             );
         }

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::msg::{LeaderOp, LeaderResult, Op, Record, TableMsg};
-use super::store::{Change, Kind, Store};
+use super::msg::{LeaderOp, LeaderResult, Op, TableMsg};
+use super::store::{Change, Chunks, Kind, Store};
 use super::{Completion, Fx, Output, Reply, TableConfig, TableError, TableSpec, WriteOp};
 
 /// A lock a join coordinator holds on this replica.
@@ -70,7 +70,7 @@ pub(crate) struct Replica {
     pending: BTreeMap<u64, Pending>,
     next_write: u64,
     awaiting_drain: Option<(String, u64)>,
-    incoming: Vec<Record>,
+    incoming: Chunks,
     recent: BTreeMap<(String, u64), LeaderResult>,
     recent_order: VecDeque<(String, u64)>,
 }
@@ -475,9 +475,9 @@ impl Replica {
             );
             return;
         }
-        let records = self.read().records();
-        let total = records.len() as u64;
-        fx.send_chunks(from, &self.name, join, records);
+        let chunks = self.read().chunks(fx.config.chunk_bytes);
+        let total = chunks.iter().map(Vec::len).sum::<usize>() as u64;
+        fx.send_chunks(from, &self.name, join, chunks);
         fx.send(
             from,
             TableMsg::SnapshotEnd {
@@ -488,9 +488,9 @@ impl Replica {
         );
     }
 
-    pub fn on_chunk(&mut self, from: &str, join: u64, records: Vec<Record>) {
+    pub fn on_chunks(&mut self, from: &str, join: u64, chunks: Chunks) {
         if self.locked_by(from, join) {
-            self.incoming.extend(records);
+            self.incoming.extend(chunks);
         }
     }
 
@@ -503,11 +503,9 @@ impl Replica {
     ) {
         let refuse = if !self.locked_by(from, join) {
             Some("not locked for this join".to_string())
-        } else if self.incoming.len() as u64 != total {
-            Some(format!(
-                "{} of {total} records arrived",
-                self.incoming.len()
-            ))
+        } else if self.incoming.iter().map(Vec::len).sum::<usize>() as u64 != total {
+            let got: usize = self.incoming.iter().map(Vec::len).sum();
+            Some(format!("{got} of {total} records arrived"))
         } else {
             None
         };
@@ -525,8 +523,8 @@ impl Replica {
         }
         let mut changes = Vec::new();
         {
-            let records = std::mem::take(&mut self.incoming);
-            self.store().force_all(now, records, &mut changes);
+            let chunks = std::mem::take(&mut self.incoming);
+            self.store().force_all(now, chunks, &mut changes);
         }
         self.changed(fx, changes);
         self.peers = members.into_iter().filter(|m| *m != fx.me).collect();

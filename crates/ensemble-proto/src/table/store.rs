@@ -45,6 +45,14 @@ impl Change {
     }
 }
 
+/// A snapshot cut in chunks, as joins send and receive it.
+pub type Chunks = Vec<Vec<Record>>;
+
+/// What a record counts towards a join chunk's size: its key, its value and 24 bytes.
+pub fn chunk_cost(key: &[u8], value: &[u8]) -> usize {
+    key.len() + value.len() + 24
+}
+
 /// Bytes a record costs beyond its key and value (map node, version, bookkeeping).
 const RECORD_OVERHEAD: usize = 64;
 
@@ -180,25 +188,53 @@ impl Store {
 
     /// Every live record, in key order.
     pub fn records(&self) -> Vec<Record> {
+        self.chunks(usize::MAX).pop().unwrap_or_default()
+    }
+
+    /// Every live record, in key order, cut as a join sends them: a chunk ends with the
+    /// record that brings it to `chunk_bytes` (counting [`chunk_cost`] per record).
+    pub fn chunks(&self, chunk_bytes: usize) -> Chunks {
         // Every key and value is copied into one buffer, and records take slices of it: one
-        // allocation for a snapshot instead of two per record.
+        // allocation for a snapshot instead of two per record. A join's time is mostly spent
+        // faulting in fresh memory, so the first walk also counts each chunk's records and
+        // the second makes them straight into chunks of that size: no other copy.
         let mut buf = Vec::with_capacity(self.bytes.saturating_sub(self.live * RECORD_OVERHEAD));
-        let mut spans = Vec::with_capacity(self.live);
-        self.for_each(|key, value, version| {
-            let start = buf.len();
+        let mut counts = Vec::new();
+        let (mut n, mut size) = (0, 0usize);
+        self.for_each(|key, value, _| {
             buf.extend_from_slice(key);
             buf.extend_from_slice(value);
-            spans.push((start, start + key.len(), buf.len(), version));
+            n += 1;
+            size = size.saturating_add(chunk_cost(key, value));
+            if size >= chunk_bytes {
+                counts.push(std::mem::take(&mut n));
+                size = 0;
+            }
         });
+        if n > 0 {
+            counts.push(n);
+        }
         let buf = Bytes::from(buf);
-        spans
-            .into_iter()
-            .map(|(start, split, end, version)| Record {
-                key: buf.slice(start..split),
+        let mut chunks = Vec::with_capacity(counts.len());
+        let mut counts = counts.into_iter();
+        let (mut chunk, mut want, mut at) = (Vec::new(), 0, 0);
+        self.for_each(|key, value, version| {
+            if chunk.is_empty() {
+                want = counts.next().unwrap_or(1);
+                chunk = Vec::with_capacity(want);
+            }
+            let (split, end) = (at + key.len(), at + key.len() + value.len());
+            chunk.push(Record {
+                key: buf.slice(at..split),
                 value: buf.slice(split..end),
                 version,
-            })
-            .collect()
+            });
+            at = end;
+            if chunk.len() == want {
+                chunks.push(std::mem::take(&mut chunk));
+            }
+        });
+        chunks
     }
 
     /// Calls `f` on every live record, in key order.
@@ -280,15 +316,17 @@ impl Store {
         }
     }
 
-    /// Writes the records a join decided on (in key order, as joins send them). An empty set
-    /// replica, the usual case of a node joining, is built in one pass.
-    pub fn force_all(&mut self, now: Instant, records: Vec<Record>, changes: &mut Vec<Change>) {
-        let sorted = records.windows(2).all(|w| w[0].key < w[1].key);
+    /// Writes the records a join decided on, as they arrived in chunks (in key order, as joins
+    /// send them). An empty set replica, the usual case of a node joining, is built in one pass.
+    pub fn force_all(&mut self, now: Instant, chunks: Chunks, changes: &mut Vec<Change>) {
+        let records = || chunks.iter().flatten();
+        let sorted = records().zip(records().skip(1)).all(|(a, b)| a.key < b.key);
         if self.kind == Kind::Set && self.set.is_empty() && sorted {
+            let count = chunks.iter().map(Vec::len).sum();
             if self.watched {
-                changes.reserve(records.len());
+                changes.reserve(count);
             }
-            for r in &records {
+            for r in records() {
                 self.clock = self.clock.max(r.version.time);
                 self.digest ^= record_hash(&r.key, &r.value, r.version);
                 self.live += 1;
@@ -301,19 +339,17 @@ impl Store {
                     });
                 }
             }
-            self.set = records
-                .iter()
-                .map(|r| {
-                    let slot = Slot {
-                        value: Some(Blob::from(&r.value[..])),
-                        version: r.version,
-                    };
-                    (&r.key[..], slot)
-                })
-                .collect();
+            let slots = records().map(|r| {
+                let slot = Slot {
+                    value: Some(Blob::from(&r.value[..])),
+                    version: r.version,
+                };
+                (&r.key[..], slot)
+            });
+            self.set = KeyMap::build(count, slots);
             return;
         }
-        for r in &records {
+        for r in records() {
             self.force(now, r, changes);
         }
     }

@@ -8,9 +8,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::join::{lacks, Join, Stage};
-use super::msg::{LeaderOp, LeaderResult, Record, TableMsg};
+use super::msg::{LeaderOp, LeaderResult, TableMsg};
 use super::replica::{check_limits, Replica};
-use super::store::{Kind, Store};
+use super::store::{Chunks, Kind, Store};
 use super::{
     origin_of, Call, Completion, Fx, Output, Remerge, Reply, TableConfig, TableError, TableInfo,
     TableSpec, WriteOp,
@@ -504,9 +504,9 @@ impl Tables {
                     _ => None,
                 };
                 if let Some((got, None)) = source {
-                    got.extend(records);
+                    got.push(records);
                 } else if let Some(r) = self.replicas.get_mut(&table) {
-                    r.on_chunk(from, join, records);
+                    r.on_chunks(from, join, vec![records]);
                 }
             }
             TableMsg::SnapshotEnd { join, total, .. } => {
@@ -1001,8 +1001,8 @@ impl Tables {
         let mut from = BTreeMap::new();
         for rep in sources.into_values() {
             if rep == self.me {
-                let own = self.replicas[&table].read().records();
-                let total = own.len() as u64;
+                let own = self.replicas[&table].read().chunks(self.config.chunk_bytes);
+                let total = own.iter().map(Vec::len).sum::<usize>() as u64;
                 from.insert(rep, (own, Some(total)));
             } else {
                 from.insert(rep.clone(), (Vec::new(), None));
@@ -1034,11 +1034,9 @@ impl Tables {
         let Some((got, done @ None)) = sources.get_mut(from) else {
             return;
         };
-        if got.len() as u64 != total {
-            let reason = format!(
-                "{} of {total} snapshot records arrived from {from}",
-                got.len()
-            );
+        let arrived: usize = got.iter().map(Vec::len).sum();
+        if arrived as u64 != total {
+            let reason = format!("{arrived} of {total} snapshot records arrived from {from}");
             self.abort(now, id, reason, true);
             return;
         }
@@ -1070,11 +1068,16 @@ impl Tables {
             .keys()
             .map(|rep| (join.views[rep].2, rep.clone()))
             .collect();
-        let snapshots: BTreeMap<String, Vec<Record>> = sources
+        let snapshots: BTreeMap<String, Chunks> = sources
             .into_iter()
             .map(|(rep, (records, _))| (rep, records))
             .collect();
-        let mut lacks = lacks(kind, r.spec.conflict.as_ref(), self.origin, snapshots);
+        let mut lacks = lacks(
+            kind,
+            r.spec.conflict.as_ref(),
+            (self.origin, self.config.chunk_bytes),
+            snapshots,
+        );
         // How many members each lack list still goes to: the last one takes it.
         let mut uses: BTreeMap<String, usize> = BTreeMap::new();
         let members: Vec<String> = join.left.union(&join.right).cloned().collect();
@@ -1103,7 +1106,7 @@ impl Tables {
                 own = Some(records);
                 continue;
             }
-            let total = records.len() as u64;
+            let total = records.iter().map(Vec::len).sum::<usize>() as u64;
             fx.send_chunks(n, &table, id, records);
             fx.send(
                 n,
@@ -1117,11 +1120,11 @@ impl Tables {
             );
         }
         self.finish(now, fx);
-        if let Some(records) = own {
-            let total = records.len() as u64;
+        if let Some(chunks) = own {
+            let total = chunks.iter().map(Vec::len).sum::<usize>() as u64;
             let me = self.me.clone();
             if let Some(r) = self.replicas.get_mut(&table) {
-                r.on_chunk(&me, id, records);
+                r.on_chunks(&me, id, chunks);
             }
             let msg = TableMsg::Apply {
                 table,
