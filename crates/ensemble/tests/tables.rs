@@ -221,3 +221,46 @@ async fn timeouts_too_large_for_the_clock_mean_no_deadline() {
         n.shutdown().await;
     }
 }
+
+/// Two nodes that each hold a table of their own connect: a join of many chunks (about 2.4 MB
+/// of records, against 256 KiB chunks) merges them, both ways, over real TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_table_merges_in_many_chunks_and_arrives_whole_on_both_sides() {
+    let a = start("big-a", &[]).await;
+    let b = start("big-b", &[]).await;
+    let ta: Table<String, String> = a.table("big", TableOptions::set()).await.unwrap();
+    let tb: Table<String, String> = b.table("big", TableOptions::set()).await.unwrap();
+    let value = |i: usize| format!("{i:040}");
+    let records: Vec<(String, String)> = (0..30_000).map(|i| (format!("k{i}"), value(i))).collect();
+    for batch in records.chunks(1000) {
+        ta.insert_many(batch).await.unwrap();
+    }
+    // b holds keys of its own, some of them also on a with other values.
+    let own: Vec<(String, String)> = (29_950..30_050)
+        .map(|i| (format!("k{i}"), format!("b's {i}")))
+        .collect();
+    tb.insert_many(&own).await.unwrap();
+    b.join(a.addr()).await.unwrap();
+    async fn settled(t: &Table<String, String>) -> bool {
+        t.len() == 30_050
+            && t.info()
+                .await
+                .is_ok_and(|i| i.members.len() == 2 && !i.paused)
+    }
+    for _ in 0..400 {
+        if settled(&ta).await && settled(&tb).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (sa, sb) = (ta.snapshot().unwrap(), tb.snapshot().unwrap());
+    assert_eq!(sa.len(), 30_050);
+    assert_eq!(sa, sb);
+    // Keys only one side had arrive with their values; a key both had holds one of the two.
+    let held: std::collections::BTreeMap<String, String> = sa.into_iter().collect();
+    assert_eq!(held["k7"], value(7));
+    assert_eq!(held["k30049"], "b's 30049");
+    assert!([value(29_960), "b's 29960".to_string()].contains(&held["k29960"]));
+    a.shutdown().await;
+    b.shutdown().await;
+}
