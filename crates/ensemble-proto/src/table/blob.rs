@@ -1,7 +1,7 @@
-//! The bytes of a stored key or value. Short ones (most keys and many values) sit inside the
-//! map entry itself; longer ones take one heap block. A record of a short key and value then
-//! costs one map entry and no allocation of its own: less memory to fault in and fill, which
-//! is most of what inserting many records costs.
+//! The bytes of a stored value (and of a bag's object, or a tombstone's key). Short ones sit
+//! inside the map entry itself; longer ones take one heap block. A record of a short key (see
+//! `keys.rs`) and a short value then costs one map entry and no allocation of its own: less
+//! memory to fault in and fill, which is most of what inserting many records costs.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -61,27 +61,11 @@ impl PartialOrd for Blob {
     }
 }
 
-// Orders as the bytes do (as `Borrow<[u8]>` requires). Two inline blobs, the usual case in a
-// map search, compare as three big-endian words of their zero-padded buffers, then by length:
-// a blob that is a prefix of the other is padded with zeros where the other has bytes of at
-// least zero, so it never compares greater, and equal words leave the shorter one first.
+// Orders as the bytes do (as `Borrow<[u8]>` requires).
 impl Ord for Blob {
     fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (Blob::Inline(la, a), Blob::Inline(lb, b)) => words(a).cmp(&words(b)).then(la.cmp(lb)),
-            _ => (**self).cmp(&**other),
-        }
+        (**self).cmp(&**other)
     }
-}
-
-fn words(b: &[u8; INLINE]) -> (u64, u64, u64) {
-    let word = |at: usize| {
-        let mut w = [0; 8];
-        let n = (INLINE - at).min(8);
-        w[..n].copy_from_slice(&b[at..at + n]);
-        u64::from_be_bytes(w)
-    };
-    (word(0), word(8), word(16))
 }
 
 impl fmt::Debug for Blob {

@@ -209,7 +209,8 @@ pub(crate) fn diff(kind: Kind, target: &[Record], have: &[Record]) -> Vec<Record
 pub(crate) fn lacks(
     kind: Kind,
     conflict: Option<&ConflictHandler>,
-    (origin, chunk_bytes): (u64, usize),
+    origin: u64,
+    chunk_bytes: usize,
     mut snapshots: BTreeMap<String, Chunks>,
 ) -> BTreeMap<String, Chunks> {
     let full: Vec<String> = snapshots

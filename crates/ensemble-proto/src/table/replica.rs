@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::msg::{LeaderOp, LeaderResult, Op, TableMsg};
+use super::msg::{LeaderOp, LeaderResult, Op, Record, TableMsg};
 use super::store::{Change, Chunks, Kind, Store};
 use super::{Completion, Fx, Output, Reply, TableConfig, TableError, TableSpec, WriteOp};
 
@@ -488,9 +488,9 @@ impl Replica {
         );
     }
 
-    pub fn on_chunks(&mut self, from: &str, join: u64, chunks: Chunks) {
+    pub fn on_chunk(&mut self, from: &str, join: u64, records: Vec<Record>) {
         if self.locked_by(from, join) {
-            self.incoming.extend(chunks);
+            self.incoming.push(records);
         }
     }
 

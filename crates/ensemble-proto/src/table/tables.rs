@@ -506,7 +506,7 @@ impl Tables {
                 if let Some((got, None)) = source {
                     got.push(records);
                 } else if let Some(r) = self.replicas.get_mut(&table) {
-                    r.on_chunks(from, join, vec![records]);
+                    r.on_chunk(from, join, records);
                 }
             }
             TableMsg::SnapshotEnd { join, total, .. } => {
@@ -1075,7 +1075,8 @@ impl Tables {
         let mut lacks = lacks(
             kind,
             r.spec.conflict.as_ref(),
-            (self.origin, self.config.chunk_bytes),
+            self.origin,
+            self.config.chunk_bytes,
             snapshots,
         );
         // How many members each lack list still goes to: the last one takes it.
@@ -1124,7 +1125,7 @@ impl Tables {
             let total = chunks.iter().map(Vec::len).sum::<usize>() as u64;
             let me = self.me.clone();
             if let Some(r) = self.replicas.get_mut(&table) {
-                r.on_chunks(&me, id, chunks);
+                chunks.into_iter().for_each(|c| r.on_chunk(&me, id, c));
             }
             let msg = TableMsg::Apply {
                 table,
