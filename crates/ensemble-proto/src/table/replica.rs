@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::msg::{LeaderOp, LeaderResult, Op, Record, TableMsg};
-use super::store::{Change, Chunks, Kind, Store};
+use super::store::{self, Change, Chunks, Kind, Store};
 use super::{Completion, Fx, Output, Reply, TableConfig, TableError, TableSpec, WriteOp};
 
 /// A lock a join coordinator holds on this replica.
@@ -476,7 +476,7 @@ impl Replica {
             return;
         }
         let chunks = self.read().chunks(fx.config.chunk_bytes);
-        let total = chunks.iter().map(Vec::len).sum::<usize>() as u64;
+        let total = store::count(&chunks);
         fx.send_chunks(from, &self.name, join, chunks);
         fx.send(
             from,
@@ -501,10 +501,10 @@ impl Replica {
         (from, join): (&str, u64),
         (total, members, join_id): (u64, Vec<String>, u64),
     ) {
+        let got = store::count(&self.incoming);
         let refuse = if !self.locked_by(from, join) {
             Some("not locked for this join".to_string())
-        } else if self.incoming.iter().map(Vec::len).sum::<usize>() as u64 != total {
-            let got: usize = self.incoming.iter().map(Vec::len).sum();
+        } else if got != total {
             Some(format!("{got} of {total} records arrived"))
         } else {
             None

@@ -48,6 +48,11 @@ impl Change {
 /// A snapshot cut in chunks, as joins send and receive it.
 pub type Chunks = Vec<Vec<Record>>;
 
+/// The records in `chunks`.
+pub fn count(chunks: &[Vec<Record>]) -> u64 {
+    chunks.iter().map(|c| c.len() as u64).sum()
+}
+
 /// What a record counts towards a join chunk's size: its key, its value and 24 bytes.
 pub fn chunk_cost(key: &[u8], value: &[u8]) -> usize {
     key.len() + value.len() + 24
@@ -322,9 +327,9 @@ impl Store {
         let records = || chunks.iter().flatten();
         let sorted = records().zip(records().skip(1)).all(|(a, b)| a.key < b.key);
         if self.kind == Kind::Set && self.set.is_empty() && sorted {
-            let count = chunks.iter().map(Vec::len).sum();
+            let len = count(&chunks) as usize;
             if self.watched {
-                changes.reserve(count);
+                changes.reserve(len);
             }
             for r in records() {
                 self.clock = self.clock.max(r.version.time);
@@ -346,7 +351,7 @@ impl Store {
                 };
                 (&r.key[..], slot)
             });
-            self.set = KeyMap::build(count, slots);
+            self.set = KeyMap::build(len, slots);
             return;
         }
         for r in records() {

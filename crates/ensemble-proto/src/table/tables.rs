@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::join::{lacks, Join, Stage};
 use super::msg::{LeaderOp, LeaderResult, TableMsg};
 use super::replica::{check_limits, Replica};
-use super::store::{Chunks, Kind, Store};
+use super::store::{self, Chunks, Kind, Store};
 use super::{
     origin_of, Call, Completion, Fx, Output, Remerge, Reply, TableConfig, TableError, TableInfo,
     TableSpec, WriteOp,
@@ -1002,7 +1002,7 @@ impl Tables {
         for rep in sources.into_values() {
             if rep == self.me {
                 let own = self.replicas[&table].read().chunks(self.config.chunk_bytes);
-                let total = own.iter().map(Vec::len).sum::<usize>() as u64;
+                let total = store::count(&own);
                 from.insert(rep, (own, Some(total)));
             } else {
                 from.insert(rep.clone(), (Vec::new(), None));
@@ -1034,8 +1034,8 @@ impl Tables {
         let Some((got, done @ None)) = sources.get_mut(from) else {
             return;
         };
-        let arrived: usize = got.iter().map(Vec::len).sum();
-        if arrived as u64 != total {
+        let arrived = store::count(got);
+        if arrived != total {
             let reason = format!("{arrived} of {total} snapshot records arrived from {from}");
             self.abort(now, id, reason, true);
             return;
@@ -1107,7 +1107,7 @@ impl Tables {
                 own = Some(records);
                 continue;
             }
-            let total = records.iter().map(Vec::len).sum::<usize>() as u64;
+            let total = store::count(&records);
             fx.send_chunks(n, &table, id, records);
             fx.send(
                 n,
@@ -1122,7 +1122,7 @@ impl Tables {
         }
         self.finish(now, fx);
         if let Some(chunks) = own {
-            let total = chunks.iter().map(Vec::len).sum::<usize>() as u64;
+            let total = store::count(&chunks);
             let me = self.me.clone();
             if let Some(r) = self.replicas.get_mut(&table) {
                 chunks.into_iter().for_each(|c| r.on_chunk(&me, id, c));
