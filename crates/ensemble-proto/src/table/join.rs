@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::msg::{Record, Version};
-use super::store::{chunk_cost, Chunks, Kind};
+use super::store::{chunk_cost, count, Chunks, Kind};
 use super::{Completion, ConflictHandler};
 
 /// Where a join is.
@@ -215,7 +215,7 @@ pub(crate) fn lacks(
 ) -> BTreeMap<String, Chunks> {
     let full: Vec<String> = snapshots
         .iter()
-        .filter(|(_, s)| s.iter().any(|c| !c.is_empty()))
+        .filter(|(_, s)| count(s) > 0)
         .map(|(rep, _)| rep.clone())
         .collect();
     if full.len() <= 1 {
