@@ -282,6 +282,7 @@ impl Driver {
             }
             self.drain_outputs();
             self.publish();
+            self.settle().await;
             if let Some((graceful, reply)) = stop {
                 accept.abort();
                 self.stop(graceful).await;
@@ -309,6 +310,19 @@ impl Driver {
             }
             tokio::task::yield_now().await;
         }
+    }
+
+    /// Applies here the table writes made here whose sends just went to the connections: after
+    /// a yield, so that the connection tasks this worker woke seal and write them first and the
+    /// peers apply them while this node does.
+    async fn settle(&mut self) {
+        if !self.core.tables.unsettled() {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let now = Instant::now();
+        self.core.with_tables(now, |t| t.settle(now));
+        self.drain_outputs();
     }
 
     /// The connection tasks drop handshakes from partitioned names.

@@ -306,6 +306,8 @@ pub(crate) struct Fx {
     pub done: Vec<(Completion, Result<Reply, TableError>)>,
     /// (table, node): a peer's writes showed it is in another segment.
     pub diverged: Vec<(String, String)>,
+    /// Tables whose replica left a write made here for [`Tables::settle`].
+    pub unsettled: Vec<String>,
 }
 
 impl Fx {

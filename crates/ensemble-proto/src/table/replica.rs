@@ -71,6 +71,8 @@ pub(crate) struct Replica {
     next_write: u64,
     awaiting_drain: Option<(String, u64)>,
     incoming: Chunks,
+    /// Writes made here and sent, not applied here yet (see [`Replica::write`]).
+    unapplied: Vec<Arc<Vec<Op>>>,
     recent: BTreeMap<(String, u64), LeaderResult>,
     recent_order: VecDeque<(String, u64)>,
 }
@@ -104,6 +106,7 @@ impl Replica {
             next_write: 0,
             awaiting_drain: None,
             incoming: Vec::new(),
+            unapplied: Vec::new(),
             recent: BTreeMap::new(),
             recent_order: VecDeque::new(),
         }
@@ -161,12 +164,28 @@ impl Replica {
     }
 
     /// A write asked here: applied now (or queued while paused) and sent to every peer.
-    pub fn write(&mut self, now: Instant, fx: &mut Fx, ops: Vec<WriteOp>, then: Completion) {
+    ///
+    /// With `later`, a write that has peers to go to and does not depend on what the store
+    /// holds (no set `delete_object`) is versioned and sent now but applied here by
+    /// [`Replica::settle`], which the caller runs before anything reads or writes the store
+    /// again: the runtime hands the sends to its connections first, so the local apply
+    /// overlaps the peers' (no reply can come back before it, and the write completes only
+    /// with their acks).
+    pub fn write(
+        &mut self,
+        now: Instant,
+        fx: &mut Fx,
+        ops: Vec<WriteOp>,
+        then: Completion,
+        later: bool,
+    ) {
         if self.paused() {
             self.queued.push_back(Deferred::Write(ops, then));
             return;
         }
         let origin = fx.origin;
+        let kind = self.spec.kind;
+        let later = later && !self.peers.is_empty() && ops.iter().all(|w| !reads_store(kind, w));
         let mut changes = Vec::new();
         let ops: Vec<Op> = {
             let mut store = self.store();
@@ -175,7 +194,9 @@ impl Replica {
                     let w = resolve(&store, w)?;
                     let version = store.next_version(origin);
                     let op = w.into_op(version);
-                    store.apply(now, &op, &mut changes);
+                    if !later {
+                        store.apply(now, &op, &mut changes);
+                    }
                     Some(op)
                 })
                 .collect()
@@ -196,6 +217,10 @@ impl Replica {
             },
         );
         let ops = Arc::new(ops);
+        if later {
+            self.unapplied.push(ops.clone());
+            fx.unsettled.push(self.name.clone());
+        }
         let peers: Vec<String> = self.peers.iter().cloned().collect();
         for p in peers {
             let link = self.links.entry(p.clone()).or_default();
@@ -283,6 +308,21 @@ impl Replica {
         for p in peers {
             self.resend(now, fx, &p, false);
         }
+    }
+
+    /// Applies here the writes [`Replica::write`] left for later, in the order they were made.
+    pub fn settle(&mut self, now: Instant, fx: &mut Fx) {
+        if self.unapplied.is_empty() {
+            return;
+        }
+        let mut changes = Vec::new();
+        {
+            let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+            for ops in self.unapplied.drain(..) {
+                ops.iter().for_each(|op| store.apply(now, op, &mut changes));
+            }
+        }
+        self.changed(fx, changes);
     }
 
     /// Writes from a peer.
@@ -565,7 +605,7 @@ impl Replica {
     pub fn replay(&mut self, now: Instant, fx: &mut Fx) {
         while !self.paused() {
             match self.queued.pop_front() {
-                Some(Deferred::Write(ops, then)) => self.write(now, fx, ops, then),
+                Some(Deferred::Write(ops, then)) => self.write(now, fx, ops, then, false),
                 Some(Deferred::Leader { from, id, op }) => self.on_leader(now, fx, &from, id, op),
                 None => break,
             }
@@ -628,6 +668,7 @@ impl Replica {
                 to: from.to_string(),
                 id,
             },
+            false,
         );
     }
 
@@ -694,6 +735,11 @@ pub(crate) fn check_limits(
         }
     }
     Ok(())
+}
+
+/// Whether a write made here depends on what the store holds when it is made.
+fn reads_store(kind: Kind, w: &WriteOp) -> bool {
+    kind == Kind::Set && matches!(w, WriteOp::DeleteObject(..))
 }
 
 /// A set's `delete_object` is decided here, by the writer, and travels as a plain versioned

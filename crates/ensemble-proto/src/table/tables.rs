@@ -35,6 +35,8 @@ pub struct Tables {
     outputs: VecDeque<Output>,
     /// Joins to start again after a back-off: (when, table, node, completion, deadline, attempt).
     delayed: Vec<(Instant, String, String, Completion, Instant, u32)>,
+    /// Tables with writes made here that are sent but not applied here yet.
+    unsettled: BTreeSet<String>,
     /// The latest time seen, and the last tick.
     clock: Option<Instant>,
     last_tick: Option<Instant>,
@@ -74,6 +76,7 @@ impl Tables {
             rng,
             outputs: VecDeque::new(),
             delayed: Vec::new(),
+            unsettled: BTreeSet::new(),
             clock: None,
             last_tick: None,
         }
@@ -81,6 +84,36 @@ impl Tables {
 
     fn see(&mut self, now: Instant) {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
+    }
+
+    /// Every input that may read or change a replica starts here: the writes [`Tables::write`]
+    /// left unapplied are applied first.
+    fn enter(&mut self, now: Instant) {
+        self.see(now);
+        self.settle(now);
+    }
+
+    /// Applies here the writes made here that [`Tables::write`] sent but left unapplied, so
+    /// that a runtime can hand their sends to its connections first and apply them here while
+    /// the peers do. Every other input does this first; until then, local reads do not show
+    /// them (their writes have not completed: they complete with the peers' acks).
+    pub fn settle(&mut self, now: Instant) {
+        if self.unsettled.is_empty() {
+            return;
+        }
+        self.see(now);
+        let mut fx = self.fx();
+        for table in std::mem::take(&mut self.unsettled) {
+            if let Some(r) = self.replicas.get_mut(&table) {
+                r.settle(now, &mut fx);
+            }
+        }
+        self.finish(now, fx);
+    }
+
+    /// Whether writes made here wait for [`Tables::settle`].
+    pub fn unsettled(&self) -> bool {
+        !self.unsettled.is_empty()
     }
 
     fn fx(&self) -> Fx {
@@ -92,6 +125,7 @@ impl Tables {
             outs: Vec::new(),
             done: Vec::new(),
             diverged: Vec::new(),
+            unsettled: Vec::new(),
         }
     }
 
@@ -169,7 +203,7 @@ impl Tables {
         token: u64,
         ops: Vec<WriteOp>,
     ) -> Result<(), TableError> {
-        self.see(now);
+        self.enter(now);
         let config = &self.config;
         let r = self
             .replicas
@@ -178,7 +212,7 @@ impl Tables {
         check_limits(table, &r.spec, config, &r.read(), &ops)?;
         let mut fx = self.fx();
         let r = self.replicas.get_mut(table).expect("checked");
-        r.write(now, &mut fx, ops, Completion::Token(token));
+        r.write(now, &mut fx, ops, Completion::Token(token), true);
         self.finish(now, fx);
         Ok(())
     }
@@ -193,6 +227,7 @@ impl Tables {
         op: LeaderOp,
         deadline: Instant,
     ) -> Result<(), TableError> {
+        self.enter(now);
         let r = self
             .replicas
             .get(table)
@@ -232,6 +267,7 @@ impl Tables {
         token: u64,
         deadline: Instant,
     ) -> Result<(), TableError> {
+        self.enter(now);
         let r = self
             .replicas
             .get(table)
@@ -265,7 +301,6 @@ impl Tables {
                 before,
             },
         );
-        let _ = now;
         Ok(())
     }
 
@@ -282,6 +317,7 @@ impl Tables {
 
     /// Ends a [`Tables::pause`]; queued writes run when no pause is left.
     pub fn unpause(&mut self, now: Instant, table: &str, pause: u64) {
+        self.enter(now);
         let mut fx = self.fx();
         if let Some(r) = self.replicas.get_mut(table) {
             if r.pauses.remove(&pause) {
@@ -301,6 +337,7 @@ impl Tables {
         token: u64,
         deadline: Instant,
     ) -> Result<(), TableError> {
+        self.enter(now);
         if !self.replicas.contains_key(table) {
             return Err(TableError::Unknown(table.to_string()));
         }
@@ -315,7 +352,7 @@ impl Tables {
 
     /// A connection to `peer` opened: tell it our tables and send it what it has not acked.
     pub fn peer_up(&mut self, now: Instant, peer: &str) {
-        self.see(now);
+        self.enter(now);
         self.connected.insert(peer.to_string());
         if !self.replicas.is_empty() {
             let tables = self.replicas.keys().cloned().collect();
@@ -331,7 +368,7 @@ impl Tables {
     /// `node` is up (again): if connected, it hears our tables, so that segments split while
     /// it was down re-merge.
     pub fn member_up(&mut self, now: Instant, node: &str) {
-        self.see(now);
+        self.enter(now);
         self.down.remove(node);
         if self.connected.contains(node) && !self.replicas.is_empty() {
             let tables = self.replicas.keys().cloned().collect();
@@ -347,7 +384,7 @@ impl Tables {
     /// `node` went down or left: it is out of every segment, and joins and calls that need it
     /// move on.
     pub fn member_down(&mut self, now: Instant, node: &str) {
-        self.see(now);
+        self.enter(now);
         self.down.insert(node.to_string());
         let mut fx = self.fx();
         for r in self.replicas.values_mut() {
@@ -398,7 +435,7 @@ impl Tables {
 
     /// A message from the member `from`.
     pub fn handle_message(&mut self, now: Instant, from: &str, msg: TableMsg) {
-        self.see(now);
+        self.enter(now);
         let mut queue = VecDeque::from([(from.to_string(), msg)]);
         while let Some((from, msg)) = queue.pop_front() {
             self.on_message(now, &from, msg);
@@ -558,7 +595,7 @@ impl Tables {
 
     /// Time passed: retransmissions, expired locks, retries, deadlines, re-merges.
     pub fn tick(&mut self, now: Instant) {
-        self.see(now);
+        self.enter(now);
         self.last_tick = Some(now);
         let mut fx = self.fx();
         let ttl = self.config.tombstone_ttl;
@@ -658,6 +695,10 @@ impl Tables {
         if !busy {
             return None;
         }
+        // Writes left for `settle` are applied by the next input at the latest: make it now.
+        if self.unsettled() {
+            return self.clock;
+        }
         let tick = match self.last_tick {
             Some(t) => t + TICK,
             None => self.clock?,
@@ -696,6 +737,7 @@ impl Tables {
 
     /// Moves effects to outputs, completing operations.
     fn finish(&mut self, now: Instant, fx: Fx) {
+        self.unsettled.extend(fx.unsettled);
         for (to, msg) in fx.sends {
             self.outputs.push_back(Output::Send { to, msg });
         }

@@ -996,3 +996,61 @@ fn a_snapshot_goes_in_chunks_of_about_chunk_bytes_and_is_forced_whole_from_them(
     assert_eq!(other.digest(), store.digest());
     assert_eq!(other.memory(), store.memory());
 }
+
+#[test]
+fn a_write_with_peers_is_sent_first_and_applied_here_before_the_next_input() {
+    let now = Instant::now();
+    let (mut na, mut nb) = pair(now);
+    let store = na.store("t").unwrap();
+    store.write().unwrap().watched = true;
+    let value = |k: &str| store.read().unwrap().get(k.as_bytes()).map(<[u8]>::to_vec);
+    na.write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("x"))])
+        .unwrap();
+    // The write is on its way, not applied here yet, and the runtime is asked back at once.
+    let outs = outputs(&mut na);
+    assert!(matches!(sends(&outs)[..], [("b", TableMsg::Ops { .. })]));
+    assert_eq!(value("k"), None);
+    assert!(na.unsettled());
+    assert_eq!(na.poll_timeout(), Some(now));
+    // The next input applies it before its own work: writes apply in the order made.
+    na.write(now, "t", 2, vec![WriteOp::Insert(b("k"), b("y"))])
+        .unwrap();
+    assert_eq!(value("k").as_deref(), Some(&b"x"[..]));
+    na.settle(now);
+    assert_eq!(value("k").as_deref(), Some(&b"y"[..]));
+    assert!(!na.unsettled());
+    // Subscribers hear of both changes, once each.
+    let changed: Vec<_> = outputs(&mut na)
+        .into_iter()
+        .chain(outs)
+        .filter_map(|o| match o {
+            Output::Changed { changes, .. } => Some(changes),
+            _ => None,
+        })
+        .flatten()
+        .map(|c| (c.old, c.new))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![(None, Some(b("x"))), (Some(b("x")), Some(b("y")))]
+    );
+    // A set's delete_object depends on what is held: it applies at once.
+    na.write(now, "t", 3, vec![WriteOp::DeleteObject(b("k"), b("y"))])
+        .unwrap();
+    assert_eq!(value("k"), None);
+    assert!(!na.unsettled());
+    // Both replicas end equal, and the writes complete with the acks.
+    deliver(now, &mut na, &mut nb);
+    assert_eq!(held(&na), held(&nb));
+}
+
+#[test]
+fn a_write_without_peers_is_applied_at_once() {
+    let now = Instant::now();
+    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    t.create("t", TableSpec::set()).unwrap();
+    t.write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("v"))])
+        .unwrap();
+    assert!(!t.unsettled());
+    assert_eq!(held(&t).len(), 1);
+}

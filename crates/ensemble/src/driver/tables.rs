@@ -143,6 +143,8 @@ impl Driver {
                 self.core.with_tables(now, |t| t.unpause(now, &table, id));
             }
             TableCommand::Info { table, reply } => {
+                // Its size counts the writes made here, applied or not yet.
+                self.core.with_tables(now, |t| t.settle(now));
                 let _ = reply.send(self.core.tables.info(&table));
             }
             TableCommand::List { reply } => {
