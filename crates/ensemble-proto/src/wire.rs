@@ -270,6 +270,31 @@ pub fn encode_into(frame: &Frame, buf: &mut Vec<u8>) {
     *buf = out;
 }
 
+/// The encoding of a table write's ops, to put into the frame of each peer the write goes to
+/// with [`encode_ops_into`]: the write is encoded once, not once per peer.
+pub fn encode_ops(ops: &[crate::table::Op]) -> Vec<u8> {
+    postcard::to_stdvec(ops).expect("ops always serialize")
+}
+
+/// Appends to `buf` what [`encode_into`] appends for a frame of `TableMsg::Ops { table,
+/// join_id, seq, ops }`, where `encoded` is [`encode_ops`] of those ops.
+///
+/// The ops are the frame's last field, so the frame is its head (the same message without
+/// ops, which ends with the empty list's length, one zero byte) with that byte replaced by
+/// `encoded`.
+pub fn encode_ops_into(table: String, join_id: u64, seq: u64, encoded: &[u8], buf: &mut Vec<u8>) {
+    let head = Frame::Message(Message::Table(TableMsg::Ops {
+        table,
+        join_id,
+        seq,
+        ops: Arc::default(),
+    }));
+    encode_into(&head, buf);
+    let empty = buf.pop();
+    debug_assert_eq!(empty, Some(0), "the empty ops come last");
+    buf.extend_from_slice(encoded);
+}
+
 /// Encodes a frame into `buf` if it fits, returning its length; stops as soon as it does
 /// not (a large frame costs no more than the bytes that fit).
 pub fn encode_within(frame: &Frame, buf: &mut [u8]) -> Option<usize> {
@@ -311,6 +336,53 @@ mod tests {
     use super::*;
     use crate::member::{Status, Tags};
     use proptest::prelude::*;
+
+    proptest! {
+        /// A write's frame made from its ops encoded once is the frame encoded whole.
+        #[test]
+        fn a_write_frame_from_its_ops_encoded_once_is_the_frame_encoded_whole(
+            table in "[a-z]{0,20}",
+            join_id in any::<u64>(),
+            seq in any::<u64>(),
+            ops in prop::collection::vec(
+                (
+                    0u8..3,
+                    prop::collection::vec(any::<u8>(), 0..40),
+                    prop::collection::vec(any::<u8>(), 0..300),
+                    any::<u64>(),
+                    any::<u64>(),
+                ),
+                0..200,
+            ),
+            prefix in prop::collection::vec(any::<u8>(), 0..8),
+        ) {
+            use crate::table::{Op, Version};
+            let ops: Vec<Op> = ops
+                .into_iter()
+                .map(|(kind, key, value, time, origin)| {
+                    let (key, value) = (bytes::Bytes::from(key), bytes::Bytes::from(value));
+                    let version = Version { time, origin };
+                    match kind {
+                        0 => Op::Insert { key, value, version },
+                        1 => Op::Delete { key, version },
+                        _ => Op::DeleteObject { key, value, version },
+                    }
+                })
+                .collect();
+            let mut spliced = prefix.clone();
+            encode_ops_into(table.clone(), join_id, seq, &encode_ops(&ops), &mut spliced);
+            let frame = Frame::Message(Message::Table(TableMsg::Ops {
+                table,
+                join_id,
+                seq,
+                ops: Arc::new(ops),
+            }));
+            let mut whole = prefix.clone();
+            encode_into(&frame, &mut whole);
+            prop_assert_eq!(&spliced, &whole);
+            prop_assert_eq!(decode(&spliced[prefix.len()..]).unwrap(), frame);
+        }
+    }
 
     #[test]
     fn frames_round_trip() {

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::handshake::{self, HandshakeError, Params};
 use super::outbox::Outbox;
 use super::session::{Opener, Session, OVERHEAD};
+use super::shared_ops::SharedOps;
 use super::{authenticated, framed, FramedStream};
 use crate::driver::DriverMsg;
 use crate::secret::Secret;
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     pub driver: mpsc::Sender<DriverMsg>,
     /// Names partitioned away by fault injection (the driver keeps it current).
     pub partitioned: std::sync::RwLock<std::collections::BTreeSet<String>>,
+    /// Table writes encoded once for all the connections they go to.
+    pub shared_ops: Arc<SharedOps>,
     next_id: AtomicU64,
 }
 
@@ -78,6 +81,7 @@ impl Shared {
             channels: config.channels.clone(),
             driver,
             partitioned: Default::default(),
+            shared_ops: Arc::default(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -209,7 +213,7 @@ async fn serve(
     dialed: Option<SocketAddr>,
 ) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (mut reader, outbox, mut opener) = split(stream, session);
+    let (mut reader, outbox, mut opener) = split(stream, session, &shared.shared_ops);
     let (lanes, mut rx) = Lanes::new(1 + shared.channels.len(), shared.send_queue);
     let name = peer.name.clone();
     let up = DriverMsg::ConnUp {
@@ -276,7 +280,11 @@ async fn bounded(write: impl std::future::Future<Output = io::Result<()>>) -> Re
 
 /// Splits an authenticated connection into its reading side (keeping what was already read
 /// past the handshake), its shared write side, and the receiving direction of its session.
-fn split(stream: FramedStream, session: Session) -> (Reader, Arc<Outbox>, Opener) {
+fn split(
+    stream: FramedStream,
+    session: Session,
+    shared_ops: &Arc<SharedOps>,
+) -> (Reader, Arc<Outbox>, Opener) {
     let parts = stream.into_parts();
     let (read, write) = parts.io.into_split();
     let mut read_parts = FramedParts::new::<Bytes>(read, parts.codec);
@@ -284,7 +292,7 @@ fn split(stream: FramedStream, session: Session) -> (Reader, Arc<Outbox>, Opener
     let (sealer, opener) = session.into_halves();
     (
         Framed::from_parts(read_parts),
-        Arc::new(Outbox::new(write, sealer)),
+        Arc::new(Outbox::new(write, sealer, shared_ops.clone())),
         opener,
     )
 }

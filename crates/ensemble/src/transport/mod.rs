@@ -4,6 +4,7 @@ pub mod conn;
 pub mod handshake;
 pub(crate) mod outbox;
 pub mod session;
+pub(crate) mod shared_ops;
 
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};

@@ -9,13 +9,15 @@
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use ensemble_proto::table::TableMsg;
 use ensemble_proto::wire::{self, Frame, Message};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use super::session::Sealer;
+use super::shared_ops::{SharedOps, MIN_SHARED};
 
 /// Largest encoded frame the driver writes itself; larger ones are sealed by the
 /// connection task, so writes to several peers are encrypted on several cores at once.
@@ -56,6 +58,7 @@ impl std::fmt::Debug for Outbox {
 
 struct State {
     sealer: Sealer,
+    shared_ops: Arc<SharedOps>,
     /// Sealed, length-prefixed frames; `pending[written..]` is not on the socket yet.
     pending: Vec<u8>,
     written: usize,
@@ -64,11 +67,12 @@ struct State {
 }
 
 impl Outbox {
-    pub fn new(half: OwnedWriteHalf, sealer: Sealer) -> Outbox {
+    pub fn new(half: OwnedWriteHalf, sealer: Sealer, shared_ops: Arc<SharedOps>) -> Outbox {
         Outbox {
             half,
             state: Mutex::new(State {
                 sealer,
+                shared_ops,
                 pending: Vec::new(),
                 written: 0,
                 held: false,
@@ -206,7 +210,19 @@ impl State {
     fn seal(&mut self, msg: Message) {
         let start = self.pending.len();
         self.pending.extend_from_slice(&[0; 4]);
-        wire::encode_into(&Frame::Message(msg), &mut self.pending);
+        match msg {
+            // A write going to several peers is encoded once for all of them.
+            Message::Table(TableMsg::Ops {
+                table,
+                join_id,
+                seq,
+                ops,
+            }) if ops.len() >= MIN_SHARED => {
+                let encoded = self.shared_ops.encoded(&ops);
+                wire::encode_ops_into(table, join_id, seq, &encoded, &mut self.pending);
+            }
+            msg => wire::encode_into(&Frame::Message(msg), &mut self.pending),
+        }
         self.finish(start);
     }
 
@@ -271,7 +287,7 @@ mod tests {
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
         let (sealer, _) = Session::new(&k1, &k2).into_halves();
         let (_, mut opener) = Session::new(&k2, &k1).into_halves();
-        let outbox = Arc::new(Outbox::new(write, sealer));
+        let outbox = Arc::new(Outbox::new(write, sealer, Arc::default()));
         let task = tokio::spawn({
             let outbox = outbox.clone();
             async move {
@@ -347,7 +363,7 @@ mod tests {
                 .await
                 .unwrap();
             let (sealer, _) = Session::new(&[1; 32], &[2; 32]).into_halves();
-            let outbox = Outbox::new(ours.into_split().1, sealer);
+            let outbox = Outbox::new(ours.into_split().1, sealer, Arc::default());
             let large = outbox.hold(cast(0, DIRECT_MAX + 1));
             assert!(matches!(large, Hold::Refused(_)));
             let first = outbox.hold(cast(0, 10));
@@ -358,5 +374,56 @@ mod tests {
             outbox.write_held();
             assert!(outbox.is_idle());
         });
+    }
+
+    /// A write queued to two connections is encoded once for both, and each peer reads
+    /// exactly the message sent to it (its own sequence number, the same writes).
+    #[tokio::test]
+    async fn a_write_sealed_for_two_peers_arrives_whole_at_each() {
+        use ensemble_proto::table::{Op, Version};
+        let shared = Arc::new(SharedOps::default());
+        let ops: Arc<Vec<Op>> = Arc::new(
+            (0..100u64)
+                .map(|i| Op::Insert {
+                    key: Bytes::from(format!("key{i}")),
+                    value: Bytes::from(vec![i as u8; i as usize]),
+                    version: Version { time: i, origin: 9 },
+                })
+                .collect(),
+        );
+        let write = |seq, ops: &Arc<Vec<Op>>| {
+            Message::Table(TableMsg::Ops {
+                table: "t".into(),
+                join_id: 5,
+                seq,
+                ops: ops.clone(),
+            })
+        };
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        for (peer, seq) in [(0u8, 10u64), (1, 20)] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            let (sealer, _) = Session::new(&k1, &k2).into_halves();
+            let (_, mut opener) = Session::new(&k2, &k1).into_halves();
+            let outbox = Outbox::new(ours.unwrap().into_split().1, sealer, shared.clone());
+            // The same writes twice (the second time from the shared encoding), then others.
+            let other = Arc::new(ops[..50].to_vec());
+            let mut queue: std::collections::VecDeque<_> =
+                [write(seq + 1, &ops), write(seq + 2, &other)].into();
+            let sent = [write(seq, &ops), queue[0].clone(), queue[1].clone()];
+            (0..3).for_each(|_| outbox.queue());
+            outbox
+                .write_queued(write(seq, &ops), || queue.pop_front())
+                .await
+                .unwrap();
+            let mut frames = FramedRead::new(theirs.unwrap().0, LengthDelimitedCodec::new());
+            for want in sent {
+                let mut sealed = frames.next().await.unwrap().unwrap();
+                let len = opener.open_in_place(&mut sealed).unwrap();
+                let got = wire::decode(&sealed[..len]).unwrap();
+                assert_eq!(got, Frame::Message(want), "peer {peer}");
+            }
+        }
     }
 }
