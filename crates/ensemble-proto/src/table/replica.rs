@@ -49,6 +49,10 @@ struct Pending {
     missing: Option<String>,
 }
 
+/// Writes of fewer records are applied at once even with `later` (see [`Replica::write`]):
+/// their apply takes less than the round of the scheduler that leaving it for later costs.
+pub(crate) const LATER_MIN: usize = 16;
+
 /// How long leader answers are remembered, so that a retried request is not done twice.
 const RECENT_LEADER_ANSWERS: usize = 4096;
 
@@ -165,8 +169,9 @@ impl Replica {
 
     /// A write asked here: applied now (or queued while paused) and sent to every peer.
     ///
-    /// With `later`, a write that has peers to go to and does not depend on what the store
-    /// holds (no set `delete_object`) is versioned and sent now but applied here by
+    /// With `later`, a write of at least [`LATER_MIN`] records that has peers to go to and does
+    /// not depend on what the store holds (no set `delete_object`) is versioned and sent now
+    /// but applied here by
     /// [`Replica::settle`], which the caller runs before anything reads or writes the store
     /// again: the runtime hands the sends to its connections first, so the local apply
     /// overlaps the peers' (no reply can come back before it, and the write completes only
@@ -185,7 +190,10 @@ impl Replica {
         }
         let origin = fx.origin;
         let kind = self.spec.kind;
-        let later = later && !self.peers.is_empty() && ops.iter().all(|w| !reads_store(kind, w));
+        let later = later
+            && ops.len() >= LATER_MIN
+            && !self.peers.is_empty()
+            && ops.iter().all(|w| !reads_store(kind, w));
         let mut changes = Vec::new();
         let ops: Vec<Op> = {
             let mut store = self.store();

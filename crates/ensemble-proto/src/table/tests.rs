@@ -1004,44 +1004,54 @@ fn a_write_with_peers_is_sent_first_and_applied_here_before_the_next_input() {
     let store = na.store("t").unwrap();
     store.write().unwrap().watched = true;
     let value = |k: &str| store.read().unwrap().get(k.as_bytes()).map(<[u8]>::to_vec);
-    na.write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("x"))])
-        .unwrap();
+    let n = replica::LATER_MIN;
+    let keys = || (0..n).map(|i| b(&format!("k{i}")));
+    let many = |value: &str| keys().map(|k| WriteOp::Insert(k, b(value))).collect();
+    na.write(now, "t", 1, many("x")).unwrap();
     // The write is on its way, not applied here yet, and the runtime is asked back at once.
     let outs = outputs(&mut na);
     assert!(matches!(sends(&outs)[..], [("b", TableMsg::Ops { .. })]));
-    assert_eq!(value("k"), None);
+    assert_eq!(value("k0"), None);
     assert!(na.unsettled());
     assert_eq!(na.poll_timeout(), Some(now));
     // The next input applies it before its own work: writes apply in the order made.
-    na.write(now, "t", 2, vec![WriteOp::Insert(b("k"), b("y"))])
-        .unwrap();
-    assert_eq!(value("k").as_deref(), Some(&b"x"[..]));
+    na.write(now, "t", 2, many("y")).unwrap();
+    assert_eq!(value("k0").as_deref(), Some(&b"x"[..]));
     na.settle(now);
-    assert_eq!(value("k").as_deref(), Some(&b"y"[..]));
+    assert_eq!(value("k0").as_deref(), Some(&b"y"[..]));
     assert!(!na.unsettled());
-    // Subscribers hear of both changes, once each.
-    let changed: Vec<_> = outputs(&mut na)
+    // Subscribers hear of every change, once each, in order.
+    let changed: Vec<_> = outs
         .into_iter()
-        .chain(outs)
+        .chain(outputs(&mut na))
         .filter_map(|o| match o {
             Output::Changed { changes, .. } => Some(changes),
             _ => None,
         })
         .flatten()
+        .filter(|c| c.key == b("k0"))
         .map(|c| (c.old, c.new))
         .collect();
     assert_eq!(
         changed,
         vec![(None, Some(b("x"))), (Some(b("x")), Some(b("y")))]
     );
-    // A set's delete_object depends on what is held: it applies at once.
-    na.write(now, "t", 3, vec![WriteOp::DeleteObject(b("k"), b("y"))])
+    // A small write is applied at once: leaving it for later would cost more than it saves.
+    na.write(now, "t", 3, vec![WriteOp::Insert(b("k0"), b("z"))])
         .unwrap();
-    assert_eq!(value("k"), None);
+    assert_eq!(value("k0").as_deref(), Some(&b"z"[..]));
+    // So is a set's delete_object, which depends on what is held.
+    let deletes = keys().map(|k| WriteOp::DeleteObject(k, b("y"))).collect();
+    na.write(now, "t", 4, deletes).unwrap();
+    assert_eq!(
+        (value("k0").as_deref(), value("k1")),
+        (Some(&b"z"[..]), None)
+    );
     assert!(!na.unsettled());
     // Both replicas end equal, and the writes complete with the acks.
     deliver(now, &mut na, &mut nb);
     assert_eq!(held(&na), held(&nb));
+    assert_eq!(held(&na).len(), 1);
 }
 
 #[test]
