@@ -38,7 +38,8 @@ pub struct TablesBench {
     /// Records in the table an empty node joins.
     #[arg(long, default_value_t = 100_000)]
     join_records: usize,
-    /// Directory for the agents' logs (default: a temporary one).
+    /// Directory for the agents' logs, kept (default: a temporary one, removed after a
+    /// successful run and kept after a failed one).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Print one JSON object.
@@ -77,7 +78,15 @@ pub fn run(a: TablesBench) -> Result<()> {
         );
     }
     let rt = crate::procs::runtime()?;
-    let r = rt.block_on(bench(&a))?;
+    let dir = a.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ensemble-bench-tables-{}", std::process::id()))
+    });
+    let r = rt
+        .block_on(bench(&a, &dir))
+        .with_context(|| format!("agent logs in {}", dir.display()))?;
+    if a.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -140,11 +149,8 @@ async fn wait_until(
     Ok(t.elapsed())
 }
 
-async fn bench(a: &TablesBench) -> Result<TablesReport> {
-    let dir = a.dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("ensemble-bench-tables-{}", std::process::id()))
-    });
-    std::fs::create_dir_all(&dir)?;
+async fn bench(a: &TablesBench, dir: &std::path::Path) -> Result<TablesReport> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let hex_secret = hex::encode(raw);

@@ -138,3 +138,48 @@ fn agents_replicate_tables_and_survive_a_killed_replica() {
         "room-2"
     );
 }
+
+/// `ensemble bench tables` (small sizes): every figure is reported, every replica is checked
+/// to hold exactly the records written, and the temporary log directory goes away.
+#[test]
+fn bench_tables_reports_every_figure_checks_every_record_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "tables",
+        "--sync",
+        "30",
+        "--callers",
+        "3",
+        "--concurrent",
+        "30",
+        "--batch",
+        "50",
+        "--batches",
+        "4",
+        "--join-records",
+        "500",
+        "--json",
+    ];
+    let out = Command::new(exe())
+        .args(args)
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ensemble {args:?} failed: {err}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "sync_inserts_per_s",
+        "concurrent_inserts_per_s",
+        "insert_many_records_per_s",
+        "join_ms",
+    ] {
+        assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
+    }
+    assert_eq!(r["replicas"], 3);
+    assert_eq!(r["records_verified"], 30 + 30 + 4 * 50, "{r}");
+    assert_eq!(r["join_records"], 500);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
