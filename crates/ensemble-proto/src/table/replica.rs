@@ -171,11 +171,10 @@ impl Replica {
     ///
     /// With `later`, a write of at least [`LATER_MIN`] records that has peers to go to and does
     /// not depend on what the store holds (no set `delete_object`) is versioned and sent now
-    /// but applied here by
-    /// [`Replica::settle`], which the caller runs before anything reads or writes the store
-    /// again: the runtime hands the sends to its connections first, so the local apply
-    /// overlaps the peers' (no reply can come back before it, and the write completes only
-    /// with their acks).
+    /// but applied here by [`Replica::settle`], which the caller runs before anything reads or
+    /// writes the store again. The runtime hands the sends to its connections first, so the
+    /// local apply overlaps the peers' (no reply can come back before it, and the write
+    /// completes only with their acks).
     pub fn write(
         &mut self,
         now: Instant,

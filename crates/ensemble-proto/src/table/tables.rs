@@ -86,8 +86,9 @@ impl Tables {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
     }
 
-    /// Every input that may read or change a replica starts here: the writes [`Tables::write`]
-    /// left unapplied are applied first.
+    /// Every input that may read or change a replica's records starts here: the writes
+    /// [`Tables::write`] left unapplied are applied first. (`pause` and `peer_gone` touch no
+    /// records.)
     fn enter(&mut self, now: Instant) {
         self.see(now);
         self.settle(now);
@@ -195,7 +196,9 @@ impl Tables {
     }
 
     /// Applies `ops` here and sends them to every replica; `Done { token }` follows when every
-    /// replica acked or went down. While the replica is paused the write waits, in order.
+    /// replica acked or went down. While the replica is paused the write waits, in order. A
+    /// large write to a replica with peers is applied here by [`Tables::settle`], after its
+    /// sends.
     pub fn write(
         &mut self,
         now: Instant,

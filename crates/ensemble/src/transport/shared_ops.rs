@@ -13,6 +13,10 @@ use ensemble_proto::wire;
 /// Fewer writes than this are encoded in place: sharing would cost more than it saves.
 pub(crate) const MIN_SHARED: usize = 16;
 
+/// Longer encodings are not kept: the last one stays until the next write comes, and this
+/// bounds what it holds meanwhile.
+const MAX_KEPT: usize = 1 << 20;
+
 /// Writes and their encoding. The weak reference keeps the writes' allocation, so its address
 /// names them as long as it is kept (writes changed in place move to a new one, see
 /// `Arc::make_mut`).
@@ -35,7 +39,7 @@ impl SharedOps {
             }
         }
         let bytes: Arc<[u8]> = wire::encode_ops(ops).into();
-        *last = Some((Arc::downgrade(ops), bytes.clone()));
+        *last = (bytes.len() <= MAX_KEPT).then(|| (Arc::downgrade(ops), bytes.clone()));
         bytes
     }
 }
@@ -68,6 +72,24 @@ mod tests {
         let copy = Arc::new((*b).clone());
         assert!(!Arc::ptr_eq(&other, &shared.encoded(&copy)));
         assert_eq!(&shared.encoded(&copy)[..], &other[..]);
+    }
+
+    #[test]
+    fn a_long_encoding_is_not_kept() {
+        let shared = SharedOps::default();
+        let long = Arc::new(
+            (0..3u64)
+                .map(|i| Op::Insert {
+                    key: Bytes::from(vec![i as u8]),
+                    value: Bytes::from(vec![0; MAX_KEPT / 2]),
+                    version: Version { time: i, origin: 7 },
+                })
+                .collect(),
+        );
+        let first = shared.encoded(&long);
+        assert!(first.len() > MAX_KEPT);
+        assert!(shared.last.lock().unwrap().is_none());
+        assert_eq!(shared.encoded(&long), first);
     }
 
     #[test]
