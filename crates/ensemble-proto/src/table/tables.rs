@@ -175,7 +175,8 @@ impl Tables {
         self.replicas.get(table).map(|r| r.store.clone())
     }
 
-    /// The state of a replica.
+    /// The state of a replica. Its size and memory count the writes made here once they are
+    /// applied: call [`Tables::settle`] first to count the ones left for it.
     pub fn info(&self, table: &str) -> Option<TableInfo> {
         let r = self.replicas.get(table)?;
         let store = r.read();

@@ -321,8 +321,7 @@ fn overlapping_segments_and_disagreeing_replicas_are_refused() {
 #[test]
 fn writes_with_an_old_join_id_are_ignored_but_acked() {
     let now = Instant::now();
-    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
-    t.create("t", TableSpec::set()).unwrap();
+    let mut t = alone();
     let msg = TableMsg::Ops {
         table: "t".into(),
         join_id: t.info("t").unwrap().join_id ^ 1,
@@ -351,8 +350,7 @@ fn writes_with_an_old_join_id_are_ignored_but_acked() {
 #[test]
 fn a_replica_paused_by_a_join_unpauses_when_the_coordinator_dies() {
     let now = Instant::now();
-    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
-    t.create("t", TableSpec::set()).unwrap();
+    let mut t = alone();
     t.handle_message(
         now,
         "c",
@@ -397,8 +395,7 @@ fn a_replica_paused_by_a_join_unpauses_when_the_coordinator_dies() {
 #[test]
 fn a_write_to_a_peer_without_the_table_is_reported() {
     let now = Instant::now();
-    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
-    t.create("t", TableSpec::set()).unwrap();
+    let mut t = alone();
     // Make "b" a peer through a join it coordinated.
     t.handle_message(
         now,
@@ -493,6 +490,13 @@ fn bad_specs_and_oversized_or_excess_writes_fail_clearly() {
 fn pair(now: Instant) -> (Tables, Tables) {
     let a = joined(now, "a", "b", 1);
     (a, joined(now, "b", "a", 1))
+}
+
+/// The replica of the set "t" on node "a", which has no peers.
+fn alone() -> Tables {
+    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    t.create("t", TableSpec::set()).unwrap();
+    t
 }
 
 /// The replica of "t" on `me`, in one segment with `other` (join id 42).
@@ -639,8 +643,7 @@ fn an_old_tombstone_expiring_keeps_a_newer_delete() {
 #[test]
 fn a_join_applied_after_a_member_went_down_does_not_wait_for_it() {
     let now = Instant::now();
-    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
-    t.create("t", TableSpec::set()).unwrap();
+    let mut t = alone();
     let table = || "t".to_string();
     t.handle_message(
         now,
@@ -861,8 +864,7 @@ fn a_join_that_fails_after_its_apply_went_out_is_repaired() {
 #[test]
 fn a_leader_request_of_our_own_queued_by_a_pause_is_answered_when_it_ends() {
     let now = Instant::now();
-    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
-    t.create("t", TableSpec::set()).unwrap();
+    let mut t = alone();
     let pause = TableMsg::Pause {
         table: "t".into(),
         join: 7,
@@ -1057,8 +1059,7 @@ fn a_write_with_peers_is_sent_first_and_applied_here_before_the_next_input() {
 #[test]
 fn a_write_without_peers_is_applied_at_once() {
     let now = Instant::now();
-    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
-    t.create("t", TableSpec::set()).unwrap();
+    let mut t = alone();
     t.write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("v"))])
         .unwrap();
     assert!(!t.unsettled());
