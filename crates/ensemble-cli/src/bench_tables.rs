@@ -6,7 +6,7 @@
 //! time an empty node takes to hold a complete replica after it connects; then checks that
 //! every replica holds exactly the records written.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,7 @@ async fn wait_until(
     Ok(t.elapsed())
 }
 
-async fn bench(a: &TablesBench, dir: &std::path::Path) -> Result<TablesReport> {
+async fn bench(a: &TablesBench, dir: &Path) -> Result<TablesReport> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);

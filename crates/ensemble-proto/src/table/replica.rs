@@ -322,11 +322,12 @@ impl Replica {
         if self.unapplied.is_empty() {
             return;
         }
+        let unapplied = std::mem::take(&mut self.unapplied);
         let mut changes = Vec::new();
         {
-            let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
-            for ops in self.unapplied.drain(..) {
-                ops.iter().for_each(|op| store.apply(now, op, &mut changes));
+            let mut store = self.store();
+            for op in unapplied.iter().flat_map(|ops| ops.iter()) {
+                store.apply(now, op, &mut changes);
             }
         }
         self.changed(fx, changes);
