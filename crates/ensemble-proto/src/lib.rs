@@ -18,7 +18,11 @@
 //!   conflict handlers, re-merge after splits ([`table::Tables`]).
 //! - [`singleton`]: cluster singletons (after Stoker's activator): one leader per name, fencing
 //!   epochs, hand-over, the majority rule ([`singleton::Singletons`]).
-//! - [`stack`]: membership, broadcast and messaging of one node, composed ([`Stack`]).
+//! - [`stack`]: every protocol of one node, composed behind one input and output ([`Stack`]).
+//!
+//! Every protocol has the same shape: a struct that takes `handle(now, Input)` and gives
+//! `poll_output() -> Option<Output>` and `poll_timeout() -> Option<Instant>`, with its own
+//! `Input` and `Output` enums; everything else it offers only reads.
 //! - [`wire`]: the frames and messages nodes exchange, and their encoding.
 
 #![warn(missing_docs)]
@@ -42,5 +46,5 @@ pub mod wire;
 
 pub use config::Config;
 pub use member::{Member, MemberError, Status, Tags};
-pub use membership::{EventKind, Input, MemberEvent, Membership, Output};
-pub use stack::{Stack, StackOutput};
+pub use membership::{EventKind, MemberEvent, Membership};
+pub use stack::{Stack, StackConfig};

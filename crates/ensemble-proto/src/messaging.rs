@@ -164,6 +164,21 @@ struct Pending {
 /// Ids remembered per sender to deliver retransmissions once.
 const REMEMBERED: usize = 4096;
 
+/// Settings of named messaging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessagingConfig {
+    /// An acknowledged message is sent again after this until its ack or its deadline.
+    pub retry: Duration,
+}
+
+impl Default for MessagingConfig {
+    fn default() -> Self {
+        MessagingConfig {
+            retry: Duration::from_millis(500),
+        }
+    }
+}
+
 /// Named messaging of one node.
 pub struct Messaging {
     retry: Duration,
@@ -186,10 +201,10 @@ impl std::fmt::Debug for Messaging {
 }
 
 impl Messaging {
-    /// Named messaging that retransmits unacked messages every `retry`.
-    pub fn new(retry: Duration) -> Self {
+    /// Named messaging that retransmits unacked messages every `config.retry`.
+    pub fn new(config: MessagingConfig) -> Self {
         Messaging {
-            retry,
+            retry: config.retry,
             names: BTreeSet::new(),
             pending: BTreeMap::new(),
             next_id: 1,
@@ -414,8 +429,12 @@ mod tests {
     #[test]
     fn an_acknowledged_message_is_retransmitted_until_acked_and_delivered_once() {
         let now = Instant::now();
-        let mut a = Messaging::new(Duration::from_millis(100));
-        let mut b = Messaging::new(Duration::from_millis(100));
+        let mut a = Messaging::new(MessagingConfig {
+            retry: Duration::from_millis(100),
+        });
+        let mut b = Messaging::new(MessagingConfig {
+            retry: Duration::from_millis(100),
+        });
         b.handle(now, Input::Register("jobs".into()));
         let deadline = now + Duration::from_secs(5);
         a.handle(
@@ -469,8 +488,12 @@ mod tests {
     #[test]
     fn unknown_names_and_deadlines_fail_clearly() {
         let now = Instant::now();
-        let mut a = Messaging::new(Duration::from_millis(100));
-        let mut b = Messaging::new(Duration::from_millis(100));
+        let mut a = Messaging::new(MessagingConfig {
+            retry: Duration::from_millis(100),
+        });
+        let mut b = Messaging::new(MessagingConfig {
+            retry: Duration::from_millis(100),
+        });
         let send = |a: &mut Messaging, token, deadline| {
             a.handle(
                 now,
@@ -551,7 +574,9 @@ mod tests {
     #[test]
     fn a_reconnect_resends_at_once_and_acks_from_others_are_ignored() {
         let now = Instant::now();
-        let mut a = Messaging::new(Duration::from_secs(10));
+        let mut a = Messaging::new(MessagingConfig {
+            retry: Duration::from_secs(10),
+        });
         a.handle(
             now,
             Input::Send {

@@ -1,26 +1,90 @@
-//! The protocols of one node, composed: membership drives who broadcast and named messaging
-//! can send to.
+//! The protocols of one node, composed: membership, broadcast, named messaging, replicated
+//! tables and singletons behind one [`Input`]/[`Output`] pair.
 //!
 //! The runtime and the simulator both run a [`Stack`], so the glue between the protocols is
-//! one piece of code: connections membership keeps become broadcast neighbours, membership
-//! events become broadcast's member list, and messages are routed by protocol.
+//! one piece of code: connections membership keeps become every protocol's peers, membership
+//! events become their member lists, messages are routed by protocol, and named messages to
+//! members this node has no connection to are relayed (client-server topology). The machines
+//! stay private: inputs go through [`Stack::handle`], and the accessors only read.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
-
-use crate::broadcast::{self, BroadcastError, Delivery, Plumtree};
-use crate::membership::{EventKind, Input, MemberEvent, Membership, Output};
-use crate::messaging::{self, DirectMsg, Messaging, RelayMsg};
+use crate::broadcast::{self, BroadcastConfig, Plumtree};
+use crate::config::Config;
+use crate::member::Member;
+use crate::membership::{self, EventKind, MemberEvent, Membership};
+use crate::messaging::{self, DirectMsg, Messaging, MessagingConfig, RelayMsg};
 use crate::singleton::{self, SingletonConfig, Singletons};
 use crate::table::{self, TableConfig, Tables};
-use crate::wire::Message;
+use crate::wire::{Message, PeerInfo};
+
+/// The settings of every protocol of a node.
+#[derive(Debug, Clone, Default)]
+pub struct StackConfig {
+    /// Membership and failure detection.
+    pub membership: Config,
+    /// Plumtree broadcast.
+    pub broadcast: BroadcastConfig,
+    /// Named messaging.
+    pub messaging: MessagingConfig,
+    /// Replicated tables.
+    pub tables: TableConfig,
+    /// Singletons.
+    pub singletons: SingletonConfig,
+}
+
+/// An input to a node's protocols.
+#[derive(Debug)]
+pub enum Input {
+    /// Time passed: every protocol whose timer is due runs it. Call at
+    /// [`Stack::poll_timeout`].
+    Tick,
+    /// A connection completed its handshake; `dialed` is the address this node dialled, if it
+    /// was the dialer (see [`membership::Input::Connected`]).
+    Connected {
+        /// Who is on the other end.
+        peer: PeerInfo,
+        /// The address this node dialled to reach it (None for accepted connections).
+        dialed: Option<SocketAddr>,
+    },
+    /// The connection to `name` closed.
+    Disconnected {
+        /// Who was on the other end.
+        name: String,
+    },
+    /// A dial asked by [`Output::Dial`] (or made for a join) failed. `no_listener`: it was
+    /// refused or reset before the handshake, so no process listens there; singletons then
+    /// take over from a leader at that address without waiting for failure detection.
+    DialFailed {
+        /// The dialled address.
+        addr: SocketAddr,
+        /// The dial was refused: nothing listens there.
+        no_listener: bool,
+    },
+    /// A message from the connected member `from`.
+    Message {
+        /// The sender.
+        from: String,
+        /// The message.
+        msg: Message,
+    },
+    /// A membership command: join, leave, remove, set tags.
+    Membership(membership::Input),
+    /// A broadcast command: register a handler, broadcast, cancel exchanges.
+    Broadcast(broadcast::Input),
+    /// A named-messaging command: register or unregister a name, send.
+    Messaging(messaging::Input),
+    /// A table command: create, write, leader operations, ping, pause, join, settle.
+    Table(table::Input),
+    /// A singleton command: register or unregister.
+    Singleton(singleton::Input),
+}
 
 /// An output of a node's protocols.
 #[derive(Debug)]
-pub enum StackOutput {
+pub enum Output {
     /// Send `msg` to the connected member `to`.
     Send {
         /// The member.
@@ -28,7 +92,7 @@ pub enum StackOutput {
         /// The message.
         msg: Message,
     },
-    /// Open a connection to `addr`.
+    /// Open a connection to `addr`; answer with [`Input::Connected`] or [`Input::DialFailed`].
     Dial {
         /// The address.
         addr: SocketAddr,
@@ -40,39 +104,31 @@ pub enum StackOutput {
     },
     /// A change of another member.
     Event(MemberEvent),
-    /// A broadcast message was delivered to its handler.
-    Delivered(Delivery),
-    /// Named messaging: a message for a local handler, an ack, a failure.
+    /// Broadcast: a delivery, or a command's answer (never a `Send`: those are [`Output::Send`]).
+    Broadcast(broadcast::Output),
+    /// Named messaging: a message for a local handler, an ack, a failure (never a `Send`).
     Messaging(messaging::Output),
-    /// Replicated tables: a completed operation, a change, a replica down, a re-merge.
+    /// Replicated tables: a completed operation, a change, a replica down, a re-merge (never a
+    /// `Send`).
     Table(table::Output),
-    /// Singletons: this node leads, follows, or its leadership ends.
-    Singleton {
-        /// The singleton.
-        name: String,
-        /// What happened.
-        event: singleton::SingletonEvent,
-    },
+    /// Singletons: an activator's event, or a command's answer (never a `Send`).
+    Singleton(singleton::Output),
 }
 
-/// Membership and broadcast of one node.
+/// The protocols of one node.
 #[derive(Debug)]
 pub struct Stack {
-    /// Membership and failure detection.
-    pub membership: Membership,
-    /// Plumtree broadcast.
-    pub broadcast: Plumtree,
-    /// Named messaging.
-    pub messaging: Messaging,
-    /// Replicated tables.
-    pub tables: Tables,
-    /// Singleton activators.
-    pub singletons: Singletons,
-    /// The connections broadcast knows about, with the incarnation each was opened with.
+    membership: Membership,
+    broadcast: Plumtree,
+    messaging: Messaging,
+    tables: Tables,
+    singletons: Singletons,
+    /// The connections the other protocols know about, with the incarnation each was opened
+    /// with.
     neighbours: BTreeMap<String, u64>,
     /// Membership's connections version `neighbours` reflects.
     synced: Option<u64>,
-    outputs: VecDeque<StackOutput>,
+    outputs: VecDeque<Output>,
     relayed: u64,
     relay_dropped: u64,
 }
@@ -80,23 +136,36 @@ pub struct Stack {
 /// Relays a named message may pass: client, its server, the receiver's server, receiver.
 const RELAY_HOPS: u8 = 2;
 
+/// Spreads one seed over the protocols' generators.
+const BROADCAST_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
 impl Stack {
-    /// Composes the two protocols of one node.
+    /// The protocols of the node `local`, alone in its view, that will dial `seeds`.
+    /// `local.incarnation` must grow across restarts (see [`Membership::new`]); `rng_seed`
+    /// seeds every protocol's random choices.
     pub fn new(
-        membership: Membership,
-        broadcast: Plumtree,
-        messaging: Messaging,
+        config: StackConfig,
+        local: Member,
+        seeds: impl IntoIterator<Item = SocketAddr>,
+        rng_seed: u64,
         now: Instant,
     ) -> Self {
-        let me = membership.local();
-        let seed = table::origin_of(&me.name) ^ me.incarnation.rotate_left(32);
-        let tables = Tables::new(me.name.clone(), TableConfig::default(), seed);
-        let singletons = Singletons::new(me.name.clone(), SingletonConfig::default(), !seed)
-            .untracked_while_idle();
+        let name = local.name.clone();
+        let table_seed = table::origin_of(&name) ^ local.incarnation.rotate_left(32);
+        let membership = Membership::new(config.membership, local, seeds, rng_seed, now);
+        let broadcast = Plumtree::new(
+            config.broadcast,
+            name.clone(),
+            rng_seed ^ BROADCAST_SEED,
+            now,
+        );
+        let tables = Tables::new(name.clone(), config.tables, table_seed);
+        let singletons =
+            Singletons::new(name.clone(), config.singletons, !table_seed).untracked_while_idle();
         let mut s = Stack {
             membership,
             broadcast,
-            messaging,
+            messaging: Messaging::new(config.messaging),
             tables,
             singletons,
             neighbours: BTreeMap::new(),
@@ -105,50 +174,128 @@ impl Stack {
             relayed: 0,
             relay_dropped: 0,
         };
-        let me = s.membership.local().name.clone();
-        s.broadcast.handle(now, broadcast::Input::MemberUp(me));
+        s.broadcast.handle(now, broadcast::Input::MemberUp(name));
         s.drain(now);
         s
     }
 
-    /// Feeds a membership input (a tick, a connection change, a dial result or a command).
+    /// Feeds one input; see [`Input`] for what each does.
     pub fn handle(&mut self, now: Instant, input: Input) {
-        let tick = matches!(input, Input::Tick);
-        if !tick || now >= self.membership.poll_timeout() {
-            self.membership.handle(now, input);
+        match input {
+            Input::Tick => self.tick(now),
+            Input::Connected { peer, dialed } => {
+                let input = membership::Input::Connected { peer, dialed };
+                self.membership.handle(now, input);
+            }
+            Input::Disconnected { name } => {
+                let input = membership::Input::Disconnected { name };
+                self.membership.handle(now, input);
+            }
+            Input::DialFailed { addr, no_listener } => {
+                self.membership
+                    .handle(now, membership::Input::DialFailed { addr });
+                if no_listener {
+                    self.drain(now);
+                    self.no_listener(now, addr);
+                }
+            }
+            Input::Message { from, msg } => self.on_message(now, from, msg),
+            Input::Membership(input) => self.membership.handle(now, input),
+            Input::Broadcast(input) => self.broadcast.handle(now, input),
+            Input::Messaging(input) => self.messaging.handle(now, input),
+            Input::Table(input) => self.tables.handle(now, input),
+            Input::Singleton(input) => {
+                if matches!(input, singleton::Input::Register { .. }) && self.singletons.is_idle() {
+                    let up = self.membership.members().filter(|m| m.status.is_up());
+                    let up = up.map(|m| m.name.clone()).collect();
+                    self.singletons
+                        .handle(now, singleton::Input::SeedMembers(up));
+                }
+                self.singletons.handle(now, input);
+            }
         }
-        if tick && now >= self.broadcast.poll_timeout() {
+        self.drain(now);
+    }
+
+    /// The next output to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Input::Tick`] is next wanted: the earliest of the protocols' timers (membership
+    /// always has one).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.membership.poll_timeout(),
+            self.broadcast.poll_timeout(),
+            self.messaging.poll_timeout(),
+            self.tables.poll_timeout(),
+            self.singletons.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Membership and failure detection (read only).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Plumtree broadcast (read only).
+    pub fn broadcast(&self) -> &Plumtree {
+        &self.broadcast
+    }
+
+    /// Named messaging (read only).
+    pub fn messaging(&self) -> &Messaging {
+        &self.messaging
+    }
+
+    /// Replicated tables (read only; the records are read through [`Tables::store`]).
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Singletons (read only).
+    pub fn singletons(&self) -> &Singletons {
+        &self.singletons
+    }
+
+    /// Named messages handed on for others so far, and dropped for lack of a route.
+    pub fn relay_counts(&self) -> (u64, u64) {
+        (self.relayed, self.relay_dropped)
+    }
+
+    /// The connected member a named message to `to` is handed to (see
+    /// [`Membership::route`]).
+    pub fn route(&self, to: &str) -> Option<&str> {
+        self.membership.route(to)
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| now >= t);
+        if due(self.membership.poll_timeout()) {
+            self.membership.handle(now, membership::Input::Tick);
+        }
+        if due(self.broadcast.poll_timeout()) {
             self.broadcast.handle(now, broadcast::Input::Tick);
         }
-        if tick && self.messaging.poll_timeout().is_some_and(|t| now >= t) {
+        if due(self.messaging.poll_timeout()) {
             self.messaging.handle(now, messaging::Input::Tick);
         }
-        if tick && self.tables.poll_timeout().is_some_and(|t| now >= t) {
-            self.tables.tick(now);
+        if due(self.tables.poll_timeout()) {
+            self.tables.handle(now, table::Input::Tick);
         }
-        if tick && self.singletons.poll_timeout().is_some_and(|t| now >= t) {
-            self.singletons.tick(now);
+        if due(self.singletons.poll_timeout()) {
+            self.singletons.handle(now, singleton::Input::Tick);
         }
-        self.drain(now);
-    }
-
-    /// Feeds a named-messaging input (register, send).
-    pub fn handle_messaging(&mut self, now: Instant, input: messaging::Input) {
-        self.messaging.handle(now, input);
-        self.drain(now);
-    }
-
-    /// Runs a table command (create, write, join...) and carries out what it yields.
-    pub fn with_tables<T>(&mut self, now: Instant, f: impl FnOnce(&mut Tables) -> T) -> T {
-        let out = f(&mut self.tables);
-        self.drain(now);
-        out
     }
 
     /// A dial to `addr` was refused (or reset before the handshake): no process listens there.
     /// Membership learns it through its own dial failure; singletons use it to take over from
     /// a leader that died, without waiting for failure detection.
-    pub fn no_listener(&mut self, now: Instant, addr: SocketAddr) {
+    fn no_listener(&mut self, now: Instant, addr: SocketAddr) {
         let me = &self.membership.local().name;
         let gone = self
             .membership
@@ -156,37 +303,35 @@ impl Stack {
             .find(|m| m.addr == addr && &m.name != me)
             .map(|m| m.name.clone());
         if let Some(name) = gone {
-            self.singletons.gone(now, &name);
-            self.drain(now);
+            self.singletons.handle(now, singleton::Input::Gone(name));
         }
     }
 
-    /// Runs a singleton command (register, unregister) and carries out what it yields.
-    pub fn with_singletons<T>(&mut self, now: Instant, f: impl FnOnce(&mut Singletons) -> T) -> T {
-        if self.singletons.is_idle() {
-            let up = self.membership.members().filter(|m| m.status.is_up());
-            self.singletons.seed_members(up.map(|m| m.name.as_str()));
-        }
-        let out = f(&mut self.singletons);
-        self.drain(now);
-        out
-    }
-
-    /// Feeds a message from the connected member `from`.
-    pub fn handle_message(&mut self, now: Instant, from: String, msg: Message) {
+    /// A message from the connected member `from`, to the protocol it belongs to.
+    fn on_message(&mut self, now: Instant, from: String, msg: Message) {
         match msg {
-            Message::Membership(msg) => self.membership.handle(now, Input::Message { from, msg }),
-            Message::Broadcast(msg) => self
-                .broadcast
-                .handle(now, broadcast::Input::Message { from, msg }),
-            Message::Direct(msg) => self
-                .messaging
-                .handle(now, messaging::Input::Message { from, msg }),
-            Message::Table(msg) => self.tables.handle_message(now, &from, msg),
-            Message::Singleton(msg) => self.singletons.handle_message(now, &from, msg),
+            Message::Membership(msg) => {
+                let input = membership::Input::Message { from, msg };
+                self.membership.handle(now, input)
+            }
+            Message::Broadcast(msg) => {
+                let input = broadcast::Input::Message { from, msg };
+                self.broadcast.handle(now, input)
+            }
+            Message::Direct(msg) => {
+                let input = messaging::Input::Message { from, msg };
+                self.messaging.handle(now, input)
+            }
+            Message::Table(msg) => {
+                let input = table::Input::Message { from, msg };
+                self.tables.handle(now, input)
+            }
+            Message::Singleton(msg) => {
+                let input = singleton::Input::Message { from, msg };
+                self.singletons.handle(now, input)
+            }
             Message::Relay(r) => self.on_relay(now, r),
         }
-        self.drain(now);
     }
 
     /// A relayed named message: delivered here, or handed on towards its receiver.
@@ -201,7 +346,8 @@ impl Stack {
         match r.hops.checked_sub(1) {
             Some(hops) => {
                 self.relayed += 1;
-                let out = self.route_direct(Some((r.from, hops)), r.to, r.msg);
+                let relayed = Relayed { from: r.from, hops };
+                let out = self.route_direct(Some(relayed), r.to, r.msg);
                 self.outputs.extend(out);
             }
             None => self.relay_dropped += 1,
@@ -209,14 +355,14 @@ impl Stack {
     }
 
     /// Where a named message to `to` goes next: straight to `to` if connected, else through a
-    /// relay (client-server). `relayed` is the original sender and the hops left of a message
-    /// this node relays; None for one sent from here.
+    /// relay (client-server). `relayed` is set for a message this node relays for another;
+    /// None for one sent from here.
     fn route_direct(
         &mut self,
-        relayed: Option<(String, u8)>,
+        relayed: Option<Relayed>,
         to: String,
         msg: DirectMsg,
-    ) -> Option<StackOutput> {
+    ) -> Option<Output> {
         // A relay in between, or None to hand it to `to` itself.
         let via = match self.membership.route(&to) {
             Some(hop) if hop == to => None,
@@ -230,96 +376,39 @@ impl Stack {
         };
         if via.is_none() && relayed.is_none() {
             let msg = Message::Direct(msg);
-            return Some(StackOutput::Send { to, msg });
+            return Some(Output::Send { to, msg });
         }
         let hop = via.unwrap_or_else(|| to.clone());
-        let (from, hops) =
-            relayed.unwrap_or_else(|| (self.membership.local().name.clone(), RELAY_HOPS));
+        let Relayed { from, hops } = relayed.unwrap_or_else(|| Relayed {
+            from: self.membership.local().name.clone(),
+            hops: RELAY_HOPS,
+        });
         let msg = Message::Relay(RelayMsg {
             from,
             to,
             hops,
             msg,
         });
-        Some(StackOutput::Send { to: hop, msg })
+        Some(Output::Send { to: hop, msg })
     }
 
-    /// Named messages handed on for others so far, and dropped for lack of a route.
-    pub fn relay_counts(&self) -> (u64, u64) {
-        (self.relayed, self.relay_dropped)
-    }
-
-    /// The connected member a named message to `to` is handed to (see
-    /// [`Membership::route`]).
-    pub fn route(&self, to: &str) -> Option<&str> {
-        self.membership.route(to)
-    }
-
-    /// Broadcasts `msg` through handler `handler`; see [`Plumtree::broadcast`].
-    pub fn broadcast(
-        &mut self,
-        now: Instant,
-        handler: &str,
-        msg: Bytes,
-    ) -> Result<Bytes, BroadcastError> {
-        let id = self.broadcast.broadcast(now, handler, msg)?;
-        self.drain(now);
-        Ok(id)
-    }
-
-    /// The next output to carry out.
-    pub fn poll_output(&mut self) -> Option<StackOutput> {
-        self.outputs.pop_front()
-    }
-
-    /// When [`Input::Tick`] is next wanted.
-    pub fn poll_timeout(&self) -> Instant {
-        let t = self
-            .membership
-            .poll_timeout()
-            .min(self.broadcast.poll_timeout());
-        let t = self.messaging.poll_timeout().map_or(t, |m| t.min(m));
-        let t = self.tables.poll_timeout().map_or(t, |m| t.min(m));
-        self.singletons.poll_timeout().map_or(t, |m| t.min(m))
-    }
-
-    /// Moves membership's outputs out, telling broadcast what they mean, then broadcast's.
+    /// Moves every protocol's outputs out, telling the others what they mean, until none is
+    /// left.
     fn drain(&mut self, now: Instant) {
         loop {
             let mut any = false;
             while let Some(o) = self.membership.poll_output() {
                 any = true;
                 let out = match o {
-                    Output::Send { to, msg } => StackOutput::Send {
+                    membership::Output::Send { to, msg } => Output::Send {
                         to,
                         msg: Message::Membership(msg),
                     },
-                    Output::Dial { addr } => StackOutput::Dial { addr },
-                    Output::Disconnect { name } => StackOutput::Disconnect { name },
-                    Output::Event(e) => {
-                        let name = e.member.name.clone();
-                        let input = match e.kind {
-                            EventKind::Up => Some(broadcast::Input::MemberUp(name)),
-                            EventKind::Down | EventKind::Left => {
-                                Some(broadcast::Input::MemberDown(name))
-                            }
-                            EventKind::Updated => None,
-                        };
-                        if let Some(i) = input {
-                            self.broadcast.handle(now, i);
-                        }
-                        match e.kind {
-                            EventKind::Down | EventKind::Left => {
-                                self.tables.member_down(now, &e.member.name);
-                                self.singletons.member_down(now, &e.member.name);
-                            }
-                            EventKind::Up => {
-                                self.tables.member_up(now, &e.member.name);
-                                self.singletons.member_up(now, &e.member.name);
-                            }
-                            EventKind::Updated => {}
-                        }
-                        StackOutput::Event(e)
+                    membership::Output::Dial { addr } => Output::Dial { addr },
+                    membership::Output::Disconnect { name } => Output::Disconnect { name },
+                    membership::Output::Event(e) => {
+                        self.member_event(now, &e);
+                        Output::Event(e)
                     }
                 };
                 self.outputs.push_back(out);
@@ -328,11 +417,11 @@ impl Stack {
             while let Some(o) = self.broadcast.poll_output() {
                 any = true;
                 self.outputs.push_back(match o {
-                    broadcast::Output::Send { to, msg } => StackOutput::Send {
+                    broadcast::Output::Send { to, msg } => Output::Send {
                         to,
                         msg: Message::Broadcast(msg),
                     },
-                    broadcast::Output::Delivered(d) => StackOutput::Delivered(d),
+                    other => Output::Broadcast(other),
                 });
             }
             while let Some(o) = self.messaging.poll_output() {
@@ -342,29 +431,27 @@ impl Stack {
                         let out = self.route_direct(None, to, msg);
                         self.outputs.extend(out);
                     }
-                    other => self.outputs.push_back(StackOutput::Messaging(other)),
+                    other => self.outputs.push_back(Output::Messaging(other)),
                 }
             }
             while let Some(o) = self.singletons.poll_output() {
                 any = true;
                 self.outputs.push_back(match o {
-                    singleton::Output::Send { to, msg } => StackOutput::Send {
+                    singleton::Output::Send { to, msg } => Output::Send {
                         to,
                         msg: Message::Singleton(msg),
                     },
-                    singleton::Output::Event { name, event } => {
-                        StackOutput::Singleton { name, event }
-                    }
+                    other => Output::Singleton(other),
                 });
             }
             while let Some(o) = self.tables.poll_output() {
                 any = true;
                 self.outputs.push_back(match o {
-                    table::Output::Send { to, msg } => StackOutput::Send {
+                    table::Output::Send { to, msg } => Output::Send {
                         to,
                         msg: Message::Table(msg),
                     },
-                    other => StackOutput::Table(other),
+                    other => Output::Table(other),
                 });
             }
             if !any {
@@ -373,7 +460,31 @@ impl Stack {
         }
     }
 
-    /// Broadcast's neighbours are membership's connections.
+    /// A member came up, went down or left: the other protocols' member lists follow.
+    fn member_event(&mut self, now: Instant, e: &MemberEvent) {
+        let name = &e.member.name;
+        match e.kind {
+            EventKind::Up => {
+                let input = broadcast::Input::MemberUp(name.clone());
+                self.broadcast.handle(now, input);
+                self.tables
+                    .handle(now, table::Input::MemberUp(name.clone()));
+                self.singletons
+                    .handle(now, singleton::Input::MemberUp(name.clone()));
+            }
+            EventKind::Down | EventKind::Left => {
+                let input = broadcast::Input::MemberDown(name.clone());
+                self.broadcast.handle(now, input);
+                self.tables
+                    .handle(now, table::Input::MemberDown(name.clone()));
+                self.singletons
+                    .handle(now, singleton::Input::MemberDown(name.clone()));
+            }
+            EventKind::Updated => {}
+        }
+    }
+
+    /// The other protocols' peers are membership's connections.
     fn sync_neighbours(&mut self, now: Instant) {
         let version = self.membership.connections_version();
         if self.synced == Some(version) {
@@ -391,8 +502,9 @@ impl Stack {
             .collect();
         for n in gone {
             self.neighbours.remove(&n);
-            self.tables.peer_gone(&n);
-            self.singletons.peer_gone(&n);
+            self.tables.handle(now, table::Input::PeerGone(n.clone()));
+            self.singletons
+                .handle(now, singleton::Input::PeerGone(n.clone()));
             self.broadcast
                 .handle(now, broadcast::Input::NeighborDown(n));
         }
@@ -407,8 +519,15 @@ impl Stack {
                 .handle(now, broadcast::Input::NeighborUp(n.clone()));
             self.messaging
                 .handle(now, messaging::Input::PeerUp(n.clone()));
-            self.tables.peer_up(now, &n);
-            self.singletons.peer_up(now, &n);
+            self.tables.handle(now, table::Input::PeerUp(n.clone()));
+            self.singletons.handle(now, singleton::Input::PeerUp(n));
         }
     }
+}
+
+/// A named message this node relays for another: its original sender and the relays it may
+/// still pass.
+struct Relayed {
+    from: String,
+    hops: u8,
 }

@@ -71,7 +71,7 @@ impl Plumtree {
 
     /// Cancels the running exchanges `selector` picks (their replies are then ignored);
     /// returns how many.
-    pub fn cancel_exchanges(&mut self, selector: &ExchangeSelector) -> usize {
+    pub(super) fn cancel_exchanges(&mut self, selector: &ExchangeSelector) -> usize {
         let before = self.exchanges.len();
         self.exchanges.retain(|_, e| !selector.matches(e));
         before - self.exchanges.len()

@@ -42,9 +42,41 @@ pub use msg::{Announcement, BroadcastMsg};
 use lazy::{Missing, Outstanding};
 use tree::Tree;
 
-/// An input to the broadcast protocol.
-#[derive(Debug)]
+/// An input to the broadcast protocol: a command, a change of a connection or a member, a
+/// message from a neighbour, or time passing.
+///
+/// Commands carry a `token` of the caller's choosing; exactly one [`Output::Done`] with it
+/// follows, at once.
 pub enum Input {
+    /// Register `handler` under `name`. Every node should register the same handlers.
+    /// Answered with [`Reply::Registered`].
+    Register {
+        /// The caller's token.
+        token: u64,
+        /// The handler's name.
+        name: String,
+        /// The handler.
+        handler: Box<dyn Handler>,
+    },
+    /// Broadcast `msg` through the handler `handler`: it is merged (delivered) here, pushed to
+    /// the eager peers of this node's tree and announced to the lazy ones. Answered with
+    /// [`Reply::Broadcast`] and the message id.
+    Broadcast {
+        /// The caller's token.
+        token: u64,
+        /// The handler's name.
+        handler: String,
+        /// The message, as the application gives it to the handler.
+        msg: Bytes,
+    },
+    /// Cancel the running exchanges `selector` picks (their replies are then ignored).
+    /// Answered with [`Reply::Cancelled`] and how many.
+    CancelExchanges {
+        /// The caller's token.
+        token: u64,
+        /// Which exchanges.
+        selector: ExchangeSelector,
+    },
     /// A message from a neighbour.
     Message {
         /// The sender.
@@ -91,6 +123,61 @@ pub enum Output {
     },
     /// A message was delivered to its handler.
     Delivered(Delivery),
+    /// The answer to the command with this token.
+    Done {
+        /// The caller's token.
+        token: u64,
+        /// The command's outcome.
+        result: Result<Reply, BroadcastError>,
+    },
+}
+
+/// A command's successful outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The handler is registered.
+    Registered,
+    /// The message was broadcast, with this id.
+    Broadcast(Bytes),
+    /// This many exchanges were cancelled.
+    Cancelled(usize),
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Register { token, name, .. } => f
+                .debug_struct("Register")
+                .field("token", token)
+                .field("name", name)
+                .finish_non_exhaustive(),
+            Input::Broadcast {
+                token,
+                handler,
+                msg,
+            } => f
+                .debug_struct("Broadcast")
+                .field("token", token)
+                .field("handler", handler)
+                .field("msg", msg)
+                .finish(),
+            Input::CancelExchanges { token, selector } => f
+                .debug_struct("CancelExchanges")
+                .field("token", token)
+                .field("selector", selector)
+                .finish(),
+            Input::Message { from, msg } => f
+                .debug_struct("Message")
+                .field("from", from)
+                .field("msg", msg)
+                .finish(),
+            Input::NeighborUp(p) => f.debug_tuple("NeighborUp").field(p).finish(),
+            Input::NeighborDown(p) => f.debug_tuple("NeighborDown").field(p).finish(),
+            Input::MemberUp(m) => f.debug_tuple("MemberUp").field(m).finish(),
+            Input::MemberDown(m) => f.debug_tuple("MemberDown").field(m).finish(),
+            Input::Tick => f.write_str("Tick"),
+        }
+    }
 }
 
 /// Why a broadcast or registration was refused.
@@ -209,12 +296,7 @@ impl Plumtree {
         }
     }
 
-    /// Registers `handler` under `name`. Every node should register the same handlers.
-    pub fn register(
-        &mut self,
-        name: &str,
-        handler: Box<dyn Handler>,
-    ) -> Result<(), BroadcastError> {
+    fn register(&mut self, name: &str, handler: Box<dyn Handler>) -> Result<(), BroadcastError> {
         if self.handlers.contains_key(name) {
             return Err(BroadcastError::DuplicateHandler(name.to_owned()));
         }
@@ -227,15 +309,7 @@ impl Plumtree {
         self.handlers.keys().map(String::as_str)
     }
 
-    /// Broadcasts `msg` through handler `handler`: it is merged (delivered) here, pushed to the
-    /// eager peers of this node's tree and announced to the lazy ones. Returns the message id.
-    pub fn broadcast(
-        &mut self,
-        now: Instant,
-        handler: &str,
-        msg: Bytes,
-    ) -> Result<Bytes, BroadcastError> {
-        let _ = now;
+    fn broadcast(&mut self, handler: &str, msg: Bytes) -> Result<Bytes, BroadcastError> {
         let max = self.config.max_payload;
         if msg.len() > max {
             return Err(BroadcastError::TooLarge {
@@ -262,9 +336,32 @@ impl Plumtree {
         Ok(id)
     }
 
-    /// Feeds one input.
+    /// Feeds one input; see [`Input`] for what each does.
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
+            Input::Register {
+                token,
+                name,
+                handler,
+            } => {
+                let result = self.register(&name, handler).map(|()| Reply::Registered);
+                self.outputs.push_back(Output::Done { token, result });
+            }
+            Input::Broadcast {
+                token,
+                handler,
+                msg,
+            } => {
+                // The answer comes before the deliveries and sends it causes.
+                let at = self.outputs.len();
+                let result = self.broadcast(&handler, msg).map(Reply::Broadcast);
+                self.outputs.insert(at, Output::Done { token, result });
+            }
+            Input::CancelExchanges { token, selector } => {
+                let n = self.cancel_exchanges(&selector);
+                let result = Ok(Reply::Cancelled(n));
+                self.outputs.push_back(Output::Done { token, result });
+            }
             Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::NeighborUp(p) => self.neighbor_up(now, p),
             Input::NeighborDown(p) => self.neighbor_down(&p),
@@ -286,13 +383,13 @@ impl Plumtree {
         self.outputs.pop_front()
     }
 
-    /// When [`Input::Tick`] is next wanted.
-    pub fn poll_timeout(&self) -> Instant {
+    /// When [`Input::Tick`] is next wanted (always: the lazy and exchange ticks run).
+    pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.next_lazy.min(self.next_exchange);
         for m in self.missing.values() {
             t = t.min(m.due);
         }
-        t
+        Some(t)
     }
 
     /// This node's name.

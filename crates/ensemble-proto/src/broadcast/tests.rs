@@ -61,6 +61,50 @@ fn name(i: usize) -> String {
     format!("n{i}")
 }
 
+/// Feeds a command and takes its answer out of the outputs.
+fn call(p: &mut Plumtree, now: Instant, input: Input) -> Result<Reply, BroadcastError> {
+    p.handle(now, input);
+    let at = p
+        .outputs
+        .iter()
+        .position(|o| matches!(o, Output::Done { .. }))
+        .expect("answered at once");
+    match p.outputs.remove(at) {
+        Some(Output::Done { result, .. }) => result,
+        _ => unreachable!("found above"),
+    }
+}
+
+/// Registers `handler` under `name`.
+fn register(p: &mut Plumtree, name: &str, handler: Box<dyn Handler>) -> Result<(), BroadcastError> {
+    let name = name.into();
+    let input = Input::Register {
+        token: 0,
+        name,
+        handler,
+    };
+    call(p, Instant::now(), input).map(|_| ())
+}
+
+/// Broadcasts `msg` through `handler`; the message id.
+fn broadcast(
+    p: &mut Plumtree,
+    now: Instant,
+    handler: &str,
+    msg: Bytes,
+) -> Result<Bytes, BroadcastError> {
+    let handler = handler.into();
+    let input = Input::Broadcast {
+        token: 0,
+        handler,
+        msg,
+    };
+    match call(p, now, input)? {
+        Reply::Broadcast(id) => Ok(id),
+        other => panic!("a broadcast answered {other:?}"),
+    }
+}
+
 impl Net {
     /// `n` nodes with the `Set` handler under "set", linked as `edges` (None: full mesh).
     fn new(n: usize, edges: Option<&[(usize, usize)]>) -> Net {
@@ -69,7 +113,7 @@ impl Net {
             .map(|i| Plumtree::new(BroadcastConfig::default(), name(i), i as u64, now))
             .collect();
         for p in &mut nodes {
-            p.register("set", Box::<Set>::default()).unwrap();
+            register(p, "set", Box::<Set>::default()).unwrap();
             for j in 0..n {
                 p.handle(now, Input::MemberUp(name(j)));
             }
@@ -117,6 +161,7 @@ impl Net {
                         self.queue.push_back((i, to, msg));
                     }
                     Output::Delivered(d) => self.delivered.push((i, d)),
+                    Output::Done { .. } => {}
                 }
             }
         }
@@ -143,9 +188,13 @@ impl Net {
 
     fn broadcast(&mut self, from: usize, msg: &str) {
         let now = self.now;
-        self.nodes[from]
-            .broadcast(now, "set", Bytes::from(msg.to_owned()))
-            .unwrap();
+        broadcast(
+            &mut self.nodes[from],
+            now,
+            "set",
+            Bytes::from(msg.to_owned()),
+        )
+        .unwrap();
         self.run();
     }
 
@@ -156,7 +205,7 @@ impl Net {
             self.now += step;
             let now = self.now;
             for p in &mut self.nodes {
-                if p.poll_timeout() <= now {
+                if p.poll_timeout().is_some_and(|t| t <= now) {
                     p.handle(now, Input::Tick);
                 }
             }
@@ -369,14 +418,12 @@ fn broadcast_checks_size_and_handler() {
     let mut net = Net::new(2, None);
     let now = net.now;
     let big = Bytes::from(vec![0u8; 64 * 1024 + 1]);
-    let e = net.nodes[0].broadcast(now, "set", big).unwrap_err();
+    let e = broadcast(&mut net.nodes[0], now, "set", big).unwrap_err();
     assert!(matches!(e, BroadcastError::TooLarge { max: 65536, .. }));
     assert!(e.to_string().contains("max_payload"));
-    let e = net.nodes[0]
-        .broadcast(now, "nope", Bytes::from_static(b"x"))
-        .unwrap_err();
+    let e = broadcast(&mut net.nodes[0], now, "nope", Bytes::from_static(b"x")).unwrap_err();
     assert_eq!(e, BroadcastError::UnknownHandler("nope".into()));
-    let e = net.nodes[0].register("set", Box::<Set>::default());
+    let e = register(&mut net.nodes[0], "set", Box::<Set>::default());
     assert_eq!(e, Err(BroadcastError::DuplicateHandler("set".into())));
 }
 
@@ -409,7 +456,7 @@ fn a_slow_peer_sheds_announcements_not_payloads() {
         ..BroadcastConfig::default()
     };
     let mut p = Plumtree::new(config, "a".into(), 1, now);
-    p.register("set", Box::<Set>::default()).unwrap();
+    register(&mut p, "set", Box::<Set>::default()).unwrap();
     p.handle(now, Input::NeighborUp("b".into()));
     for i in 0..10 {
         p.announce(

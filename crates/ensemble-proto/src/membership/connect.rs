@@ -13,6 +13,34 @@ use crate::overlay;
 use crate::topology::{self, Role};
 use crate::wire::{MembershipMsg, PeerInfo};
 
+/// One of two connections between this node and one peer name, as the rule of [`keeps_new`]
+/// sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    /// The name of the node that dialled it.
+    pub dialer: &'a str,
+    /// The peer as it announced itself in the connection's handshake.
+    pub peer: &'a PeerInfo,
+}
+
+/// Which connection to keep when a second one to the same peer name completes its handshake
+/// while `old` is open: true to replace `old` with `new`, false to close `new`.
+///
+/// - To another process under the same name (a restart: another `instance`): the new one, if
+///   its incarnation is not older.
+/// - Two connections to the same process (both ends dialled each other at once): the one
+///   dialled by the smaller name. Both ends see the same two connections, so they keep the
+///   same one without talking.
+///
+/// The runtime applies it to every connection that completes a handshake, and the simulator
+/// to every dial that completes while the pair is connected.
+pub fn keeps_new(old: &Connection, new: &Connection) -> bool {
+    if new.peer.instance != old.peer.instance {
+        return new.peer.incarnation >= old.peer.incarnation;
+    }
+    new.dialer < old.dialer
+}
+
 /// Down members redialled per healing round in a partial view (every `reconnect_min`).
 const HEAL_DIALS: usize = 2;
 /// Servers named in a referral.

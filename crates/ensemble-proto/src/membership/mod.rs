@@ -10,6 +10,8 @@
 
 mod connect;
 mod detect;
+
+pub use connect::{keeps_new, Connection};
 mod gossip;
 #[cfg(test)]
 mod tests;
@@ -358,9 +360,9 @@ impl Membership {
         self.outputs.pop_front()
     }
 
-    /// When [`Input::Tick`] is next wanted.
-    pub fn poll_timeout(&self) -> Instant {
-        self.next_tick
+    /// When [`Input::Tick`] is next wanted (always: heartbeats and checks run on a timer).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_tick)
     }
 
     /// Feeds one input.

@@ -16,8 +16,11 @@
 //!   lease renewed by a majority's acknowledgements of its heartbeats: it steps down
 //!   ([`ShutdownReason::LostMajority`]) when the lease runs out, and no follower votes for
 //!   anyone until the lease it last saw has run out. Two leaders never overlap.
-//! - A graceful step-down ([`Singletons::unregister`]) tells the followers at once, so the
+//! - A graceful step-down ([`Input::Unregister`]) tells the followers at once, so the
 //!   next one takes over without waiting for failure detection.
+//!
+//! Like every protocol here, [`Singletons`] takes [`Input`]s through [`Singletons::handle`]
+//! and yields [`Output`]s.
 
 mod activator;
 mod msg;
@@ -112,6 +115,54 @@ pub enum SingletonEvent {
     },
 }
 
+/// An input to the singleton protocol: a command, a change of a connection or a member, a
+/// message from another node, or time passing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Start an activator for `name` here: this node becomes a candidate. [`Output::Done`]
+    /// with `token` follows at once: `Ok`, or why not (already registered, a majority rule of
+    /// zero); the activator's first events come right after it.
+    Register {
+        /// The caller's token.
+        token: u64,
+        /// The singleton.
+        name: String,
+        /// Its options.
+        spec: SingletonSpec,
+    },
+    /// Stop the activator for `name`: a leader steps down at once and tells the others, so
+    /// the next one takes over without waiting for failure detection. No answer.
+    Unregister(String),
+    /// Stop every activator (the node leaves). No answer.
+    UnregisterAll,
+    /// The live members other than this node, from membership: sent before the first
+    /// registration when the live members are not kept while idle
+    /// ([`Singletons::untracked_while_idle`], [`Singletons::is_idle`]).
+    SeedMembers(Vec<String>),
+    /// A connection to `peer` opened: it hears which singletons run here.
+    PeerUp(String),
+    /// The connection to `peer` closed.
+    PeerGone(String),
+    /// Membership reports `node` up.
+    MemberUp(String),
+    /// Membership reports `node` down or left.
+    MemberDown(String),
+    /// The process of `node` is gone (its connection closed and a dial to it was refused),
+    /// before membership says so: without the majority rule its followers take over at once.
+    /// With the rule, leases still decide.
+    Gone(String),
+    /// A message from the member `from`.
+    Message {
+        /// The sender.
+        from: String,
+        /// The message.
+        msg: SingletonMsg,
+    },
+    /// Timers: takeovers, heartbeats, leases, vote deadlines. Call at
+    /// [`Singletons::poll_timeout`].
+    Tick,
+}
+
 /// An output of the singleton protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -128,6 +179,13 @@ pub enum Output {
         name: String,
         /// What happened.
         event: SingletonEvent,
+    },
+    /// The answer to [`Input::Register`] with this token.
+    Done {
+        /// The caller's token.
+        token: u64,
+        /// Registered, or why not.
+        result: Result<(), SingletonError>,
     },
 }
 
@@ -240,6 +298,25 @@ impl Singletons {
         }
     }
 
+    /// Feeds one input; see [`Input`] for what each does.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Register { token, name, spec } => self.start(now, token, &name, spec),
+            Input::Unregister(name) => self.stop(&name),
+            Input::UnregisterAll => self.stop_all(),
+            Input::SeedMembers(up) => self.seed_members(up),
+            Input::PeerUp(peer) => self.peer_up(now, peer),
+            Input::PeerGone(peer) => {
+                self.connected.remove(&peer);
+            }
+            Input::MemberUp(node) => self.member_up(now, &node),
+            Input::MemberDown(node) => self.member_down(now, &node),
+            Input::Gone(node) => self.gone(now, &node),
+            Input::Message { from, msg } => self.on_message(now, &from, msg),
+            Input::Tick => self.tick(now),
+        }
+    }
+
     fn run<T>(
         &mut self,
         f: impl FnOnce(&mut BTreeMap<String, Activator>, &Ctx, &mut Fx) -> T,
@@ -257,18 +334,21 @@ impl Singletons {
         out
     }
 
-    /// Starts an activator for `name` here: this node becomes a candidate.
-    pub fn register(
-        &mut self,
-        now: Instant,
-        name: &str,
-        spec: SingletonSpec,
-    ) -> Result<(), SingletonError> {
-        if self.activators.contains_key(name) {
-            return Err(SingletonError::AlreadyRegistered(name.to_string()));
-        }
-        if spec.majority_of == Some(0) {
-            return Err(SingletonError::BadMajority(name.to_string()));
+    fn start(&mut self, now: Instant, token: u64, name: &str, spec: SingletonSpec) {
+        let refused = if self.activators.contains_key(name) {
+            Some(SingletonError::AlreadyRegistered(name.to_string()))
+        } else if spec.majority_of == Some(0) {
+            Some(SingletonError::BadMajority(name.to_string()))
+        } else {
+            None
+        };
+        // The answer comes before the activator's first events.
+        self.outputs.push_back(Output::Done {
+            token,
+            result: refused.clone().map_or(Ok(()), Err),
+        });
+        if refused.is_some() {
+            return;
         }
         let settle = now + self.config.settle;
         let instance = self.rng.gen();
@@ -284,23 +364,18 @@ impl Singletons {
             });
         }
         self.run(|acts, ctx, fx| acts.get_mut(name).expect("inserted").start(ctx, fx));
-        Ok(())
     }
 
-    /// Stops the activator for `name`: a leader steps down at once and tells the others, so
-    /// the next one takes over without waiting for failure detection.
-    pub fn unregister(&mut self, now: Instant, name: &str) {
-        let _ = now;
+    fn stop(&mut self, name: &str) {
         if let Some(mut a) = self.activators.remove(name) {
             self.run(|_, ctx, fx| a.stop(ctx, fx));
         }
     }
 
-    /// Stops every activator (the node leaves).
-    pub fn unregister_all(&mut self, now: Instant) {
+    fn stop_all(&mut self) {
         let names: Vec<String> = self.activators.keys().cloned().collect();
         for n in names {
-            self.unregister(now, &n);
+            self.stop(&n);
         }
     }
 
@@ -315,30 +390,24 @@ impl Singletons {
         Some(a.info(&self.me, &self.up))
     }
 
-    /// A connection to `peer` opened: it hears which singletons run here.
-    pub fn peer_up(&mut self, now: Instant, peer: &str) {
-        self.connected.insert(peer.to_string());
-        if self.gone.remove(peer) {
-            self.up.insert(peer.to_string());
+    fn peer_up(&mut self, now: Instant, peer: String) {
+        self.connected.insert(peer.clone());
+        if self.gone.remove(&peer) {
+            self.up.insert(peer.clone());
             self.tick(now);
         }
         if !self.activators.is_empty() {
             let names = self.activators.values().map(|a| a.hosting()).collect();
             self.outputs.push_back(Output::Send {
-                to: peer.to_string(),
+                to: peer,
                 msg: SingletonMsg::Hosted { names },
             });
         }
     }
 
-    /// The connection to `peer` closed.
-    pub fn peer_gone(&mut self, peer: &str) {
-        self.connected.remove(peer);
-    }
-
     /// Stops keeping the set of live members while no singleton is registered here (a
-    /// simulated cluster would hold n^2 names): the owner then calls
-    /// [`Singletons::seed_members`] before a registration whenever [`Singletons::is_idle`].
+    /// simulated cluster would hold n^2 names): the owner then feeds [`Input::SeedMembers`]
+    /// before a registration whenever [`Singletons::is_idle`].
     pub fn untracked_while_idle(mut self) -> Self {
         self.track_idle = false;
         self
@@ -349,18 +418,14 @@ impl Singletons {
         self.activators.is_empty() && !self.track_idle
     }
 
-    /// Sets the live members (other than this node) from membership, before the first
-    /// registration.
-    pub fn seed_members<'a>(&mut self, up: impl IntoIterator<Item = &'a str>) {
+    fn seed_members(&mut self, up: Vec<String>) {
         self.up = up
             .into_iter()
-            .filter(|n| *n != self.me && !self.gone.contains(*n))
-            .map(str::to_owned)
+            .filter(|n| *n != self.me && !self.gone.contains(n))
             .collect();
     }
 
-    /// Membership reports `node` up.
-    pub fn member_up(&mut self, now: Instant, node: &str) {
+    fn member_up(&mut self, now: Instant, node: &str) {
         self.gone.remove(node);
         if self.is_idle() {
             return;
@@ -373,8 +438,7 @@ impl Singletons {
         });
     }
 
-    /// Membership reports `node` down or left.
-    pub fn member_down(&mut self, now: Instant, node: &str) {
+    fn member_down(&mut self, now: Instant, node: &str) {
         self.gone.remove(node);
         self.up.remove(node);
         if self.is_idle() {
@@ -387,10 +451,7 @@ impl Singletons {
         });
     }
 
-    /// The process of `node` is gone (its connection closed and a dial to it was refused),
-    /// before membership says so: without the majority rule its followers take over at once.
-    /// With the rule, leases still decide.
-    pub fn gone(&mut self, now: Instant, node: &str) {
+    fn gone(&mut self, now: Instant, node: &str) {
         if self.connected.contains(node) || !self.up.remove(node) {
             return;
         }
@@ -402,8 +463,7 @@ impl Singletons {
         });
     }
 
-    /// A message from the member `from`.
-    pub fn handle_message(&mut self, now: Instant, from: &str, msg: SingletonMsg) {
+    fn on_message(&mut self, now: Instant, from: &str, msg: SingletonMsg) {
         self.run(|acts, ctx, fx| {
             let name = match &msg {
                 SingletonMsg::Hosted { names } => {
@@ -438,8 +498,7 @@ impl Singletons {
         });
     }
 
-    /// Timers: takeovers, heartbeats, leases, vote deadlines.
-    pub fn tick(&mut self, now: Instant) {
+    fn tick(&mut self, now: Instant) {
         self.run(|acts, ctx, fx| {
             for a in acts.values_mut() {
                 a.tick(now, ctx, fx);
@@ -447,7 +506,7 @@ impl Singletons {
         });
     }
 
-    /// When [`Singletons::tick`] is next wanted.
+    /// When [`Input::Tick`] is next wanted (None: no timer runs).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.activators
             .values()

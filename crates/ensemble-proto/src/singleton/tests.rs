@@ -14,6 +14,55 @@ struct Net {
 
 const S: &str = "s";
 
+/// The token registrations use here.
+const CALL: u64 = u64::MAX;
+
+/// Inputs in the shape of calls, for brevity.
+trait Calls {
+    /// Registers `name`: the answer to [`Input::Register`].
+    fn register(
+        &mut self,
+        now: Instant,
+        name: &str,
+        spec: SingletonSpec,
+    ) -> Result<(), SingletonError>;
+    /// A message from `from`.
+    fn handle_message(&mut self, now: Instant, from: &str, msg: SingletonMsg);
+}
+
+impl Calls for Singletons {
+    fn register(
+        &mut self,
+        now: Instant,
+        name: &str,
+        spec: SingletonSpec,
+    ) -> Result<(), SingletonError> {
+        let name = name.into();
+        self.handle(
+            now,
+            Input::Register {
+                token: CALL,
+                name,
+                spec,
+            },
+        );
+        let at = self
+            .outputs
+            .iter()
+            .position(|o| matches!(o, Output::Done { token: CALL, .. }))
+            .expect("answered at once");
+        match self.outputs.remove(at) {
+            Some(Output::Done { result, .. }) => result,
+            _ => unreachable!("found above"),
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, from: &str, msg: SingletonMsg) {
+        let from = from.into();
+        self.handle(now, Input::Message { from, msg });
+    }
+}
+
 impl Net {
     fn new(names: &[&str], spec: SingletonSpec) -> Net {
         let now = Instant::now();
@@ -21,8 +70,8 @@ impl Net {
         for (i, n) in names.iter().enumerate() {
             let mut s = Singletons::new(n.to_string(), SingletonConfig::default(), i as u64);
             for o in names.iter().filter(|o| *o != n) {
-                s.peer_up(now, o);
-                s.member_up(now, o);
+                s.handle(now, Input::PeerUp(o.to_string()));
+                s.handle(now, Input::MemberUp(o.to_string()));
             }
             s.register(now, S, spec.clone()).unwrap();
             nodes.insert(n.to_string(), s);
@@ -52,6 +101,7 @@ impl Net {
                         Output::Event { event, .. } => {
                             self.events.push((self.now, name.clone(), event))
                         }
+                        Output::Done { .. } => {}
                     }
                 }
             }
@@ -77,7 +127,7 @@ impl Net {
             let now = self.now;
             for s in self.nodes.values_mut() {
                 if s.poll_timeout().is_some_and(|t| t <= now) {
-                    s.tick(now);
+                    s.handle(now, Input::Tick);
                 }
             }
             self.deliver();
@@ -105,8 +155,14 @@ impl Net {
                 self.cut.insert((x.to_string(), y.to_string()));
                 self.cut.insert((y.to_string(), x.to_string()));
                 let now = self.now;
-                self.nodes.get_mut(*x).unwrap().member_down(now, y);
-                self.nodes.get_mut(*y).unwrap().member_down(now, x);
+                self.nodes
+                    .get_mut(*x)
+                    .unwrap()
+                    .handle(now, Input::MemberDown(y.to_string()));
+                self.nodes
+                    .get_mut(*y)
+                    .unwrap()
+                    .handle(now, Input::MemberDown(x.to_string()));
             }
         }
         self.deliver();
@@ -117,8 +173,8 @@ impl Net {
         let now = self.now;
         for (x, y) in pairs {
             let s = self.nodes.get_mut(&x).unwrap();
-            s.member_up(now, &y);
-            s.peer_up(now, &y);
+            s.handle(now, Input::MemberUp(y.to_string()));
+            s.handle(now, Input::PeerUp(y.to_string()));
         }
         self.deliver();
     }
@@ -127,7 +183,7 @@ impl Net {
         self.nodes.remove(node);
         let now = self.now;
         for s in self.nodes.values_mut() {
-            s.member_down(now, node);
+            s.handle(now, Input::MemberDown(node.to_string()));
         }
         self.deliver();
     }
@@ -187,7 +243,10 @@ fn a_leader_that_stops_hands_over_at_once() {
     let mut net = Net::new(&["a", "b", "c"], SingletonSpec::default());
     net.run(Duration::from_millis(400));
     let now = net.now;
-    net.nodes.get_mut("a").unwrap().unregister(now, S);
+    net.nodes
+        .get_mut("a")
+        .unwrap()
+        .handle(now, Input::Unregister(S.to_string()));
     net.deliver();
     let leaders = net.leaders();
     assert_eq!(leaders.len(), 1, "no time passed: {leaders:?}");
@@ -272,11 +331,14 @@ fn a_restarted_leader_does_not_lead_below_its_old_epoch() {
     // a restarts faster than failure detection: a new activator, same name.
     let now = net.now;
     let mut fresh = Singletons::new("a".into(), SingletonConfig::default(), 99);
-    fresh.peer_up(now, "b");
-    fresh.member_up(now, "b");
+    fresh.handle(now, Input::PeerUp("b".to_string()));
+    fresh.handle(now, Input::MemberUp("b".to_string()));
     fresh.register(now, S, SingletonSpec::default()).unwrap();
     net.nodes.insert("a".into(), fresh);
-    net.nodes.get_mut("b").unwrap().peer_up(now, "a");
+    net.nodes
+        .get_mut("b")
+        .unwrap()
+        .handle(now, Input::PeerUp("a".to_string()));
     net.deliver();
     net.run(Duration::from_millis(400));
     let leaders = net.leaders();
@@ -309,10 +371,10 @@ fn a_node_that_registers_after_the_others_greeted_it_still_defers_to_them() {
     let now = Instant::now();
     let mut a = Singletons::new("a".into(), SingletonConfig::default(), 1);
     let mut b = Singletons::new("b".into(), SingletonConfig::default(), 2);
-    a.peer_up(now, "b");
-    a.member_up(now, "b");
-    b.peer_up(now, "a");
-    b.member_up(now, "a");
+    a.handle(now, Input::PeerUp("b".to_string()));
+    a.handle(now, Input::MemberUp("b".to_string()));
+    b.handle(now, Input::PeerUp("a".to_string()));
+    b.handle(now, Input::MemberUp("a".to_string()));
     // a registers first; its Hosted reaches b before b runs the singleton.
     a.register(now, S, SingletonSpec::default()).unwrap();
     while let Some(o) = a.poll_output() {
@@ -345,8 +407,8 @@ fn a_leader_whose_process_is_gone_is_replaced_before_membership_says_so() {
     net.nodes.remove("a");
     let now = net.now;
     for s in net.nodes.values_mut() {
-        s.peer_gone("a");
-        s.gone(now, "a");
+        s.handle(now, Input::PeerGone("a".to_string()));
+        s.handle(now, Input::Gone("a".to_string()));
     }
     net.deliver();
     let leaders = net.leaders();
@@ -365,8 +427,8 @@ fn a_leader_whose_process_is_gone_is_replaced_before_membership_says_so() {
     let now = net.now;
     for n in ["b", "c"] {
         let s = net.nodes.get_mut(n).unwrap();
-        s.peer_gone("a");
-        s.gone(now, "a");
+        s.handle(now, Input::PeerGone("a".to_string()));
+        s.handle(now, Input::Gone("a".to_string()));
     }
     net.deliver();
     assert_eq!(net.leaders(), vec![("a".to_string(), net.leaders()[0].1)]);
@@ -394,8 +456,8 @@ fn a_voter_gives_one_vote_per_lease_even_to_the_leader_it_followed() {
     let t0 = Instant::now();
     let mut c = Singletons::new("c".into(), SingletonConfig::default(), 3);
     for o in ["a", "b"] {
-        c.peer_up(t0, o);
-        c.member_up(t0, o);
+        c.handle(t0, Input::PeerUp(o.to_string()));
+        c.handle(t0, Input::MemberUp(o.to_string()));
     }
     c.register(t0, S, spec).unwrap();
     let t1 = t0 + Duration::from_secs(2);
@@ -442,13 +504,16 @@ fn with_the_majority_rule_a_restarted_voter_does_not_elect_a_second_leader() {
     let now = net.now;
     let mut fresh = Singletons::new("b".into(), SingletonConfig::default(), 77);
     for o in ["a", "c"] {
-        fresh.peer_up(now, o);
-        fresh.member_up(now, o);
+        fresh.handle(now, Input::PeerUp(o.to_string()));
+        fresh.handle(now, Input::MemberUp(o.to_string()));
     }
     fresh.register(now, S, spec).unwrap();
     net.nodes.insert("b".into(), fresh);
     for o in ["a", "c"] {
-        net.nodes.get_mut(o).unwrap().peer_up(now, "b");
+        net.nodes
+            .get_mut(o)
+            .unwrap()
+            .handle(now, Input::PeerUp("b".to_string()));
     }
     net.deliver();
     for _ in 0..400 {
@@ -465,8 +530,8 @@ fn nodes_that_run_a_singleton_with_another_majority_rule_are_reported_and_ignore
     for (i, (name, majority)) in [("a", Some(1)), ("b", None)].into_iter().enumerate() {
         let mut s = Singletons::new(name.into(), SingletonConfig::default(), i as u64);
         let other = if name == "a" { "b" } else { "a" };
-        s.peer_up(now, other);
-        s.member_up(now, other);
+        s.handle(now, Input::PeerUp(other.to_string()));
+        s.handle(now, Input::MemberUp(other.to_string()));
         s.register(
             now,
             S,

@@ -22,9 +22,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use std::time::Instant;
 
+use super::effects::Completion;
+use super::error::JoinFailure;
 use super::msg::{Record, Version};
 use super::store::{chunk_cost, count, Chunks, Kind};
-use super::{Completion, ConflictHandler};
+use super::ConflictHandler;
 
 /// Where a join is.
 #[derive(Debug)]
@@ -40,6 +42,18 @@ pub(crate) enum Stage {
     Applying { waiting: BTreeSet<String> },
 }
 
+/// A replica's answer to `Pause`: its segment as it sees it, its join id and its records'
+/// digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentView {
+    /// Every replica of its segment, itself included.
+    pub segment: BTreeSet<String>,
+    /// Its join id.
+    pub join_id: u64,
+    /// Its records' digest: replicas with equal digests hold equal records.
+    pub digest: u64,
+}
+
 /// A join this node coordinates.
 #[derive(Debug)]
 pub(crate) struct Join {
@@ -51,8 +65,8 @@ pub(crate) struct Join {
     pub left: BTreeSet<String>,
     pub right: BTreeSet<String>,
     pub asked: BTreeSet<String>,
-    /// Each replica's segment, join id and digest, from its `Paused`.
-    pub views: BTreeMap<String, (BTreeSet<String>, u64, u64)>,
+    /// Each replica's view, from its `Paused`.
+    pub views: BTreeMap<String, SegmentView>,
     pub stage: Stage,
 }
 
@@ -63,24 +77,25 @@ impl Join {
     }
 
     /// Why the segments cannot be joined as they are, if they cannot.
-    pub fn check(&self) -> Option<String> {
+    pub fn check(&self) -> Option<JoinFailure> {
         if let Some(n) = self.left.intersection(&self.right).next() {
-            return Some(format!("segments overlap: {n} is in both"));
+            return Some(JoinFailure::Overlap(n.clone()));
         }
         for side in [&self.left, &self.right] {
             let mut ids = BTreeSet::new();
             for n in side {
-                let (segment, id, _) = &self.views[n];
-                if segment != side {
-                    return Some(format!(
-                        "replicas disagree on the segment: {n} has {:?}, expected {:?}",
-                        segment, side
-                    ));
+                let view = &self.views[n];
+                if &view.segment != side {
+                    return Some(JoinFailure::SegmentDisagreement {
+                        node: n.clone(),
+                        has: view.segment.clone(),
+                        expected: side.clone(),
+                    });
                 }
-                ids.insert(*id);
+                ids.insert(view.join_id);
             }
             if ids.len() > 1 {
-                return Some(format!("replicas disagree on the join id: {ids:?}"));
+                return Some(JoinFailure::JoinIdDisagreement(ids));
             }
         }
         None
@@ -92,8 +107,8 @@ impl Join {
 impl Join {
     pub fn snapshot_sources(&self, me: &str) -> BTreeMap<u64, String> {
         let mut by_digest: BTreeMap<u64, String> = BTreeMap::new();
-        for (n, (_, _, digest)) in &self.views {
-            let e = by_digest.entry(*digest).or_insert_with(|| n.clone());
+        for (n, view) in &self.views {
+            let e = by_digest.entry(view.digest).or_insert_with(|| n.clone());
             if n == me {
                 *e = n.clone();
             }

@@ -17,6 +17,29 @@ pub struct Version {
     pub origin: u64,
 }
 
+/// Why a replica refused a step of a join (`TableMsg::Refused`). The coordinator decides on the
+/// variant, never on the text: [`Refusal::Busy`] makes it retry with back-off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// The replica is locked by another join, of `coordinator`.
+    #[error("busy: locked by a join of {coordinator}")]
+    Busy {
+        /// The node coordinating the join that holds the lock.
+        coordinator: String,
+    },
+    /// The replica is not locked for this join (its lock expired or went to another join).
+    #[error("not locked for this join")]
+    NotLocked,
+    /// Fewer records arrived before `Apply` than it announced.
+    #[error("{got} of {total} records arrived")]
+    Incomplete {
+        /// Records that arrived.
+        got: u64,
+        /// Records announced.
+        total: u64,
+    },
+}
+
 /// One replicated write, as it travels between replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
@@ -194,8 +217,8 @@ pub enum TableMsg {
         table: String,
         /// The join.
         join: u64,
-        /// Why, for the coordinator's error.
-        reason: String,
+        /// Why: the coordinator decides on it (a busy replica is asked again later).
+        reason: Refusal,
     },
     /// Join, step 2: send your records.
     SnapshotRequest {

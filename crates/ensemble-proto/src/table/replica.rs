@@ -7,9 +7,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::msg::{LeaderOp, LeaderResult, Op, Record, TableMsg};
-use super::store::{self, Change, Chunks, Kind, Store};
-use super::{Completion, Fx, Output, Reply, TableConfig, TableError, TableSpec, WriteOp};
+use super::effects::{Completion, Fx};
+use super::msg::{LeaderOp, LeaderResult, Op, TableMsg};
+use super::store::{Change, Chunks, Kind, Store};
+use super::{Output, Reply, TableConfig, TableError, TableSpec, WriteOp};
+
+mod leader;
+mod lock;
+
+pub(crate) use lock::ApplyJoin;
 
 /// A lock a join coordinator holds on this replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,9 +58,6 @@ struct Pending {
 /// Writes of fewer records are applied at once even with `later` (see [`Replica::write`]):
 /// their apply takes less than the round of the scheduler that leaving it for later costs.
 pub(crate) const LATER_MIN: usize = 16;
-
-/// How long leader answers are remembered, so that a retried request is not done twice.
-const RECENT_LEADER_ANSWERS: usize = 4096;
 
 /// One table's replica.
 pub(crate) struct Replica {
@@ -453,242 +456,6 @@ impl Replica {
             }
         }
         self.remove_peer(now, fx, peer, None);
-    }
-
-    fn check_drained(&mut self, fx: &mut Fx) {
-        if self.awaiting_drain.is_some() && self.drained() {
-            let (coordinator, join) = self.awaiting_drain.take().expect("checked");
-            self.send_paused(fx, &coordinator, join);
-        }
-    }
-
-    fn send_paused(&self, fx: &mut Fx, coordinator: &str, join: u64) {
-        fx.send(
-            coordinator,
-            TableMsg::Paused {
-                table: self.name.clone(),
-                join,
-                peers: self.peers.iter().cloned().collect(),
-                join_id: self.join_id,
-                digest: self.read().digest(),
-                kind: self.spec.kind,
-            },
-        );
-    }
-
-    fn locked_by(&self, coordinator: &str, join: u64) -> bool {
-        self.lock
-            .as_ref()
-            .is_some_and(|l| l.coordinator == coordinator && l.join == join)
-    }
-
-    /// Join step 1 at a replica.
-    pub fn on_pause(&mut self, now: Instant, fx: &mut Fx, from: &str, join: u64) {
-        if let Some(l) = &self.lock {
-            if l.coordinator != from || l.join != join {
-                let reason = format!("busy: locked by a join of {}", l.coordinator);
-                fx.send(
-                    from,
-                    TableMsg::Refused {
-                        table: self.name.clone(),
-                        join,
-                        reason,
-                    },
-                );
-                return;
-            }
-        }
-        self.lock = Some(Lock {
-            coordinator: from.to_string(),
-            join,
-            expires: now + fx.config.lock_timeout,
-        });
-        self.incoming.clear();
-        if self.drained() {
-            self.send_paused(fx, from, join);
-        } else {
-            self.awaiting_drain = Some((from.to_string(), join));
-        }
-    }
-
-    pub fn on_snapshot_request(&self, fx: &mut Fx, from: &str, join: u64) {
-        if !self.locked_by(from, join) {
-            fx.send(
-                from,
-                TableMsg::Refused {
-                    table: self.name.clone(),
-                    join,
-                    reason: "not locked for this join".into(),
-                },
-            );
-            return;
-        }
-        let chunks = self.read().chunks(fx.config.chunk_bytes);
-        let total = store::count(&chunks);
-        fx.send_chunks(from, &self.name, join, chunks);
-        fx.send(
-            from,
-            TableMsg::SnapshotEnd {
-                table: self.name.clone(),
-                join,
-                total,
-            },
-        );
-    }
-
-    pub fn on_chunk(&mut self, from: &str, join: u64, records: Vec<Record>) {
-        if self.locked_by(from, join) {
-            self.incoming.push(records);
-        }
-    }
-
-    pub fn on_apply(
-        &mut self,
-        now: Instant,
-        fx: &mut Fx,
-        (from, join): (&str, u64),
-        (total, members, join_id): (u64, Vec<String>, u64),
-    ) {
-        let got = store::count(&self.incoming);
-        let refuse = if !self.locked_by(from, join) {
-            Some("not locked for this join".to_string())
-        } else if got != total {
-            Some(format!("{got} of {total} records arrived"))
-        } else {
-            None
-        };
-        if let Some(reason) = refuse {
-            self.incoming.clear();
-            fx.send(
-                from,
-                TableMsg::Refused {
-                    table: self.name.clone(),
-                    join,
-                    reason,
-                },
-            );
-            return;
-        }
-        let mut changes = Vec::new();
-        {
-            let chunks = std::mem::take(&mut self.incoming);
-            self.store().force_all(now, chunks, &mut changes);
-        }
-        self.changed(fx, changes);
-        self.peers = members.into_iter().filter(|m| *m != fx.me).collect();
-        self.set_join_id(join_id);
-        fx.send(
-            from,
-            TableMsg::Applied {
-                table: self.name.clone(),
-                join,
-            },
-        );
-    }
-
-    /// Releases the join lock (if `coordinator`'s `join` holds it) and replays queued writes.
-    pub fn unlock(&mut self, now: Instant, fx: &mut Fx, coordinator: &str, join: Option<u64>) {
-        let held = self
-            .lock
-            .as_ref()
-            .is_some_and(|l| l.coordinator == coordinator && join.is_none_or(|j| j == l.join));
-        if held {
-            self.lock = None;
-            self.awaiting_drain = None;
-            self.incoming.clear();
-            self.replay(now, fx);
-        }
-    }
-
-    pub fn expire_lock(&mut self, now: Instant, fx: &mut Fx) {
-        if let Some(l) = &self.lock {
-            if now >= l.expires {
-                let c = l.coordinator.clone();
-                self.unlock(now, fx, &c, None);
-            }
-        }
-    }
-
-    /// Does what was asked while paused, in order, until paused again.
-    pub fn replay(&mut self, now: Instant, fx: &mut Fx) {
-        while !self.paused() {
-            match self.queued.pop_front() {
-                Some(Deferred::Write(ops, then)) => self.write(now, fx, ops, then, false),
-                Some(Deferred::Leader { from, id, op }) => self.on_leader(now, fx, &from, id, op),
-                None => break,
-            }
-        }
-    }
-
-    /// A leader operation asked of this replica.
-    pub fn on_leader(&mut self, now: Instant, fx: &mut Fx, from: &str, id: u64, op: LeaderOp) {
-        if self.paused() {
-            self.queued.push_back(Deferred::Leader {
-                from: from.to_string(),
-                id,
-                op,
-            });
-            return;
-        }
-        let key = (from.to_string(), id);
-        let result = if let Some(r) = self.recent.get(&key) {
-            Some(r.clone())
-        } else if self.leader(&fx.me) != fx.me {
-            Some(LeaderResult::NotLeader)
-        } else {
-            match &op {
-                LeaderOp::InsertNew { key, .. } | LeaderOp::InsertNewOrLookup { key, .. } => self
-                    .read()
-                    .get(key)
-                    .map(|v| LeaderResult::Exists(Bytes::copy_from_slice(v))),
-                LeaderOp::InsertSerial { .. } => None,
-            }
-        };
-        if let Some(result) = result {
-            if result != LeaderResult::NotLeader {
-                self.remember(key, result.clone());
-            }
-            fx.send(
-                from,
-                TableMsg::LeaderReply {
-                    table: self.name.clone(),
-                    id,
-                    result,
-                },
-            );
-            return;
-        }
-        let ops = match op {
-            LeaderOp::InsertNew { key, value } | LeaderOp::InsertNewOrLookup { key, value } => {
-                vec![WriteOp::Insert(key, value)]
-            }
-            LeaderOp::InsertSerial { records } => records
-                .into_iter()
-                .map(|(k, v)| WriteOp::Insert(k, v))
-                .collect(),
-        };
-        self.write(
-            now,
-            fx,
-            ops,
-            Completion::LeaderReply {
-                table: self.name.clone(),
-                to: from.to_string(),
-                id,
-            },
-            false,
-        );
-    }
-
-    pub fn remember(&mut self, key: (String, u64), result: LeaderResult) {
-        if self.recent.insert(key.clone(), result).is_none() {
-            self.recent_order.push_back(key);
-            if self.recent_order.len() > RECENT_LEADER_ANSWERS {
-                if let Some(old) = self.recent_order.pop_front() {
-                    self.recent.remove(&old);
-                }
-            }
-        }
     }
 }
 

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::join::{diff, union, Join, Stage};
+use super::effects::Completion;
+use super::join::{diff, union, Join, SegmentView, Stage};
 use super::*;
 
 fn b(s: &str) -> Bytes {
@@ -16,7 +17,150 @@ fn v(time: u64, origin: u64) -> Version {
     Version { time, origin }
 }
 
-fn outputs(t: &mut Tables) -> Vec<Output> {
+/// A node's tables driven through [`Tables::handle`], one input per call, in the shape of
+/// calls: a command refused at once returns its error.
+struct Node(Tables);
+
+impl std::ops::Deref for Node {
+    type Target = Tables;
+    fn deref(&self) -> &Tables {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Tables {
+        &mut self.0
+    }
+}
+
+/// The token commands answered at once use here.
+const CALL: u64 = u64::MAX;
+
+impl Node {
+    fn new(me: &str, config: TableConfig, seed: u64) -> Node {
+        Node(Tables::new(me.into(), config, seed))
+    }
+
+    /// The error of a command refused at once (an unknown table, a record over the limits),
+    /// taken out of the outputs; an operation that fails later answers in the outputs.
+    fn refused(&mut self, token: u64) -> Result<(), TableError> {
+        let at_once = |r: &Result<Reply, TableError>| {
+            matches!(
+                r,
+                Err(TableError::Unknown(_) | TableError::TooLarge { .. } | TableError::Full { .. })
+            )
+        };
+        match self.0.take_done(token, at_once) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn create(
+        &mut self,
+        table: &str,
+        spec: TableSpec,
+    ) -> Result<Arc<std::sync::RwLock<Store>>, TableError> {
+        let input = Input::Create {
+            token: CALL,
+            table: table.into(),
+            spec,
+        };
+        self.0.handle(Instant::now(), input);
+        let answer = self.0.take_done(CALL, |_| true).expect("answered at once");
+        answer.map(|_| self.0.store(table).expect("created"))
+    }
+
+    fn write(
+        &mut self,
+        now: Instant,
+        table: &str,
+        token: u64,
+        ops: Vec<WriteOp>,
+    ) -> Result<(), TableError> {
+        let table = table.into();
+        self.0.handle(now, Input::Write { token, table, ops });
+        self.refused(token)
+    }
+
+    fn leader(
+        &mut self,
+        now: Instant,
+        table: &str,
+        token: u64,
+        op: LeaderOp,
+        deadline: Instant,
+    ) -> Result<(), TableError> {
+        let table = table.into();
+        let input = Input::Leader {
+            token,
+            table,
+            op,
+            deadline,
+        };
+        self.0.handle(now, input);
+        self.refused(token)
+    }
+
+    fn ping_all(
+        &mut self,
+        now: Instant,
+        table: &str,
+        token: u64,
+        deadline: Instant,
+    ) -> Result<(), TableError> {
+        let table = table.into();
+        let input = Input::PingAll {
+            token,
+            table,
+            deadline,
+        };
+        self.0.handle(now, input);
+        self.refused(token)
+    }
+
+    fn join(
+        &mut self,
+        now: Instant,
+        table: &str,
+        node: &str,
+        token: u64,
+        deadline: Instant,
+    ) -> Result<(), TableError> {
+        let input = Input::Join {
+            token,
+            table: table.into(),
+            node: node.into(),
+            deadline,
+        };
+        self.0.handle(now, input);
+        self.refused(token)
+    }
+
+    fn settle(&mut self, now: Instant) {
+        self.0.handle(now, Input::Settle);
+    }
+
+    fn peer_up(&mut self, now: Instant, peer: &str) {
+        self.0.handle(now, Input::PeerUp(peer.into()));
+    }
+
+    fn member_down(&mut self, now: Instant, node: &str) {
+        self.0.handle(now, Input::MemberDown(node.into()));
+    }
+
+    fn handle_message(&mut self, now: Instant, from: &str, msg: TableMsg) {
+        let from = from.into();
+        self.0.handle(now, Input::Message { from, msg });
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.0.handle(now, Input::Tick);
+    }
+}
+
+fn outputs(t: &mut Node) -> Vec<Output> {
     std::iter::from_fn(|| t.poll_output()).collect()
 }
 
@@ -272,7 +416,14 @@ fn join_with(left: &[&str], right: &[&str], views: &[(&str, &[&str], u64)]) -> J
         asked: set(left).union(&set(right)).cloned().collect(),
         views: views
             .iter()
-            .map(|(n, seg, id)| (n.to_string(), (set(seg), *id, 0)))
+            .map(|(n, seg, id)| {
+                let view = SegmentView {
+                    segment: set(seg),
+                    join_id: *id,
+                    digest: 0,
+                };
+                (n.to_string(), view)
+            })
             .collect(),
         stage: Stage::Pausing,
     }
@@ -299,13 +450,17 @@ fn overlapping_segments_and_disagreeing_replicas_are_refused() {
             ("c", &["b", "c"], 2),
         ],
     );
-    assert!(overlap.check().unwrap().contains("overlap"));
+    let failure = overlap.check().unwrap();
+    assert!(matches!(failure, JoinFailure::Overlap(_)) && failure.is_inconsistent());
+    assert!(failure.to_string().contains("overlap"));
     let peers = join_with(
         &["a", "b"],
         &["c"],
         &[("a", &["a", "b"], 1), ("b", &["b"], 1), ("c", &["c"], 2)],
     );
-    assert!(peers.check().unwrap().contains("disagree on the segment"));
+    let failure = peers.check().unwrap();
+    assert!(matches!(failure, JoinFailure::SegmentDisagreement { .. }));
+    assert!(failure.to_string().contains("disagree on the segment"));
     let ids = join_with(
         &["a", "b"],
         &["c"],
@@ -315,7 +470,9 @@ fn overlapping_segments_and_disagreeing_replicas_are_refused() {
             ("c", &["c"], 2),
         ],
     );
-    assert!(ids.check().unwrap().contains("join id"));
+    let failure = ids.check().unwrap();
+    assert!(matches!(failure, JoinFailure::JoinIdDisagreement(_)) && failure.is_inconsistent());
+    assert!(failure.to_string().contains("join id"));
 }
 
 #[test]
@@ -437,7 +594,7 @@ fn a_write_to_a_peer_without_the_table_is_reported() {
 #[test]
 fn bad_specs_and_oversized_or_excess_writes_fail_clearly() {
     let now = Instant::now();
-    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+    let mut t = Node::new("a", TableConfig::default(), 1);
     let bag = TableSpec {
         kind: Kind::Bag,
         conflict: Some(Arc::new(|_: &[u8], l: &[u8], _: &[u8]| {
@@ -487,22 +644,22 @@ fn bad_specs_and_oversized_or_excess_writes_fail_clearly() {
 }
 
 /// Two replicas `a` and `b` of the set "t" in one segment, messages not yet delivered.
-fn pair(now: Instant) -> (Tables, Tables) {
+fn pair(now: Instant) -> (Node, Node) {
     let a = joined(now, "a", "b", 1);
     (a, joined(now, "b", "a", 1))
 }
 
 /// The replica of the set "t" on node "a", which has no peers.
-fn alone() -> Tables {
-    let mut t = Tables::new("a".into(), TableConfig::default(), 1);
+fn alone() -> Node {
+    let mut t = Node::new("a", TableConfig::default(), 1);
     t.create("t", TableSpec::set()).unwrap();
     t
 }
 
 /// The replica of "t" on `me`, in one segment with `other` (join id 42).
-fn joined(now: Instant, me: &str, other: &str, seed: u64) -> Tables {
+fn joined(now: Instant, me: &str, other: &str, seed: u64) -> Node {
     {
-        let mut t = Tables::new(me.into(), TableConfig::default(), seed);
+        let mut t = Node::new(me, TableConfig::default(), seed);
         t.create("t", TableSpec::set()).unwrap();
         t.peer_up(now, other);
         let pause = TableMsg::Pause {
@@ -530,8 +687,8 @@ fn joined(now: Instant, me: &str, other: &str, seed: u64) -> Tables {
 }
 
 /// Delivers every message between `a` and `b` until none is left.
-fn deliver(now: Instant, a: &mut Tables, b: &mut Tables) {
-    fn sent(t: &mut Tables) -> Vec<TableMsg> {
+fn deliver(now: Instant, a: &mut Node, b: &mut Node) {
+    fn sent(t: &mut Node) -> Vec<TableMsg> {
         outputs(t)
             .into_iter()
             .filter_map(|o| match o {
@@ -763,7 +920,7 @@ fn ping_all_returns_only_after_every_earlier_write_arrived() {
 }
 
 /// `t` applies a join (id `join_id`, members a and b) that its peer did not see.
-fn apply_alone(now: Instant, t: &mut Tables, join: u64, join_id: u64) {
+fn apply_alone(now: Instant, t: &mut Node, join: u64, join_id: u64) {
     let table = || "t".to_string();
     t.handle_message(
         now,
@@ -820,8 +977,8 @@ fn a_peer_writing_under_a_replaced_join_id_is_re_merged_not_ignored() {
 #[test]
 fn a_join_that_fails_after_its_apply_went_out_is_repaired() {
     let t0 = Instant::now();
-    let mut na = Tables::new("a".into(), TableConfig::default(), 1);
-    let mut nb = Tables::new("b".into(), TableConfig::default(), 2);
+    let mut na = Node::new("a", TableConfig::default(), 1);
+    let mut nb = Node::new("b", TableConfig::default(), 2);
     for (t, other, key) in [(&mut na, "b", "from-a"), (&mut nb, "a", "from-b")] {
         t.create("t", TableSpec::set()).unwrap();
         t.write(t0, "t", 1, vec![WriteOp::Insert(b(key), b("v"))])
@@ -911,8 +1068,8 @@ fn a_version_at_the_end_of_the_range_does_not_overflow_the_clock() {
 #[test]
 fn a_set_and_a_bag_of_one_name_are_not_joined() {
     let now = Instant::now();
-    let mut na = Tables::new("a".into(), TableConfig::default(), 1);
-    let mut nb = Tables::new("b".into(), TableConfig::default(), 2);
+    let mut na = Node::new("a", TableConfig::default(), 1);
+    let mut nb = Node::new("b", TableConfig::default(), 2);
     na.create("t", TableSpec::set()).unwrap();
     let bag = TableSpec {
         kind: Kind::Bag,
