@@ -1,8 +1,9 @@
 //! A deterministic simulator of Ensemble clusters.
 //!
-//! It drives the real [`ensemble_proto::Stack`] state machines, membership and broadcast (the
-//! code the runtime runs),
+//! It drives the real [`ensemble_proto::Stack`] (every protocol, the code the runtime runs)
 //! over a virtual clock and a seeded RNG: the same seed gives the same run, event for event.
+//! Connections follow the runtime's rules too: when two nodes dial each other at once, both
+//! keep the connection [`ensemble_proto::membership::keeps_new`] picks.
 //! The network model has per-message latency and jitter, loss, partitions (traffic between two
 //! groups is dropped and dials time out, as with a firewall dropping packets), crashes
 //! (connections close, dials are refused), pauses (a hung process: nothing is read, nothing

@@ -5,17 +5,19 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, RwLock};
+
 use bytes::Bytes;
 use ensemble_proto::broadcast::events::{EventInput, EventLog, USER_EVENTS};
-use ensemble_proto::broadcast::{BroadcastConfig, Plumtree};
-use ensemble_proto::messaging::{self, Messaging};
-use ensemble_proto::singleton::{self, Singletons};
-use ensemble_proto::table::{self, Tables};
+use ensemble_proto::broadcast::{self, BroadcastConfig, BroadcastError, Plumtree};
+use ensemble_proto::membership::{self, keeps_new, Connection};
+use ensemble_proto::messaging::{self, MessagingConfig};
+use ensemble_proto::singleton::{self, SingletonConfig, SingletonError};
+use ensemble_proto::stack::{Input, Output};
+use ensemble_proto::table::{self, Store, TableConfig};
 use ensemble_proto::topology::Topology;
 use ensemble_proto::wire::{self, Message, PeerInfo};
-use ensemble_proto::{
-    Config, EventKind, Input, Member, Membership, Stack, StackOutput, Status, Tags,
-};
+use ensemble_proto::{Config, EventKind, Member, Stack, StackConfig, Status, Tags};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -54,6 +56,10 @@ pub struct SimConfig {
     pub membership: Config,
     /// Broadcast settings of every node.
     pub broadcast: BroadcastConfig,
+    /// Replicated-table settings of every node.
+    pub tables: TableConfig,
+    /// Singleton settings of every node.
+    pub singletons: SingletonConfig,
 }
 
 /// A broadcast message delivered at a simulated node.
@@ -81,6 +87,8 @@ impl Default for SimConfig {
             seed: 1,
             membership: Config::default(),
             broadcast: BroadcastConfig::default(),
+            tables: TableConfig::default(),
+            singletons: SingletonConfig::default(),
         }
     }
 }
@@ -132,17 +140,16 @@ impl Ord for Scheduled {
     }
 }
 
-/// An input that reached a node.
-enum Pending {
-    Input(Input),
-    Message(String, Message),
-}
+/// An input that reached a node (kept while it is paused).
+type Pending = Input;
 
 struct SimNode {
     name: String,
     addr: SocketAddr,
     seeds: Vec<SocketAddr>,
     topology: Topology,
+    /// Random per boot, like a process's (announced in handshakes).
+    instance: u64,
     state: Option<Stack>,
     paused: bool,
     /// Inputs that reached the node while it was paused.
@@ -161,6 +168,8 @@ pub struct Sim {
     nodes: Vec<SimNode>,
     /// Open connections, as (lower id, higher id), with a unique id per connection.
     links: BTreeMap<(NodeId, NodeId), u64>,
+    /// Who dialled each open connection.
+    dialers: BTreeMap<u64, NodeId>,
     next_link: u64,
     /// Connections closed by one side whose last messages are still in flight.
     draining: BTreeSet<u64>,
@@ -179,6 +188,11 @@ pub struct Sim {
     pub broadcast_messages: u64,
     /// Bytes of the broadcast messages sent.
     pub broadcast_bytes: u64,
+    /// Messages of the other protocols sent (named messages and their relays, tables,
+    /// singletons), delivered or lost.
+    pub other_messages: u64,
+    /// Bytes of the other protocols' messages sent.
+    pub other_bytes: u64,
     /// Whether broadcast deliveries are kept in [`Sim::deliveries`].
     pub record_deliveries: bool,
     /// Broadcast deliveries so far (if recorded).
@@ -192,6 +206,10 @@ pub struct Sim {
     pub table_outputs: Vec<(NodeId, table::Output)>,
     /// What the nodes' singleton activators reported, in order.
     pub singleton_events: Vec<SimSingletonEvent>,
+    /// The answers to singleton commands: (node, token, result), in order.
+    pub singleton_answers: Vec<(NodeId, u64, Result<(), SingletonError>)>,
+    /// The answer to the last broadcast command.
+    broadcast_answer: Option<Result<broadcast::Reply, BroadcastError>>,
     /// What the nodes' named messaging yielded (deliveries, acks, failures), in order.
     pub message_outputs: Vec<(Duration, NodeId, messaging::Output)>,
 }
@@ -226,6 +244,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             nodes: Vec::new(),
             links: BTreeMap::new(),
+            dialers: BTreeMap::new(),
             next_link: 0,
             draining: BTreeSet::new(),
             blocked: BTreeSet::new(),
@@ -237,6 +256,8 @@ impl Sim {
             bytes: 0,
             broadcast_messages: 0,
             broadcast_bytes: 0,
+            other_messages: 0,
+            other_bytes: 0,
             record_deliveries: false,
             deliveries: Vec::new(),
             boots: 0,
@@ -244,6 +265,8 @@ impl Sim {
             fifo: BTreeMap::new(),
             table_outputs: Vec::new(),
             singleton_events: Vec::new(),
+            singleton_answers: Vec::new(),
+            broadcast_answer: None,
             message_outputs: Vec::new(),
         }
     }
@@ -274,6 +297,7 @@ impl Sim {
             addr,
             seeds,
             topology,
+            instance: 0,
             state: None,
             paused: false,
             inbox: VecDeque::new(),
@@ -298,16 +322,28 @@ impl Sim {
         };
         let seed = self.rng.gen();
         let name = node.name.clone();
-        let mut config = self.config.membership.clone();
-        config.topology = node.topology;
-        let m = Membership::new(config, local, node.seeds.clone(), seed, self.now);
-        let mut b = Plumtree::new(self.config.broadcast.clone(), name.clone(), seed, self.now);
+        let mut membership = self.config.membership.clone();
+        membership.topology = node.topology;
+        let config = StackConfig {
+            membership,
+            broadcast: self.config.broadcast.clone(),
+            messaging: MessagingConfig::default(),
+            tables: self.config.tables.clone(),
+            singletons: self.config.singletons.clone(),
+        };
+        let seeds = node.seeds.clone();
+        let mut stack = Stack::new(config, local, seeds, seed, self.now);
         self.boots += 1;
         let events = EventLog::new(name, self.boots, 4096, |_| {});
-        b.register(USER_EVENTS, Box::new(events))
-            .expect("first handler");
-        let messaging = Messaging::new(Duration::from_millis(500));
-        self.nodes[id].state = Some(Stack::new(m, b, messaging, self.now));
+        let register = broadcast::Input::Register {
+            token: 0,
+            name: USER_EVENTS.into(),
+            handler: Box::new(events),
+        };
+        stack.handle(self.now, Input::Broadcast(register));
+        while stack.poll_output().is_some() {}
+        self.nodes[id].state = Some(stack);
+        self.nodes[id].instance = self.boots;
         self.nodes[id].paused = false;
         self.nodes[id].inbox.clear();
         self.input(id, Input::Tick);
@@ -333,12 +369,12 @@ impl Sim {
 
     /// Feeds one input to a node, or keeps it for later if the node is paused.
     fn input(&mut self, id: NodeId, input: Input) {
-        self.feed(id, Pending::Input(input));
+        self.feed(id, input);
     }
 
     /// Feeds one message to a node, or keeps it for later if the node is paused.
     fn message(&mut self, id: NodeId, from: String, msg: Message) {
-        self.feed(id, Pending::Message(from, msg));
+        self.feed(id, Input::Message { from, msg });
     }
 
     fn feed(&mut self, id: NodeId, input: Pending) {
@@ -348,10 +384,7 @@ impl Sim {
             return;
         }
         let Some(m) = node.state.as_mut() else { return };
-        match input {
-            Pending::Input(input) => m.handle(self.now, input),
-            Pending::Message(from, msg) => m.handle_message(self.now, from, msg),
-        }
+        m.handle(self.now, input);
         self.after_input(id);
     }
 
@@ -363,7 +396,7 @@ impl Sim {
         while let Some(o) = m.poll_output() {
             outputs.push(o);
         }
-        let next = m.poll_timeout();
+        let next = m.poll_timeout().expect("membership always has a timer");
         if node.tick_at != Some(next) {
             node.tick_at = Some(next);
             let after = next.saturating_duration_since(self.now);
@@ -374,21 +407,31 @@ impl Sim {
         }
     }
 
-    fn output(&mut self, from: NodeId, output: StackOutput) {
+    fn output(&mut self, from: NodeId, output: Output) {
         match output {
-            StackOutput::Send { to, msg } => {
+            Output::Send { to, msg } => {
                 let Some(&to) = self.by_name.get(&to) else {
                     return;
                 };
                 *self.by_kind.entry(msg.kind()).or_default() += 1;
                 // Frame header (4-byte length) included.
                 let bytes = wire::message_len(&msg) as u64 + 4;
-                if matches!(msg, Message::Membership(_)) {
-                    self.messages += 1;
-                    self.bytes += bytes;
-                } else {
-                    self.broadcast_messages += 1;
-                    self.broadcast_bytes += bytes;
+                match msg {
+                    Message::Membership(_) => {
+                        self.messages += 1;
+                        self.bytes += bytes;
+                    }
+                    Message::Broadcast(_) => {
+                        self.broadcast_messages += 1;
+                        self.broadcast_bytes += bytes;
+                    }
+                    Message::Direct(_)
+                    | Message::Relay(_)
+                    | Message::Table(_)
+                    | Message::Singleton(_) => {
+                        self.other_messages += 1;
+                        self.other_bytes += bytes;
+                    }
                 }
                 let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss);
                 let Some(&link) = self.links.get(&pair(from, to)).filter(|_| !lost) else {
@@ -409,30 +452,15 @@ impl Sim {
                     },
                 );
             }
-            StackOutput::Disconnect { name } => {
+            Output::Disconnect { name } => {
                 let Some(&to) = self.by_name.get(&name) else {
                     return;
                 };
                 if let Some(link) = self.links.remove(&pair(from, to)) {
-                    // Like the runtime, a node that closes a connection writes what it queued
-                    // first: messages in flight still arrive, then the close.
-                    self.draining.insert(link);
-                    let last = self.fifo.get(&(from, to)).copied().unwrap_or(self.now);
-                    let d = self
-                        .config
-                        .latency
-                        .max(last.saturating_duration_since(self.now));
-                    self.schedule(
-                        d,
-                        Event::Closed {
-                            at: to,
-                            peer: from,
-                            link,
-                        },
-                    );
+                    self.drain_link(from, to, link);
                 }
             }
-            StackOutput::Dial { addr } => {
+            Output::Dial { addr } => {
                 let to = self.by_addr.get(&addr).copied();
                 let reachable = to.filter(|t| self.running(*t));
                 let after = match reachable {
@@ -445,7 +473,11 @@ impl Sim {
                 };
                 self.schedule(after, Event::DialDone { from, addr, to });
             }
-            StackOutput::Delivered(d) => {
+            Output::Broadcast(broadcast::Output::Done { result, .. }) => {
+                self.broadcast_answer = Some(result);
+            }
+            Output::Broadcast(broadcast::Output::Send { .. }) => {}
+            Output::Broadcast(broadcast::Output::Delivered(d)) => {
                 if self.record_deliveries {
                     self.deliveries.push(SimDelivery {
                         at: self.elapsed(),
@@ -456,12 +488,16 @@ impl Sim {
                     });
                 }
             }
-            StackOutput::Messaging(o) => {
+            Output::Messaging(o) => {
                 let at = self.elapsed();
                 self.message_outputs.push((at, from, o));
             }
-            StackOutput::Table(o) => self.table_outputs.push((from, o)),
-            StackOutput::Singleton { name, event } => {
+            Output::Table(o) => self.table_outputs.push((from, o)),
+            Output::Singleton(singleton::Output::Done { token, result }) => {
+                self.singleton_answers.push((from, token, result));
+            }
+            Output::Singleton(singleton::Output::Send { .. }) => {}
+            Output::Singleton(singleton::Output::Event { name, event }) => {
                 let at = self.elapsed();
                 self.singleton_events.push(SimSingletonEvent {
                     at,
@@ -470,7 +506,7 @@ impl Sim {
                     event,
                 });
             }
-            StackOutput::Event(e) => {
+            Output::Event(e) => {
                 if !self.record_up_events && matches!(e.kind, EventKind::Up | EventKind::Updated) {
                     return;
                 }
@@ -493,13 +529,13 @@ impl Sim {
             .state
             .as_ref()
             .expect("running node")
-            .membership
+            .membership()
             .local();
         PeerInfo {
             name: m.name.clone(),
             addr: m.addr,
             incarnation: m.incarnation,
-            instance: id as u64,
+            instance: self.nodes[id].instance,
             role: ensemble_proto::topology::role_of(m),
         }
     }
@@ -533,40 +569,53 @@ impl Sim {
                         && !self.nodes[*t].paused
                         && !self.blocked.contains(&pair(from, *t))
                 });
-                match ok {
-                    Some(t) if !self.links.contains_key(&pair(from, t)) => {
-                        self.next_link += 1;
-                        self.links.insert(pair(from, t), self.next_link);
-                        let (fi, ti) = (self.info(from), self.info(t));
-                        self.input(
-                            from,
-                            Input::Connected {
-                                peer: ti,
-                                dialed: Some(addr),
-                            },
-                        );
-                        self.input(
-                            t,
-                            Input::Connected {
-                                peer: fi,
-                                dialed: None,
-                            },
-                        );
+                let Some(t) = ok else {
+                    // Refused at once (nothing listens) or timed out (hung, cut off).
+                    let no_listener = to.is_none_or(|t| !self.running(t));
+                    return self.input(from, Input::DialFailed { addr, no_listener });
+                };
+                let (fi, ti) = (self.info(from), self.info(t));
+                let keep = match self.links.get(&pair(from, t)) {
+                    None => true,
+                    // A second connection between the two (they dialled each other at once):
+                    // both ends keep the one the runtime's rule picks, without talking.
+                    Some(old) => {
+                        let old_dialer = &self.nodes[self.dialers[old]].name;
+                        let old = Connection {
+                            dialer: old_dialer,
+                            peer: &ti,
+                        };
+                        let new = Connection {
+                            dialer: &fi.name,
+                            peer: &ti,
+                        };
+                        keeps_new(&old, &new)
                     }
-                    // Both dialled each other: the runtime keeps one connection and reports
-                    // the dial as done.
-                    Some(t) => {
-                        let peer = self.info(t);
-                        self.input(
-                            from,
-                            Input::Connected {
-                                peer,
-                                dialed: Some(addr),
-                            },
-                        );
+                };
+                if keep {
+                    self.next_link += 1;
+                    let link = self.next_link;
+                    if let Some(old) = self.links.insert(pair(from, t), link) {
+                        self.replaced(from, t, old);
                     }
-                    None => self.input(from, Input::DialFailed { addr }),
+                    self.dialers.insert(link, from);
                 }
+                // Both ends hear of the handshake, as in the runtime; a connection that loses
+                // is closed, and the dial still completes.
+                self.input(
+                    from,
+                    Input::Connected {
+                        peer: ti,
+                        dialed: Some(addr),
+                    },
+                );
+                self.input(
+                    t,
+                    Input::Connected {
+                        peer: fi,
+                        dialed: None,
+                    },
+                );
             }
             Event::Closed { at, peer, link } => {
                 self.draining.remove(&link);
@@ -612,6 +661,32 @@ impl Sim {
         done(self).then(|| self.now - start)
     }
 
+    /// `from` closes connection `link` to `to`. Like the runtime, a node that closes a
+    /// connection writes what it queued first: messages in flight still arrive, then the close.
+    fn drain_link(&mut self, from: NodeId, to: NodeId, link: u64) {
+        self.dialers.remove(&link);
+        self.draining.insert(link);
+        let last = self.fifo.get(&(from, to)).copied().unwrap_or(self.now);
+        let d = self
+            .config
+            .latency
+            .max(last.saturating_duration_since(self.now));
+        self.schedule(
+            d,
+            Event::Closed {
+                at: to,
+                peer: from,
+                link,
+            },
+        );
+    }
+
+    /// Connection `old` between `a` and `b` lost to a newer one: both ends drop it, what is in
+    /// flight on it still arrives, and its close is ignored (a newer connection is open).
+    fn replaced(&mut self, a: NodeId, b: NodeId, old: u64) {
+        self.drain_link(a, b, old);
+    }
+
     /// Closes every connection of `id` (after one latency at the peers).
     fn close_links(&mut self, id: NodeId) {
         let mine: Vec<((NodeId, NodeId), u64)> = self
@@ -622,6 +697,7 @@ impl Sim {
             .collect();
         for ((a, b), link) in mine {
             self.links.remove(&(a, b));
+            self.dialers.remove(&link);
             let peer = if a == id { b } else { a };
             let d = self.config.latency;
             self.schedule(
@@ -664,84 +740,80 @@ impl Sim {
         self.input(id, Input::Tick);
     }
 
+    /// Hands a running node an input at once (paused or not, as a local API call would be),
+    /// then carries out what it yields. None if the node is not running.
+    fn call(&mut self, id: NodeId, input: Input) -> Option<()> {
+        let now = self.now;
+        self.nodes[id].state.as_mut()?.handle(now, input);
+        self.after_input(id);
+        Some(())
+    }
+
     /// Broadcasts a user event with `payload` from node `id`; returns its message id, or None
     /// if the node is crashed or hung.
     pub fn broadcast(&mut self, id: NodeId, payload: Bytes) -> Option<Bytes> {
-        let node = &mut self.nodes[id];
-        if node.paused {
+        if self.nodes[id].paused {
             return None;
         }
-        let m = node.state.as_mut()?;
         let input = EventInput {
             name: "sim".into(),
             payload,
         };
-        let msg_id = m.broadcast(self.now, USER_EVENTS, input.encode()).ok()?;
-        self.after_input(id);
-        Some(msg_id)
+        let input = broadcast::Input::Broadcast {
+            token: 0,
+            handler: USER_EVENTS.into(),
+            msg: input.encode(),
+        };
+        self.broadcast_answer = None;
+        self.call(id, Input::Broadcast(input))?;
+        match self.broadcast_answer.take()? {
+            Ok(broadcast::Reply::Broadcast(msg_id)) => Some(msg_id),
+            _ => None,
+        }
     }
 
     /// The broadcast protocol of a running node.
     pub fn plumtree(&self, id: NodeId) -> Option<&Plumtree> {
-        Some(&self.nodes[id].state.as_ref()?.broadcast)
+        Some(self.nodes[id].state.as_ref()?.broadcast())
     }
 
-    /// Runs a table command on a running node (create, write, join...), then carries out what
-    /// it yields.
-    pub fn tables<T>(
-        &mut self,
-        id: NodeId,
-        f: impl FnOnce(&mut Tables, Instant) -> T,
-    ) -> Option<T> {
-        let now = self.now;
-        let out = self.nodes[id]
-            .state
-            .as_mut()?
-            .with_tables(now, |t| f(t, now));
-        self.after_input(id);
-        Some(out)
+    /// Gives a running node a table input (create, write, join...), then carries out what it
+    /// yields; answers arrive in [`Sim::table_outputs`]. None if the node is not running.
+    pub fn table(&mut self, id: NodeId, input: table::Input) -> Option<()> {
+        self.call(id, Input::Table(input))
     }
 
-    /// Runs a singleton command on a running node (register, unregister), then carries out
-    /// what it yields.
-    pub fn singletons<T>(
-        &mut self,
-        id: NodeId,
-        f: impl FnOnce(&mut Singletons, Instant) -> T,
-    ) -> Option<T> {
-        let now = self.now;
-        let out = self.nodes[id]
-            .state
-            .as_mut()?
-            .with_singletons(now, |s| f(s, now));
-        self.after_input(id);
-        Some(out)
+    /// Gives a running node a singleton input (register, unregister), then carries out what it
+    /// yields; answers arrive in [`Sim::singleton_answers`]. None if the node is not running.
+    pub fn singleton(&mut self, id: NodeId, input: singleton::Input) -> Option<()> {
+        self.call(id, Input::Singleton(input))
     }
 
     /// A singleton as a running node sees it.
     pub fn singleton_info(&self, id: NodeId, name: &str) -> Option<singleton::SingletonInfo> {
-        self.nodes[id].state.as_ref()?.singletons.info(name)
+        self.nodes[id].state.as_ref()?.singletons().info(name)
+    }
+
+    /// A table's replica on a running node: its records, shared for reads.
+    pub fn table_store(&self, id: NodeId, table: &str) -> Option<Arc<RwLock<Store>>> {
+        self.nodes[id].state.as_ref()?.tables().store(table)
     }
 
     /// The records of a table's replica on a running node.
     pub fn table_records(&self, id: NodeId, table: &str) -> Option<Vec<table::Record>> {
-        let store = self.nodes[id].state.as_ref()?.tables.store(table)?;
+        let store = self.table_store(id, table)?;
         let records = store.read().unwrap_or_else(|e| e.into_inner()).records();
         Some(records)
     }
 
     /// A table's replica state on a running node.
     pub fn table_info(&self, id: NodeId, table: &str) -> Option<table::TableInfo> {
-        self.nodes[id].state.as_ref()?.tables.info(table)
+        self.nodes[id].state.as_ref()?.tables().info(table)
     }
 
     /// Gives a running node a named-messaging input (register a name, send a message).
     pub fn messaging(&mut self, id: NodeId, input: messaging::Input) {
-        let now = self.now;
-        if let Some(s) = self.nodes[id].state.as_mut() {
-            s.handle_messaging(now, input);
-            self.after_input(id);
-        }
+        self.call(id, Input::Messaging(input));
     }
 
     /// Named messages relayed for others and dropped for lack of a route, summed over nodes.
@@ -756,12 +828,27 @@ impl Sim {
     /// The members one running node holds connections to.
     pub fn peers_of(&self, id: NodeId) -> Vec<&str> {
         let s = self.nodes[id].state.as_ref();
-        s.map_or(Vec::new(), |s| s.membership.connected().collect())
+        s.map_or(Vec::new(), |s| s.membership().connected().collect())
     }
 
-    /// Gives a node a command (join, leave, tags).
-    pub fn command(&mut self, id: NodeId, input: Input) {
-        self.input(id, input);
+    /// Who dialled the open connection between `a` and `b`, if there is one.
+    pub fn dialer(&self, a: NodeId, b: NodeId) -> Option<NodeId> {
+        let link = self.links.get(&pair(a, b))?;
+        self.dialers.get(link).copied()
+    }
+
+    /// Gives a node a membership command (leave, remove, tags).
+    pub fn command(&mut self, id: NodeId, input: membership::Input) {
+        self.input(id, Input::Membership(input));
+    }
+
+    /// Has node `id` join node `to`, as the runtime does: the join input, and a dial at once.
+    pub fn join(&mut self, id: NodeId, to: NodeId) {
+        let addr = self.nodes[to].addr;
+        self.input(id, Input::Membership(membership::Input::Join { addr }));
+        if self.running(id) {
+            self.output(id, Output::Dial { addr });
+        }
     }
 
     /// Splits the cluster: nodes of `a` and nodes of `b` can no longer talk.
@@ -785,7 +872,11 @@ impl Sim {
 
     /// How node `observer` sees `name`, if it is running and knows it.
     pub fn seen(&self, observer: NodeId, name: &str) -> Option<&Member> {
-        self.nodes[observer].state.as_ref()?.membership.member(name)
+        self.nodes[observer]
+            .state
+            .as_ref()?
+            .membership()
+            .member(name)
     }
 
     /// The status `observer` holds for node `id`.
@@ -799,7 +890,7 @@ impl Sim {
             self.nodes[id]
                 .state
                 .as_ref()?
-                .membership
+                .membership()
                 .local()
                 .incarnation,
         )
@@ -842,7 +933,7 @@ impl Sim {
             .iter()
             .filter(|node| !node.paused)
             .filter_map(|node| node.state.as_ref())
-            .all(|m| m.membership.up_count() == n)
+            .all(|m| m.membership().up_count() == n)
     }
 
     /// The largest estimated state size of one node, in bytes.
@@ -850,7 +941,7 @@ impl Sim {
         self.nodes
             .iter()
             .filter_map(|n| n.state.as_ref())
-            .map(|s| s.membership.estimated_bytes())
+            .map(|s| s.membership().estimated_bytes())
             .max()
             .unwrap_or(0)
     }

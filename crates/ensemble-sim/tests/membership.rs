@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use ensemble_proto::{EventKind, Input, Status};
+use ensemble_proto::membership::Input;
+use ensemble_proto::{EventKind, Status};
 use ensemble_sim::{NodeId, Sim, SimConfig};
 
 fn cluster(n: usize, config: SimConfig) -> (Sim, Vec<NodeId>) {
@@ -258,4 +259,29 @@ fn a_removed_member_stays_removed_and_stops() {
             .any(|e| e.at >= at && e.target == ids[4] && e.kind == EventKind::Up),
         "never up again"
     );
+}
+
+#[test]
+fn two_nodes_that_dial_each_other_at_once_keep_the_connection_the_smaller_name_dialled() {
+    let mut sim = Sim::new(SimConfig {
+        seed: 3,
+        ..SimConfig::default()
+    });
+    let a = sim.add_node("a", &[]);
+    let b = sim.add_node("b", &[]);
+    sim.run_for(secs(1));
+    // b's dial completes first (same instant, queued first); the runtime's rule still keeps
+    // the connection a dialled, at both ends.
+    sim.join(b, a);
+    sim.join(a, b);
+    sim.run_for(secs(2));
+    assert_eq!(sim.connections(), 1);
+    assert_eq!(sim.dialer(a, b), Some(a));
+    assert_eq!(sim.peers_of(a), vec!["b"]);
+    assert_eq!(sim.peers_of(b), vec!["a"]);
+    assert!(sim.all_see(&[a, b], Status::Alive));
+    // And the one connection carries everything from then on.
+    sim.run_for(secs(10));
+    assert_eq!(sim.connections(), 1);
+    assert_eq!(sim.dialer(a, b), Some(a));
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ensemble_proto::singleton::{Role, ShutdownReason, SingletonEvent, SingletonSpec};
+use ensemble_proto::singleton::{self, Role, ShutdownReason, SingletonEvent, SingletonSpec};
 use ensemble_sim::{NodeId, Sim};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -16,9 +16,13 @@ const S: &str = "billing-cron";
 fn cluster(n: usize, seed: u64, spec: SingletonSpec) -> (Sim, Vec<NodeId>) {
     let (mut sim, ids) = common::cluster(n, seed);
     for id in &ids {
-        sim.singletons(*id, |s, now| s.register(now, S, spec.clone()))
-            .unwrap()
-            .unwrap();
+        let register = singleton::Input::Register {
+            token: 1,
+            name: S.into(),
+            spec: spec.clone(),
+        };
+        sim.singleton(*id, register).unwrap();
+        assert_eq!(sim.singleton_answers.last(), Some(&(*id, 1, Ok(()))));
     }
     (sim, ids)
 }
@@ -86,7 +90,8 @@ fn a_leader_that_stops_hands_over_without_waiting_for_detection() {
     let (mut sim, ids) = cluster(3, 2, SingletonSpec::default());
     let (leader, _) = one_leader(&mut sim, &ids, Duration::from_secs(5));
     let at = sim.elapsed();
-    sim.singletons(leader, |s, now| s.unregister(now, S));
+    sim.singleton(leader, singleton::Input::Unregister(S.into()))
+        .unwrap();
     let rest: Vec<NodeId> = ids.iter().copied().filter(|i| *i != leader).collect();
     one_leader(&mut sim, &rest, Duration::from_secs(5));
     let took = sim.elapsed() - at;

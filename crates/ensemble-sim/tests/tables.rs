@@ -22,18 +22,59 @@ fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
+/// The token of commands answered at once here.
+const CALL: u64 = u64::MAX;
+
+/// The last answer node `id` gave with `token`.
+fn answer(sim: &Sim, id: NodeId, token: u64) -> Option<Result<Reply, TableError>> {
+    sim.table_outputs.iter().rev().find_map(|(n, o)| match o {
+        table::Output::Done { token: t, result } if *t == token && *n == id => Some(result.clone()),
+        _ => None,
+    })
+}
+
 fn create(sim: &mut Sim, ids: &[NodeId], spec: &TableSpec) {
     for id in ids {
-        sim.tables(*id, |t, _| t.create(T, spec.clone()).map(|_| ()))
-            .expect("running")
-            .expect("created");
+        let input = table::Input::Create {
+            token: CALL,
+            table: T.into(),
+            spec: spec.clone(),
+        };
+        sim.table(*id, input).expect("running");
+        assert_eq!(answer(sim, *id, CALL), Some(Ok(Reply::Created)));
+    }
+}
+
+/// Fails if the node refused the command at once (an unknown table, over the limits).
+fn accepted(sim: &Sim, id: NodeId, token: u64) {
+    if let Some(Err(
+        e @ (TableError::Unknown(_) | TableError::TooLarge { .. } | TableError::Full { .. }),
+    )) = answer(sim, id, token)
+    {
+        panic!("refused: {e}");
     }
 }
 
 fn write(sim: &mut Sim, id: NodeId, token: u64, ops: Vec<WriteOp>) {
-    sim.tables(id, |t, now| t.write(now, T, token, ops))
-        .expect("running")
-        .expect("accepted");
+    let input = table::Input::Write {
+        token,
+        table: T.into(),
+        ops,
+    };
+    sim.table(id, input).expect("running");
+    accepted(sim, id, token);
+}
+
+/// Asks node `id` for a leader operation, answered with `token`.
+fn leader(sim: &mut Sim, id: NodeId, token: u64, op: LeaderOp, within: Duration) {
+    let input = table::Input::Leader {
+        token,
+        table: T.into(),
+        op,
+        deadline: sim.now() + within,
+    };
+    sim.table(id, input).expect("running");
+    accepted(sim, id, token);
 }
 
 fn put(sim: &mut Sim, id: NodeId, token: u64, k: &str, v: &str) {
@@ -225,39 +266,21 @@ fn insert_new_is_retried_across_a_leader_change() {
         .expect("one segment");
     sim.crash(ids[0]); // the leader
     let deadline = Duration::from_secs(15);
-    sim.tables(ids[2], |t, now| {
-        t.leader(
-            now,
-            T,
-            1,
-            LeaderOp::InsertNew {
-                key: b("lock"),
-                value: b("n2"),
-            },
-            now + deadline,
-        )
-    })
-    .unwrap()
-    .unwrap();
+    let op = LeaderOp::InsertNew {
+        key: b("lock"),
+        value: b("n2"),
+    };
+    leader(&mut sim, ids[2], 1, op, deadline);
     let r = wait_done(&mut sim, 1, deadline);
     assert_eq!(r, Ok(Reply::Leader(LeaderResult::Inserted)));
     assert_eq!(sim.table_info(ids[2], T).unwrap().leader, "n1");
     assert_eq!(contents(&sim, ids[1]), vec![(b("lock"), b("n2"))]);
     // Asked again: the key exists, cluster-wide.
-    sim.tables(ids[1], |t, now| {
-        t.leader(
-            now,
-            T,
-            2,
-            LeaderOp::InsertNewOrLookup {
-                key: b("lock"),
-                value: b("n1"),
-            },
-            now + deadline,
-        )
-    })
-    .unwrap()
-    .unwrap();
+    let op = LeaderOp::InsertNewOrLookup {
+        key: b("lock"),
+        value: b("n1"),
+    };
+    leader(&mut sim, ids[1], 2, op, deadline);
     let r = wait_done(&mut sim, 2, deadline);
     assert_eq!(r, Ok(Reply::Leader(LeaderResult::Exists(b("n2")))));
 }
@@ -269,20 +292,11 @@ fn insert_new_fails_clearly_when_the_leader_stays_unreachable() {
     sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
         .expect("one segment");
     sim.partition(&[ids[2]], &[ids[0], ids[1]]);
-    sim.tables(ids[2], |t, now| {
-        t.leader(
-            now,
-            T,
-            1,
-            LeaderOp::InsertNew {
-                key: b("lock"),
-                value: b("v"),
-            },
-            now + Duration::from_millis(2500),
-        )
-    })
-    .unwrap()
-    .unwrap();
+    let op = LeaderOp::InsertNew {
+        key: b("lock"),
+        value: b("v"),
+    };
+    leader(&mut sim, ids[2], 1, op, Duration::from_millis(2500));
     match wait_done(&mut sim, 1, Duration::from_secs(5)) {
         Err(TableError::LeaderUnavailable { attempts, .. }) => assert!(attempts >= 2),
         other => panic!("expected LeaderUnavailable, got {other:?}"),
@@ -295,9 +309,15 @@ fn writes_made_while_paused_are_applied_in_order_on_unpause() {
     create(&mut sim, &ids, &TableSpec::set());
     sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
         .expect("one segment");
-    sim.tables(ids[0], |t, _| t.pause(T, 9)).unwrap().unwrap();
+    let pause = table::Input::Pause {
+        token: CALL,
+        table: T.into(),
+        pause: 9,
+    };
+    sim.table(ids[0], pause).unwrap();
+    assert_eq!(answer(&sim, ids[0], CALL), Some(Ok(Reply::Paused)));
     // A subscriber on ids[1]: its replica reports changes.
-    let store = sim.tables(ids[1], |t, _| t.store(T)).flatten().unwrap();
+    let store = sim.table_store(ids[1], T).unwrap();
     store.write().unwrap().watched = true;
     for (i, v) in ["1", "2", "3"].iter().enumerate() {
         put(&mut sim, ids[0], i as u64 + 1, "k", v);
@@ -305,7 +325,11 @@ fn writes_made_while_paused_are_applied_in_order_on_unpause() {
     sim.run_for(Duration::from_millis(200));
     assert!(contents(&sim, ids[0]).is_empty(), "paused: nothing applied");
     assert!(sim.table_info(ids[0], T).unwrap().paused);
-    sim.tables(ids[0], |t, now| t.unpause(now, T, 9));
+    let unpause = table::Input::Unpause {
+        table: T.into(),
+        pause: 9,
+    };
+    sim.table(ids[0], unpause).unwrap();
     wait_done(&mut sim, 3, Duration::from_secs(1)).expect("written");
     for id in &ids {
         assert_eq!(contents(&sim, *id), vec![(b("k"), b("3"))]);
