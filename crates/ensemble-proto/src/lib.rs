@@ -45,6 +45,6 @@ pub mod view;
 pub mod wire;
 
 pub use config::Config;
-pub use member::{Member, MemberError, Status, Tags};
+pub use member::{Member, MemberError, NodeName, Status, Tags};
 pub use membership::{EventKind, MemberEvent, Membership};
 pub use stack::{Stack, StackConfig};

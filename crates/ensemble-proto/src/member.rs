@@ -86,6 +86,11 @@ pub enum MemberError {
     IncarnationTooLarge(u64),
 }
 
+/// A member's name, unique in its cluster (see [`validate_name`]). Names travel as plain
+/// strings on the wire and through every API; the alias says which strings are node names
+/// (as opposed to table, singleton or handler names) in the protocols' inputs and outputs.
+pub type NodeName = String;
+
 /// Checks that `name` can name a member: 1 to [`MAX_NAME_LEN`] bytes, no whitespace or controls.
 pub fn validate_name(name: &str) -> Result<(), MemberError> {
     if name.is_empty() {

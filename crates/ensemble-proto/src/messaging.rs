@@ -7,6 +7,7 @@
 //! Retransmissions carry the same id; receivers remember recent ids per sender and deliver
 //! each message once.
 
+use crate::member::NodeName;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,7 @@ pub enum Input {
     /// acknowledged delivery (the token comes back in `Acked` or `Failed`).
     Send {
         /// The member.
-        to: String,
+        to: NodeName,
         /// Handler name there.
         name: String,
         /// The payload.
@@ -109,12 +110,12 @@ pub enum Input {
     /// A message from a connected member.
     Message {
         /// The sender.
-        from: String,
+        from: NodeName,
         /// The message.
         msg: DirectMsg,
     },
     /// A connection to this member opened: pending messages to it are sent again.
-    PeerUp(String),
+    PeerUp(NodeName),
     /// Time passed.
     Tick,
 }
@@ -125,14 +126,14 @@ pub enum Output {
     /// Send `msg` to member `to`.
     Send {
         /// The member.
-        to: String,
+        to: NodeName,
         /// The message.
         msg: DirectMsg,
     },
     /// Hand a message to the local handler `name`.
     Deliver {
         /// The sender.
-        from: String,
+        from: NodeName,
         /// The handler.
         name: String,
         /// The payload.
@@ -145,7 +146,7 @@ pub enum Output {
     /// A cast reached `node`, where no handler has `name` (the sender logs it).
     CastRejected {
         /// The member.
-        node: String,
+        node: NodeName,
         /// The name.
         name: String,
     },

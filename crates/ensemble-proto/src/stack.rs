@@ -7,6 +7,7 @@
 //! members this node has no connection to are relayed (client-server topology). The machines
 //! stay private: inputs go through [`Stack::handle`], and the accessors only read.
 
+use crate::member::NodeName;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -52,7 +53,7 @@ pub enum Input {
     /// The connection to `name` closed.
     Disconnected {
         /// Who was on the other end.
-        name: String,
+        name: NodeName,
     },
     /// A dial asked by [`Output::Dial`] (or made for a join) failed. `no_listener`: it was
     /// refused or reset before the handshake, so no process listens there; singletons then
@@ -66,7 +67,7 @@ pub enum Input {
     /// A message from the connected member `from`.
     Message {
         /// The sender.
-        from: String,
+        from: NodeName,
         /// The message.
         msg: Message,
     },
@@ -88,7 +89,7 @@ pub enum Output {
     /// Send `msg` to the connected member `to`.
     Send {
         /// The member.
-        to: String,
+        to: NodeName,
         /// The message.
         msg: Message,
     },
@@ -100,7 +101,7 @@ pub enum Output {
     /// Close the connection to `name`.
     Disconnect {
         /// The member.
-        name: String,
+        name: NodeName,
     },
     /// A change of another member.
     Event(MemberEvent),

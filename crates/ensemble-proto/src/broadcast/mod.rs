@@ -26,6 +26,7 @@ pub mod msg;
 mod tests;
 mod tree;
 
+use crate::member::NodeName;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
@@ -80,18 +81,18 @@ pub enum Input {
     /// A message from a neighbour.
     Message {
         /// The sender.
-        from: String,
+        from: NodeName,
         /// The message.
         msg: BroadcastMsg,
     },
     /// A connection to this member is open: it can be sent to.
-    NeighborUp(String),
+    NeighborUp(NodeName),
     /// The connection to this member closed.
-    NeighborDown(String),
+    NeighborDown(NodeName),
     /// A member joined or came back (only live members' trees are kept).
-    MemberUp(String),
+    MemberUp(NodeName),
     /// A member went down or left: its tree is dropped.
-    MemberDown(String),
+    MemberDown(NodeName),
     /// Time passed.
     Tick,
 }
@@ -117,7 +118,7 @@ pub enum Output {
     /// Send `msg` to neighbour `to`.
     Send {
         /// The neighbour.
-        to: String,
+        to: NodeName,
         /// The message.
         msg: BroadcastMsg,
     },

@@ -16,6 +16,7 @@ mod gossip;
 #[cfg(test)]
 mod tests;
 
+use crate::member::NodeName;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub enum Input {
     /// The connection to `name` closed.
     Disconnected {
         /// Who was on the other end.
-        name: String,
+        name: NodeName,
     },
     /// A dial asked by [`Output::Dial`] failed (refused, timed out, or the handshake failed).
     DialFailed {
@@ -58,7 +59,7 @@ pub enum Input {
     /// A message from a connected peer.
     Message {
         /// The sender.
-        from: String,
+        from: NodeName,
         /// The message.
         msg: MembershipMsg,
     },
@@ -75,7 +76,7 @@ pub enum Input {
     /// incarnation everywhere (stale gossip cannot bring it back, nobody redials it), and the
     /// member itself, once it hears, stops instead of refuting ([`Membership::is_removed`]).
     /// Removing this node's own name is a leave.
-    Remove(String),
+    Remove(NodeName),
     /// Replace this node's tags (announced as a new incarnation).
     SetTags(Tags),
     /// Timer: call when [`Membership::poll_timeout`] is reached.
@@ -88,7 +89,7 @@ pub enum Output {
     /// Send `msg` to the connected peer `to`.
     Send {
         /// Peer name.
-        to: String,
+        to: NodeName,
         /// The message.
         msg: MembershipMsg,
     },
@@ -101,7 +102,7 @@ pub enum Output {
     /// [`Input::Disconnected`] is expected for it.
     Disconnect {
         /// Peer name.
-        name: String,
+        name: NodeName,
     },
     /// A membership event for the application.
     Event(MemberEvent),

@@ -27,6 +27,7 @@ mod msg;
 #[cfg(test)]
 mod tests;
 
+use crate::member::NodeName;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -106,7 +107,7 @@ pub enum SingletonEvent {
     /// This node follows `leader` (`None`: no leader is known yet).
     NowFollower {
         /// The leader, when known.
-        leader: Option<String>,
+        leader: Option<NodeName>,
     },
     /// This node's leadership ends (a `NowFollower` follows unless the activator stopped).
     Shutdown {
@@ -138,23 +139,23 @@ pub enum Input {
     /// The live members other than this node, from membership: sent before the first
     /// registration when the live members are not kept while idle
     /// ([`Singletons::untracked_while_idle`], [`Singletons::is_idle`]).
-    SeedMembers(Vec<String>),
+    SeedMembers(Vec<NodeName>),
     /// A connection to `peer` opened: it hears which singletons run here.
-    PeerUp(String),
+    PeerUp(NodeName),
     /// The connection to `peer` closed.
-    PeerGone(String),
+    PeerGone(NodeName),
     /// Membership reports `node` up.
-    MemberUp(String),
+    MemberUp(NodeName),
     /// Membership reports `node` down or left.
-    MemberDown(String),
+    MemberDown(NodeName),
     /// The process of `node` is gone (its connection closed and a dial to it was refused),
     /// before membership says so: without the majority rule its followers take over at once.
     /// With the rule, leases still decide.
-    Gone(String),
+    Gone(NodeName),
     /// A message from the member `from`.
     Message {
         /// The sender.
-        from: String,
+        from: NodeName,
         /// The message.
         msg: SingletonMsg,
     },
@@ -169,7 +170,7 @@ pub enum Output {
     /// Send `msg` to the member `to`.
     Send {
         /// The member.
-        to: String,
+        to: NodeName,
         /// The message.
         msg: SingletonMsg,
     },

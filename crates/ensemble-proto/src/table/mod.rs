@@ -33,6 +33,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+use crate::member::NodeName;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -126,7 +127,7 @@ pub enum Input {
         /// The table.
         table: String,
         /// The node to join with.
-        node: String,
+        node: NodeName,
         /// When to give up.
         deadline: Instant,
     },
@@ -137,19 +138,19 @@ pub enum Input {
     /// completed: they complete with the peers' acks).
     Settle,
     /// A connection to `peer` opened: it hears our tables and gets what it has not acked.
-    PeerUp(String),
+    PeerUp(NodeName),
     /// The connection to `peer` closed (the member may still be up).
-    PeerGone(String),
+    PeerGone(NodeName),
     /// Membership reports `node` up (again): if connected, it hears our tables, so that
     /// segments split while it was down re-merge.
-    MemberUp(String),
+    MemberUp(NodeName),
     /// Membership reports `node` down or left: it is out of every segment, and joins and
     /// calls that need it move on.
-    MemberDown(String),
+    MemberDown(NodeName),
     /// A message from the member `from`.
     Message {
         /// The sender.
-        from: String,
+        from: NodeName,
         /// The message.
         msg: TableMsg,
     },
@@ -181,7 +182,7 @@ pub enum Output {
     /// Send `msg` to the member `to`.
     Send {
         /// The member.
-        to: String,
+        to: NodeName,
         /// The message.
         msg: TableMsg,
     },
@@ -204,14 +205,14 @@ pub enum Output {
         /// The table.
         table: String,
         /// The member.
-        node: String,
+        node: NodeName,
     },
     /// An automatic re-merge with `node` ended.
     Merged {
         /// The table.
         table: String,
         /// The other node.
-        node: String,
+        node: NodeName,
         /// Its outcome.
         result: Result<(), TableError>,
     },
