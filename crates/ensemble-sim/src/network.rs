@@ -1,97 +1,33 @@
-//! The simulated network and the event loop.
+//! The simulated network and the event loop: a priority queue of timed events (deliveries,
+//! dial results, closes, ticks) over the nodes' real [`Stack`]s. Faults are in `faults`,
+//! commands to nodes and what is read of them in `nodes`.
+
+mod faults;
+mod links;
+mod nodes;
+mod records;
+
+pub use records::{SimConfig, SimDelivery, SimEvent, SimSingletonEvent};
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use std::sync::{Arc, RwLock};
-
-use bytes::Bytes;
-use ensemble_proto::broadcast::events::{EventInput, EventLog, USER_EVENTS};
-use ensemble_proto::broadcast::{self, BroadcastConfig, BroadcastError, Plumtree};
-use ensemble_proto::membership::{self, keeps_new, Connection};
+use ensemble_proto::broadcast::events::{EventLog, USER_EVENTS};
+use ensemble_proto::broadcast::{self, BroadcastError};
 use ensemble_proto::messaging::{self, MessagingConfig};
-use ensemble_proto::singleton::{self, SingletonConfig, SingletonError};
+use ensemble_proto::singleton::{self, SingletonError};
 use ensemble_proto::stack::{Input, Output};
-use ensemble_proto::table::{self, Store, TableConfig};
+use ensemble_proto::table;
 use ensemble_proto::topology::Topology;
 use ensemble_proto::wire::{self, Message, PeerInfo};
-use ensemble_proto::{Config, EventKind, Member, Stack, StackConfig, Status, Tags};
+use ensemble_proto::{EventKind, Member, Stack, StackConfig, Status, Tags};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// Index of a simulated node.
 pub type NodeId = usize;
-
-/// A membership event reported by one simulated node about another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SimEvent {
-    /// Virtual time since the start of the simulation.
-    pub at: Duration,
-    /// The node that reported it.
-    pub observer: NodeId,
-    /// What happened.
-    pub kind: EventKind,
-    /// The node it happened to.
-    pub target: NodeId,
-    /// The target's incarnation in the event.
-    pub incarnation: u64,
-}
-
-/// Settings of a simulated network.
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// One-way latency of every message.
-    pub latency: Duration,
-    /// Uniform jitter added to the latency (0 to this much).
-    pub jitter: Duration,
-    /// Probability that a message is lost.
-    pub loss: f64,
-    /// How long a dial to a hung or unreachable node takes to fail.
-    pub dial_timeout: Duration,
-    /// Seed of the network's and the nodes' RNGs.
-    pub seed: u64,
-    /// Membership settings of every node.
-    pub membership: Config,
-    /// Broadcast settings of every node.
-    pub broadcast: BroadcastConfig,
-    /// Replicated-table settings of every node.
-    pub tables: TableConfig,
-    /// Singleton settings of every node.
-    pub singletons: SingletonConfig,
-}
-
-/// A broadcast message delivered at a simulated node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimDelivery {
-    /// Virtual time since the start of the simulation.
-    pub at: Duration,
-    /// The node it was delivered at.
-    pub node: NodeId,
-    /// The message id.
-    pub id: Bytes,
-    /// Hops from its root.
-    pub round: u32,
-    /// True if anti-entropy delivered it.
-    pub repaired: bool,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            latency: Duration::from_millis(1),
-            jitter: Duration::ZERO,
-            loss: 0.0,
-            dial_timeout: Duration::from_secs(2),
-            seed: 1,
-            membership: Config::default(),
-            broadcast: BroadcastConfig::default(),
-            tables: TableConfig::default(),
-            singletons: SingletonConfig::default(),
-        }
-    }
-}
 
 #[derive(Debug)]
 enum Event {
@@ -212,19 +148,6 @@ pub struct Sim {
     broadcast_answer: Option<Result<broadcast::Reply, BroadcastError>>,
     /// What the nodes' named messaging yielded (deliveries, acks, failures), in order.
     pub message_outputs: Vec<(Duration, NodeId, messaging::Output)>,
-}
-
-/// A singleton event on a node, at a simulated time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimSingletonEvent {
-    /// Simulated time since the start.
-    pub at: Duration,
-    /// The node.
-    pub node: NodeId,
-    /// The singleton.
-    pub name: String,
-    /// What happened.
-    pub event: singleton::SingletonEvent,
 }
 
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -560,63 +483,7 @@ impl Sim {
                     self.message(to, from, msg);
                 }
             }
-            Event::DialDone { from, addr, to } => {
-                if !self.running(from) {
-                    return;
-                }
-                let ok = to.filter(|t| {
-                    self.running(*t)
-                        && !self.nodes[*t].paused
-                        && !self.blocked.contains(&pair(from, *t))
-                });
-                let Some(t) = ok else {
-                    // Refused at once (nothing listens) or timed out (hung, cut off).
-                    let no_listener = to.is_none_or(|t| !self.running(t));
-                    return self.input(from, Input::DialFailed { addr, no_listener });
-                };
-                let (fi, ti) = (self.info(from), self.info(t));
-                let keep = match self.links.get(&pair(from, t)) {
-                    None => true,
-                    // A second connection between the two (they dialled each other at once):
-                    // both ends keep the one the runtime's rule picks, without talking.
-                    Some(old) => {
-                        let old_dialer = &self.nodes[self.dialers[old]].name;
-                        let old = Connection {
-                            dialer: old_dialer,
-                            peer: &ti,
-                        };
-                        let new = Connection {
-                            dialer: &fi.name,
-                            peer: &ti,
-                        };
-                        keeps_new(&old, &new)
-                    }
-                };
-                if keep {
-                    self.next_link += 1;
-                    let link = self.next_link;
-                    if let Some(old) = self.links.insert(pair(from, t), link) {
-                        self.replaced(from, t, old);
-                    }
-                    self.dialers.insert(link, from);
-                }
-                // Both ends hear of the handshake, as in the runtime; a connection that loses
-                // is closed, and the dial still completes.
-                self.input(
-                    from,
-                    Input::Connected {
-                        peer: ti,
-                        dialed: Some(addr),
-                    },
-                );
-                self.input(
-                    t,
-                    Input::Connected {
-                        peer: fi,
-                        dialed: None,
-                    },
-                );
-            }
+            Event::DialDone { from, addr, to } => self.dial_done(from, addr, to),
             Event::Closed { at, peer, link } => {
                 self.draining.remove(&link);
                 // A newer connection between the two may exist already (a quick restart): the
@@ -659,295 +526,5 @@ impl Sim {
             self.run_for(Duration::from_millis(10));
         }
         done(self).then(|| self.now - start)
-    }
-
-    /// `from` closes connection `link` to `to`. Like the runtime, a node that closes a
-    /// connection writes what it queued first: messages in flight still arrive, then the close.
-    fn drain_link(&mut self, from: NodeId, to: NodeId, link: u64) {
-        self.dialers.remove(&link);
-        self.draining.insert(link);
-        let last = self.fifo.get(&(from, to)).copied().unwrap_or(self.now);
-        let d = self
-            .config
-            .latency
-            .max(last.saturating_duration_since(self.now));
-        self.schedule(
-            d,
-            Event::Closed {
-                at: to,
-                peer: from,
-                link,
-            },
-        );
-    }
-
-    /// Connection `old` between `a` and `b` lost to a newer one: both ends drop it, what is in
-    /// flight on it still arrives, and its close is ignored (a newer connection is open).
-    fn replaced(&mut self, a: NodeId, b: NodeId, old: u64) {
-        self.drain_link(a, b, old);
-    }
-
-    /// Closes every connection of `id` (after one latency at the peers).
-    fn close_links(&mut self, id: NodeId) {
-        let mine: Vec<((NodeId, NodeId), u64)> = self
-            .links
-            .iter()
-            .filter(|((a, b), _)| *a == id || *b == id)
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        for ((a, b), link) in mine {
-            self.links.remove(&(a, b));
-            self.dialers.remove(&link);
-            let peer = if a == id { b } else { a };
-            let d = self.config.latency;
-            self.schedule(
-                d,
-                Event::Closed {
-                    at: peer,
-                    peer: id,
-                    link,
-                },
-            );
-        }
-    }
-
-    /// Kills a node: its connections close, dials to it are refused.
-    pub fn crash(&mut self, id: NodeId) {
-        self.nodes[id].state = None;
-        self.nodes[id].tick_at = None;
-        self.close_links(id);
-    }
-
-    /// Restarts a crashed node, as a new incarnation on the same address.
-    pub fn restart(&mut self, id: NodeId) {
-        if self.running(id) {
-            self.crash(id);
-        }
-        self.boot(id);
-    }
-
-    /// Hangs a node: it reads nothing and sends nothing; its connections stay open.
-    pub fn pause(&mut self, id: NodeId) {
-        self.nodes[id].paused = true;
-    }
-
-    /// Resumes a hung node: it handles what arrived meanwhile, then ticks.
-    pub fn resume(&mut self, id: NodeId) {
-        self.nodes[id].paused = false;
-        while let Some(i) = self.nodes[id].inbox.pop_front() {
-            self.feed(id, i);
-        }
-        self.input(id, Input::Tick);
-    }
-
-    /// Hands a running node an input at once (paused or not, as a local API call would be),
-    /// then carries out what it yields. None if the node is not running.
-    fn call(&mut self, id: NodeId, input: Input) -> Option<()> {
-        let now = self.now;
-        self.nodes[id].state.as_mut()?.handle(now, input);
-        self.after_input(id);
-        Some(())
-    }
-
-    /// Broadcasts a user event with `payload` from node `id`; returns its message id, or None
-    /// if the node is crashed or hung.
-    pub fn broadcast(&mut self, id: NodeId, payload: Bytes) -> Option<Bytes> {
-        if self.nodes[id].paused {
-            return None;
-        }
-        let input = EventInput {
-            name: "sim".into(),
-            payload,
-        };
-        let input = broadcast::Input::Broadcast {
-            token: 0,
-            handler: USER_EVENTS.into(),
-            msg: input.encode(),
-        };
-        self.broadcast_answer = None;
-        self.call(id, Input::Broadcast(input))?;
-        match self.broadcast_answer.take()? {
-            Ok(broadcast::Reply::Broadcast(msg_id)) => Some(msg_id),
-            _ => None,
-        }
-    }
-
-    /// The broadcast protocol of a running node.
-    pub fn plumtree(&self, id: NodeId) -> Option<&Plumtree> {
-        Some(self.nodes[id].state.as_ref()?.broadcast())
-    }
-
-    /// Gives a running node a table input (create, write, join...), then carries out what it
-    /// yields; answers arrive in [`Sim::table_outputs`]. None if the node is not running.
-    pub fn table(&mut self, id: NodeId, input: table::Input) -> Option<()> {
-        self.call(id, Input::Table(input))
-    }
-
-    /// Gives a running node a singleton input (register, unregister), then carries out what it
-    /// yields; answers arrive in [`Sim::singleton_answers`]. None if the node is not running.
-    pub fn singleton(&mut self, id: NodeId, input: singleton::Input) -> Option<()> {
-        self.call(id, Input::Singleton(input))
-    }
-
-    /// A singleton as a running node sees it.
-    pub fn singleton_info(&self, id: NodeId, name: &str) -> Option<singleton::SingletonInfo> {
-        self.nodes[id].state.as_ref()?.singletons().info(name)
-    }
-
-    /// A table's replica on a running node: its records, shared for reads.
-    pub fn table_store(&self, id: NodeId, table: &str) -> Option<Arc<RwLock<Store>>> {
-        self.nodes[id].state.as_ref()?.tables().store(table)
-    }
-
-    /// The records of a table's replica on a running node.
-    pub fn table_records(&self, id: NodeId, table: &str) -> Option<Vec<table::Record>> {
-        let store = self.table_store(id, table)?;
-        let records = store.read().unwrap_or_else(|e| e.into_inner()).records();
-        Some(records)
-    }
-
-    /// A table's replica state on a running node.
-    pub fn table_info(&self, id: NodeId, table: &str) -> Option<table::TableInfo> {
-        self.nodes[id].state.as_ref()?.tables().info(table)
-    }
-
-    /// Gives a running node a named-messaging input (register a name, send a message).
-    pub fn messaging(&mut self, id: NodeId, input: messaging::Input) {
-        self.call(id, Input::Messaging(input));
-    }
-
-    /// Named messages relayed for others and dropped for lack of a route, summed over nodes.
-    pub fn relay_counts(&self) -> (u64, u64) {
-        let stacks = self.nodes.iter().filter_map(|n| n.state.as_ref());
-        stacks.fold((0, 0), |(r, d), s| {
-            let (r2, d2) = s.relay_counts();
-            (r + r2, d + d2)
-        })
-    }
-
-    /// The members one running node holds connections to.
-    pub fn peers_of(&self, id: NodeId) -> Vec<&str> {
-        let s = self.nodes[id].state.as_ref();
-        s.map_or(Vec::new(), |s| s.membership().connected().collect())
-    }
-
-    /// Who dialled the open connection between `a` and `b`, if there is one.
-    pub fn dialer(&self, a: NodeId, b: NodeId) -> Option<NodeId> {
-        let link = self.links.get(&pair(a, b))?;
-        self.dialers.get(link).copied()
-    }
-
-    /// Gives a node a membership command (leave, remove, tags).
-    pub fn command(&mut self, id: NodeId, input: membership::Input) {
-        self.input(id, Input::Membership(input));
-    }
-
-    /// Has node `id` join node `to`, as the runtime does: the join input, and a dial at once.
-    pub fn join(&mut self, id: NodeId, to: NodeId) {
-        let addr = self.nodes[to].addr;
-        self.input(id, Input::Membership(membership::Input::Join { addr }));
-        if self.running(id) {
-            self.output(id, Output::Dial { addr });
-        }
-    }
-
-    /// Splits the cluster: nodes of `a` and nodes of `b` can no longer talk.
-    pub fn partition(&mut self, a: &[NodeId], b: &[NodeId]) {
-        for x in a {
-            for y in b {
-                self.blocked.insert(pair(*x, *y));
-            }
-        }
-    }
-
-    /// Heals every partition.
-    pub fn heal(&mut self) {
-        self.blocked.clear();
-    }
-
-    /// The node's name.
-    pub fn name(&self, id: NodeId) -> &str {
-        &self.nodes[id].name
-    }
-
-    /// How node `observer` sees `name`, if it is running and knows it.
-    pub fn seen(&self, observer: NodeId, name: &str) -> Option<&Member> {
-        self.nodes[observer]
-            .state
-            .as_ref()?
-            .membership()
-            .member(name)
-    }
-
-    /// The status `observer` holds for node `id`.
-    pub fn status(&self, observer: NodeId, id: NodeId) -> Option<Status> {
-        self.seen(observer, &self.nodes[id].name).map(|m| m.status)
-    }
-
-    /// The node's own incarnation, if running.
-    pub fn incarnation(&self, id: NodeId) -> Option<u64> {
-        Some(
-            self.nodes[id]
-                .state
-                .as_ref()?
-                .membership()
-                .local()
-                .incarnation,
-        )
-    }
-
-    /// Ids of running, unpaused nodes.
-    pub fn live(&self) -> Vec<NodeId> {
-        (0..self.nodes.len())
-            .filter(|i| self.running(*i) && !self.nodes[*i].paused)
-            .collect()
-    }
-
-    /// True if every live node sees every node in `ids` with status `status`.
-    pub fn all_see(&self, ids: &[NodeId], status: Status) -> bool {
-        self.live().iter().all(|o| {
-            ids.iter()
-                .filter(|i| *i != o)
-                .all(|i| self.status(*o, *i) == Some(status))
-        })
-    }
-
-    /// Events reported so far.
-    pub fn events(&self) -> &[SimEvent] {
-        &self.events
-    }
-
-    /// Number of nodes ever added.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// True if no node was added.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
-    /// True if every live node counts exactly `n` members up (itself included).
-    pub fn all_count_up(&self, n: usize) -> bool {
-        self.nodes
-            .iter()
-            .filter(|node| !node.paused)
-            .filter_map(|node| node.state.as_ref())
-            .all(|m| m.membership().up_count() == n)
-    }
-
-    /// The largest estimated state size of one node, in bytes.
-    pub fn max_state_bytes(&self) -> usize {
-        self.nodes
-            .iter()
-            .filter_map(|n| n.state.as_ref())
-            .map(|s| s.membership().estimated_bytes())
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Number of open connections.
-    pub fn connections(&self) -> usize {
-        self.links.len()
     }
 }

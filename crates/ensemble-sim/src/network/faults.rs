@@ -1,0 +1,49 @@
+//! Faults a simulation injects: crashes and restarts, pauses (a hung process), partitions.
+
+use super::{pair, NodeId, Sim};
+use ensemble_proto::stack::Input;
+
+impl Sim {
+    /// Kills a node: its connections close, dials to it are refused.
+    pub fn crash(&mut self, id: NodeId) {
+        self.nodes[id].state = None;
+        self.nodes[id].tick_at = None;
+        self.close_links(id);
+    }
+
+    /// Restarts a crashed node, as a new incarnation on the same address.
+    pub fn restart(&mut self, id: NodeId) {
+        if self.running(id) {
+            self.crash(id);
+        }
+        self.boot(id);
+    }
+
+    /// Hangs a node: it reads nothing and sends nothing; its connections stay open.
+    pub fn pause(&mut self, id: NodeId) {
+        self.nodes[id].paused = true;
+    }
+
+    /// Resumes a hung node: it handles what arrived meanwhile, then ticks.
+    pub fn resume(&mut self, id: NodeId) {
+        self.nodes[id].paused = false;
+        while let Some(i) = self.nodes[id].inbox.pop_front() {
+            self.feed(id, i);
+        }
+        self.input(id, Input::Tick);
+    }
+
+    /// Splits the cluster: nodes of `a` and nodes of `b` can no longer talk.
+    pub fn partition(&mut self, a: &[NodeId], b: &[NodeId]) {
+        for x in a {
+            for y in b {
+                self.blocked.insert(pair(*x, *y));
+            }
+        }
+    }
+
+    /// Heals every partition.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+}
