@@ -9,7 +9,8 @@ use ensemble::discovery::{Backend, Discovery, DiscoveryOptions};
 use ensemble::{Config, Node};
 use tracing::{info, warn};
 
-use crate::settings::{self, FileSettings, DEFAULT_BIND, DEFAULT_HTTP};
+use crate::settings::{self, FileSettings, DEFAULT_BIND};
+use crate::views::DEFAULT_HTTP;
 use crate::{api, discovery, event_handler};
 
 #[derive(Args, Debug)]

@@ -1,7 +1,5 @@
 //! The agent's local HTTP API.
 
-use std::collections::BTreeMap;
-
 use std::convert::Infallible;
 
 use axum::body::Body;
@@ -11,44 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ensemble::discovery::{Discovery, SystemInfo};
-use ensemble::{BroadcastStatus, Error, Member, Node};
+use ensemble::{BroadcastStatus, Error, Node};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
-use crate::events::{self, SendEvent};
-
-/// A member as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberView {
-    pub name: String,
-    pub addr: String,
-    pub status: String,
-    pub incarnation: u64,
-    pub tags: BTreeMap<String, String>,
-}
-
-impl From<&Member> for MemberView {
-    fn from(m: &Member) -> Self {
-        MemberView {
-            name: m.name.clone(),
-            addr: m.addr.to_string(),
-            status: m.status.to_string(),
-            incarnation: m.incarnation,
-            tags: m.tags.as_map().clone(),
-        }
-    }
-}
-
-/// `GET /v1/health`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Health {
-    pub status: String,
-    pub name: String,
-    pub alive_members: usize,
-    /// Injected partitions in force (fault injection).
-    #[serde(default)]
-    pub partitions: Vec<crate::partition::PartitionView>,
-}
+use crate::views::{EventView, Health, MemberView, PartitionView, SendEvent};
 
 /// What the handlers share: the node and its discovery.
 #[derive(Clone)]
@@ -151,7 +115,7 @@ async fn health(State(node): State<Node>) -> Json<Health> {
         status: "ok".into(),
         name: node.name().to_owned(),
         alive_members,
-        partitions: crate::partition::list_of(&node),
+        partitions: PartitionView::all(&node),
     })
 }
 
@@ -175,7 +139,7 @@ async fn send_event(State(node): State<Node>, Json(e): Json<SendEvent>) -> Respo
 
 /// `GET /v1/events`: membership and user events from now on, one JSON object per line.
 async fn event_stream(State(node): State<Node>) -> Response {
-    let lines = events::stream(&node).map(|e| {
+    let lines = EventView::stream(&node).map(|e| {
         let mut line = serde_json::to_vec(&e).expect("events serialize");
         line.push(b'\n');
         Ok::<_, Infallible>(line)

@@ -304,7 +304,7 @@ async fn verify(
     for (_, http) in agents {
         let url = format!("http://{http}/v1/tables/{name}/records");
         let http = http.clone();
-        let records: Vec<crate::tables::RecordView> = tokio::task::spawn_blocking(move || {
+        let records: Vec<crate::views::RecordView> = tokio::task::spawn_blocking(move || {
             ureq::get(&url)
                 .timeout(Duration::from_secs(60))
                 .call()?

@@ -4,8 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::de::DeserializeOwned;
 
-use crate::api::MemberView;
-use crate::settings::DEFAULT_HTTP;
+use crate::views::{MemberView, DEFAULT_HTTP};
 
 #[derive(Args, Debug)]
 pub struct MembersArgs {

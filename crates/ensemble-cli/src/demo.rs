@@ -9,9 +9,9 @@ use clap::Args;
 use nix::sys::signal::Signal;
 use rand::RngCore;
 
-use crate::api::MemberView;
 use crate::client;
 use crate::procs::{free_port, Proc};
+use crate::views::MemberView;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {

@@ -14,7 +14,7 @@ use ensemble::discovery::{
 use ensemble::discovery::{DiscoveryConfig, DiscoveryOptions};
 use serde::Deserialize;
 
-use crate::settings::DEFAULT_HTTP;
+use crate::views::DEFAULT_HTTP;
 
 /// Which backend finds the cluster's nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

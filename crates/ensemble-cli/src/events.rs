@@ -1,96 +1,12 @@
-//! Events as the agent shows them (membership changes and Serf-style user events), the
-//! `ensemble broadcast` and `ensemble events` commands, and the stream behind them.
+//! The `ensemble broadcast` and `ensemble events` commands.
 
 use std::io::BufRead;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ensemble::{EventKind, MemberEvent, Node, UserEvent};
-use futures::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
 
-use crate::api::MemberView;
-use crate::settings::DEFAULT_HTTP;
-
-/// One event, as `GET /v1/events` streams it (one JSON object per line) and as event
-/// handlers get it on stdin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum EventView {
-    /// A user event.
-    User {
-        name: String,
-        /// The payload as text (invalid UTF-8 replaced; see `payload_hex`).
-        payload: String,
-        /// The payload in hex, when it is not valid UTF-8.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        payload_hex: Option<String>,
-        origin: String,
-        seq: u64,
-        ltime: u64,
-    },
-    /// A membership change of another member.
-    Member {
-        /// up, down, left or updated.
-        kind: String,
-        member: MemberView,
-    },
-}
-
-impl EventView {
-    /// The name event handlers see in `ENSEMBLE_EVENT`.
-    pub fn kind(&self) -> String {
-        match self {
-            EventView::User { .. } => "user".into(),
-            EventView::Member { kind, .. } => format!("member-{kind}"),
-        }
-    }
-}
-
-impl From<&UserEvent> for EventView {
-    fn from(e: &UserEvent) -> Self {
-        let text = std::str::from_utf8(&e.payload);
-        EventView::User {
-            name: e.name.clone(),
-            payload: String::from_utf8_lossy(&e.payload).into_owned(),
-            payload_hex: text.is_err().then(|| hex::encode(&e.payload)),
-            origin: e.origin.clone(),
-            seq: e.seq,
-            ltime: e.ltime,
-        }
-    }
-}
-
-impl From<&MemberEvent> for EventView {
-    fn from(e: &MemberEvent) -> Self {
-        let kind = match e.kind {
-            EventKind::Up => "up",
-            EventKind::Down => "down",
-            EventKind::Left => "left",
-            EventKind::Updated => "updated",
-        };
-        EventView::Member {
-            kind: kind.into(),
-            member: MemberView::from(&*e.member),
-        }
-    }
-}
-
-/// Membership and user events of `node`, merged, from now on.
-pub fn stream(node: &Node) -> impl Stream<Item = EventView> + Send + Unpin + 'static {
-    let members = node.events().map(|e| EventView::from(&e));
-    let users = node.user_events().map(|e| EventView::from(&e));
-    futures::stream::select(members, users)
-}
-
-/// `POST /v1/events` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SendEvent {
-    pub name: String,
-    #[serde(default)]
-    pub payload: String,
-}
+use crate::views::{EventView, SendEvent, DEFAULT_HTTP};
 
 #[derive(Args, Debug)]
 pub struct BroadcastArgs {

@@ -22,6 +22,7 @@ mod sim_client_server;
 mod singleton;
 mod tables;
 mod tracker;
+mod views;
 
 use clap::{Parser, Subcommand};
 

@@ -15,36 +15,8 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use clap::{Args, Subcommand};
 use ensemble::{Node, PartitionRef};
-use serde::{Deserialize, Serialize};
 
-use crate::settings::DEFAULT_HTTP;
-
-/// A partition as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PartitionView {
-    /// Reference to resolve it with.
-    #[serde(rename = "ref")]
-    pub reference: u64,
-    /// Members cut off from this agent.
-    pub nodes: Vec<String>,
-}
-
-/// The partitions in force at `node`.
-pub fn list_of(node: &Node) -> Vec<PartitionView> {
-    node.partitions()
-        .into_iter()
-        .map(|(r, nodes)| PartitionView {
-            reference: r.0,
-            nodes: nodes.into_iter().collect(),
-        })
-        .collect()
-}
-
-/// `POST /v1/partitions` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Inject {
-    pub nodes: Vec<String>,
-}
+use crate::views::{Inject, PartitionView, DEFAULT_HTTP};
 
 /// The routes; `allow` is `--allow-fault-injection`.
 pub fn routes<S>(allow: bool) -> Router<S>
@@ -55,7 +27,7 @@ where
     Router::new()
         .route(
             "/v1/partitions",
-            get(|State(node): State<Node>| async move { Json(list_of(&node)) }).post(
+            get(|State(node): State<Node>| async move { Json(PartitionView::all(&node)) }).post(
                 move |State(node): State<Node>, Json(body): Json<Inject>| async move {
                     if !allow {
                         return forbidden();

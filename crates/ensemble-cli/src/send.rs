@@ -11,37 +11,10 @@ use axum::Json;
 use clap::Args;
 use ensemble::{Error, Node};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::event_handler::run_command;
-use crate::settings::DEFAULT_HTTP;
-
-/// `POST /v1/send` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SendBody {
-    pub node: String,
-    pub name: String,
-    #[serde(default)]
-    pub payload: String,
-    /// Wait for the handler's acknowledgement (retransmitting until then).
-    #[serde(default)]
-    pub ack: bool,
-    /// How long to wait for the acknowledgement.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// The channel to send on (declared with the agent's `--channel`).
-    #[serde(default = "default_channel")]
-    pub channel: String,
-}
-
-fn default_channel() -> String {
-    ensemble::DEFAULT_CHANNEL.into()
-}
-
-fn default_timeout_ms() -> u64 {
-    5000
-}
+use crate::views::{SendBody, DEFAULT_HTTP};
 
 /// `POST /v1/send`: 200, or 404 (unknown member or name), 504 (no ack in time), 400.
 pub async fn send_route(State(node): State<Node>, Json(b): Json<SendBody>) -> Response {

@@ -18,7 +18,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
-use crate::settings::DEFAULT_HTTP;
+use crate::views::DEFAULT_HTTP;
 
 /// How long a stopped command gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -14,10 +14,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use clap::{Args, Subcommand};
 use ensemble::{Error, Node, Table, TableError, TableOptions};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::settings::DEFAULT_HTTP;
+use crate::views::{InfoView, PutBody, RecordView, DEFAULT_HTTP};
 
 /// The tables an agent hosts, opened once each.
 #[derive(Clone)]
@@ -51,33 +50,6 @@ impl AgentTables {
         open.insert(name.to_string(), t.clone());
         Ok(Some(t))
     }
-}
-
-/// A table as `GET /v1/tables/{table}` shows it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct InfoView {
-    pub name: String,
-    pub members: Vec<String>,
-    pub leader: String,
-    pub size: usize,
-    pub memory: usize,
-    pub join_id: String,
-    pub paused: bool,
-    /// Replicas that went down, oldest first.
-    pub down_history: Vec<String>,
-}
-
-/// A record as the API shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct RecordView {
-    pub key: String,
-    pub value: String,
-}
-
-/// `PUT /v1/tables/{table}/records/{key}` body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PutBody {
-    pub value: String,
 }
 
 pub fn routes() -> Router<crate::api::AppState> {

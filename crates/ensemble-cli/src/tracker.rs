@@ -6,28 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clap::Args;
-use ensemble::{Mode, Node, NodeStatus};
-use serde::{Deserialize, Serialize};
+use ensemble::Node;
 
-use crate::settings::DEFAULT_HTTP;
-
-/// `GET /v1/tracker`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TrackerView {
-    /// `standalone` or `clustered`.
-    pub mode: Mode,
-    pub nodes: Vec<RowView>,
-}
-
-/// One node ever seen.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RowView {
-    pub node: String,
-    pub status: NodeStatus,
-    /// Milliseconds since the Unix epoch.
-    pub last_change: u64,
-    pub incarnation: u64,
-}
+use crate::views::{RowView, TrackerView, DEFAULT_HTTP};
 
 pub async fn route(State(node): State<Node>) -> Response {
     let view = async {
