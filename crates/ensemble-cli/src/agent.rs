@@ -9,9 +9,10 @@ use ensemble::discovery::{Backend, Discovery, DiscoveryOptions};
 use ensemble::{Config, Node};
 use tracing::{info, warn};
 
+use crate::http::{self, AgentTables, AppState, Metrics};
 use crate::settings::{self, FileSettings, DEFAULT_BIND};
 use crate::views::DEFAULT_HTTP;
-use crate::{api, discovery, event_handler};
+use crate::{discovery, event_handler};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -233,13 +234,13 @@ async fn serve(args: AgentArgs) -> Result<()> {
     );
     event_handler::spawn(&node, agent.event_handlers);
     crate::send::spawn_handlers(&node, agent.handlers).await?;
-    let metrics = crate::metrics::Metrics::install()?;
+    let metrics = Metrics::install()?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }
     info!("discovery backend: {}", agent.backend.name());
     node.tracker().await?;
-    let tables = crate::tables::AgentTables::new(node.clone());
+    let tables = AgentTables::new(node.clone());
     for t in &agent.tables {
         tables.get(t, true).await?;
     }
@@ -251,13 +252,13 @@ async fn serve(args: AgentArgs) -> Result<()> {
     }
     let singletons =
         crate::singleton::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
-    let app = api::router(
-        node.clone(),
+    let app = http::router(AppState {
+        node: node.clone(),
         discovery,
-        metrics,
-        agent.fault_injection,
         tables,
-    );
+        metrics,
+        fault_injection: agent.fault_injection,
+    });
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
             warn!("HTTP API stopped: {e}");

@@ -1,7 +1,6 @@
 //! The `ensemble` binary: run an agent, query it, or watch a local demo cluster.
 
 mod agent;
-mod api;
 mod bench;
 mod bench_messaging;
 mod bench_singleton;
@@ -11,7 +10,7 @@ mod demo;
 mod discovery;
 mod event_handler;
 mod events;
-mod metrics;
+mod http;
 mod partition;
 mod procs;
 mod send;

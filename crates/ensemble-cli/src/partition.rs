@@ -1,74 +1,11 @@
-//! Fault injection: `ensemble partition inject|resolve|list` and the `/v1/partitions` routes.
-//!
-//! An injected partition drops all traffic between this agent and the named members at this
-//! agent's transport (both directions, new connections refused) until it is resolved. The
-//! routes that change partitions answer 403 unless the agent was started with
-//! `--allow-fault-injection`; listing always works, and `/v1/health` shows them too.
+//! Fault injection: `ensemble partition inject|resolve|list` (see `http/routes/partitions.rs`).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use axum::extract::{FromRef, Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use clap::{Args, Subcommand};
-use ensemble::{Node, PartitionRef};
 
-use crate::views::{Inject, PartitionView, DEFAULT_HTTP};
-
-/// The routes; `allow` is `--allow-fault-injection`.
-pub fn routes<S>(allow: bool) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    Node: FromRef<S>,
-{
-    Router::new()
-        .route(
-            "/v1/partitions",
-            get(|State(node): State<Node>| async move { Json(PartitionView::all(&node)) }).post(
-                move |State(node): State<Node>, Json(body): Json<Inject>| async move {
-                    if !allow {
-                        return forbidden();
-                    }
-                    if body.nodes.is_empty() {
-                        return crate::api::error(
-                            StatusCode::BAD_REQUEST,
-                            "name at least one node".into(),
-                        );
-                    }
-                    match node.inject_partition(body.nodes).await {
-                        Ok(r) => Json(serde_json::json!({ "ref": r.0 })).into_response(),
-                        Err(e) => crate::api::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                    }
-                },
-            ),
-        )
-        .route(
-            "/v1/partitions/{reference}",
-            delete(
-                move |State(node): State<Node>, Path(reference): Path<u64>| async move {
-                    if !allow {
-                        return forbidden();
-                    }
-                    match node.resolve_partition(PartitionRef(reference)).await {
-                        Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
-                        Err(e) => crate::api::error(StatusCode::NOT_FOUND, e.to_string()),
-                    }
-                },
-            ),
-        )
-}
-
-fn forbidden() -> Response {
-    crate::api::error(
-        StatusCode::FORBIDDEN,
-        "fault injection is off on this agent; start it with --allow-fault-injection \
-         (config key allow_fault_injection = true)"
-            .into(),
-    )
-}
+use crate::views::{PartitionView, DEFAULT_HTTP};
 
 #[derive(Args, Debug)]
 pub struct PartitionArgs {

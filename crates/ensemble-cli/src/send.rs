@@ -1,43 +1,15 @@
-//! Named messaging from the agent: `ensemble send`, `POST /v1/send`, and
-//! `ensemble agent --handler NAME=COMMAND`.
+//! Named messaging from the agent: `ensemble send` and `ensemble agent --handler NAME=COMMAND`.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use clap::Args;
-use ensemble::{Error, Node};
+use ensemble::Node;
 use futures::StreamExt;
 use tracing::warn;
 
 use crate::event_handler::run_command;
 use crate::views::{SendBody, DEFAULT_HTTP};
-
-/// `POST /v1/send`: 200, or 404 (unknown member or name), 504 (no ack in time), 400.
-pub async fn send_route(State(node): State<Node>, Json(b): Json<SendBody>) -> Response {
-    let result = if b.ack {
-        let timeout = Duration::from_millis(b.timeout_ms);
-        node.forward_message_on(&b.channel, &b.node, &b.name, b.payload, timeout)
-            .await
-    } else {
-        node.cast_message_on(&b.channel, &b.node, &b.name, b.payload)
-            .await
-    };
-    match result {
-        Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
-        Err(e) => {
-            let code = match &e {
-                Error::UnknownNode(_) | Error::UnknownName { .. } => StatusCode::NOT_FOUND,
-                Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            (code, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
-        }
-    }
-}
 
 #[derive(Args, Debug)]
 pub struct SendArgs {

@@ -1,6 +1,6 @@
 //! Singletons from the agent: `ensemble agent --singleton NAME=COMMAND` runs COMMAND on the
 //! one agent that leads NAME (with its fencing epoch in ENSEMBLE_EPOCH) and stops it when that
-//! agent steps down; `ensemble singleton list` and `GET /v1/singletons` show who leads.
+//! agent steps down; `ensemble singleton list` shows who leads.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -8,10 +8,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use clap::{Args, Subcommand};
 use ensemble::{Node, Singleton, SingletonEvent, SingletonHandle, SingletonOptions};
 use nix::sys::signal::{killpg, Signal};
@@ -178,14 +174,6 @@ pub async fn spawn(
         handles.push(h);
     }
     Ok(handles)
-}
-
-/// `GET /v1/singletons`.
-pub async fn route(State(node): State<Node>) -> Response {
-    match node.singletons().await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => crate::api::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
 }
 
 #[derive(Args, Debug)]

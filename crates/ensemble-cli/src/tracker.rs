@@ -1,38 +1,9 @@
-//! The node tracker from the agent: `ensemble tracker` and `GET /v1/tracker`.
+//! `ensemble tracker`: the node tracker of an agent, through `GET /v1/tracker`.
 
 use anyhow::Result;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use clap::Args;
-use ensemble::Node;
 
-use crate::views::{RowView, TrackerView, DEFAULT_HTTP};
-
-pub async fn route(State(node): State<Node>) -> Response {
-    let view = async {
-        let t = node.tracker().await?;
-        let nodes = t
-            .fetch_all()?
-            .into_iter()
-            .map(|r| RowView {
-                node: r.node,
-                status: r.status,
-                last_change: r.last_change_ms,
-                incarnation: r.incarnation,
-            })
-            .collect();
-        Ok::<_, ensemble::Error>(TrackerView {
-            mode: t.get_mode(),
-            nodes,
-        })
-    };
-    match view.await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => crate::api::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
-}
+use crate::views::{TrackerView, DEFAULT_HTTP};
 
 #[derive(Args, Debug)]
 pub struct TrackerArgs {

@@ -1,6 +1,6 @@
 //! The HTTP API's JSON shapes, shared by the agent's routes (`http/`) and the client commands
 //! (`commands/`, `client.rs`): members, health, events, messages, partitions, tables, the
-//! tracker, with their conversions from the library's types.
+//! tracker and error answers, with their conversions from the library's types.
 //!
 //! Both sides import this module; it imports neither.
 
@@ -12,6 +12,16 @@ use serde::{Deserialize, Serialize};
 
 /// Default address of the HTTP API (where the agent listens and the commands ask).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8946";
+
+/// Every error answer of the API: a message for people and a stable code for programs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorView {
+    /// What went wrong, in words.
+    pub error: String,
+    /// A stable snake_case code (the list is `Code` in `http/error.rs`); empty from an agent that sent none.
+    #[serde(default)]
+    pub code: String,
+}
 
 /// A member as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,9 +5,24 @@
 //! exporter.
 
 use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use ensemble::{Node, Status};
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::http::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
+    let text = s.metrics.render(&s.node).await;
+    ([("content-type", "text/plain; version=0.0.4")], text)
+}
 
 /// The installed recorder.
 #[derive(Clone)]
