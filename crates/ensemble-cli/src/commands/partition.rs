@@ -1,11 +1,11 @@
 //! Fault injection: `ensemble partition inject|resolve|list` (see `http/routes/partitions.rs`).
 
-use std::time::Duration;
-
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
+use serde::de::IgnoredAny;
 
-use crate::views::{PartitionView, DEFAULT_HTTP};
+use crate::client::ApiClient;
+use crate::views::{Inject, PartitionView, DEFAULT_HTTP};
 
 #[derive(Args, Debug)]
 pub struct PartitionArgs {
@@ -37,48 +37,19 @@ enum PartitionWhat {
     },
 }
 
-/// Sends a request; the agent's `{"error": ...}` becomes the error text.
-fn call(
-    req: ureq::Request,
-    body: Option<serde_json::Value>,
-    http: &str,
-) -> Result<serde_json::Value> {
-    let req = req.timeout(Duration::from_secs(5));
-    let resp = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match resp {
-        Ok(r) => r.into_json().context("bad answer from the agent"),
-        Err(ureq::Error::Status(_, r)) => {
-            let v: serde_json::Value = r.into_json().unwrap_or_default();
-            bail!("{}", v["error"].as_str().unwrap_or("the agent refused"))
-        }
-        Err(e) => Err(e).with_context(|| {
-            format!("cannot reach the agent at {http} (is `ensemble agent` running? set --http)")
-        }),
-    }
-}
-
 /// `ensemble partition ...`.
 pub fn run(args: PartitionArgs) -> Result<()> {
-    let base = format!("http://{}/v1/partitions", args.http);
+    let client = ApiClient::new(&args.http);
     match args.what {
         PartitionWhat::Inject { nodes } => {
-            let body = serde_json::json!({ "nodes": nodes });
-            let v = call(ureq::post(&base), Some(body), &args.http)?;
+            let v: serde_json::Value = client.post("/v1/partitions", &Inject { nodes })?;
             println!("{}", v["ref"]);
         }
         PartitionWhat::Resolve { reference } => {
-            call(
-                ureq::delete(&format!("{base}/{reference}")),
-                None,
-                &args.http,
-            )?;
+            client.delete::<IgnoredAny>(&format!("/v1/partitions/{reference}"))?;
         }
         PartitionWhat::List { json } => {
-            let v = call(ureq::get(&base), None, &args.http)?;
-            let list: Vec<PartitionView> = serde_json::from_value(v)?;
+            let list: Vec<PartitionView> = client.get("/v1/partitions")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

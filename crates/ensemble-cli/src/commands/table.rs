@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
+use serde::de::IgnoredAny;
 
-use crate::views::{InfoView, DEFAULT_HTTP};
+use crate::client::ApiClient;
+use crate::views::{InfoView, PutBody, RecordView, DEFAULT_HTTP};
 
 #[derive(Args, Debug)]
 pub struct TableArgs {
@@ -45,26 +47,6 @@ enum TableCommand {
     },
 }
 
-fn call(req: ureq::Request, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
-    let url = req.url().to_string();
-    let resp = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match resp {
-        Ok(r) => r
-            .into_json()
-            .with_context(|| format!("bad answer from {url}")),
-        Err(ureq::Error::Status(_, r)) => {
-            let v: serde_json::Value = r.into_json().unwrap_or_default();
-            bail!("{}", v["error"].as_str().unwrap_or("the agent refused"))
-        }
-        Err(e) => Err(e).context(
-            "cannot reach the agent (is `ensemble agent` running? set --http)".to_string(),
-        ),
-    }
-}
-
 fn seg(s: &str) -> String {
     // Path segments: keep it readable, escape what URLs cannot carry.
     s.bytes()
@@ -78,45 +60,41 @@ fn seg(s: &str) -> String {
 }
 
 pub fn run(args: TableArgs) -> Result<()> {
-    let base = format!("http://{}/v1/tables", args.http);
-    let timeout = Duration::from_secs(15);
-    let agent = ureq::AgentBuilder::new().timeout(timeout).build();
+    let base = "/v1/tables";
+    let client = ApiClient::new(&args.http).timeout(Duration::from_secs(15));
     match args.command {
         TableCommand::List => {
-            let v = call(agent.get(&base), None)?;
-            for t in v.as_array().into_iter().flatten() {
-                println!("{}", t.as_str().unwrap_or_default());
+            let names: Vec<String> = client.get(base)?;
+            for t in names {
+                println!("{t}");
             }
         }
         TableCommand::Put { table, key, value } => {
-            let url = format!("{base}/{}/records/{}", seg(&table), seg(&key));
-            call(agent.put(&url), Some(serde_json::json!({ "value": value })))?;
+            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+            client.put::<IgnoredAny>(&path, &PutBody { value })?;
         }
         TableCommand::Get { table, key } => {
-            let url = format!("{base}/{}/records/{}", seg(&table), seg(&key));
-            let v = call(agent.get(&url), None)?;
-            println!("{}", v["value"].as_str().unwrap_or_default());
+            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+            let r: RecordView = client.get(&path)?;
+            println!("{}", r.value);
         }
         TableCommand::Delete { table, key } => {
-            let url = format!("{base}/{}/records/{}", seg(&table), seg(&key));
-            call(agent.delete(&url), None)?;
+            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+            client.delete::<IgnoredAny>(&path)?;
         }
         TableCommand::Dump { table, json } => {
-            let v = call(agent.get(&format!("{base}/{}/records", seg(&table))), None)?;
+            let v: serde_json::Value = client.get(&format!("{base}/{}/records", seg(&table)))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for r in v.as_array().into_iter().flatten() {
-                    println!(
-                        "{}\t{}",
-                        r["key"].as_str().unwrap_or_default(),
-                        r["value"].as_str().unwrap_or_default()
-                    );
+                let records: Vec<RecordView> = serde_json::from_value(v)?;
+                for r in records {
+                    println!("{}\t{}", r.key, r.value);
                 }
             }
         }
         TableCommand::Info { table, json } => {
-            let v = call(agent.get(&format!("{base}/{}", seg(&table))), None)?;
+            let v: serde_json::Value = client.get(&format!("{base}/{}", seg(&table)))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
+use crate::client::ApiClient;
 use crate::views::{TrackerView, DEFAULT_HTTP};
 
 #[derive(Args, Debug)]
@@ -16,7 +17,7 @@ pub struct TrackerArgs {
 }
 
 pub fn run(args: TrackerArgs) -> Result<()> {
-    let v: TrackerView = crate::client::get(&args.http, "/v1/tracker")?;
+    let v: TrackerView = ApiClient::new(&args.http).get("/v1/tracker")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

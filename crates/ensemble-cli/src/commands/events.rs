@@ -1,11 +1,12 @@
 //! The `ensemble broadcast` and `ensemble events` commands.
 
 use std::io::BufRead;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
+use serde::de::IgnoredAny;
 
+use crate::client::{AgentError, ApiClient};
 use crate::views::{EventView, SendEvent, DEFAULT_HTTP};
 
 #[derive(Args, Debug)]
@@ -22,30 +23,14 @@ pub struct BroadcastArgs {
 
 /// `ensemble broadcast NAME PAYLOAD`: sends a user event through the cluster.
 pub fn broadcast(args: BroadcastArgs) -> Result<()> {
-    let url = format!("http://{}/v1/events", args.http);
     let body = SendEvent {
         name: args.name,
         payload: args.payload,
     };
-    match ureq::post(&url)
-        .timeout(Duration::from_secs(5))
-        .send_json(&body)
-    {
+    match ApiClient::new(&args.http).post::<IgnoredAny>("/v1/events", &body) {
         Ok(_) => Ok(()),
-        Err(ureq::Error::Status(_, resp)) => {
-            let text = resp.into_string().unwrap_or_default();
-            let msg = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            bail!("the agent refused the event: {msg}")
-        }
-        Err(e) => Err(e).with_context(|| {
-            format!(
-                "cannot reach the agent at {} (is `ensemble agent` running? set --http)",
-                args.http
-            )
-        }),
+        Err(e) if e.is::<AgentError>() => Err(e.context("the agent refused the event")),
+        Err(e) => Err(e),
     }
 }
 
@@ -61,17 +46,7 @@ pub struct EventsArgs {
 
 /// `ensemble events`: prints events as the agent delivers them, until interrupted.
 pub fn events(args: EventsArgs) -> Result<()> {
-    let url = format!("http://{}/v1/events", args.http);
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .build();
-    let resp = agent.get(&url).call().with_context(|| {
-        format!(
-            "cannot reach the agent at {} (is `ensemble agent` running? set --http)",
-            args.http
-        )
-    })?;
-    let reader = std::io::BufReader::new(resp.into_reader());
+    let reader = ApiClient::new(&args.http).lines("/v1/events")?;
     for line in reader.lines() {
         let line = line
             .with_context(|| format!("the event stream from the agent at {} ended", args.http))?;
