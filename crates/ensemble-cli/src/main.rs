@@ -1,23 +1,23 @@
 //! The `ensemble` binary: run an agent, query it, or watch a local demo cluster.
+//!
+//! Layout, with dependencies pointing down only:
+//!
+//! - `main.rs`: the command line; `agent/` (the agent: flags, config file, discovery backend,
+//!   event and message handlers, singleton commands), `commands/` (one client command each),
+//!   `demo.rs`, `bench/` and `sim/`.
+//! - `http/` (the agent's HTTP API: router, routes, `ApiError`) and `client.rs` (`ApiClient`,
+//!   the API's one client). Neither imports the other.
+//! - `views.rs` (the API's JSON shapes, shared by both sides) and `procs.rs` (agent processes,
+//!   ports, the async runtime).
 
 mod agent;
 mod bench;
-mod bench_messaging;
-mod bench_singleton;
-mod bench_tables;
 mod client;
 mod commands;
 mod demo;
-mod discovery;
-mod event_handler;
 mod http;
 mod procs;
-mod send;
-mod settings;
 mod sim;
-mod sim_broadcast;
-mod sim_client_server;
-mod singleton;
 mod views;
 
 use clap::{Parser, Subcommand};

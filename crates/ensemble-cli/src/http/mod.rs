@@ -6,12 +6,13 @@
 
 mod error;
 mod extract;
+mod metrics;
 mod routes;
 mod state;
 
 use axum::Router;
 
-pub use routes::metrics::Metrics;
+pub use metrics::Metrics;
 pub use state::{AgentTables, AppState};
 
 /// Every route of the API, with JSON answers for unknown paths (404) and for methods a path

@@ -9,7 +9,7 @@ use ensemble::discovery::Discovery;
 use ensemble::{Error, Node, Table, TableOptions};
 use tokio::sync::Mutex;
 
-use super::Metrics;
+use super::metrics::Metrics;
 
 /// The router's state.
 #[derive(Clone)]

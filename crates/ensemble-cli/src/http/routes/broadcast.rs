@@ -9,7 +9,7 @@ use ensemble::{BroadcastStatus, Node};
 
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/broadcast", get(status))

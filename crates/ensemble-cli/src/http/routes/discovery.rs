@@ -8,7 +8,7 @@ use ensemble::discovery::{Discovery, SystemInfo};
 
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

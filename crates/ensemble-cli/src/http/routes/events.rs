@@ -14,7 +14,7 @@ use futures::StreamExt;
 
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::views::{EventView, SendEvent};
 
 pub fn routes() -> Router<AppState> {

@@ -6,7 +6,7 @@ use axum::Router;
 use ensemble::Node;
 
 use crate::http::extract::Json;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::views::{Health, MemberView, PartitionView};
 
 pub fn routes() -> Router<AppState> {

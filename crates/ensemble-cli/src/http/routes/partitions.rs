@@ -13,7 +13,7 @@ use ensemble::{Node, PartitionRef};
 
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::{Json, Path};
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::views::{Inject, PartitionView};
 
 pub fn routes() -> Router<AppState> {

@@ -10,7 +10,7 @@ use ensemble::{Error, Node};
 
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::views::SendBody;
 
 pub fn routes() -> Router<AppState> {

@@ -8,7 +8,7 @@ use ensemble::{Node, SingletonStatus};
 
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/singletons", get(singletons))

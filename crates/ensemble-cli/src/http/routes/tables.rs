@@ -10,7 +10,7 @@ use ensemble::{Error, Node, Table, TableError};
 
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::{Json, Path};
-use crate::http::{AgentTables, AppState};
+use crate::http::state::{AgentTables, AppState};
 use crate::views::{InfoView, PutBody, RecordView};
 
 pub fn routes() -> Router<AppState> {

@@ -8,7 +8,7 @@ use ensemble::Node;
 
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::views::{RowView, TrackerView};
 
 pub fn routes() -> Router<AppState> {

@@ -5,7 +5,7 @@ use ensemble::Node;
 use futures::StreamExt;
 use tracing::warn;
 
-use crate::event_handler::run_command;
+use super::event_handler::run_command;
 
 /// Parses `NAME=COMMAND`.
 pub fn parse_handler(s: &str) -> Result<(String, String), String> {
@@ -17,7 +17,7 @@ pub fn parse_handler(s: &str) -> Result<(String, String), String> {
 
 /// Registers each handler name and runs its command per message, in order, with the payload
 /// on stdin and ENSEMBLE_FROM / ENSEMBLE_HANDLER in the environment.
-pub async fn spawn_handlers(node: &Node, handlers: Vec<(String, String)>) -> Result<()> {
+pub async fn spawn(node: &Node, handlers: Vec<(String, String)>) -> Result<()> {
     for (name, cmd) in handlers {
         let mut mailbox = node
             .register(&name)

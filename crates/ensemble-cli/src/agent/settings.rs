@@ -53,7 +53,7 @@ pub struct FileSettings {
     #[serde(default)]
     pub singleton_majority: BTreeMap<String, usize>,
     #[serde(default)]
-    pub discovery: crate::discovery::DiscoverySettings,
+    pub discovery: super::discovery::DiscoverySettings,
 }
 
 /// Longest `busy_wait_us` accepted: beyond it, polling costs more than a sleep saves.
