@@ -1,4 +1,5 @@
-//! The `ensemble broadcast` and `ensemble events` commands.
+//! `ensemble broadcast` (a user event sent through an agent, `POST /v1/events`) and
+//! `ensemble events` (an agent's membership and user events as they arrive, `GET /v1/events`).
 
 use std::io::BufRead;
 

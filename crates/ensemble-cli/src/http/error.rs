@@ -143,6 +143,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An answer with `status`, `code` and the message `message`.
     pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
             status,

@@ -1,6 +1,8 @@
-//! The agent's HTTP API: one router over the shared state, its routes (one file per resource in
-//! `routes/`), and one error answer for all of them (`ApiError`: JSON `{"error", "code"}`,
-//! also for unknown paths, wrong methods and bodies axum refuses).
+//! The agent's HTTP API: one router over the shared state (`state.rs`), its routes (one file
+//! per resource in `routes/`), and one error answer for all of them (`ApiError` in `error.rs`:
+//! JSON `{"error", "code"}`, also for unknown paths, wrong methods, and the bodies and path
+//! parameters axum refuses, through the extractors of `extract.rs`). `metrics.rs` is the
+//! Prometheus recorder behind `GET /metrics`.
 //!
 //! Imports the JSON shapes from `views` and nothing of the client commands.
 
