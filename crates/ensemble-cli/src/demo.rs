@@ -9,9 +9,10 @@ use clap::Args;
 use nix::sys::signal::Signal;
 use rand::RngCore;
 
-use crate::api::MemberView;
-use crate::client;
+use crate::client::ApiClient;
+use crate::commands::members;
 use crate::procs::{free_port, Proc};
+use crate::views::MemberView;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -24,6 +25,8 @@ struct Agent {
     name: String,
     bind: String,
     http: String,
+    /// Its HTTP API.
+    api: ApiClient,
     log: PathBuf,
     /// The running process; dropping it kills it.
     proc: Option<Proc>,
@@ -62,7 +65,7 @@ impl Cluster {
     }
 
     fn view(&self, i: usize) -> Option<Vec<MemberView>> {
-        client::get(&self.agents[i].http, "/v1/members").ok()
+        self.agents[i].api.get("/v1/members").ok()
     }
 
     fn status_of(&self, observer: usize, name: &str) -> Option<MemberView> {
@@ -84,10 +87,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     rand::thread_rng().fill_bytes(&mut raw);
     let mut agents = Vec::new();
     for i in 1..=args.nodes {
+        let http = format!("127.0.0.1:{}", free_port()?);
         agents.push(Agent {
             name: format!("node{i}"),
             bind: format!("127.0.0.1:{}", free_port()?),
-            http: format!("127.0.0.1:{}", free_port()?),
+            api: ApiClient::new(&http),
+            http,
             log: dir.join(format!("node{i}.log")),
             proc: None,
         });
@@ -203,7 +208,7 @@ fn script(c: &mut Cluster) -> Result<()> {
     })?;
     println!("\nMembers as node1 sees them:\n");
     if let Some(v) = c.view(0) {
-        print!("{}", client::table(&v));
+        print!("{}", members::table(&v));
     }
     println!(
         "\nSummary: converged, crash detected by all survivors in {} ms, rejoined in {} ms.",

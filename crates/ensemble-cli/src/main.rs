@@ -1,27 +1,24 @@
 //! The `ensemble` binary: run an agent, query it, or watch a local demo cluster.
+//!
+//! Layout, with dependencies pointing down only:
+//!
+//! - `main.rs`: the command line; `agent/` (the agent: flags, config file, discovery backend,
+//!   event and message handlers, singleton commands), `commands/` (one client command each),
+//!   `demo.rs`, `bench/` and `sim/`.
+//! - `http/` (the agent's HTTP API: router, routes, `ApiError`) and `client.rs` (`ApiClient`,
+//!   the API's one client). Neither imports the other.
+//! - `views.rs` (the API's JSON shapes, shared by both sides) and `procs.rs` (agent processes,
+//!   ports, the async runtime).
 
 mod agent;
-mod api;
 mod bench;
-mod bench_messaging;
-mod bench_singleton;
-mod bench_tables;
 mod client;
+mod commands;
 mod demo;
-mod discovery;
-mod event_handler;
-mod events;
-mod metrics;
-mod partition;
+mod http;
 mod procs;
-mod send;
-mod settings;
 mod sim;
-mod sim_broadcast;
-mod sim_client_server;
-mod singleton;
-mod tables;
-mod tracker;
+mod views;
 
 use clap::{Parser, Subcommand};
 
@@ -38,23 +35,23 @@ enum Command {
     /// Run a cluster node with a local HTTP API.
     Agent(Box<agent::AgentArgs>),
     /// List the members an agent knows.
-    Members(client::MembersArgs),
+    Members(commands::members::MembersArgs),
     /// Show an agent's discovery state (backend, phase, nodes, last result).
-    Discovery(discovery::DiscoveryArgs),
+    Discovery(commands::discovery::DiscoveryArgs),
     /// Send a user event to every member through an agent.
-    Broadcast(events::BroadcastArgs),
+    Broadcast(commands::events::BroadcastArgs),
     /// Follow an agent's membership and user events as they arrive.
-    Events(events::EventsArgs),
+    Events(commands::events::EventsArgs),
     /// Send a message to a handler registered under a name on a member.
-    Send(send::SendArgs),
+    Send(commands::send::SendArgs),
     /// Read and write the agent's replicated tables (list, put, get, delete, dump, info).
-    Table(tables::TableArgs),
+    Table(commands::table::TableArgs),
     /// Every node ever seen, online or offline, and the cluster mode (the node tracker).
-    Tracker(tracker::TrackerArgs),
+    Tracker(commands::tracker::TrackerArgs),
     /// The agent's singletons: who leads each, at which epoch, since when.
-    Singleton(singleton::SingletonArgs),
+    Singleton(commands::singleton::SingletonArgs),
     /// Inject, resolve or list partitions on an agent (for tests; the agent must allow it).
-    Partition(partition::PartitionArgs),
+    Partition(commands::partition::PartitionArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
     Demo(demo::DemoArgs),
     /// Measure real agents on 127.0.0.1 (against HashiCorp Serf when installed).
@@ -67,15 +64,15 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(args) => agent::run(*args),
-        Command::Members(args) => client::members(args),
-        Command::Discovery(args) => discovery::run(args),
-        Command::Broadcast(args) => events::broadcast(args),
-        Command::Events(args) => events::events(args),
-        Command::Partition(args) => partition::run(args),
-        Command::Send(args) => send::send(args),
-        Command::Table(args) => tables::run(args),
-        Command::Tracker(args) => tracker::run(args),
-        Command::Singleton(args) => singleton::run(args),
+        Command::Members(args) => commands::members::run(args),
+        Command::Discovery(args) => commands::discovery::run(args),
+        Command::Broadcast(args) => commands::events::broadcast(args),
+        Command::Events(args) => commands::events::events(args),
+        Command::Partition(args) => commands::partition::run(args),
+        Command::Send(args) => commands::send::run(args),
+        Command::Table(args) => commands::table::run(args),
+        Command::Tracker(args) => commands::tracker::run(args),
+        Command::Singleton(args) => commands::singleton::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

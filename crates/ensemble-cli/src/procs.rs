@@ -1,5 +1,6 @@
 //! Agent processes started by `ensemble demo` and `ensemble bench`: spawned, logged, signalled,
-//! measured, and always killed when dropped.
+//! measured, and always killed when dropped; free ports, polling with a deadline, and the async
+//! runtime the agent and the benches run on.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -1,4 +1,4 @@
-//! `GET /metrics`: the agent's figures in the Prometheus text format.
+//! The agent's Prometheus recorder: its figures in the Prometheus text format, for `GET /metrics`.
 //!
 //! Values are read from the node when scraped (member counts by status, broadcast counters,
 //! frames shed or dropped towards slow peers) and rendered by the `metrics` crate's Prometheus

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use ensemble_sim::{BroadcastReport, BroadcastScenario};
 
-use crate::sim::{print_report, NetArgs, Progress};
+use super::shared::{print_report, NetArgs, Progress};
 
 #[derive(Args, Debug)]
 pub struct BroadcastSim {

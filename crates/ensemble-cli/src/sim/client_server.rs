@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use ensemble_sim::{ClientServerConfig, ClientServerReport};
 
-use crate::sim::{print_report, NetArgs};
+use super::shared::{print_report, NetArgs};
 
 #[derive(Args, Debug)]
 pub struct ClientServerSim {

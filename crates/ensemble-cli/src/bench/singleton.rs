@@ -15,9 +15,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::Signal;
 use rand::{Rng, RngCore};
+use serde::de::IgnoredAny;
 use serde::Serialize;
 
+use crate::client::ApiClient;
 use crate::procs::{free_port, Proc};
+use crate::views::Inject;
 
 #[derive(Args, Debug)]
 pub struct SingletonBench {
@@ -60,7 +63,8 @@ const END: &str = "singleton bench: leadership ends";
 
 struct Agent {
     name: String,
-    http: String,
+    /// Its HTTP API.
+    api: ApiClient,
     proc: Proc,
 }
 
@@ -93,7 +97,8 @@ impl Cluster {
             }
             seed.get_or_insert(format!("127.0.0.1:{port}"));
             let proc = Proc::spawn(cmd, &dir.join(format!("{name}.log")))?;
-            agents.push(Agent { name, http, proc });
+            let api = ApiClient::new(&http);
+            agents.push(Agent { name, api, proc });
         }
         let c = Cluster { agents };
         c.wait(
@@ -115,7 +120,8 @@ impl Cluster {
             .iter()
             .filter(|a| a.proc.pid().is_some())
             .map(|a| {
-                crate::client::get::<serde_json::Value>(&a.http, "/v1/singletons")
+                a.api
+                    .get::<serde_json::Value>("/v1/singletons")
                     .ok()
                     .and_then(|v| v[0]["leader"].as_str().map(str::to_string))
             })
@@ -200,12 +206,10 @@ impl Cluster {
                 .filter(|(j, _)| minority.contains(j) != inside)
                 .map(|(_, b)| b.name.clone())
                 .collect();
-            let url = format!("http://{}/v1/partitions", a.http);
-            let v: serde_json::Value = ureq::post(&url)
-                .timeout(Duration::from_secs(5))
-                .send_json(serde_json::json!({ "nodes": others }))
-                .context("cannot inject a partition")?
-                .into_json()?;
+            let v: serde_json::Value = a
+                .api
+                .post("/v1/partitions", &Inject { nodes: others })
+                .context("cannot inject a partition")?;
             refs.push((i, v["ref"].as_u64().context("no partition ref")?));
         }
         Ok(refs)
@@ -213,10 +217,9 @@ impl Cluster {
 
     fn heal(&self, refs: Vec<(usize, u64)>) -> Result<()> {
         for (i, r) in refs {
-            let url = format!("http://{}/v1/partitions/{r}", self.agents[i].http);
-            ureq::delete(&url)
-                .timeout(Duration::from_secs(5))
-                .call()
+            self.agents[i]
+                .api
+                .delete::<IgnoredAny>(&format!("/v1/partitions/{r}"))
                 .context("cannot resolve a partition")?;
         }
         Ok(())

@@ -12,8 +12,6 @@ use serde::Deserialize;
 
 /// Default address of the cluster listener.
 pub const DEFAULT_BIND: &str = "127.0.0.1:7946";
-/// Default address of the HTTP API.
-pub const DEFAULT_HTTP: &str = "127.0.0.1:8946";
 
 /// The agent's config file. Every key is optional; flags override it.
 #[derive(Debug, Default, Deserialize)]
@@ -55,7 +53,7 @@ pub struct FileSettings {
     #[serde(default)]
     pub singleton_majority: BTreeMap<String, usize>,
     #[serde(default)]
-    pub discovery: crate::discovery::DiscoverySettings,
+    pub discovery: super::discovery::DiscoverySettings,
 }
 
 /// Longest `busy_wait_us` accepted: beyond it, polling costs more than a sleep saves.

@@ -1,6 +1,6 @@
 //! Singletons from the agent: `ensemble agent --singleton NAME=COMMAND` runs COMMAND on the
 //! one agent that leads NAME (with its fencing epoch in ENSEMBLE_EPOCH) and stops it when that
-//! agent steps down; `ensemble singleton list` and `GET /v1/singletons` show who leads.
+//! agent steps down.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -8,17 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use clap::{Args, Subcommand};
 use ensemble::{Node, Singleton, SingletonEvent, SingletonHandle, SingletonOptions};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tracing::{info, warn};
-
-use crate::settings::DEFAULT_HTTP;
 
 /// How long a stopped command gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -178,81 +171,4 @@ pub async fn spawn(
         handles.push(h);
     }
     Ok(handles)
-}
-
-/// `GET /v1/singletons`.
-pub async fn route(State(node): State<Node>) -> Response {
-    match node.singletons().await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => crate::api::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct SingletonArgs {
-    #[command(subcommand)]
-    command: SingletonCommand,
-}
-
-#[derive(Subcommand, Debug)]
-enum SingletonCommand {
-    /// The singletons the agent runs: name, leader, epoch, since.
-    List {
-        /// HTTP API of the agent to ask.
-        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-        http: String,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// One row of `GET /v1/singletons`, as the client reads it.
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-struct Row {
-    name: String,
-    role: String,
-    leader: Option<String>,
-    epoch: u64,
-    since_ms: Option<u64>,
-    candidates: Vec<String>,
-    majority_of: Option<usize>,
-    #[serde(default)]
-    mismatched: Vec<String>,
-}
-
-pub fn run(args: SingletonArgs) -> Result<()> {
-    let SingletonCommand::List { http, json } = args.command;
-    let rows: Vec<Row> = crate::client::get(&http, "/v1/singletons")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    println!(
-        "{:<20} {:<20} {:<10} {:>20} {:>12}",
-        "NAME", "LEADER", "ROLE", "EPOCH", "SINCE"
-    );
-    for r in rows {
-        let since = r.since_ms.map_or("-".to_string(), |s| {
-            format!("{:.1}s ago", now.saturating_sub(s) as f64 / 1000.0)
-        });
-        println!(
-            "{:<20} {:<20} {:<10} {:>20} {:>12}",
-            r.name,
-            r.leader.as_deref().unwrap_or("-"),
-            r.role,
-            r.epoch,
-            since
-        );
-        for m in &r.mismatched {
-            println!(
-                "warning: {m} runs singleton {} with another majority rule (--singleton-majority); both sides ignore each other",
-                r.name
-            );
-        }
-    }
-    Ok(())
 }

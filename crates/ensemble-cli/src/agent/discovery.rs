@@ -1,5 +1,5 @@
-//! Discovery in the agent: the `--discovery` flags and `[discovery]` table, building the
-//! backend, and the `ensemble discovery` command.
+//! Discovery in the agent: the `--discovery` flags and `[discovery]` table, and building the
+//! backend.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -9,12 +9,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use ensemble::discovery::{
-    Backend, DnsBackend, FileBackend, PostgresBackend, PostgresOptions, StaticBackend, SystemInfo,
+    Backend, DnsBackend, FileBackend, PostgresBackend, PostgresOptions, StaticBackend,
 };
 use ensemble::discovery::{DiscoveryConfig, DiscoveryOptions};
 use serde::Deserialize;
-
-use crate::settings::DEFAULT_HTTP;
 
 /// Which backend finds the cluster's nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -179,56 +177,4 @@ fn parse_dns_server(s: &str) -> Result<SocketAddr> {
         .parse()
         .with_context(|| format!("--dns-server {s:?}: expected IP or IP:PORT"))?;
     Ok(SocketAddr::new(ip, 53))
-}
-
-/// `ensemble discovery`.
-#[derive(Args, Debug)]
-pub struct DiscoveryArgs {
-    /// HTTP API of the agent to ask.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-    http: String,
-    /// Print system_info as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-pub fn run(args: DiscoveryArgs) -> Result<()> {
-    let info: SystemInfo = crate::client::get(&args.http, "/v1/discovery")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
-    } else {
-        print!("{}", describe(&info));
-    }
-    Ok(())
-}
-
-/// system_info for people.
-pub fn describe(i: &SystemInfo) -> String {
-    let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<18}{v}\n"));
-    line("backend", i.backend.clone());
-    line("phase", format!("{:?}", i.phase).to_lowercase());
-    line("ready", i.ready.to_string());
-    let last = i
-        .last_get_nodes_result
-        .clone()
-        .unwrap_or("(none yet)".into());
-    line("last get_nodes", last);
-    line(
-        "next retry",
-        i.last_get_nodes_retry_kind
-            .map(|k| k.as_str().to_owned())
-            .unwrap_or_default(),
-    );
-    line("get_nodes calls", i.get_nodes_count.to_string());
-    if let Some(n) = i.node_num {
-        line("node number", n.to_string());
-    }
-    line("discovered", i.discovered_nodes.join(" "));
-    line("connected", i.connected_nodes.join(" "));
-    for (addr, why) in &i.unavailable_nodes {
-        line("unavailable", format!("{addr}: {why}"));
-    }
-    line("tables", i.tables.join(" "));
-    out
 }

@@ -1,4 +1,12 @@
 //! `ensemble agent`: run a node and its HTTP API until SIGINT/SIGTERM, then leave gracefully.
+//! The flags and config file (`settings`, `discovery`) and what the agent runs beside the
+//! node: event handlers, message handlers, singleton commands and the `--table`s it hosts.
+
+mod discovery;
+mod event_handler;
+mod handlers;
+mod settings;
+mod singletons;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,8 +17,9 @@ use ensemble::discovery::{Backend, Discovery, DiscoveryOptions};
 use ensemble::{Config, Node};
 use tracing::{info, warn};
 
-use crate::settings::{self, FileSettings, DEFAULT_BIND, DEFAULT_HTTP};
-use crate::{api, discovery, event_handler};
+use crate::http::{self, AgentTables, AppState, Metrics};
+use crate::views::DEFAULT_HTTP;
+use settings::{FileSettings, DEFAULT_BIND};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -46,7 +55,7 @@ pub struct AgentArgs {
     event_handlers: Vec<String>,
     /// Register a message handler: COMMAND runs for each message sent to NAME on this agent,
     /// with the payload on stdin; repeat for more (config table: [handlers]).
-    #[arg(long = "handler", value_name = "NAME=COMMAND", value_parser = crate::send::parse_handler)]
+    #[arg(long = "handler", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler)]
     handlers: Vec<(String, String)>,
     /// Host this replicated table (string keys and values) from the start, joined with the
     /// agents that host it; repeat for more (config key: tables). Tables are also created by
@@ -56,11 +65,11 @@ pub struct AgentArgs {
     /// Run COMMAND while this agent leads the singleton NAME (one agent of those that run it
     /// leads); its fencing epoch is in ENSEMBLE_EPOCH, and it gets SIGTERM when the agent steps
     /// down; repeat for more (config table: [singletons]).
-    #[arg(long = "singleton", value_name = "NAME=COMMAND", value_parser = crate::send::parse_handler)]
+    #[arg(long = "singleton", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler)]
     singletons: Vec<(String, String)>,
     /// The majority rule for singleton NAME: N agents are expected to run it, and a side of a
     /// split without a majority of them never leads (config table: [singleton_majority]).
-    #[arg(long = "singleton-majority", value_name = "NAME=N", value_parser = crate::singleton::parse_majority)]
+    #[arg(long = "singleton-majority", value_name = "NAME=N", value_parser = singletons::parse_majority)]
     singleton_majority: Vec<(String, usize)>,
     /// Allow `ensemble partition inject|resolve` (POST/DELETE /v1/partitions) on this agent;
     /// for tests only (config key: allow_fault_injection).
@@ -231,14 +240,14 @@ async fn serve(args: AgentArgs) -> Result<()> {
         seeds
     );
     event_handler::spawn(&node, agent.event_handlers);
-    crate::send::spawn_handlers(&node, agent.handlers).await?;
-    let metrics = crate::metrics::Metrics::install()?;
+    handlers::spawn(&node, agent.handlers).await?;
+    let metrics = Metrics::install()?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }
     info!("discovery backend: {}", agent.backend.name());
     node.tracker().await?;
-    let tables = crate::tables::AgentTables::new(node.clone());
+    let tables = AgentTables::new(node.clone());
     for t in &agent.tables {
         tables.get(t, true).await?;
     }
@@ -248,15 +257,14 @@ async fn serve(args: AgentArgs) -> Result<()> {
     for t in &agent.tables {
         discovery.add_table(t.clone()).await;
     }
-    let singletons =
-        crate::singleton::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
-    let app = api::router(
-        node.clone(),
+    let singletons = singletons::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
+    let app = http::router(AppState {
+        node: node.clone(),
         discovery,
-        metrics,
-        agent.fault_injection,
         tables,
-    );
+        metrics,
+        fault_injection: agent.fault_injection,
+    });
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(http_listener, app).await {
             warn!("HTTP API stopped: {e}");
@@ -268,7 +276,7 @@ async fn serve(args: AgentArgs) -> Result<()> {
     for s in singletons {
         let _ = s.stop().await;
     }
-    let _ = tokio::task::spawn_blocking(crate::singleton::wait_for_commands).await;
+    let _ = tokio::task::spawn_blocking(singletons::wait_for_commands).await;
     node.leave().await;
     server.abort();
     Ok(())

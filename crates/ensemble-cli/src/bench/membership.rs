@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use nix::sys::signal::Signal;
 use rand::RngCore;
 use serde::Serialize;
@@ -19,25 +19,7 @@ use serde::Serialize;
 use crate::procs::{free_port, Lines, Proc};
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    what: BenchWhat,
-}
-
-#[derive(Subcommand, Debug)]
-enum BenchWhat {
-    /// Convergence, crash and hang detection, idle memory and CPU, against Serf if installed.
-    Membership(MembershipBench),
-    /// Named messaging between two nodes: acknowledged round trip and cast throughput.
-    Messaging(crate::bench_messaging::MessagingBench),
-    /// Replicated tables: sync inserts (one and many callers), insert_many, joining an empty node.
-    Tables(crate::bench_tables::TablesBench),
-    /// Singleton failover: after SIGKILL, SIGSTOP and SIGTERM of the leader; majority-rule splits.
-    Singleton(crate::bench_singleton::SingletonBench),
-}
-
-#[derive(Args, Debug)]
-struct MembershipBench {
+pub struct MembershipBench {
     /// Cluster sizes to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "8,32")]
     nodes: Vec<usize>,
@@ -422,13 +404,7 @@ fn serf_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    let args = match args.what {
-        BenchWhat::Membership(a) => a,
-        BenchWhat::Messaging(m) => return crate::bench_messaging::run(m),
-        BenchWhat::Tables(t) => return crate::bench_tables::run(t),
-        BenchWhat::Singleton(s) => return crate::bench_singleton::run(s),
-    };
+pub fn run(args: MembershipBench) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("ensemble-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("cannot create the log directory")?;
     let serf = !args.no_serf && serf_installed();

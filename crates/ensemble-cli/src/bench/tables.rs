@@ -16,7 +16,9 @@ use ensemble::{Config, Node, Secret, Table, TableOptions};
 use rand::RngCore;
 use serde::Serialize;
 
+use crate::client::ApiClient;
 use crate::procs::{free_port, Proc};
+use crate::views::RecordView;
 
 #[derive(Args, Debug)]
 pub struct TablesBench {
@@ -302,17 +304,12 @@ async fn verify(
         );
     }
     for (_, http) in agents {
-        let url = format!("http://{http}/v1/tables/{name}/records");
-        let http = http.clone();
-        let records: Vec<crate::tables::RecordView> = tokio::task::spawn_blocking(move || {
-            ureq::get(&url)
-                .timeout(Duration::from_secs(60))
-                .call()?
-                .into_json()
-                .map_err(anyhow::Error::from)
-        })
-        .await?
-        .with_context(|| format!("cannot read the replica of {http}"))?;
+        let path = format!("/v1/tables/{name}/records");
+        let api = ApiClient::new(http).timeout(Duration::from_secs(60));
+        let records: Vec<RecordView> =
+            tokio::task::spawn_blocking(move || api.get(&path))
+                .await?
+                .with_context(|| format!("cannot read the replica of {http}"))?;
         let mut keys: Vec<String> = records.into_iter().map(|r| r.key).collect();
         keys.sort();
         if keys != ours {

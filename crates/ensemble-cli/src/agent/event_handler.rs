@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tracing::{debug, warn};
 
-use crate::events::{self, EventView};
+use crate::views::EventView;
 
 /// How long one handler run may take before it is killed.
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -20,7 +20,7 @@ pub fn spawn(node: &Node, commands: Vec<String>) {
     if commands.is_empty() {
         return;
     }
-    let mut stream = events::stream(node);
+    let mut stream = EventView::stream(node);
     let me = node.name().to_owned();
     tokio::spawn(async move {
         while let Some(e) = stream.next().await {

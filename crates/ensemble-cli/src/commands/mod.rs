@@ -1,0 +1,13 @@
+//! The client commands: each asks a running agent through its HTTP API (`client::ApiClient`)
+//! and prints the answer for people, or as JSON with `--json`.
+//!
+//! Imports `client` and `views`, never the agent's server (`http`, `agent`).
+
+pub mod discovery;
+pub mod events;
+pub mod members;
+pub mod partition;
+pub mod send;
+pub mod singleton;
+pub mod table;
+pub mod tracker;

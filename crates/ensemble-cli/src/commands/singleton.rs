@@ -1,0 +1,77 @@
+//! `ensemble singleton list`: an agent's singletons, who leads each, at which epoch, since
+//! when (`GET /v1/singletons`).
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use crate::client::ApiClient;
+use crate::views::DEFAULT_HTTP;
+
+#[derive(Args, Debug)]
+pub struct SingletonArgs {
+    #[command(subcommand)]
+    command: SingletonCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum SingletonCommand {
+    /// The singletons the agent runs: name, leader, epoch, since.
+    List {
+        /// HTTP API of the agent to ask.
+        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
+        http: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One row of `GET /v1/singletons`, as the client reads it.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct Row {
+    name: String,
+    role: String,
+    leader: Option<String>,
+    epoch: u64,
+    since_ms: Option<u64>,
+    candidates: Vec<String>,
+    majority_of: Option<usize>,
+    #[serde(default)]
+    mismatched: Vec<String>,
+}
+
+pub fn run(args: SingletonArgs) -> Result<()> {
+    let SingletonCommand::List { http, json } = args.command;
+    let rows: Vec<Row> = ApiClient::new(&http).get("/v1/singletons")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    println!(
+        "{:<20} {:<20} {:<10} {:>20} {:>12}",
+        "NAME", "LEADER", "ROLE", "EPOCH", "SINCE"
+    );
+    for r in rows {
+        let since = r.since_ms.map_or("-".to_string(), |s| {
+            format!("{:.1}s ago", now.saturating_sub(s) as f64 / 1000.0)
+        });
+        println!(
+            "{:<20} {:<20} {:<10} {:>20} {:>12}",
+            r.name,
+            r.leader.as_deref().unwrap_or("-"),
+            r.role,
+            r.epoch,
+            since
+        );
+        for m in &r.mismatched {
+            println!(
+                "warning: {m} runs singleton {} with another majority rule (--singleton-majority); both sides ignore each other",
+                r.name
+            );
+        }
+    }
+    Ok(())
+}

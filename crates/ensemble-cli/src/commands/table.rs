@@ -1,0 +1,114 @@
+//! `ensemble table list|put|get|delete|dump|info`: the agent's replicated tables (string keys
+//! and values) through `/v1/tables`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde::de::IgnoredAny;
+
+use crate::client::ApiClient;
+use crate::views::{InfoView, PutBody, RecordView, DEFAULT_HTTP};
+
+#[derive(Args, Debug)]
+pub struct TableArgs {
+    /// HTTP API of the agent to ask.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP, global = true)]
+    http: String,
+    #[command(subcommand)]
+    command: TableCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TableCommand {
+    /// The tables the agent hosts.
+    List,
+    /// Write KEY = VALUE (creates the table on first use); returns once every replica has it.
+    Put {
+        table: String,
+        key: String,
+        value: String,
+    },
+    /// Read a key from the agent's replica.
+    Get { table: String, key: String },
+    /// Delete a key everywhere.
+    Delete { table: String, key: String },
+    /// Print every record.
+    Dump {
+        table: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replicas, leader, size, memory, join id, down history.
+    Info {
+        table: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn seg(s: &str) -> String {
+    // Path segments: keep it readable, escape what URLs cannot carry.
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn run(args: TableArgs) -> Result<()> {
+    let base = "/v1/tables";
+    let client = ApiClient::new(&args.http).timeout(Duration::from_secs(15));
+    match args.command {
+        TableCommand::List => {
+            let names: Vec<String> = client.get(base)?;
+            for t in names {
+                println!("{t}");
+            }
+        }
+        TableCommand::Put { table, key, value } => {
+            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+            client.put::<IgnoredAny>(&path, &PutBody { value })?;
+        }
+        TableCommand::Get { table, key } => {
+            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+            let r: RecordView = client.get(&path)?;
+            println!("{}", r.value);
+        }
+        TableCommand::Delete { table, key } => {
+            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+            client.delete::<IgnoredAny>(&path)?;
+        }
+        TableCommand::Dump { table, json } => {
+            let v: serde_json::Value = client.get(&format!("{base}/{}/records", seg(&table)))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let records: Vec<RecordView> = serde_json::from_value(v)?;
+                for r in records {
+                    println!("{}\t{}", r.key, r.value);
+                }
+            }
+        }
+        TableCommand::Info { table, json } => {
+            let v: serde_json::Value = client.get(&format!("{base}/{}", seg(&table)))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let i: InfoView = serde_json::from_value(v)?;
+                println!("table:        {}", i.name);
+                println!("members:      {}", i.members.join(", "));
+                println!("leader:       {}", i.leader);
+                println!("size:         {} records", i.size);
+                println!("memory:       {} bytes", i.memory);
+                println!("join id:      {}", i.join_id);
+                println!("paused:       {}", i.paused);
+                println!("down history: {}", i.down_history.join(", "));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `GET /v1/discovery` (discovery's system_info) and `GET /v1/ready`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use ensemble::discovery::{Discovery, SystemInfo};
+
+use crate::http::error::{ApiError, Code};
+use crate::http::extract::Json;
+use crate::http::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/discovery", get(info))
+        .route("/v1/ready", get(ready))
+}
+
+async fn info(State(d): State<Discovery>) -> Json<SystemInfo> {
+    Json(d.system_info())
+}
+
+/// 200 once discovery is ready (see `wait_for_ready`), else 503; the body says why in either
+/// case (the 503 adds `error` and `code` to the same fields).
+async fn ready(State(d): State<Discovery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let i = d.system_info();
+    let body = serde_json::json!({
+        "ready": i.ready,
+        "last_get_nodes_result": i.last_get_nodes_result,
+        "connected_nodes": i.connected_nodes,
+        "unavailable_nodes": i.unavailable_nodes,
+    });
+    if i.ready {
+        return Ok(Json(body));
+    }
+    let last = i.last_get_nodes_result.as_deref().unwrap_or("none yet");
+    let message = format!(
+        "not ready: not every discovered node is joined or failed yet (last get_nodes: {last})"
+    );
+    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, message).with_details(body))
+}

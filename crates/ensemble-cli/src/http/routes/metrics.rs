@@ -1,0 +1,17 @@
+//! `GET /metrics`: the agent's figures in the Prometheus text format (see `http/metrics.rs`).
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::http::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
+    let text = s.metrics.render(&s.node).await;
+    ([("content-type", "text/plain; version=0.0.4")], text)
+}

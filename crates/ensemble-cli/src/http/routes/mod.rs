@@ -1,0 +1,12 @@
+//! The API's routes, one file per resource; each gives a `routes()` router over `AppState`.
+
+pub mod broadcast;
+pub mod discovery;
+pub mod events;
+pub mod members;
+pub mod metrics;
+pub mod partitions;
+pub mod send;
+pub mod singletons;
+pub mod tables;
+pub mod tracker;

@@ -1,0 +1,44 @@
+//! `POST /v1/send`: a named message to a handler on a member, acknowledged or not.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use ensemble::{Error, Node};
+
+use crate::http::error::ApiError;
+use crate::http::extract::Json;
+use crate::http::state::AppState;
+use crate::views::SendBody;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/send", post(send))
+}
+
+/// 200, or 404 (unknown member or name), 504 (no ack in time), 400.
+async fn send(
+    State(node): State<Node>,
+    Json(b): Json<SendBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let result = if b.ack {
+        let timeout = Duration::from_millis(b.timeout_ms);
+        node.forward_message_on(&b.channel, &b.node, &b.name, b.payload, timeout)
+            .await
+    } else {
+        node.cast_message_on(&b.channel, &b.node, &b.name, b.payload)
+            .await
+    };
+    match result {
+        Ok(()) => Ok(Json(serde_json::json!({ "ok": true }))),
+        Err(e) => {
+            let status = match &e {
+                Error::UnknownNode(_) | Error::UnknownName { .. } => StatusCode::NOT_FOUND,
+                Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Err(ApiError::node(status, e))
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `GET /v1/singletons`: the agent's singletons, who leads each, at which epoch, since when.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use ensemble::{Node, SingletonStatus};
+
+use crate::http::error::ApiError;
+use crate::http::extract::Json;
+use crate::http::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/singletons", get(singletons))
+}
+
+/// 503 if the node cannot answer.
+async fn singletons(State(node): State<Node>) -> Result<Json<Vec<SingletonStatus>>, ApiError> {
+    node.singletons()
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::node(StatusCode::SERVICE_UNAVAILABLE, e))
+}

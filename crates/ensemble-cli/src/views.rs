@@ -1,0 +1,236 @@
+//! The HTTP API's JSON shapes, shared by the agent's routes (`http/`) and the client commands
+//! (`commands/`, `client.rs`): members, health, events, messages, partitions, tables, the
+//! tracker and error answers, with their conversions from the library's types.
+//!
+//! Both sides import this module; it imports neither.
+
+use std::collections::BTreeMap;
+
+use ensemble::{EventKind, Member, MemberEvent, Mode, Node, NodeStatus, UserEvent};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+/// Default address of the HTTP API (where the agent listens and the commands ask).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8946";
+
+/// Every error answer of the API: a message for people and a stable code for programs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorView {
+    /// What went wrong, in words.
+    pub error: String,
+    /// A stable snake_case code (the list is `Code` in `http/error.rs`); empty from an agent that sent none.
+    #[serde(default)]
+    pub code: String,
+}
+
+/// A member as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub name: String,
+    pub addr: String,
+    pub status: String,
+    pub incarnation: u64,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> Self {
+        MemberView {
+            name: m.name.clone(),
+            addr: m.addr.to_string(),
+            status: m.status.to_string(),
+            incarnation: m.incarnation,
+            tags: m.tags.as_map().clone(),
+        }
+    }
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub name: String,
+    pub alive_members: usize,
+    /// Injected partitions in force (fault injection).
+    #[serde(default)]
+    pub partitions: Vec<PartitionView>,
+}
+
+/// A partition as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionView {
+    /// Reference to resolve it with.
+    #[serde(rename = "ref")]
+    pub reference: u64,
+    /// Members cut off from this agent.
+    pub nodes: Vec<String>,
+}
+
+impl PartitionView {
+    /// The partitions in force at `node`.
+    pub fn all(node: &Node) -> Vec<PartitionView> {
+        node.partitions()
+            .into_iter()
+            .map(|(r, nodes)| PartitionView {
+                reference: r.0,
+                nodes: nodes.into_iter().collect(),
+            })
+            .collect()
+    }
+}
+
+/// `POST /v1/partitions` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Inject {
+    pub nodes: Vec<String>,
+}
+
+/// One event, as `GET /v1/events` streams it (one JSON object per line) and as event
+/// handlers get it on stdin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum EventView {
+    /// A user event.
+    User {
+        name: String,
+        /// The payload as text (invalid UTF-8 replaced; see `payload_hex`).
+        payload: String,
+        /// The payload in hex, when it is not valid UTF-8.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload_hex: Option<String>,
+        origin: String,
+        seq: u64,
+        ltime: u64,
+    },
+    /// A membership change of another member.
+    Member {
+        /// up, down, left or updated.
+        kind: String,
+        member: MemberView,
+    },
+}
+
+impl EventView {
+    /// The name event handlers see in `ENSEMBLE_EVENT`.
+    pub fn kind(&self) -> String {
+        match self {
+            EventView::User { .. } => "user".into(),
+            EventView::Member { kind, .. } => format!("member-{kind}"),
+        }
+    }
+
+    /// Membership and user events of `node`, merged, from now on.
+    pub fn stream(node: &Node) -> impl Stream<Item = EventView> + Send + Unpin + 'static {
+        let members = node.events().map(|e| EventView::from(&e));
+        let users = node.user_events().map(|e| EventView::from(&e));
+        futures::stream::select(members, users)
+    }
+}
+
+impl From<&UserEvent> for EventView {
+    fn from(e: &UserEvent) -> Self {
+        let text = std::str::from_utf8(&e.payload);
+        EventView::User {
+            name: e.name.clone(),
+            payload: String::from_utf8_lossy(&e.payload).into_owned(),
+            payload_hex: text.is_err().then(|| hex::encode(&e.payload)),
+            origin: e.origin.clone(),
+            seq: e.seq,
+            ltime: e.ltime,
+        }
+    }
+}
+
+impl From<&MemberEvent> for EventView {
+    fn from(e: &MemberEvent) -> Self {
+        let kind = match e.kind {
+            EventKind::Up => "up",
+            EventKind::Down => "down",
+            EventKind::Left => "left",
+            EventKind::Updated => "updated",
+        };
+        EventView::Member {
+            kind: kind.into(),
+            member: MemberView::from(&*e.member),
+        }
+    }
+}
+
+/// `POST /v1/events` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendEvent {
+    pub name: String,
+    #[serde(default)]
+    pub payload: String,
+}
+
+/// `POST /v1/send` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendBody {
+    pub node: String,
+    pub name: String,
+    #[serde(default)]
+    pub payload: String,
+    /// Wait for the handler's acknowledgement (retransmitting until then).
+    #[serde(default)]
+    pub ack: bool,
+    /// How long to wait for the acknowledgement.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The channel to send on (declared with the agent's `--channel`).
+    #[serde(default = "default_channel")]
+    pub channel: String,
+}
+
+fn default_channel() -> String {
+    ensemble::DEFAULT_CHANNEL.into()
+}
+
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+/// A table as `GET /v1/tables/{table}` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InfoView {
+    pub name: String,
+    pub members: Vec<String>,
+    pub leader: String,
+    pub size: usize,
+    pub memory: usize,
+    pub join_id: String,
+    pub paused: bool,
+    /// Replicas that went down, oldest first.
+    pub down_history: Vec<String>,
+}
+
+/// A record as the API shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct RecordView {
+    pub key: String,
+    pub value: String,
+}
+
+/// `PUT /v1/tables/{table}/records/{key}` body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PutBody {
+    pub value: String,
+}
+
+/// `GET /v1/tracker`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TrackerView {
+    /// `standalone` or `clustered`.
+    pub mode: Mode,
+    pub nodes: Vec<RowView>,
+}
+
+/// One node ever seen.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RowView {
+    pub node: String,
+    pub status: NodeStatus,
+    /// Milliseconds since the Unix epoch.
+    pub last_change: u64,
+    pub incarnation: u64,
+}
