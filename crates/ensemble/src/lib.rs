@@ -41,10 +41,7 @@ mod tracker;
 mod transport;
 
 pub use broadcast::{BroadcastStatus, MAX_EVENT_NAME};
-pub use config::{Config, DEFAULT_MAX_FRAME, MAX_CHANNELS};
-
-/// The channel named messages use unless another is given.
-pub const DEFAULT_CHANNEL: &str = "default";
+pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use driver::SingletonStatus;
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};

@@ -7,17 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ensemble_proto::broadcast::events::{EventLog, UserEvent, USER_EVENTS};
 use ensemble_proto::broadcast::Plumtree;
-use ensemble_proto::member::validate_name;
-use ensemble_proto::topology::ROLE_TAG;
 use ensemble_proto::wire::PeerInfo;
-use ensemble_proto::{Member, MemberEvent, Membership, Stack, Status, Tags};
+use ensemble_proto::{Member, MemberEvent, Membership, Stack, Status};
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
-use crate::config::Config;
+use crate::config::{user_tags, Config};
 use crate::driver::{Command, Driver, DriverMsg, Published};
 use crate::error::Error;
 use crate::transport::conn::Shared;
@@ -92,26 +90,8 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub async fn start(config: Config) -> Result<Node, Error> {
-        validate_name(&config.name)?;
         let role = config.membership.topology.role();
-        let tags = user_tags(config.tags.clone(), role)?;
-        if config.cluster.is_empty() {
-            return Err(Error::Config("cluster name is empty; set --cluster".into()));
-        }
-        if config.max_frame_size < 1024 {
-            return Err(Error::Config(
-                "max_frame_size must be at least 1024 bytes".into(),
-            ));
-        }
-        // A payload travels in a frame with its id, handler name and tree root.
-        if config.broadcast.max_payload + 4096 > config.max_frame_size {
-            return Err(Error::Config(format!(
-                "broadcast max_payload ({} bytes) must be at least 4096 bytes below \
-                 max_frame_size ({} bytes); lower one or raise the other",
-                config.broadcast.max_payload, config.max_frame_size
-            )));
-        }
-        check_channels(&config.channels)?;
+        let tags = config.validate()?;
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|error| Error::Bind {
@@ -396,44 +376,4 @@ impl Node {
             .map(|(k, v)| (PartitionRef(*k), v.clone()))
             .collect()
     }
-}
-
-/// Channel names must be distinct, short, not `default`, and few.
-fn check_channels(channels: &[String]) -> Result<(), Error> {
-    if channels.len() > crate::config::MAX_CHANNELS {
-        return Err(Error::Config(format!(
-            "{} channels declared; the limit is {}",
-            channels.len(),
-            crate::config::MAX_CHANNELS
-        )));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for c in channels {
-        if c.is_empty() || c.len() > 64 || c == crate::DEFAULT_CHANNEL || !seen.insert(c) {
-            return Err(Error::Config(format!(
-                "channel {c:?}: channel names must be 1 to 64 bytes, distinct, and not {:?}",
-                crate::DEFAULT_CHANNEL
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Checks an application's tags: the size limits, with room for the role tag of a
-/// client-server topology, which only the topology sets.
-fn user_tags(
-    tags: BTreeMap<String, String>,
-    role: Option<ensemble_proto::topology::Role>,
-) -> Result<Tags, Error> {
-    if tags.contains_key(ROLE_TAG) {
-        return Err(Error::Config(format!(
-            "tag {ROLE_TAG:?} is reserved: set the topology instead \
-             (Config::membership.topology, or ensemble agent --topology/--role)"
-        )));
-    }
-    let tags = Tags::new(tags)?;
-    if let Some(r) = role {
-        tags.clone().with(ROLE_TAG, r.as_str()).check()?;
-    }
-    Ok(tags)
 }
