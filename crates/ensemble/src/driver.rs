@@ -9,116 +9,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ensemble_proto::broadcast::{BroadcastError, ExchangeSelector, Handler};
+use ensemble_proto::broadcast::Plumtree;
 use ensemble_proto::messaging::{self, Failure};
 use ensemble_proto::wire::{Message, PeerInfo};
-use ensemble_proto::{Input, Member, MemberEvent, Stack, StackOutput, Tags};
+use ensemble_proto::{Input, Member, MemberEvent, Stack, StackOutput};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::command::{
+    BroadcastStatus, ChangeBatch, Command, Done, DownHook, DriverMsg, Envelope, Outgoing,
+    MAILBOX_CAPACITY,
+};
 use crate::error::Error;
-use crate::messaging::Envelope;
 use crate::transport::conn::{self, ConnHandle, Shared};
 use crate::transport::outbox::{Hold, Outbox};
 
 mod singletons;
 mod tables;
-pub(crate) use singletons::SingletonCommand;
-pub use singletons::SingletonStatus;
-pub(crate) use tables::{ChangeBatch, Done, DownHook, Opened, TableCommand};
-
-/// Messages to the driver.
-pub(crate) enum DriverMsg {
-    /// A connection completed its handshake.
-    ConnUp {
-        conn: ConnHandle,
-        peer: PeerInfo,
-        dialed: Option<SocketAddr>,
-    },
-    /// A connection closed.
-    ConnDown { id: u64, name: String },
-    /// A frame arrived.
-    Inbound { from: String, msg: Message },
-    /// A dial failed.
-    DialFailed {
-        addr: SocketAddr,
-        reason: String,
-        /// The connection was refused: nothing listens there.
-        no_listener: bool,
-    },
-    /// A call of the public API.
-    Command(Command),
-}
-
-/// Calls of the public API.
-pub(crate) enum Command {
-    Join {
-        addr: SocketAddr,
-        reply: oneshot::Sender<Result<String, Error>>,
-    },
-    SetTags {
-        tags: Tags,
-        reply: oneshot::Sender<()>,
-    },
-    Leave {
-        reply: oneshot::Sender<()>,
-    },
-    Remove {
-        name: String,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
-    InjectPartition {
-        names: BTreeSet<String>,
-        reply: oneshot::Sender<u64>,
-    },
-    ResolvePartition {
-        id: u64,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-    Broadcast {
-        handler: String,
-        msg: Bytes,
-        reply: oneshot::Sender<Result<Bytes, BroadcastError>>,
-    },
-    Register {
-        name: String,
-        handler: Box<dyn Handler>,
-        reply: oneshot::Sender<Result<(), BroadcastError>>,
-    },
-    BroadcastStatus {
-        root: Option<String>,
-        reply: oneshot::Sender<crate::broadcast::BroadcastStatus>,
-    },
-    CancelExchanges {
-        selector: ExchangeSelector,
-        reply: oneshot::Sender<usize>,
-    },
-    RegisterName {
-        name: String,
-        tx: mpsc::Sender<Envelope>,
-        reply: oneshot::Sender<Result<(), Error>>,
-    },
-    UnregisterName {
-        name: String,
-    },
-    /// A cast already checked by the caller: no answer.
-    Cast(Outgoing),
-    SendDirect {
-        out: Outgoing,
-        ack: Option<Duration>,
-        /// Answered at once with the receiver of the final result.
-        reply: oneshot::Sender<oneshot::Receiver<Result<(), Error>>>,
-    },
-    /// Replicated tables.
-    Table(TableCommand),
-    Singleton(SingletonCommand),
-}
 
 /// What the driver publishes for the [`crate::Node`] handle.
 pub(crate) struct Published {
@@ -162,7 +71,7 @@ pub(crate) struct Driver {
     ack_waiters: HashMap<u64, AckWaiter>,
     next_token: u64,
     /// Table callers waiting for a completion, by token.
-    table_waiters: HashMap<u64, tables::Done>,
+    table_waiters: HashMap<u64, Done>,
     /// Change subscriptions per table.
     table_changes: HashMap<String, broadcast::Sender<ChangeBatch>>,
     /// `handle_down` hooks per table.
@@ -178,15 +87,6 @@ pub(crate) struct Driver {
     own_addrs: Vec<SocketAddr>,
     /// How long to poll for a reply a caller waits for ([`crate::Config::busy_wait`]).
     busy_wait: Duration,
-}
-
-/// A named message to send.
-pub(crate) struct Outgoing {
-    pub to: String,
-    pub name: String,
-    pub payload: Bytes,
-    /// None: the default channel.
-    pub channel: Option<String>,
 }
 
 struct AckWaiter {
@@ -474,7 +374,7 @@ impl Driver {
                     .map(|m| m.name.clone())
                     .collect();
                 members.sort();
-                let status = crate::broadcast::BroadcastStatus::of(
+                let status = BroadcastStatus::of(
                     &self.core.broadcast,
                     members,
                     root.as_deref(),
@@ -629,7 +529,7 @@ impl Driver {
                 if let Err(TrySendError::Full(_)) = mb.try_send(e) {
                     warn!(
                         "mailbox {name:?} is full ({} messages); message dropped",
-                        crate::MAILBOX_CAPACITY
+                        MAILBOX_CAPACITY
                     );
                 }
             }
@@ -829,6 +729,34 @@ impl Driver {
         let flush = async { while self.tasks.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(Duration::from_millis(500), flush).await;
         self.tasks.abort_all();
+    }
+}
+
+impl BroadcastStatus {
+    fn of(
+        p: &Plumtree,
+        members: Vec<String>,
+        root: Option<&str>,
+        shed_frames: u64,
+        dropped_frames: u64,
+    ) -> Self {
+        let root = root.map_or_else(|| p.name().to_owned(), str::to_owned);
+        let (eager, lazy) = p.peers(&root);
+        let mut roots: Vec<String> = p.roots().map(str::to_owned).collect();
+        roots.sort();
+        BroadcastStatus {
+            members,
+            neighbours: p.neighbours().map(str::to_owned).collect(),
+            handlers: p.handlers().map(str::to_owned).collect(),
+            root,
+            eager,
+            lazy,
+            roots,
+            exchanges: p.exchanges(),
+            stats: p.stats(),
+            shed_frames,
+            dropped_frames,
+        }
     }
 }
 

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod broadcast;
+mod command;
 mod config;
 pub mod discovery;
 mod driver;
@@ -40,16 +41,16 @@ mod time;
 mod tracker;
 mod transport;
 
-pub use broadcast::{BroadcastStatus, MAX_EVENT_NAME};
+pub use broadcast::MAX_EVENT_NAME;
+pub use command::{BroadcastStatus, Envelope, SingletonStatus, MAILBOX_CAPACITY};
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
-pub use driver::SingletonStatus;
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
 pub use ensemble_proto::table::{Kind as TableKind, TableError, TableInfo};
 pub use ensemble_proto::topology::{Role, Topology};
 pub use ensemble_proto::{self as proto, EventKind, Member, MemberEvent, Status};
 pub use error::Error;
-pub use messaging::{Envelope, Mailbox, Watch, MAILBOX_CAPACITY};
+pub use messaging::{Mailbox, Watch};
 pub use node::{Node, PartitionRef};
 pub use secret::{Secret, MIN_SECRET_LEN};
 pub use singleton::{

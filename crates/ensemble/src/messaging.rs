@@ -9,24 +9,10 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::driver::{Command, DriverMsg, Outgoing};
+use crate::command::{Command, DriverMsg, Envelope, Outgoing, MAILBOX_CAPACITY};
 use crate::error::Error;
 use crate::node::Node;
 use crate::DEFAULT_CHANNEL;
-
-/// Messages a mailbox holds before new ones are dropped (with a warning in the log).
-pub const MAILBOX_CAPACITY: usize = 4096;
-
-/// A message for a named handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
-    /// The member that sent it.
-    pub from: String,
-    /// The name it was sent to.
-    pub name: String,
-    /// The payload.
-    pub payload: Bytes,
-}
 
 /// The receiving end of a name registered with [`Node::register`]: a stream of
 /// [`Envelope`]s. Dropping it unregisters the name.

@@ -15,8 +15,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
+use crate::command::{Command, DriverMsg};
 use crate::config::{user_tags, Config};
-use crate::driver::{Command, Driver, DriverMsg, Published};
+use crate::driver::{Driver, Published};
 use crate::error::Error;
 use crate::transport::conn::Shared;
 

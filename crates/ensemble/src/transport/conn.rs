@@ -20,7 +20,7 @@ use super::outbox::Outbox;
 use super::session::{Opener, Session, OVERHEAD};
 use super::shared_ops::SharedOps;
 use super::{authenticated, framed, FramedStream};
-use crate::driver::DriverMsg;
+use crate::command::DriverMsg;
 use crate::secret::Secret;
 
 /// Most handshakes in progress at once on the accepting side.
