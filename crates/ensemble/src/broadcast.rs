@@ -7,7 +7,7 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
-use crate::command::{BroadcastStatus, Command};
+use crate::command::{BroadcastCommand, BroadcastStatus, Command};
 use crate::error::Error;
 use crate::node::Node;
 
@@ -23,10 +23,12 @@ impl Node {
     pub async fn broadcast(&self, handler: &str, msg: impl Into<Bytes>) -> Result<Bytes, Error> {
         let handler = handler.to_owned();
         let msg = msg.into();
-        self.call(|reply| Command::Broadcast {
-            handler,
-            msg,
-            reply,
+        self.call(|reply| {
+            Command::Broadcast(BroadcastCommand::Broadcast {
+                handler,
+                msg,
+                reply,
+            })
         })
         .await?
         .map_err(Error::Broadcast)
@@ -37,10 +39,12 @@ impl Node {
     pub async fn register_handler(&self, name: &str, handler: impl Handler) -> Result<(), Error> {
         let name = name.to_owned();
         let handler: Box<dyn Handler> = Box::new(handler);
-        self.call(|reply| Command::Register {
-            name,
-            handler,
-            reply,
+        self.call(|reply| {
+            Command::Broadcast(BroadcastCommand::Register {
+                name,
+                handler,
+                reply,
+            })
         })
         .await?
         .map_err(Error::Broadcast)
@@ -84,13 +88,13 @@ impl Node {
     /// `root` (this node's own tree if None), running exchanges, counters.
     pub async fn broadcast_status(&self, root: Option<&str>) -> Result<BroadcastStatus, Error> {
         let root = root.map(str::to_owned);
-        self.call(|reply| Command::BroadcastStatus { root, reply })
+        self.call(|reply| Command::Broadcast(BroadcastCommand::Status { root, reply }))
             .await
     }
 
     /// Cancels running exchanges; returns how many.
     pub async fn cancel_exchanges(&self, selector: ExchangeSelector) -> Result<usize, Error> {
-        self.call(|reply| Command::CancelExchanges { selector, reply })
+        self.call(|reply| Command::Broadcast(BroadcastCommand::CancelExchanges { selector, reply }))
             .await
     }
 }

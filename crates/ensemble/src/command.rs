@@ -46,8 +46,24 @@ pub(crate) enum DriverMsg {
     Command(Command),
 }
 
-/// Calls of the public API.
+/// Calls of the public API, by capability.
 pub(crate) enum Command {
+    /// Membership.
+    Membership(MembershipCommand),
+    /// Fault injection.
+    Faults(FaultCommand),
+    /// Broadcast.
+    Broadcast(BroadcastCommand),
+    /// Named messaging.
+    Messaging(MessagingCommand),
+    /// Replicated tables.
+    Table(TableCommand),
+    /// Singletons.
+    Singleton(SingletonCommand),
+}
+
+/// Membership commands of the public API.
+pub(crate) enum MembershipCommand {
     Join {
         addr: SocketAddr,
         reply: oneshot::Sender<Result<String, Error>>,
@@ -66,6 +82,10 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// Fault injection commands of the public API.
+pub(crate) enum FaultCommand {
     InjectPartition {
         names: BTreeSet<String>,
         reply: oneshot::Sender<u64>,
@@ -74,6 +94,10 @@ pub(crate) enum Command {
         id: u64,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+}
+
+/// Broadcast commands of the public API.
+pub(crate) enum BroadcastCommand {
     Broadcast {
         handler: String,
         msg: Bytes,
@@ -84,7 +108,7 @@ pub(crate) enum Command {
         handler: Box<dyn Handler>,
         reply: oneshot::Sender<Result<(), BroadcastError>>,
     },
-    BroadcastStatus {
+    Status {
         root: Option<String>,
         reply: oneshot::Sender<BroadcastStatus>,
     },
@@ -92,6 +116,10 @@ pub(crate) enum Command {
         selector: ExchangeSelector,
         reply: oneshot::Sender<usize>,
     },
+}
+
+/// Named messaging commands of the public API.
+pub(crate) enum MessagingCommand {
     RegisterName {
         name: String,
         tx: mpsc::Sender<Envelope>,
@@ -108,9 +136,6 @@ pub(crate) enum Command {
         /// Answered at once with the receiver of the final result.
         reply: oneshot::Sender<oneshot::Receiver<Result<(), Error>>>,
     },
-    /// Replicated tables.
-    Table(TableCommand),
-    Singleton(SingletonCommand),
 }
 
 /// A named message to send.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::command::{Command, DriverMsg, Envelope, Outgoing, MAILBOX_CAPACITY};
+use crate::command::{Command, DriverMsg, Envelope, MessagingCommand, Outgoing, MAILBOX_CAPACITY};
 use crate::error::Error;
 use crate::node::Node;
 use crate::DEFAULT_CHANNEL;
@@ -50,9 +50,9 @@ impl Stream for Mailbox {
 impl Drop for Mailbox {
     fn drop(&mut self) {
         let name = std::mem::take(&mut self.name);
-        let _ = self
-            .driver
-            .try_send(DriverMsg::Command(Command::UnregisterName { name }));
+        let _ = self.driver.try_send(DriverMsg::Command(Command::Messaging(
+            MessagingCommand::UnregisterName { name },
+        )));
     }
 }
 
@@ -68,8 +68,10 @@ impl Node {
         }
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
         let n = name.to_owned();
-        self.call(|reply| Command::RegisterName { name: n, tx, reply })
-            .await??;
+        self.call(|reply| {
+            Command::Messaging(MessagingCommand::RegisterName { name: n, tx, reply })
+        })
+        .await??;
         Ok(Mailbox {
             name: name.to_owned(),
             rx,
@@ -104,12 +106,12 @@ impl Node {
         // The common case, a live member that is not this node, needs no answer from the
         // driver: checked here against the published member list, then queued.
         if to != self.name() && self.is_up(to) {
-            let cmd = Command::Cast(Outgoing {
+            let cmd = Command::Messaging(MessagingCommand::Cast(Outgoing {
                 to: to.to_owned(),
                 name: name.to_owned(),
                 payload: payload.into(),
                 channel,
-            });
+            }));
             return self
                 .driver_sender()
                 .send(DriverMsg::Command(cmd))
@@ -176,7 +178,7 @@ impl Node {
             channel,
         };
         let rx = self
-            .call(|reply| Command::SendDirect { out, ack, reply })
+            .call(|reply| Command::Messaging(MessagingCommand::SendDirect { out, ack, reply }))
             .await?;
         rx.await.map_err(|_| Error::Stopped)?
     }

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
-use crate::command::{Command, DriverMsg};
+use crate::command::{Command, DriverMsg, FaultCommand, MembershipCommand};
 use crate::config::{user_tags, Config};
 use crate::driver::{Driver, Published};
 use crate::error::Error;
@@ -68,9 +68,9 @@ impl Drop for Inner {
     /// The last handle is gone: stop the node (without leaving) instead of running unreachable.
     fn drop(&mut self) {
         let (reply, _) = oneshot::channel();
-        let _ = self
-            .driver
-            .try_send(DriverMsg::Command(Command::Shutdown { reply }));
+        let _ = self.driver.try_send(DriverMsg::Command(Command::Membership(
+            MembershipCommand::Shutdown { reply },
+        )));
     }
 }
 
@@ -315,7 +315,7 @@ impl Node {
     /// succeeded; the rest of the cluster follows by gossip. The address stays a seed that is
     /// redialled if the clusters ever split apart.
     pub async fn join(&self, addr: SocketAddr) -> Result<String, Error> {
-        let reply = self.call(|reply| Command::Join { addr, reply });
+        let reply = self.call(|reply| Command::Membership(MembershipCommand::Join { addr, reply }));
         match tokio::time::timeout(JOIN_TIMEOUT, reply).await {
             Ok(r) => r?,
             Err(_) => Err(Error::Join {
@@ -328,13 +328,16 @@ impl Node {
     /// Replaces this node's tags; the cluster sees an `updated` event.
     pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), Error> {
         let tags = user_tags(tags, self.inner.role)?;
-        self.call(|reply| Command::SetTags { tags, reply }).await
+        self.call(|reply| Command::Membership(MembershipCommand::SetTags { tags, reply }))
+            .await
     }
 
     /// Leaves the cluster gracefully: the others mark this node `left` (not `down`), then the
     /// node shuts down.
     pub async fn leave(&self) {
-        let _ = self.call(|reply| Command::Leave { reply }).await;
+        let _ = self
+            .call(|reply| Command::Membership(MembershipCommand::Leave { reply }))
+            .await;
     }
 
     /// Removes another member from the cluster: every member marks it `left`, nobody redials
@@ -343,12 +346,15 @@ impl Node {
     /// is [`Node::leave`] without waiting for the shutdown.
     pub async fn remove(&self, name: &str) -> Result<(), Error> {
         let name = name.to_owned();
-        self.call(|reply| Command::Remove { name, reply }).await?
+        self.call(|reply| Command::Membership(MembershipCommand::Remove { name, reply }))
+            .await?
     }
 
     /// Stops the node without announcing it: the others will detect it as `down`.
     pub async fn shutdown(&self) {
-        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+        let _ = self
+            .call(|reply| Command::Membership(MembershipCommand::Shutdown { reply }))
+            .await;
     }
 
     /// For tests: drops all traffic with the named members at this node's transport (both
@@ -358,7 +364,7 @@ impl Node {
         names: impl IntoIterator<Item = String>,
     ) -> Result<PartitionRef, Error> {
         let names = names.into_iter().collect();
-        self.call(|reply| Command::InjectPartition { names, reply })
+        self.call(|reply| Command::Faults(FaultCommand::InjectPartition { names, reply }))
             .await
             .map(PartitionRef)
     }
@@ -366,7 +372,7 @@ impl Node {
     /// Ends an injected partition.
     pub async fn resolve_partition(&self, partition: PartitionRef) -> Result<(), Error> {
         let id = partition.0;
-        self.call(|reply| Command::ResolvePartition { id, reply })
+        self.call(|reply| Command::Faults(FaultCommand::ResolvePartition { id, reply }))
             .await?
     }
 
