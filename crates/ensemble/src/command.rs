@@ -1,5 +1,5 @@
 //! The contract between the public API (`api/`) and the driver (`driver/`): what the driver's
-//! inbox takes ([`DriverMsg`]: the transport's events, and the public API's [`Command`]s, each
+//! inbox takes ([`DriverMsg`]: the transport's events, which it imports from below, and the public API's [`Command`]s, each
 //! with the channel its answer goes back on), and the values both sides hand each other
 //! ([`Envelope`], [`BroadcastStatus`], [`SingletonStatus`], table change batches and hooks).
 //! It imports nothing from either side, so neither imports the other.
@@ -15,35 +15,27 @@ use ensemble_proto::singleton::{SingletonError, SingletonEvent, SingletonSpec};
 use ensemble_proto::table::{
     self, LeaderOp, Reply, Store, TableError, TableInfo, TableSpec, WriteOp,
 };
-use ensemble_proto::wire::{Message, PeerInfo};
 use ensemble_proto::Tags;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::Error;
-use crate::transport::conn::ConnHandle;
+use crate::transport::TransportEvent;
 
 /// Messages to the driver.
 pub(crate) enum DriverMsg {
-    /// A connection completed its handshake.
-    ConnUp {
-        conn: ConnHandle,
-        peer: PeerInfo,
-        dialed: Option<SocketAddr>,
-    },
-    /// A connection closed.
-    ConnDown { id: u64, name: String },
-    /// A frame arrived.
-    Inbound { from: String, msg: Message },
-    /// A dial failed.
-    DialFailed {
-        addr: SocketAddr,
-        reason: String,
-        /// The connection was refused: nothing listens there.
-        no_listener: bool,
-    },
+    /// What the transport reports: connections up and down, frames read, failed dials.
+    Transport(TransportEvent),
     /// A call of the public API.
     Command(Command),
+}
+
+/// The connection tasks send their events straight into the driver's inbox.
+impl From<TransportEvent> for DriverMsg {
+    #[inline]
+    fn from(e: TransportEvent) -> Self {
+        DriverMsg::Transport(e)
+    }
 }
 
 /// Calls of the public API, by capability.

@@ -87,8 +87,8 @@ impl Driver {
         }
     }
 
-    /// A dial failed (`no_listener`: the connection was refused, nothing listens there): its
-    /// joiners hear why, and the core schedules the next dial.
+    /// A dial failed (`no_listener`: nothing listens there): its joiners hear why, and the core
+    /// schedules the next dial.
     pub(super) fn on_dial_failed(
         &mut self,
         now: Instant,

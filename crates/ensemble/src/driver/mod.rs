@@ -24,6 +24,7 @@ use crate::command::{ChangeBatch, Command, Done, DownHook, DriverMsg, Envelope};
 use crate::error::Error;
 use crate::transport::conn::{self, Shared};
 use crate::transport::outbox::Outbox;
+use crate::transport::TransportEvent;
 
 mod broadcast;
 mod conns;
@@ -45,7 +46,7 @@ pub(crate) struct Published {
 pub(crate) struct Driver {
     core: Stack,
     inbox: mpsc::Receiver<DriverMsg>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<DriverMsg>>,
     published: Published,
     conns: HashMap<String, conns::Active>,
     /// Write sides holding frames sealed by this round's outputs.
@@ -89,7 +90,7 @@ impl Driver {
     pub fn new(
         core: Stack,
         inbox: mpsc::Receiver<DriverMsg>,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<DriverMsg>>,
         published: Published,
         instance: u64,
         own_addrs: Vec<SocketAddr>,
@@ -210,19 +211,21 @@ impl Driver {
     fn on_msg(&mut self, msg: DriverMsg) -> Option<(bool, oneshot::Sender<()>)> {
         let now = Instant::now();
         match msg {
-            DriverMsg::ConnUp { conn, peer, dialed } => self.on_conn_up(now, conn, peer, dialed),
-            DriverMsg::ConnDown { id, name } => self.on_conn_down(now, id, name),
-            DriverMsg::Inbound { from, msg } => {
+            DriverMsg::Transport(TransportEvent::ConnUp { conn, peer, dialed }) => {
+                self.on_conn_up(now, conn, peer, dialed)
+            }
+            DriverMsg::Transport(TransportEvent::ConnDown { id, name }) => {
+                self.on_conn_down(now, id, name)
+            }
+            DriverMsg::Transport(TransportEvent::Inbound { from, msg }) => {
                 // Unless fault injection cuts the sender, or a relayed message's origin, off.
                 if !self.faults.drops_inbound(&from, &msg) {
                     self.core.handle_message(now, from, msg);
                 }
             }
-            DriverMsg::DialFailed {
-                addr,
-                reason,
-                no_listener,
-            } => self.on_dial_failed(now, addr, reason, no_listener),
+            DriverMsg::Transport(TransportEvent::DialFailed { addr, error }) => {
+                self.on_dial_failed(now, addr, error.to_string(), error.no_listener())
+            }
             DriverMsg::Command(c) => return self.on_command(now, c),
         }
         None
