@@ -17,7 +17,7 @@ use tracing::warn;
 
 use crate::command::{Command, DriverMsg, FaultCommand, MembershipCommand};
 use crate::config::{user_tags, Config};
-use crate::driver::{Driver, Published};
+use crate::driver::{Driver, Gate, Partitions, Published};
 use crate::error::Error;
 use crate::transport::conn::Shared;
 
@@ -55,7 +55,7 @@ struct Inner {
     events: broadcast::Receiver<MemberEvent>,
     /// Never read either: only resubscribed.
     user_events: broadcast::Receiver<UserEvent>,
-    partitions: watch::Receiver<BTreeMap<u64, BTreeSet<String>>>,
+    partitions: watch::Receiver<Partitions>,
     /// Whether the tracker's background task runs.
     tracker: std::sync::atomic::AtomicBool,
     /// Named messaging channels declared besides the default one.
@@ -174,6 +174,7 @@ impl Node {
             me_rx,
             &config,
             driver_tx.clone(),
+            Arc::new(Gate::new(partitions_rx.clone())),
         );
         let published = Published {
             members: members_tx,

@@ -2,21 +2,32 @@
 //! rule of what they cut off. A name in a partition in force is cut off from this node: its
 //! messages are dropped, direct or relayed (from it, or through this node to it), messages are
 //! not sent to it, its connections are closed and its handshakes dropped, and named messages
-//! to it fail as to a node that is not up. The rest of the node asks here.
+//! to it fail as to a node that is not up. The rest of the node asks here: the driver through
+//! [`Faults`], the connection tasks through [`Gate`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ensemble_proto::wire::Message;
+use tokio::sync::watch;
 use tracing::info;
 
 use super::Driver;
 use crate::command::FaultCommand;
 use crate::error::Error;
+use crate::transport::CutOff;
+
+/// The partitions in force: the names of each, by id.
+pub(crate) type Partitions = BTreeMap<u64, BTreeSet<String>>;
+
+/// The rule: a name is cut off while it is in a partition in force.
+#[inline]
+fn cut_off(partitions: &Partitions, name: &str) -> bool {
+    partitions.values().any(|p| p.contains(name))
+}
 
 /// The partitions in force and the rule of what they cut off.
 pub(super) struct Faults {
-    /// The names of each partition, by id.
-    partitions: BTreeMap<u64, BTreeSet<String>>,
+    partitions: Partitions,
     next_partition: u64,
 }
 
@@ -31,7 +42,7 @@ impl Faults {
     /// True if `name` is cut off from this node: it is in a partition in force.
     #[inline]
     pub(super) fn cut_off(&self, name: &str) -> bool {
-        self.partitions.values().any(|p| p.contains(name))
+        cut_off(&self.partitions, name)
     }
 
     /// True if a message that came in from `from` must be dropped: `from` is cut off, or the
@@ -65,7 +76,6 @@ impl Driver {
                 self.published
                     .partitions
                     .send_replace(self.faults.partitions.clone());
-                self.share_partitions();
                 let _ = reply.send(id);
             }
             FaultCommand::ResolvePartition { id, reply } => {
@@ -75,7 +85,6 @@ impl Driver {
                         self.published
                             .partitions
                             .send_replace(self.faults.partitions.clone());
-                        self.share_partitions();
                         Ok(())
                     }
                     None => Err(Error::UnknownPartition(id)),
@@ -84,14 +93,21 @@ impl Driver {
             }
         }
     }
+}
 
-    /// The connection tasks drop handshakes from partitioned names.
-    fn share_partitions(&self) {
-        let all = self.faults.partitions.values().flatten().cloned().collect();
-        *self
-            .shared
-            .partitioned
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = all;
+/// What the connection tasks ask ([`CutOff`]): the partitions as the driver publishes them
+/// (for [`crate::Node::partitions`]), under the same rule.
+#[derive(Debug)]
+pub(crate) struct Gate(watch::Receiver<Partitions>);
+
+impl Gate {
+    pub(crate) fn new(published: watch::Receiver<Partitions>) -> Self {
+        Gate(published)
+    }
+}
+
+impl CutOff for Gate {
+    fn is_cut_off(&self, name: &str) -> bool {
+        cut_off(&self.0.borrow(), name)
     }
 }

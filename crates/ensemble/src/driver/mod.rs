@@ -9,7 +9,7 @@
 //! (fault injection), and each capability's commands and outputs (`membership`, `broadcast`,
 //! `messaging`, `tables`, `singletons`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,13 +34,15 @@ mod messaging;
 mod singletons;
 mod tables;
 
+pub(crate) use faults::{Gate, Partitions};
+
 /// What the driver publishes for the [`crate::Node`] handle.
 pub(crate) struct Published {
     /// The view's member versions, shared (copied and sorted only when someone reads them).
     pub members: watch::Sender<Arc<Vec<Arc<Member>>>>,
     pub events: tokio::sync::broadcast::Sender<MemberEvent>,
     pub me: watch::Sender<PeerInfo>,
-    pub partitions: watch::Sender<BTreeMap<u64, BTreeSet<String>>>,
+    pub partitions: watch::Sender<Partitions>,
 }
 
 pub(crate) struct Driver {

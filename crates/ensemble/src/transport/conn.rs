@@ -19,7 +19,7 @@ use super::handshake::{self, HandshakeError, Params};
 use super::outbox::Outbox;
 use super::session::{Opener, Session, OVERHEAD};
 use super::shared_ops::SharedOps;
-use super::{authenticated, framed, FramedStream, Inbox, TransportEvent};
+use super::{authenticated, framed, CutOff, FramedStream, Inbox, TransportEvent};
 use crate::secret::Secret;
 
 /// Most handshakes in progress at once on the accepting side.
@@ -42,8 +42,8 @@ pub(crate) struct Shared<M> {
     pub channels: Vec<String>,
     /// Where transport events go (the driver's inbox).
     pub events: mpsc::Sender<M>,
-    /// Names partitioned away by fault injection (the driver keeps it current).
-    pub partitioned: std::sync::RwLock<std::collections::BTreeSet<String>>,
+    /// Whether fault injection cuts a peer off (the driver answers).
+    pub cut_off: Arc<dyn CutOff>,
     /// Table writes encoded once for all the connections they go to.
     pub shared_ops: Arc<SharedOps>,
     next_id: AtomicU64,
@@ -70,6 +70,7 @@ impl<M: Inbox> Shared<M> {
         me: watch::Receiver<PeerInfo>,
         config: &crate::Config,
         events: mpsc::Sender<M>,
+        cut_off: Arc<dyn CutOff>,
     ) -> Arc<Self> {
         Arc::new(Shared {
             cluster,
@@ -80,7 +81,7 @@ impl<M: Inbox> Shared<M> {
             send_queue: config.send_queue,
             channels: config.channels.clone(),
             events,
-            partitioned: Default::default(),
+            cut_off,
             shared_ops: Arc::default(),
             next_id: AtomicU64::new(1),
         })
@@ -91,11 +92,7 @@ impl<M: Inbox> Shared<M> {
             cluster: self.cluster.clone(),
             secret: self.secret.clone(),
             me: self.me.borrow().clone(),
-            partitioned: self
-                .partitioned
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            cut_off: self.cut_off.clone(),
         }
     }
 }
@@ -442,12 +439,20 @@ mod tests {
             role: None,
         };
         let (events, mut inbox) = mpsc::channel::<TransportEvent>(64);
+        #[derive(Debug)]
+        struct Nobody;
+        impl CutOff for Nobody {
+            fn is_cut_off(&self, _: &str) -> bool {
+                false
+            }
+        }
         let shared = Shared::new(
             "c".into(),
             secret,
             watch::channel(me.clone()).1,
             &config,
             events,
+            Arc::new(Nobody),
         );
         let peer = PeerInfo {
             name: "b".into(),

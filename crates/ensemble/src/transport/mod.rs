@@ -1,8 +1,8 @@
 //! TCP transport: length-delimited frames, the authenticated handshake, connection tasks.
 //!
 //! The connection tasks report to their owner (the driver) with [`TransportEvent`]s, sent into
-//! its channel as whatever message type wraps them ([`Inbox`]): the transport knows nothing of
-//! the driver.
+//! its channel as whatever message type wraps them ([`Inbox`]), and ask it through [`CutOff`]
+//! whether fault injection cuts a peer off: the transport knows nothing of the driver.
 
 pub mod conn;
 pub mod handshake;
@@ -47,6 +47,14 @@ pub(crate) enum TransportEvent {
 pub(crate) trait Inbox: From<TransportEvent> + Send + 'static {}
 
 impl<M: From<TransportEvent> + Send + 'static> Inbox for M {}
+
+/// Fault injection as the connection tasks see it: whether a peer is cut off from this node.
+/// The driver's fault injection answers; a handshake from a name cut off is dropped mid-way,
+/// as a real partition would drop it, so the dialer never sees a connection succeed.
+pub(crate) trait CutOff: Send + Sync + std::fmt::Debug {
+    /// True if the node named `name` is cut off from this one.
+    fn is_cut_off(&self, name: &str) -> bool;
+}
 
 /// A TCP stream cut into length-prefixed frames (4-byte big-endian length).
 pub type FramedStream = Framed<TcpStream, LengthDelimitedCodec>;
