@@ -4,6 +4,7 @@ use bytes::Bytes;
 use ensemble_proto::broadcast::events::{EventInput, UserEvent, USER_EVENTS};
 use ensemble_proto::broadcast::{ExchangeSelector, Handler};
 use futures::{Stream, StreamExt};
+use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
@@ -82,6 +83,10 @@ impl Node {
                 }
             })
             .boxed()
+    }
+
+    pub(crate) fn user_events_receiver(&self) -> broadcast::Receiver<UserEvent> {
+        self.inner.user_events.resubscribe()
     }
 
     /// The broadcast state: members, neighbours, the eager and lazy peers for the tree of

@@ -152,6 +152,11 @@ impl Node {
             .await
     }
 
+    /// The named messaging channels declared besides the default one.
+    pub fn channels(&self) -> &[String] {
+        &self.inner.channels
+    }
+
     /// The wire form of a channel name (None: the default channel), if declared here.
     fn channel(&self, channel: &str) -> Result<Option<String>, Error> {
         if channel == DEFAULT_CHANNEL {
@@ -181,55 +186,5 @@ impl Node {
             .call(|reply| Command::Messaging(MessagingCommand::SendDirect { out, ack, reply }))
             .await?;
         rx.await.map_err(|_| Error::Stopped)?
-    }
-}
-
-/// Whose changes an [`Node::on_up`] or [`Node::on_down`] callback wants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Watch {
-    /// Every other member.
-    Any,
-    /// This member only.
-    Node(String),
-}
-
-impl Watch {
-    fn matches(&self, name: &str) -> bool {
-        match self {
-            Watch::Any => true,
-            Watch::Node(n) => n == name,
-        }
-    }
-}
-
-impl Node {
-    /// Calls `f` with the member's name whenever a member `watch` picks comes up (joins, or
-    /// comes back after being down or away), until the node stops. `f` runs on a task of its
-    /// own, in event order.
-    pub fn on_up(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
-        self.on_kind(watch, &[crate::EventKind::Up], f);
-    }
-
-    /// Calls `f` with the member's name whenever a member `watch` picks goes down or leaves,
-    /// until the node stops. `f` runs on a task of its own, in event order.
-    pub fn on_down(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
-        self.on_kind(watch, &[crate::EventKind::Down, crate::EventKind::Left], f);
-    }
-
-    fn on_kind(
-        &self,
-        watch: Watch,
-        kinds: &'static [crate::EventKind],
-        mut f: impl FnMut(String) + Send + 'static,
-    ) {
-        use futures::StreamExt;
-        let mut events = self.events();
-        tokio::spawn(async move {
-            while let Some(e) = events.next().await {
-                if kinds.contains(&e.kind) && watch.matches(&e.member.name) {
-                    f(e.member.name.clone());
-                }
-            }
-        });
     }
 }
