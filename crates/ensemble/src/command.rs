@@ -1,8 +1,8 @@
 //! The contract between the public API (`api/`) and the driver (`driver/`): what the driver's
-//! inbox takes ([`DriverMsg`]: the transport's events, which it imports from below, and the public API's [`Command`]s, each
-//! with the channel its answer goes back on), and the values both sides hand each other
-//! ([`Envelope`], [`BroadcastStatus`], [`SingletonStatus`], table change batches and hooks).
-//! It imports nothing from either side, so neither imports the other.
+//! inbox takes ([`DriverMsg`]: the transport's events, imported from below, and the public
+//! API's [`Command`]s, each with the channel its answer goes back on), and the values both
+//! sides hand each other ([`Envelope`], [`BroadcastStatus`], [`SingletonStatus`], table change
+//! batches and hooks). It imports nothing from either side, so neither imports the other.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -85,7 +85,7 @@ impl Node {
             .boxed()
     }
 
-    pub(crate) fn user_events_receiver(&self) -> broadcast::Receiver<UserEvent> {
+    fn user_events_receiver(&self) -> broadcast::Receiver<UserEvent> {
         self.inner.user_events.resubscribe()
     }
 

@@ -150,7 +150,7 @@ pub(crate) fn wanted_rows(
 
 impl Node {
     /// True if the tracker's task was started already; marks it started.
-    pub(crate) fn tracker_started(&self) -> bool {
+    fn tracker_started(&self) -> bool {
         self.inner
             .tracker
             .swap(true, std::sync::atomic::Ordering::SeqCst)

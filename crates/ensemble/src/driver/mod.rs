@@ -1,8 +1,9 @@
 //! The driver: one task that owns the sans-IO core and carries out its outputs.
 //!
-//! Connection tasks and the public API send [`DriverMsg`]s; the driver feeds them to the core
-//! ([`Stack`]) with the current time, then turns the core's outputs into frames on
-//! connections, dial tasks and events, and publishes the member list.
+//! Connection tasks (their [`TransportEvent`]s) and the public API (its [`Command`]s) send
+//! [`DriverMsg`]s; the driver feeds them to the core ([`Stack`]) with the current time, then
+//! turns the core's outputs into frames on connections, dial tasks and events, and publishes
+//! the member list.
 //!
 //! This module holds the loop and the dispatch of inputs and outputs. The rest has a module
 //! each: `conns` (the connection table, which connection wins, sending and shedding), `faults`
