@@ -4,6 +4,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ensemble_proto::member::validate_name;
+use ensemble_proto::topology::ROLE_TAG;
+use ensemble_proto::Tags;
+
+use crate::error::Error;
 use crate::secret::Secret;
 
 /// Largest frame accepted by default (1 MiB).
@@ -55,6 +60,9 @@ pub struct Config {
 /// Most channels a node may declare besides the default one.
 pub const MAX_CHANNELS: usize = 15;
 
+/// The channel named messages use unless another is given.
+pub const DEFAULT_CHANNEL: &str = "default";
+
 impl Config {
     /// A configuration with Ensemble's defaults.
     pub fn new(name: impl Into<String>, bind: SocketAddr, secret: Secret) -> Self {
@@ -76,4 +84,70 @@ impl Config {
             channels: Vec::new(),
         }
     }
+
+    /// Checks the configuration before a node starts (the first problem found is the error);
+    /// returns the tags to announce.
+    pub(crate) fn validate(&self) -> Result<Tags, Error> {
+        validate_name(&self.name)?;
+        let role = self.membership.topology.role();
+        let tags = user_tags(self.tags.clone(), role)?;
+        if self.cluster.is_empty() {
+            return Err(Error::Config("cluster name is empty; set --cluster".into()));
+        }
+        if self.max_frame_size < 1024 {
+            return Err(Error::Config(
+                "max_frame_size must be at least 1024 bytes".into(),
+            ));
+        }
+        // A payload travels in a frame with its id, handler name and tree root.
+        if self.broadcast.max_payload + 4096 > self.max_frame_size {
+            return Err(Error::Config(format!(
+                "broadcast max_payload ({} bytes) must be at least 4096 bytes below \
+                 max_frame_size ({} bytes); lower one or raise the other",
+                self.broadcast.max_payload, self.max_frame_size
+            )));
+        }
+        check_channels(&self.channels)?;
+        Ok(tags)
+    }
+}
+
+/// Channel names must be distinct, short, not `default`, and few.
+fn check_channels(channels: &[String]) -> Result<(), Error> {
+    if channels.len() > MAX_CHANNELS {
+        return Err(Error::Config(format!(
+            "{} channels declared; the limit is {}",
+            channels.len(),
+            MAX_CHANNELS
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for c in channels {
+        if c.is_empty() || c.len() > 64 || c == DEFAULT_CHANNEL || !seen.insert(c) {
+            return Err(Error::Config(format!(
+                "channel {c:?}: channel names must be 1 to 64 bytes, distinct, and not {:?}",
+                DEFAULT_CHANNEL
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an application's tags: the size limits, with room for the role tag of a
+/// client-server topology, which only the topology sets.
+pub(crate) fn user_tags(
+    tags: BTreeMap<String, String>,
+    role: Option<ensemble_proto::topology::Role>,
+) -> Result<Tags, Error> {
+    if tags.contains_key(ROLE_TAG) {
+        return Err(Error::Config(format!(
+            "tag {ROLE_TAG:?} is reserved: set the topology instead \
+             (Config::membership.topology, or ensemble agent --topology/--role)"
+        )));
+    }
+    let tags = Tags::new(tags)?;
+    if let Some(r) = role {
+        tags.clone().with(ROLE_TAG, r.as_str()).check()?;
+    }
+    Ok(tags)
 }

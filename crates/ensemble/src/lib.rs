@@ -26,39 +26,35 @@
 
 #![warn(missing_docs)]
 
-mod broadcast;
+mod api;
+mod command;
 mod config;
 pub mod discovery;
 mod driver;
 mod error;
-mod messaging;
 mod node;
 mod secret;
-mod singleton;
-mod table;
 mod time;
-mod tracker;
 mod transport;
 
-pub use broadcast::{BroadcastStatus, MAX_EVENT_NAME};
-pub use config::{Config, DEFAULT_MAX_FRAME, MAX_CHANNELS};
-
-/// The channel named messages use unless another is given.
-pub const DEFAULT_CHANNEL: &str = "default";
-pub use driver::SingletonStatus;
+pub use api::broadcast::MAX_EVENT_NAME;
+pub use api::faults::PartitionRef;
+pub use api::membership::Watch;
+pub use api::messaging::Mailbox;
+pub use api::singleton::{
+    ShutdownReason, Singleton, SingletonEvent, SingletonHandle, SingletonOptions, SingletonRole,
+};
+pub use api::table::{
+    PauseGuard, RequestId, Table, TableChange, TableChanges, TableOptions, DEFAULT_TIMEOUT,
+};
+pub use api::tracker::{Mode, NodeRow, NodeStatus, NodeUpdate, Tracker, TRACKER_TABLE};
+pub use command::{BroadcastStatus, Envelope, SingletonStatus, MAILBOX_CAPACITY};
+pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
 pub use ensemble_proto::table::{Kind as TableKind, TableError, TableInfo};
 pub use ensemble_proto::topology::{Role, Topology};
 pub use ensemble_proto::{self as proto, EventKind, Member, MemberEvent, Status};
 pub use error::Error;
-pub use messaging::{Envelope, Mailbox, Watch, MAILBOX_CAPACITY};
-pub use node::{Node, PartitionRef};
+pub use node::Node;
 pub use secret::{Secret, MIN_SECRET_LEN};
-pub use singleton::{
-    ShutdownReason, Singleton, SingletonEvent, SingletonHandle, SingletonOptions, SingletonRole,
-};
-pub use table::{
-    PauseGuard, RequestId, Table, TableChange, TableChanges, TableOptions, DEFAULT_TIMEOUT,
-};
-pub use tracker::{Mode, NodeRow, NodeStatus, NodeUpdate, Tracker, TRACKER_TABLE};

@@ -1,38 +1,29 @@
-//! The [`Node`] handle: start a node, read its members, follow its events, join, leave.
+//! The [`Node`] handle, and [`Node::start`], which wires a node up: its listener, the driver's
+//! task and channels, and what the connection tasks share. The calls on a node live in `api/`,
+//! one module per capability.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ensemble_proto::broadcast::events::{EventLog, UserEvent, USER_EVENTS};
 use ensemble_proto::broadcast::Plumtree;
-use ensemble_proto::member::validate_name;
-use ensemble_proto::topology::ROLE_TAG;
 use ensemble_proto::wire::PeerInfo;
-use ensemble_proto::{Member, MemberEvent, Membership, Stack, Status, Tags};
-use futures::{Stream, StreamExt};
+use ensemble_proto::{Member, MemberEvent, Membership, Stack, Status};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio_stream::wrappers::BroadcastStream;
-use tracing::warn;
 
+use crate::command::{Command, DriverMsg, MembershipCommand};
 use crate::config::Config;
-use crate::driver::{Command, Driver, DriverMsg, Published};
+use crate::driver::{Driver, Gate, Partitions, Published};
 use crate::error::Error;
 use crate::transport::conn::Shared;
-
-/// How long [`Node::join`] waits for the handshake.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A reference to a partition injected with [`Node::inject_partition`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PartitionRef(pub u64);
 
 /// A running cluster node. Cheap to clone; every clone drives the same node.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// A handle that does not keep the node running (for background tasks of the node itself).
@@ -46,32 +37,33 @@ impl WeakNode {
     }
 }
 
-struct Inner {
-    name: String,
-    addr: SocketAddr,
-    driver: mpsc::Sender<DriverMsg>,
-    members: watch::Receiver<Arc<Vec<Arc<Member>>>>,
+/// What every handle on a node shares: what the driver publishes, and its inbox.
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) driver: mpsc::Sender<DriverMsg>,
+    pub(crate) members: watch::Receiver<Arc<Vec<Arc<Member>>>>,
     /// Never read: only resubscribed. The driver holds the only sender, so streams end when
     /// the node stops.
-    events: broadcast::Receiver<MemberEvent>,
+    pub(crate) events: broadcast::Receiver<MemberEvent>,
     /// Never read either: only resubscribed.
-    user_events: broadcast::Receiver<UserEvent>,
-    partitions: watch::Receiver<BTreeMap<u64, BTreeSet<String>>>,
+    pub(crate) user_events: broadcast::Receiver<UserEvent>,
+    pub(crate) partitions: watch::Receiver<Partitions>,
     /// Whether the tracker's background task runs.
-    tracker: std::sync::atomic::AtomicBool,
+    pub(crate) tracker: std::sync::atomic::AtomicBool,
     /// Named messaging channels declared besides the default one.
-    channels: Vec<String>,
+    pub(crate) channels: Vec<String>,
     /// The role in a client-server topology, which takes a tag.
-    role: Option<ensemble_proto::topology::Role>,
+    pub(crate) role: Option<ensemble_proto::topology::Role>,
 }
 
 impl Drop for Inner {
     /// The last handle is gone: stop the node (without leaving) instead of running unreachable.
     fn drop(&mut self) {
         let (reply, _) = oneshot::channel();
-        let _ = self
-            .driver
-            .try_send(DriverMsg::Command(Command::Shutdown { reply }));
+        let _ = self.driver.try_send(DriverMsg::Command(Command::Membership(
+            MembershipCommand::Shutdown { reply },
+        )));
     }
 }
 
@@ -92,26 +84,8 @@ impl Node {
     /// # Ok(()) }
     /// ```
     pub async fn start(config: Config) -> Result<Node, Error> {
-        validate_name(&config.name)?;
         let role = config.membership.topology.role();
-        let tags = user_tags(config.tags.clone(), role)?;
-        if config.cluster.is_empty() {
-            return Err(Error::Config("cluster name is empty; set --cluster".into()));
-        }
-        if config.max_frame_size < 1024 {
-            return Err(Error::Config(
-                "max_frame_size must be at least 1024 bytes".into(),
-            ));
-        }
-        // A payload travels in a frame with its id, handler name and tree root.
-        if config.broadcast.max_payload + 4096 > config.max_frame_size {
-            return Err(Error::Config(format!(
-                "broadcast max_payload ({} bytes) must be at least 4096 bytes below \
-                 max_frame_size ({} bytes); lower one or raise the other",
-                config.broadcast.max_payload, config.max_frame_size
-            )));
-        }
-        check_channels(&config.channels)?;
+        let tags = config.validate()?;
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|error| Error::Bind {
@@ -193,6 +167,7 @@ impl Node {
             me_rx,
             &config,
             driver_tx.clone(),
+            Arc::new(Gate::new(partitions_rx.clone())),
         );
         let published = Published {
             members: members_tx,
@@ -227,27 +202,8 @@ impl Node {
         })
     }
 
-    /// True if the tracker's task was started already; marks it started.
-    pub(crate) fn tracker_started(&self) -> bool {
-        self.inner
-            .tracker
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
-    }
-
     pub(crate) fn downgrade(&self) -> WeakNode {
         WeakNode(Arc::downgrade(&self.inner))
-    }
-
-    /// The members this node holds a connection to: all of them in a small full mesh, its
-    /// overlay neighbours in a partial view, its servers for a client (see
-    /// [`crate::Topology`]). Broadcast's neighbours are exactly these connections.
-    pub async fn connections(&self) -> Result<Vec<String>, Error> {
-        Ok(self.broadcast_status(None).await?.neighbours)
-    }
-
-    /// The named messaging channels declared besides the default one.
-    pub fn channels(&self) -> &[String] {
-        &self.inner.channels
     }
 
     /// This node's name.
@@ -260,61 +216,8 @@ impl Node {
         self.inner.addr
     }
 
-    /// Every known member, this node included, with `down` and `left` members until their
-    /// tombstones expire, in name order. Answers at once from the latest published view.
-    pub fn members(&self) -> Vec<Member> {
-        let shared = self.inner.members.borrow().clone();
-        let mut members: Vec<Member> = shared.iter().map(|m| (**m).clone()).collect();
-        members.sort_by(|a, b| a.name.cmp(&b.name));
-        members
-    }
-
-    /// This node as the cluster sees it.
-    pub fn local_member(&self) -> Member {
-        let members = self.inner.members.borrow();
-        members
-            .iter()
-            .find(|m| m.name == self.inner.name)
-            .map(|m| (**m).clone())
-            .expect("the view always holds the local member")
-    }
-
-    /// A stream of membership events (`up`, `down`, `left`, `updated`) of other members, from
-    /// now on. A subscriber that falls more than 4096 events behind skips the oldest.
-    pub fn events(&self) -> impl Stream<Item = MemberEvent> + Send + Unpin + 'static {
-        BroadcastStream::new(self.inner.events.resubscribe())
-            .filter_map(|e| async move {
-                match e {
-                    Ok(e) => Some(e),
-                    Err(err) => {
-                        warn!("membership event subscriber fell behind: {err}");
-                        None
-                    }
-                }
-            })
-            .boxed()
-    }
-
-    /// Waits until the member list changes after this call (useful to wait for convergence).
-    /// Fails once the node has stopped.
-    pub async fn changed(&self) -> Result<(), Error> {
-        let mut rx = self.inner.members.clone();
-        rx.borrow_and_update();
-        rx.changed().await.map_err(|_| Error::Stopped)
-    }
-
-    /// True if `name` is alive or suspect in the published view.
-    pub(crate) fn is_up(&self, name: &str) -> bool {
-        let members = self.inner.members.borrow();
-        members.iter().any(|m| m.name == name && m.status.is_up())
-    }
-
     pub(crate) fn driver_sender(&self) -> mpsc::Sender<DriverMsg> {
         self.inner.driver.clone()
-    }
-
-    pub(crate) fn user_events_receiver(&self) -> broadcast::Receiver<UserEvent> {
-        self.inner.user_events.resubscribe()
     }
 
     pub(crate) async fn call<T>(
@@ -329,111 +232,4 @@ impl Node {
             .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
-
-    /// Joins the cluster of the node at `addr`. Returns that node's name once the handshake
-    /// succeeded; the rest of the cluster follows by gossip. The address stays a seed that is
-    /// redialled if the clusters ever split apart.
-    pub async fn join(&self, addr: SocketAddr) -> Result<String, Error> {
-        let reply = self.call(|reply| Command::Join { addr, reply });
-        match tokio::time::timeout(JOIN_TIMEOUT, reply).await {
-            Ok(r) => r?,
-            Err(_) => Err(Error::Join {
-                addr,
-                reason: format!("no answer within {JOIN_TIMEOUT:?}"),
-            }),
-        }
-    }
-
-    /// Replaces this node's tags; the cluster sees an `updated` event.
-    pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), Error> {
-        let tags = user_tags(tags, self.inner.role)?;
-        self.call(|reply| Command::SetTags { tags, reply }).await
-    }
-
-    /// Leaves the cluster gracefully: the others mark this node `left` (not `down`), then the
-    /// node shuts down.
-    pub async fn leave(&self) {
-        let _ = self.call(|reply| Command::Leave { reply }).await;
-    }
-
-    /// Removes another member from the cluster: every member marks it `left`, nobody redials
-    /// it, stale gossip cannot bring it back, and the removed node stops once it hears (a
-    /// restarted process with the same name may join again). Removing this node's own name
-    /// is [`Node::leave`] without waiting for the shutdown.
-    pub async fn remove(&self, name: &str) -> Result<(), Error> {
-        let name = name.to_owned();
-        self.call(|reply| Command::Remove { name, reply }).await?
-    }
-
-    /// Stops the node without announcing it: the others will detect it as `down`.
-    pub async fn shutdown(&self) {
-        let _ = self.call(|reply| Command::Shutdown { reply }).await;
-    }
-
-    /// For tests: drops all traffic with the named members at this node's transport (both
-    /// directions, new connections refused) until [`Node::resolve_partition`].
-    pub async fn inject_partition(
-        &self,
-        names: impl IntoIterator<Item = String>,
-    ) -> Result<PartitionRef, Error> {
-        let names = names.into_iter().collect();
-        self.call(|reply| Command::InjectPartition { names, reply })
-            .await
-            .map(PartitionRef)
-    }
-
-    /// Ends an injected partition.
-    pub async fn resolve_partition(&self, partition: PartitionRef) -> Result<(), Error> {
-        let id = partition.0;
-        self.call(|reply| Command::ResolvePartition { id, reply })
-            .await?
-    }
-
-    /// Partitions in force, by reference.
-    pub fn partitions(&self) -> BTreeMap<PartitionRef, BTreeSet<String>> {
-        let p = self.inner.partitions.borrow();
-        p.iter()
-            .map(|(k, v)| (PartitionRef(*k), v.clone()))
-            .collect()
-    }
-}
-
-/// Channel names must be distinct, short, not `default`, and few.
-fn check_channels(channels: &[String]) -> Result<(), Error> {
-    if channels.len() > crate::config::MAX_CHANNELS {
-        return Err(Error::Config(format!(
-            "{} channels declared; the limit is {}",
-            channels.len(),
-            crate::config::MAX_CHANNELS
-        )));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for c in channels {
-        if c.is_empty() || c.len() > 64 || c == crate::DEFAULT_CHANNEL || !seen.insert(c) {
-            return Err(Error::Config(format!(
-                "channel {c:?}: channel names must be 1 to 64 bytes, distinct, and not {:?}",
-                crate::DEFAULT_CHANNEL
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Checks an application's tags: the size limits, with room for the role tag of a
-/// client-server topology, which only the topology sets.
-fn user_tags(
-    tags: BTreeMap<String, String>,
-    role: Option<ensemble_proto::topology::Role>,
-) -> Result<Tags, Error> {
-    if tags.contains_key(ROLE_TAG) {
-        return Err(Error::Config(format!(
-            "tag {ROLE_TAG:?} is reserved: set the topology instead \
-             (Config::membership.topology, or ensemble agent --topology/--role)"
-        )));
-    }
-    let tags = Tags::new(tags)?;
-    if let Some(r) = role {
-        tags.clone().with(ROLE_TAG, r.as_str()).check()?;
-    }
-    Ok(tags)
 }

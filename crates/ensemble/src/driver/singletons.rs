@@ -3,32 +3,11 @@
 
 use std::time::{Instant, SystemTime};
 
-use ensemble_proto::singleton::{SingletonError, SingletonEvent, SingletonInfo, SingletonSpec};
-use tokio::sync::{mpsc, oneshot};
+use ensemble_proto::singleton::{SingletonEvent, SingletonInfo};
 use tracing::info;
 
 use super::Driver;
-
-/// A singleton as the API reports it, with wall-clock times.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SingletonStatus {
-    /// The singleton.
-    pub name: String,
-    /// This node's role: `leader`, `candidate` or `follower`.
-    pub role: ensemble_proto::singleton::Role,
-    /// The leader, when known.
-    pub leader: Option<String>,
-    /// The leader's fencing epoch (0 when no leader is known).
-    pub epoch: u64,
-    /// Since when (milliseconds since the Unix epoch) this node leads or follows that leader.
-    pub since_ms: Option<u64>,
-    /// Other nodes that run it and are up.
-    pub candidates: Vec<String>,
-    /// The majority rule's expected number of candidates, if on.
-    pub majority_of: Option<usize>,
-    /// Nodes that run it with another majority rule: a configuration error; they are ignored.
-    pub mismatched: Vec<String>,
-}
+use crate::command::{SingletonCommand, SingletonStatus};
 
 impl SingletonStatus {
     fn from_info(i: SingletonInfo, now: Instant) -> Self {
@@ -49,23 +28,6 @@ impl SingletonStatus {
             mismatched: i.mismatched,
         }
     }
-}
-
-/// Singleton commands of the public API.
-pub(crate) enum SingletonCommand {
-    Register {
-        name: String,
-        spec: SingletonSpec,
-        events: mpsc::UnboundedSender<SingletonEvent>,
-        reply: oneshot::Sender<Result<(), SingletonError>>,
-    },
-    Unregister {
-        name: String,
-        reply: oneshot::Sender<()>,
-    },
-    List {
-        reply: oneshot::Sender<Vec<SingletonStatus>>,
-    },
 }
 
 impl Driver {

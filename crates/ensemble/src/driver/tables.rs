@@ -1,79 +1,15 @@
 //! The driver's side of replicated tables: commands from [`crate::Table`] handles into the
 //! core, and the core's completions, changes and hooks back out.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use ensemble_proto::table::{
-    self, LeaderOp, Reply, Store, TableError, TableInfo, TableSpec, Tables, WriteOp,
-};
-use tokio::sync::{broadcast, oneshot};
+use ensemble_proto::table::{self, TableError, Tables};
+use tokio::sync::broadcast;
 use tracing::{info, warn};
 
 use super::Driver;
-
-/// A change batch of one table, for subscribers.
-pub(crate) type ChangeBatch = Arc<Vec<table::Change>>;
-
-/// Called with the name of a replica that went down.
-pub(crate) type DownHook = Arc<dyn Fn(&str) + Send + Sync>;
-
-/// What a handle needs of a created table.
-pub(crate) struct Opened {
-    pub store: Arc<RwLock<Store>>,
-    pub changes: broadcast::Sender<ChangeBatch>,
-}
-
-/// Where a table operation's outcome goes.
-pub(crate) type Done = oneshot::Sender<Result<Reply, TableError>>;
-
-/// Table commands of the public API.
-pub(crate) enum TableCommand {
-    Create {
-        name: String,
-        spec: TableSpec,
-        down: Option<DownHook>,
-        reply: oneshot::Sender<Result<Opened, TableError>>,
-    },
-    Write {
-        table: String,
-        ops: Vec<WriteOp>,
-        reply: Done,
-    },
-    Leader {
-        table: String,
-        op: LeaderOp,
-        timeout: Duration,
-        reply: Done,
-    },
-    Join {
-        table: String,
-        node: String,
-        timeout: Duration,
-        reply: Done,
-    },
-    PingAll {
-        table: String,
-        timeout: Duration,
-        reply: Done,
-    },
-    Pause {
-        table: String,
-        id: u64,
-        reply: oneshot::Sender<Result<(), TableError>>,
-    },
-    Unpause {
-        table: String,
-        id: u64,
-    },
-    Info {
-        table: String,
-        reply: oneshot::Sender<Option<TableInfo>>,
-    },
-    List {
-        reply: oneshot::Sender<Vec<String>>,
-    },
-}
+use crate::command::{Done, Opened, TableCommand};
 
 /// How many change batches a slow subscriber may lag behind before it misses some.
 const CHANGES_CAPACITY: usize = 4096;

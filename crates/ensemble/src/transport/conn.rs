@@ -19,8 +19,7 @@ use super::handshake::{self, HandshakeError, Params};
 use super::outbox::Outbox;
 use super::session::{Opener, Session, OVERHEAD};
 use super::shared_ops::SharedOps;
-use super::{authenticated, framed, FramedStream};
-use crate::driver::DriverMsg;
+use super::{authenticated, framed, CutOff, FramedStream, Inbox, TransportEvent};
 use crate::secret::Secret;
 
 /// Most handshakes in progress at once on the accepting side.
@@ -30,8 +29,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a connection this node closed is still read, waiting for the peer to close it too.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What connection tasks share with the driver.
-pub(crate) struct Shared {
+/// What connection tasks share with the driver (`M`: the driver's messages, see [`Inbox`]).
+pub(crate) struct Shared<M> {
     pub cluster: String,
     pub secret: Secret,
     /// This node as it announces itself; the driver updates the incarnation.
@@ -41,9 +40,10 @@ pub(crate) struct Shared {
     pub send_queue: usize,
     /// Named messaging channels besides the default one (lane 0); lane i + 1 is channel i.
     pub channels: Vec<String>,
-    pub driver: mpsc::Sender<DriverMsg>,
-    /// Names partitioned away by fault injection (the driver keeps it current).
-    pub partitioned: std::sync::RwLock<std::collections::BTreeSet<String>>,
+    /// Where transport events go (the driver's inbox).
+    pub events: mpsc::Sender<M>,
+    /// Whether fault injection cuts a peer off (the driver answers).
+    pub cut_off: Arc<dyn CutOff>,
     /// Table writes encoded once for all the connections they go to.
     pub shared_ops: Arc<SharedOps>,
     next_id: AtomicU64,
@@ -63,13 +63,14 @@ pub(crate) struct ConnHandle {
     pub outbox: Arc<Outbox>,
 }
 
-impl Shared {
+impl<M: Inbox> Shared<M> {
     pub fn new(
         cluster: String,
         secret: Secret,
         me: watch::Receiver<PeerInfo>,
         config: &crate::Config,
-        driver: mpsc::Sender<DriverMsg>,
+        events: mpsc::Sender<M>,
+        cut_off: Arc<dyn CutOff>,
     ) -> Arc<Self> {
         Arc::new(Shared {
             cluster,
@@ -79,8 +80,8 @@ impl Shared {
             dial_timeout: config.dial_timeout,
             send_queue: config.send_queue,
             channels: config.channels.clone(),
-            driver,
-            partitioned: Default::default(),
+            events,
+            cut_off,
             shared_ops: Arc::default(),
             next_id: AtomicU64::new(1),
         })
@@ -91,17 +92,13 @@ impl Shared {
             cluster: self.cluster.clone(),
             secret: self.secret.clone(),
             me: self.me.borrow().clone(),
-            partitioned: self
-                .partitioned
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            cut_off: self.cut_off.clone(),
         }
     }
 }
 
 /// Dials `addr`, runs the handshake, and serves the connection until it closes.
-pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
+pub(crate) async fn dial<M: Inbox>(shared: Arc<Shared<M>>, addr: SocketAddr) {
     let params = shared.params();
     let attempt = async {
         let stream = tokio::time::timeout(shared.dial_timeout, TcpStream::connect(addr))
@@ -124,23 +121,15 @@ pub(crate) async fn dial(shared: Arc<Shared>, addr: SocketAddr) {
             } else {
                 debug!(%addr, "dial to {addr} failed: {e}");
             }
-            let reason = e.to_string();
-            let no_listener = e.no_listener();
-            let _ = shared
-                .driver
-                .send(DriverMsg::DialFailed {
-                    addr,
-                    reason,
-                    no_listener,
-                })
-                .await;
+            let failed = TransportEvent::DialFailed { addr, error: e };
+            let _ = shared.events.send(failed.into()).await;
         }
     }
 }
 
 /// Accepts connections until the listener task is aborted; the connections it accepted are
 /// aborted with it.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+pub(crate) async fn accept_loop<M: Inbox>(shared: Arc<Shared<M>>, listener: TcpListener) {
     let limit = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -204,8 +193,8 @@ impl Close {
 type Reader = Framed<OwnedReadHalf, LengthDelimitedCodec>;
 
 /// Registers an established connection with the driver and moves frames until it closes.
-async fn serve(
-    shared: Arc<Shared>,
+async fn serve<M: Inbox>(
+    shared: Arc<Shared<M>>,
     stream: FramedStream,
     session: Session,
     peer: PeerInfo,
@@ -216,7 +205,7 @@ async fn serve(
     let (mut reader, outbox, mut opener) = split(stream, session, &shared.shared_ops);
     let (lanes, mut rx) = Lanes::new(1 + shared.channels.len(), shared.send_queue);
     let name = peer.name.clone();
-    let up = DriverMsg::ConnUp {
+    let up = TransportEvent::ConnUp {
         conn: ConnHandle {
             id,
             dialer,
@@ -226,7 +215,7 @@ async fn serve(
         peer,
         dialed,
     };
-    if shared.driver.send(up).await.is_err() {
+    if shared.events.send(up.into()).await.is_err() {
         return;
     }
     let reason = loop {
@@ -263,7 +252,8 @@ async fn serve(
         Close::ByPeer => debug!(peer = %name, "connection to {name} closed by the peer"),
         Close::ByUs | Close::Stopped => debug!(peer = %name, "connection to {name} closed here"),
     }
-    let _ = shared.driver.send(DriverMsg::ConnDown { id, name }).await;
+    let down = TransportEvent::ConnDown { id, name };
+    let _ = shared.events.send(down.into()).await;
 }
 
 /// Bounds a write by [`WRITE_TIMEOUT`]: a peer that stops reading (hung) must not hold this
@@ -298,8 +288,8 @@ fn split(
 }
 
 /// Hands a frame read from the peer to the driver; `Err` says why the connection ends.
-async fn deliver(
-    shared: &Shared,
+async fn deliver<M: Inbox>(
+    shared: &Shared<M>,
     name: &str,
     opener: &mut Opener,
     frame: Option<io::Result<bytes::BytesMut>>,
@@ -307,11 +297,15 @@ async fn deliver(
     match frame {
         Some(Ok(sealed)) => match open_frame(opener, sealed) {
             Ok(Frame::Message(msg)) => {
-                let m = DriverMsg::Inbound {
+                let m = TransportEvent::Inbound {
                     from: name.to_string(),
                     msg,
                 };
-                shared.driver.send(m).await.map_err(|_| Close::Stopped)
+                shared
+                    .events
+                    .send(m.into())
+                    .await
+                    .map_err(|_| Close::Stopped)
             }
             Ok(_) => Err(Close::Protocol(
                 "a handshake frame after the handshake".into(),
@@ -326,7 +320,12 @@ async fn deliver(
 
 /// After this side closed the connection: delivers what the peer still sends until it closes
 /// its side too, for at most [`DRAIN_TIMEOUT`].
-async fn drain(shared: &Shared, name: &str, opener: &mut Opener, reader: &mut Reader) -> Close {
+async fn drain<M: Inbox>(
+    shared: &Shared<M>,
+    name: &str,
+    opener: &mut Opener,
+    reader: &mut Reader,
+) -> Close {
     let read_all = async {
         loop {
             match deliver(shared, name, opener, reader.next().await).await {
@@ -337,7 +336,7 @@ async fn drain(shared: &Shared, name: &str, opener: &mut Opener, reader: &mut Re
         }
     };
     // A stopped node has nobody to deliver to.
-    if shared.driver.is_closed() {
+    if shared.events.is_closed() {
         return Close::Stopped;
     }
     tokio::time::timeout(DRAIN_TIMEOUT, read_all)
@@ -439,20 +438,28 @@ mod tests {
             instance: 1,
             role: None,
         };
-        let (driver, mut inbox) = mpsc::channel(64);
+        let (events, mut inbox) = mpsc::channel::<TransportEvent>(64);
+        #[derive(Debug)]
+        struct Nobody;
+        impl CutOff for Nobody {
+            fn is_cut_off(&self, _: &str) -> bool {
+                false
+            }
+        }
         let shared = Shared::new(
             "c".into(),
             secret,
             watch::channel(me.clone()).1,
             &config,
-            driver,
+            events,
+            Arc::new(Nobody),
         );
         let peer = PeerInfo {
             name: "b".into(),
             ..me
         };
         let task = tokio::spawn(serve(shared, ours, session, peer, "a".into(), None));
-        let Some(DriverMsg::ConnUp { conn, .. }) = inbox.recv().await else {
+        let Some(TransportEvent::ConnUp { conn, .. }) = inbox.recv().await else {
             panic!("no ConnUp");
         };
         // This node gives the connection up (its queues close) before the peer's messages
@@ -472,8 +479,8 @@ mod tests {
         let mut got = Vec::new();
         while let Some(m) = inbox.recv().await {
             match m {
-                DriverMsg::Inbound { from, msg } => got.push((from, msg)),
-                DriverMsg::ConnDown { .. } => break,
+                TransportEvent::Inbound { from, msg } => got.push((from, msg)),
+                TransportEvent::ConnDown { .. } => break,
                 _ => {}
             }
         }

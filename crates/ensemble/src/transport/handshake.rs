@@ -13,6 +13,7 @@
 //! connection's two session keys (one per direction), which encrypt and authenticate every
 //! later frame (see `session`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,7 +27,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use super::session::Session;
-use super::FramedStream;
+use super::{CutOff, FramedStream};
 use crate::secret::Secret;
 
 /// What both sides need for a handshake.
@@ -38,9 +39,9 @@ pub struct Params {
     pub secret: Secret,
     /// This node.
     pub me: PeerInfo,
-    /// Names partitioned away by fault injection: their dials are dropped mid-handshake, as
-    /// a real partition would, so they never see a connection succeed.
-    pub partitioned: std::collections::BTreeSet<String>,
+    /// Fault injection: dials from a name it cuts off are dropped mid-handshake, as a real
+    /// partition would drop them, so they never see a connection succeed.
+    pub cut_off: Arc<dyn CutOff>,
 }
 
 /// Why a handshake failed.
@@ -280,7 +281,7 @@ async fn accept_inner(
         let expected = p.cluster.clone();
         return Err(refuse(stream, Reject::Cluster { expected }).await);
     }
-    if p.partitioned.contains(&hello.peer.name) {
+    if p.cut_off.is_cut_off(&hello.peer.name) {
         return Err(HandshakeError::Closed);
     }
     if hello.peer.name == p.me.name

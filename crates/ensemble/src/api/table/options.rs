@@ -10,7 +10,7 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::{decode, encode};
-use crate::driver::DownHook;
+use crate::command::DownHook;
 
 type TypedConflict<K, V> = Arc<dyn Fn(&K, &V, &V) -> V + Send + Sync>;
 

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::driver::{ChangeBatch, Command, Done, Opened, TableCommand};
+use crate::command::{ChangeBatch, Command, Done, DriverMsg, Opened, TableCommand};
 use crate::error::Error;
 use crate::node::Node;
 pub(crate) use codec::{decode, encode};
@@ -298,7 +298,7 @@ where
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.node
             .driver_sender()
-            .send(crate::driver::DriverMsg::Command(Command::Table(f(tx))))
+            .send(DriverMsg::Command(Command::Table(f(tx))))
             .await
             .map_err(|_| Error::Stopped)?;
         Ok(rx)

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::api::table::{Table, TableChanges, TableOptions};
 use crate::error::Error;
 use crate::node::Node;
-use crate::table::{Table, TableChanges, TableOptions};
 
 /// The table that holds the tracker's rows.
 pub const TRACKER_TABLE: &str = "ensemble.tracker";
@@ -149,6 +149,13 @@ pub(crate) fn wanted_rows(
 }
 
 impl Node {
+    /// True if the tracker's task was started already; marks it started.
+    fn tracker_started(&self) -> bool {
+        self.inner
+            .tracker
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// This node's tracker. The first call starts the background task that keeps this node's
     /// view in the table; every call returns a new handle on the same table.
     pub async fn tracker(&self) -> Result<Tracker, Error> {

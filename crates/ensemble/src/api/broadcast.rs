@@ -2,73 +2,18 @@
 
 use bytes::Bytes;
 use ensemble_proto::broadcast::events::{EventInput, UserEvent, USER_EVENTS};
-use ensemble_proto::broadcast::{ExchangeInfo, ExchangeSelector, Handler, Plumtree, Stats};
+use ensemble_proto::broadcast::{ExchangeSelector, Handler};
 use futures::{Stream, StreamExt};
-use serde::Serialize;
+use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
-use crate::driver::Command;
+use crate::command::{BroadcastCommand, BroadcastStatus, Command};
 use crate::error::Error;
 use crate::node::Node;
 
 /// Longest user-event name, in bytes.
 pub const MAX_EVENT_NAME: usize = 128;
-
-/// A snapshot of a node's broadcast state.
-#[derive(Debug, Clone, Serialize)]
-pub struct BroadcastStatus {
-    /// Live members other than this node.
-    pub members: Vec<String>,
-    /// Members this node has a connection to (the peers trees are built from).
-    pub neighbours: Vec<String>,
-    /// Registered handlers.
-    pub handlers: Vec<String>,
-    /// The tree root the peers below are for.
-    pub root: String,
-    /// Eager peers for `root`.
-    pub eager: Vec<String>,
-    /// Lazy peers for `root`.
-    pub lazy: Vec<String>,
-    /// Roots of the trees this node keeps.
-    pub roots: Vec<String>,
-    /// Exchanges (anti-entropy) running.
-    pub exchanges: Vec<ExchangeInfo>,
-    /// Counters since start.
-    pub stats: Stats,
-    /// Announcement frames shed because a peer's send queue was filling.
-    pub shed_frames: u64,
-    /// Frames of any protocol dropped because a peer's send queue was full.
-    pub dropped_frames: u64,
-}
-
-impl BroadcastStatus {
-    pub(crate) fn of(
-        p: &Plumtree,
-        members: Vec<String>,
-        root: Option<&str>,
-        shed_frames: u64,
-        dropped_frames: u64,
-    ) -> Self {
-        let root = root.map_or_else(|| p.name().to_owned(), str::to_owned);
-        let (eager, lazy) = p.peers(&root);
-        let mut roots: Vec<String> = p.roots().map(str::to_owned).collect();
-        roots.sort();
-        BroadcastStatus {
-            members,
-            neighbours: p.neighbours().map(str::to_owned).collect(),
-            handlers: p.handlers().map(str::to_owned).collect(),
-            root,
-            eager,
-            lazy,
-            roots,
-            exchanges: p.exchanges(),
-            stats: p.stats(),
-            shed_frames,
-            dropped_frames,
-        }
-    }
-}
 
 impl Node {
     /// Broadcasts `msg` to every member through the handler registered as `handler` (on every
@@ -79,10 +24,12 @@ impl Node {
     pub async fn broadcast(&self, handler: &str, msg: impl Into<Bytes>) -> Result<Bytes, Error> {
         let handler = handler.to_owned();
         let msg = msg.into();
-        self.call(|reply| Command::Broadcast {
-            handler,
-            msg,
-            reply,
+        self.call(|reply| {
+            Command::Broadcast(BroadcastCommand::Broadcast {
+                handler,
+                msg,
+                reply,
+            })
         })
         .await?
         .map_err(Error::Broadcast)
@@ -93,10 +40,12 @@ impl Node {
     pub async fn register_handler(&self, name: &str, handler: impl Handler) -> Result<(), Error> {
         let name = name.to_owned();
         let handler: Box<dyn Handler> = Box::new(handler);
-        self.call(|reply| Command::Register {
-            name,
-            handler,
-            reply,
+        self.call(|reply| {
+            Command::Broadcast(BroadcastCommand::Register {
+                name,
+                handler,
+                reply,
+            })
         })
         .await?
         .map_err(Error::Broadcast)
@@ -136,17 +85,21 @@ impl Node {
             .boxed()
     }
 
+    fn user_events_receiver(&self) -> broadcast::Receiver<UserEvent> {
+        self.inner.user_events.resubscribe()
+    }
+
     /// The broadcast state: members, neighbours, the eager and lazy peers for the tree of
     /// `root` (this node's own tree if None), running exchanges, counters.
     pub async fn broadcast_status(&self, root: Option<&str>) -> Result<BroadcastStatus, Error> {
         let root = root.map(str::to_owned);
-        self.call(|reply| Command::BroadcastStatus { root, reply })
+        self.call(|reply| Command::Broadcast(BroadcastCommand::Status { root, reply }))
             .await
     }
 
     /// Cancels running exchanges; returns how many.
     pub async fn cancel_exchanges(&self, selector: ExchangeSelector) -> Result<usize, Error> {
-        self.call(|reply| Command::CancelExchanges { selector, reply })
+        self.call(|reply| Command::Broadcast(BroadcastCommand::CancelExchanges { selector, reply }))
             .await
     }
 }

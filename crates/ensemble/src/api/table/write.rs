@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::codec::Batch;
 use super::{decode, encode, Table};
-use crate::driver::{Command, DriverMsg, TableCommand};
+use crate::command::{Command, DriverMsg, TableCommand};
 use crate::error::Error;
 
 /// An asynchronous write in flight; wait for it with [`Table::wait_response`] or

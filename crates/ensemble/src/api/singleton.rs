@@ -9,7 +9,7 @@ use futures::Stream;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::driver::{Command, SingletonCommand, SingletonStatus};
+use crate::command::{Command, SingletonCommand, SingletonStatus};
 use crate::{Error, EventKind, Node};
 
 pub use ensemble_proto::singleton::{Role as SingletonRole, ShutdownReason};

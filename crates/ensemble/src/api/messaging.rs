@@ -9,24 +9,10 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::driver::{Command, DriverMsg, Outgoing};
+use crate::command::{Command, DriverMsg, Envelope, MessagingCommand, Outgoing, MAILBOX_CAPACITY};
 use crate::error::Error;
 use crate::node::Node;
 use crate::DEFAULT_CHANNEL;
-
-/// Messages a mailbox holds before new ones are dropped (with a warning in the log).
-pub const MAILBOX_CAPACITY: usize = 4096;
-
-/// A message for a named handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
-    /// The member that sent it.
-    pub from: String,
-    /// The name it was sent to.
-    pub name: String,
-    /// The payload.
-    pub payload: Bytes,
-}
 
 /// The receiving end of a name registered with [`Node::register`]: a stream of
 /// [`Envelope`]s. Dropping it unregisters the name.
@@ -64,9 +50,9 @@ impl Stream for Mailbox {
 impl Drop for Mailbox {
     fn drop(&mut self) {
         let name = std::mem::take(&mut self.name);
-        let _ = self
-            .driver
-            .try_send(DriverMsg::Command(Command::UnregisterName { name }));
+        let _ = self.driver.try_send(DriverMsg::Command(Command::Messaging(
+            MessagingCommand::UnregisterName { name },
+        )));
     }
 }
 
@@ -82,8 +68,10 @@ impl Node {
         }
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
         let n = name.to_owned();
-        self.call(|reply| Command::RegisterName { name: n, tx, reply })
-            .await??;
+        self.call(|reply| {
+            Command::Messaging(MessagingCommand::RegisterName { name: n, tx, reply })
+        })
+        .await??;
         Ok(Mailbox {
             name: name.to_owned(),
             rx,
@@ -118,12 +106,12 @@ impl Node {
         // The common case, a live member that is not this node, needs no answer from the
         // driver: checked here against the published member list, then queued.
         if to != self.name() && self.is_up(to) {
-            let cmd = Command::Cast(Outgoing {
+            let cmd = Command::Messaging(MessagingCommand::Cast(Outgoing {
                 to: to.to_owned(),
                 name: name.to_owned(),
                 payload: payload.into(),
                 channel,
-            });
+            }));
             return self
                 .driver_sender()
                 .send(DriverMsg::Command(cmd))
@@ -164,6 +152,11 @@ impl Node {
             .await
     }
 
+    /// The named messaging channels declared besides the default one.
+    pub fn channels(&self) -> &[String] {
+        &self.inner.channels
+    }
+
     /// The wire form of a channel name (None: the default channel), if declared here.
     fn channel(&self, channel: &str) -> Result<Option<String>, Error> {
         if channel == DEFAULT_CHANNEL {
@@ -190,58 +183,8 @@ impl Node {
             channel,
         };
         let rx = self
-            .call(|reply| Command::SendDirect { out, ack, reply })
+            .call(|reply| Command::Messaging(MessagingCommand::SendDirect { out, ack, reply }))
             .await?;
         rx.await.map_err(|_| Error::Stopped)?
-    }
-}
-
-/// Whose changes an [`Node::on_up`] or [`Node::on_down`] callback wants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Watch {
-    /// Every other member.
-    Any,
-    /// This member only.
-    Node(String),
-}
-
-impl Watch {
-    fn matches(&self, name: &str) -> bool {
-        match self {
-            Watch::Any => true,
-            Watch::Node(n) => n == name,
-        }
-    }
-}
-
-impl Node {
-    /// Calls `f` with the member's name whenever a member `watch` picks comes up (joins, or
-    /// comes back after being down or away), until the node stops. `f` runs on a task of its
-    /// own, in event order.
-    pub fn on_up(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
-        self.on_kind(watch, &[crate::EventKind::Up], f);
-    }
-
-    /// Calls `f` with the member's name whenever a member `watch` picks goes down or leaves,
-    /// until the node stops. `f` runs on a task of its own, in event order.
-    pub fn on_down(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
-        self.on_kind(watch, &[crate::EventKind::Down, crate::EventKind::Left], f);
-    }
-
-    fn on_kind(
-        &self,
-        watch: Watch,
-        kinds: &'static [crate::EventKind],
-        mut f: impl FnMut(String) + Send + 'static,
-    ) {
-        use futures::StreamExt;
-        let mut events = self.events();
-        tokio::spawn(async move {
-            while let Some(e) = events.next().await {
-                if kinds.contains(&e.kind) && watch.matches(&e.member.name) {
-                    f(e.member.name.clone());
-                }
-            }
-        });
     }
 }

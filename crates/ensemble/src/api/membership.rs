@@ -1,0 +1,173 @@
+//! Membership on a [`Node`]: the members and their events as this node last published them,
+//! joining, tags, leaving, removing another member, stopping, and callbacks on members that
+//! come up or go down.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ensemble_proto::{Member, MemberEvent};
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+use tracing::warn;
+
+use crate::command::{Command, MembershipCommand};
+use crate::config::user_tags;
+use crate::error::Error;
+use crate::node::Node;
+
+/// How long [`Node::join`] waits for the handshake.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Node {
+    /// The members this node holds a connection to: all of them in a small full mesh, its
+    /// overlay neighbours in a partial view, its servers for a client (see
+    /// [`crate::Topology`]). Broadcast's neighbours are exactly these connections.
+    pub async fn connections(&self) -> Result<Vec<String>, Error> {
+        Ok(self.broadcast_status(None).await?.neighbours)
+    }
+
+    /// Every known member, this node included, with `down` and `left` members until their
+    /// tombstones expire, in name order. Answers at once from the latest published view.
+    pub fn members(&self) -> Vec<Member> {
+        let shared = self.inner.members.borrow().clone();
+        let mut members: Vec<Member> = shared.iter().map(|m| (**m).clone()).collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        members
+    }
+
+    /// This node as the cluster sees it.
+    pub fn local_member(&self) -> Member {
+        let members = self.inner.members.borrow();
+        members
+            .iter()
+            .find(|m| m.name == self.inner.name)
+            .map(|m| (**m).clone())
+            .expect("the view always holds the local member")
+    }
+
+    /// A stream of membership events (`up`, `down`, `left`, `updated`) of other members, from
+    /// now on. A subscriber that falls more than 4096 events behind skips the oldest.
+    pub fn events(&self) -> impl Stream<Item = MemberEvent> + Send + Unpin + 'static {
+        BroadcastStream::new(self.inner.events.resubscribe())
+            .filter_map(|e| async move {
+                match e {
+                    Ok(e) => Some(e),
+                    Err(err) => {
+                        warn!("membership event subscriber fell behind: {err}");
+                        None
+                    }
+                }
+            })
+            .boxed()
+    }
+
+    /// Waits until the member list changes after this call (useful to wait for convergence).
+    /// Fails once the node has stopped.
+    pub async fn changed(&self) -> Result<(), Error> {
+        let mut rx = self.inner.members.clone();
+        rx.borrow_and_update();
+        rx.changed().await.map_err(|_| Error::Stopped)
+    }
+
+    /// True if `name` is alive or suspect in the published view.
+    pub(crate) fn is_up(&self, name: &str) -> bool {
+        let members = self.inner.members.borrow();
+        members.iter().any(|m| m.name == name && m.status.is_up())
+    }
+
+    /// Joins the cluster of the node at `addr`. Returns that node's name once the handshake
+    /// succeeded; the rest of the cluster follows by gossip. The address stays a seed that is
+    /// redialled if the clusters ever split apart.
+    pub async fn join(&self, addr: SocketAddr) -> Result<String, Error> {
+        let reply = self.call(|reply| Command::Membership(MembershipCommand::Join { addr, reply }));
+        match tokio::time::timeout(JOIN_TIMEOUT, reply).await {
+            Ok(r) => r?,
+            Err(_) => Err(Error::Join {
+                addr,
+                reason: format!("no answer within {JOIN_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    /// Replaces this node's tags; the cluster sees an `updated` event.
+    pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), Error> {
+        let tags = user_tags(tags, self.inner.role)?;
+        self.call(|reply| Command::Membership(MembershipCommand::SetTags { tags, reply }))
+            .await
+    }
+
+    /// Leaves the cluster gracefully: the others mark this node `left` (not `down`), then the
+    /// node shuts down.
+    pub async fn leave(&self) {
+        let _ = self
+            .call(|reply| Command::Membership(MembershipCommand::Leave { reply }))
+            .await;
+    }
+
+    /// Removes another member from the cluster: every member marks it `left`, nobody redials
+    /// it, stale gossip cannot bring it back, and the removed node stops once it hears (a
+    /// restarted process with the same name may join again). Removing this node's own name
+    /// is [`Node::leave`] without waiting for the shutdown.
+    pub async fn remove(&self, name: &str) -> Result<(), Error> {
+        let name = name.to_owned();
+        self.call(|reply| Command::Membership(MembershipCommand::Remove { name, reply }))
+            .await?
+    }
+
+    /// Stops the node without announcing it: the others will detect it as `down`.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .call(|reply| Command::Membership(MembershipCommand::Shutdown { reply }))
+            .await;
+    }
+}
+
+/// Whose changes an [`Node::on_up`] or [`Node::on_down`] callback wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watch {
+    /// Every other member.
+    Any,
+    /// This member only.
+    Node(String),
+}
+
+impl Watch {
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Watch::Any => true,
+            Watch::Node(n) => n == name,
+        }
+    }
+}
+
+impl Node {
+    /// Calls `f` with the member's name whenever a member `watch` picks comes up (joins, or
+    /// comes back after being down or away), until the node stops. `f` runs on a task of its
+    /// own, in event order.
+    pub fn on_up(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
+        self.on_kind(watch, &[crate::EventKind::Up], f);
+    }
+
+    /// Calls `f` with the member's name whenever a member `watch` picks goes down or leaves,
+    /// until the node stops. `f` runs on a task of its own, in event order.
+    pub fn on_down(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
+        self.on_kind(watch, &[crate::EventKind::Down, crate::EventKind::Left], f);
+    }
+
+    fn on_kind(
+        &self,
+        watch: Watch,
+        kinds: &'static [crate::EventKind],
+        mut f: impl FnMut(String) + Send + 'static,
+    ) {
+        let mut events = self.events();
+        tokio::spawn(async move {
+            while let Some(e) = events.next().await {
+                if kinds.contains(&e.kind) && watch.matches(&e.member.name) {
+                    f(e.member.name.clone());
+                }
+            }
+        });
+    }
+}

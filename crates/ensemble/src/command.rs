@@ -1,0 +1,282 @@
+//! The contract between the public API (`api/`) and the driver (`driver/`): what the driver's
+//! inbox takes ([`DriverMsg`]: the transport's events, imported from below, and the public
+//! API's [`Command`]s, each with the channel its answer goes back on), and the values both
+//! sides hand each other ([`Envelope`], [`BroadcastStatus`], [`SingletonStatus`], table change
+//! batches and hooks). It imports nothing from either side, so neither imports the other.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ensemble_proto::broadcast::{BroadcastError, ExchangeInfo, ExchangeSelector, Handler, Stats};
+use ensemble_proto::singleton::{SingletonError, SingletonEvent, SingletonSpec};
+use ensemble_proto::table::{
+    self, LeaderOp, Reply, Store, TableError, TableInfo, TableSpec, WriteOp,
+};
+use ensemble_proto::Tags;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::error::Error;
+use crate::transport::TransportEvent;
+
+/// Messages to the driver.
+pub(crate) enum DriverMsg {
+    /// What the transport reports: connections up and down, frames read, failed dials.
+    Transport(TransportEvent),
+    /// A call of the public API.
+    Command(Command),
+}
+
+/// The connection tasks send their events straight into the driver's inbox.
+impl From<TransportEvent> for DriverMsg {
+    #[inline]
+    fn from(e: TransportEvent) -> Self {
+        DriverMsg::Transport(e)
+    }
+}
+
+/// Calls of the public API, by capability.
+pub(crate) enum Command {
+    /// Membership.
+    Membership(MembershipCommand),
+    /// Fault injection.
+    Faults(FaultCommand),
+    /// Broadcast.
+    Broadcast(BroadcastCommand),
+    /// Named messaging.
+    Messaging(MessagingCommand),
+    /// Replicated tables.
+    Table(TableCommand),
+    /// Singletons.
+    Singleton(SingletonCommand),
+}
+
+/// Membership commands of the public API.
+pub(crate) enum MembershipCommand {
+    Join {
+        addr: SocketAddr,
+        reply: oneshot::Sender<Result<String, Error>>,
+    },
+    SetTags {
+        tags: Tags,
+        reply: oneshot::Sender<()>,
+    },
+    Leave {
+        reply: oneshot::Sender<()>,
+    },
+    Remove {
+        name: String,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Fault injection commands of the public API.
+pub(crate) enum FaultCommand {
+    InjectPartition {
+        names: BTreeSet<String>,
+        reply: oneshot::Sender<u64>,
+    },
+    ResolvePartition {
+        id: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// Broadcast commands of the public API.
+pub(crate) enum BroadcastCommand {
+    Broadcast {
+        handler: String,
+        msg: Bytes,
+        reply: oneshot::Sender<Result<Bytes, BroadcastError>>,
+    },
+    Register {
+        name: String,
+        handler: Box<dyn Handler>,
+        reply: oneshot::Sender<Result<(), BroadcastError>>,
+    },
+    Status {
+        root: Option<String>,
+        reply: oneshot::Sender<BroadcastStatus>,
+    },
+    CancelExchanges {
+        selector: ExchangeSelector,
+        reply: oneshot::Sender<usize>,
+    },
+}
+
+/// Named messaging commands of the public API.
+pub(crate) enum MessagingCommand {
+    RegisterName {
+        name: String,
+        tx: mpsc::Sender<Envelope>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    UnregisterName {
+        name: String,
+    },
+    /// A cast already checked by the caller: no answer.
+    Cast(Outgoing),
+    SendDirect {
+        out: Outgoing,
+        ack: Option<Duration>,
+        /// Answered at once with the receiver of the final result.
+        reply: oneshot::Sender<oneshot::Receiver<Result<(), Error>>>,
+    },
+}
+
+/// A named message to send.
+pub(crate) struct Outgoing {
+    pub to: String,
+    pub name: String,
+    pub payload: Bytes,
+    /// None: the default channel.
+    pub channel: Option<String>,
+}
+
+/// A change batch of one table, for subscribers.
+pub(crate) type ChangeBatch = Arc<Vec<table::Change>>;
+
+/// Called with the name of a replica that went down.
+pub(crate) type DownHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What a handle needs of a created table.
+pub(crate) struct Opened {
+    pub store: Arc<RwLock<Store>>,
+    pub changes: broadcast::Sender<ChangeBatch>,
+}
+
+/// Where a table operation's outcome goes.
+pub(crate) type Done = oneshot::Sender<Result<Reply, TableError>>;
+
+/// Table commands of the public API.
+pub(crate) enum TableCommand {
+    Create {
+        name: String,
+        spec: TableSpec,
+        down: Option<DownHook>,
+        reply: oneshot::Sender<Result<Opened, TableError>>,
+    },
+    Write {
+        table: String,
+        ops: Vec<WriteOp>,
+        reply: Done,
+    },
+    Leader {
+        table: String,
+        op: LeaderOp,
+        timeout: Duration,
+        reply: Done,
+    },
+    Join {
+        table: String,
+        node: String,
+        timeout: Duration,
+        reply: Done,
+    },
+    PingAll {
+        table: String,
+        timeout: Duration,
+        reply: Done,
+    },
+    Pause {
+        table: String,
+        id: u64,
+        reply: oneshot::Sender<Result<(), TableError>>,
+    },
+    Unpause {
+        table: String,
+        id: u64,
+    },
+    Info {
+        table: String,
+        reply: oneshot::Sender<Option<TableInfo>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<String>>,
+    },
+}
+
+/// Singleton commands of the public API.
+pub(crate) enum SingletonCommand {
+    Register {
+        name: String,
+        spec: SingletonSpec,
+        events: mpsc::UnboundedSender<SingletonEvent>,
+        reply: oneshot::Sender<Result<(), SingletonError>>,
+    },
+    Unregister {
+        name: String,
+        reply: oneshot::Sender<()>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<SingletonStatus>>,
+    },
+}
+
+/// Messages a mailbox holds before new ones are dropped (with a warning in the log).
+pub const MAILBOX_CAPACITY: usize = 4096;
+
+/// A message for a named handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The member that sent it.
+    pub from: String,
+    /// The name it was sent to.
+    pub name: String,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// A snapshot of a node's broadcast state.
+#[derive(Debug, Clone, Serialize)]
+pub struct BroadcastStatus {
+    /// Live members other than this node.
+    pub members: Vec<String>,
+    /// Members this node has a connection to (the peers trees are built from).
+    pub neighbours: Vec<String>,
+    /// Registered handlers.
+    pub handlers: Vec<String>,
+    /// The tree root the peers below are for.
+    pub root: String,
+    /// Eager peers for `root`.
+    pub eager: Vec<String>,
+    /// Lazy peers for `root`.
+    pub lazy: Vec<String>,
+    /// Roots of the trees this node keeps.
+    pub roots: Vec<String>,
+    /// Exchanges (anti-entropy) running.
+    pub exchanges: Vec<ExchangeInfo>,
+    /// Counters since start.
+    pub stats: Stats,
+    /// Announcement frames shed because a peer's send queue was filling.
+    pub shed_frames: u64,
+    /// Frames of any protocol dropped because a peer's send queue was full.
+    pub dropped_frames: u64,
+}
+
+/// A singleton as the API reports it, with wall-clock times.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SingletonStatus {
+    /// The singleton.
+    pub name: String,
+    /// This node's role: `leader`, `candidate` or `follower`.
+    pub role: ensemble_proto::singleton::Role,
+    /// The leader, when known.
+    pub leader: Option<String>,
+    /// The leader's fencing epoch (0 when no leader is known).
+    pub epoch: u64,
+    /// Since when (milliseconds since the Unix epoch) this node leads or follows that leader.
+    pub since_ms: Option<u64>,
+    /// Other nodes that run it and are up.
+    pub candidates: Vec<String>,
+    /// The majority rule's expected number of candidates, if on.
+    pub majority_of: Option<usize>,
+    /// Nodes that run it with another majority rule: a configuration error; they are ignored.
+    pub mismatched: Vec<String>,
+}

@@ -1,0 +1,105 @@
+//! The driver's side of membership: joins (a dial the caller waits for), tags, leaving,
+//! removing another member and stopping into the core; member events out to
+//! [`crate::Node::events`] subscribers, and the member list published after every batch.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ensemble_proto::wire::PeerInfo;
+use ensemble_proto::{Input, Member, MemberEvent};
+use tokio::sync::oneshot;
+use tracing::info;
+
+use super::Driver;
+use crate::command::MembershipCommand;
+use crate::error::Error;
+use crate::transport::conn;
+
+impl Driver {
+    /// Returns Some when the node must stop (graceful or not).
+    pub(super) fn on_membership_command(
+        &mut self,
+        now: Instant,
+        c: MembershipCommand,
+    ) -> Option<(bool, oneshot::Sender<()>)> {
+        match c {
+            MembershipCommand::Join { addr, reply } => {
+                if self.own_addrs.contains(&addr) {
+                    let reason = "that is this node's own address".to_string();
+                    let _ = reply.send(Err(Error::Join { addr, reason }));
+                    return None;
+                }
+                // Dial directly, whatever the core's dial schedule: the caller waits for this
+                // result. The core counts it as its dial to the address (no second one).
+                let waiters = self.join_waiters.entry(addr).or_default();
+                waiters.retain(|w| !w.is_closed());
+                waiters.push(reply);
+                self.tasks.spawn(conn::dial(self.shared.clone(), addr));
+                self.core.handle(now, Input::Join { addr });
+            }
+            MembershipCommand::SetTags { tags, reply } => {
+                self.core.handle(now, Input::SetTags(tags));
+                let _ = reply.send(());
+            }
+            MembershipCommand::Leave { reply } => {
+                self.stop_singletons(now);
+                self.core.handle(now, Input::Leave);
+                return Some((true, reply));
+            }
+            MembershipCommand::Remove { name, reply }
+                if name == self.core.membership.local().name =>
+            {
+                let msg = "remove() names this node itself; call leave() instead";
+                let _ = reply.send(Err(Error::Config(msg.into())));
+            }
+            MembershipCommand::Remove { name, reply } => {
+                let known = self
+                    .core
+                    .membership
+                    .member(&name)
+                    .is_some_and(|m| m.status != ensemble_proto::Status::Left);
+                if known {
+                    info!("removing {name} from the cluster");
+                    self.core.handle(now, Input::Remove(name));
+                    let _ = reply.send(Ok(()));
+                } else {
+                    let _ = reply.send(Err(Error::UnknownNode(name)));
+                }
+            }
+            MembershipCommand::Shutdown { reply } => {
+                self.stop_singletons(now);
+                return Some((false, reply));
+            }
+        }
+        None
+    }
+
+    pub(super) fn on_member_event(&mut self, e: MemberEvent) {
+        let m = &e.member;
+        info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);
+        let _ = self.published.events.send(e);
+    }
+
+    pub(super) fn publish(&mut self) {
+        let membership = &self.core.membership;
+        if membership.view_version() == self.published_version {
+            return;
+        }
+        self.published_version = membership.view_version();
+        let members: Vec<Arc<Member>> = membership.versions().cloned().collect();
+        self.published.members.send_replace(Arc::new(members));
+        let local = membership.local();
+        let me = PeerInfo {
+            name: local.name.clone(),
+            addr: local.addr,
+            incarnation: local.incarnation,
+            instance: self.instance,
+            role: ensemble_proto::topology::role_of(local),
+        };
+        self.published.me.send_if_modified(|old| {
+            let changed = *old != me;
+            *old = me;
+            changed
+        });
+    }
+}

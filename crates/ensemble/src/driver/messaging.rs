@@ -1,0 +1,205 @@
+//! The driver's side of named messaging: mailboxes registered by name; messages to send,
+//! checked against the member list and fault injection, then handed to the core (waiting for
+//! the connection, or for the acknowledgement, when they must); and the core's deliveries,
+//! acks and failures out to mailboxes and waiting callers.
+
+use std::time::{Duration, Instant};
+
+use ensemble_proto::messaging::{self, Failure};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use super::Driver;
+use crate::command::{Envelope, MessagingCommand, Outgoing, MAILBOX_CAPACITY};
+use crate::error::Error;
+
+/// A caller waiting for an acknowledgement.
+pub(super) struct AckWaiter {
+    to: String,
+    name: String,
+    timeout: Duration,
+    /// None for a cast that waits for its connection: its failure is logged.
+    reply: Option<oneshot::Sender<Result<(), Error>>>,
+}
+
+/// How long a cast to a member that is up but not connected yet waits for the connection.
+const CAST_WAIT: Duration = Duration::from_secs(5);
+
+impl Driver {
+    pub(super) fn on_messaging_command(&mut self, now: Instant, c: MessagingCommand) {
+        match c {
+            MessagingCommand::RegisterName { name, tx, reply } => {
+                let result = if self.mailboxes.get(&name).is_some_and(|m| !m.is_closed()) {
+                    Err(Error::DuplicateName(name))
+                } else {
+                    self.mailboxes.insert(name.clone(), tx);
+                    self.core
+                        .handle_messaging(now, messaging::Input::Register(name));
+                    Ok(())
+                };
+                let _ = reply.send(result);
+            }
+            MessagingCommand::UnregisterName { name } => {
+                if self.mailboxes.get(&name).is_some_and(|m| m.is_closed()) {
+                    self.mailboxes.remove(&name);
+                    self.core
+                        .handle_messaging(now, messaging::Input::Unregister(name));
+                }
+            }
+            MessagingCommand::Cast(out) => {
+                // The caller returned already: a refusal (partitioned away meanwhile) is logged.
+                let (tx, mut rx) = oneshot::channel();
+                self.send_direct(now, out, None, tx);
+                if let Ok(Err(e)) = rx.try_recv() {
+                    warn!("a message cast was not sent: {e}");
+                }
+            }
+            MessagingCommand::SendDirect { out, ack, reply } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = reply.send(rx);
+                self.send_direct(now, out, ack, tx);
+            }
+        }
+    }
+
+    fn send_direct(
+        &mut self,
+        now: Instant,
+        out: Outgoing,
+        ack: Option<Duration>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    ) {
+        let Outgoing {
+            to,
+            name,
+            payload,
+            channel,
+        } = out;
+        let up = self
+            .core
+            .membership
+            .member(&to)
+            .is_some_and(|m| m.status.is_up());
+        let me = self.core.membership.local().name.clone();
+        if to == me {
+            // To this node itself: straight to the mailbox.
+            let result = match self.mailboxes.get(&name).filter(|m| !m.is_closed()) {
+                Some(mb) => {
+                    let e = Envelope {
+                        from: me,
+                        name,
+                        payload,
+                    };
+                    let _ = mb.try_send(e);
+                    Ok(())
+                }
+                None => Err(Error::UnknownName { node: me, name }),
+            };
+            let _ = reply.send(result);
+            return;
+        }
+        if !up || self.faults.cut_off(&to) {
+            let _ = reply.send(Err(Error::UnknownNode(to)));
+            return;
+        }
+        // Connected, or reachable through a relay (client-server).
+        let routable = self.conns.contains_key(&to)
+            || self
+                .core
+                .route(&to)
+                .is_some_and(|hop| self.conns.contains_key(hop));
+        let (timeout, reply) = match ack {
+            Some(timeout) => (timeout, Some(reply)),
+            // A cast to a member not connected yet (it just joined) waits for the connection
+            // like an acknowledged message, and a failure is logged instead of returned.
+            None if !routable => {
+                let _ = reply.send(Ok(()));
+                (CAST_WAIT, None)
+            }
+            None => {
+                // Handed to the connection's queue: done, as far as a cast goes.
+                let _ = reply.send(Ok(()));
+                let input = messaging::Input::Send {
+                    to,
+                    name,
+                    payload,
+                    ack: None,
+                    channel,
+                };
+                self.core.handle_messaging(now, input);
+                return;
+            }
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        let waiter = AckWaiter {
+            to: to.clone(),
+            name: name.clone(),
+            timeout,
+            reply,
+        };
+        self.ack_waiters.insert(token, waiter);
+        let ack = Some((token, crate::time::deadline(now, timeout)));
+        let input = messaging::Input::Send {
+            to,
+            name,
+            payload,
+            ack,
+            channel,
+        };
+        self.core.handle_messaging(now, input);
+    }
+
+    pub(super) fn on_messaging(&mut self, out: messaging::Output) {
+        match out {
+            messaging::Output::Deliver {
+                from,
+                name,
+                payload,
+            } => {
+                let Some(mb) = self.mailboxes.get(&name) else {
+                    return;
+                };
+                let e = Envelope {
+                    from,
+                    name: name.clone(),
+                    payload,
+                };
+                if let Err(TrySendError::Full(_)) = mb.try_send(e) {
+                    warn!(
+                        "mailbox {name:?} is full ({} messages); message dropped",
+                        MAILBOX_CAPACITY
+                    );
+                }
+            }
+            messaging::Output::Acked(token) => {
+                if let Some(reply) = self.ack_waiters.remove(&token).and_then(|w| w.reply) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            messaging::Output::Failed(token, failure) => {
+                if let Some(w) = self.ack_waiters.remove(&token) {
+                    let err = match failure {
+                        Failure::UnknownName(name) => Error::UnknownName { node: w.to, name },
+                        Failure::Timeout => Error::Timeout {
+                            node: w.to,
+                            name: w.name,
+                            after: w.timeout,
+                        },
+                    };
+                    match w.reply {
+                        Some(reply) => {
+                            let _ = reply.send(Err(err));
+                        }
+                        None => warn!("a message cast earlier was not delivered: {err}"),
+                    }
+                }
+            }
+            messaging::Output::CastRejected { node, name } => {
+                warn!("a message cast to {name:?} on {node} was dropped there: no handler has that name");
+            }
+            messaging::Output::Send { .. } => unreachable!("the stack turns sends into frames"),
+        }
+    }
+}
