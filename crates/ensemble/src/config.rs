@@ -35,6 +35,14 @@ pub struct Config {
     pub membership: ensemble_proto::Config,
     /// Broadcast (Plumtree) timings and limits.
     pub broadcast: ensemble_proto::broadcast::BroadcastConfig,
+    /// Named messaging: how often an acknowledged message is sent again until its ack.
+    pub messaging: ensemble_proto::messaging::MessagingConfig,
+    /// Replicated tables: retransmission, write windows, join locks and deadlines, re-merge
+    /// delays, record and chunk sizes (see docs/TABLES.md).
+    pub tables: ensemble_proto::table::TableConfig,
+    /// Singletons: settle time, takeover steps, the majority rule's heartbeats, leases and vote
+    /// timeouts (see docs/SINGLETONS.md).
+    pub singletons: ensemble_proto::singleton::SingletonConfig,
     /// User events kept for late receivers and repairs.
     pub event_log: usize,
     /// Largest frame sent or accepted; larger ones close the connection.
@@ -76,6 +84,9 @@ impl Config {
             tags: BTreeMap::new(),
             membership: ensemble_proto::Config::default(),
             broadcast: ensemble_proto::broadcast::BroadcastConfig::default(),
+            messaging: ensemble_proto::messaging::MessagingConfig::default(),
+            tables: ensemble_proto::table::TableConfig::default(),
+            singletons: ensemble_proto::singleton::SingletonConfig::default(),
             event_log: 4096,
             max_frame_size: DEFAULT_MAX_FRAME,
             dial_timeout: Duration::from_secs(2),

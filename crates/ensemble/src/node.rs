@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ensemble_proto::broadcast::events::{EventLog, UserEvent, USER_EVENTS};
-use ensemble_proto::broadcast::Plumtree;
+use ensemble_proto::stack::Input;
 use ensemble_proto::wire::PeerInfo;
-use ensemble_proto::{Member, MemberEvent, Membership, Stack, Status};
+use ensemble_proto::{Member, MemberEvent, Stack, StackConfig, Status};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -133,28 +133,25 @@ impl Node {
             .iter()
             .copied()
             .filter(|s| *s != addr && *s != bound);
-        let membership = Membership::new(
-            config.membership.clone(),
-            local.clone(),
-            seeds,
-            rng_seed,
-            now,
-        );
-        let mut plumtree = Plumtree::new(
-            config.broadcast.clone(),
-            config.name.clone(),
-            rng_seed ^ 0x9e37_79b9_7f4a_7c15,
-            now,
-        );
+        let stack_config = StackConfig {
+            membership: config.membership.clone(),
+            broadcast: config.broadcast.clone(),
+            messaging: config.messaging,
+            tables: config.tables.clone(),
+            singletons: config.singletons.clone(),
+        };
+        let mut core = Stack::new(stack_config, local.clone(), seeds, rng_seed, now);
         let (user_events_tx, user_events_rx) = broadcast::channel(4096);
         let log = EventLog::new(config.name.clone(), instance, config.event_log, move |e| {
             let _ = user_events_tx.send(e);
         });
-        plumtree
-            .register(USER_EVENTS, Box::new(log))
-            .expect("the first handler");
-        let messaging = ensemble_proto::messaging::Messaging::new(Duration::from_millis(500));
-        let core = Stack::new(membership, plumtree, messaging, now);
+        // The first handler: its answer (registered) goes to no caller.
+        let register = ensemble_proto::broadcast::Input::Register {
+            token: 0,
+            name: USER_EVENTS.into(),
+            handler: Box::new(log),
+        };
+        core.handle(now, Input::Broadcast(register));
 
         let (driver_tx, driver_rx) = mpsc::channel(8192);
         let (me_tx, me_rx) = watch::channel(me);

@@ -4,47 +4,98 @@
 
 use std::time::Instant;
 
-use ensemble_proto::broadcast::Plumtree;
+use bytes::Bytes;
+use ensemble_proto::broadcast::{self, BroadcastError, Plumtree, Reply};
+use ensemble_proto::stack::Input;
+use tokio::sync::oneshot;
 
 use super::Driver;
 use crate::command::{BroadcastCommand, BroadcastStatus};
 
+/// A caller waiting for the core's answer to a broadcast command (`Done { token }`, which
+/// comes out of the same call).
+pub(super) enum BroadcastWaiter {
+    Broadcast(oneshot::Sender<Result<Bytes, BroadcastError>>),
+    Register(oneshot::Sender<Result<(), BroadcastError>>),
+    Cancel(oneshot::Sender<usize>),
+}
+
 impl Driver {
     pub(super) fn on_broadcast_command(&mut self, now: Instant, c: BroadcastCommand) {
-        match c {
+        let token = self.next_token();
+        let (input, waiter) = match c {
             BroadcastCommand::Broadcast {
                 handler,
                 msg,
                 reply,
             } => {
-                let _ = reply.send(self.core.broadcast(now, &handler, msg));
+                let input = broadcast::Input::Broadcast {
+                    token,
+                    handler,
+                    msg,
+                };
+                (input, BroadcastWaiter::Broadcast(reply))
             }
             BroadcastCommand::Register {
                 name,
                 handler,
                 reply,
             } => {
-                let _ = reply.send(self.core.broadcast.register(&name, handler));
+                let input = broadcast::Input::Register {
+                    token,
+                    name,
+                    handler,
+                };
+                (input, BroadcastWaiter::Register(reply))
+            }
+            BroadcastCommand::CancelExchanges { selector, reply } => {
+                let input = broadcast::Input::CancelExchanges { token, selector };
+                (input, BroadcastWaiter::Cancel(reply))
             }
             BroadcastCommand::Status { root, reply } => {
-                let me = &self.core.membership.local().name;
-                let mut members: Vec<String> = (self.core.membership.members())
+                let membership = self.core.membership();
+                let me = &membership.local().name;
+                let mut members: Vec<String> = (membership.members())
                     .filter(|m| m.status.is_up() && m.name != *me)
                     .map(|m| m.name.clone())
                     .collect();
                 members.sort();
                 let status = BroadcastStatus::of(
-                    &self.core.broadcast,
+                    self.core.broadcast(),
                     members,
                     root.as_deref(),
                     self.shed_frames,
                     self.dropped_frames,
                 );
                 let _ = reply.send(status);
+                return;
             }
-            BroadcastCommand::CancelExchanges { selector, reply } => {
-                let _ = reply.send(self.core.broadcast.cancel_exchanges(&selector));
+        };
+        self.broadcast_waiters.insert(token, waiter);
+        self.core.handle(now, Input::Broadcast(input));
+    }
+
+    pub(super) fn on_broadcast_output(&mut self, out: broadcast::Output) {
+        let broadcast::Output::Done { token, result } = out else {
+            // Handlers hand deliveries to the application themselves; sends come out of the
+            // stack as frames.
+            return;
+        };
+        match (self.broadcast_waiters.remove(&token), result) {
+            (Some(BroadcastWaiter::Broadcast(reply)), Ok(Reply::Broadcast(id))) => {
+                let _ = reply.send(Ok(id));
             }
+            (Some(BroadcastWaiter::Broadcast(reply)), Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Some(BroadcastWaiter::Register(reply)), result) => {
+                let _ = reply.send(result.map(|_| ()));
+            }
+            (Some(BroadcastWaiter::Cancel(reply)), Ok(Reply::Cancelled(n))) => {
+                let _ = reply.send(n);
+            }
+            // Nobody waits (the handler registered at start), or an answer of another kind.
+            _ => {}
         }
     }
 }

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ensemble_proto::membership::{keeps_new, Connection};
+use ensemble_proto::stack::Input;
 use ensemble_proto::wire::{Message, PeerInfo};
-use ensemble_proto::Input;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::warn;
@@ -51,16 +52,19 @@ impl Driver {
                 let _ = w.send(Ok(peer.name.clone()));
             }
         }
-        let keep_new = match self.conns.get(&peer.name) {
-            None => true,
-            // Another process under the same name: a restart, newer by its start time.
-            Some(old) if peer.instance != old.peer.instance => {
-                peer.incarnation >= old.peer.incarnation
-            }
-            // Two connections to the same process (both dialled at once): both sides keep the
-            // one dialled by the smaller name, so they agree without talking.
-            Some(old) => conn.dialer < old.dialer,
-        };
+        // A second connection to the same name: the rule the simulator runs too (a restart's
+        // newer process wins; of two to one process, both ends keep the smaller name's dial).
+        let keep_new = self.conns.get(&peer.name).is_none_or(|old| {
+            let old = Connection {
+                dialer: &old.dialer,
+                peer: &old.peer,
+            };
+            let new = Connection {
+                dialer: &conn.dialer,
+                peer: &peer,
+            };
+            keeps_new(&old, &new)
+        });
         if keep_new {
             let active = Active {
                 id: conn.id,
@@ -102,10 +106,8 @@ impl Driver {
                 reason: reason.clone(),
             }));
         }
-        self.core.handle(now, Input::DialFailed { addr });
-        if no_listener {
-            self.core.no_listener(now, addr);
-        }
+        self.core
+            .handle(now, Input::DialFailed { addr, no_listener });
     }
 
     /// Carries out one of the core's sends (see the module's doc).

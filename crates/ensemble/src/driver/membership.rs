@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use ensemble_proto::membership;
+use ensemble_proto::stack::Input;
 use ensemble_proto::wire::PeerInfo;
-use ensemble_proto::{Input, Member, MemberEvent};
-use tokio::sync::oneshot;
+use ensemble_proto::{Member, MemberEvent};
 use tracing::info;
 
-use super::Driver;
+use super::{Driver, Stop};
 use crate::command::MembershipCommand;
 use crate::error::Error;
 use crate::transport::conn;
@@ -21,7 +22,7 @@ impl Driver {
         &mut self,
         now: Instant,
         c: MembershipCommand,
-    ) -> Option<(bool, oneshot::Sender<()>)> {
+    ) -> Option<Stop> {
         match c {
             MembershipCommand::Join { addr, reply } => {
                 if self.own_addrs.contains(&addr) {
@@ -35,19 +36,25 @@ impl Driver {
                 waiters.retain(|w| !w.is_closed());
                 waiters.push(reply);
                 self.tasks.spawn(conn::dial(self.shared.clone(), addr));
-                self.core.handle(now, Input::Join { addr });
+                self.core
+                    .handle(now, Input::Membership(membership::Input::Join { addr }));
             }
             MembershipCommand::SetTags { tags, reply } => {
-                self.core.handle(now, Input::SetTags(tags));
+                self.core
+                    .handle(now, Input::Membership(membership::Input::SetTags(tags)));
                 let _ = reply.send(());
             }
             MembershipCommand::Leave { reply } => {
                 self.stop_singletons(now);
-                self.core.handle(now, Input::Leave);
-                return Some((true, reply));
+                self.core
+                    .handle(now, Input::Membership(membership::Input::Leave));
+                return Some(Stop {
+                    graceful: true,
+                    reply,
+                });
             }
             MembershipCommand::Remove { name, reply }
-                if name == self.core.membership.local().name =>
+                if name == self.core.membership().local().name =>
             {
                 let msg = "remove() names this node itself; call leave() instead";
                 let _ = reply.send(Err(Error::Config(msg.into())));
@@ -55,12 +62,13 @@ impl Driver {
             MembershipCommand::Remove { name, reply } => {
                 let known = self
                     .core
-                    .membership
+                    .membership()
                     .member(&name)
                     .is_some_and(|m| m.status != ensemble_proto::Status::Left);
                 if known {
                     info!("removing {name} from the cluster");
-                    self.core.handle(now, Input::Remove(name));
+                    self.core
+                        .handle(now, Input::Membership(membership::Input::Remove(name)));
                     let _ = reply.send(Ok(()));
                 } else {
                     let _ = reply.send(Err(Error::UnknownNode(name)));
@@ -68,7 +76,10 @@ impl Driver {
             }
             MembershipCommand::Shutdown { reply } => {
                 self.stop_singletons(now);
-                return Some((false, reply));
+                return Some(Stop {
+                    graceful: false,
+                    reply,
+                });
             }
         }
         None
@@ -81,7 +92,7 @@ impl Driver {
     }
 
     pub(super) fn publish(&mut self) {
-        let membership = &self.core.membership;
+        let membership = self.core.membership();
         if membership.view_version() == self.published_version {
             return;
         }

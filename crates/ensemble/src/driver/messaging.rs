@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ensemble_proto::messaging::{self, Failure};
+use ensemble_proto::stack::Input;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -34,8 +35,8 @@ impl Driver {
                     Err(Error::DuplicateName(name))
                 } else {
                     self.mailboxes.insert(name.clone(), tx);
-                    self.core
-                        .handle_messaging(now, messaging::Input::Register(name));
+                    let input = messaging::Input::Register(name);
+                    self.core.handle(now, Input::Messaging(input));
                     Ok(())
                 };
                 let _ = reply.send(result);
@@ -43,8 +44,8 @@ impl Driver {
             MessagingCommand::UnregisterName { name } => {
                 if self.mailboxes.get(&name).is_some_and(|m| m.is_closed()) {
                     self.mailboxes.remove(&name);
-                    self.core
-                        .handle_messaging(now, messaging::Input::Unregister(name));
+                    let input = messaging::Input::Unregister(name);
+                    self.core.handle(now, Input::Messaging(input));
                 }
             }
             MessagingCommand::Cast(out) => {
@@ -78,10 +79,10 @@ impl Driver {
         } = out;
         let up = self
             .core
-            .membership
+            .membership()
             .member(&to)
             .is_some_and(|m| m.status.is_up());
-        let me = self.core.membership.local().name.clone();
+        let me = self.core.membership().local().name.clone();
         if to == me {
             // To this node itself: straight to the mailbox.
             let result = match self.mailboxes.get(&name).filter(|m| !m.is_closed()) {
@@ -127,12 +128,11 @@ impl Driver {
                     ack: None,
                     channel,
                 };
-                self.core.handle_messaging(now, input);
+                self.core.handle(now, Input::Messaging(input));
                 return;
             }
         };
-        let token = self.next_token;
-        self.next_token += 1;
+        let token = self.next_token();
         let waiter = AckWaiter {
             to: to.clone(),
             name: name.clone(),
@@ -148,7 +148,7 @@ impl Driver {
             ack,
             channel,
         };
-        self.core.handle_messaging(now, input);
+        self.core.handle(now, Input::Messaging(input));
     }
 
     pub(super) fn on_messaging(&mut self, out: messaging::Output) {
@@ -199,7 +199,8 @@ impl Driver {
             messaging::Output::CastRejected { node, name } => {
                 warn!("a message cast to {name:?} on {node} was dropped there: no handler has that name");
             }
-            messaging::Output::Send { .. } => unreachable!("the stack turns sends into frames"),
+            // The stack hands sends out as frames (`Output::Send`).
+            messaging::Output::Send { .. } => {}
         }
     }
 }

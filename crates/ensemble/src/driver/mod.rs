@@ -15,13 +15,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ensemble_proto::stack::{Input, Output};
+use ensemble_proto::table;
 use ensemble_proto::wire::PeerInfo;
-use ensemble_proto::{Input, Member, MemberEvent, Stack, StackOutput};
+use ensemble_proto::{Member, MemberEvent, Stack};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use crate::command::{ChangeBatch, Command, Done, DownHook, DriverMsg, Envelope};
+use crate::command::{ChangeBatch, Command, DownHook, DriverMsg, Envelope};
 use crate::error::Error;
 use crate::transport::conn::{self, Shared};
 use crate::transport::outbox::Outbox;
@@ -66,9 +68,14 @@ pub(crate) struct Driver {
     mailboxes: HashMap<String, mpsc::Sender<Envelope>>,
     /// Callers waiting for an acknowledgement, by token: (member, name, timeout, reply).
     ack_waiters: HashMap<u64, messaging::AckWaiter>,
-    next_token: u64,
+    /// The last token given to a command (tokens match the core's answers to callers).
+    last_token: u64,
     /// Table callers waiting for a completion, by token.
-    table_waiters: HashMap<u64, Done>,
+    table_waiters: HashMap<u64, tables::TableWaiter>,
+    /// Broadcast callers waiting for the answer that comes out of their command.
+    broadcast_waiters: HashMap<u64, broadcast::BroadcastWaiter>,
+    /// Singleton registrations waiting for their answer.
+    singleton_waiters: HashMap<u64, singletons::SingletonWaiter>,
     /// Change subscriptions per table.
     table_changes: HashMap<String, tokio::sync::broadcast::Sender<ChangeBatch>>,
     /// `handle_down` hooks per table.
@@ -89,6 +96,16 @@ pub(crate) struct Driver {
 /// How long a leaving node waits for its goodbye to be written.
 const LEAVE_FLUSH: Duration = Duration::from_secs(2);
 
+/// When the core asks for no timer (it always has one: membership's): look again after this.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// The node stops: gracefully (leave: the goodbye is written first) or not, and `reply` is
+/// told once it has.
+pub(super) struct Stop {
+    pub graceful: bool,
+    pub reply: oneshot::Sender<()>,
+}
+
 impl Driver {
     pub fn new(
         core: Stack,
@@ -99,7 +116,7 @@ impl Driver {
         own_addrs: Vec<SocketAddr>,
         busy_wait: Duration,
     ) -> Self {
-        let published_version = core.membership.view_version();
+        let published_version = core.membership().view_version();
         Driver {
             instance,
             own_addrs,
@@ -119,8 +136,10 @@ impl Driver {
             shed_frames: 0,
             mailboxes: HashMap::new(),
             ack_waiters: HashMap::new(),
-            next_token: 1,
+            last_token: 0,
             table_waiters: HashMap::new(),
+            broadcast_waiters: HashMap::new(),
+            singleton_waiters: HashMap::new(),
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
             singleton_events: HashMap::new(),
@@ -133,7 +152,8 @@ impl Driver {
         self.drain_outputs();
         self.publish();
         loop {
-            let next_tick = self.core.poll_timeout();
+            let next_tick =
+                (self.core.poll_timeout()).unwrap_or_else(|| Instant::now() + IDLE_TICK);
             let deadline = tokio::time::Instant::from_std(next_tick);
             let msg = match self.busy_wait(next_tick).await {
                 Some(msg) => Some(msg),
@@ -147,7 +167,7 @@ impl Driver {
                     }
                 },
             };
-            if self.core.membership.is_removed() {
+            if self.core.membership().is_removed() {
                 warn!("another member removed this node from the cluster: stopping");
                 accept.abort();
                 self.stop(true).await;
@@ -168,7 +188,7 @@ impl Driver {
             self.drain_outputs();
             self.publish();
             self.settle().await;
-            if let Some((graceful, reply)) = stop {
+            if let Some(Stop { graceful, reply }) = stop {
                 accept.abort();
                 self.stop(graceful).await;
                 let _ = reply.send(());
@@ -201,17 +221,17 @@ impl Driver {
     /// a yield, so that the connection tasks this worker woke seal and write them first and the
     /// peers apply them while this node does.
     async fn settle(&mut self) {
-        if !self.core.tables.unsettled() {
+        if !self.core.tables().unsettled() {
             return;
         }
         tokio::task::yield_now().await;
         let now = Instant::now();
-        self.core.with_tables(now, |t| t.settle(now));
+        self.core.handle(now, Input::Table(table::Input::Settle));
         self.drain_outputs();
     }
 
     /// Handles one message; returns Some when the node must stop (graceful or not).
-    fn on_msg(&mut self, msg: DriverMsg) -> Option<(bool, oneshot::Sender<()>)> {
+    fn on_msg(&mut self, msg: DriverMsg) -> Option<Stop> {
         let now = Instant::now();
         match msg {
             DriverMsg::Transport(TransportEvent::ConnUp { conn, peer, dialed }) => {
@@ -223,7 +243,7 @@ impl Driver {
             DriverMsg::Transport(TransportEvent::Inbound { from, msg }) => {
                 // Unless fault injection cuts the sender, or a relayed message's origin, off.
                 if !self.faults.drops_inbound(&from, &msg) {
-                    self.core.handle_message(now, from, msg);
+                    self.core.handle(now, Input::Message { from, msg });
                 }
             }
             DriverMsg::Transport(TransportEvent::DialFailed { addr, error }) => {
@@ -234,7 +254,7 @@ impl Driver {
         None
     }
 
-    fn on_command(&mut self, now: Instant, c: Command) -> Option<(bool, oneshot::Sender<()>)> {
+    fn on_command(&mut self, now: Instant, c: Command) -> Option<Stop> {
         match c {
             Command::Membership(c) => return self.on_membership_command(now, c),
             Command::Faults(c) => self.on_fault_command(c),
@@ -249,20 +269,19 @@ impl Driver {
     fn drain_outputs(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
-                StackOutput::Send { to, msg } => self.send(to, msg),
-                StackOutput::Dial { addr } => {
+                Output::Send { to, msg } => self.send(to, msg),
+                Output::Dial { addr } => {
                     self.tasks.spawn(conn::dial(self.shared.clone(), addr));
                 }
-                StackOutput::Disconnect { name } => {
+                Output::Disconnect { name } => {
                     // Dropping the sender closes the connection once its queue is written.
                     self.conns.remove(&name);
                 }
-                // Handlers hand deliveries to the application themselves.
-                StackOutput::Delivered(_) => {}
-                StackOutput::Messaging(m) => self.on_messaging(m),
-                StackOutput::Table(t) => self.on_table(t),
-                StackOutput::Singleton { name, event } => self.on_singleton(name, event),
-                StackOutput::Event(e) => self.on_member_event(e),
+                Output::Broadcast(b) => self.on_broadcast_output(b),
+                Output::Messaging(m) => self.on_messaging(m),
+                Output::Table(t) => self.on_table(t),
+                Output::Singleton(s) => self.on_singleton_output(s),
+                Output::Event(e) => self.on_member_event(e),
             }
         }
         for outbox in self.held.drain(..) {
@@ -270,6 +289,12 @@ impl Driver {
         }
         // Reap finished tasks so the set does not grow without bound.
         while self.tasks.try_join_next().is_some() {}
+    }
+
+    /// A token for a command whose answer comes out of the core.
+    fn next_token(&mut self) -> u64 {
+        self.last_token += 1;
+        self.last_token
     }
 
     async fn stop(&mut self, graceful: bool) {

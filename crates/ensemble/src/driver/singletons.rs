@@ -3,11 +3,21 @@
 
 use std::time::{Instant, SystemTime};
 
-use ensemble_proto::singleton::{SingletonEvent, SingletonInfo};
+use ensemble_proto::singleton::{self, SingletonError, SingletonEvent, SingletonInfo};
+use ensemble_proto::stack::Input;
+use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use super::Driver;
 use crate::command::{SingletonCommand, SingletonStatus};
+
+/// A registration waiting for the core's answer (`Done { token }`).
+pub(super) struct SingletonWaiter {
+    name: String,
+    /// The events channel the name had before, put back if the registration is refused.
+    previous: Option<mpsc::UnboundedSender<SingletonEvent>>,
+    reply: oneshot::Sender<Result<(), SingletonError>>,
+}
 
 impl SingletonStatus {
     fn from_info(i: SingletonInfo, now: Instant) -> Self {
@@ -39,31 +49,28 @@ impl Driver {
                 events,
                 reply,
             } => {
-                // The channel first: the activator's first event comes out of `register`.
+                // The channel first: the activator's first events follow its answer at once.
                 let previous = self.singleton_events.insert(name.clone(), events);
-                let result = self
-                    .core
-                    .with_singletons(now, |s| s.register(now, &name, spec));
-                match (&result, previous) {
-                    (Err(_), Some(p)) => {
-                        self.singleton_events.insert(name, p);
-                    }
-                    (Err(_), None) => {
-                        self.singleton_events.remove(&name);
-                    }
-                    (Ok(()), _) => {}
-                }
+                let token = self.next_token();
+                let waiter = SingletonWaiter {
+                    name: name.clone(),
+                    previous,
+                    reply,
+                };
+                self.singleton_waiters.insert(token, waiter);
+                let input = singleton::Input::Register { token, name, spec };
+                self.core.handle(now, Input::Singleton(input));
                 self.drain_outputs();
-                let _ = reply.send(result);
             }
             SingletonCommand::Unregister { name, reply } => {
-                self.core.with_singletons(now, |s| s.unregister(now, &name));
+                let input = singleton::Input::Unregister(name.clone());
+                self.core.handle(now, Input::Singleton(input));
                 self.drain_outputs();
                 self.singleton_events.remove(&name);
                 let _ = reply.send(());
             }
             SingletonCommand::List { reply } => {
-                let s = &self.core.singletons;
+                let s = self.core.singletons();
                 let list = s
                     .names()
                     .filter_map(|n| s.info(n))
@@ -76,12 +83,33 @@ impl Driver {
 
     /// Every activator stops (the node leaves or shuts down): leaders hand over at once.
     pub(super) fn stop_singletons(&mut self, now: Instant) {
-        self.core.with_singletons(now, |s| s.unregister_all(now));
+        let input = singleton::Input::UnregisterAll;
+        self.core.handle(now, Input::Singleton(input));
         self.drain_outputs();
         self.singleton_events.clear();
     }
 
-    pub(super) fn on_singleton(&mut self, name: String, event: SingletonEvent) {
+    pub(super) fn on_singleton_output(&mut self, out: singleton::Output) {
+        match out {
+            singleton::Output::Event { name, event } => self.on_singleton(name, event),
+            singleton::Output::Done { token, result } => {
+                let Some(w) = self.singleton_waiters.remove(&token) else {
+                    return;
+                };
+                if result.is_err() {
+                    match w.previous {
+                        Some(p) => self.singleton_events.insert(w.name, p),
+                        None => self.singleton_events.remove(&w.name),
+                    };
+                }
+                let _ = w.reply.send(result);
+            }
+            // The stack hands sends out as frames (`Output::Send`).
+            singleton::Output::Send { .. } => {}
+        }
+    }
+
+    fn on_singleton(&mut self, name: String, event: SingletonEvent) {
         match &event {
             SingletonEvent::NowLeader { epoch } => {
                 info!(singleton = %name, epoch, "leading singleton {name} at epoch {epoch}")

@@ -4,27 +4,139 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ensemble_proto::table::{self, TableError, Tables};
-use tokio::sync::broadcast;
+use ensemble_proto::stack::Input;
+use ensemble_proto::table::{self, Reply, TableError};
+use tokio::sync::{broadcast, oneshot};
 use tracing::{info, warn};
 
 use super::Driver;
-use crate::command::{Done, Opened, TableCommand};
+use crate::command::{Done, DownHook, Opened, TableCommand};
 
 /// How many change batches a slow subscriber may lag behind before it misses some.
 const CHANGES_CAPACITY: usize = 4096;
 
+/// A caller waiting for the core's answer to a table command (`Done { token }`).
+pub(super) enum TableWaiter {
+    /// An operation that completes with the replicas' answers.
+    Op(Done),
+    /// A table being created or opened: the caller gets its records and change feed.
+    Create {
+        name: String,
+        down: Option<DownHook>,
+        reply: oneshot::Sender<Result<Opened, TableError>>,
+    },
+    /// A pause, answered at once.
+    Pause(oneshot::Sender<Result<(), TableError>>),
+}
+
 impl Driver {
     pub(super) fn on_table_command(&mut self, now: Instant, c: TableCommand) {
-        match c {
+        let token = self.next_token();
+        let (input, waiter) = match c {
             TableCommand::Create {
                 name,
                 spec,
                 down,
                 reply,
             } => {
-                let result = self.core.with_tables(now, |t| t.create(&name, spec));
-                let result = result.map(|store| {
+                let input = table::Input::Create {
+                    token,
+                    table: name.clone(),
+                    spec,
+                };
+                (input, TableWaiter::Create { name, down, reply })
+            }
+            TableCommand::Write { table, ops, reply } => {
+                let input = table::Input::Write { token, table, ops };
+                (input, TableWaiter::Op(reply))
+            }
+            TableCommand::Leader {
+                table,
+                op,
+                timeout,
+                reply,
+            } => {
+                let deadline = crate::time::deadline(now, timeout);
+                let input = table::Input::Leader {
+                    token,
+                    table,
+                    op,
+                    deadline,
+                };
+                (input, TableWaiter::Op(reply))
+            }
+            TableCommand::Join {
+                table,
+                node,
+                timeout,
+                reply,
+            } => {
+                let deadline = crate::time::deadline(now, timeout);
+                let input = table::Input::Join {
+                    token,
+                    table,
+                    node,
+                    deadline,
+                };
+                (input, TableWaiter::Op(reply))
+            }
+            TableCommand::PingAll {
+                table,
+                timeout,
+                reply,
+            } => {
+                let deadline = crate::time::deadline(now, timeout);
+                let input = table::Input::PingAll {
+                    token,
+                    table,
+                    deadline,
+                };
+                (input, TableWaiter::Op(reply))
+            }
+            TableCommand::Pause { table, id, reply } => {
+                let input = table::Input::Pause {
+                    token,
+                    table,
+                    pause: id,
+                };
+                (input, TableWaiter::Pause(reply))
+            }
+            TableCommand::Unpause { table, id } => {
+                let input = table::Input::Unpause { table, pause: id };
+                return self.core.handle(now, Input::Table(input));
+            }
+            TableCommand::Info { table, reply } => {
+                // Its size counts the writes made here, applied or not yet.
+                self.core.handle(now, Input::Table(table::Input::Settle));
+                let _ = reply.send(self.core.tables().info(&table));
+                return;
+            }
+            TableCommand::List { reply } => {
+                let names = self.core.tables().names().map(str::to_owned).collect();
+                let _ = reply.send(names);
+                return;
+            }
+        };
+        // The answer comes out of the core as `Done { token }` (at once if refused here).
+        self.table_waiters.insert(token, waiter);
+        self.core.handle(now, Input::Table(input));
+    }
+
+    /// The core's answer to the table command with `token`.
+    fn on_table_done(&mut self, token: u64, result: Result<Reply, TableError>) {
+        match self.table_waiters.remove(&token) {
+            Some(TableWaiter::Op(reply)) => {
+                let _ = reply.send(result);
+            }
+            Some(TableWaiter::Pause(reply)) => {
+                let _ = reply.send(result.map(|_| ()));
+            }
+            Some(TableWaiter::Create { name, down, reply }) => {
+                let opened = result.and_then(|_| {
+                    let store = self.core.tables().store(&name);
+                    store.ok_or_else(|| TableError::Unknown(name.clone()))
+                });
+                let opened = opened.map(|store| {
                     let changes = self
                         .table_changes
                         .entry(name.clone())
@@ -35,85 +147,15 @@ impl Driver {
                     }
                     Opened { store, changes }
                 });
-                let _ = reply.send(result);
+                let _ = reply.send(opened);
             }
-            TableCommand::Write { table, ops, reply } => {
-                self.start_table_op(now, reply, |t, token| t.write(now, &table, token, ops));
-            }
-            TableCommand::Leader {
-                table,
-                op,
-                timeout,
-                reply,
-            } => {
-                let deadline = crate::time::deadline(now, timeout);
-                self.start_table_op(now, reply, |t, token| {
-                    t.leader(now, &table, token, op, deadline)
-                });
-            }
-            TableCommand::Join {
-                table,
-                node,
-                timeout,
-                reply,
-            } => {
-                let deadline = crate::time::deadline(now, timeout);
-                self.start_table_op(now, reply, |t, token| {
-                    t.join(now, &table, &node, token, deadline)
-                });
-            }
-            TableCommand::PingAll {
-                table,
-                timeout,
-                reply,
-            } => {
-                let deadline = crate::time::deadline(now, timeout);
-                self.start_table_op(now, reply, |t, token| {
-                    t.ping_all(now, &table, token, deadline)
-                });
-            }
-            TableCommand::Pause { table, id, reply } => {
-                let _ = reply.send(self.core.with_tables(now, |t| t.pause(&table, id)));
-            }
-            TableCommand::Unpause { table, id } => {
-                self.core.with_tables(now, |t| t.unpause(now, &table, id));
-            }
-            TableCommand::Info { table, reply } => {
-                // Its size counts the writes made here, applied or not yet.
-                self.core.with_tables(now, |t| t.settle(now));
-                let _ = reply.send(self.core.tables.info(&table));
-            }
-            TableCommand::List { reply } => {
-                let _ = reply.send(self.core.tables.names().map(str::to_owned).collect());
-            }
-        }
-    }
-
-    /// Starts an operation that completes later with `Done { token }`; one the core refuses
-    /// at once answers its caller at once.
-    fn start_table_op(
-        &mut self,
-        now: Instant,
-        reply: Done,
-        start: impl FnOnce(&mut Tables, u64) -> Result<(), TableError>,
-    ) {
-        self.next_token += 1;
-        let token = self.next_token;
-        self.table_waiters.insert(token, reply);
-        if let Err(e) = self.core.with_tables(now, |t| start(t, token)) {
-            if let Some(w) = self.table_waiters.remove(&token) {
-                let _ = w.send(Err(e));
-            }
+            None => {}
         }
     }
 
     pub(super) fn on_table(&mut self, out: table::Output) {
         match out {
-            table::Output::Done { token, result } => {
-                if let Some(w) = self.table_waiters.remove(&token) {
-                    let _ = w.send(result);
-                }
-            }
+            table::Output::Done { token, result } => self.on_table_done(token, result),
             table::Output::Changed { table, changes } => {
                 if let Some(tx) = self.table_changes.get(&table) {
                     if tx.receiver_count() > 0 {
@@ -139,7 +181,8 @@ impl Driver {
                     warn!(table = %table, node = %node, "re-merge of table {table} with {node} failed, will retry: {e}")
                 }
             },
-            table::Output::Send { .. } => unreachable!("the stack turns sends into frames"),
+            // The stack hands sends out as frames (`Output::Send`).
+            table::Output::Send { .. } => {}
         }
     }
 }
