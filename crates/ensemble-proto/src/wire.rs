@@ -18,10 +18,12 @@ pub use crate::messaging::DirectMsg;
 pub use crate::singleton::SingletonMsg;
 pub use crate::table::TableMsg;
 
-/// Oldest protocol version this build speaks.
-pub const MIN_PROTOCOL_VERSION: u16 = 2;
-/// Newest protocol version this build speaks (2: roles in the handshake, referrals, relay).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Oldest protocol version this build speaks: a peer of an older one is refused with
+/// [`Reject::Version`], which tells both sides' ranges.
+pub const MIN_PROTOCOL_VERSION: u16 = 3;
+/// Newest protocol version this build speaks (2: roles in the handshake, referrals, relay;
+/// 3: a replica's refusal of a join step is an enum, `table::Refusal`, not a text).
+pub const PROTOCOL_VERSION: u16 = 3;
 /// First bytes of every `Hello`, so a stray client is told apart from an old Ensemble node.
 pub const MAGIC: [u8; 4] = *b"ENSM";
 

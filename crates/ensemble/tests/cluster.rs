@@ -312,3 +312,48 @@ async fn dropping_the_last_handle_stops_the_node() {
     })
     .await;
 }
+
+/// A peer that speaks only an older protocol version is refused in the handshake with both
+/// sides' version ranges, before anything else is said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_an_older_protocol_version_is_refused_with_both_ranges() {
+    use ensemble::proto::wire::{
+        self, Frame, Hello, PeerInfo, Reject, MAGIC, MIN_PROTOCOL_VERSION, NONCE_LEN,
+        PROTOCOL_VERSION,
+    };
+    use futures::SinkExt;
+    use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+    let node = start("n0", &[]).await;
+    let stream = TcpStream::connect(node.addr()).await.unwrap();
+    let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
+    let old = MIN_PROTOCOL_VERSION - 1;
+    let hello = Hello {
+        magic: MAGIC,
+        min_version: old,
+        max_version: old,
+        cluster: "default".into(),
+        peer: PeerInfo {
+            name: "old".into(),
+            addr: "127.0.0.1:20999".parse().unwrap(),
+            incarnation: 1,
+            instance: 1,
+            role: None,
+        },
+        nonce: [7; NONCE_LEN],
+    };
+    let frame = wire::encode(&Frame::Hello(hello));
+    framed.send(bytes::Bytes::from(frame)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), framed.next())
+        .await
+        .expect("an answer")
+        .expect("a frame")
+        .unwrap();
+    match wire::decode(&reply).unwrap() {
+        Frame::Reject(Reject::Version { min, max }) => {
+            assert_eq!((min, max), (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION));
+        }
+        other => panic!("expected a version refusal, got {other:?}"),
+    }
+    node.shutdown().await;
+}
