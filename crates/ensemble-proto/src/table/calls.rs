@@ -41,10 +41,7 @@ impl Tables {
         op: LeaderOp,
         deadline: Instant,
     ) -> Result<(), TableError> {
-        let r = self
-            .replicas
-            .get(table)
-            .ok_or_else(|| TableError::Unknown(table.to_string()))?;
+        let r = self.replica(table)?;
         if let LeaderOp::InsertNew { key, value } | LeaderOp::InsertNewOrLookup { key, value } = &op
         {
             check_limits(
@@ -78,10 +75,7 @@ impl Tables {
         token: u64,
         deadline: Instant,
     ) -> Result<(), TableError> {
-        let r = self
-            .replicas
-            .get(table)
-            .ok_or_else(|| TableError::Unknown(table.to_string()))?;
+        let r = self.replica(table)?;
         let waiting = r.peers.clone();
         if waiting.is_empty() {
             self.push_output(Output::Done {

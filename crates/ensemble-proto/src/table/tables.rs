@@ -320,12 +320,8 @@ impl Tables {
         token: u64,
         ops: Vec<WriteOp>,
     ) -> Result<(), TableError> {
-        let config = &self.config;
-        let r = self
-            .replicas
-            .get_mut(table)
-            .ok_or_else(|| TableError::Unknown(table.to_string()))?;
-        check_limits(table, &r.spec, config, &r.read(), &ops)?;
+        let r = self.replica(table)?;
+        check_limits(table, &r.spec, &self.config, &r.read(), &ops)?;
         let mut fx = self.fx();
         let r = self.replicas.get_mut(table).expect("checked");
         r.write(now, &mut fx, ops, Completion::Token(token), true);
@@ -334,11 +330,10 @@ impl Tables {
     }
 
     fn pause(&mut self, table: &str, pause: u64) -> Result<(), TableError> {
-        let r = self
-            .replicas
-            .get_mut(table)
-            .ok_or_else(|| TableError::Unknown(table.to_string()))?;
-        r.pauses.insert(pause);
+        self.replica(table)?;
+        if let Some(r) = self.replicas.get_mut(table) {
+            r.pauses.insert(pause);
+        }
         Ok(())
     }
 
@@ -407,6 +402,13 @@ impl Tables {
     }
 
     // ---- effects ----
+
+    /// This node's replica of `table`, or the error a command on an unknown table answers.
+    pub(super) fn replica(&self, table: &str) -> Result<&Replica, TableError> {
+        self.replicas
+            .get(table)
+            .ok_or_else(|| TableError::Unknown(table.to_string()))
+    }
 
     pub(super) fn fx(&self) -> Fx {
         Fx {

@@ -22,6 +22,17 @@ pub(crate) struct ApplyJoin {
 }
 
 impl Replica {
+    /// Tells the coordinator of `join` that this replica will not take part, and why.
+    fn refuse(&self, fx: &mut Fx, coordinator: &str, join: u64, reason: Refusal) {
+        let table = self.name.clone();
+        let msg = TableMsg::Refused {
+            table,
+            join,
+            reason,
+        };
+        fx.send(coordinator, msg);
+    }
+
     pub(super) fn check_drained(&mut self, fx: &mut Fx) {
         if self.awaiting_drain.is_some() && self.drained() {
             let (coordinator, join) = self.awaiting_drain.take().expect("checked");
@@ -56,15 +67,7 @@ impl Replica {
                 let reason = Refusal::Busy {
                     coordinator: l.coordinator.clone(),
                 };
-                fx.send(
-                    from,
-                    TableMsg::Refused {
-                        table: self.name.clone(),
-                        join,
-                        reason,
-                    },
-                );
-                return;
+                return self.refuse(fx, from, join, reason);
             }
         }
         self.lock = Some(Lock {
@@ -82,15 +85,7 @@ impl Replica {
 
     pub fn on_snapshot_request(&self, fx: &mut Fx, from: &str, join: u64) {
         if !self.locked_by(from, join) {
-            fx.send(
-                from,
-                TableMsg::Refused {
-                    table: self.name.clone(),
-                    join,
-                    reason: Refusal::NotLocked,
-                },
-            );
-            return;
+            return self.refuse(fx, from, join, Refusal::NotLocked);
         }
         let chunks = self.read().chunks(fx.config.chunk_bytes);
         let total = store::count(&chunks);
@@ -129,15 +124,7 @@ impl Replica {
         };
         if let Some(reason) = refuse {
             self.incoming.clear();
-            fx.send(
-                from,
-                TableMsg::Refused {
-                    table: self.name.clone(),
-                    join,
-                    reason,
-                },
-            );
-            return;
+            return self.refuse(fx, from, join, reason);
         }
         let mut changes = Vec::new();
         {
