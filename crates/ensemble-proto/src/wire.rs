@@ -64,6 +64,20 @@ pub struct PeerInfo {
     pub role: Option<crate::topology::Role>,
 }
 
+impl PeerInfo {
+    /// How the process `instance` announces the member `m` (its name, address, incarnation
+    /// and role) in a handshake.
+    pub fn of(m: &Member, instance: u64) -> PeerInfo {
+        PeerInfo {
+            name: m.name.clone(),
+            addr: m.addr,
+            incarnation: m.incarnation,
+            instance,
+            role: crate::topology::role_of(m),
+        }
+    }
+}
+
 /// First frame of the dialer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {

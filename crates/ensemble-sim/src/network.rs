@@ -454,13 +454,7 @@ impl Sim {
             .expect("running node")
             .membership()
             .local();
-        PeerInfo {
-            name: m.name.clone(),
-            addr: m.addr,
-            incarnation: m.incarnation,
-            instance: self.nodes[id].instance,
-            role: ensemble_proto::topology::role_of(m),
-        }
+        PeerInfo::of(m, self.nodes[id].instance)
     }
 
     fn dispatch(&mut self, event: Event) {

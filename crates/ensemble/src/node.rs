@@ -119,13 +119,6 @@ impl Node {
             tags,
         };
         let instance = rand::random();
-        let me = PeerInfo {
-            name: config.name.clone(),
-            addr,
-            incarnation,
-            instance,
-            role,
-        };
         let rng_seed = rand::random();
         let now = std::time::Instant::now();
         let seeds = config
@@ -152,6 +145,7 @@ impl Node {
             handler: Box::new(log),
         };
         core.handle(now, Input::Broadcast(register));
+        let me = PeerInfo::of(core.membership().local(), instance);
 
         let (driver_tx, driver_rx) = mpsc::channel(8192);
         let (me_tx, me_rx) = watch::channel(me);

@@ -99,14 +99,7 @@ impl Driver {
         self.published_version = membership.view_version();
         let members: Vec<Arc<Member>> = membership.versions().cloned().collect();
         self.published.members.send_replace(Arc::new(members));
-        let local = membership.local();
-        let me = PeerInfo {
-            name: local.name.clone(),
-            addr: local.addr,
-            incarnation: local.incarnation,
-            instance: self.instance,
-            role: ensemble_proto::topology::role_of(local),
-        };
+        let me = PeerInfo::of(membership.local(), self.instance);
         self.published.me.send_if_modified(|old| {
             let changed = *old != me;
             *old = me;
