@@ -52,6 +52,8 @@ enum Command {
     Singleton(commands::singleton::SingletonArgs),
     /// Inject, resolve or list partitions on an agent (for tests; the agent must allow it).
     Partition(commands::partition::PartitionArgs),
+    /// Print a new cluster key (32 random bytes, hex): for --secret-file or ENSEMBLE_SECRET.
+    Keygen,
     /// Start a local cluster, crash a node, restart it, and print the timeline.
     Demo(demo::DemoArgs),
     /// Measure real agents on 127.0.0.1 (against HashiCorp Serf when installed).
@@ -73,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Table(args) => commands::table::run(args),
         Command::Tracker(args) => commands::tracker::run(args),
         Command::Singleton(args) => commands::singleton::run(args),
+        Command::Keygen => commands::keygen::run(),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

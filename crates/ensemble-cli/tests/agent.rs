@@ -104,8 +104,8 @@ fn a_wrong_secret_is_refused_and_logged_on_both_sides() {
         Duration::from_secs(15),
         "both sides log the refusal",
         || {
-            good.log_text().contains("secret mismatch")
-                && bad.log_text().contains("secret mismatch")
+            let said = |log: String| log.contains("key exchange") && log.contains("same secret");
+            said(good.log_text()) && said(bad.log_text())
         },
     );
     let members = good.members().unwrap();
@@ -117,6 +117,31 @@ fn a_wrong_secret_is_refused_and_logged_on_both_sides() {
 }
 
 /// Runs `ensemble ARGS`, expects it to fail, and expects every needle on its stderr.
+
+#[test]
+fn a_weak_secret_is_refused_at_start_and_keygen_prints_a_strong_one() {
+    let dir = tempdir();
+    let weak = dir.path().join("weak");
+    std::fs::write(&weak, "passwordpassword\n").unwrap();
+    let port = free_port().to_string();
+    let bind = format!("127.0.0.1:{port}");
+    let args = ["agent", "--name", "w", "--bind", &bind, "--secret-file"];
+    let args = [&args[..], &[weak.to_str().unwrap()]].concat();
+    fails_saying(&args, &["too weak", "ensemble keygen"]);
+    let out = Command::new(exe()).arg("keygen").output().unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    let key = key.trim();
+    assert_eq!(key.len(), 64);
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+    let again = Command::new(exe()).arg("keygen").output().unwrap();
+    assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), key);
+    // An agent starts with it.
+    let a = Agent::start(dir.path(), "k", None, key);
+    wait_for(Duration::from_secs(15), "the agent answers", || {
+        a.members().is_some()
+    });
+}
 
 #[test]
 fn bad_config_exits_naming_the_key() {

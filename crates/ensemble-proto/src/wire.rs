@@ -20,24 +20,33 @@ pub use crate::table::TableMsg;
 
 /// Oldest protocol version this build speaks: a peer of an older one is refused with
 /// [`Reject::Version`], which tells both sides' ranges.
-pub const MIN_PROTOCOL_VERSION: u16 = 3;
+pub const MIN_PROTOCOL_VERSION: u16 = 4;
 /// Newest protocol version this build speaks (2: roles in the handshake, referrals, relay;
-/// 3: a replica's refusal of a join step is an enum, `table::Refusal`, not a text).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 3: a replica's refusal of a join step is an enum, `table::Refusal`, not a text; 4: the
+/// handshake is a password-authenticated key exchange (SPAKE2) with ephemeral X25519, bound
+/// to the whole transcript, and accepts any key of the acceptor's keyring).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// First bytes of every `Hello`, so a stray client is told apart from an old Ensemble node.
 pub const MAGIC: [u8; 4] = *b"ENSM";
 
-/// Length of handshake nonces, in bytes.
-pub const NONCE_LEN: usize = 32;
+/// Most keys an acceptor offers in one handshake (its keyring's size limit).
+pub const MAX_HANDSHAKE_KEYS: usize = 8;
+
+/// Length of an X25519 public key and of a key confirmation, in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// Longest SPAKE2 message accepted, in bytes (they are 33).
+pub const MAX_PAKE_LEN: usize = 64;
 
 /// A frame on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Frame {
-    /// Dialer to acceptor: who I am and which versions I speak.
+    /// Dialer to acceptor: who I am, which versions I speak, my halves of the key exchanges.
     Hello(Hello),
-    /// Acceptor to dialer: chosen version, who I am, proof that I know the secret.
+    /// Acceptor to dialer: chosen version, who I am, my halves of the key exchanges (one
+    /// password-authenticated exchange per key I accept), and a key confirmation for each.
     Welcome(Welcome),
-    /// Dialer to acceptor: proof that I know the secret.
+    /// Dialer to acceptor: my key confirmation.
     Auth(Auth),
     /// Acceptor to dialer: the handshake is complete.
     Accepted,
@@ -87,35 +96,49 @@ pub struct Hello {
     pub min_version: u16,
     /// Newest version the dialer speaks.
     pub max_version: u16,
-    /// Cluster name; both sides must agree.
+    /// The dialer's cluster name. The acceptor does not trust it (the key exchange binds the
+    /// acceptor's own cluster name) and uses it only to log why a handshake failed.
     pub cluster: String,
     /// The dialer.
     pub peer: PeerInfo,
-    /// Random challenge for the acceptor.
-    pub nonce: [u8; NONCE_LEN],
+    /// The dialer's SPAKE2 message (side A) under its primary key.
+    pub pake: Vec<u8>,
+    /// The dialer's ephemeral X25519 public key.
+    pub ephemeral: [u8; KEY_LEN],
+}
+
+/// What the acceptor's key confirmations cover, besides the [`Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WelcomeCore {
+    /// The version both will speak: the highest both support.
+    pub version: u16,
+    /// The acceptor.
+    pub peer: PeerInfo,
+    /// The acceptor's SPAKE2 messages (side B), one per key it accepts.
+    pub pakes: Vec<Vec<u8>>,
+    /// The acceptor's ephemeral X25519 public key.
+    pub ephemeral: [u8; KEY_LEN],
 }
 
 /// The acceptor's answer to [`Hello`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Welcome {
-    /// The version both will speak: the highest both support.
-    pub version: u16,
-    /// The acceptor.
-    pub peer: PeerInfo,
-    /// Random challenge for the dialer.
-    pub nonce: [u8; NONCE_LEN],
-    /// MAC over both nonces under the cluster secret.
-    pub proof: Vec<u8>,
+    /// Everything but the confirmations.
+    pub core: WelcomeCore,
+    /// Per key, in the order of `core.pakes`: the acceptor's key confirmation, a MAC over the
+    /// transcript under the keys that exchange gives.
+    pub confirms: Vec<[u8; KEY_LEN]>,
 }
 
-/// The dialer's proof of the secret.
+/// The dialer's answer to a [`Welcome`] whose confirmation matched one of its keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Auth {
-    /// MAC over both nonces under the cluster secret.
-    pub proof: Vec<u8>,
+    /// The dialer's key confirmation.
+    pub confirm: [u8; KEY_LEN],
 }
 
-/// Why a handshake was refused.
+/// Why a handshake was refused. Before both sides proved a common key, a refusal says nothing
+/// about the refusing side's cluster: the details go to its log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reject {
     /// The versions do not overlap.
@@ -125,14 +148,10 @@ pub enum Reject {
         /// Newest version the refusing side speaks.
         max: u16,
     },
-    /// The cluster names differ.
-    Cluster {
-        /// The refusing side's cluster name.
-        expected: String,
-    },
-    /// The other side's proof did not match the cluster secret.
-    Secret,
-    /// The name is taken or not allowed (for example it is the refusing node's own name).
+    /// The key exchange failed: no common key, another cluster name, or a changed message.
+    Auth,
+    /// The name is taken or not allowed (for example it is the refusing node's own name);
+    /// sent only once the keys matched.
     Name(String),
 }
 
@@ -422,9 +441,22 @@ mod tests {
                     instance: 7,
                     role: Some(crate::topology::Role::Client),
                 },
-                nonce: [7; NONCE_LEN],
+                pake: vec![1; 33],
+                ephemeral: [7; KEY_LEN],
             }),
-            Frame::Reject(Reject::Secret),
+            Frame::Welcome(Welcome {
+                core: WelcomeCore {
+                    version: PROTOCOL_VERSION,
+                    peer: PeerInfo::of(&member, 9),
+                    pakes: vec![vec![2; 33], vec![3; 33]],
+                    ephemeral: [8; KEY_LEN],
+                },
+                confirms: vec![[4; KEY_LEN], [5; KEY_LEN]],
+            }),
+            Frame::Auth(Auth {
+                confirm: [6; KEY_LEN],
+            }),
+            Frame::Reject(Reject::Auth),
             Frame::Message(Message::Membership(MembershipMsg::Gossip {
                 members: vec![Arc::new(member)],
             })),

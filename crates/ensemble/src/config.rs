@@ -25,8 +25,11 @@ pub struct Config {
     pub advertise: Option<SocketAddr>,
     /// Cluster name; nodes of different clusters refuse each other.
     pub cluster: String,
-    /// Shared secret that authenticates members.
+    /// The cluster key this node dials with (the primary key of its keyring).
     pub secret: Secret,
+    /// Other cluster keys this node accepts when dialled (its keyring beyond the primary), at
+    /// most [`crate::MAX_KEYS`] keys in all: during a key rotation (see docs/SECURITY.md).
+    pub keys: Vec<Secret>,
     /// Addresses to join through; retried with back-off until one answers.
     pub seeds: Vec<SocketAddr>,
     /// Metadata announced to the other members.
@@ -80,6 +83,7 @@ impl Config {
             advertise: None,
             cluster: "default".into(),
             secret,
+            keys: Vec::new(),
             seeds: Vec::new(),
             tags: BTreeMap::new(),
             membership: ensemble_proto::Config::default(),
@@ -119,6 +123,7 @@ impl Config {
             )));
         }
         check_channels(&self.channels)?;
+        crate::Keyring::with(self.secret.clone(), self.keys.iter().cloned())?;
         Ok(tags)
     }
 }

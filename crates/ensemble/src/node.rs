@@ -152,9 +152,11 @@ impl Node {
         let (members_tx, members_rx) = watch::channel(Arc::new(vec![Arc::new(local)]));
         let (events_tx, events_rx) = broadcast::channel(4096);
         let (partitions_tx, partitions_rx) = watch::channel(BTreeMap::new());
+        let keyring = crate::Keyring::with(config.secret.clone(), config.keys.iter().cloned())?;
+        let keyring = Arc::new(std::sync::RwLock::new(keyring));
         let shared = Shared::new(
             config.cluster.clone(),
-            config.secret.clone(),
+            keyring.clone(),
             me_rx,
             &config,
             driver_tx.clone(),

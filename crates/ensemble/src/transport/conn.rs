@@ -20,7 +20,7 @@ use super::outbox::Outbox;
 use super::session::{Opener, Session, OVERHEAD};
 use super::shared_ops::SharedOps;
 use super::{authenticated, framed, CutOff, FramedStream, Inbox, TransportEvent};
-use crate::secret::Secret;
+use crate::keyring::SharedKeyring;
 
 /// Most handshakes in progress at once on the accepting side.
 const MAX_PENDING_HANDSHAKES: usize = 256;
@@ -32,7 +32,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// What connection tasks share with the driver (`M`: the driver's messages, see [`Inbox`]).
 pub(crate) struct Shared<M> {
     pub cluster: String,
-    pub secret: Secret,
+    /// The cluster keys (rotation changes them while connections come and go).
+    pub keyring: SharedKeyring,
     /// This node as it announces itself; the driver updates the incarnation.
     pub me: watch::Receiver<PeerInfo>,
     pub max_frame: usize,
@@ -66,7 +67,7 @@ pub(crate) struct ConnHandle {
 impl<M: Inbox> Shared<M> {
     pub fn new(
         cluster: String,
-        secret: Secret,
+        keyring: SharedKeyring,
         me: watch::Receiver<PeerInfo>,
         config: &crate::Config,
         events: mpsc::Sender<M>,
@@ -74,7 +75,7 @@ impl<M: Inbox> Shared<M> {
     ) -> Arc<Self> {
         Arc::new(Shared {
             cluster,
-            secret,
+            keyring,
             me,
             max_frame: config.max_frame_size,
             dial_timeout: config.dial_timeout,
@@ -90,7 +91,7 @@ impl<M: Inbox> Shared<M> {
     fn params(&self) -> Params {
         Params {
             cluster: self.cluster.clone(),
-            secret: self.secret.clone(),
+            keyring: self.keyring.clone(),
             me: self.me.borrow().clone(),
             cut_off: self.cut_off.clone(),
         }
@@ -410,6 +411,7 @@ impl Lanes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
     use ensemble_proto::table::TableMsg;
     use futures::SinkExt;
 
@@ -448,7 +450,7 @@ mod tests {
         }
         let shared = Shared::new(
             "c".into(),
-            secret,
+            Arc::new(std::sync::RwLock::new(crate::Keyring::new(secret))),
             watch::channel(me.clone()).1,
             &config,
             events,
