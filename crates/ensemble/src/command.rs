@@ -52,6 +52,53 @@ pub(crate) enum Command {
     Table(TableCommand),
     /// Singletons.
     Singleton(SingletonCommand),
+    /// The keyrings of every node.
+    Keys(KeyCommand),
+}
+
+/// A key operation on every live node of the cluster (this one included).
+pub(crate) struct KeyCommand {
+    pub op: KeyOp,
+    /// How long to wait for the other nodes' answers.
+    pub timeout: Duration,
+    pub reply: oneshot::Sender<KeyResponse>,
+}
+
+/// What a key operation does at each node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) enum KeyOp {
+    /// Nothing: each node tells its keys.
+    List,
+    /// Accept this key too.
+    Install(Vec<u8>),
+    /// Dial with this key (installed already).
+    Use(Vec<u8>),
+    /// Stop accepting this key (not the primary).
+    Remove(Vec<u8>),
+}
+
+/// The outcome of a key operation across the cluster ([`crate::Node::install_key`] and the
+/// others), like `serf keys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeyResponse {
+    /// The live nodes asked, this one included.
+    pub nodes: usize,
+    /// The nodes where it succeeded.
+    pub succeeded: Vec<String>,
+    /// The nodes where it failed, with why (a node that did not answer in time too).
+    pub failed: std::collections::BTreeMap<String, String>,
+    /// Per key fingerprint, over the nodes that answered: how many hold the key and how many
+    /// dial with it, after the operation.
+    pub keys: std::collections::BTreeMap<String, KeyUse>,
+}
+
+/// How many nodes hold one key, and how many of those dial with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KeyUse {
+    /// Nodes that hold the key.
+    pub installed: usize,
+    /// Nodes whose primary key it is.
+    pub primary: usize,
 }
 
 /// Membership commands of the public API.

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use ensemble_proto::wire::MAX_HANDSHAKE_KEYS;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::error::Error;
 use crate::secret::Secret;
@@ -27,8 +28,54 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-/// A keyring the handshakes read and rotation changes, shared.
-pub(crate) type SharedKeyring = Arc<RwLock<Keyring>>;
+/// A node's keyring as its parts share it: the handshakes read it, key operations change it
+/// (from this node's API or another node's request), and every change is published.
+pub(crate) struct KeyringCell {
+    ring: RwLock<Keyring>,
+    changes: watch::Sender<Keyring>,
+}
+
+/// The keyring cell, shared.
+pub(crate) type SharedKeyring = Arc<KeyringCell>;
+
+impl std::fmt::Debug for KeyringCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.snapshot().fmt(f)
+    }
+}
+
+impl KeyringCell {
+    pub(crate) fn new(ring: Keyring) -> SharedKeyring {
+        let (changes, _) = watch::channel(ring.clone());
+        Arc::new(KeyringCell {
+            ring: RwLock::new(ring),
+            changes,
+        })
+    }
+
+    /// The keys as they are now.
+    pub(crate) fn snapshot(&self) -> Keyring {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes the keyring with `f` (nothing changes if it fails) and publishes the result.
+    pub(crate) fn update<T>(
+        &self,
+        f: impl FnOnce(&mut Keyring) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = ring.clone();
+        let out = f(&mut next)?;
+        *ring = next;
+        self.changes.send_replace(ring.clone());
+        Ok(out)
+    }
+
+    /// Every change from now on.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Keyring> {
+        self.changes.subscribe()
+    }
+}
 
 impl Keyring {
     /// A keyring holding `primary` only.
@@ -55,6 +102,12 @@ impl Keyring {
     /// Every key this node accepts, primary first.
     pub fn keys(&self) -> &[Secret] {
         &self.keys
+    }
+
+    /// Each key's fingerprint, and whether it is the primary, primary first.
+    pub fn fingerprints(&self) -> Vec<(String, bool)> {
+        let keys = self.keys.iter().enumerate();
+        keys.map(|(i, k)| (fingerprint(k), i == 0)).collect()
     }
 
     /// Accepts `key` too (nothing changes if it is installed already).

@@ -40,6 +40,7 @@ mod transport;
 
 pub use api::broadcast::MAX_EVENT_NAME;
 pub use api::faults::PartitionRef;
+pub use api::keys::KEY_TIMEOUT;
 pub use api::membership::Watch;
 pub use api::messaging::Mailbox;
 pub use api::singleton::{
@@ -49,7 +50,9 @@ pub use api::table::{
     PauseGuard, RequestId, Table, TableChange, TableChanges, TableOptions, DEFAULT_TIMEOUT,
 };
 pub use api::tracker::{Mode, NodeRow, NodeStatus, NodeUpdate, Tracker, TRACKER_TABLE};
-pub use command::{BroadcastStatus, Envelope, SingletonStatus, MAILBOX_CAPACITY};
+pub use command::{
+    BroadcastStatus, Envelope, KeyResponse, KeyUse, SingletonStatus, MAILBOX_CAPACITY,
+};
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};

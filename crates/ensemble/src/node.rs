@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) channels: Vec<String>,
     /// The role in a client-server topology, which takes a tag.
     pub(crate) role: Option<ensemble_proto::topology::Role>,
+    /// The cluster keys, shared with the handshakes and the driver.
+    pub(crate) keyring: crate::keyring::SharedKeyring,
 }
 
 impl Drop for Inner {
@@ -153,7 +155,7 @@ impl Node {
         let (events_tx, events_rx) = broadcast::channel(4096);
         let (partitions_tx, partitions_rx) = watch::channel(BTreeMap::new());
         let keyring = crate::Keyring::with(config.secret.clone(), config.keys.iter().cloned())?;
-        let keyring = Arc::new(std::sync::RwLock::new(keyring));
+        let keyring = crate::keyring::KeyringCell::new(keyring);
         let shared = Shared::new(
             config.cluster.clone(),
             keyring.clone(),
@@ -191,6 +193,7 @@ impl Node {
                 tracker: std::sync::atomic::AtomicBool::new(false),
                 channels: config.channels.clone(),
                 role,
+                keyring,
             }),
         })
     }

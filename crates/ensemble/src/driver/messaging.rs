@@ -64,7 +64,7 @@ impl Driver {
         }
     }
 
-    fn send_direct(
+    pub(super) fn send_direct(
         &mut self,
         now: Instant,
         out: Outgoing,
@@ -158,6 +158,9 @@ impl Driver {
                 name,
                 payload,
             } => {
+                if name == super::keys::KEYS {
+                    return self.on_key_message(Instant::now(), from, payload);
+                }
                 let Some(mb) = self.mailboxes.get(&name) else {
                     return;
                 };

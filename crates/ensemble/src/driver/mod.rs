@@ -32,6 +32,7 @@ use crate::transport::TransportEvent;
 mod broadcast;
 mod conns;
 mod faults;
+mod keys;
 mod membership;
 mod messaging;
 mod singletons;
@@ -76,6 +77,8 @@ pub(crate) struct Driver {
     broadcast_waiters: HashMap<u64, broadcast::BroadcastWaiter>,
     /// Singleton registrations waiting for their answer.
     singleton_waiters: HashMap<u64, singletons::SingletonWaiter>,
+    /// Key operations gathering the other nodes' answers, by request id.
+    key_ops: HashMap<u64, mpsc::Sender<(String, keys::Answer)>>,
     /// Change subscriptions per table.
     table_changes: HashMap<String, tokio::sync::broadcast::Sender<ChangeBatch>>,
     /// `handle_down` hooks per table.
@@ -140,6 +143,7 @@ impl Driver {
             table_waiters: HashMap::new(),
             broadcast_waiters: HashMap::new(),
             singleton_waiters: HashMap::new(),
+            key_ops: HashMap::new(),
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
             singleton_events: HashMap::new(),
@@ -149,6 +153,7 @@ impl Driver {
     /// Runs until shutdown; `listener` is the accept loop's task.
     pub async fn run(mut self, listener: tokio::net::TcpListener) {
         let accept = tokio::spawn(conn::accept_loop(self.shared.clone(), listener));
+        self.serve_keys(Instant::now());
         self.drain_outputs();
         self.publish();
         loop {
@@ -262,6 +267,7 @@ impl Driver {
             Command::Messaging(c) => self.on_messaging_command(now, c),
             Command::Table(c) => self.on_table_command(now, c),
             Command::Singleton(c) => self.on_singleton_command(now, c),
+            Command::Keys(c) => self.on_key_command(now, c),
         }
         None
     }

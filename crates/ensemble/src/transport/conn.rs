@@ -450,7 +450,7 @@ mod tests {
         }
         let shared = Shared::new(
             "c".into(),
-            Arc::new(std::sync::RwLock::new(crate::Keyring::new(secret))),
+            crate::keyring::KeyringCell::new(crate::Keyring::new(secret)),
             watch::channel(me.clone()).1,
             &config,
             events,

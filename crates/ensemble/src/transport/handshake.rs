@@ -271,12 +271,7 @@ pub async fn dial(
 }
 
 async fn dial_inner(stream: &mut FramedStream, p: &Params) -> Result<Established, HandshakeError> {
-    let key = p
-        .keyring
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .primary()
-        .clone();
+    let key = p.keyring.snapshot().primary().clone();
     let mut seed = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut seed);
     let (_, pake) = dialer_pake(&key, &p.cluster, seed);
@@ -378,7 +373,7 @@ async fn accept_inner(
         return Err(HandshakeError::Closed);
     }
     let keys: Vec<Secret> = {
-        let ring = p.keyring.read().unwrap_or_else(|e| e.into_inner());
+        let ring = p.keyring.snapshot();
         ring.keys()
             .iter()
             .take(MAX_HANDSHAKE_KEYS)

@@ -2,12 +2,12 @@
 //! bound to the keys, forward secrecy, and the offline attacks the old handshake allowed.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, KeyringCell};
 use crate::transport::framed;
 
 #[derive(Debug)]
@@ -37,7 +37,7 @@ fn params(name: &str, cluster: &str, keys: &[Secret]) -> Params {
     let ring = Keyring::with(keys[0].clone(), keys[1..].iter().cloned()).unwrap();
     Params {
         cluster: cluster.into(),
-        keyring: Arc::new(RwLock::new(ring)),
+        keyring: KeyringCell::new(ring),
         me: peer(name, 20001),
         cut_off: Arc::new(Nobody),
     }
