@@ -52,6 +52,12 @@ pub struct Config {
     pub max_frame_size: usize,
     /// Time allowed to connect and complete the handshake.
     pub dial_timeout: Duration,
+    /// Time an accepted connection has to send its first frame (a real dialer sends it at
+    /// once; a connection left open and silent is closed after this). Default 500 ms.
+    pub first_frame_timeout: Duration,
+    /// Most handshakes in progress at once from one source address: a flood from one address
+    /// cannot take the places real peers need. Default 64.
+    pub handshakes_per_address: usize,
     /// Frames queued per connection and channel before new ones are dropped.
     pub send_queue: usize,
     /// While a caller of this node waits for a peer's reply (a synchronous table write, a
@@ -94,6 +100,8 @@ impl Config {
             event_log: 4096,
             max_frame_size: DEFAULT_MAX_FRAME,
             dial_timeout: Duration::from_secs(2),
+            first_frame_timeout: Duration::from_millis(500),
+            handshakes_per_address: 64,
             send_queue: 4096,
             busy_wait: Duration::from_micros(30),
             channels: Vec::new(),

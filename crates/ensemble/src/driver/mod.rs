@@ -25,6 +25,7 @@ use tracing::warn;
 
 use crate::command::{ChangeBatch, Command, DownHook, DriverMsg, Envelope};
 use crate::error::Error;
+use crate::transport::accept;
 use crate::transport::conn::{self, Shared};
 use crate::transport::outbox::Outbox;
 use crate::transport::TransportEvent;
@@ -152,7 +153,7 @@ impl Driver {
 
     /// Runs until shutdown; `listener` is the accept loop's task.
     pub async fn run(mut self, listener: tokio::net::TcpListener) {
-        let accept = tokio::spawn(conn::accept_loop(self.shared.clone(), listener));
+        let accept = tokio::spawn(accept::accept_loop(self.shared.clone(), listener));
         self.serve_keys(Instant::now());
         self.drain_outputs();
         self.publish();

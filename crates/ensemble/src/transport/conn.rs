@@ -10,10 +10,10 @@ use bytes::Bytes;
 use ensemble_proto::wire::{self, Frame, Message, PeerInfo};
 use futures::StreamExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::handshake::{self, HandshakeError, Params};
 use super::outbox::Outbox;
@@ -22,8 +22,6 @@ use super::shared_ops::SharedOps;
 use super::{authenticated, framed, CutOff, FramedStream, Inbox, TransportEvent};
 use crate::keyring::SharedKeyring;
 
-/// Most handshakes in progress at once on the accepting side.
-const MAX_PENDING_HANDSHAKES: usize = 256;
 /// Longest a write may block before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a connection this node closed is still read, waiting for the peer to close it too.
@@ -38,6 +36,10 @@ pub(crate) struct Shared<M> {
     pub me: watch::Receiver<PeerInfo>,
     pub max_frame: usize,
     pub dial_timeout: Duration,
+    /// How long an accepted connection may take to send its first frame.
+    pub first_frame_timeout: Duration,
+    /// Most handshakes in progress at once from one source address.
+    pub handshakes_per_address: usize,
     pub send_queue: usize,
     /// Named messaging channels besides the default one (lane 0); lane i + 1 is channel i.
     pub channels: Vec<String>,
@@ -79,6 +81,8 @@ impl<M: Inbox> Shared<M> {
             me,
             max_frame: config.max_frame_size,
             dial_timeout: config.dial_timeout,
+            first_frame_timeout: config.first_frame_timeout,
+            handshakes_per_address: config.handshakes_per_address,
             send_queue: config.send_queue,
             channels: config.channels.clone(),
             events,
@@ -88,7 +92,7 @@ impl<M: Inbox> Shared<M> {
         })
     }
 
-    fn params(&self) -> Params {
+    pub(super) fn params(&self) -> Params {
         Params {
             cluster: self.cluster.clone(),
             keyring: self.keyring.clone(),
@@ -128,44 +132,6 @@ pub(crate) async fn dial<M: Inbox>(shared: Arc<Shared<M>>, addr: SocketAddr) {
     }
 }
 
-/// Accepts connections until the listener task is aborted; the connections it accepted are
-/// aborted with it.
-pub(crate) async fn accept_loop<M: Inbox>(shared: Arc<Shared<M>>, listener: TcpListener) {
-    let limit = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let (stream, from) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            warn!(%from, "too many handshakes in progress; dropping connection from {from}");
-            continue;
-        };
-        let shared = shared.clone();
-        connections.spawn(async move {
-            let params = shared.params();
-            let mut stream = framed(stream);
-            let result = handshake::accept(&mut stream, &params, shared.dial_timeout).await;
-            drop(permit);
-            match result {
-                Ok((peer, _version, session)) => {
-                    authenticated(&mut stream, shared.max_frame + OVERHEAD);
-                    let dialer = peer.name.clone();
-                    serve(shared, stream, session, peer, dialer, None).await;
-                }
-                Err(e) if e.is_refusal() => warn!(%from, "refused connection from {from}: {e}"),
-                Err(e) => info!(%from, "closed connection from {from}: {e}"),
-            }
-        });
-    }
-}
-
 /// Why a connection ended.
 enum Close {
     /// The peer closed it.
@@ -194,7 +160,7 @@ impl Close {
 type Reader = Framed<OwnedReadHalf, LengthDelimitedCodec>;
 
 /// Registers an established connection with the driver and moves frames until it closes.
-async fn serve<M: Inbox>(
+pub(super) async fn serve<M: Inbox>(
     shared: Arc<Shared<M>>,
     stream: FramedStream,
     session: Session,
@@ -414,6 +380,7 @@ mod tests {
     use crate::secret::Secret;
     use ensemble_proto::table::TableMsg;
     use futures::SinkExt;
+    use tokio::net::TcpListener;
 
     fn ack(seq: u64) -> Message {
         Message::Table(TableMsg::Ack {

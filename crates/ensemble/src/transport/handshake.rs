@@ -83,6 +83,9 @@ pub enum HandshakeError {
     /// The handshake took too long.
     #[error("handshake timed out")]
     Timeout,
+    /// An accepted connection sent no first frame in time.
+    #[error("no hello within {0:?}")]
+    NoHello(Duration),
     /// The other side refused us.
     #[error("refused by the other side: {}", describe(.0))]
     RefusedBy(Reject),
@@ -341,13 +344,14 @@ async fn dial_inner(stream: &mut FramedStream, p: &Params) -> Result<Established
     }
 }
 
-/// Runs the acceptor's side; returns the dialer and the agreed version.
+/// Runs the acceptor's side; returns the dialer and the agreed version. The dialer has
+/// `deadlines.0` to send its first frame and `deadlines.1` for the whole handshake.
 pub async fn accept(
     stream: &mut FramedStream,
     p: &Params,
-    timeout: Duration,
+    deadlines: (Duration, Duration),
 ) -> Result<Established, HandshakeError> {
-    tokio::time::timeout(timeout, accept_inner(stream, p))
+    tokio::time::timeout(deadlines.1, accept_inner(stream, p, deadlines.0))
         .await
         .unwrap_or(Err(HandshakeError::Timeout))
 }
@@ -355,8 +359,11 @@ pub async fn accept(
 async fn accept_inner(
     stream: &mut FramedStream,
     p: &Params,
+    first_frame: Duration,
 ) -> Result<Established, HandshakeError> {
-    let hello_bytes = recv_bytes(stream).await?;
+    let hello_bytes = tokio::time::timeout(first_frame, recv_bytes(stream))
+        .await
+        .map_err(|_| HandshakeError::NoHello(first_frame))??;
     let hello = match wire::decode(&hello_bytes)? {
         Frame::Hello(h) if h.magic == MAGIC => h,
         _ => return Err(HandshakeError::Unexpected("frame instead of a hello")),

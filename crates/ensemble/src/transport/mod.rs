@@ -4,6 +4,7 @@
 //! its channel as whatever message type wraps them ([`Inbox`]), and ask it through [`CutOff`]
 //! whether fault injection cuts a peer off: the transport knows nothing of the driver.
 
+pub(crate) mod accept;
 pub mod conn;
 pub mod handshake;
 pub(crate) mod outbox;

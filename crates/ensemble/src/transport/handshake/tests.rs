@@ -71,7 +71,7 @@ async fn handshake(
     Result<Established, HandshakeError>,
 ) {
     let (mut ds, mut as_) = pair().await;
-    tokio::join!(dial(&mut ds, d, T), accept(&mut as_, a, T))
+    tokio::join!(dial(&mut ds, d, T), accept(&mut as_, a, (T, T)))
 }
 
 #[tokio::test]
@@ -116,7 +116,7 @@ struct Attempt {
 async fn attempt(acceptor: &Params, guess: &Secret, cluster: &str) -> Attempt {
     let (mut ds, mut as_) = pair().await;
     let acceptor = acceptor.clone();
-    let task = tokio::spawn(async move { accept(&mut as_, &acceptor, T).await });
+    let task = tokio::spawn(async move { accept(&mut as_, &acceptor, (T, T)).await });
     let mut seed = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut seed);
     let (_, pake) = dialer_pake(guess, cluster, seed);
@@ -275,7 +275,7 @@ async fn relayed(
             }
         }
     });
-    let (dr, ar) = tokio::join!(dial(&mut ds, d, T), accept(&mut as_, a, T));
+    let (dr, ar) = tokio::join!(dial(&mut ds, d, T), accept(&mut as_, a, (T, T)));
     relay.abort();
     (dr.is_ok(), ar.is_ok())
 }
@@ -362,7 +362,7 @@ async fn a_recorded_session_cannot_be_decrypted_with_the_key_afterwards() {
             }
         }
     });
-    let (dr, ar) = tokio::join!(dial(&mut ds, &d, T), accept(&mut as_, &a, T));
+    let (dr, ar) = tokio::join!(dial(&mut ds, &d, T), accept(&mut as_, &a, (T, T)));
     let ((_, _, mut dsess), (_, _, mut asess)) = (dr.unwrap(), ar.unwrap());
     let sealed = dsess.seal(b"the payroll");
     ds.send(Bytes::from(sealed)).await.unwrap();
