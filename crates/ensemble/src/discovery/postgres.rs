@@ -146,7 +146,15 @@ impl PostgresBackend {
             Some(rustls) => open(&self.config, rustls.clone()).await,
             None => open(&self.config, NoTls).await,
         }
-        .map_err(|e| format!("{} [{}]", describe(&e), self.tls))?;
+        .map_err(|e| {
+            let text = describe(&e);
+            // rustls names this one only by its variant.
+            let hint = match text.contains("UnknownIssuer") {
+                true => " (the server's certificate chain does not end at a trusted root)",
+                false => "",
+            };
+            format!("{text}{hint} [{}]", self.tls)
+        })?;
         // The server's word on this session's encryption (pg_stat_ssl, PostgreSQL 9.5+).
         let encryption = match client
             .query_opt(
