@@ -1,4 +1,5 @@
-//! PostgreSQL discovery against a throwaway PostgreSQL started by the test.
+//! PostgreSQL discovery against a throwaway PostgreSQL started by the test, with and
+//! without TLS.
 
 mod common;
 #[path = "support/pg.rs"]
@@ -8,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use ensemble::discovery::{Discovery, PostgresBackend, PostgresOptions, RetryKind};
+use ensemble::discovery::{Backend, Discovery, PostgresBackend, PostgresOptions, RetryKind};
 use ensemble::{Node, Status};
 
 use common::{start, status, wait_for};
@@ -122,6 +123,114 @@ fn nodes_register_find_each_other_expire_and_survive_the_database_going_away() {
             assert!(d.wait_for_ready(LIMIT).await, "{:?}", d.system_info());
         }
         assert_eq!(rows(&url).await.len(), 3);
+
+        // This server has no TLS: `prefer` (the default, above) went on in plain TCP,
+        // `require` does not.
+        let err = once(&format!("{url}?sslmode=require"), &nodes[0]).await;
+        assert!(err.contains("server does not support TLS"), "{err}");
+    });
+}
+
+/// The test's password for the TLS instance: it must never show in an error or a log line.
+const PASSWORD: &str = "pw-never-shown-5d1e";
+
+#[test]
+fn discovery_over_tls_encrypts_and_checks_the_server_as_sslmode_asks() {
+    let Some(pg) = pg::Pg::start_tls(PASSWORD) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ca = pg.ca_file();
+        let expiry = Duration::from_secs(60);
+        // a asks only for encryption, b checks the certificate and its name (127.0.0.1), and
+        // binds its SCRAM authentication to the TLS session (channel binding).
+        let require = pg.url_to("127.0.0.1", "sslmode=require");
+        let verify_full = pg.url_to(
+            "127.0.0.1",
+            &format!(
+                "sslmode=verify-full&sslrootcert={}&channel_binding=require",
+                ca.display()
+            ),
+        );
+        let a = start("a", &[]).await;
+        let b = start("b", &[]).await;
+        let da = support::start(&a, backend(&require, &a, expiry));
+        let db = support::start(&b, backend(&verify_full, &b, expiry));
+        wait_for(LIMIT, "a and b connected", || {
+            da.system_info().connected_nodes.len() == 1
+                && db.system_info().connected_nodes.len() == 1
+        })
+        .await;
+        assert!(da.wait_for_ready(LIMIT).await, "{:?}", da.system_info());
+        assert!(db.wait_for_ready(LIMIT).await, "{:?}", db.system_info());
+
+        // The server's view: both discovery sessions are encrypted.
+        let sessions = discovery_sessions(&pg).await;
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        for (ssl, version) in &sessions {
+            assert!(ssl, "a discovery session in plain TCP: {sessions:?}");
+            assert!(version.starts_with("TLSv1."), "{sessions:?}");
+        }
+
+        // verify-ca checks the chain only: `localhost` is not in the certificate.
+        let url = pg.url_to(
+            "localhost",
+            &format!("sslmode=verify-ca&sslrootcert={}", ca.display()),
+        );
+        let mut check = PostgresOptions::new(&url, "checks", "x", a.addr());
+        check.expiry = expiry;
+        let nodes = PostgresBackend::new(check).unwrap().get_nodes().await;
+        assert!(nodes.is_ok(), "{nodes:?}");
+        // verify-full checks the name too.
+        let url = pg.url_to(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+        );
+        let err = once(&url, &a).await;
+        assert!(err.contains("not valid for name"), "{err}");
+
+        // Another CA: the certificate is refused, and get_nodes is retried (after_error).
+        let other_ca = pg.dir().join("other-ca.crt");
+        std::fs::write(&other_ca, pg::new_ca("Another CA").pem()).unwrap();
+        let wrong = pg.url_to(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={}", other_ca.display()),
+        );
+        let c = start("c", &[]).await;
+        let dc = support::start(&c, backend(&wrong, &c, expiry));
+        wait_for(LIMIT, "c's get_nodes failed twice", || {
+            dc.system_info().get_nodes_count >= 2
+        })
+        .await;
+        let info = dc.system_info();
+        assert_eq!(info.last_get_nodes_retry_kind, Some(RetryKind::AfterError));
+        let err = info.last_get_nodes_result.unwrap();
+        assert!(err.contains("invalid peer certificate"), "{err}");
+        assert!(err.contains("UnknownIssuer"), "{err}");
+        assert!(err.contains("does not end at a trusted root"), "{err}");
+        assert!(err.contains("sslmode=verify-full"), "{err}");
+        assert!(
+            info.connected_nodes.is_empty(),
+            "{:?}",
+            info.connected_nodes
+        );
+
+        // No TLS: this server takes TCP connections over TLS only (hostssl).
+        let err = once(&pg.url_to("127.0.0.1", "sslmode=disable"), &a).await;
+        assert!(err.contains("no pg_hba.conf entry"), "{err}");
+        assert!(err.contains("no encryption"), "{err}");
+        assert!(err.contains("sslmode=disable"), "{err}");
+
+        // The password shows nowhere: not in errors, not in the options' Debug.
+        let options = PostgresOptions::new(&verify_full, "test", "b", b.addr());
+        assert!(!format!("{options:?}").contains(PASSWORD));
+        assert!(format!("{options:?}").contains("postgres:***@"));
+        assert_eq!(rows_over(&pg).await, vec!["a".to_owned(), "b".to_owned()]);
     });
 }
 
@@ -150,6 +259,58 @@ fn an_unreachable_database_is_an_after_error_retry() {
             PostgresBackend::new(PostgresOptions::new("not a url", "test", "a", a.addr())).is_err()
         );
     });
+}
+
+/// One `get_nodes` through a backend for `url`; its error.
+async fn once(url: &str, node: &Node) -> String {
+    let backend = PostgresBackend::new(PostgresOptions::new(url, "checks", "x", node.addr()))
+        .expect("the URL parses");
+    let err = backend
+        .get_nodes()
+        .await
+        .expect_err("get_nodes fails")
+        .to_string();
+    assert!(!err.contains(PASSWORD), "the password in an error: {err}");
+    err
+}
+
+/// (ssl, TLS version) of each discovery session, as the server sees them (through the Unix
+/// socket).
+async fn discovery_sessions(pg: &pg::Pg) -> Vec<(bool, String)> {
+    let (client, conn) = tokio_postgres::connect(&pg.socket_conn(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query(
+            "SELECT s.ssl, coalesce(s.version, '') FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+            &[&PostgresBackend::APPLICATION_NAME],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The node names registered in cluster `test`, read through the Unix socket.
+async fn rows_over(pg: &pg::Pg) -> Vec<String> {
+    let (client, conn) = tokio_postgres::connect(&pg.socket_conn(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query(
+            "SELECT node_name FROM discovery_nodes WHERE cluster_name = 'test' \
+             ORDER BY node_name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 async fn pg_stop(pg: &pg::Pg) {
