@@ -1,6 +1,6 @@
 //! The `postgres` backend: nodes register in a `discovery_nodes` table (after CETS's RDBMS
 //! backend) and read each other's rows, over TLS as the URL's `sslmode` asks (the `tls`
-//! submodule, `postgres_tls.rs`).
+//! submodule).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +15,6 @@ use tracing::{debug, info};
 
 use super::{Backend, DiscoveryError};
 
-#[path = "postgres_tls.rs"]
 mod tls;
 
 /// One lock key for every writer of `discovery_nodes`: creating the table and picking node
