@@ -86,8 +86,11 @@ async fn five_hundred_silent_or_dripping_connections_from_one_address_leave_room
         Arc::new(AtomicU64::new(0)),
     );
     flood(seed.addr(), 500, stop.clone(), opened.clone());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(opened.load(Ordering::Relaxed) >= 500, "the flood is on");
+    // The first 500 connections may take a SYN retransmission or two to get through.
+    wait_for(Duration::from_secs(15), "the flood is on", || {
+        opened.load(Ordering::Relaxed) >= 500
+    })
+    .await;
     // Three real nodes join one after the other, then three at once; none fails.
     let mut flooded = Vec::new();
     for i in 0..3 {
