@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) channels: Vec<String>,
     /// The role in a client-server topology, which takes a tag.
     pub(crate) role: Option<ensemble_proto::topology::Role>,
+    /// The largest frame ([`Config::max_frame_size`]): larger messages are refused at the API.
+    pub(crate) max_frame: usize,
 }
 
 impl Drop for Inner {
@@ -189,6 +191,7 @@ impl Node {
                 tracker: std::sync::atomic::AtomicBool::new(false),
                 channels: config.channels.clone(),
                 role,
+                max_frame: config.max_frame_size,
             }),
         })
     }
