@@ -1,6 +1,5 @@
 //! End-to-end: `ensemble agent` processes on 127.0.0.1, queried over HTTP, killed and stopped.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -63,7 +62,7 @@ fn sigstop_is_detected_and_sigcont_brings_it_back_alive() {
 fn sigterm_leaves_gracefully_and_members_prints_a_table() {
     let dir = tempdir();
     let mut agents = cluster(dir.path(), 3);
-    let out = Command::new(exe())
+    let out = cli()
         .args(["members", "--http", &agents[0].http])
         .output()
         .unwrap();
@@ -157,7 +156,7 @@ fn config_file_and_default_secret_file_work() {
     .unwrap();
     let home = dir.path().join("home");
     let log = std::fs::File::create(dir.path().join("cfg.log")).unwrap();
-    let mut child = Command::new(exe())
+    let mut child = cli()
         .args([
             "agent",
             "--config",
@@ -173,10 +172,21 @@ fn config_file_and_default_secret_file_work() {
     let http = format!("127.0.0.1:{http}");
     let mut me = None;
     let t0 = Instant::now();
+    // The agent made its HTTP token beside the secret; a client of that home finds it.
+    let token = || std::fs::read_to_string(home.join("http-token")).unwrap_or_default();
     while me.is_none() && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
-        me = ureq_get(&http, "/v1/self");
+        me = ureq::get(&format!("http://{http}/v1/self"))
+            .set("Authorization", &format!("Bearer {}", token().trim()))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<serde_json::Value>().ok());
     }
+    let members = cli()
+        .args(["members", "--http", &http])
+        .env("ENSEMBLE_HOME", &home)
+        .output()
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
     let me = me.expect("agent answers /v1/self");
@@ -187,6 +197,14 @@ fn config_file_and_default_secret_file_work() {
         home.join("secret").exists(),
         "a per-user secret was created"
     );
+    assert!(members.status.success(), "{members:?}");
+    assert_eq!(token().trim().len(), 64, "32 random bytes in hex");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.join("http-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     let log = std::fs::read_to_string(dir.path().join("cfg.log")).unwrap();
     assert!(
         log.contains(home.join("secret").to_str().unwrap()),

@@ -7,14 +7,12 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::de::IgnoredAny;
 
-use crate::client::ApiClient;
-use crate::views::{InfoView, PutBody, RecordView, DEFAULT_HTTP};
+use crate::views::{InfoView, PutBody, RecordView};
 
 #[derive(Args, Debug)]
 pub struct TableArgs {
-    /// HTTP API of the agent to ask.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP, global = true)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     #[command(subcommand)]
     command: TableCommand,
 }
@@ -61,7 +59,7 @@ fn seg(s: &str) -> String {
 
 pub fn run(args: TableArgs) -> Result<()> {
     let base = "/v1/tables";
-    let client = ApiClient::new(&args.http).timeout(Duration::from_secs(15));
+    let client = args.api.client()?.timeout(Duration::from_secs(15));
     match args.command {
         TableCommand::List => {
             let names: Vec<String> = client.get(base)?;
