@@ -21,7 +21,8 @@ pub struct TableArgs {
 enum TableCommand {
     /// The tables the agent hosts.
     List,
-    /// Write KEY = VALUE (creates the table on first use); returns once every replica has it.
+    /// Write KEY = VALUE; returns once every replica has it. The agent must host the table
+    /// (--table), or create it on first use (--allow-create-tables).
     Put {
         table: String,
         key: String,

@@ -40,9 +40,11 @@ impl Access {
     /// True if the `Authorization` header holds the bearer token (constant-time comparison
     /// of the token's bytes).
     fn authorized(&self, header: Option<&HeaderValue>) -> bool {
+        // The scheme is case-insensitive (RFC 9110); one space follows it.
         let Some(given) = header
             .map(HeaderValue::as_bytes)
-            .and_then(|h| h.strip_prefix(b"Bearer "))
+            .filter(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case(b"bearer "))
+            .map(|h| &h[7..])
         else {
             return false;
         };
@@ -141,6 +143,7 @@ mod tests {
         let a = Access::new("0123456789abcdef0123", "127.0.0.1:1".parse().unwrap());
         let h = |s: &str| Some(HeaderValue::from_str(s).unwrap());
         assert!(a.authorized(h("Bearer 0123456789abcdef0123").as_ref()));
+        assert!(a.authorized(h("bearer 0123456789abcdef0123").as_ref()));
         assert!(!a.authorized(None));
         assert!(!a.authorized(h("Bearer 0123456789abcdef012").as_ref()));
         assert!(!a.authorized(h("Bearer 0123456789abcdef01234").as_ref()));
