@@ -12,6 +12,7 @@ use rand::RngCore;
 use crate::client::ApiClient;
 use crate::commands::members;
 use crate::procs::{free_port, Proc};
+use crate::token::{Token, TOKEN_ENV};
 use crate::views::MemberView;
 
 #[derive(Args, Debug)]
@@ -36,6 +37,8 @@ struct Agent {
 struct Cluster {
     agents: Vec<Agent>,
     secret: String,
+    /// The agents' HTTP token (given them in ENSEMBLE_HTTP_TOKEN).
+    token: Token,
     t0: Instant,
 }
 
@@ -58,7 +61,8 @@ impl Cluster {
         if i != 0 {
             cmd.args(["--join", &self.agents[0].bind]);
         }
-        cmd.env("ENSEMBLE_SECRET", &self.secret);
+        cmd.env("ENSEMBLE_SECRET", &self.secret)
+            .env(TOKEN_ENV, self.token.as_str());
         let proc = Proc::spawn(cmd, &a.log)?;
         self.agents[i].proc = Some(proc);
         Ok(())
@@ -85,13 +89,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
+    let token = Token::generate();
     let mut agents = Vec::new();
     for i in 1..=args.nodes {
         let http = format!("127.0.0.1:{}", free_port()?);
         agents.push(Agent {
             name: format!("node{i}"),
             bind: format!("127.0.0.1:{}", free_port()?),
-            api: ApiClient::new(&http),
+            api: ApiClient::new(&http)?.token(token.clone()),
             http,
             log: dir.join(format!("node{i}.log")),
             proc: None,
@@ -100,6 +105,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut c = Cluster {
         agents,
         secret: hex::encode(raw),
+        token,
         t0: Instant::now(),
     };
     println!(

@@ -7,8 +7,8 @@
 //!   `demo.rs`, `bench/` and `sim/`.
 //! - `http/` (the agent's HTTP API: router, routes, `ApiError`) and `client.rs` (`ApiClient`,
 //!   the API's one client). Neither imports the other.
-//! - `views.rs` (the API's JSON shapes, shared by both sides) and `procs.rs` (agent processes,
-//!   ports, the async runtime).
+//! - `views.rs` (the API's JSON shapes, shared by both sides), `token.rs` (the API token and
+//!   where both sides find it) and `procs.rs` (agent processes, ports, the async runtime).
 
 mod agent;
 mod bench;
@@ -18,6 +18,7 @@ mod demo;
 mod http;
 mod procs;
 mod sim;
+mod token;
 mod views;
 
 use clap::{Parser, Subcommand};

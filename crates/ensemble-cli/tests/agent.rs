@@ -1,6 +1,5 @@
 //! End-to-end: `ensemble agent` processes on 127.0.0.1, queried over HTTP, killed and stopped.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -63,7 +62,7 @@ fn sigstop_is_detected_and_sigcont_brings_it_back_alive() {
 fn sigterm_leaves_gracefully_and_members_prints_a_table() {
     let dir = tempdir();
     let mut agents = cluster(dir.path(), 3);
-    let out = Command::new(exe())
+    let out = cli()
         .args(["members", "--http", &agents[0].http])
         .output()
         .unwrap();
@@ -128,13 +127,13 @@ fn a_weak_secret_is_refused_at_start_and_keygen_prints_a_strong_one() {
     let args = ["agent", "--name", "w", "--bind", &bind, "--secret-file"];
     let args = [&args[..], &[weak.to_str().unwrap()]].concat();
     fails_saying(&args, &["too weak", "ensemble keygen"]);
-    let out = Command::new(exe()).arg("keygen").output().unwrap();
+    let out = cli().arg("keygen").output().unwrap();
     assert!(out.status.success());
     let key = String::from_utf8(out.stdout).unwrap();
     let key = key.trim();
     assert_eq!(key.len(), 64);
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
-    let again = Command::new(exe()).arg("keygen").output().unwrap();
+    let again = cli().arg("keygen").output().unwrap();
     assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), key);
     // An agent starts with it.
     let a = Agent::start(dir.path(), "k", None, key);
@@ -182,7 +181,7 @@ fn config_file_and_default_secret_file_work() {
     .unwrap();
     let home = dir.path().join("home");
     let log = std::fs::File::create(dir.path().join("cfg.log")).unwrap();
-    let mut child = Command::new(exe())
+    let mut child = cli()
         .args([
             "agent",
             "--config",
@@ -198,10 +197,21 @@ fn config_file_and_default_secret_file_work() {
     let http = format!("127.0.0.1:{http}");
     let mut me = None;
     let t0 = Instant::now();
+    // The agent made its HTTP token beside the secret; a client of that home finds it.
+    let token = || std::fs::read_to_string(home.join("http-token")).unwrap_or_default();
     while me.is_none() && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
-        me = ureq_get(&http, "/v1/self");
+        me = ureq::get(&format!("http://{http}/v1/self"))
+            .set("Authorization", &format!("Bearer {}", token().trim()))
+            .call()
+            .ok()
+            .and_then(|r| r.into_json::<serde_json::Value>().ok());
     }
+    let members = cli()
+        .args(["members", "--http", &http])
+        .env("ENSEMBLE_HOME", &home)
+        .output()
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
     let me = me.expect("agent answers /v1/self");
@@ -212,6 +222,14 @@ fn config_file_and_default_secret_file_work() {
         home.join("secret").exists(),
         "a per-user secret was created"
     );
+    assert!(members.status.success(), "{members:?}");
+    assert_eq!(token().trim().len(), 64, "32 random bytes in hex");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(home.join("http-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     let log = std::fs::read_to_string(dir.path().join("cfg.log")).unwrap();
     assert!(
         log.contains(home.join("secret").to_str().unwrap()),

@@ -12,6 +12,7 @@ const LIMIT: Duration = Duration::from_secs(15);
 /// The HTTP status of `GET path`, or 0 if the agent does not answer.
 fn status_of(http: &str, path: &str) -> u16 {
     match ureq::get(&format!("http://{http}{path}"))
+        .set("Authorization", &common::bearer())
         .timeout(Duration::from_secs(2))
         .call()
     {
@@ -76,7 +77,7 @@ fn agents_discover_each_other_through_a_file_and_report_ready() {
     wait_for(LIMIT, "c ready", || status_of(&c.http, "/v1/ready") == 200);
 
     // The table for people.
-    let out = std::process::Command::new(common::exe())
+    let out = common::cli()
         .args(["discovery", "--http", &a.http])
         .output()
         .unwrap();

@@ -2,7 +2,7 @@
 //! `ensemble events`, sent with `ensemble broadcast`, handled by `--event-handler`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,7 +20,7 @@ impl Follower {
     fn start(dir: &Path, agent: &Agent) -> Follower {
         let out = dir.join(format!("{}.events", agent.name));
         let file = std::fs::File::create(&out).unwrap();
-        let child = Command::new(exe())
+        let child = cli()
             .args(["events", "--json", "--http", &agent.http])
             .stdin(Stdio::null())
             .stdout(file)
@@ -61,7 +61,7 @@ impl Drop for Follower {
 }
 
 fn send(agent: &Agent, name: &str, payload: &str) {
-    let out = Command::new(exe())
+    let out = cli()
         .args(["broadcast", "--http", &agent.http, name, payload])
         .output()
         .unwrap();
@@ -264,6 +264,7 @@ fn a_hung_agent_does_not_stall_events_and_catches_up_after() {
     for i in 0..300 {
         let body = serde_json::json!({ "name": "deploy", "payload": format!("v{i}") });
         ureq::post(&url)
+            .set("Authorization", &bearer())
             .send_json(body)
             .expect("the agent takes the event");
     }

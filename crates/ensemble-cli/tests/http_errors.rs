@@ -18,8 +18,9 @@ fn call(
     content_type: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String, String, Value) {
-    let mut req =
-        ureq::request(method, &format!("http://{http}{path}")).timeout(Duration::from_secs(10));
+    let mut req = ureq::request(method, &format!("http://{http}{path}"))
+        .set("Authorization", &bearer())
+        .timeout(Duration::from_secs(10));
     if let Some(t) = content_type {
         req = req.set("content-type", t);
     }

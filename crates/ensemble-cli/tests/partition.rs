@@ -1,13 +1,12 @@
 //! End-to-end: `ensemble partition inject|resolve|list` against agents on 127.0.0.1.
 
-use std::process::Command;
 use std::time::Duration;
 
 mod common;
 use common::*;
 
 fn partition(http: &str, args: &[&str]) -> String {
-    let out = Command::new(exe())
+    let out = cli()
         .args(["partition", "--http", http])
         .args(args)
         .output()

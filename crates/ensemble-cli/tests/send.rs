@@ -1,6 +1,5 @@
 //! End-to-end: `ensemble send` to an agent's `--handler NAME=COMMAND` on 127.0.0.1.
 
-use std::process::Command;
 use std::time::Duration;
 
 mod common;
@@ -8,7 +7,7 @@ use common::*;
 
 /// Runs `ensemble ARGS` and expects it to succeed.
 fn send_ok(args: &[&str]) {
-    let out = Command::new(exe()).args(args).output().unwrap();
+    let out = cli().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ensemble {args:?}: {err}");
 }

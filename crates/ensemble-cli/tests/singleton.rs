@@ -112,7 +112,7 @@ fn one_agent_runs_the_command_and_another_takes_over() {
     assert_eq!(last, "a2");
     assert!(last_epoch > next_epoch);
     let text = String::from_utf8(
-        std::process::Command::new(exe())
+        cli()
             .args(["singleton", "list", "--http", &agents[2].http])
             .output()
             .unwrap()

@@ -1,7 +1,6 @@
 //! End-to-end: replicated tables across 3 `ensemble agent` processes on 127.0.0.1, through
 //! `ensemble table ...` and `/v1/tables`, with a SIGKILLed replica and bad input.
 
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -10,7 +9,7 @@ mod common;
 use common::*;
 
 fn ensemble(args: &[&str]) -> String {
-    let out = Command::new(exe()).args(args).output().unwrap();
+    let out = cli().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ensemble {args:?} failed: {err}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -115,6 +114,7 @@ fn agents_replicate_tables_and_survive_a_killed_replica() {
         "http://{}/v1/tables/sessions/records/big",
         agents[0].http
     ))
+    .set("Authorization", &bearer())
     .send_json(serde_json::json!({ "value": big }));
     match resp {
         Err(ureq::Error::Status(413, r)) => {
@@ -130,6 +130,7 @@ fn agents_replicate_tables_and_survive_a_killed_replica() {
         "http://{}/v1/tables/sessions/records/k",
         agents[0].http
     ))
+    .set("Authorization", &bearer())
     .set("content-type", "application/json")
     .send_string("{not json");
     assert!(matches!(resp, Err(ureq::Error::Status(400, _))), "{resp:?}");
@@ -161,11 +162,7 @@ fn bench_tables_reports_every_figure_checks_every_record_and_cleans_up() {
         "500",
         "--json",
     ];
-    let out = Command::new(exe())
-        .args(args)
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
+    let out = cli().args(args).env("TMPDIR", tmp.path()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ensemble {args:?} failed: {err}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -50,7 +50,7 @@ fn the_tracker_keeps_every_node_ever_seen() {
     wait_for(Duration::from_secs(30), "a2 online again", || {
         agents.iter().all(|a| rows(a) == up)
     });
-    let out = std::process::Command::new(exe())
+    let out = cli()
         .args(["tracker", "--http", &agents[1].http])
         .output()
         .unwrap();

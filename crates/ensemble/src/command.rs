@@ -305,6 +305,9 @@ pub struct BroadcastStatus {
     pub shed_frames: u64,
     /// Frames of any protocol dropped because a peer's send queue was full.
     pub dropped_frames: u64,
+    /// Connections to peers that closed since start, for any reason (a peer gone, a
+    /// duplicate connection replaced, a partition, a frame a peer refused).
+    pub connections_closed: u64,
 }
 
 /// A singleton as the API reports it, with wall-clock times.

@@ -130,6 +130,16 @@ impl Config {
                 self.broadcast.max_payload, self.max_frame_size
             )));
         }
+        // A join chunk, or writes coalesced behind a full window, is about `chunk_bytes` and
+        // one more record (each with its version and lengths: under an eighth more).
+        let t = &self.tables;
+        if (t.chunk_bytes + t.max_record_bytes) / 8 * 9 + 4096 > self.max_frame_size {
+            return Err(Error::Config(format!(
+                "tables chunk_bytes ({}) + max_record_bytes ({}), plus an eighth and 4096 bytes, \
+                 must fit in max_frame_size ({} bytes); lower them or raise it",
+                t.chunk_bytes, t.max_record_bytes, self.max_frame_size
+            )));
+        }
         check_channels(&self.channels)?;
         crate::Keyring::with(self.secret.clone(), self.keys.iter().cloned())?;
         Ok(tags)

@@ -91,4 +91,32 @@ pub enum Error {
     /// No partition with this reference is in force.
     #[error("no injected partition {0}")]
     UnknownPartition(u64),
+    /// A message, event or table write that cannot travel in one frame: refused before
+    /// anything is queued, so that no peer ever receives a frame it must refuse.
+    #[error(
+        "{what} of {size} bytes does not fit in one frame of at most {max} bytes \
+         (Config::max_frame_size); send less at once"
+    )]
+    TooLarge {
+        /// What was refused (`a named message`, `a table write`...).
+        what: &'static str,
+        /// Its encoded size in its frame, in bytes.
+        size: usize,
+        /// The largest frame, in bytes.
+        max: usize,
+    },
+    /// A table name starting with [`crate::RESERVED_TABLE_PREFIX`]: Ensemble's own tables
+    /// (the tracker's) are opened only by Ensemble.
+    #[error(
+        "table name {0:?} is reserved: names starting with \"ensemble.\" belong to Ensemble \
+         itself (the node tracker's table); pick another name"
+    )]
+    ReservedName(String),
+    /// A handler name starting with [`crate::RESERVED_TABLE_PREFIX`]: Ensemble's own messages
+    /// (key rotation) travel under such names.
+    #[error(
+        "handler name {0:?} is reserved: names starting with \"ensemble.\" carry Ensemble's own \
+         messages (key rotation); pick another name"
+    )]
+    ReservedHandler(String),
 }

@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) role: Option<ensemble_proto::topology::Role>,
     /// The cluster keys, shared with the handshakes and the driver.
     pub(crate) keyring: crate::keyring::SharedKeyring,
+    /// The largest frame ([`Config::max_frame_size`]): larger messages are refused at the API.
+    pub(crate) max_frame: usize,
 }
 
 impl Drop for Inner {
@@ -194,6 +196,7 @@ impl Node {
                 channels: config.channels.clone(),
                 role,
                 keyring,
+                max_frame: config.max_frame_size,
             }),
         })
     }

@@ -129,3 +129,26 @@ async fn a_cluster_rotates_its_key_while_messages_and_writes_stream() {
         n.shutdown().await;
     }
 }
+
+/// Key operations travel as messages to `ensemble.keys`: no program may send or receive under
+/// Ensemble's names, or it could rotate the cluster's keys through the messaging API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_sends_or_receives_under_ensembles_own_names() {
+    let nodes = cluster(2).await;
+    let err = nodes[0].register("ensemble.keys").await.err().unwrap();
+    assert!(matches!(err, ensemble::Error::ReservedHandler(_)), "{err}");
+    let install = b"anything".to_vec();
+    let err = nodes[0]
+        .cast_message("n1", "ensemble.keys", install.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ensemble::Error::ReservedHandler(_)), "{err}");
+    let err = nodes[0]
+        .forward_message("n1", "ensemble.x", install, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}

@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tracing::{debug, warn};
 
+use super::settings::SECRET_VARS;
 use crate::views::EventView;
 
 /// How long one handler run may take before it is killed.
@@ -70,6 +71,9 @@ pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[
         .arg("-c")
         .arg(cmd)
         .envs(vars)
+        // Gone from the agent's environment already (`SecretEnv::take`); never passed on.
+        .env_remove(SECRET_VARS[0])
+        .env_remove(SECRET_VARS[1])
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

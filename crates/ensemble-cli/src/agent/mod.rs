@@ -2,11 +2,13 @@
 //! The flags and config file (`settings`, `discovery`) and what the agent runs beside the
 //! node: event handlers, message handlers, singleton commands and the `--table`s it hosts.
 
+mod api;
 mod discovery;
 mod event_handler;
 mod handlers;
 mod settings;
 mod singletons;
+mod token;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,9 +19,9 @@ use ensemble::discovery::{Backend, Discovery, DiscoveryOptions};
 use ensemble::{Config, Node};
 use tracing::{info, warn};
 
-use crate::http::{self, AgentTables, AppState, Metrics};
+use crate::http::{AgentTables, AppState, Metrics, TablePolicy};
 use crate::views::DEFAULT_HTTP;
-use settings::{FileSettings, DEFAULT_BIND};
+use settings::{FileSettings, SecretEnv, DEFAULT_BIND};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -32,9 +34,25 @@ pub struct AgentArgs {
     /// Address other members dial, when not the bind address (config key: advertise).
     #[arg(long, value_name = "HOST:PORT")]
     advertise: Option<String>,
-    /// HTTP API address [default: 127.0.0.1:8946] (config key: http).
+    /// HTTP API address [default: 127.0.0.1:8946] (config key: http). Every route but the
+    /// probes needs the token (see --http-token-file).
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<String>,
+    /// File holding the HTTP API's bearer token (else ENSEMBLE_HTTP_TOKEN, else config key
+    /// http_token_file, else a per-user file created on first use: ~/.ensemble/http-token).
+    #[arg(long, value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM; with --http-tls-key; config key
+    /// http_tls_cert).
+    #[arg(long, value_name = "FILE", requires = "http_tls_key")]
+    http_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --http-tls-cert (config key: http_tls_key).
+    #[arg(long, value_name = "FILE", requires = "http_tls_cert")]
+    http_tls_key: Option<PathBuf>,
+    /// Also serve the probes (GET /v1/health, /v1/ready, /metrics; no token) on this address
+    /// (config key: metrics_addr).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
     /// A member to join through; repeat for more. Retried until one answers (config key: join).
     #[arg(long, value_name = "HOST:PORT")]
     join: Vec<String>,
@@ -58,10 +76,17 @@ pub struct AgentArgs {
     #[arg(long = "handler", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler)]
     handlers: Vec<(String, String)>,
     /// Host this replicated table (string keys and values) from the start, joined with the
-    /// agents that host it; repeat for more (config key: tables). Tables are also created by
-    /// their first `ensemble table put`.
+    /// agents that host it; repeat for more (config key: tables).
     #[arg(long = "table", value_name = "NAME")]
     tables: Vec<String>,
+    /// Let `ensemble table put` (PUT /v1/tables/...) create tables that were not declared
+    /// with --table, up to max_tables (config key: allow_create_tables).
+    #[arg(long)]
+    allow_create_tables: bool,
+    /// Most tables this agent hosts, Ensemble's own not counted [default: 64] (config key:
+    /// max_tables).
+    #[arg(long, value_name = "N")]
+    max_tables: Option<usize>,
     /// Run COMMAND while this agent leads the singleton NAME (one agent of those that run it
     /// leads); its fencing epoch is in ENSEMBLE_EPOCH, and it gets SIGTERM when the agent steps
     /// down; repeat for more (config table: [singletons]).
@@ -93,9 +118,12 @@ pub struct AgentArgs {
 }
 
 pub fn run(args: AgentArgs) -> Result<()> {
+    // Before any thread starts: the secrets leave the environment, so no command run by the
+    // agent inherits them.
+    let env = settings::SecretEnv::take();
     init_logging();
     let rt = crate::procs::runtime()?;
-    rt.block_on(serve(args))
+    rt.block_on(serve(args, env))
 }
 
 fn init_logging() {
@@ -112,6 +140,10 @@ fn init_logging() {
 /// What the agent runs besides the node.
 struct AgentSettings {
     http: String,
+    http_token: crate::token::Token,
+    tls: Option<(PathBuf, PathBuf)>,
+    metrics_addr: Option<String>,
+    table_policy: TablePolicy,
     handlers: Vec<(String, String)>,
     event_handlers: Vec<String>,
     fault_injection: bool,
@@ -133,7 +165,7 @@ fn merged<V: Clone>(
     all
 }
 
-fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
+fn build_config(args: &AgentArgs, env: SecretEnv) -> Result<(Config, AgentSettings)> {
     let file = match &args.config {
         Some(p) => FileSettings::load(p)?,
         None => FileSettings::default(),
@@ -158,7 +190,27 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
         .clone()
         .or(file.http.clone())
         .unwrap_or(DEFAULT_HTTP.into());
-    let secret = settings::load_secret(args.secret_file.as_deref(), file.secret_file.as_deref())?;
+    let secret = settings::load_secret(
+        args.secret_file.as_deref(),
+        env.secret,
+        file.secret_file.as_deref(),
+    )?;
+    let http_token = token::load(
+        args.http_token_file.as_deref(),
+        env.http_token,
+        file.http_token_file.as_deref(),
+    )?;
+    let tls = match (
+        args.http_tls_cert.clone().or(file.http_tls_cert.clone()),
+        args.http_tls_key.clone().or(file.http_tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "HTTPS needs both a certificate and its key: --http-tls-cert and --http-tls-key \
+             (config keys http_tls_cert and http_tls_key)"
+        ),
+    };
     let mut config = Config::new(name, bind, secret);
     config.advertise = advertise;
     if let Some(c) = args.cluster.clone().or(file.cluster.clone()) {
@@ -203,10 +255,40 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
             joins,
         },
     )?;
+    let tables = {
+        let mut t = file.tables.clone();
+        t.extend(args.tables.iter().cloned());
+        t.sort();
+        t.dedup();
+        t
+    };
+    for t in &tables {
+        ensemble::check_table_name(t)
+            .with_context(|| format!("--table {t:?} (config key tables)"))?;
+    }
+    let max_tables = args
+        .max_tables
+        .or(file.max_tables)
+        .unwrap_or(settings::DEFAULT_MAX_TABLES);
+    if tables.len() > max_tables {
+        anyhow::bail!(
+            "{} tables declared (--table, config key tables) but max_tables is {max_tables}: \
+             declare fewer or raise max_tables (--max-tables)",
+            tables.len()
+        );
+    }
     Ok((
         config,
         AgentSettings {
             http,
+            http_token,
+            tls,
+            metrics_addr: args.metrics_addr.clone().or(file.metrics_addr.clone()),
+            table_policy: TablePolicy {
+                declared: tables.iter().cloned().collect(),
+                allow_create: args.allow_create_tables || file.allow_create_tables,
+                max_tables,
+            },
             handlers: merged(&file.handlers, &args.handlers),
             singletons: merged(&file.singletons, &args.singletons),
             singleton_majority: merged(&file.singleton_majority, &args.singleton_majority),
@@ -214,27 +296,25 @@ fn build_config(args: &AgentArgs) -> Result<(Config, AgentSettings)> {
             fault_injection: args.allow_fault_injection || file.allow_fault_injection,
             backend,
             discovery,
-            tables: {
-                let mut t = file.tables.clone();
-                t.extend(args.tables.iter().cloned());
-                t.sort();
-                t.dedup();
-                t
-            },
+            tables,
         },
     ))
 }
 
-async fn serve(args: AgentArgs) -> Result<()> {
-    let (config, agent) = build_config(&args)?;
-    let http_addr = settings::resolve("http", &agent.http)?;
-    let http_listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {http_addr} (change --http)"))?;
+async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
+    let (config, agent) = build_config(&args, env)?;
+    let listeners = api::Listeners::bind(
+        &agent.http,
+        agent.tls.as_ref(),
+        agent.metrics_addr.as_deref(),
+    )
+    .await?;
+    let http_addr = listeners.api_addr();
+    let scheme = if agent.tls.is_some() { "https" } else { "http" };
     let seeds = config.seeds.clone();
     let node = Node::start(config).await?;
     info!(
-        "agent {} listening on {} (HTTP API on {http_addr}), joining {:?}",
+        "agent {} listening on {} (HTTP API on {scheme}://{http_addr}), joining {:?}",
         node.name(),
         node.addr(),
         seeds
@@ -247,9 +327,12 @@ async fn serve(args: AgentArgs) -> Result<()> {
     }
     info!("discovery backend: {}", agent.backend.name());
     node.tracker().await?;
-    let tables = AgentTables::new(node.clone());
+    let tables = AgentTables::new(node.clone(), agent.table_policy);
     for t in &agent.tables {
-        tables.get(t, true).await?;
+        tables
+            .get_or_create(t)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open table {t:?} (--table): {e}"))?;
     }
     let mut options = agent.discovery;
     options.table_joiner = Some(node.table_joiner(options.join_timeout));
@@ -258,18 +341,14 @@ async fn serve(args: AgentArgs) -> Result<()> {
         discovery.add_table(t.clone()).await;
     }
     let singletons = singletons::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
-    let app = http::router(AppState {
+    let state = AppState {
         node: node.clone(),
         discovery,
         tables,
         metrics,
         fault_injection: agent.fault_injection,
-    });
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(http_listener, app).await {
-            warn!("HTTP API stopped: {e}");
-        }
-    });
+    };
+    let servers = listeners.serve(state, &agent.http_token)?;
     wait_for_signal().await;
     info!("leaving the cluster");
     // Singletons first: a leader stops its command and hands over before the node leaves.
@@ -278,7 +357,9 @@ async fn serve(args: AgentArgs) -> Result<()> {
     }
     let _ = tokio::task::spawn_blocking(singletons::wait_for_commands).await;
     node.leave().await;
-    server.abort();
+    for s in servers {
+        s.abort();
+    }
     Ok(())
 }
 

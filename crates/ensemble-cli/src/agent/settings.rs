@@ -54,6 +54,52 @@ pub struct FileSettings {
     pub singleton_majority: BTreeMap<String, usize>,
     #[serde(default)]
     pub discovery: super::discovery::DiscoverySettings,
+    /// The HTTP API's bearer token file.
+    pub http_token_file: Option<PathBuf>,
+    /// Where the probes are served without a token, besides the API.
+    pub metrics_addr: Option<String>,
+    /// The API's TLS certificate chain (PEM).
+    pub http_tls_cert: Option<PathBuf>,
+    /// The API's TLS private key (PEM).
+    pub http_tls_key: Option<PathBuf>,
+    /// A put may create a table that was not declared.
+    #[serde(default)]
+    pub allow_create_tables: bool,
+    /// Most tables the agent hosts (Ensemble's own not counted).
+    pub max_tables: Option<usize>,
+}
+
+/// Default `max_tables`.
+pub const DEFAULT_MAX_TABLES: usize = 64;
+
+/// The secrets the agent reads from its environment, taken out of it at start (before any
+/// thread runs) so that no command it runs (event handlers, message handlers, singletons)
+/// inherits them.
+#[derive(Default)]
+pub struct SecretEnv {
+    /// `ENSEMBLE_SECRET`.
+    pub secret: Option<String>,
+    /// `ENSEMBLE_HTTP_TOKEN`.
+    pub http_token: Option<String>,
+}
+
+/// The variables [`SecretEnv::take`] removes.
+pub const SECRET_VARS: [&str; 2] = ["ENSEMBLE_SECRET", crate::token::TOKEN_ENV];
+
+impl SecretEnv {
+    /// Reads and removes `ENSEMBLE_SECRET` and `ENSEMBLE_HTTP_TOKEN`. Call it while the
+    /// process has one thread.
+    pub fn take() -> SecretEnv {
+        let take = |var: &str| {
+            let value = std::env::var(var).ok();
+            std::env::remove_var(var);
+            value
+        };
+        SecretEnv {
+            secret: take(SECRET_VARS[0]),
+            http_token: take(SECRET_VARS[1]),
+        }
+    }
 }
 
 /// Longest `busy_wait_us` accepted: beyond it, polling costs more than a sleep saves.
@@ -187,12 +233,17 @@ pub fn parse_tag(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Where the cluster secret comes from, in order: flag, environment, config file, per-user file.
-pub fn load_secret(flag: Option<&Path>, file: Option<&Path>) -> Result<Secret> {
+/// Where the cluster secret comes from, in order: flag, environment (`env`: what
+/// `ENSEMBLE_SECRET` held at start), config file, per-user file.
+pub fn load_secret(
+    flag: Option<&Path>,
+    env: Option<String>,
+    file: Option<&Path>,
+) -> Result<Secret> {
     if let Some(p) = flag {
         return Secret::from_file(p).context("--secret-file");
     }
-    if let Ok(s) = std::env::var("ENSEMBLE_SECRET") {
+    if let Some(s) = env {
         return Secret::new(s.trim().as_bytes().to_vec()).context("ENSEMBLE_SECRET");
     }
     if let Some(p) = file {

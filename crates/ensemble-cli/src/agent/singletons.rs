@@ -13,6 +13,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
+use super::settings::SECRET_VARS;
+
 /// How long a stopped command gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -63,6 +65,9 @@ impl Singleton for CommandSingleton {
                     .env("ENSEMBLE_SINGLETON", &self.name)
                     .env("ENSEMBLE_EPOCH", epoch.to_string())
                     .env("ENSEMBLE_NODE", &self.node)
+                    // Gone from the agent's environment already; never passed on.
+                    .env_remove(SECRET_VARS[0])
+                    .env_remove(SECRET_VARS[1])
                     .stdin(Stdio::null())
                     // Its own process group, so that stopping it stops what it started too.
                     .process_group(0);

@@ -17,6 +17,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::procs::{free_port, Lines, Proc};
+use crate::token::{Token, TOKEN_ENV};
 
 #[derive(Args, Debug)]
 pub struct MembershipBench {
@@ -73,7 +74,10 @@ impl System {
                 if let Some(s) = seed {
                     c.args(["--join", &format!("127.0.0.1:{s}")]);
                 }
-                c.env("ENSEMBLE_SECRET", secret).env("RUST_LOG", "info");
+                // A token of its own: the bench reads no API, and leaves no token file behind.
+                c.env("ENSEMBLE_SECRET", secret)
+                    .env(TOKEN_ENV, Token::generate().as_str())
+                    .env("RUST_LOG", "info");
                 c
             }
             System::Serf => {

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::client::ApiClient;
 use crate::procs::{free_port, Proc};
+use crate::token::{Token, TOKEN_ENV};
 use crate::views::Inject;
 
 #[derive(Args, Debug)]
@@ -77,6 +78,7 @@ impl Cluster {
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let secret = hex::encode(raw);
+        let token = Token::generate();
         let mut agents: Vec<Agent> = Vec::new();
         let mut seed: Option<String> = None;
         for i in 0..n {
@@ -88,6 +90,7 @@ impl Cluster {
                 .args(["--bind", &format!("127.0.0.1:{port}"), "--http", &http])
                 .args(["--singleton", "bench=exec sleep 3600"])
                 .env("ENSEMBLE_SECRET", &secret)
+                .env(TOKEN_ENV, token.as_str())
                 .env("RUST_LOG", "info");
             if majority {
                 cmd.args(["--singleton-majority", &format!("bench={n}")]);
@@ -97,7 +100,7 @@ impl Cluster {
             }
             seed.get_or_insert(format!("127.0.0.1:{port}"));
             let proc = Proc::spawn(cmd, &dir.join(format!("{name}.log")))?;
-            let api = ApiClient::new(&http);
+            let api = ApiClient::new(&http)?.token(token.clone());
             agents.push(Agent { name, api, proc });
         }
         let c = Cluster { agents };

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::client::ApiClient;
 use crate::procs::{free_port, Proc};
+use crate::token::{Token, TOKEN_ENV};
 use crate::views::RecordView;
 
 #[derive(Args, Debug)]
@@ -156,6 +157,7 @@ async fn bench(a: &TablesBench, dir: &Path) -> Result<TablesReport> {
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let hex_secret = hex::encode(raw);
+    let token = Token::generate();
     let secret = Secret::new(hex_secret.clone())?;
     let caller = Node::start(node_config("bench-0", &secret, vec![])).await?;
     let mut agents = Vec::new();
@@ -169,6 +171,7 @@ async fn bench(a: &TablesBench, dir: &Path) -> Result<TablesReport> {
         .args(["--http", &format!("127.0.0.1:{}", free_port()?)])
         .args(["--join", &caller.addr().to_string()])
         .env("ENSEMBLE_SECRET", &hex_secret)
+        .env(TOKEN_ENV, token.as_str())
         .env("RUST_LOG", "warn");
         let http = cmd
             .get_args()
@@ -235,7 +238,7 @@ async fn bench(a: &TablesBench, dir: &Path) -> Result<TablesReport> {
     let many = (a.batches * a.batch) as f64 / t.elapsed().as_secs_f64();
 
     let expected = a.sync + per * a.callers + a.batches * a.batch;
-    verify(&table, &agents, "bench", expected).await?;
+    verify(&table, &agents, &token, "bench", expected).await?;
 
     // An empty node joins a table of `join_records` records.
     let join: Table<String, String> = caller.table("join", TableOptions::set()).await?;
@@ -268,7 +271,7 @@ async fn bench(a: &TablesBench, dir: &Path) -> Result<TablesReport> {
     )
     .await?;
     let join_ms = t.elapsed().as_secs_f64() * 1000.0;
-    verify(&join, &agents, "join", a.join_records).await?;
+    verify(&join, &agents, &token, "join", a.join_records).await?;
 
     joiner.shutdown().await;
     caller.shutdown().await;
@@ -292,6 +295,7 @@ async fn bench(a: &TablesBench, dir: &Path) -> Result<TablesReport> {
 async fn verify(
     table: &Table<String, String>,
     agents: &[(Proc, String)],
+    token: &Token,
     name: &str,
     expected: usize,
 ) -> Result<()> {
@@ -305,7 +309,9 @@ async fn verify(
     }
     for (_, http) in agents {
         let path = format!("/v1/tables/{name}/records");
-        let api = ApiClient::new(http).timeout(Duration::from_secs(60));
+        let api = ApiClient::new(http)?
+            .token(token.clone())
+            .timeout(Duration::from_secs(60));
         let records: Vec<RecordView> =
             tokio::task::spawn_blocking(move || api.get(&path))
                 .await?

@@ -5,22 +5,18 @@ use anyhow::Result;
 use clap::Args;
 use ensemble::discovery::SystemInfo;
 
-use crate::client::ApiClient;
-use crate::views::DEFAULT_HTTP;
-
 /// `ensemble discovery`.
 #[derive(Args, Debug)]
 pub struct DiscoveryArgs {
-    /// HTTP API of the agent to ask.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     /// Print system_info as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: DiscoveryArgs) -> Result<()> {
-    let info: SystemInfo = ApiClient::new(&args.http).get("/v1/discovery")?;
+    let info: SystemInfo = args.api.client()?.get("/v1/discovery")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {

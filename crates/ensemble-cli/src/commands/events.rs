@@ -7,14 +7,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::de::IgnoredAny;
 
-use crate::client::{AgentError, ApiClient};
-use crate::views::{EventView, SendEvent, DEFAULT_HTTP};
+use crate::client::AgentError;
+use crate::views::{EventView, SendEvent};
 
 #[derive(Args, Debug)]
 pub struct BroadcastArgs {
-    /// HTTP API of the agent that sends the event.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     /// Event name.
     name: String,
     /// Event payload (text).
@@ -28,7 +27,7 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
         name: args.name,
         payload: args.payload,
     };
-    match ApiClient::new(&args.http).post::<IgnoredAny>("/v1/events", &body) {
+    match args.api.client()?.post::<IgnoredAny>("/v1/events", &body) {
         Ok(_) => Ok(()),
         Err(e) if e.is::<AgentError>() => Err(e.context("the agent refused the event")),
         Err(e) => Err(e),
@@ -37,9 +36,8 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct EventsArgs {
-    /// HTTP API of the agent to follow.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     /// Print one JSON object per line.
     #[arg(long)]
     json: bool,
@@ -47,10 +45,11 @@ pub struct EventsArgs {
 
 /// `ensemble events`: prints events as the agent delivers them, until interrupted.
 pub fn events(args: EventsArgs) -> Result<()> {
-    let reader = ApiClient::new(&args.http).lines("/v1/events")?;
+    let reader = args.api.client()?.lines("/v1/events")?;
     for line in reader.lines() {
-        let line = line
-            .with_context(|| format!("the event stream from the agent at {} ended", args.http))?;
+        let line = line.with_context(|| {
+            format!("the event stream from the agent at {} ended", args.api.http)
+        })?;
         if line.is_empty() {
             continue;
         }

@@ -3,22 +3,19 @@
 use anyhow::Result;
 use clap::Args;
 
-use crate::client::ApiClient;
-
-use crate::views::{MemberView, DEFAULT_HTTP};
+use crate::views::MemberView;
 
 #[derive(Args, Debug)]
 pub struct MembersArgs {
-    /// HTTP API of the agent to ask.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     /// Print a JSON array instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: MembersArgs) -> Result<()> {
-    let members: Vec<MemberView> = ApiClient::new(&args.http).get("/v1/members")?;
+    let members: Vec<MemberView> = args.api.client()?.get("/v1/members")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&members)?);
         return Ok(());

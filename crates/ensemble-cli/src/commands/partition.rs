@@ -4,14 +4,12 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::de::IgnoredAny;
 
-use crate::client::ApiClient;
-use crate::views::{Inject, PartitionView, DEFAULT_HTTP};
+use crate::views::{Inject, PartitionView};
 
 #[derive(Args, Debug)]
 pub struct PartitionArgs {
-    /// HTTP API of the agent to act on.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP, global = true)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     #[command(subcommand)]
     what: PartitionWhat,
 }
@@ -39,7 +37,7 @@ enum PartitionWhat {
 
 /// `ensemble partition ...`.
 pub fn run(args: PartitionArgs) -> Result<()> {
-    let client = ApiClient::new(&args.http);
+    let client = args.api.client()?;
     match args.what {
         PartitionWhat::Inject { nodes } => {
             let v: serde_json::Value = client.post("/v1/partitions", &Inject { nodes })?;

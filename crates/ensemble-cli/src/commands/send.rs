@@ -6,14 +6,12 @@ use anyhow::Result;
 use clap::Args;
 use serde::de::IgnoredAny;
 
-use crate::client::ApiClient;
-use crate::views::{SendBody, DEFAULT_HTTP};
+use crate::views::SendBody;
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
-    /// HTTP API of the agent that sends.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     /// Wait until the handler acknowledged the message (retransmitting until then).
     #[arg(long)]
     ack: bool,
@@ -43,7 +41,8 @@ pub fn run(a: SendArgs) -> Result<()> {
         channel: a.channel,
     };
     let wait = Duration::from_millis(a.timeout_ms) + Duration::from_secs(5);
-    ApiClient::new(&a.http)
+    a.api
+        .client()?
         .timeout(wait)
         .post::<IgnoredAny>("/v1/send", &body)?;
     Ok(())

@@ -4,9 +4,6 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use crate::client::ApiClient;
-use crate::views::DEFAULT_HTTP;
-
 #[derive(Args, Debug)]
 pub struct SingletonArgs {
     #[command(subcommand)]
@@ -17,9 +14,8 @@ pub struct SingletonArgs {
 enum SingletonCommand {
     /// The singletons the agent runs: name, leader, epoch, since.
     List {
-        /// HTTP API of the agent to ask.
-        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-        http: String,
+        #[command(flatten)]
+        api: super::ApiArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -41,8 +37,8 @@ struct Row {
 }
 
 pub fn run(args: SingletonArgs) -> Result<()> {
-    let SingletonCommand::List { http, json } = args.command;
-    let rows: Vec<Row> = ApiClient::new(&http).get("/v1/singletons")?;
+    let SingletonCommand::List { api, json } = args.command;
+    let rows: Vec<Row> = api.client()?.get("/v1/singletons")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());

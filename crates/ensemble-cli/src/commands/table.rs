@@ -7,14 +7,12 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::de::IgnoredAny;
 
-use crate::client::ApiClient;
-use crate::views::{InfoView, PutBody, RecordView, DEFAULT_HTTP};
+use crate::views::{InfoView, PutBody, RecordView};
 
 #[derive(Args, Debug)]
 pub struct TableArgs {
-    /// HTTP API of the agent to ask.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP, global = true)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     #[command(subcommand)]
     command: TableCommand,
 }
@@ -23,7 +21,8 @@ pub struct TableArgs {
 enum TableCommand {
     /// The tables the agent hosts.
     List,
-    /// Write KEY = VALUE (creates the table on first use); returns once every replica has it.
+    /// Write KEY = VALUE; returns once every replica has it. The agent must host the table
+    /// (--table), or create it on first use (--allow-create-tables).
     Put {
         table: String,
         key: String,
@@ -61,7 +60,7 @@ fn seg(s: &str) -> String {
 
 pub fn run(args: TableArgs) -> Result<()> {
     let base = "/v1/tables";
-    let client = ApiClient::new(&args.http).timeout(Duration::from_secs(15));
+    let client = args.api.client()?.timeout(Duration::from_secs(15));
     match args.command {
         TableCommand::List => {
             let names: Vec<String> = client.get(base)?;

@@ -3,21 +3,19 @@
 use anyhow::Result;
 use clap::Args;
 
-use crate::client::ApiClient;
-use crate::views::{TrackerView, DEFAULT_HTTP};
+use crate::views::TrackerView;
 
 #[derive(Args, Debug)]
 pub struct TrackerArgs {
-    /// HTTP API of the agent to ask.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP)]
-    http: String,
+    #[command(flatten)]
+    api: super::ApiArgs,
     /// Print the JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: TrackerArgs) -> Result<()> {
-    let v: TrackerView = ApiClient::new(&args.http).get("/v1/tracker")?;
+    let v: TrackerView = args.api.client()?.get("/v1/tracker")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

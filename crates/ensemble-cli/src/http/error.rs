@@ -57,7 +57,8 @@ pub enum Code {
     UnknownChannel,
     /// No injected partition has this reference.
     UnknownPartition,
-    /// A user event's payload is over the broadcast limit.
+    /// A user event's payload is over the broadcast limit, or a message or table write would
+    /// not fit in one frame (413).
     PayloadTooLarge,
     /// Another refusal of the broadcast layer.
     BroadcastRefused,
@@ -73,6 +74,20 @@ pub enum Code {
     TableFailed,
     /// Any other failure of the node.
     RequestFailed,
+    /// No `Authorization: Bearer <token>` header, or the wrong token (401).
+    Unauthorized,
+    /// A request to an API on a loopback address naming another host (403; DNS rebinding).
+    BadHost,
+    /// A table name starting with `ensemble.`: Ensemble's own tables (403).
+    ReservedTable,
+    /// A handler name of Ensemble's own (`ensemble.*`).
+    ReservedHandler,
+    /// An empty table name, one over 128 bytes, or one with control characters (400).
+    InvalidTableName,
+    /// A put to a table the agent does not host, without `--allow-create-tables` (403).
+    TableCreationOff,
+    /// A put that would create a table beyond `max_tables` (403).
+    TooManyTables,
 }
 
 impl Code {
@@ -108,6 +123,13 @@ impl Code {
             Code::ReplicaTimeout => "replica_timeout",
             Code::TableFailed => "table_failed",
             Code::RequestFailed => "request_failed",
+            Code::Unauthorized => "unauthorized",
+            Code::BadHost => "bad_host",
+            Code::ReservedTable => "reserved_table",
+            Code::ReservedHandler => "reserved_handler",
+            Code::InvalidTableName => "invalid_table_name",
+            Code::TableCreationOff => "table_creation_off",
+            Code::TooManyTables => "too_many_tables",
         }
     }
 
@@ -120,7 +142,11 @@ impl Code {
             Error::Timeout { .. } => Code::AckTimeout,
             Error::UnknownChannel(_) => Code::UnknownChannel,
             Error::UnknownPartition(_) => Code::UnknownPartition,
-            Error::Broadcast(BroadcastError::TooLarge { .. }) => Code::PayloadTooLarge,
+            Error::Broadcast(BroadcastError::TooLarge { .. }) | Error::TooLarge { .. } => {
+                Code::PayloadTooLarge
+            }
+            Error::ReservedName(_) => Code::ReservedTable,
+            Error::ReservedHandler(_) => Code::ReservedHandler,
             Error::Broadcast(_) => Code::BroadcastRefused,
             Error::Config(_) | Error::Member(_) => Code::InvalidArgument,
             Error::Table(TableError::TooLarge { .. }) => Code::RecordTooLarge,

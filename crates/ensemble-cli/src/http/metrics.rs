@@ -1,7 +1,7 @@
 //! The agent's Prometheus recorder: its figures in the Prometheus text format, for `GET /metrics`.
 //!
 //! Values are read from the node when scraped (member counts by status, broadcast counters,
-//! frames shed or dropped towards slow peers) and rendered by the `metrics` crate's Prometheus
+//! frames shed or dropped towards slow peers, connections closed) and rendered by the `metrics` crate's Prometheus
 //! exporter.
 
 use anyhow::{Context, Result};
@@ -51,6 +51,7 @@ impl Metrics {
                 ("ensemble_broadcast_lazy_shed_total", s.lazy_shed),
                 ("ensemble_broadcast_shed_frames_total", b.shed_frames),
                 ("ensemble_dropped_frames_total", b.dropped_frames),
+                ("ensemble_connections_closed_total", b.connections_closed),
             ] {
                 counter!(name).absolute(v);
             }

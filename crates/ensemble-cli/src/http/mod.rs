@@ -1,25 +1,30 @@
 //! The agent's HTTP API: one router over the shared state (`state.rs`), its routes (one file
 //! per resource in `routes/`), and one error answer for all of them (`ApiError` in `error.rs`:
 //! JSON `{"error", "code"}`, also for unknown paths, wrong methods, and the bodies and path
-//! parameters axum refuses, through the extractors of `extract.rs`). `metrics.rs` is the
-//! Prometheus recorder behind `GET /metrics`.
+//! parameters axum refuses, through the extractors of `extract.rs`). `auth.rs` guards every
+//! route (the bearer token, the Host rule of a loopback API); `tls.rs` serves it over HTTPS;
+//! `metrics.rs` is the Prometheus recorder behind `GET /metrics`.
 //!
 //! Imports the JSON shapes from `views` and nothing of the client commands.
 
+mod auth;
 mod error;
 mod extract;
 mod metrics;
 mod routes;
 mod state;
+mod tls;
 
 use axum::Router;
 
+pub use auth::Access;
 pub use metrics::Metrics;
-pub use state::{AgentTables, AppState};
+pub use state::{AgentTables, AppState, TablePolicy};
+pub use tls::{acceptor as tls_acceptor, TlsListener};
 
-/// Every route of the API, with JSON answers for unknown paths (404) and for methods a path
-/// does not take (405, with axum's `Allow` header).
-pub fn router(state: AppState) -> Router {
+/// Every route of the API behind the guard of `access`, with JSON answers for unknown paths
+/// (404) and for methods a path does not take (405, with axum's `Allow` header).
+pub fn router(state: AppState, access: Access) -> Router {
     Router::new()
         .merge(routes::members::routes())
         .merge(routes::events::routes())
@@ -33,6 +38,21 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::metrics::routes())
         .fallback(error::not_found)
         // After every route: it applies to the routes already added.
+        .method_not_allowed_fallback(error::method_not_allowed)
+        // Around everything, the fallbacks included: a request without the token learns
+        // nothing, not even which paths exist.
+        .layer(axum::middleware::from_fn_with_state(access, auth::guard))
+        .with_state(state)
+}
+
+/// The probes alone (`GET /v1/health`, `GET /v1/ready`, `GET /metrics`), without a token:
+/// what `--metrics-addr` serves.
+pub fn probes(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::members::probes())
+        .merge(routes::discovery::probes())
+        .merge(routes::metrics::routes())
+        .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }

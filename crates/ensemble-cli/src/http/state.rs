@@ -1,7 +1,7 @@
 //! What the routes share: the node, its discovery, the tables the agent opened, the metrics
 //! recorder and whether fault injection is allowed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::extract::FromRef;
@@ -40,36 +40,90 @@ impl FromRef<AppState> for AgentTables {
     }
 }
 
+/// Which tables a put may create: those declared (`--table`), others only with
+/// `--allow-create-tables`, and never more than `max_tables` (not counting Ensemble's own).
+#[derive(Debug, Clone, Default)]
+pub struct TablePolicy {
+    pub declared: BTreeSet<String>,
+    pub allow_create: bool,
+    pub max_tables: usize,
+}
+
+/// Why a put may not create a table.
+#[derive(Debug)]
+pub enum Refused {
+    /// Not declared, and creation is off.
+    CreationOff,
+    /// The agent hosts `max_tables` tables already.
+    TooMany(usize),
+    /// The node refused (a bad name, stopped...).
+    Node(Error),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::CreationOff => f.write_str("not declared, and table creation is off"),
+            Refused::TooMany(max) => write!(f, "max_tables ({max}) reached"),
+            Refused::Node(e) => e.fmt(f),
+        }
+    }
+}
+
 /// The replicated tables (string keys and values) an agent hosts, opened once each.
 #[derive(Clone)]
 pub struct AgentTables {
     node: Node,
     open: Arc<Mutex<HashMap<String, Table<String, String>>>>,
+    policy: Arc<TablePolicy>,
 }
 
 impl AgentTables {
-    pub fn new(node: Node) -> Self {
+    pub fn new(node: Node, policy: TablePolicy) -> Self {
         AgentTables {
             node,
             open: Arc::default(),
+            policy: Arc::new(policy),
         }
     }
 
-    /// The table `name`, created if `create` (else None when this agent does not host it).
-    pub async fn get(
-        &self,
-        name: &str,
-        create: bool,
-    ) -> Result<Option<Table<String, String>>, Error> {
+    /// The table `name` if this agent hosts it (None if not).
+    pub async fn hosted(&self, name: &str) -> Result<Option<Table<String, String>>, Error> {
         let mut open = self.open.lock().await;
         if let Some(t) = open.get(name) {
             return Ok(Some(t.clone()));
         }
-        if !create && !self.node.tables().await?.iter().any(|t| t == name) {
+        if !self.node.tables().await?.iter().any(|t| t == name) {
             return Ok(None);
         }
         let t = self.node.table(name, TableOptions::set()).await?;
         open.insert(name.to_string(), t.clone());
         Ok(Some(t))
+    }
+
+    /// The table `name`, created if the policy allows (see [`TablePolicy`]).
+    pub async fn get_or_create(&self, name: &str) -> Result<Table<String, String>, Refused> {
+        let mut open = self.open.lock().await;
+        if let Some(t) = open.get(name) {
+            return Ok(t.clone());
+        }
+        let names = self.node.tables().await.map_err(Refused::Node)?;
+        if !names.iter().any(|t| t == name) {
+            let p = &self.policy;
+            if !p.allow_create && !p.declared.contains(name) {
+                return Err(Refused::CreationOff);
+            }
+            // Checked under the lock: concurrent puts cannot create more than the limit.
+            let hosted = names
+                .iter()
+                .filter(|n| !n.starts_with(ensemble::RESERVED_TABLE_PREFIX))
+                .count();
+            if hosted >= p.max_tables {
+                return Err(Refused::TooMany(p.max_tables));
+            }
+        }
+        let t = (self.node.table(name, TableOptions::set()).await).map_err(Refused::Node)?;
+        open.insert(name.to_string(), t.clone());
+        Ok(t)
     }
 }

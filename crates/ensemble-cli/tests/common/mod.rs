@@ -16,6 +16,32 @@ pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_ensemble")
 }
 
+/// The tests' `ENSEMBLE_HOME`: where their agents create the HTTP token and their client
+/// commands find it (not the user's ~/.ensemble).
+pub fn home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ensemble-home")
+}
+
+/// `ensemble` with the tests' `ENSEMBLE_HOME`.
+pub fn cli() -> Command {
+    let mut c = Command::new(exe());
+    c.env("ENSEMBLE_HOME", home());
+    c
+}
+
+/// The HTTP token the tests' agents created (empty until the first agent started).
+pub fn token() -> String {
+    std::fs::read_to_string(home().join("http-token"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The `Authorization` header value for the tests' agents.
+pub fn bearer() -> String {
+    format!("Bearer {}", token())
+}
+
 /// A free port below the ephemeral range, so no agent's outgoing connection can take it first,
 /// and never the same twice in one process (tests running at once pick ports before their
 /// agents bind them).
@@ -39,6 +65,8 @@ pub struct Agent {
     pub child: Option<Child>,
     /// Extra flags given at every start.
     pub extra: Vec<String>,
+    /// Extra environment variables given at every start.
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -53,20 +81,26 @@ impl Agent {
         secret: &str,
         extra: &[&str],
     ) -> Agent {
-        let mut a = Agent {
+        let mut a = Agent::prepare(dir, name, extra);
+        a.spawn(join, secret);
+        a
+    }
+
+    /// An agent with its ports picked, not started yet (set `env`, then `spawn`).
+    pub fn prepare(dir: &Path, name: &str, extra: &[&str]) -> Agent {
+        Agent {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             name: name.into(),
             bind: format!("127.0.0.1:{}", free_port()),
             http: format!("127.0.0.1:{}", free_port()),
             log: dir.join(format!("{name}.log")),
             child: None,
-        };
-        a.spawn(join, secret);
-        a
+            env: Vec::new(),
+        }
     }
 
     pub fn spawn(&mut self, join: Option<&str>, secret: &str) {
-        let mut cmd = Command::new(exe());
+        let mut cmd = cli();
         cmd.args([
             "agent", "--name", &self.name, "--bind", &self.bind, "--http", &self.http,
         ]);
@@ -74,6 +108,7 @@ impl Agent {
             cmd.args(["--join", j]);
         }
         cmd.args(&self.extra);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -99,7 +134,7 @@ impl Agent {
     }
 
     pub fn members(&self) -> Option<Vec<Value>> {
-        let out = Command::new(exe())
+        let out = cli()
             .args(["members", "--http", &self.http, "--json"])
             .output()
             .ok()?;
@@ -181,7 +216,7 @@ pub fn cluster(dir: &Path, n: usize) -> Vec<Agent> {
 }
 
 pub fn fails_saying(args: &[&str], needles: &[&str]) {
-    let out: Output = Command::new(exe())
+    let out: Output = cli()
         .args(args)
         .env("ENSEMBLE_SECRET", SECRET)
         .output()
@@ -195,7 +230,7 @@ pub fn fails_saying(args: &[&str], needles: &[&str]) {
 
 /// Runs `ensemble ARGS`, expects success, and parses its standard output as JSON.
 pub fn json_of(args: &[&str]) -> Value {
-    let out = Command::new(exe()).args(args).output().unwrap();
+    let out = cli().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ensemble {args:?} failed: {err}");
     serde_json::from_slice(&out.stdout).unwrap()
@@ -203,6 +238,7 @@ pub fn json_of(args: &[&str]) -> Value {
 
 pub fn ureq_get(http: &str, path: &str) -> Option<Value> {
     ureq::get(&format!("http://{http}{path}"))
+        .set("Authorization", &bearer())
         .call()
         .ok()?
         .into_json()

@@ -258,11 +258,18 @@ impl Replica {
             let Some((mut ops, mut writes)) = link.backlog.pop_front() else {
                 break;
             };
-            // Coalesce what queued up behind a full window into one message.
+            // Coalesce what queued up behind a full window into one message of at most
+            // `max_ops_per_message` ops and about `chunk_bytes` (so that it fits in a frame: a
+            // write larger than that alone goes alone).
+            let mut bytes = ops_cost(&ops);
             while let Some((more, ws)) = link.backlog.front() {
-                if ops.len() + more.len() > fx.config.max_ops_per_message {
+                let more_bytes = ops_cost(more);
+                if ops.len() + more.len() > fx.config.max_ops_per_message
+                    || bytes + more_bytes > fx.config.chunk_bytes
+                {
                     break;
                 }
+                bytes += more_bytes;
                 Arc::make_mut(&mut ops).extend(more.iter().cloned());
                 writes.extend(ws);
                 link.backlog.pop_front();
@@ -457,6 +464,19 @@ impl Replica {
         }
         self.remove_peer(now, fx, peer, None);
     }
+}
+
+/// An upper bound of the bytes `ops` take in a message: each op's key, value, lengths (two
+/// varints of at most 10 bytes), tag and version (two of at most 10).
+fn ops_cost(ops: &[Op]) -> usize {
+    ops.iter()
+        .map(|op| match op {
+            Op::Insert { key, value, .. } | Op::DeleteObject { key, value, .. } => {
+                key.len() + value.len() + 48
+            }
+            Op::Delete { key, .. } => key.len() + 48,
+        })
+        .sum()
 }
 
 /// Checks a write's size against the table's limits before it is applied.

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::command::{Command, DriverMsg, Envelope, MessagingCommand, Outgoing, MAILBOX_CAPACITY};
 use crate::error::Error;
+use crate::limits;
 use crate::node::Node;
 use crate::DEFAULT_CHANNEL;
 
@@ -66,6 +67,7 @@ impl Node {
                 "handler name {name:?} must be 1 to 128 bytes"
             )));
         }
+        reserved(name)?;
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
         let n = name.to_owned();
         self.call(|reply| {
@@ -82,7 +84,8 @@ impl Node {
     /// Sends `payload` to the handler registered as `name` on member `to`, fire-and-forget.
     /// Fails at once if `to` is not a live member. To a member that is live but not connected
     /// yet (it just joined), the message waits up to 5 s for the connection, and a failure is
-    /// logged.
+    /// logged. A message that cannot fit in one frame ([`crate::Config::max_frame_size`], 1 MiB
+    /// by default, less the names around the payload) fails at once with [`Error::TooLarge`].
     pub async fn cast_message(
         &self,
         to: &str,
@@ -103,13 +106,15 @@ impl Node {
         payload: impl Into<Bytes>,
     ) -> Result<(), Error> {
         let channel = self.channel(channel)?;
+        let payload = payload.into();
+        self.fits(to, name, &payload, channel.as_deref())?;
         // The common case, a live member that is not this node, needs no answer from the
         // driver: checked here against the published member list, then queued.
         if to != self.name() && self.is_up(to) {
             let cmd = Command::Messaging(MessagingCommand::Cast(Outgoing {
                 to: to.to_owned(),
                 name: name.to_owned(),
-                payload: payload.into(),
+                payload,
                 channel,
             }));
             return self
@@ -118,15 +123,14 @@ impl Node {
                 .await
                 .map_err(|_| Error::Stopped);
         }
-        self.send_direct(to, name, payload.into(), None, channel)
-            .await
+        self.send_direct(to, name, payload, None, channel).await
     }
 
     /// Sends `payload` to the handler registered as `name` on member `to` and waits for its
     /// acknowledgement: the message is retransmitted (after a reconnect, or every 500 ms)
     /// until acked or `timeout` passes. Fails with [`Error::UnknownName`] if no handler has
     /// that name there, [`Error::Timeout`] if no ack came in time, [`Error::UnknownNode`] if
-    /// `to` is not a live member.
+    /// `to` is not a live member, [`Error::TooLarge`] (at once) if it cannot fit in one frame.
     pub async fn forward_message(
         &self,
         to: &str,
@@ -148,8 +152,25 @@ impl Node {
         timeout: Duration,
     ) -> Result<(), Error> {
         let channel = self.channel(channel)?;
-        self.send_direct(to, name, payload.into(), Some(timeout), channel)
+        let payload = payload.into();
+        self.fits(to, name, &payload, channel.as_deref())?;
+        self.send_direct(to, name, payload, Some(timeout), channel)
             .await
+    }
+
+    /// Refuses a message that would not fit in one frame in any form it may travel (relayed
+    /// included): [`Error::TooLarge`], before anything is queued. (A peer closes a connection
+    /// on which a frame over its limit arrives.)
+    fn fits(
+        &self,
+        to: &str,
+        name: &str,
+        payload: &Bytes,
+        channel: Option<&str>,
+    ) -> Result<(), Error> {
+        reserved(name)?;
+        let size = limits::named_message_len(self.name(), to, name, payload, channel);
+        limits::fits("a named message", size, self.inner.max_frame)
     }
 
     /// The named messaging channels declared besides the default one.
@@ -187,4 +208,13 @@ impl Node {
             .await?;
         rx.await.map_err(|_| Error::Stopped)?
     }
+}
+
+/// Refuses a handler name of Ensemble's own (key operations travel as named messages to
+/// `ensemble.keys`: nobody else may send or receive under such a name).
+fn reserved(name: &str) -> Result<(), Error> {
+    if name.starts_with(limits::RESERVED_TABLE_PREFIX) {
+        return Err(Error::ReservedHandler(name.to_owned()));
+    }
+    Ok(())
 }

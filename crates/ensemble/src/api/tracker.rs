@@ -189,7 +189,7 @@ impl Node {
 impl Tracker {
     async fn open(node: &Node) -> Result<Tracker, Error> {
         let options = TableOptions::set().conflict_handler(resolve);
-        let table: Table<String, NodeRow> = node.table(TRACKER_TABLE, options).await?;
+        let table: Table<String, NodeRow> = node.open_table(TRACKER_TABLE, options).await?;
         Ok(Tracker {
             node: node.clone(),
             table,

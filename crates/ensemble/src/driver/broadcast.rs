@@ -64,8 +64,11 @@ impl Driver {
                     self.core.broadcast(),
                     members,
                     root.as_deref(),
-                    self.shed_frames,
-                    self.dropped_frames,
+                    Counters {
+                        shed_frames: self.shed_frames,
+                        dropped_frames: self.dropped_frames,
+                        connections_closed: self.connections_closed,
+                    },
                 );
                 let _ = reply.send(status);
                 return;
@@ -101,13 +104,7 @@ impl Driver {
 }
 
 impl BroadcastStatus {
-    fn of(
-        p: &Plumtree,
-        members: Vec<String>,
-        root: Option<&str>,
-        shed_frames: u64,
-        dropped_frames: u64,
-    ) -> Self {
+    fn of(p: &Plumtree, members: Vec<String>, root: Option<&str>, counters: Counters) -> Self {
         let root = root.map_or_else(|| p.name().to_owned(), str::to_owned);
         let (eager, lazy) = p.peers(&root);
         let mut roots: Vec<String> = p.roots().map(str::to_owned).collect();
@@ -122,8 +119,16 @@ impl BroadcastStatus {
             roots,
             exchanges: p.exchanges(),
             stats: p.stats(),
-            shed_frames,
-            dropped_frames,
+            shed_frames: counters.shed_frames,
+            dropped_frames: counters.dropped_frames,
+            connections_closed: counters.connections_closed,
         }
     }
+}
+
+/// The driver's own counters a [`BroadcastStatus`] reports.
+struct Counters {
+    shed_frames: u64,
+    dropped_frames: u64,
+    connections_closed: u64,
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ensemble_proto::messaging::{self, Failure};
 use ensemble_proto::stack::Input;
+use ensemble_proto::wire::{self, DirectMsg, Message};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -149,6 +150,34 @@ impl Driver {
             channel,
         };
         self.core.handle(now, Input::Messaging(input));
+    }
+
+    /// True (and logged) if `msg`, a named message, would not fit in a frame: it is not sent,
+    /// since the peer would close the connection on it (and an acknowledged one would go
+    /// again on every reconnect). The public API refuses such messages before they get here
+    /// (`limits::named_message_len`); this is the last guard.
+    pub(super) fn oversized(&self, to: &str, msg: &Message) -> bool {
+        let payload = match msg {
+            Message::Direct(
+                DirectMsg::Cast { payload, .. } | DirectMsg::Forward { payload, .. },
+            ) => payload,
+            Message::Relay(r) => match &r.msg {
+                DirectMsg::Cast { payload, .. } | DirectMsg::Forward { payload, .. } => payload,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        let max = self.shared.max_frame;
+        // Names and ids take far less than this: measured only when it may matter.
+        if payload.len() + 4096 <= max {
+            return false;
+        }
+        let size = wire::message_len(msg);
+        if size <= max {
+            return false;
+        }
+        warn!(peer = %to, "a named message of {size} bytes to {to} was not sent: over the frame limit of {max} bytes");
+        true
     }
 
     pub(super) fn on_messaging(&mut self, out: messaging::Output) {

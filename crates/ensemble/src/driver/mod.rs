@@ -66,6 +66,8 @@ pub(crate) struct Driver {
     dropped_frames: u64,
     /// Lazy broadcast frames (announcements) shed because a peer's send queue was filling.
     shed_frames: u64,
+    /// Connections that closed, for any reason (published in [`crate::BroadcastStatus`]).
+    connections_closed: u64,
     /// Named handlers' mailboxes.
     mailboxes: HashMap<String, mpsc::Sender<Envelope>>,
     /// Callers waiting for an acknowledgement, by token: (member, name, timeout, reply).
@@ -138,6 +140,7 @@ impl Driver {
             published_version,
             dropped_frames: 0,
             shed_frames: 0,
+            connections_closed: 0,
             mailboxes: HashMap::new(),
             ack_waiters: HashMap::new(),
             last_token: 0,
@@ -244,6 +247,7 @@ impl Driver {
                 self.on_conn_up(now, conn, peer, dialed)
             }
             DriverMsg::Transport(TransportEvent::ConnDown { id, name }) => {
+                self.connections_closed += 1;
                 self.on_conn_down(now, id, name)
             }
             DriverMsg::Transport(TransportEvent::Inbound { from, msg }) => {
@@ -276,7 +280,11 @@ impl Driver {
     fn drain_outputs(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
-                Output::Send { to, msg } => self.send(to, msg),
+                Output::Send { to, msg } => {
+                    if !self.oversized(&to, &msg) {
+                        self.send(to, msg)
+                    }
+                }
                 Output::Dial { addr } => {
                     self.tasks.spawn(conn::dial(self.shared.clone(), addr));
                 }

@@ -13,7 +13,12 @@ use crate::http::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/discovery", get(info))
-        .route("/v1/ready", get(ready))
+        .merge(probes())
+}
+
+/// `GET /v1/ready` alone (answered without a token).
+pub fn probes() -> Router<AppState> {
+    Router::new().route("/v1/ready", get(ready))
 }
 
 async fn info(State(d): State<Discovery>) -> Json<SystemInfo> {

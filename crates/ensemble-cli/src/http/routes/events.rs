@@ -31,7 +31,9 @@ async fn send_event(
         Ok(()) => Ok(Json(serde_json::json!({ "ok": true }))),
         Err(err) => {
             let status = match &err {
-                Error::Broadcast(BroadcastError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+                Error::Broadcast(BroadcastError::TooLarge { .. }) | Error::TooLarge { .. } => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
                 Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };

@@ -13,7 +13,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/members", get(members))
         .route("/v1/self", get(local))
-        .route("/v1/health", get(health))
+        .merge(probes())
+}
+
+/// `GET /v1/health` alone (answered without a token).
+pub fn probes() -> Router<AppState> {
+    Router::new().route("/v1/health", get(health))
 }
 
 async fn members(State(node): State<Node>) -> Json<Vec<MemberView>> {

@@ -17,7 +17,8 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/send", post(send))
 }
 
-/// 200, or 404 (unknown member or name), 504 (no ack in time), 400.
+/// 200, or 404 (unknown member or name), 413 (does not fit in a frame), 504 (no ack in
+/// time), 400.
 async fn send(
     State(node): State<Node>,
     Json(b): Json<SendBody>,
@@ -36,6 +37,8 @@ async fn send(
             let status = match &e {
                 Error::UnknownNode(_) | Error::UnknownName { .. } => StatusCode::NOT_FOUND,
                 Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                Error::ReservedHandler(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_REQUEST,
             };
             Err(ApiError::node(status, e))

@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::command::{ChangeBatch, Command, Done, DriverMsg, Opened, TableCommand};
 use crate::error::Error;
+use crate::limits;
 use crate::node::Node;
 pub(crate) use codec::{decode, encode};
 pub use options::TableOptions;
@@ -76,6 +77,12 @@ impl Node {
     /// joins the replicas on connected nodes that host the same table by itself (and again
     /// after a split heals). Opening it again gives another handle on the same replica; the
     /// kind (set or bag) must match.
+    ///
+    /// Names are 1 to [`crate::MAX_TABLE_NAME`] bytes without control characters
+    /// ([`Error::Config`] otherwise); names starting with [`crate::RESERVED_TABLE_PREFIX`]
+    /// (`ensemble.`) are Ensemble's own and refused with [`Error::ReservedName`]. A write
+    /// whose replication frame would not fit in [`crate::Config::max_frame_size`] (many
+    /// records at once) fails with [`Error::TooLarge`] before anything is sent.
     pub async fn table<K, V>(
         &self,
         name: &str,
@@ -85,11 +92,22 @@ impl Node {
         K: Serialize + DeserializeOwned + Send + 'static,
         V: Serialize + DeserializeOwned + Send + 'static,
     {
-        if name.is_empty() || name.len() > 128 {
-            return Err(Error::Config(format!(
-                "table name {name:?} must be 1 to 128 bytes"
-            )));
-        }
+        limits::table_name_ok(name, false)?;
+        self.open_table(name, options).await
+    }
+
+    /// [`Node::table`] for Ensemble's own tables (the tracker's): names starting with
+    /// [`crate::RESERVED_TABLE_PREFIX`] are allowed.
+    pub(crate) async fn open_table<K, V>(
+        &self,
+        name: &str,
+        options: TableOptions<K, V>,
+    ) -> Result<Table<K, V>, Error>
+    where
+        K: Serialize + DeserializeOwned + Send + 'static,
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        limits::table_name_ok(name, true)?;
         let (spec, down) = options.into_spec(name);
         let n = name.to_owned();
         let Opened { store, changes } = self

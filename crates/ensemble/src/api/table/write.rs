@@ -14,6 +14,7 @@ use super::codec::Batch;
 use super::{decode, encode, Table};
 use crate::command::{Command, DriverMsg, TableCommand};
 use crate::error::Error;
+use crate::limits;
 
 /// An asynchronous write in flight; wait for it with [`Table::wait_response`] or
 /// [`Table::wait_responses`].
@@ -75,7 +76,14 @@ where
         encode(&self.name, "value", v)
     }
 
+    /// Refuses a write whose replication frame would be over the largest frame.
+    fn fits(&self, ops: &[WriteOp]) -> Result<(), Error> {
+        let size = limits::table_write_len(&self.name, ops);
+        limits::fits("a table write", size, self.node.inner.max_frame)
+    }
+
     async fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
+        self.fits(&ops)?;
         let table = self.name.to_string();
         written(
             self.done(|reply| TableCommand::Write { table, ops, reply })
@@ -84,6 +92,7 @@ where
     }
 
     async fn write_async(&self, ops: Vec<WriteOp>) -> Result<RequestId, Error> {
+        self.fits(&ops)?;
         let table = self.name.to_string();
         let rx = self
             .start(|reply| TableCommand::Write { table, ops, reply })
