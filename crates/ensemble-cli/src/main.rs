@@ -55,6 +55,8 @@ enum Command {
     Partition(commands::partition::PartitionArgs),
     /// Print a new cluster key (32 random bytes, hex): for --secret-file or ENSEMBLE_SECRET.
     Keygen,
+    /// Rotate the cluster key on every live node: list, install, use, remove (like serf keys).
+    Keys(commands::keys::KeysArgs),
     /// Start a local cluster, crash a node, restart it, and print the timeline.
     Demo(demo::DemoArgs),
     /// Measure real agents on 127.0.0.1 (against HashiCorp Serf when installed).
@@ -77,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Command::Tracker(args) => commands::tracker::run(args),
         Command::Singleton(args) => commands::singleton::run(args),
         Command::Keygen => commands::keygen::run(),
+        Command::Keys(args) => commands::keys::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

@@ -234,3 +234,34 @@ pub struct RowView {
     pub last_change: u64,
     pub incarnation: u64,
 }
+
+/// `POST /v1/keys`: a key operation on every live node.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeysBody {
+    /// `install`, `use` or `remove`.
+    pub op: String,
+    /// The key.
+    pub key: String,
+}
+
+/// The answer of `GET /v1/keys` and `POST /v1/keys` (the library's `KeyResponse`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeysView {
+    /// Live nodes asked, the answering agent's included.
+    pub nodes: usize,
+    /// Nodes where it succeeded.
+    pub succeeded: Vec<String>,
+    /// Nodes where it failed, with why.
+    pub failed: BTreeMap<String, String>,
+    /// Per key fingerprint: how many nodes hold it and how many dial with it.
+    pub keys: BTreeMap<String, KeyUseView>,
+}
+
+/// How many nodes hold a key, and how many dial with it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyUseView {
+    /// Nodes that hold the key.
+    pub installed: usize,
+    /// Nodes whose primary key it is.
+    pub primary: usize,
+}

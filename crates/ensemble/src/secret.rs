@@ -97,6 +97,11 @@ impl Secret {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The secret itself, for storing it (a keyring file, say). Never log it.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// A simple estimate of the bits a secret carries: the length of its shortest repeating unit

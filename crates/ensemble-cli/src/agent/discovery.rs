@@ -49,9 +49,15 @@ pub struct DiscoveryFlags {
     /// (config key: discovery.dns_port).
     #[arg(long, value_name = "PORT")]
     dns_port: Option<u16>,
-    /// PostgreSQL URL of the `postgres` backend, e.g. postgres://user@host/db
-    /// (config key: discovery.postgres_url).
-    #[arg(long, value_name = "URL")]
+    /// PostgreSQL URL of the `postgres` backend, e.g. postgres://user@host/db?sslmode=verify-full
+    /// (env: ENSEMBLE_POSTGRES_URL, config key: discovery.postgres_url). A password belongs in
+    /// the environment variable or the config file: a flag is visible to every local user.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ENSEMBLE_POSTGRES_URL",
+        hide_env_values = true
+    )]
     postgres_url: Option<String>,
 }
 

@@ -74,6 +74,7 @@ pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[
         // Gone from the agent's environment already (`SecretEnv::take`); never passed on.
         .env_remove(SECRET_VARS[0])
         .env_remove(SECRET_VARS[1])
+        .env_remove(SECRET_VARS[2])
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

@@ -6,6 +6,7 @@ mod api;
 mod discovery;
 mod event_handler;
 mod handlers;
+mod keyring;
 mod settings;
 mod singletons;
 mod token;
@@ -60,6 +61,11 @@ pub struct AgentArgs {
     /// else a per-user file created on first use).
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
+    /// Keyring file: the cluster keys as a JSON array, primary first (created from the cluster
+    /// secret when missing, rewritten when a key operation changes the keyring, read again on
+    /// SIGHUP; config key: keyring_file). With it, the cluster secret only seeds a new file.
+    #[arg(long, value_name = "FILE")]
+    keyring_file: Option<PathBuf>,
     /// Metadata tag; repeat for more (config table: [tags]).
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = settings::parse_tag)]
     tags: Vec<(String, String)>,
@@ -140,6 +146,7 @@ fn init_logging() {
 /// What the agent runs besides the node.
 struct AgentSettings {
     http: String,
+    keyring_file: Option<PathBuf>,
     http_token: crate::token::Token,
     tls: Option<(PathBuf, PathBuf)>,
     metrics_addr: Option<String>,
@@ -190,11 +197,22 @@ fn build_config(args: &AgentArgs, env: SecretEnv) -> Result<(Config, AgentSettin
         .clone()
         .or(file.http.clone())
         .unwrap_or(DEFAULT_HTTP.into());
-    let secret = settings::load_secret(
-        args.secret_file.as_deref(),
-        env.secret,
-        file.secret_file.as_deref(),
-    )?;
+    let load_secret = || {
+        settings::load_secret(
+            args.secret_file.as_deref(),
+            env.secret,
+            file.secret_file.as_deref(),
+        )
+    };
+    let keyring_file = args.keyring_file.clone().or(file.keyring_file.clone());
+    let (secret, keys) = match &keyring_file {
+        Some(path) => {
+            let ring = keyring::load(path, load_secret)?;
+            let (primary, others) = ring.keys().split_first().expect("a keyring has a primary");
+            (primary.clone(), others.to_vec())
+        }
+        None => (load_secret()?, Vec::new()),
+    };
     let http_token = token::load(
         args.http_token_file.as_deref(),
         env.http_token,
@@ -212,6 +230,7 @@ fn build_config(args: &AgentArgs, env: SecretEnv) -> Result<(Config, AgentSettin
         ),
     };
     let mut config = Config::new(name, bind, secret);
+    config.keys = keys;
     config.advertise = advertise;
     if let Some(c) = args.cluster.clone().or(file.cluster.clone()) {
         config.cluster = c;
@@ -230,6 +249,7 @@ fn build_config(args: &AgentArgs, env: SecretEnv) -> Result<(Config, AgentSettin
     if let Some(wait) = file.busy_wait()? {
         config.busy_wait = wait;
     }
+    file.accept_limits(&mut config)?;
     config.channels = if args.channels.is_empty() {
         file.channels.clone()
     } else {
@@ -281,6 +301,7 @@ fn build_config(args: &AgentArgs, env: SecretEnv) -> Result<(Config, AgentSettin
         config,
         AgentSettings {
             http,
+            keyring_file,
             http_token,
             tls,
             metrics_addr: args.metrics_addr.clone().or(file.metrics_addr.clone()),
@@ -319,6 +340,9 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
         node.addr(),
         seeds
     );
+    if let Some(path) = agent.keyring_file.clone() {
+        keyring::spawn(&node, path)?;
+    }
     event_handler::spawn(&node, agent.event_handlers);
     handlers::spawn(&node, agent.handlers).await?;
     let metrics = Metrics::install()?;

@@ -23,6 +23,12 @@ pub struct FileSettings {
     pub http: Option<String>,
     pub cluster: Option<String>,
     pub secret_file: Option<PathBuf>,
+    /// The keyring file (`--keyring-file`).
+    pub keyring_file: Option<PathBuf>,
+    /// How long an accepted connection has to send its first frame, in milliseconds.
+    pub first_frame_timeout_ms: Option<u64>,
+    /// Most handshakes in progress at once from one source address.
+    pub handshakes_per_address: Option<usize>,
     #[serde(default)]
     pub join: Vec<String>,
     #[serde(default)]
@@ -83,22 +89,29 @@ pub struct SecretEnv {
     pub http_token: Option<String>,
 }
 
-/// The variables [`SecretEnv::take`] removes.
-pub const SECRET_VARS: [&str; 2] = ["ENSEMBLE_SECRET", crate::token::TOKEN_ENV];
+/// The variables [`SecretEnv::take`] removes: the cluster secret and the HTTP token (read
+/// here), and the PostgreSQL URL (read by the flag parser before), which may hold a password.
+pub const SECRET_VARS: [&str; 3] = [
+    "ENSEMBLE_SECRET",
+    crate::token::TOKEN_ENV,
+    "ENSEMBLE_POSTGRES_URL",
+];
 
 impl SecretEnv {
-    /// Reads and removes `ENSEMBLE_SECRET` and `ENSEMBLE_HTTP_TOKEN`. Call it while the
-    /// process has one thread.
+    /// Reads and removes `ENSEMBLE_SECRET` and `ENSEMBLE_HTTP_TOKEN`, and removes
+    /// `ENSEMBLE_POSTGRES_URL`. Call it while the process has one thread.
     pub fn take() -> SecretEnv {
         let take = |var: &str| {
             let value = std::env::var(var).ok();
             std::env::remove_var(var);
             value
         };
-        SecretEnv {
+        let env = SecretEnv {
             secret: take(SECRET_VARS[0]),
             http_token: take(SECRET_VARS[1]),
-        }
+        };
+        take(SECRET_VARS[2]);
+        env
     }
 }
 
@@ -106,6 +119,23 @@ impl SecretEnv {
 pub const MAX_BUSY_WAIT_US: u64 = 10_000;
 
 impl FileSettings {
+    /// `first_frame_timeout_ms` and `handshakes_per_address`, checked, into `config`.
+    pub fn accept_limits(&self, config: &mut ensemble::Config) -> Result<()> {
+        if let Some(ms) = self.first_frame_timeout_ms {
+            if !(50..=10_000).contains(&ms) {
+                bail!("first_frame_timeout_ms must be 50 to 10000 (default 500), not {ms}");
+            }
+            config.first_frame_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.handshakes_per_address {
+            if !(1..=256).contains(&n) {
+                bail!("handshakes_per_address must be 1 to 256 (default 64), not {n}");
+            }
+            config.handshakes_per_address = n;
+        }
+        Ok(())
+    }
+
     /// `busy_wait_us`, checked; None: the library's default.
     pub fn busy_wait(&self) -> Result<Option<Duration>> {
         match self.busy_wait_us {

@@ -68,6 +68,7 @@ impl Singleton for CommandSingleton {
                     // Gone from the agent's environment already; never passed on.
                     .env_remove(SECRET_VARS[0])
                     .env_remove(SECRET_VARS[1])
+                    .env_remove(SECRET_VARS[2])
                     .stdin(Stdio::null())
                     // Its own process group, so that stopping it stops what it started too.
                     .process_group(0);

@@ -7,6 +7,7 @@
 pub mod discovery;
 pub mod events;
 pub mod keygen;
+pub mod keys;
 pub mod members;
 pub mod partition;
 pub mod send;

@@ -35,6 +35,7 @@ pub fn router(state: AppState, access: Access) -> Router {
         .merge(routes::tables::routes())
         .merge(routes::tracker::routes())
         .merge(routes::singletons::routes())
+        .merge(routes::keys::routes())
         .merge(routes::metrics::routes())
         .fallback(error::not_found)
         // After every route: it applies to the routes already added.

@@ -3,6 +3,7 @@
 pub mod broadcast;
 pub mod discovery;
 pub mod events;
+pub mod keys;
 pub mod members;
 pub mod metrics;
 pub mod partitions;

@@ -1,0 +1,51 @@
+//! `GET /v1/keys` (each live node's keys, by fingerprint) and `POST /v1/keys` (`install`,
+//! `use` or `remove` a key on every live node): key rotation, like `serf keys`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use ensemble::{KeyResponse, Node, Secret};
+
+use crate::http::error::{ApiError, Code};
+use crate::http::extract::Json;
+use crate::http::state::AppState;
+use crate::views::KeysBody;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/keys", get(list).post(change))
+}
+
+/// 200 with every node's answer (the failures are in the answer), or 503.
+async fn list(State(node): State<Node>) -> Result<Json<KeyResponse>, ApiError> {
+    node.list_keys()
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::node(StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+/// 200 with every node's answer (the failures are in the answer), 400 for an unknown
+/// operation or a key too weak to use, 503.
+async fn change(
+    State(node): State<Node>,
+    Json(b): Json<KeysBody>,
+) -> Result<Json<KeyResponse>, ApiError> {
+    let key = Secret::new(b.key.trim().as_bytes().to_vec())
+        .map_err(|e| ApiError::node(StatusCode::BAD_REQUEST, e))?;
+    let result = match b.op.as_str() {
+        "install" => node.install_key(&key).await,
+        "use" => node.use_key(&key).await,
+        "remove" => node.remove_key(&key).await,
+        other => {
+            let msg = format!("unknown key operation {other:?}: install, use or remove");
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                msg,
+            ));
+        }
+    };
+    result
+        .map(Json)
+        .map_err(|e| ApiError::node(StatusCode::SERVICE_UNAVAILABLE, e))
+}
