@@ -135,11 +135,30 @@ fn a_weak_secret_is_refused_at_start_and_keygen_prints_a_strong_one() {
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
     let again = cli().arg("keygen").output().unwrap();
     assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), key);
-    // An agent starts with it.
-    let a = Agent::start(dir.path(), "k", None, key);
+    // An agent starts with it; from a file others can read, with a warning.
+    let file = dir.path().join("open.key");
+    std::fs::write(&file, key).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let extra = ["--secret-file", file.to_str().unwrap()];
+    let a = Agent::start_with(
+        dir.path(),
+        "k",
+        None,
+        "unused-because-of-the-file-0123",
+        &extra,
+    );
     wait_for(Duration::from_secs(15), "the agent answers", || {
         a.members().is_some()
     });
+    #[cfg(unix)]
+    assert!(
+        a.log_text().contains("can be read by other users"),
+        "no warning about the open key file"
+    );
 }
 
 #[test]
