@@ -198,7 +198,42 @@ impl Message {
             Message::Relay(_) => "relay",
         }
     }
+
+    /// About how many bytes the message takes encoded, counted without encoding it: its
+    /// payloads, keys and values, plus [`SMALL`] for everything else. Send queues are bounded
+    /// with it; it is the same every time for the same message.
+    pub fn approx_len(&self) -> usize {
+        let pairs = |items: &[(bytes::Bytes, bytes::Bytes)]| -> usize {
+            items.iter().map(|(a, b)| a.len() + b.len() + 8).sum()
+        };
+        let direct = |d: &DirectMsg| match d {
+            DirectMsg::Cast { payload, .. } | DirectMsg::Forward { payload, .. } => payload.len(),
+            _ => 0,
+        };
+        let body = match self {
+            Message::Broadcast(BroadcastMsg::Gossip { payload, .. }) => payload.len(),
+            Message::Broadcast(BroadcastMsg::ExchangeReply { items, summary, .. }) => {
+                pairs(items) + summary.len()
+            }
+            Message::Broadcast(BroadcastMsg::ExchangeItems { items, .. }) => pairs(items),
+            Message::Broadcast(BroadcastMsg::Exchange { summary, .. }) => summary.len(),
+            Message::Direct(d) => direct(d),
+            Message::Relay(r) => direct(&r.msg),
+            Message::Table(TableMsg::Ops { ops, .. }) => ops.iter().map(|o| o.approx_len()).sum(),
+            Message::Table(TableMsg::Chunk { records, .. }) => records
+                .iter()
+                .map(|r| r.key.len() + r.value.len() + 24)
+                .sum(),
+            Message::Membership(MembershipMsg::Gossip { members })
+            | Message::Membership(MembershipMsg::Sync { members }) => members.len() * 96,
+            _ => 0,
+        };
+        body + SMALL
+    }
 }
+
+/// What [`Message::approx_len`] counts for a message's fixed parts.
+pub const SMALL: usize = 64;
 
 impl MembershipMsg {
     /// A short name of the message's kind, for counters.

@@ -60,6 +60,11 @@ pub struct Config {
     pub handshakes_per_address: usize,
     /// Frames queued per connection and channel before new ones are dropped.
     pub send_queue: usize,
+    /// Bytes (about: the messages' payloads, keys and values) queued per connection, over
+    /// every channel, before new messages are dropped and counted: a peer that stops reading
+    /// cannot make this node hold without bound. At least twice `max_frame_size`. Default
+    /// 64 MiB.
+    pub send_queue_bytes: usize,
     /// While a caller of this node waits for a peer's reply (a synchronous table write, a
     /// table operation through the leader, an acknowledged message), the node polls for the
     /// reply this long before it sleeps. A reply that comes back sooner does not pay for
@@ -103,6 +108,7 @@ impl Config {
             first_frame_timeout: Duration::from_millis(500),
             handshakes_per_address: 64,
             send_queue: 4096,
+            send_queue_bytes: 64 << 20,
             busy_wait: Duration::from_micros(30),
             channels: Vec::new(),
         }
@@ -141,6 +147,12 @@ impl Config {
             )));
         }
         check_channels(&self.channels)?;
+        if self.send_queue_bytes < 2 * self.max_frame_size {
+            return Err(Error::Config(format!(
+                "send_queue_bytes ({}) must be at least twice max_frame_size ({})",
+                self.send_queue_bytes, self.max_frame_size
+            )));
+        }
         crate::Keyring::with(self.secret.clone(), self.keys.iter().cloned())?;
         Ok(tags)
     }

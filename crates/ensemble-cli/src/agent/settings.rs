@@ -29,6 +29,8 @@ pub struct FileSettings {
     pub first_frame_timeout_ms: Option<u64>,
     /// Most handshakes in progress at once from one source address.
     pub handshakes_per_address: Option<usize>,
+    /// Most bytes queued per connection before messages are dropped.
+    pub send_queue_bytes: Option<usize>,
     #[serde(default)]
     pub join: Vec<String>,
     #[serde(default)]
@@ -119,7 +121,8 @@ impl SecretEnv {
 pub const MAX_BUSY_WAIT_US: u64 = 10_000;
 
 impl FileSettings {
-    /// `first_frame_timeout_ms` and `handshakes_per_address`, checked, into `config`.
+    /// `first_frame_timeout_ms`, `handshakes_per_address` and `send_queue_bytes` into
+    /// `config` (checked here or by `Config::validate` at start).
     pub fn accept_limits(&self, config: &mut ensemble::Config) -> Result<()> {
         if let Some(ms) = self.first_frame_timeout_ms {
             if !(50..=10_000).contains(&ms) {
@@ -132,6 +135,9 @@ impl FileSettings {
                 bail!("handshakes_per_address must be 1 to 256 (default 64), not {n}");
             }
             config.handshakes_per_address = n;
+        }
+        if let Some(n) = self.send_queue_bytes {
+            config.send_queue_bytes = n;
         }
         Ok(())
     }

@@ -17,6 +17,18 @@ pub struct Version {
     pub origin: u64,
 }
 
+impl Op {
+    /// About how many bytes the write takes encoded: its key and value, plus its version.
+    pub fn approx_len(&self) -> usize {
+        match self {
+            Op::Insert { key, value, .. } | Op::DeleteObject { key, value, .. } => {
+                key.len() + value.len() + 24
+            }
+            Op::Delete { key, .. } => key.len() + 24,
+        }
+    }
+}
+
 /// Why a replica refused a step of a join (`TableMsg::Refused`). The coordinator decides on the
 /// variant, never on the text: [`Refusal::Busy`] makes it retry with back-off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -141,11 +141,23 @@ impl Driver {
             Hold::Held { first: false } => return,
             Hold::Refused(msg) => msg,
         };
+        // A peer that does not read may not make this node hold without bound: past the byte
+        // limit, messages are dropped like those past a full queue (retransmission and
+        // anti-entropy repair what matters).
+        let bytes = msg.approx_len();
+        if active.outbox.queued_bytes() + bytes > self.shared.send_queue_bytes {
+            self.dropped_frames += 1;
+            if self.dropped_frames.is_power_of_two() {
+                let (n, held) = (self.dropped_frames, active.outbox.queued_bytes());
+                warn!(peer = %to, "send queue to {to} holds {held} bytes; {n} frames dropped so far");
+            }
+            return;
+        }
         // A closed queue means the connection just ended; its close is on its way.
-        active.outbox.queue();
+        active.outbox.queue(bytes);
         let sent = tx.try_send(msg);
         if sent.is_err() {
-            active.outbox.unqueue();
+            active.outbox.unqueue(bytes);
         }
         if let Err(TrySendError::Full(_)) = sent {
             self.dropped_frames += 1;

@@ -347,6 +347,9 @@ fn poll_until(
 }
 
 #[cfg(test)]
+mod send_queue;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

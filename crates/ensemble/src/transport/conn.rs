@@ -41,6 +41,8 @@ pub(crate) struct Shared<M> {
     /// Most handshakes in progress at once from one source address.
     pub handshakes_per_address: usize,
     pub send_queue: usize,
+    /// Most bytes (about) queued per connection, over every channel.
+    pub send_queue_bytes: usize,
     /// Named messaging channels besides the default one (lane 0); lane i + 1 is channel i.
     pub channels: Vec<String>,
     /// Where transport events go (the driver's inbox).
@@ -84,6 +86,7 @@ impl<M: Inbox> Shared<M> {
             first_frame_timeout: config.first_frame_timeout,
             handshakes_per_address: config.handshakes_per_address,
             send_queue: config.send_queue,
+            send_queue_bytes: config.send_queue_bytes,
             channels: config.channels.clone(),
             events,
             cut_off,

@@ -44,6 +44,9 @@ pub(crate) struct Outbox {
     /// Messages in the connection's queues not yet sealed into `pending`. The driver (the only
     /// sender) writes directly only when this is zero, so a queued message is never overtaken.
     queued: AtomicUsize,
+    /// About how many bytes those messages take (`Message::approx_len`): the driver drops what
+    /// would take it past the connection's byte limit.
+    queued_bytes: AtomicUsize,
     /// Tells the connection task that `pending` holds bytes a non-blocking write did not take.
     nudge: Notify,
 }
@@ -78,6 +81,7 @@ impl Outbox {
                 held: false,
             }),
             queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
             nudge: Notify::new(),
         }
     }
@@ -114,14 +118,22 @@ impl Outbox {
         }
     }
 
-    /// Driver: a message is about to go into one of the connection's queues.
-    pub fn queue(&self) {
+    /// Driver: a message of about `bytes` is about to go into one of the connection's
+    /// queues.
+    pub fn queue(&self, bytes: usize) {
         self.queued.fetch_add(1, Ordering::AcqRel);
+        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
     }
 
     /// Driver: the queue refused the message after [`Outbox::queue`].
-    pub fn unqueue(&self) {
+    pub fn unqueue(&self, bytes: usize) {
         self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// About how many bytes the messages in the connection's queues take.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Nothing queued and nothing unwritten.
@@ -145,8 +157,10 @@ impl Outbox {
         loop {
             let (more, blocked) = {
                 let mut state = self.lock();
+                let bytes = msg.approx_len();
                 state.seal(msg);
                 self.queued.fetch_sub(1, Ordering::AcqRel);
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 sealed += 1;
                 let more = if sealed <= BATCH { next() } else { None };
                 let unwritten = state.pending.len() - state.written;
@@ -322,7 +336,7 @@ mod tests {
                 let mut queue: std::collections::VecDeque<_> = (i..i + 4)
                     .map(|j| cast(j, if j % 2 == 1 { 2 * WRITE_AHEAD } else { 10 }))
                     .collect();
-                queue.iter().for_each(|_| outbox.queue());
+                queue.iter().for_each(|m| outbox.queue(m.approx_len()));
                 let held = outbox.hold(cast(i + 4, 10));
                 assert!(matches!(held, Hold::Refused(_)), "held behind a queued one");
                 let first = queue.pop_front().unwrap();
@@ -412,7 +426,7 @@ mod tests {
             let mut queue: std::collections::VecDeque<_> =
                 [write(seq + 1, &ops), write(seq + 2, &other)].into();
             let sent = [write(seq, &ops), queue[0].clone(), queue[1].clone()];
-            (0..3).for_each(|_| outbox.queue());
+            sent.iter().for_each(|m| outbox.queue(m.approx_len()));
             outbox
                 .write_queued(write(seq, &ops), || queue.pop_front())
                 .await
