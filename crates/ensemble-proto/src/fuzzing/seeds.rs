@@ -421,29 +421,64 @@ pub fn frames() -> Vec<(String, Frame)> {
 /// peer's writes, anti-entropy, user events, a singleton's claims, and every message once.
 pub fn stack_sequences() -> Vec<(String, Vec<u8>)> {
     let (t, b) = (TABLES[0], TABLES[1]);
-    let table = |m: TableMsg| Message::Table(m);
+    let table_msg = |m: TableMsg| Message::Table(m);
     let msgs = table_messages(t, b);
     let pick = |kind: &str| {
         msgs.iter()
             .find(|m| m.kind() == kind)
             .cloned()
-            .map(table)
+            .map(table_msg)
             .expect("a table message of every kind")
     };
-    let join = vec![
-        (0, pick("table.hosted")),
-        (0, pick("table.pause")),
-        (0, pick("table.snapshot_request")),
-        (0, pick("table.chunk")),
-        (0, pick("table.apply")),
-        (0, pick("table.unpause")),
-    ];
-    let writes = vec![
-        (0, pick("table.hosted")),
-        (0, pick("table.ops")),
+    // A join coordinated by the first peer, which gives the replica the join id its writes
+    // must carry (writes with another are acked and ignored).
+    let join = |table: &str, join: u64, join_id: u64| {
+        let table = table.to_string();
+        [
+            TableMsg::Hosted {
+                tables: vec![table.clone()],
+            },
+            TableMsg::Pause {
+                table: table.clone(),
+                join,
+            },
+            TableMsg::SnapshotRequest {
+                table: table.clone(),
+                join,
+            },
+            TableMsg::Chunk {
+                table: table.clone(),
+                join,
+                records: records(),
+            },
+            TableMsg::Apply {
+                table: table.clone(),
+                join,
+                total: records().len() as u64,
+                members: vec!["n0".into(), PEERS[0].into()],
+                join_id,
+            },
+            TableMsg::Unpause { table, join },
+        ]
+        .map(|m| (0, table_msg(m)))
+        .to_vec()
+    };
+    let write = |table: &str, join_id: u64, seq: u64| TableMsg::Ops {
+        table: table.to_string(),
+        join_id,
+        seq,
+        ops: Arc::new(ops()),
+    };
+    let mut writes = join(t, 1, 77);
+    writes.extend(join(b, 2, 78));
+    writes.extend([
+        (0, table_msg(write(t, 77, 1))),
+        (0, table_msg(write(b, 78, 1))),
         (4, pick("table.ping")),
-        (1, pick("table.ops")),
-    ];
+        (1, table_msg(write(t, 77, 1))),
+        (0, table_msg(write(t, 77, 2))),
+    ]);
+    let join = join(t, 1, 77);
     let events = vec![
         (0, gossip_event(1)),
         (4, gossip_event(3)),
