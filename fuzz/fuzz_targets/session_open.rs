@@ -1,4 +1,5 @@
-//! Frames reaching a connection's session: opened (ChaCha20-Poly1305, frame counter) and decoded as the connection task does (ensemble::fuzzing::session).
+//! Frames reaching a connection's session: opened (ChaCha20-Poly1305, frame counter) and decoded as
+//! the connection task does (ensemble::fuzzing::session).
 #![no_main]
 
 use ensemble_proto::fuzzing::alloc::Counting;

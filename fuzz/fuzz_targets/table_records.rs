@@ -1,4 +1,5 @@
-//! Table writes and join chunks off the wire, decoded as slices of their frame and applied to stores (ensemble_proto::fuzzing::table_frame).
+//! Table writes and join chunks off the wire, decoded as slices of their frame and applied to
+//! stores (ensemble_proto::fuzzing::table_frame).
 #![no_main]
 
 use ensemble_proto::fuzzing::alloc::Counting;

@@ -1,4 +1,5 @@
-//! Frames off the wire: `wire::decode` and `wire::decode_shared` of every frame kind (ensemble_proto::fuzzing::frame).
+//! Frames off the wire: `wire::decode` and `wire::decode_shared` of every frame kind
+//! (ensemble_proto::fuzzing::frame).
 #![no_main]
 
 use ensemble_proto::fuzzing::alloc::Counting;

@@ -111,11 +111,15 @@ fn records() -> Vec<Record> {
 
 /// A user event of `origin`'s stream 1, as a broadcast carries it.
 pub fn user_event(origin: &str, seq: u64) -> Bytes {
+    event_at(origin, seq, seq)
+}
+
+fn event_at(origin: &str, seq: u64, ltime: u64) -> Bytes {
     let e = crate::broadcast::events::UserEvent {
         origin: origin.into(),
         stream: 1,
         seq,
-        ltime: seq,
+        ltime,
         name: "deploy".into(),
         payload: Bytes::from_static(b"v2"),
     };
@@ -551,6 +555,8 @@ pub fn event_sequences() -> Vec<(String, Vec<u8>)> {
     .encode();
     let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
     let (sum, own, none) = (&peer_summary[..], &own[..], &[][..]);
+    let edge = event_at("n2", u64::MAX - 1, u64::MAX - 1);
+    let first = event_at("n3", 1, 1);
     type Calls<'a> = Vec<(u8, &'a [u8])>;
     let sequences: Vec<(&str, Calls)> = vec![
         (
@@ -566,6 +572,11 @@ pub fn event_sequences() -> Vec<(String, Vec<u8>)> {
             vec![(3, sum), (0, &b.1), (2, &b.0), (3 + 6 * 5, sum)],
         ),
         ("own", vec![(4, own), (4, none), (5, none), (2, &a.0)]),
+        // Numbers at the ends of their ranges, for the fuzzer to push over.
+        (
+            "edges",
+            vec![(0, &edge[..]), (4, own), (0, &first[..]), (5, none)],
+        ),
     ];
     sequences
         .into_iter()
