@@ -31,6 +31,8 @@ pub mod broadcast;
 pub mod config;
 pub mod detector;
 pub mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod member;
 pub mod membership;
 pub mod messaging;

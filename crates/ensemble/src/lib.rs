@@ -32,6 +32,8 @@ mod config;
 pub mod discovery;
 mod driver;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keyring;
 mod limits;
 mod node;

@@ -225,7 +225,8 @@ impl Handler for EventLog {
             name: String::new(),
             payload: msg,
         });
-        self.ltime += 1;
+        // A peer's event may carry any time, the last one too: the clock stays there.
+        self.ltime = self.ltime.saturating_add(1);
         let e = UserEvent {
             origin: self.origin.clone(),
             stream: self.stream,
@@ -243,6 +244,11 @@ impl Handler for EventLog {
         let Ok(e) = postcard::from_bytes::<UserEvent>(payload) else {
             return false;
         };
+        if e.seq == 0 {
+            // Streams number their events from 1: a 0 could never be delivered in order, and
+            // would hold the position of its stream below every gap (see `flush`).
+            return false;
+        }
         let key = (e.origin.clone(), e.stream);
         if self.known(&e.origin, e.stream, e.seq, e.ltime) {
             if !self.streams.contains_key(&key) {

@@ -59,7 +59,7 @@ pub fn chunk_cost(key: &[u8], value: &[u8]) -> usize {
 }
 
 /// Bytes a record costs beyond its key and value (map node, version, bookkeeping).
-const RECORD_OVERHEAD: usize = 64;
+pub(crate) const RECORD_OVERHEAD: usize = 64;
 
 #[derive(Debug, Clone)]
 struct Slot {

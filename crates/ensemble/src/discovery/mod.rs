@@ -16,7 +16,7 @@
 //! ```
 
 mod dns;
-mod file;
+pub(crate) mod file;
 mod postgres;
 mod probe;
 mod static_list;

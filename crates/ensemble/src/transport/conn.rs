@@ -315,7 +315,10 @@ async fn drain<M: Inbox>(
 }
 
 /// Opens (decrypts and checks) and decodes one frame.
-fn open_frame(opener: &mut Opener, mut sealed: bytes::BytesMut) -> Result<Frame, String> {
+pub(crate) fn open_frame(
+    opener: &mut Opener,
+    mut sealed: bytes::BytesMut,
+) -> Result<Frame, String> {
     let n = opener
         .open_in_place(&mut sealed)
         .map_err(|e| e.to_string())?;
