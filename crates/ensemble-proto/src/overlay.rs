@@ -183,9 +183,14 @@ impl Overlay {
 
     /// Lets the next dial to `addr` go at once (a connection just closed: redial first).
     pub fn expedite(&mut self, addr: SocketAddr, now: Instant) {
-        if let Some(t) = self.targets.get_mut(&addr) {
-            t.next_try = now;
-        }
+        let t = self.targets.entry(addr).or_insert_with(|| Target::new(now));
+        t.next_try = now;
+    }
+
+    /// True if nothing is known of dials to `addr`: never dialled, and no connection through
+    /// it was lost.
+    pub fn never_dialled(&self, addr: &SocketAddr) -> bool {
+        !self.targets.contains_key(addr)
     }
 
     /// Forgets an address (its member was garbage-collected).

@@ -129,6 +129,9 @@ pub struct Sim {
     pub other_messages: u64,
     /// Bytes of the other protocols' messages sent.
     pub other_bytes: u64,
+    /// Dials that completed a handshake (including those that lost to a connection the two
+    /// nodes already had).
+    pub handshakes: u64,
     /// Whether broadcast deliveries are kept in [`Sim::deliveries`].
     pub record_deliveries: bool,
     /// Broadcast deliveries so far (if recorded).
@@ -180,6 +183,7 @@ impl Sim {
             broadcast_messages: 0,
             broadcast_bytes: 0,
             other_messages: 0,
+            handshakes: 0,
             other_bytes: 0,
             record_deliveries: false,
             deliveries: Vec::new(),

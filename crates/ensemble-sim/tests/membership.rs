@@ -29,6 +29,22 @@ fn twenty_nodes_converge_quickly() {
 }
 
 #[test]
+fn a_join_storm_pays_about_one_handshake_per_connection() {
+    // Members learn of each other from the same gossip; without the smaller name dialling
+    // first, nearly every pair dialled both ways and paid two handshakes for one connection.
+    let (mut sim, _) = cluster(32, SimConfig::default());
+    sim.run_for(secs(5));
+    let pairs = 32 * 31 / 2;
+    assert_eq!(sim.connections(), pairs);
+    let ratio = sim.handshakes as f64 / pairs as f64;
+    assert!(
+        ratio < 1.2,
+        "{} handshakes for {pairs} connections",
+        sim.handshakes
+    );
+}
+
+#[test]
 fn a_crash_is_detected_by_everyone_without_false_positives() {
     let (mut sim, ids) = cluster(10, SimConfig::default());
     sim.run_for(secs(5));

@@ -272,9 +272,20 @@ impl Membership {
         // One dial per address; a member's name wins over a seed's None.
         wanted.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         wanted.dedup_by(|later, first| later.0 == first.0);
+        // Two members usually learn of each other from the same gossip and would dial each
+        // other at once, paying two handshakes for the one connection `keeps_new` keeps (the
+        // smaller name's). So in a full mesh, where both want the connection, a member with a
+        // smaller name that was never dialled from here is given a few ticks to dial first.
+        // Redials after a lost connection go at once.
+        let first_dial_wait = self.config.tick_interval * 3;
         for (addr, expect) in wanted {
             if self.dials_this_tick >= self.config.dials_per_tick {
                 break;
+            }
+            let smaller = expect.as_ref().is_some_and(|peer| *peer < self.name);
+            if smaller && self.is_full_mesh() && self.overlay.never_dialled(&addr) {
+                self.overlay.defer(addr, now, now + first_dial_wait);
+                continue;
             }
             if addr != me && self.overlay.may_dial(&addr, now) {
                 self.dials_this_tick += 1;

@@ -344,3 +344,61 @@ fn a_join_is_dialled_once_and_retried_after_a_failure() {
     }
     assert!(redialled >= 1, "the seed is retried after the failed dial");
 }
+
+/// Two members that learn of each other from the same gossip would dial each other at once:
+/// the one with the larger name ("me" > "a") waits a few ticks for the other's dial, but
+/// redials at once a connection that was lost.
+#[test]
+fn a_smaller_name_is_left_to_dial_first_but_a_lost_connection_is_redialled_at_once() {
+    let t0 = Instant::now();
+    let mut m = node(t0);
+    connect(&mut m, t0, "peer", 2);
+    drain(&mut m);
+    let a: SocketAddr = ([127, 0, 0, 1], 3).into();
+    let dials = |outs: Vec<Output>| {
+        outs.into_iter()
+            .filter(|o| matches!(o, Output::Dial { addr } if *addr == a))
+            .count()
+    };
+    let members = vec![member("a", 3, 5, Status::Alive)];
+    let from = "peer".to_string();
+    let msg = MembershipMsg::Gossip { members };
+    m.handle(t0, Input::Message { from, msg });
+    let mut now = t0;
+    let mut first = None;
+    for _ in 0..10 {
+        if dials(drain(&mut m)) > 0 {
+            first = Some(now);
+            break;
+        }
+        now += Duration::from_millis(100);
+        m.handle(now, Input::Tick);
+    }
+    let waited = first.expect("never dialled a") - t0;
+    assert!(
+        waited >= Duration::from_millis(300),
+        "dialled after {waited:?}"
+    );
+    // a's dial had not come: this one connects, then the connection is lost.
+    let peer = PeerInfo {
+        name: "a".into(),
+        addr: a,
+        incarnation: 5,
+        instance: 1,
+        role: None,
+    };
+    m.handle(
+        now,
+        Input::Connected {
+            peer,
+            dialed: Some(a),
+        },
+    );
+    drain(&mut m);
+    m.handle(now, Input::Disconnected { name: "a".into() });
+    assert_eq!(
+        dials(drain(&mut m)),
+        1,
+        "a lost connection is redialled at once"
+    );
+}

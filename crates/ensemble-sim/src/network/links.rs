@@ -23,6 +23,7 @@ impl Sim {
             let no_listener = to.is_none_or(|t| !self.running(t));
             return self.input(from, Input::DialFailed { addr, no_listener });
         };
+        self.handshakes += 1;
         let (fi, ti) = (self.info(from), self.info(t));
         let keep = match self.links.get(&pair(from, t)) {
             None => true,

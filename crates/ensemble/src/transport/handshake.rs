@@ -277,7 +277,8 @@ async fn dial_inner(stream: &mut FramedStream, p: &Params) -> Result<Established
     let key = p.keyring.snapshot().primary().clone();
     let mut seed = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut seed);
-    let (_, pake) = dialer_pake(&key, &p.cluster, seed);
+    let (first, pake) = dialer_pake(&key, &p.cluster, seed);
+    let mut first = Some(first);
     let (private, public) = ephemeral();
     let hello = Hello {
         magic: MAGIC,
@@ -310,8 +311,13 @@ async fn dial_inner(stream: &mut FramedStream, p: &Params) -> Result<Established
     let dh = agree(private, &core.ephemeral);
     // Every offered exchange is finished and checked, whichever matches.
     let mut matched = None;
+    // The state is consumed by `finish`: the first exchange uses the one that made the hello,
+    // the others restart it from the same seed.
     for (theirs, confirm) in core.pakes.iter().zip(&confirms) {
-        let (state, _) = dialer_pake(&key, &p.cluster, seed);
+        let state = match first.take() {
+            Some(state) => state,
+            None => dialer_pake(&key, &p.cluster, seed).0,
+        };
         let (Ok(k), Some(dh)) = (state.finish(theirs), dh.as_ref()) else {
             continue;
         };
