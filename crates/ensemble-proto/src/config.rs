@@ -8,7 +8,7 @@ use crate::topology::Topology;
 /// Timings and sizes of the membership protocol.
 ///
 /// With the defaults, a crashed node (its connections close and redials are refused) is declared
-/// down about `suspicion_timeout` (1 s) after the close: the helpers answer at once. A hung node
+/// down by every peer as soon as its redial is refused (see `down_on_refused`). A hung node
 /// (connections stay open) is declared down after 1.1 to 1.6 s of silence (phi accrual), then
 /// `probe_timeout` for the helpers' pings, then `suspicion_timeout`: about 2.6 to 3.1 s.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,12 @@ pub struct Config {
     /// `down`, unless it refutes. Nodes that only heard of the suspicion wait three times as long
     /// (a fallback for when the raising node dies).
     pub suspicion_timeout: Duration,
+    /// A connection to an up member closed, and the redial that followed within
+    /// `suspicion_timeout` was refused (nothing listens at its address: connection refused or
+    /// reset, never a timeout): the process is gone, so it is declared `down` at once rather
+    /// than suspected. Off: the refusal only starts a suspicion, which waits out
+    /// `suspicion_timeout` for a refutation.
+    pub down_on_refused: bool,
     /// To how many random peers a newly learnt change is forwarded.
     pub gossip_fanout: usize,
     /// How often an anti-entropy round runs with one random peer: digests are compared, and
@@ -71,6 +77,7 @@ impl Default for Config {
             probe_helpers: 3,
             probe_timeout: Duration::from_millis(500),
             suspicion_timeout: Duration::from_secs(1),
+            down_on_refused: true,
             gossip_fanout: 3,
             sync_interval: Duration::from_secs(10),
             sync_chunk: 256,

@@ -193,8 +193,8 @@ impl Stack {
                 self.membership.handle(now, input);
             }
             Input::DialFailed { addr, no_listener } => {
-                self.membership
-                    .handle(now, membership::Input::DialFailed { addr });
+                let input = membership::Input::DialFailed { addr, no_listener };
+                self.membership.handle(now, input);
                 if no_listener {
                     self.drain(now);
                     self.no_listener(now, addr);

@@ -52,12 +52,44 @@ fn a_crash_is_detected_by_everyone_without_false_positives() {
     let t = sim
         .run_until(secs(10), |s| s.all_see(&[ids[3]], Status::Down))
         .expect("crash detected");
-    assert!(t < secs(2), "crash took {t:?} to detect");
+    // Every survivor's redial is refused right after the connection closed: proof enough.
+    assert!(t < Duration::from_millis(100), "crash took {t:?} to detect");
     let others: Vec<NodeId> = ids.iter().copied().filter(|i| *i != ids[3]).collect();
     sim.run_for(secs(20));
     assert!(
         sim.all_see(&others, Status::Alive),
         "a healthy node was marked down"
+    );
+}
+
+#[test]
+fn without_down_on_refused_a_crash_waits_out_the_suspicion() {
+    let mut config = SimConfig::default();
+    config.membership.down_on_refused = false;
+    let (mut sim, ids) = cluster(10, config);
+    sim.run_for(secs(5));
+    sim.crash(ids[3]);
+    let t = sim
+        .run_until(secs(10), |s| s.all_see(&[ids[3]], Status::Down))
+        .expect("crash detected");
+    assert!(t >= secs(1), "down after {t:?}, before suspicion_timeout");
+    assert!(t < secs(2), "crash took {t:?} to detect");
+}
+
+#[test]
+fn a_node_cut_off_by_timeouts_only_is_not_declared_down_before_the_suspicion_runs_out() {
+    // Dials to it time out, they are not refused: a partition or a pause is no proof.
+    let (mut sim, ids) = cluster(6, SimConfig::default());
+    sim.run_for(secs(5));
+    let rest: Vec<NodeId> = ids[1..].to_vec();
+    sim.partition(&ids[..1], &rest);
+    let t = sim
+        .run_until(secs(15), |s| s.all_see(&[ids[0]], Status::Down))
+        .expect("the cut-off node is declared down in the end");
+    let floor = SimConfig::default().membership.suspicion_timeout;
+    assert!(
+        t >= floor,
+        "declared down after {t:?}: a timeout was taken as proof"
     );
 }
 
@@ -171,6 +203,31 @@ fn a_restarted_node_is_a_new_incarnation() {
         ups, 3,
         "every other node reports the new incarnation up once"
     );
+}
+
+#[test]
+fn a_node_restarted_at_once_on_its_address_comes_back_as_a_new_incarnation_without_flapping() {
+    let (mut sim, ids) = cluster(6, SimConfig::default());
+    sim.run_for(secs(5));
+    let old = sim.incarnation(ids[2]).unwrap();
+    sim.restart(ids[2]);
+    sim.run_until(secs(20), |s| s.all_see(&ids, Status::Alive))
+        .expect("restarted node back alive everywhere");
+    let new = sim.incarnation(ids[2]).unwrap();
+    assert!(new > old);
+    sim.run_for(secs(10));
+    assert!(sim.all_see(&ids, Status::Alive));
+    let downs_of_new = sim
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Down && e.target == ids[2] && e.incarnation == new)
+        .count();
+    assert_eq!(downs_of_new, 0, "the new incarnation was declared down");
+    for i in &ids {
+        if *i != ids[2] {
+            assert_eq!(sim.seen(*i, "n2").unwrap().incarnation, new);
+        }
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use ensemble_proto::table::{
     self, ConflictHandler, LeaderOp, LeaderResult, Reply, TableError, TableSpec, WriteOp,
 };
-use ensemble_proto::Status;
+use ensemble_proto::{EventKind, Status};
 use ensemble_sim::{NodeId, Sim};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -240,13 +240,19 @@ fn a_write_returns_when_a_replica_crashes_mid_write() {
         .expect("one segment");
     sim.crash(ids[2]);
     put(&mut sim, ids[0], 1, "k", "v");
-    sim.run_for(Duration::from_millis(50));
-    assert_eq!(done(&sim, 1), None, "waits for the crashed replica");
     let took = sim
         .run_until(Duration::from_secs(20), |s| done(s, 1).is_some())
         .expect("completes once the replica is down");
     assert_eq!(done(&sim, 1), Some(Ok(Reply::Written)));
     assert!(took < Duration::from_secs(10), "{took:?}");
+    // It waited for the crashed replica until the writer saw it down.
+    let down_at = sim
+        .events()
+        .iter()
+        .find(|e| e.observer == ids[0] && e.target == ids[2] && e.kind == EventKind::Down)
+        .map(|e| e.at)
+        .expect("n0 saw n2 down");
+    assert!(sim.elapsed() >= down_at, "returned before n2 was down");
     assert_eq!(contents(&sim, ids[1]), vec![(b("k"), b("v"))]);
     let downs = sim
         .table_outputs

@@ -32,22 +32,22 @@ pub enum Kind {
 #[derive(Args, Debug, Default)]
 pub struct DiscoveryFlags {
     /// Discovery backend [default: static, fed by --join] (config key: discovery.backend).
-    #[arg(long = "discovery", value_enum)]
+    #[arg(long = "discovery", value_enum, env = "ENSEMBLE_DISCOVERY")]
     backend: Option<Kind>,
     /// Node file of the `file` backend (config key: discovery.file).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "ENSEMBLE_DISCOVERY_FILE")]
     discovery_file: Option<PathBuf>,
     /// Name the `dns` backend looks up; names starting with `_` are SRV records
     /// (config key: discovery.dns_name).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "ENSEMBLE_DNS_NAME")]
     dns_name: Option<String>,
     /// DNS server to ask, IP[:PORT] [default: the system's resolver] (config key:
     /// discovery.dns_server).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "ENSEMBLE_DNS_SERVER")]
     dns_server: Option<String>,
     /// Cluster port of nodes found by A/AAAA records [default: this agent's bind port]
     /// (config key: discovery.dns_port).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", env = "ENSEMBLE_DNS_PORT")]
     dns_port: Option<u16>,
     /// PostgreSQL URL of the `postgres` backend, e.g. postgres://user@host/db?sslmode=verify-full
     /// (env: ENSEMBLE_POSTGRES_URL, config key: discovery.postgres_url). A password belongs in

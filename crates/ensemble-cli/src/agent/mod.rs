@@ -26,100 +26,133 @@ use settings::{FileSettings, SecretEnv, DEFAULT_BIND};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// Unique member name (config key: name).
-    #[arg(long)]
+    /// Unique member name [default: the host name] (config key: name).
+    #[arg(long, env = "ENSEMBLE_NAME")]
     name: Option<String>,
     /// Cluster listen address [default: 127.0.0.1:7946] (config key: bind).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "ENSEMBLE_BIND")]
     bind: Option<String>,
     /// Address other members dial, when not the bind address (config key: advertise).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "ENSEMBLE_ADVERTISE")]
     advertise: Option<String>,
     /// HTTP API address [default: 127.0.0.1:8946] (config key: http). Every route but the
     /// probes needs the token (see --http-token-file).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "ENSEMBLE_HTTP_ADDR")]
     http: Option<String>,
     /// File holding the HTTP API's bearer token (else ENSEMBLE_HTTP_TOKEN, else config key
     /// http_token_file, else a per-user file created on first use: ~/.ensemble/http-token).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "ENSEMBLE_HTTP_TOKEN_FILE")]
     http_token_file: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM; with --http-tls-key; config key
     /// http_tls_cert).
-    #[arg(long, value_name = "FILE", requires = "http_tls_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "http_tls_key",
+        env = "ENSEMBLE_HTTP_TLS_CERT"
+    )]
     http_tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --http-tls-cert (config key: http_tls_key).
-    #[arg(long, value_name = "FILE", requires = "http_tls_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "http_tls_cert",
+        env = "ENSEMBLE_HTTP_TLS_KEY"
+    )]
     http_tls_key: Option<PathBuf>,
     /// Also serve the probes (GET /v1/health, /v1/ready, /metrics; no token) on this address
     /// (config key: metrics_addr).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "ENSEMBLE_METRICS_ADDR")]
     metrics_addr: Option<String>,
     /// A member to join through; repeat for more. Retried until one answers (config key: join).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "ENSEMBLE_JOIN",
+        value_delimiter = ','
+    )]
     join: Vec<String>,
     /// File holding the cluster secret (else ENSEMBLE_SECRET, else config key secret_file,
     /// else a per-user file created on first use).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "ENSEMBLE_SECRET_FILE")]
     secret_file: Option<PathBuf>,
     /// Keyring file: the cluster keys as a JSON array, primary first (created from the cluster
     /// secret when missing, rewritten when a key operation changes the keyring, read again on
     /// SIGHUP; config key: keyring_file). With it, the cluster secret only seeds a new file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "ENSEMBLE_KEYRING_FILE")]
     keyring_file: Option<PathBuf>,
     /// Metadata tag; repeat for more (config table: [tags]).
-    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = settings::parse_tag)]
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = settings::parse_tag, env = "ENSEMBLE_TAG")]
     tags: Vec<(String, String)>,
     /// Cluster name; nodes of other clusters are refused [default: default] (config key: cluster).
-    #[arg(long)]
+    #[arg(long, env = "ENSEMBLE_CLUSTER")]
     cluster: Option<String>,
     /// Run this shell command for every event (membership changes and user events), with the
     /// event in ENSEMBLE_* environment variables and as JSON on stdin; repeat for more
     /// (config key: event_handlers).
-    #[arg(long = "event-handler", value_name = "CMD")]
+    #[arg(
+        long = "event-handler",
+        value_name = "CMD",
+        env = "ENSEMBLE_EVENT_HANDLER"
+    )]
     event_handlers: Vec<String>,
     /// Register a message handler: COMMAND runs for each message sent to NAME on this agent,
     /// with the payload on stdin; repeat for more (config table: [handlers]).
-    #[arg(long = "handler", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler)]
+    #[arg(long = "handler", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler, env = "ENSEMBLE_HANDLER")]
     handlers: Vec<(String, String)>,
     /// Host this replicated table (string keys and values) from the start, joined with the
     /// agents that host it; repeat for more (config key: tables).
-    #[arg(long = "table", value_name = "NAME")]
+    #[arg(
+        long = "table",
+        value_name = "NAME",
+        env = "ENSEMBLE_TABLE",
+        value_delimiter = ','
+    )]
     tables: Vec<String>,
     /// Let `ensemble table put` (PUT /v1/tables/...) create tables that were not declared
     /// with --table, up to max_tables (config key: allow_create_tables).
-    #[arg(long)]
+    #[arg(long, env = "ENSEMBLE_ALLOW_CREATE_TABLES")]
     allow_create_tables: bool,
     /// Most tables this agent hosts, Ensemble's own not counted [default: 64] (config key:
     /// max_tables).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "ENSEMBLE_MAX_TABLES")]
     max_tables: Option<usize>,
     /// Run COMMAND while this agent leads the singleton NAME (one agent of those that run it
     /// leads); its fencing epoch is in ENSEMBLE_EPOCH, and it gets SIGTERM when the agent steps
     /// down; repeat for more (config table: [singletons]).
-    #[arg(long = "singleton", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler)]
+    #[arg(long = "singleton", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler, env = "ENSEMBLE_SINGLETON")]
     singletons: Vec<(String, String)>,
     /// The majority rule for singleton NAME: N agents are expected to run it, and a side of a
     /// split without a majority of them never leads (config table: [singleton_majority]).
-    #[arg(long = "singleton-majority", value_name = "NAME=N", value_parser = singletons::parse_majority)]
+    #[arg(long = "singleton-majority", value_name = "NAME=N", value_parser = singletons::parse_majority, env = "ENSEMBLE_SINGLETON_MAJORITY", value_delimiter = ',')]
     singleton_majority: Vec<(String, usize)>,
     /// Allow `ensemble partition inject|resolve` (POST/DELETE /v1/partitions) on this agent;
     /// for tests only (config key: allow_fault_injection).
-    #[arg(long)]
+    #[arg(long, env = "ENSEMBLE_ALLOW_FAULT_INJECTION")]
     allow_fault_injection: bool,
     /// Declare a named messaging channel (its own send queue per connection, so a backlog on
     /// it never delays other messages); repeat for more (config key: channels).
-    #[arg(long = "channel", value_name = "NAME")]
+    #[arg(
+        long = "channel",
+        value_name = "NAME",
+        env = "ENSEMBLE_CHANNEL",
+        value_delimiter = ','
+    )]
     channels: Vec<String>,
     /// How nodes connect: full-mesh [default] or client-server (config key: topology).
-    #[arg(long, value_name = "full-mesh|client-server")]
+    #[arg(
+        long,
+        value_name = "full-mesh|client-server",
+        env = "ENSEMBLE_TOPOLOGY"
+    )]
     topology: Option<String>,
     /// This agent's role in a client-server topology: server or client (config key: role).
-    #[arg(long, value_name = "server|client")]
+    #[arg(long, value_name = "server|client", env = "ENSEMBLE_ROLE")]
     role: Option<String>,
     #[command(flatten)]
     discovery: discovery::DiscoveryFlags,
     /// TOML config file; flags override its keys.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "ENSEMBLE_CONFIG")]
     config: Option<PathBuf>,
 }
 
@@ -177,11 +210,16 @@ fn build_config(args: &AgentArgs, env: SecretEnv) -> Result<(Config, AgentSettin
         Some(p) => FileSettings::load(p)?,
         None => FileSettings::default(),
     };
-    let name = args
-        .name
-        .clone()
-        .or(file.name.clone())
-        .context("no member name: pass --name NAME or set name in the config file")?;
+    let name = match args.name.clone().or(file.name.clone()) {
+        Some(name) => name,
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .context(
+                "no member name and no host name: pass --name NAME or set name in the config file",
+            )?,
+    };
     let bind = args
         .bind
         .as_deref()

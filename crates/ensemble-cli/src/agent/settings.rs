@@ -163,6 +163,7 @@ pub struct MembershipSettings {
     pub probe_helpers: Option<usize>,
     pub probe_timeout_ms: Option<u64>,
     pub suspicion_timeout_ms: Option<u64>,
+    pub down_on_refused: Option<bool>,
     pub gossip_fanout: Option<usize>,
     pub sync_interval_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
@@ -205,6 +206,9 @@ impl MembershipSettings {
         }
         if let Some(v) = self.suspicion_timeout_ms {
             c.suspicion_timeout = ms(v);
+        }
+        if let Some(v) = self.down_on_refused {
+            c.down_on_refused = v;
         }
         if let Some(v) = self.gossip_fanout {
             c.gossip_fanout = v;

@@ -27,11 +27,22 @@ use crate::views::DEFAULT_HTTP;
 #[derive(Args, Debug)]
 pub struct ApiArgs {
     /// The agent's HTTP API: HOST:PORT, or https://HOST:PORT for an agent serving TLS.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP, global = true)]
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = DEFAULT_HTTP,
+        env = "ENSEMBLE_HTTP_ADDR",
+        global = true
+    )]
     pub http: String,
     /// File holding the API token [default: ENSEMBLE_HTTP_TOKEN, else ~/.ensemble/http-token
     /// ($ENSEMBLE_HOME/http-token), which a local agent created].
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "ENSEMBLE_HTTP_TOKEN_FILE",
+        global = true
+    )]
     pub http_token_file: Option<PathBuf>,
     /// CA certificate (PEM) that signed an https:// agent's certificate [default:
     /// ENSEMBLE_HTTP_CA, else the usual public roots].

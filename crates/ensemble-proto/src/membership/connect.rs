@@ -53,6 +53,7 @@ impl Membership {
         peer: PeerInfo,
         dialed: Option<SocketAddr>,
     ) {
+        self.lost.remove(&peer.name);
         let expected = self.overlay.connected(peer.addr, &peer.name, dialed);
         if peer.name == self.name {
             return;
@@ -172,11 +173,13 @@ impl Membership {
         if !self.drop_peer(name) {
             return;
         }
-        // A closed connection is a strong hint, not proof: redial first.
+        // A closed connection is a strong hint, not proof: redial first. If nothing listens
+        // there any more, that redial's refusal is the proof (`on_dial_failed`).
         if let Some(m) = self.view.get(name).filter(|m| m.status.is_up()) {
             let addr = m.addr;
             self.overlay.expedite(addr, now);
             self.dial_pass_due = true;
+            self.lost.insert(name.to_owned(), now);
         }
     }
 
@@ -193,14 +196,27 @@ impl Membership {
         true
     }
 
-    pub(super) fn on_dial_failed(&mut self, now: Instant, addr: SocketAddr) {
+    pub(super) fn on_dial_failed(&mut self, now: Instant, addr: SocketAddr, no_listener: bool) {
         let (min, max) = (self.config.reconnect_min, self.config.reconnect_max);
         let expected = self.overlay.dial_failed(addr, now, min, max, &mut self.rng);
-        if let Some(name) = expected {
-            let up = self.view.get(&name).is_some_and(|m| m.status.is_up());
-            if up && !self.peers.contains_key(&name) {
-                self.suspect(now, &name);
-            }
+        let Some(name) = expected else {
+            return;
+        };
+        let Some(m) = self.view.get(&name).filter(|m| m.status.is_up()) else {
+            return;
+        };
+        if self.peers.contains_key(&name) {
+            return;
+        }
+        // Refused right after its connection closed, at the address it advertises: the
+        // process is gone (a timeout never counts: it may be a partition or a pause).
+        let lost_at = self.lost.get(&name).copied();
+        let just_lost = lost_at.is_some_and(|at| now <= at + self.config.suspicion_timeout);
+        if no_listener && just_lost && self.config.down_on_refused && m.addr == addr {
+            let incarnation = m.incarnation;
+            self.declare_down(now, &name, incarnation);
+        } else {
+            self.suspect(now, &name);
         }
     }
 

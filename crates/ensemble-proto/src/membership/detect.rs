@@ -114,7 +114,7 @@ impl Membership {
     }
 
     /// Declares `name` down if it is still up at `incarnation`.
-    fn declare_down(&mut self, now: Instant, name: &str, incarnation: u64) {
+    pub(super) fn declare_down(&mut self, now: Instant, name: &str, incarnation: u64) {
         self.probes.forget(name);
         if let Some(m) = self.view.get(name) {
             if m.incarnation == incarnation && m.status.is_up() {

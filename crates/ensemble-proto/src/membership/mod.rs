@@ -55,6 +55,9 @@ pub enum Input {
     DialFailed {
         /// The dialled address.
         addr: SocketAddr,
+        /// Nothing listens there: the connection was refused or reset before the handshake
+        /// (never set for a timeout).
+        no_listener: bool,
     },
     /// A message from a connected peer.
     Message {
@@ -211,6 +214,9 @@ pub struct Membership {
     next_gc: Instant,
     next_heal: Instant,
     dial_pass_due: bool,
+    /// Up members whose connection closed, and when: a refused redial soon after is proof
+    /// that the process is gone (`Config::down_on_refused`).
+    lost: BTreeMap<String, Instant>,
     /// Dials started since the last tick (see `Config::dials_per_tick`).
     dials_this_tick: usize,
 }
@@ -270,6 +276,7 @@ impl Membership {
             removed: false,
             last_tick: None,
             dial_pass_due: true,
+            lost: BTreeMap::new(),
             dials_this_tick: 0,
         }
     }
@@ -371,7 +378,7 @@ impl Membership {
         match input {
             Input::Connected { peer, dialed } => self.on_connected(now, peer, dialed),
             Input::Disconnected { name } => self.on_disconnected(now, &name),
-            Input::DialFailed { addr } => self.on_dial_failed(now, addr),
+            Input::DialFailed { addr, no_listener } => self.on_dial_failed(now, addr, no_listener),
             Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::Join { addr } => {
                 // The caller's dial is the one in progress: dialling again here would open a
@@ -526,6 +533,8 @@ impl Membership {
     }
 
     fn collect_garbage(&mut self, now: Instant) {
+        let window = self.config.suspicion_timeout;
+        self.lost.retain(|_, at| now <= *at + window);
         let ttl = self.config.tombstone_ttl;
         for m in self.view.collect_garbage(now, ttl, &self.name) {
             self.overlay.forget(&m.addr);

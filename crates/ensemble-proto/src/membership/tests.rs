@@ -334,7 +334,13 @@ fn a_join_is_dialled_once_and_retried_after_a_failure() {
     assert_eq!(dials(drain(&mut m)), 0, "dialled a second time");
     m.handle(t0 + Duration::from_millis(100), Input::Tick);
     assert_eq!(dials(drain(&mut m)), 0, "dialled while the first dial runs");
-    m.handle(t0 + Duration::from_millis(150), Input::DialFailed { addr });
+    m.handle(
+        t0 + Duration::from_millis(150),
+        Input::DialFailed {
+            addr,
+            no_listener: false,
+        },
+    );
     let mut later = t0 + Duration::from_millis(150);
     let mut redialled = 0;
     for _ in 0..100 {
