@@ -1,5 +1,6 @@
 //! Singletons between nodes in one process, over real TCP on 127.0.0.1.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,12 +19,15 @@ type Log = Arc<Mutex<Vec<(String, SingletonEvent)>>>;
 struct Recorder {
     node: String,
     log: Log,
+    /// How many times `init` ran.
+    inits: Arc<AtomicUsize>,
 }
 
 impl Singleton for Recorder {
     type State = bool;
 
     fn init(&mut self) -> bool {
+        self.inits.fetch_add(1, Ordering::SeqCst);
         false
     }
 
@@ -83,6 +87,7 @@ async fn everywhere(
         let rec = Recorder {
             node: n.name().to_string(),
             log: log.clone(),
+            inits: Arc::default(),
         };
         let h = n.singleton(name, rec, options.clone()).await.unwrap();
         handles.push(Some(h));
@@ -241,6 +246,7 @@ async fn a_registration_twice_or_with_a_zero_majority_fails_clearly() {
     let rec = || Recorder {
         node: "n0".into(),
         log: Arc::default(),
+        inits: Arc::default(),
     };
     let _h = n
         .singleton("s", rec(), SingletonOptions::new())
@@ -261,6 +267,7 @@ async fn a_registration_twice_or_with_a_zero_majority_fails_clearly() {
     let one = Recorder {
         node: "n0".into(),
         log: log.clone(),
+        inits: Arc::default(),
     };
     let _m = n
         .singleton("m", one, SingletonOptions::new().majority_of(1))
@@ -271,4 +278,63 @@ async fn a_registration_twice_or_with_a_zero_majority_fails_clearly() {
     })
     .await;
     n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loser_of_a_name_conflict_starts_afresh_when_asked() {
+    let nodes = cluster(2).await;
+    let log: Log = Arc::default();
+    let inits: Vec<Arc<AtomicUsize>> = vec![Arc::default(), Arc::default()];
+    let mut handles = Vec::new();
+    for (n, i) in nodes.iter().zip(&inits) {
+        let rec = Recorder {
+            node: n.name().to_string(),
+            log: log.clone(),
+            inits: i.clone(),
+        };
+        let options = SingletonOptions::new().restart_on_name_conflict();
+        handles.push(n.singleton("split", rec, options).await.unwrap());
+    }
+    wait_for(Duration::from_secs(10), "n0 leads", || {
+        leaders(&log)
+            .iter()
+            .map(|l| l.0.as_str())
+            .collect::<Vec<_>>()
+            == ["n0"]
+    })
+    .await;
+    // A split: n1 takes over on its side.
+    let cut0 = nodes[0].inject_partition(["n1".to_string()]).await.unwrap();
+    let cut1 = nodes[1].inject_partition(["n0".to_string()]).await.unwrap();
+    wait_for(Duration::from_secs(30), "both sides lead", || {
+        leaders(&log).len() == 2
+    })
+    .await;
+    nodes[0].resolve_partition(cut0).await.unwrap();
+    nodes[1].resolve_partition(cut1).await.unwrap();
+    // Healed: the higher epoch (n1's, elected later) keeps leading; n0 hears name_conflict
+    // and its handler starts afresh.
+    let conflict = |e: &SingletonEvent| {
+        *e == SingletonEvent::Shutdown {
+            reason: ShutdownReason::NameConflict,
+        }
+    };
+    wait_for(Duration::from_secs(30), "n0 loses the conflict", || {
+        count(&log, "n0", conflict) == 1
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "n0 runs init again", || {
+        inits[0].load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(leaders(&log)[0].0, "n1");
+    assert_eq!(
+        inits[1].load(Ordering::SeqCst),
+        1,
+        "the winner keeps its state"
+    );
+    assert_eq!(count(&log, "n1", conflict), 0);
+    for n in &nodes {
+        n.shutdown().await;
+    }
 }
