@@ -59,6 +59,17 @@ fn one_agent_runs_the_command_and_another_takes_over() {
     let v: Value = json_of(&["singleton", "list", "--json", "--http", &agents[0].http]);
     assert_eq!(v[0]["role"], "leader");
     assert_eq!(v[0]["epoch"], epoch);
+    // The dump: the command's pid and epoch, when the activator started, since when it leads.
+    assert_eq!(v[0]["mod_state"]["epoch"], epoch);
+    assert!(
+        v[0]["mod_state"]["pid"].as_u64().is_some_and(|p| p > 1),
+        "{v}"
+    );
+    let (created, active) = (&v[0]["created_at_ms"], &v[0]["active_from_ms"]);
+    assert!(created.as_u64().unwrap() <= active.as_u64().unwrap(), "{v}");
+    let follower: Value = json_of(&["singleton", "list", "--json", "--http", &agents[1].http]);
+    assert_eq!(follower[0]["active_from_ms"], Value::Null, "{follower}");
+    assert_eq!(follower[0]["mod_state"], Value::Null, "{follower}");
 
     // SIGKILL: the command dies with its agent, a1 takes over at a higher epoch.
     agents[0].signal(Signal::SIGKILL);

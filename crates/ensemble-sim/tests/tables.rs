@@ -122,12 +122,18 @@ fn concat() -> ConflictHandler {
     })
 }
 
-#[test]
-fn replicas_created_on_connected_nodes_join_and_replicate_writes() {
-    let (mut sim, ids) = cluster(3, 1);
+/// `n` nodes with one set table whose replicas joined into one segment.
+fn joined_set(n: usize, seed: u64) -> (Sim, Vec<NodeId>) {
+    let (mut sim, ids) = cluster(n, seed);
     create(&mut sim, &ids, &TableSpec::set());
     sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
         .expect("one segment");
+    (sim, ids)
+}
+
+#[test]
+fn replicas_created_on_connected_nodes_join_and_replicate_writes() {
+    let (mut sim, ids) = joined_set(3, 1);
     put(&mut sim, ids[1], 1, "alice", "room-1");
     assert_eq!(
         wait_done(&mut sim, 1, Duration::from_secs(1)),
@@ -234,10 +240,7 @@ fn without_a_handler_the_newer_write_wins_on_both_sides() {
 
 #[test]
 fn a_write_returns_when_a_replica_crashes_mid_write() {
-    let (mut sim, ids) = cluster(3, 4);
-    create(&mut sim, &ids, &TableSpec::set());
-    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
-        .expect("one segment");
+    let (mut sim, ids) = joined_set(3, 4);
     sim.crash(ids[2]);
     put(&mut sim, ids[0], 1, "k", "v");
     let took = sim
@@ -266,10 +269,7 @@ fn a_write_returns_when_a_replica_crashes_mid_write() {
 
 #[test]
 fn insert_new_is_retried_across_a_leader_change() {
-    let (mut sim, ids) = cluster(3, 5);
-    create(&mut sim, &ids, &TableSpec::set());
-    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
-        .expect("one segment");
+    let (mut sim, ids) = joined_set(3, 5);
     sim.crash(ids[0]); // the leader
     let deadline = Duration::from_secs(15);
     let op = LeaderOp::InsertNew {
@@ -291,12 +291,130 @@ fn insert_new_is_retried_across_a_leader_change() {
     assert_eq!(r, Ok(Reply::Leader(LeaderResult::Exists(b("n2")))));
 }
 
+/// The values node `id` saw key `k` take, in order, in the changes it reported from the
+/// `from`-th table output on.
+fn values_seen(sim: &Sim, id: NodeId, k: &str, from: usize) -> Vec<Bytes> {
+    let outputs = &sim.table_outputs[from..];
+    let changes = outputs
+        .iter()
+        .filter(|(n, _)| *n == id)
+        .flat_map(|(_, o)| match o {
+            table::Output::Changed { changes, .. } => changes.clone(),
+            _ => Vec::new(),
+        });
+    changes
+        .filter(|c| c.key == b(k))
+        .filter_map(|c| c.new)
+        .collect()
+}
+
+/// Has every replica report its changes (as when someone subscribes).
+fn watch(sim: &Sim, ids: &[NodeId]) {
+    for id in ids {
+        let store = sim.table_store(*id, T).unwrap();
+        store.write().unwrap().watched = true;
+    }
+}
+
+/// Serial writes of `k` by each of `writers`, `rounds` times, all asked at once; tokens from
+/// `first` on. Returns the tokens.
+fn serial_writes(
+    sim: &mut Sim,
+    writers: &[NodeId],
+    k: &str,
+    rounds: usize,
+    first: u64,
+) -> Vec<u64> {
+    let mut tokens = Vec::new();
+    for round in 0..rounds {
+        for w in writers {
+            let value = format!("{}-{round}", sim.name(*w));
+            let op = LeaderOp::InsertSerial {
+                records: vec![(b(k), b(&value))],
+            };
+            let token = first + tokens.len() as u64;
+            leader(sim, *w, token, op, Duration::from_secs(15));
+            tokens.push(token);
+        }
+    }
+    tokens
+}
+
+/// Waits until every call completed, and checks each wrote.
+fn all_inserted(sim: &mut Sim, tokens: &[u64]) {
+    sim.run_until(Duration::from_secs(20), |s| {
+        tokens.iter().all(|t| done(s, *t).is_some())
+    })
+    .expect("every serial write completes");
+    for t in tokens {
+        assert_eq!(
+            done(sim, *t),
+            Some(Ok(Reply::Leader(LeaderResult::Inserted)))
+        );
+    }
+}
+
+#[test]
+fn insert_serial_goes_through_the_leader_and_lands_in_one_order_everywhere() {
+    let (mut sim, ids) = joined_set(3, 11);
+    watch(&sim, &ids);
+    let from = sim.table_outputs.len();
+    // Every node writes the same key four times, all at once: a plain write would be applied
+    // first where it was made, so each replica would see another order (and skip writes
+    // older than one it holds).
+    let tokens = serial_writes(&mut sim, &ids, "s", 4, 1);
+    all_inserted(&mut sim, &tokens);
+    sim.run_for(Duration::from_millis(200));
+    let order = values_seen(&sim, ids[0], "s", from);
+    assert_eq!(order.len(), tokens.len(), "every write applied: {order:?}");
+    for id in &ids[1..] {
+        assert_eq!(
+            values_seen(&sim, *id, "s", from),
+            order,
+            "the leader's order"
+        );
+    }
+    // Written by the leader (the lowest name), whoever asked.
+    for id in &ids {
+        let records = sim.table_records(*id, T).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].version.origin, table::origin_of("n0"));
+    }
+}
+
+#[test]
+fn insert_serial_moves_to_the_new_leader_when_the_leader_crashes() {
+    let (mut sim, ids) = joined_set(3, 12);
+    let before = serial_writes(&mut sim, &ids[1..], "s", 1, 1);
+    all_inserted(&mut sim, &before);
+    watch(&sim, &ids);
+    sim.crash(ids[0]); // the leader
+    let from = sim.table_outputs.len();
+    // Asked of the crashed leader before anyone noticed; retried until n1 leads, then done.
+    let tokens = serial_writes(&mut sim, &ids[1..], "s", 3, 100);
+    for t in &tokens {
+        assert_eq!(
+            done(&sim, *t),
+            None,
+            "nothing completes while the leader is gone"
+        );
+    }
+    all_inserted(&mut sim, &tokens);
+    assert_eq!(sim.table_info(ids[2], T).unwrap().leader, "n1");
+    sim.run_for(Duration::from_millis(200));
+    let order = values_seen(&sim, ids[1], "s", from);
+    assert_eq!(order.len(), tokens.len(), "{order:?}");
+    assert_eq!(values_seen(&sim, ids[2], "s", from), order);
+    for id in &ids[1..] {
+        let records = sim.table_records(*id, T).unwrap();
+        assert_eq!(records[0].version.origin, table::origin_of("n1"));
+        assert_eq!(Some(&records[0].value), order.last());
+    }
+}
+
 #[test]
 fn insert_new_fails_clearly_when_the_leader_stays_unreachable() {
-    let (mut sim, ids) = cluster(3, 6);
-    create(&mut sim, &ids, &TableSpec::set());
-    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
-        .expect("one segment");
+    let (mut sim, ids) = joined_set(3, 6);
     sim.partition(&[ids[2]], &[ids[0], ids[1]]);
     let op = LeaderOp::InsertNew {
         key: b("lock"),
@@ -311,10 +429,7 @@ fn insert_new_fails_clearly_when_the_leader_stays_unreachable() {
 
 #[test]
 fn writes_made_while_paused_are_applied_in_order_on_unpause() {
-    let (mut sim, ids) = cluster(2, 7);
-    create(&mut sim, &ids, &TableSpec::set());
-    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
-        .expect("one segment");
+    let (mut sim, ids) = joined_set(2, 7);
     let pause = table::Input::Pause {
         token: CALL,
         table: T.into(),
@@ -448,10 +563,7 @@ fn any_interleaving_of_writes_and_a_join_ends_with_identical_replicas() {
 /// while its peers still count it: the views are repaired and it gets every record.
 #[test]
 fn a_replica_restarted_before_anyone_noticed_catches_up() {
-    let (mut sim, ids) = cluster(3, 8);
-    create(&mut sim, &ids, &TableSpec::set());
-    sim.run_until(Duration::from_secs(5), |s| all_joined(s, &ids))
-        .expect("one segment");
+    let (mut sim, ids) = joined_set(3, 8);
     put(&mut sim, ids[0], 1, "before", "1");
     wait_done(&mut sim, 1, Duration::from_secs(1)).expect("written");
     sim.restart(ids[2]);

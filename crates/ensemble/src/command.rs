@@ -17,7 +17,7 @@ use ensemble_proto::table::{
 };
 use ensemble_proto::Tags;
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::error::Error;
 use crate::transport::TransportEvent;
@@ -254,7 +254,7 @@ pub(crate) enum SingletonCommand {
     Register {
         name: String,
         spec: SingletonSpec,
-        events: mpsc::UnboundedSender<SingletonEvent>,
+        task: SingletonTask,
         reply: oneshot::Sender<Result<(), SingletonError>>,
     },
     Unregister {
@@ -264,6 +264,15 @@ pub(crate) enum SingletonCommand {
     List {
         reply: oneshot::Sender<Vec<SingletonStatus>>,
     },
+}
+
+/// The task that runs a singleton's handler, as the driver reaches it.
+pub(crate) struct SingletonTask {
+    /// Where the activator's events go.
+    pub events: mpsc::UnboundedSender<SingletonEvent>,
+    /// What the handler exposes of its state ([`crate::Singleton::mod_state`]), after its
+    /// latest event.
+    pub mod_state: watch::Receiver<Option<serde_json::Value>>,
 }
 
 /// Messages a mailbox holds before new ones are dropped (with a warning in the log).
@@ -323,6 +332,14 @@ pub struct SingletonStatus {
     pub epoch: u64,
     /// Since when (milliseconds since the Unix epoch) this node leads or follows that leader.
     pub since_ms: Option<u64>,
+    /// When (milliseconds since the Unix epoch) the activator was started on this node.
+    pub created_at_ms: Option<u64>,
+    /// When (milliseconds since the Unix epoch) this node's current leadership began; `None`
+    /// unless this node leads.
+    pub active_from_ms: Option<u64>,
+    /// What the handler exposes of its own state ([`crate::Singleton::mod_state`]), as of
+    /// its latest event; `None` if it exposes nothing.
+    pub mod_state: Option<serde_json::Value>,
     /// Other nodes that run it and are up.
     pub candidates: Vec<String>,
     /// The majority rule's expected number of candidates, if on.

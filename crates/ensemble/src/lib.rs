@@ -48,6 +48,7 @@ pub use api::membership::Watch;
 pub use api::messaging::Mailbox;
 pub use api::singleton::{
     ShutdownReason, Singleton, SingletonEvent, SingletonHandle, SingletonOptions, SingletonRole,
+    TimerScope,
 };
 pub use api::table::{
     PauseGuard, RequestId, Table, TableChange, TableChanges, TableOptions, DEFAULT_TIMEOUT,

@@ -100,9 +100,72 @@ async fn insert_new_is_decided_once_for_the_cluster() {
         .await
         .unwrap();
     assert_eq!((v, inserted), (holder, false));
-    tables[1].insert_serial("s".into(), 5).await.unwrap();
-    assert_eq!(tables[2].get(&"s".to_string()).unwrap(), Some(5));
     for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// `writers` each write key "s" serially `rounds` times, all at once (values `100 * i + r`
+/// for the writer at index i): returns when every write completed.
+async fn serial_writes(writers: &[(usize, Table<String, u64>)], rounds: u64) {
+    let mut tasks = Vec::new();
+    for (i, t) in writers {
+        for r in 0..rounds {
+            let t = t.clone().with_timeout(Duration::from_secs(30));
+            let v = 100 * *i as u64 + r;
+            tasks.push(tokio::spawn(
+                async move { t.insert_serial("s".into(), v).await },
+            ));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
+/// The next `n` values key "s" takes in `changes`.
+async fn values_of_s(changes: &mut ensemble::TableChanges<String, u64>, n: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    let read = async {
+        while out.len() < n {
+            let c = changes.recv().await.unwrap().expect("running");
+            if c.key == "s" {
+                out.push(c.new.expect("an insert"));
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .is_err()
+    {
+        panic!("saw only {out:?} of {n} writes");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_serial_goes_through_the_leader_in_one_order_across_a_leader_change() {
+    let nodes = cluster(3).await;
+    let tables = open(&nodes, "serial").await;
+    joined(&tables).await;
+    let mut subs: Vec<_> = tables.iter().map(|t| t.subscribe()).collect();
+    // Serial writes of one key from every node at once: each goes through the leader (n0),
+    // so every replica applies all of them in the leader's order. Plain inserts would be
+    // applied first where they were made (another order on each replica), and a replica
+    // would skip one older than the value it holds.
+    let writers: Vec<_> = tables.iter().cloned().enumerate().collect();
+    serial_writes(&writers, 5).await;
+    let order = values_of_s(&mut subs[0], 15).await;
+    for sub in &mut subs[1..] {
+        assert_eq!(values_of_s(sub, 15).await, order, "the leader's order");
+    }
+    // The leader leaves: serial writes go to the next one (n1), still in one order.
+    nodes[0].shutdown().await;
+    serial_writes(&writers[1..], 3).await;
+    let order = values_of_s(&mut subs[1], 6).await;
+    assert_eq!(values_of_s(&mut subs[2], 6).await, order);
+    assert_eq!(tables[2].info().await.unwrap().leader, "n1");
+    for n in &nodes[1..] {
         n.shutdown().await;
     }
 }

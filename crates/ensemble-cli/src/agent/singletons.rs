@@ -28,6 +28,8 @@ struct CommandSingleton {
 /// A running command: its process group is killed if it is dropped unstopped.
 struct Running {
     child: Option<Child>,
+    /// The epoch of the leadership it runs for.
+    epoch: u64,
 }
 
 impl Running {
@@ -85,7 +87,10 @@ impl Singleton for CommandSingleton {
                 match cmd.spawn() {
                     Ok(c) => {
                         info!(singleton = %self.name, pid = c.id(), epoch, "started the command of singleton {}", self.name);
-                        Some(Running { child: Some(c) })
+                        Some(Running {
+                            child: Some(c),
+                            epoch,
+                        })
                     }
                     Err(e) => {
                         warn!(singleton = %self.name, "cannot run the command of singleton {} (--singleton {}=...): {e}", self.name, self.name);
@@ -94,12 +99,21 @@ impl Singleton for CommandSingleton {
                 }
             }
             SingletonEvent::Shutdown { reason } => {
-                info!(singleton = %self.name, "stopping the command of singleton {} ({})", self.name, reason.as_str());
+                if running.is_some() {
+                    info!(singleton = %self.name, "stopping the command of singleton {} ({})", self.name, reason.as_str());
+                }
                 stop(&self.name, running);
                 None
             }
             _ => running,
         }
+    }
+
+    /// The command's process id and the epoch it runs for, while it runs.
+    fn mod_state(&self, running: &Option<Running>) -> Option<serde_json::Value> {
+        let r = running.as_ref()?;
+        let pid = r.child.as_ref()?.id();
+        Some(serde_json::json!({ "pid": pid, "epoch": r.epoch }))
     }
 }
 

@@ -16,7 +16,9 @@ enum SingletonCommand {
     List {
         #[command(flatten)]
         api: super::ApiArgs,
-        /// Print JSON instead of a table.
+        /// Print JSON instead of a table, with every field: candidates, majority rule,
+        /// created_at_ms, active_from_ms (leader only) and the handler's mod_state (for a
+        /// --singleton command: its pid and epoch while it runs here).
         #[arg(long)]
         json: bool,
     },
@@ -30,6 +32,12 @@ struct Row {
     leader: Option<String>,
     epoch: u64,
     since_ms: Option<u64>,
+    #[serde(default)]
+    created_at_ms: Option<u64>,
+    #[serde(default)]
+    active_from_ms: Option<u64>,
+    #[serde(default)]
+    mod_state: Option<serde_json::Value>,
     candidates: Vec<String>,
     majority_of: Option<usize>,
     #[serde(default)]

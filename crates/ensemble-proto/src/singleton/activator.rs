@@ -30,6 +30,8 @@ enum State {
     },
     Leader {
         epoch: u64,
+        /// When this leadership began.
+        from: Instant,
         seq: u64,
         /// Heartbeats still within a lease: (seq, sent at, who acked).
         rounds: VecDeque<(u64, Instant, BTreeSet<String>)>,
@@ -65,6 +67,8 @@ pub(crate) struct Activator {
     since: Option<Instant>,
     /// When `tick` is next wanted.
     wake: Option<Instant>,
+    /// When the activator was registered.
+    created: Instant,
 }
 
 impl Activator {
@@ -95,6 +99,7 @@ impl Activator {
             vacant_since: now,
             since: None,
             wake: Some(settle),
+            created: now,
         }
     }
 
@@ -137,6 +142,10 @@ impl Activator {
     }
 
     pub fn info(&self, me: &str, up: &BTreeSet<String>) -> SingletonInfo {
+        let active_from = match &self.state {
+            State::Leader { from, .. } => Some(*from),
+            _ => None,
+        };
         let (role, leader, epoch) = match &self.state {
             State::Leader { epoch, .. } => (Role::Leader, Some(me.to_string()), *epoch),
             State::Candidate { .. } => (Role::Candidate, None, 0),
@@ -151,6 +160,8 @@ impl Activator {
             leader,
             epoch,
             since: self.since,
+            created: self.created,
+            active_from,
             candidates: self
                 .candidates
                 .keys()
@@ -219,6 +230,7 @@ impl Activator {
                 rounds,
                 lease_until,
                 next_beat,
+                ..
             } => {
                 let Some(majority) = self.spec.majority_of.map(|n| n / 2 + 1) else {
                     self.wake = None;
@@ -318,6 +330,7 @@ impl Activator {
         self.since = Some(now);
         self.state = State::Leader {
             epoch,
+            from: now,
             seq: 0,
             rounds: VecDeque::new(),
             lease_until: lease_start + ctx.config.lease,

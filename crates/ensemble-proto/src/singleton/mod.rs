@@ -215,6 +215,10 @@ pub struct SingletonInfo {
     pub epoch: u64,
     /// When this node started leading or following the current leader.
     pub since: Option<Instant>,
+    /// When the activator was registered here.
+    pub created: Instant,
+    /// When this node's current leadership began (`None` unless it leads).
+    pub active_from: Option<Instant>,
     /// The other nodes that run an activator for it and are up.
     pub candidates: Vec<String>,
     /// The majority rule's expected number of candidates.

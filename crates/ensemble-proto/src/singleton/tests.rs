@@ -188,6 +188,14 @@ impl Net {
         self.deliver();
     }
 
+    /// `node` stops its activator.
+    fn unregister(&mut self, node: &str) {
+        let now = self.now;
+        let s = self.nodes.get_mut(node).unwrap();
+        s.handle(now, Input::Unregister(S.to_string()));
+        self.deliver();
+    }
+
     fn events_of(&self, node: &str) -> Vec<SingletonEvent> {
         self.events
             .iter()
@@ -242,12 +250,7 @@ fn a_crashed_leader_is_replaced_at_a_higher_epoch() {
 fn a_leader_that_stops_hands_over_at_once() {
     let mut net = Net::new(&["a", "b", "c"], SingletonSpec::default());
     net.run(Duration::from_millis(400));
-    let now = net.now;
-    net.nodes
-        .get_mut("a")
-        .unwrap()
-        .handle(now, Input::Unregister(S.to_string()));
-    net.deliver();
+    net.unregister("a");
     let leaders = net.leaders();
     assert_eq!(leaders.len(), 1, "no time passed: {leaders:?}");
     assert_eq!(leaders[0].0, "b");
@@ -554,4 +557,27 @@ fn nodes_that_run_a_singleton_with_another_majority_rule_are_reported_and_ignore
             "{n} does not follow the other's claims"
         );
     }
+}
+
+#[test]
+fn info_tells_when_the_activator_was_created_and_since_when_it_leads() {
+    let mut net = Net::new(&["a", "b"], SingletonSpec::default());
+    let created = net.now;
+    net.run(Duration::from_millis(400));
+    let led = net
+        .events
+        .iter()
+        .find(|(_, n, e)| n == "a" && matches!(e, SingletonEvent::NowLeader { .. }))
+        .map(|(at, _, _)| *at)
+        .expect("a leads");
+    assert!(led > created);
+    let a = net.nodes["a"].info(S).unwrap();
+    assert_eq!((a.created, a.active_from), (created, Some(led)));
+    let b = net.nodes["b"].info(S).unwrap();
+    assert_eq!((b.created, b.active_from), (created, None));
+    // After a hand-over the new leader's leadership begins then; the old one's is over.
+    net.run(Duration::from_millis(100));
+    net.unregister("a");
+    let b = net.nodes["b"].info(S).unwrap();
+    assert_eq!(b.active_from, Some(net.now));
 }

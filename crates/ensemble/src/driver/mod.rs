@@ -86,11 +86,8 @@ pub(crate) struct Driver {
     table_changes: HashMap<String, tokio::sync::broadcast::Sender<ChangeBatch>>,
     /// `handle_down` hooks per table.
     table_down_hooks: HashMap<String, Vec<DownHook>>,
-    /// Where each singleton's events go (the task running its handler).
-    singleton_events: HashMap<
-        String,
-        tokio::sync::mpsc::UnboundedSender<ensemble_proto::singleton::SingletonEvent>,
-    >,
+    /// The task running each singleton's handler: where its events go, what it exposes.
+    singleton_tasks: HashMap<String, crate::command::SingletonTask>,
     /// Random per process start, announced in handshakes.
     instance: u64,
     /// Addresses this node answers on (advertised and bound): joining them is an error.
@@ -150,7 +147,7 @@ impl Driver {
             key_ops: HashMap::new(),
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
-            singleton_events: HashMap::new(),
+            singleton_tasks: HashMap::new(),
         }
     }
 

@@ -5,34 +5,38 @@ use std::time::{Instant, SystemTime};
 
 use ensemble_proto::singleton::{self, SingletonError, SingletonEvent, SingletonInfo};
 use ensemble_proto::stack::Input;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::info;
 
 use super::Driver;
-use crate::command::{SingletonCommand, SingletonStatus};
+use crate::command::{SingletonCommand, SingletonStatus, SingletonTask};
 
 /// A registration waiting for the core's answer (`Done { token }`).
 pub(super) struct SingletonWaiter {
     name: String,
-    /// The events channel the name had before, put back if the registration is refused.
-    previous: Option<mpsc::UnboundedSender<SingletonEvent>>,
+    /// The task the name had before, put back if the registration is refused.
+    previous: Option<SingletonTask>,
     reply: oneshot::Sender<Result<(), SingletonError>>,
 }
 
 impl SingletonStatus {
-    fn from_info(i: SingletonInfo, now: Instant) -> Self {
+    fn from_info(i: SingletonInfo, now: Instant, task: Option<&SingletonTask>) -> Self {
         let wall = SystemTime::now();
-        let since_ms = i.since.and_then(|s| {
-            let at = wall.checked_sub(now.saturating_duration_since(s))?;
+        // An instant of the monotonic clock as milliseconds since the Unix epoch.
+        let wall_ms = |at: Instant| {
+            let at = wall.checked_sub(now.saturating_duration_since(at))?;
             let ms = at.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis();
             u64::try_from(ms).ok()
-        });
+        };
         SingletonStatus {
+            since_ms: i.since.and_then(wall_ms),
+            created_at_ms: wall_ms(i.created),
+            active_from_ms: i.active_from.and_then(wall_ms),
+            mod_state: task.and_then(|t| t.mod_state.borrow().clone()),
             name: i.name,
             role: i.role,
             leader: i.leader,
             epoch: i.epoch,
-            since_ms,
             candidates: i.candidates,
             majority_of: i.majority_of,
             mismatched: i.mismatched,
@@ -46,11 +50,11 @@ impl Driver {
             SingletonCommand::Register {
                 name,
                 spec,
-                events,
+                task,
                 reply,
             } => {
                 // The channel first: the activator's first events follow its answer at once.
-                let previous = self.singleton_events.insert(name.clone(), events);
+                let previous = self.singleton_tasks.insert(name.clone(), task);
                 let token = self.next_token();
                 let waiter = SingletonWaiter {
                     name: name.clone(),
@@ -66,7 +70,7 @@ impl Driver {
                 let input = singleton::Input::Unregister(name.clone());
                 self.core.handle(now, Input::Singleton(input));
                 self.drain_outputs();
-                self.singleton_events.remove(&name);
+                self.singleton_tasks.remove(&name);
                 let _ = reply.send(());
             }
             SingletonCommand::List { reply } => {
@@ -74,7 +78,10 @@ impl Driver {
                 let list = s
                     .names()
                     .filter_map(|n| s.info(n))
-                    .map(|i| SingletonStatus::from_info(i, now))
+                    .map(|i| {
+                        let task = self.singleton_tasks.get(&i.name);
+                        SingletonStatus::from_info(i, now, task)
+                    })
                     .collect();
                 let _ = reply.send(list);
             }
@@ -86,7 +93,7 @@ impl Driver {
         let input = singleton::Input::UnregisterAll;
         self.core.handle(now, Input::Singleton(input));
         self.drain_outputs();
-        self.singleton_events.clear();
+        self.singleton_tasks.clear();
     }
 
     pub(super) fn on_singleton_output(&mut self, out: singleton::Output) {
@@ -98,8 +105,8 @@ impl Driver {
                 };
                 if result.is_err() {
                     match w.previous {
-                        Some(p) => self.singleton_events.insert(w.name, p),
-                        None => self.singleton_events.remove(&w.name),
+                        Some(p) => self.singleton_tasks.insert(w.name, p),
+                        None => self.singleton_tasks.remove(&w.name),
                     };
                 }
                 let _ = w.reply.send(result);
@@ -119,8 +126,8 @@ impl Driver {
             }
             SingletonEvent::NowFollower { .. } => {}
         }
-        if let Some(tx) = self.singleton_events.get(&name) {
-            let _ = tx.send(event);
+        if let Some(task) = self.singleton_tasks.get(&name) {
+            let _ = task.events.send(event);
         }
     }
 }

@@ -1,16 +1,17 @@
 //! Cluster singletons: `node.singleton(name, handler, options)` on every node that may run it;
 //! exactly one of them leads. The handler hears when this node leads (with its fencing epoch),
-//! follows, or stops leading; while it leads it also hears cluster changes and its timer.
+//! follows, or stops leading; while it leads it also hears cluster changes; its timer fires on
+//! the leader only, or on every node ([`TimerScope`]).
+
+mod task;
 
 use std::time::Duration;
 
-use ensemble_proto::singleton::{self as core, SingletonSpec};
-use futures::Stream;
-use futures::StreamExt;
-use tokio::sync::mpsc;
+use ensemble_proto::singleton::SingletonSpec;
+use tokio::sync::{mpsc, watch};
 
-use crate::command::{Command, SingletonCommand, SingletonStatus};
-use crate::{Error, EventKind, Node};
+use crate::command::{Command, SingletonCommand, SingletonStatus, SingletonTask};
+use crate::{Error, Node};
 
 pub use ensemble_proto::singleton::{Role as SingletonRole, ShutdownReason};
 
@@ -35,9 +36,11 @@ pub enum SingletonEvent {
         /// Whether it is up now.
         up: bool,
     },
-    /// Leader only: the delay [`Singleton::next_timer_in`] asked for has passed.
+    /// The delay [`Singleton::next_timer_in`] asked for has passed: on the leader only, or
+    /// on every node with [`TimerScope::EveryNode`].
     Timer,
-    /// This node's leadership ends.
+    /// This node's leadership ends (`NameConflict`, `LostMajority`), or the activator stops
+    /// here (`Stopped`: every activator hears it, leader or follower, as its last event).
     Shutdown {
         /// Why.
         reason: ShutdownReason,
@@ -55,17 +58,41 @@ pub trait Singleton: Send + 'static {
     /// Handles one event, returning the next state.
     fn event(&mut self, state: Self::State, event: SingletonEvent) -> Self::State;
 
-    /// While leading: when the next [`SingletonEvent::Timer`] is due (`None`: no timer).
-    /// Asked after every event.
+    /// When the next [`SingletonEvent::Timer`] is due (`None`: no timer). Asked while
+    /// leading ([`TimerScope::Leader`], the default) or on every node from `init` on
+    /// ([`TimerScope::EveryNode`]): after the timer fired or leadership began, and after any
+    /// event while no timer is set.
     fn next_timer_in(&self, _state: &Self::State) -> Option<Duration> {
         None
     }
+
+    /// What the handler exposes of its state in [`SingletonStatus::mod_state`] (`Node::singletons`,
+    /// `GET /v1/singletons`); asked after `init` and after every event. Keep it small. `None`
+    /// (the default): nothing.
+    fn mod_state(&self, _state: &Self::State) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// Where a singleton's [`SingletonEvent::Timer`] fires.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TimerScope {
+    /// On the leader only (the default): no timer runs while following, and a leadership
+    /// that ends drops its timer.
+    #[default]
+    Leader,
+    /// On every node, leader or follower, as Stoker's activator does: the first timer is
+    /// asked for right after `init`, and a change of role keeps the timer running. The
+    /// handler decides what a follower does with it.
+    EveryNode,
 }
 
 /// Options of a singleton.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SingletonOptions {
     spec: SingletonSpec,
+    timers: TimerScope,
+    restart_on_name_conflict: bool,
 }
 
 impl SingletonOptions {
@@ -79,6 +106,20 @@ impl SingletonOptions {
     /// them, and steps down when it no longer reaches one. Two leaders never overlap.
     pub fn majority_of(mut self, expected: usize) -> Self {
         self.spec.majority_of = Some(expected);
+        self
+    }
+    /// Where the handler's timer fires (default: [`TimerScope::Leader`]).
+    pub fn timers(mut self, scope: TimerScope) -> Self {
+        self.timers = scope;
+        self
+    }
+
+    /// A leader that loses a name conflict (two leaders met after a split healed) starts
+    /// afresh, as a restarted Stoker activator does: after its `Shutdown { NameConflict }`
+    /// event the handler's state is dropped and `init` runs again before the next event.
+    /// Default: the state is kept.
+    pub fn restart_on_name_conflict(mut self) -> Self {
+        self.restart_on_name_conflict = true;
         self
     }
 }
@@ -111,8 +152,9 @@ impl SingletonHandle {
         Ok(all.into_iter().find(|s| s.name == self.name))
     }
 
-    /// Stops the activator here. A leader steps down (its handler hears `Shutdown(Stopped)`)
-    /// and the next node takes over at once. Returns when the handler has seen its last event.
+    /// Stops the activator here. Its handler hears `Shutdown(Stopped)`, leader or follower;
+    /// a leader steps down and the next node takes over at once. Returns when the handler has
+    /// seen its last event.
     pub async fn stop(self) -> Result<(), Error> {
         let name = self.name.clone();
         self.node
@@ -133,21 +175,30 @@ impl Node {
         options: SingletonOptions,
     ) -> Result<SingletonHandle, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(None);
         // Membership events are taken before the activator starts, so a leader misses none.
         let members = self.events();
         let name_ = name.to_string();
-        let spec = options.spec;
+        let task = SingletonTask {
+            events: tx,
+            mod_state: state_rx,
+        };
         self.call(|reply| {
             Command::Singleton(SingletonCommand::Register {
                 name: name_,
-                spec,
-                events: tx,
+                spec: options.spec.clone(),
+                task,
                 reply,
             })
         })
         .await??;
+        let channels = task::Channels {
+            events: rx,
+            members,
+            mod_state: state_tx,
+        };
         let me = self.name().to_string();
-        let task = tokio::spawn(run(handler, rx, members, me));
+        let task = tokio::spawn(task::run(handler, options, channels, me));
         Ok(SingletonHandle {
             name: name.to_string(),
             node: self.clone(),
@@ -159,79 +210,5 @@ impl Node {
     pub async fn singletons(&self) -> Result<Vec<SingletonStatus>, Error> {
         self.call(|reply| Command::Singleton(SingletonCommand::List { reply }))
             .await
-    }
-}
-
-/// Runs the handler: its events in order, cluster changes and timers only while leading.
-async fn run<S: Singleton>(
-    mut handler: S,
-    mut events: mpsc::UnboundedReceiver<core::SingletonEvent>,
-    mut members: impl Stream<Item = crate::MemberEvent> + Unpin,
-    me: String,
-) {
-    let mut state = handler.init();
-    let mut leading = false;
-    let mut timer: Option<tokio::time::Instant> = None;
-    loop {
-        let sleep = async {
-            match timer {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        // Biased: the activator's events first, so a Shutdown already queued is seen before a
-        // timer or a cluster change that would have the handler act as leader.
-        let event = tokio::select! {
-            biased;
-            e = events.recv() => match e {
-                Some(e) => e.into(),
-                None if leading => {
-                    // The node stopped without a word: the leadership ends all the same.
-                    leading = false;
-                    SingletonEvent::Shutdown { reason: ShutdownReason::Stopped }
-                }
-                None => return,
-            },
-            m = members.next() => match m {
-                Some(m) if leading && m.member.name != me => match m.kind {
-                    EventKind::Up => SingletonEvent::ClusterChange { node: m.member.name.clone(), up: true },
-                    EventKind::Down | EventKind::Left => {
-                        SingletonEvent::ClusterChange { node: m.member.name.clone(), up: false }
-                    }
-                    EventKind::Updated => continue,
-                },
-                _ => continue,
-            },
-            () = sleep => SingletonEvent::Timer,
-        };
-        let rearm = matches!(
-            event,
-            SingletonEvent::Timer | SingletonEvent::NowLeader { .. }
-        );
-        match &event {
-            SingletonEvent::NowLeader { .. } => leading = true,
-            SingletonEvent::Shutdown { .. } | SingletonEvent::NowFollower { .. } => leading = false,
-            _ => {}
-        }
-        state = handler.event(state, event);
-        // The timer keeps its deadline across other events (a flapping member must not
-        // starve it); it is asked for again after it fired or leadership began.
-        if !leading {
-            timer = None;
-        } else if rearm || timer.is_none() {
-            timer = handler
-                .next_timer_in(&state)
-                .map(crate::time::tokio_deadline);
-        }
-    }
-}
-
-impl From<core::SingletonEvent> for SingletonEvent {
-    fn from(e: core::SingletonEvent) -> Self {
-        match e {
-            core::SingletonEvent::NowLeader { epoch } => SingletonEvent::NowLeader { epoch },
-            core::SingletonEvent::NowFollower { leader } => SingletonEvent::NowFollower { leader },
-            core::SingletonEvent::Shutdown { reason } => SingletonEvent::Shutdown { reason },
-        }
     }
 }
