@@ -1,10 +1,12 @@
-//! `GET /v1/discovery` (discovery's system_info) and `GET /v1/ready`.
+//! `GET /v1/discovery` (discovery's system_info, and `info`: each tracked table's replica and
+//! joins) and `GET /v1/ready`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use ensemble::discovery::{Discovery, SystemInfo};
+use ensemble::discovery::{Discovery, SystemInfo, TrackedTableInfo};
+use serde::Serialize;
 
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
@@ -21,8 +23,20 @@ pub fn probes() -> Router<AppState> {
     Router::new().route("/v1/ready", get(ready))
 }
 
-async fn info(State(d): State<Discovery>) -> Json<SystemInfo> {
-    Json(d.system_info())
+/// system_info's fields, and `info`.
+#[derive(Serialize)]
+struct DiscoveryView {
+    #[serde(flatten)]
+    system_info: SystemInfo,
+    /// Each tracked table: size, memory, nodes of its segment, join results (CETS's `info`).
+    info: Vec<TrackedTableInfo>,
+}
+
+async fn info(State(d): State<Discovery>) -> Json<DiscoveryView> {
+    Json(DiscoveryView {
+        system_info: d.system_info(),
+        info: d.info().await,
+    })
 }
 
 /// 200 once discovery is ready (see `wait_for_ready`), else 503; the body says why in either
