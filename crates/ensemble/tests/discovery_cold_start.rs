@@ -66,6 +66,11 @@ async fn cold_start(
     let ready = futures::future::join_all(waits).await;
     assert!(ready.iter().all(|r| *r), "not every node became ready");
     let all_ready = t0.elapsed();
+    // Why nodes were unavailable when ready held (a failed probe, a node down).
+    let unavailable_at_ready: Vec<_> = discoveries
+        .iter()
+        .map(|d| d.system_info().unavailable_nodes)
+        .collect();
     let names = common::names(&nodes);
     common::wait_for(Duration::from_secs(20), "full membership", || {
         common::all_see(&nodes, &names, Status::Alive)
@@ -82,7 +87,8 @@ async fn cold_start(
     assert!(
         all_ready < bound() && mesh < bound(),
         "a cold start took a retry: every node ready in {all_ready:?}, full membership in \
-         {mesh:?} (bound {:?}); get_nodes calls per node {calls:?}",
+         {mesh:?} (bound {:?}); get_nodes calls per node {calls:?}; unavailable nodes when ready held \
+         {unavailable_at_ready:?}",
         bound()
     );
     (all_ready, mesh)
