@@ -163,3 +163,28 @@ fn discovery_joins_the_agents_tables_with_each_node() {
     }
     assert_eq!(info["should_retry_join"], false);
 }
+
+#[test]
+fn discovery_get_nodes_calls_the_backend_at_once() {
+    let dir = tempdir();
+    let nodes = dir.path().join("nodes");
+    let config = dir.path().join("agent.toml");
+    // Ten minutes between calls: only the request brings the second one.
+    std::fs::write(&config, "[discovery]\ninitial_ms = 600000\n").unwrap();
+    std::fs::write(&nodes, "").unwrap();
+    let flags = [
+        "--discovery",
+        "file",
+        "--discovery-file",
+        nodes.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let a = common::Agent::start_with(dir.path(), "a", None, SECRET, &flags);
+    let count =
+        || common::ureq_get(&a.http, "/v1/discovery").and_then(|i| i["get_nodes_count"].as_u64());
+    wait_for(LIMIT, "the first get_nodes", || count() == Some(1));
+    let info = json_of(&["discovery", "--get-nodes", "--json", "--http", &a.http]);
+    assert_eq!(info["backend"], "file", "{info}");
+    wait_for(LIMIT, "a second get_nodes", || count() == Some(2));
+}

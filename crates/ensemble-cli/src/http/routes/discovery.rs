@@ -1,9 +1,9 @@
 //! `GET /v1/discovery` (discovery's system_info, and `info`: each tracked table's replica and
-//! joins) and `GET /v1/ready`.
+//! joins), `POST /v1/discovery/get_nodes` (call the backend now) and `GET /v1/ready`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use ensemble::discovery::{Discovery, SystemInfo, TrackedTableInfo};
 use serde::Serialize;
@@ -15,6 +15,7 @@ use crate::http::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/discovery", get(info))
+        .route("/v1/discovery/get_nodes", post(get_nodes))
         .merge(probes())
 }
 
@@ -37,6 +38,13 @@ async fn info(State(d): State<Discovery>) -> Json<DiscoveryView> {
         system_info: d.system_info(),
         info: d.info().await,
     })
+}
+
+/// Calls the backend now (queued behind a call that runs); answers system_info once the call
+/// is started or queued, without waiting for it to end. The body is ignored.
+async fn get_nodes(State(d): State<Discovery>) -> Json<SystemInfo> {
+    d.get_nodes_now().await;
+    Json(d.system_info())
 }
 
 /// 200 once discovery is ready (see `wait_for_ready`), else 503; the body says why in either
