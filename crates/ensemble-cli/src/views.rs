@@ -228,6 +228,9 @@ pub struct TrackerView {
 /// One node ever seen.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RowView {
+    /// The service that owns the row: `ensemble.tracker`.
+    #[serde(default)]
+    pub module: String,
     pub node: String,
     pub status: NodeStatus,
     /// Milliseconds since the Unix epoch.

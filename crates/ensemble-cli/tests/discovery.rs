@@ -128,3 +128,63 @@ fn bad_discovery_settings_exit_naming_the_setting() {
     .unwrap();
     fails_saying(&["agent", "--config", file.to_str().unwrap()], &["fiel"]);
 }
+
+#[test]
+fn discovery_joins_the_agents_tables_with_each_node() {
+    let dir = tempdir();
+    let tables = ["--table", "sessions", "--table", "locks"];
+    let mut a = common::Agent::prepare(dir.path(), "a", &tables);
+    let mut b = common::Agent::prepare(dir.path(), "b", &tables);
+    // Each one's static list names the other.
+    let (a_bind, b_bind) = (a.bind.clone(), b.bind.clone());
+    a.spawn(Some(&b_bind), SECRET);
+    b.spawn(Some(&a_bind), SECRET);
+    let joined = |agent: &common::Agent, peer: &str| {
+        common::ureq_get(&agent.http, "/v1/discovery").is_some_and(|i| {
+            ["sessions", "locks"]
+                .iter()
+                .all(|t| i["join_results"][peer][t] == "ok")
+        })
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "a and b joined both tables",
+        || joined(&a, "b") && joined(&b, "a"),
+    );
+    assert_eq!(status_of(&a.http, "/v1/ready"), 200);
+    // `info`: both replicas are in each table's segment, and the join results again.
+    let info = common::ureq_get(&a.http, "/v1/discovery").unwrap();
+    let tables = info["info"].as_array().expect("info is a list");
+    assert_eq!(tables.len(), 2, "{info}");
+    for t in tables {
+        assert_eq!(t["nodes"], serde_json::json!(["a", "b"]), "{t}");
+        assert_eq!(t["join_results"]["b"], "ok", "{t}");
+        assert_eq!(t["size"], 0, "{t}");
+    }
+    assert_eq!(info["should_retry_join"], false);
+}
+
+#[test]
+fn discovery_get_nodes_calls_the_backend_at_once() {
+    let dir = tempdir();
+    let nodes = dir.path().join("nodes");
+    let config = dir.path().join("agent.toml");
+    // Ten minutes between calls: only the request brings the second one.
+    std::fs::write(&config, "[discovery]\ninitial_ms = 600000\n").unwrap();
+    std::fs::write(&nodes, "").unwrap();
+    let flags = [
+        "--discovery",
+        "file",
+        "--discovery-file",
+        nodes.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let a = common::Agent::start_with(dir.path(), "a", None, SECRET, &flags);
+    let count =
+        || common::ureq_get(&a.http, "/v1/discovery").and_then(|i| i["get_nodes_count"].as_u64());
+    wait_for(LIMIT, "the first get_nodes", || count() == Some(1));
+    let info = json_of(&["discovery", "--get-nodes", "--json", "--http", &a.http]);
+    assert_eq!(info["backend"], "file", "{info}");
+    wait_for(LIMIT, "a second get_nodes", || count() == Some(2));
+}

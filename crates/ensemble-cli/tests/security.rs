@@ -107,6 +107,7 @@ fn every_route_but_the_probes_needs_the_token_and_a_loopback_host() {
         ("POST", "/v1/partitions", Some(json!({"nodes": ["a9"]}))),
         ("DELETE", "/v1/partitions/1", None),
         ("GET", "/v1/discovery", None),
+        ("POST", "/v1/discovery/get_nodes", Some(json!({}))),
         ("GET", "/v1/tables", None),
         ("GET", "/v1/tables/t", None),
         ("GET", "/v1/tables/t/records", None),

@@ -39,6 +39,7 @@ fn the_tracker_keeps_every_node_ever_seen() {
     let v: Value = json_of(&["tracker", "--json", "--http", &agents[0].http]);
     assert_eq!(v["mode"], "clustered");
     assert!(v["nodes"][0]["last_change"].as_u64().unwrap() > 0);
+    assert_eq!(v["nodes"][0]["module"], "ensemble.tracker");
 
     agents[2].signal(Signal::SIGKILL);
     let down = all(&[("a0", "online"), ("a1", "online"), ("a2", "offline")]);

@@ -53,7 +53,10 @@ pub use api::singleton::{
 pub use api::table::{
     PauseGuard, RequestId, Table, TableChange, TableChanges, TableOptions, DEFAULT_TIMEOUT,
 };
-pub use api::tracker::{Mode, NodeRow, NodeStatus, NodeUpdate, Tracker, TRACKER_TABLE};
+pub use api::tracker::{
+    Detail, EntryPoint, Mode, NodeRow, NodeStatus, NodeUpdate, Tracker, TrackerEvent, TrackerOp,
+    TRACKER_TABLE, UNTIL_EXISTS_INTERVAL, UNTIL_EXISTS_TIMEOUT,
+};
 pub use command::{
     BroadcastStatus, Envelope, KeyResponse, KeyUse, SingletonStatus, MAILBOX_CAPACITY,
 };

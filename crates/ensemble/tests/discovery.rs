@@ -216,3 +216,150 @@ fn rand_suffix() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+/// A backend whose every `get_nodes` waits for a permit, so a test decides when each ends.
+struct Gated {
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl ensemble::discovery::Backend for Gated {
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+    async fn get_nodes(
+        &self,
+    ) -> Result<Vec<ensemble::discovery::DiscoveredNode>, ensemble::discovery::DiscoveryError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.permits.acquire().await.unwrap().forget();
+        Ok(vec![])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_get_nodes_waits_for_the_call_queued_behind_the_running_one() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let a = start("a", &[]).await;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let mut options = support::fast();
+    options.get_nodes_timeout = Duration::from_secs(60);
+    let da = Discovery::start(
+        a.clone(),
+        Gated {
+            calls: calls.clone(),
+            permits: permits.clone(),
+        },
+        options,
+    );
+    wait_for(LIMIT, "the first get_nodes runs", || {
+        calls.load(SeqCst) == 1
+    })
+    .await;
+    assert!(da.system_info().get_nodes_running);
+    // Asked for while one runs: queued.
+    da.get_nodes_now().await;
+    assert!(da.system_info().should_retry_get_nodes);
+    let waiter = {
+        let da = da.clone();
+        tokio::spawn(async move { da.wait_for_get_nodes(Duration::from_secs(60)).await })
+    };
+    permits.add_permits(1);
+    wait_for(LIMIT, "the queued get_nodes runs at once", || {
+        calls.load(SeqCst) == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "returned before the queued call ended"
+    );
+    assert!(!da.system_info().should_retry_get_nodes);
+    permits.add_permits(1);
+    let done = tokio::time::timeout(LIMIT, waiter).await;
+    assert!(done.expect("wait_for_get_nodes returns").unwrap());
+    assert_eq!(da.system_info().get_nodes_count, 2);
+    // Nothing runs now: it returns at once.
+    assert!(da.wait_for_get_nodes(Duration::ZERO).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_table_join_is_tried_again_after_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    let attempts = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut options = support::fast();
+    let counted = attempts.clone();
+    // The first join fails, the next ones succeed.
+    options.table_joiner = Some(std::sync::Arc::new(move |_node, _table| {
+        let n = counted.fetch_add(1, SeqCst);
+        Box::pin(async move {
+            match n {
+                0 => Err("the peer's replica is not there yet".to_owned()),
+                _ => Ok(()),
+            }
+        })
+    }));
+    options.schedule.after_error = Duration::from_millis(500);
+    let da = Discovery::start(
+        a.clone(),
+        StaticBackend::new([b.addr().to_string()]),
+        options,
+    );
+    da.add_table("sessions").await;
+    // A failed join is a result: ready, with the error and a retry pending.
+    assert!(da.wait_for_ready(LIMIT).await, "{:?}", da.system_info());
+    let info = da.system_info();
+    assert_eq!(
+        info.join_results["b"]["sessions"],
+        "the peer's replica is not there yet"
+    );
+    assert!(info.should_retry_join, "{info:?}");
+    wait_for(LIMIT, "the join tried again and ok", || {
+        da.system_info().join_results["b"]["sessions"] == "ok"
+    })
+    .await;
+    assert!(!da.system_info().should_retry_join);
+    assert_eq!(attempts.load(SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_reports_each_tracked_table_its_replica_and_joins() {
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    let ta = a
+        .table("sessions", ensemble::TableOptions::<String, String>::set())
+        .await
+        .unwrap();
+    b.table("sessions", ensemble::TableOptions::<String, String>::set())
+        .await
+        .unwrap();
+    ta.insert("k".into(), "v".into()).await.unwrap();
+    let mut options = support::fast();
+    options.table_joiner = Some(a.table_joiner(Duration::from_secs(5)));
+    let da = Discovery::start(
+        a.clone(),
+        StaticBackend::new([b.addr().to_string()]),
+        options,
+    );
+    da.add_table("sessions").await;
+    da.add_table("not-hosted").await;
+    assert!(da.wait_for_ready(LIMIT).await, "{:?}", da.system_info());
+    let info = da.info().await;
+    assert_eq!(info.len(), 2, "{info:?}");
+    let hosted = info.iter().find(|i| i.table == "sessions").unwrap();
+    assert_eq!(hosted.size, Some(1), "{hosted:?}");
+    assert!(hosted.memory.is_some_and(|m| m > 0), "{hosted:?}");
+    assert_eq!(
+        hosted.nodes,
+        vec!["a".to_owned(), "b".to_owned()],
+        "{info:?}"
+    );
+    assert_eq!(hosted.join_results["b"], "ok");
+    let other = info.iter().find(|i| i.table == "not-hosted").unwrap();
+    assert_eq!((other.size, other.memory), (None, None), "{other:?}");
+    assert!(other.nodes.is_empty());
+    assert_ne!(other.join_results["b"], "ok", "{other:?}");
+}

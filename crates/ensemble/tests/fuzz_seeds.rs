@@ -40,6 +40,7 @@ fn corpus() -> BTreeMap<&'static str, Vec<(String, Vec<u8>)>> {
         }
     }
     let row = NodeRow {
+        module: ensemble::TRACKER_TABLE.into(),
         node: "n1".into(),
         status: NodeStatus::Offline,
         last_change_ms: 1_700_000_000_000,

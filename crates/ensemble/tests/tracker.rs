@@ -141,3 +141,160 @@ async fn two_nodes_that_started_alone_merge_their_trackers() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_is_the_lowest_named_node_hosting_the_tracker() {
+    // "h-a" is the lowest-named member but, like a library node, never starts the tracker.
+    let a = start("h-a", &[]).await;
+    let b = start("h-b", &[a.addr()]).await;
+    let c = start("h-c", &[a.addr()]).await;
+    let names = names(&[a.clone(), b.clone(), c.clone()]);
+    wait_for(Duration::from_secs(15), "full membership", || {
+        all_see(
+            &[a.clone(), b.clone(), c.clone()],
+            &names,
+            ensemble::Status::Alive,
+        )
+    })
+    .await;
+    let (tb, tc) = (b.tracker().await.unwrap(), c.tracker().await.unwrap());
+    let is =
+        |t: &Tracker, n: &str, s: NodeStatus| t.fetch(n).unwrap().is_some_and(|r| r.status == s);
+    wait_for(Duration::from_secs(15), "b and c online in both", || {
+        [&tb, &tc]
+            .iter()
+            .all(|t| is(t, "h-b", NodeStatus::Online) && is(t, "h-c", NodeStatus::Online))
+    })
+    .await;
+    // c leaves: b, the lowest-named host, marks it offline (a never would).
+    c.shutdown().await;
+    wait_for(Duration::from_secs(15), "c offline in b's tracker", || {
+        is(&tb, "h-c", NodeStatus::Offline)
+    })
+    .await;
+    // a is a member all the same: b writes its row too.
+    assert!(is(&tb, "h-a", NodeStatus::Online), "{:?}", statuses(&tb));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+async fn next_event(
+    events: &mut (impl futures::Stream<Item = ensemble::TrackerEvent> + Unpin),
+    what: &str,
+    want: impl Fn(&ensemble::TrackerEvent) -> bool,
+) -> ensemble::TrackerEvent {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(15), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event: {what}"))
+            .expect("the stream goes on");
+        if want(&e) {
+            return e;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_carry_the_operation_the_new_row_and_when_detailed_the_old_rows() {
+    use ensemble::{Detail, TrackerOp, TRACKER_TABLE};
+    let a = start("sub-a", &[]).await;
+    let b = start("sub-b", &[a.addr()]).await;
+    let ta = a.tracker().await.unwrap();
+    b.tracker().await.unwrap();
+    wait_for(Duration::from_secs(15), "b online in a's tracker", || {
+        statuses(&ta) == online(&["sub-a", "sub-b"])
+    })
+    .await;
+    let mut simple = ta.subscribe(Detail::Simple);
+    let mut detailed = ta.subscribe(Detail::Detailed);
+    b.shutdown().await;
+    let offline = |e: &ensemble::TrackerEvent| {
+        e.node == "sub-b"
+            && e.new
+                .as_ref()
+                .is_some_and(|r| r.status == NodeStatus::Offline)
+    };
+    let e = next_event(&mut detailed, "b offline, detailed", offline).await;
+    assert_eq!(e.op, TrackerOp::Write);
+    assert_eq!(e.module, TRACKER_TABLE);
+    assert_eq!(e.new.as_ref().unwrap().module, TRACKER_TABLE);
+    assert_eq!(e.old.len(), 1, "{e:?}");
+    assert_eq!(e.old[0].status, NodeStatus::Online);
+    assert_eq!(e.old[0].node, "sub-b");
+    let e = next_event(&mut simple, "b offline, simple", offline).await;
+    assert_eq!(e.op, TrackerOp::Write);
+    assert!(e.old.is_empty(), "simple events carry no old rows: {e:?}");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_node_and_add_node_put_nodes_in_the_tracker() {
+    let a = start("add-a", &[]).await;
+    let b = start("add-b", &[]).await;
+    let ta = a.tracker().await.unwrap();
+    assert_eq!(ta.get_mode(), Mode::Standalone);
+    // A node outside membership: online, and it stays so (nobody's member list has it).
+    ta.new_node("outside").await.unwrap();
+    let row = ta.fetch("outside").unwrap().expect("a row");
+    assert_eq!((row.status, row.incarnation), (NodeStatus::Online, 0));
+    assert!(ta.new_node("bad name").await.is_err());
+    // add_node joins the node at the address and marks it online.
+    assert_eq!(ta.add_node(b.addr()).await.unwrap(), "add-b");
+    assert_eq!(
+        ta.fetch("add-b").unwrap().map(|r| r.status),
+        Some(NodeStatus::Online)
+    );
+    wait_for(Duration::from_secs(15), "a clustered", || {
+        ta.get_mode() == Mode::Clustered
+    })
+    .await;
+    // Two reconciles later the outside row is still there, online.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        ta.fetch("outside").unwrap().map(|r| r.status),
+        Some(NodeStatus::Online)
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_exists_waits_for_the_tracker_table() {
+    use ensemble::{UNTIL_EXISTS_INTERVAL, UNTIL_EXISTS_TIMEOUT};
+    assert_eq!(UNTIL_EXISTS_TIMEOUT, Duration::from_millis(1_000));
+    assert_eq!(UNTIL_EXISTS_INTERVAL, Duration::from_millis(15));
+    let a = start("exists-a", &[]).await;
+    assert!(!Tracker::table_exists(&a).await);
+    assert!(!Tracker::until_exists(&a, Duration::from_millis(100), UNTIL_EXISTS_INTERVAL).await);
+    let later = a.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        later.tracker().await.unwrap();
+    });
+    assert!(Tracker::until_exists(&a, Duration::from_secs(15), UNTIL_EXISTS_INTERVAL).await);
+    assert!(Tracker::table_exists(&a).await);
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_point_is_called_with_each_mode_the_tracker_enters() {
+    let a = start("entry-a", &[]).await;
+    let ta = a.tracker().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let entry = ta.entry_point(move |mode| {
+        let _ = tx.send(mode);
+    });
+    async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Mode>) -> Mode {
+        tokio::time::timeout(Duration::from_secs(15), rx.recv())
+            .await
+            .expect("a mode")
+            .expect("the callback runs on")
+    }
+    assert_eq!(next(&mut rx).await, Mode::Standalone);
+    let b = start("entry-b", &[a.addr()]).await;
+    assert_eq!(next(&mut rx).await, Mode::Clustered);
+    b.shutdown().await;
+    assert_eq!(next(&mut rx).await, Mode::Standalone);
+    entry.cancel();
+    a.shutdown().await;
+}

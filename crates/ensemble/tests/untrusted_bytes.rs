@@ -66,6 +66,7 @@ proptest! {
     ) {
         fuzzing::tracker_row(&bytes);
         let row = ensemble::NodeRow {
+            module: ensemble::TRACKER_TABLE.into(),
             node: "n1".into(),
             status: ensemble::NodeStatus::Online,
             last_change_ms: 1_700_000_000_000,

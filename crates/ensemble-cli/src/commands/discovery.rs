@@ -13,10 +13,18 @@ pub struct DiscoveryArgs {
     /// Print system_info as JSON.
     #[arg(long)]
     json: bool,
+    /// Ask the agent to call its discovery backend now (POST /v1/discovery/get_nodes), then
+    /// print system_info.
+    #[arg(long)]
+    get_nodes: bool,
 }
 
 pub fn run(args: DiscoveryArgs) -> Result<()> {
-    let info: SystemInfo = args.api.client()?.get("/v1/discovery")?;
+    let client = args.api.client()?;
+    let info: SystemInfo = match args.get_nodes {
+        true => client.post("/v1/discovery/get_nodes", &serde_json::json!({}))?,
+        false => client.get("/v1/discovery")?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
@@ -44,6 +52,14 @@ pub fn describe(i: &SystemInfo) -> String {
             .unwrap_or_default(),
     );
     line("get_nodes calls", i.get_nodes_count.to_string());
+    if i.get_nodes_running {
+        let queued = if i.should_retry_get_nodes {
+            " (another queued)"
+        } else {
+            ""
+        };
+        line("get_nodes", format!("running{queued}"));
+    }
     if let Some(n) = i.node_num {
         line("node number", n.to_string());
     }
@@ -53,5 +69,13 @@ pub fn describe(i: &SystemInfo) -> String {
         line("unavailable", format!("{addr}: {why}"));
     }
     line("tables", i.tables.join(" "));
+    for (node, tables) in &i.join_results {
+        for (table, result) in tables {
+            line("join", format!("{table} with {node}: {result}"));
+        }
+    }
+    if i.should_retry_join {
+        line("join retries", "pending (after_error)".into());
+    }
     out
 }

@@ -30,6 +30,14 @@ pub struct SystemInfo {
     pub last_get_nodes_retry_kind: Option<RetryKind>,
     /// True while a `get_nodes` runs.
     pub get_nodes_running: bool,
+    /// True while another `get_nodes` was asked for during the one that runs: it runs as soon
+    /// as that one ends.
+    #[serde(default)]
+    pub should_retry_get_nodes: bool,
+    /// True while a failed (node, table) join waits to be tried again (`after_error` after it
+    /// failed).
+    #[serde(default)]
+    pub should_retry_join: bool,
     /// How many `get_nodes` calls have ended.
     pub get_nodes_count: u64,
     /// When the next `get_nodes` is due (null while one runs).
@@ -91,6 +99,8 @@ impl Discovery {
             }),
             last_get_nodes_retry_kind: self.last_retry_kind,
             get_nodes_running: self.get_nodes_running,
+            should_retry_get_nodes: self.should_retry_get_nodes,
+            should_retry_join: self.should_retry_join(),
             get_nodes_count: self.get_nodes_done,
             next_get_nodes_at: match self.get_nodes_running {
                 true => None,

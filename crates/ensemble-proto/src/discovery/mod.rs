@@ -9,6 +9,7 @@
 
 mod config;
 mod info;
+mod joins;
 #[cfg(test)]
 mod tests;
 
@@ -78,6 +79,9 @@ pub enum ProbeResult {
 pub enum Input {
     /// Time passed (at [`Discovery::poll_timeout`]).
     Tick,
+    /// Call `get_nodes` now (CETS's `check`). While one runs, another runs as soon as it ends
+    /// (`should_retry_get_nodes`), with no delay.
+    GetNodes,
     /// The `get_nodes` started by [`Output::GetNodes`] ended (an error or a timeout as text).
     GetNodesDone(Result<Vec<DiscoveredNode>, String>),
     /// The probe started by [`Output::Probe`] ended.
@@ -110,7 +114,9 @@ pub enum Input {
     AddTable(String),
     /// Stop tracking a table.
     DeleteTable(String),
-    /// The join started by [`Output::JoinTable`] ended.
+    /// The join started by [`Output::JoinTable`] ended. A failed join is tried again
+    /// [`DiscoveryConfig::after_error`] later, for as long as the node is up and the table
+    /// tracked (`should_retry_join`).
     TableJoined {
         /// The member.
         node: String,
@@ -162,6 +168,8 @@ pub struct Discovery {
     phase: Phase,
     next_get_nodes: Option<(Instant, RetryKind)>,
     get_nodes_running: bool,
+    /// A `get_nodes` was asked for while one ran: run again as soon as it ends.
+    should_retry_get_nodes: bool,
     get_nodes_done: u64,
     last_result: Option<Result<(), String>>,
     last_retry_kind: Option<RetryKind>,
@@ -172,6 +180,8 @@ pub struct Discovery {
     tables: BTreeSet<String>,
     join_results: BTreeMap<(String, String), Result<(), String>>,
     joining: Option<(String, String)>,
+    /// Failed joins, with when each is tried again.
+    join_retry: BTreeMap<(String, String), Instant>,
     nodeup: BTreeMap<String, Instant>,
     nodedown: BTreeMap<String, Instant>,
     outputs: VecDeque<Output>,
@@ -188,6 +198,7 @@ impl Discovery {
             phase: Phase::Initial,
             next_get_nodes: Some((now, RetryKind::Initial)),
             get_nodes_running: false,
+            should_retry_get_nodes: false,
             get_nodes_done: 0,
             last_result: None,
             last_retry_kind: None,
@@ -197,6 +208,7 @@ impl Discovery {
             tables: BTreeSet::new(),
             join_results: BTreeMap::new(),
             joining: None,
+            join_retry: BTreeMap::new(),
             nodeup: BTreeMap::new(),
             nodedown: BTreeMap::new(),
             outputs: VecDeque::new(),
@@ -207,6 +219,7 @@ impl Discovery {
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
             Input::Tick => {}
+            Input::GetNodes => self.get_nodes_now(now),
             Input::GetNodesDone(result) => self.get_nodes_done(now, result),
             Input::ProbeDone { addr, result } => self.probe_done(addr, result),
             Input::MemberUp { name, addr } => {
@@ -225,19 +238,13 @@ impl Discovery {
             Input::DeleteTable(t) => {
                 self.tables.remove(&t);
                 self.join_results.retain(|(_, table), _| *table != t);
+                self.join_retry.retain(|(_, table), _| *table != t);
             }
             Input::TableJoined {
                 node,
                 table,
                 result,
-            } => {
-                if self.joining.as_ref() == Some(&(node.clone(), table.clone())) {
-                    self.joining = None;
-                }
-                if self.tables.contains(&table) && self.connected_names().contains(&node) {
-                    self.join_results.insert((node, table), result);
-                }
-            }
+            } => self.table_joined(now, node, table, result),
         }
         self.advance(now);
     }
@@ -258,10 +265,10 @@ impl Discovery {
             Phase::Initial => Some(self.start + self.config.startup_phase),
             Phase::Regular => None,
         };
-        match (get_nodes, startup_end) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [get_nodes, startup_end, self.next_join_retry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The phase.
@@ -272,6 +279,17 @@ impl Discovery {
     /// True while a `get_nodes` runs.
     pub fn get_nodes_running(&self) -> bool {
         self.get_nodes_running
+    }
+
+    /// True while a `get_nodes` was asked for ([`Input::GetNodes`]) during the one that runs:
+    /// another runs as soon as it ends.
+    pub fn should_retry_get_nodes(&self) -> bool {
+        self.should_retry_get_nodes
+    }
+
+    /// True while a failed join waits to be tried again.
+    pub fn should_retry_join(&self) -> bool {
+        !self.join_retry.is_empty()
     }
 
     /// How many `get_nodes` calls have ended.
@@ -343,6 +361,19 @@ impl Discovery {
         let kind = self.retry_kind(now);
         self.last_retry_kind = Some(kind);
         self.next_get_nodes = Some((now + self.config.delay(kind), kind));
+        if std::mem::take(&mut self.should_retry_get_nodes) {
+            self.next_get_nodes = Some((now, kind));
+        }
+    }
+
+    /// A `get_nodes` now, or right after the one that runs.
+    fn get_nodes_now(&mut self, now: Instant) {
+        if self.get_nodes_running {
+            self.should_retry_get_nodes = true;
+        } else {
+            let kind = self.next_get_nodes.map_or(RetryKind::Regular, |(_, k)| k);
+            self.next_get_nodes = Some((now, kind));
+        }
     }
 
     fn retry_kind(&self, now: Instant) -> RetryKind {
@@ -402,10 +433,6 @@ impl Discovery {
         }
     }
 
-    fn forget_joins(&mut self, name: &str) {
-        self.join_results.retain(|(n, _), _| n != name);
-    }
-
     fn end_startup(&mut self) {
         if self.phase == Phase::Initial {
             self.phase = Phase::Regular;
@@ -426,18 +453,7 @@ impl Discovery {
                 }
             }
         }
-        if self.joining.is_none() {
-            let next = self.connected_names().into_iter().find_map(|n| {
-                self.tables
-                    .iter()
-                    .find(|t| !self.join_results.contains_key(&(n.clone(), (*t).clone())))
-                    .map(|t| (n.clone(), t.clone()))
-            });
-            if let Some((node, table)) = next {
-                self.joining = Some((node.clone(), table.clone()));
-                self.outputs.push_back(Output::JoinTable { node, table });
-            }
-        }
+        self.start_next_join(now);
     }
 
     /// The member name of a discovered record, if that member is up.

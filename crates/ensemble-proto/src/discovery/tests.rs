@@ -430,3 +430,88 @@ fn defaults_are_the_originals() {
     assert_eq!(c.delay(RetryKind::AfterNodedown), 30 * S);
     assert_eq!(c.startup_phase, 300 * S);
 }
+
+#[test]
+fn get_nodes_asked_while_one_runs_runs_again_as_soon_as_it_ends() {
+    let mut c = Clock::new();
+    c.get_nodes(Ok(vec![]));
+    // Asked for between calls: it runs at once, not 5 s later.
+    let out = c.handle(Input::GetNodes);
+    assert_eq!(out, vec![Output::GetNodes]);
+    assert!(!c.d.should_retry_get_nodes());
+    // Asked for while it runs: queued, not run twice at once.
+    let out = c.handle(Input::GetNodes);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(c.d.should_retry_get_nodes());
+    assert!(c.d.system_info().should_retry_get_nodes);
+    // When it ends the queued one starts with no delay.
+    let out = c.handle(Input::GetNodesDone(Ok(vec![])));
+    assert_eq!(out, vec![Output::GetNodes]);
+    assert!(!c.d.should_retry_get_nodes());
+    assert!(c.d.get_nodes_running());
+    // And after that one, the schedule again.
+    c.handle(Input::GetNodesDone(Ok(vec![])));
+    assert!(!c.d.get_nodes_running());
+    assert_eq!(c.d.next_get_nodes().unwrap().0, c.now + 5 * S);
+}
+
+#[test]
+fn a_failed_join_is_tried_again_after_error() {
+    let mut c = Clock::new();
+    c.handle(Input::AddTable("t".into()));
+    c.get_nodes(Ok(vec![node(2)]));
+    let out = c.handle(Input::ProbeDone {
+        addr: addr(2).to_string(),
+        result: ProbeResult::Joined {
+            name: "b".into(),
+            addr: addr(2),
+        },
+    });
+    let join = Output::JoinTable {
+        node: "b".into(),
+        table: "t".into(),
+    };
+    assert_eq!(out, vec![join.clone()]);
+    let failed = c.elapsed();
+    c.handle(Input::TableJoined {
+        node: "b".into(),
+        table: "t".into(),
+        result: Err("timed out".into()),
+    });
+    let info = c.d.system_info();
+    assert!(info.should_retry_join);
+    assert_eq!(info.join_results["b"]["t"], "timed out");
+    // A failed join counts as a result: ready.
+    assert!(c.d.is_ready());
+    // Tried again after_error (1 s) later, not before.
+    let out = c.run_for(3 * S);
+    let joins: Vec<_> = out.iter().filter(|(_, o)| *o == join).collect();
+    assert_eq!(joins.len(), 1, "{out:?}");
+    assert_eq!(joins[0].0, failed + S);
+    // Fails again: again 1 s later; then it succeeds and the flag clears.
+    c.handle(Input::TableJoined {
+        node: "b".into(),
+        table: "t".into(),
+        result: Err("timed out".into()),
+    });
+    let out = c.run_for(S);
+    assert!(out.iter().any(|(_, o)| *o == join), "{out:?}");
+    c.handle(Input::TableJoined {
+        node: "b".into(),
+        table: "t".into(),
+        result: Ok(()),
+    });
+    let info = c.d.system_info();
+    assert!(!info.should_retry_join);
+    assert_eq!(info.join_results["b"]["t"], "ok");
+    assert!(c.run_for(10 * S).iter().all(|(_, o)| *o != join));
+    // A node that goes down takes its pending retries with it.
+    c.handle(Input::TableJoined {
+        node: "b".into(),
+        table: "t".into(),
+        result: Err("x".into()),
+    });
+    assert!(c.d.should_retry_join());
+    c.handle(Input::MemberDown { name: "b".into() });
+    assert!(!c.d.should_retry_join());
+}

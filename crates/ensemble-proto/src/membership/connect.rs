@@ -80,6 +80,11 @@ impl Membership {
             .peers
             .get(&peer.name)
             .is_none_or(|p| p.incarnation != peer.incarnation);
+        // Two nodes that dial each other at once keep one connection (the smaller name's
+        // dial). If the accepted one came up first, this side's dial is not fresh, and the
+        // digest the other side sent on the connection it dropped may be lost: the dialer
+        // starts the push-pull again while it does not know the peer as a member.
+        let unknown = dialed.is_some() && self.view.get(&peer.name).is_none();
         if fresh {
             let detector = PhiDetector::new(self.config.detector, now);
             let p = Peer {
@@ -89,12 +94,11 @@ impl Membership {
             };
             self.peers.insert(peer.name.clone(), p);
             self.peers_version += 1;
-            // Push-pull on connect: if the views differ, both sides send theirs. The side that
-            // dialled starts it (the digest asks for a reply); two starts would send everything
-            // twice, which a join storm multiplies by every new connection.
-            if dialed.is_none() {
-                return;
-            }
+        }
+        // Push-pull on connect: if the views differ, both sides send theirs. The side that
+        // dialled starts it (the digest asks for a reply); two starts would send everything
+        // twice, which a join storm multiplies by every new connection.
+        if dialed.is_some() && (fresh || unknown) {
             let buckets = self.view.bucket_digests().to_vec();
             self.send(
                 &peer.name,

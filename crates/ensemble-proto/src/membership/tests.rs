@@ -408,3 +408,49 @@ fn a_smaller_name_is_left_to_dial_first_but_a_lost_connection_is_redialled_at_on
         "a lost connection is redialled at once"
     );
 }
+
+/// "zed" (port 9) connects; `dialed`: this side dialled it. Returns the digests sent to zed.
+fn zed_connects(m: &mut Membership, now: Instant, dialed: bool) -> usize {
+    let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let peer = PeerInfo {
+        name: "zed".into(),
+        addr,
+        incarnation: 5,
+        instance: 1,
+        role: None,
+    };
+    let dialed = dialed.then_some(addr);
+    m.handle(now, Input::Connected { peer, dialed });
+    drain(m)
+        .into_iter()
+        .filter(|o| {
+            matches!(o, Output::Send { to, msg: MembershipMsg::Digest { reply: true, .. } }
+                if to == "zed")
+        })
+        .count()
+}
+
+#[test]
+fn a_dial_that_comes_up_after_the_peers_own_starts_the_push_pull() {
+    // "me" and "zed" dial each other at once; zed's dial is accepted here first (no digest:
+    // the dialer starts it), then this side's own dial comes up, the one both ends keep.
+    let now = Instant::now();
+    let mut m = node(now);
+    assert_eq!(zed_connects(&mut m, now, false), 0);
+    assert_eq!(
+        zed_connects(&mut m, now, true),
+        1,
+        "zed's own digest went on the connection it dropped: this side must ask"
+    );
+    // Once zed is a member, another connection this side dialled starts nothing.
+    let members = vec![member("zed", 9, 5, Status::Alive)];
+    m.handle(
+        now,
+        Input::Message {
+            from: "zed".into(),
+            msg: MembershipMsg::Gossip { members },
+        },
+    );
+    drain(&mut m);
+    assert_eq!(zed_connects(&mut m, now, true), 0);
+}

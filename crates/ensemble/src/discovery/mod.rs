@@ -20,6 +20,7 @@ pub(crate) mod file;
 mod postgres;
 mod probe;
 mod static_list;
+mod table_info;
 mod task;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use ensemble_proto::discovery::{
 pub use file::FileBackend;
 pub use postgres::{PostgresBackend, PostgresOptions};
 pub use static_list::StaticBackend;
+pub use table_info::TrackedTableInfo;
 
 use crate::node::Node;
 
@@ -80,8 +82,9 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// Joins one tracked table with one member; returns the join result. Installed with
-/// [`DiscoveryOptions::table_joiner`] (replicated tables plug in here).
+/// Joins one tracked table with one member: called with the member's name, then the table's;
+/// returns the join result. Installed with [`DiscoveryOptions::table_joiner`] (replicated
+/// tables plug in here: [`Node::table_joiner`]).
 pub type TableJoiner =
     Arc<dyn Fn(String, String) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
@@ -127,15 +130,17 @@ impl std::fmt::Debug for DiscoveryOptions {
 }
 
 pub(crate) enum Cmd {
-    AddTable(String, oneshot::Sender<()>),
-    DeleteTable(String, oneshot::Sender<()>),
+    AddTable(String),
+    DeleteTable(String),
+    GetNodes,
 }
 
 /// A running discovery. Cheap to clone; discovery stops when every clone is dropped or the node
 /// stops. Every method answers at once (or after its timeout), whatever the backend is doing.
 #[derive(Clone)]
 pub struct Discovery {
-    cmds: mpsc::Sender<Cmd>,
+    node: Node,
+    cmds: mpsc::Sender<(Cmd, oneshot::Sender<()>)>,
     info: watch::Receiver<SystemInfo>,
 }
 
@@ -149,8 +154,16 @@ impl Discovery {
     pub fn start_arc(node: Node, backend: Arc<dyn Backend>, options: DiscoveryOptions) -> Self {
         let (cmds, cmd_rx) = mpsc::channel(64);
         let (info_tx, info) = watch::channel(task::empty_info(backend.name()));
-        tokio::spawn(task::run(node, backend, options, cmd_rx, info_tx));
-        Discovery { cmds, info }
+        tokio::spawn(task::run(node.clone(), backend, options, cmd_rx, info_tx));
+        Discovery { node, cmds, info }
+    }
+
+    /// Sends a command; returns once its effect shows in [`Discovery::system_info`].
+    async fn command(&self, cmd: Cmd) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmds.send((cmd, tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// A snapshot of discovery (phase, nodes, tables, last result, timestamps), at once.
@@ -168,30 +181,28 @@ impl Discovery {
         self.info.borrow().tables.clone()
     }
 
+    /// Each tracked table's local replica (size, memory, the nodes of its segment) and its
+    /// join results (CETS's `info`). Reads this node's replicas only.
+    pub async fn info(&self) -> Vec<TrackedTableInfo> {
+        let i = self.system_info();
+        table_info::collect(&self.node, &i.tables, &i.join_results).await
+    }
+
     /// Tracks a table: it is joined with every connected node, one table at a time.
     pub async fn add_table(&self, table: impl Into<String>) {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .cmds
-            .send(Cmd::AddTable(table.into(), tx))
-            .await
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+        self.command(Cmd::AddTable(table.into())).await
     }
 
     /// Stops tracking a table and forgets its join results.
     pub async fn delete_table(&self, table: impl Into<String>) {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .cmds
-            .send(Cmd::DeleteTable(table.into(), tx))
-            .await
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+        self.command(Cmd::DeleteTable(table.into())).await
+    }
+
+    /// Calls the backend's `get_nodes` now instead of at its scheduled time (CETS's `check`).
+    /// If one runs, another runs as soon as it ends (`should_retry_get_nodes` in
+    /// [`SystemInfo`]); [`Discovery::wait_for_get_nodes`] waits for both.
+    pub async fn get_nodes_now(&self) {
+        self.command(Cmd::GetNodes).await
     }
 
     /// Waits until the last `get_nodes` succeeded, every discovered node that is not connected
@@ -203,18 +214,16 @@ impl Discovery {
         tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 
-    /// Waits for the `get_nodes` call that runs now, if any, to end. Returns false if it did
-    /// not end within `timeout`.
+    /// Waits for the `get_nodes` call that runs now, if any, to end, and for the one queued
+    /// behind it (`should_retry_get_nodes`), if any. Returns at once when none runs, and false
+    /// if they did not end within `timeout`.
     pub async fn wait_for_get_nodes(&self, timeout: Duration) -> bool {
         let mut rx = self.info.clone();
-        let (running, count) = {
-            let i = rx.borrow_and_update();
-            (i.get_nodes_running, i.get_nodes_count)
+        let wait = async move {
+            rx.wait_for(|i| !i.get_nodes_running && !i.should_retry_get_nodes)
+                .await
+                .is_ok()
         };
-        if !running {
-            return true;
-        }
-        let wait = async move { rx.wait_for(|i| i.get_nodes_count > count).await.is_ok() };
         tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 }

@@ -10,7 +10,7 @@ use ensemble_proto::discovery::{
 };
 use ensemble_proto::{EventKind, Member};
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::{probe::probe, Backend, Cmd, DiscoveryError, DiscoveryOptions};
@@ -37,7 +37,7 @@ pub(crate) async fn run(
     node: Node,
     backend: Arc<dyn Backend>,
     options: DiscoveryOptions,
-    mut cmds: mpsc::Receiver<Cmd>,
+    mut cmds: mpsc::Receiver<(Cmd, oneshot::Sender<()>)>,
     info: watch::Sender<SystemInfo>,
 ) {
     let mut core = Core::new(options.schedule.clone(), Instant::now(), unix_ms());
@@ -64,6 +64,8 @@ pub(crate) async fn run(
         }
     }
     let mut last_result: Option<String> = None;
+    // Callers answered once the snapshot shows their command.
+    let mut replies: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
         while let Some(out) = core.poll_output() {
             carry_out(&node, &backend, &options, &done_tx, out);
@@ -85,24 +87,24 @@ pub(crate) async fn run(
             last_result = snapshot.last_get_nodes_result.clone();
         }
         info.send_replace(snapshot);
+        for r in replies.drain(..) {
+            let _ = r.send(());
+        }
         let deadline = core
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         tokio::select! {
-            cmd = cmds.recv() => match cmd {
-                Some(Cmd::AddTable(t, reply)) => {
-                    core.handle(Instant::now(), Input::AddTable(t));
-                    publish_tables(&core, &info);
-                    let _ = reply.send(());
-                }
-                Some(Cmd::DeleteTable(t, reply)) => {
-                    core.handle(Instant::now(), Input::DeleteTable(t));
-                    publish_tables(&core, &info);
-                    let _ = reply.send(());
-                }
-                None => break,
-            },
+            cmd = cmds.recv() => {
+                let Some((cmd, reply)) = cmd else { break };
+                let input = match cmd {
+                    Cmd::AddTable(t) => Input::AddTable(t),
+                    Cmd::DeleteTable(t) => Input::DeleteTable(t),
+                    Cmd::GetNodes => Input::GetNodes,
+                };
+                core.handle(Instant::now(), input);
+                replies.push(reply);
+            }
             Some(input) = done.recv() => {
                 if let Input::ProbeDone { addr, result } = &input {
                     debug!("discovery: probe of {addr}: {result:?}");
@@ -129,17 +131,6 @@ pub(crate) async fn run(
         }
     }
     debug!("discovery of {} stopped", node.name());
-}
-
-/// Publishes what a table change altered at once (the list, and readiness: a new table has
-/// no join results yet), before the caller is answered.
-fn publish_tables(core: &Core, info: &watch::Sender<SystemInfo>) {
-    let now = core.system_info();
-    info.send_modify(|i| {
-        i.tables = now.tables;
-        i.ready = now.ready;
-        i.join_results = now.join_results;
-    });
 }
 
 fn carry_out(

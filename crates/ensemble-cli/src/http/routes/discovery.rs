@@ -1,10 +1,12 @@
-//! `GET /v1/discovery` (discovery's system_info) and `GET /v1/ready`.
+//! `GET /v1/discovery` (discovery's system_info, and `info`: each tracked table's replica and
+//! joins), `POST /v1/discovery/get_nodes` (call the backend now) and `GET /v1/ready`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use ensemble::discovery::{Discovery, SystemInfo};
+use ensemble::discovery::{Discovery, SystemInfo, TrackedTableInfo};
+use serde::Serialize;
 
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
@@ -13,6 +15,7 @@ use crate::http::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/discovery", get(info))
+        .route("/v1/discovery/get_nodes", post(get_nodes))
         .merge(probes())
 }
 
@@ -21,7 +24,26 @@ pub fn probes() -> Router<AppState> {
     Router::new().route("/v1/ready", get(ready))
 }
 
-async fn info(State(d): State<Discovery>) -> Json<SystemInfo> {
+/// system_info's fields, and `info`.
+#[derive(Serialize)]
+struct DiscoveryView {
+    #[serde(flatten)]
+    system_info: SystemInfo,
+    /// Each tracked table: size, memory, nodes of its segment, join results (CETS's `info`).
+    info: Vec<TrackedTableInfo>,
+}
+
+async fn info(State(d): State<Discovery>) -> Json<DiscoveryView> {
+    Json(DiscoveryView {
+        system_info: d.system_info(),
+        info: d.info().await,
+    })
+}
+
+/// Calls the backend now (queued behind a call that runs); answers system_info once the call
+/// is started or queued, without waiting for it to end. The body is ignored.
+async fn get_nodes(State(d): State<Discovery>) -> Json<SystemInfo> {
+    d.get_nodes_now().await;
     Json(d.system_info())
 }
 

@@ -23,6 +23,7 @@ async fn tracker(State(node): State<Node>) -> Result<Json<TrackerView>, ApiError
             .fetch_all()?
             .into_iter()
             .map(|r| RowView {
+                module: r.module,
                 node: r.node,
                 status: r.status,
                 last_change: r.last_change_ms,

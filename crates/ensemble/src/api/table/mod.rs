@@ -155,7 +155,7 @@ impl Node {
     /// [`crate::discovery::DiscoveryOptions::table_joiner`].
     pub fn table_joiner(&self, timeout: Duration) -> crate::discovery::TableJoiner {
         let node = self.clone();
-        std::sync::Arc::new(move |table: String, member: String| {
+        std::sync::Arc::new(move |member: String, table: String| {
             let node = node.clone();
             Box::pin(async move {
                 node.join_table(&table, &member, timeout)
@@ -168,6 +168,14 @@ impl Node {
     /// The names of the tables this node hosts.
     pub async fn tables(&self) -> Result<Vec<String>, Error> {
         self.call(|reply| Command::Table(TableCommand::List { reply }))
+            .await
+    }
+
+    /// The state of this node's replica of `table`, whatever its types; `None` if this node
+    /// hosts no replica of it.
+    pub(crate) async fn table_info(&self, table: &str) -> Result<Option<TableInfo>, Error> {
+        let table = table.to_string();
+        self.call(|reply| Command::Table(TableCommand::Info { table, reply }))
             .await
     }
 }
@@ -269,9 +277,8 @@ where
     /// The replica's state: members of its segment, leader, size, memory, join id, down
     /// history.
     pub async fn info(&self) -> Result<TableInfo, Error> {
-        let table = self.name.to_string();
         self.node
-            .call(|reply| Command::Table(TableCommand::Info { table, reply }))
+            .table_info(&self.name)
             .await?
             .ok_or_else(|| Error::Table(TableError::Unknown(self.name.to_string())))
     }

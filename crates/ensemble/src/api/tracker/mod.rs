@@ -3,9 +3,13 @@
 //! `ensemble.tracker`. Two nodes that started alone merge their trackers when they meet (the
 //! table re-merges), and a restarted node updates its own row.
 //!
-//! Each node writes its own row when it starts; the lowest-named live member writes the rows of
-//! the others as membership changes. The tracker reconciles the table with the member list on
+//! Each node writes its own row when it starts; the lowest-named live member among the nodes
+//! that host the tracker (the replicas of its table) writes the rows of the others as
+//! membership changes. The tracker reconciles the table with the member list on
 //! every membership event and every second, so a missed event only delays a row.
+
+mod lifecycle;
+mod subscribe;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,9 +20,15 @@ use serde::{Deserialize, Serialize};
 use crate::api::table::{Table, TableChanges, TableOptions};
 use crate::error::Error;
 use crate::node::Node;
+pub use lifecycle::{EntryPoint, UNTIL_EXISTS_INTERVAL, UNTIL_EXISTS_TIMEOUT};
+pub use subscribe::{Detail, TrackerEvent, TrackerOp};
 
 /// The table that holds the tracker's rows.
 pub const TRACKER_TABLE: &str = "ensemble.tracker";
+
+fn tracker_module() -> String {
+    TRACKER_TABLE.to_owned()
+}
 
 /// How often the tracker compares the table with the member list, besides membership events.
 const RECONCILE: Duration = Duration::from_secs(1);
@@ -36,6 +46,10 @@ pub enum NodeStatus {
 /// One node's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRow {
+    /// The service that owns the row (Beethoven's record tag, its CoreServer's table): the
+    /// tracker's table, [`TRACKER_TABLE`]. Not stored: every row of the table has it.
+    #[serde(skip, default = "tracker_module")]
+    pub module: String,
     /// The node.
     pub node: String,
     /// Online or offline.
@@ -80,6 +94,20 @@ impl std::fmt::Debug for Tracker {
     }
 }
 
+/// `Standalone` while no other member is online, `Clustered` otherwise.
+fn mode_of(node: &Node) -> Mode {
+    let me = node.name();
+    let others = node
+        .members()
+        .into_iter()
+        .any(|m| m.name != me && m.status.is_up());
+    if others {
+        Mode::Clustered
+    } else {
+        Mode::Standalone
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -105,9 +133,11 @@ fn resolve(_node: &String, a: &NodeRow, b: &NodeRow) -> NodeRow {
 }
 
 /// The rows this node should write so the table matches what it sees: its own row always, the
-/// others' only if it is the lowest-named live member (the writer).
+/// others' only if it is the writer: the lowest-named live member among `hosts`, the nodes
+/// that host the tracker (a member that never started it would never write them).
 pub(crate) fn wanted_rows(
     me: &str,
+    hosts: &[String],
     members: &[crate::Member],
     rows: &BTreeMap<String, NodeRow>,
     now_ms: u64,
@@ -116,6 +146,7 @@ pub(crate) fn wanted_rows(
         .iter()
         .filter(|m| m.status.is_up())
         .map(|m| m.name.as_str())
+        .filter(|n| *n == me || hosts.iter().any(|h| h == n))
         .min()
         == Some(me);
     let mut out = Vec::new();
@@ -134,6 +165,7 @@ pub(crate) fn wanted_rows(
             row.is_some_and(|r| status == NodeStatus::Online && r.incarnation < m.incarnation);
         if changed || restarted {
             out.push(NodeRow {
+                module: tracker_module(),
                 node: m.name.clone(),
                 status,
                 last_change_ms: if changed {
@@ -198,7 +230,15 @@ impl Tracker {
 
     async fn reconcile(&self) -> Result<(), Error> {
         let rows: BTreeMap<String, NodeRow> = self.table.snapshot()?.into_iter().collect();
-        let writes = wanted_rows(self.node.name(), &self.node.members(), &rows, now_ms());
+        // The replicas of the tracker's table are the nodes that host it.
+        let hosts = self.table.info().await?.members;
+        let writes = wanted_rows(
+            self.node.name(),
+            &hosts,
+            &self.node.members(),
+            &rows,
+            now_ms(),
+        );
         if !writes.is_empty() {
             let records: Vec<(String, NodeRow)> =
                 writes.into_iter().map(|r| (r.node.clone(), r)).collect();
@@ -209,17 +249,7 @@ impl Tracker {
 
     /// `Standalone` while no other member is online, `Clustered` otherwise.
     pub fn get_mode(&self) -> Mode {
-        let me = self.node.name();
-        let others = self
-            .node
-            .members()
-            .into_iter()
-            .any(|m| m.name != me && m.status.is_up());
-        if others {
-            Mode::Clustered
-        } else {
-            Mode::Standalone
-        }
+        mode_of(&self.node)
     }
 
     /// The row of `node`, if it was ever seen.
@@ -244,27 +274,19 @@ impl Tracker {
     /// Every status change of another node (never this one), from now on.
     pub fn alert_me(&self) -> impl Stream<Item = NodeUpdate> + Send + Unpin + 'static {
         let me = self.node.name().to_string();
-        let changes = self.table.subscribe();
-        futures::stream::unfold((changes, me), |(mut changes, me)| async move {
-            loop {
-                match changes.recv().await {
-                    Ok(Some(c)) => {
-                        let old = c.old.as_ref().map(|r| r.status);
-                        let Some(new) = c.new else { continue };
-                        if c.key != me && old != Some(new.status) {
-                            let u = NodeUpdate {
-                                node: c.key,
-                                status: new.status,
-                            };
-                            return Some((u, (changes, me)));
-                        }
-                    }
-                    Ok(None) => return None,
-                    Err(e) => tracing::warn!("tracker subscriber: {e}"),
-                }
-            }
-        })
-        .boxed()
+        self.subscribe(Detail::Detailed)
+            .filter_map(move |e| {
+                let old = e.old.first().map(|r| r.status);
+                let update = match e.new {
+                    Some(new) if e.node != me && old != Some(new.status) => Some(NodeUpdate {
+                        node: e.node,
+                        status: new.status,
+                    }),
+                    _ => None,
+                };
+                std::future::ready(update)
+            })
+            .boxed()
     }
 
     /// The raw changes of the tracker's table: old and new rows.
@@ -290,12 +312,17 @@ mod tests {
 
     fn row(node: &str, status: NodeStatus, at: u64, incarnation: u64) -> (String, NodeRow) {
         let r = NodeRow {
+            module: tracker_module(),
             node: node.into(),
             status,
             last_change_ms: at,
             incarnation,
         };
         (node.into(), r)
+    }
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
     }
 
     #[test]
@@ -305,9 +332,10 @@ mod tests {
             member("b", 1, Status::Alive),
             member("c", 1, Status::Alive),
         ];
+        let all = hosts(&["a", "b", "c"]);
         let rows = BTreeMap::from([row("a", NodeStatus::Online, 5, 1)]);
         // b is the lowest live member: it writes a offline, and the missing rows.
-        let w = wanted_rows("b", &members, &rows, 9);
+        let w = wanted_rows("b", &all, &members, &rows, 9);
         let got: Vec<_> = w
             .iter()
             .map(|r| (r.node.as_str(), r.status, r.last_change_ms))
@@ -321,16 +349,36 @@ mod tests {
             ]
         );
         // c writes only its own row.
-        let w = wanted_rows("c", &members, &rows, 9);
+        let w = wanted_rows("c", &all, &members, &rows, 9);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].node, "c");
+    }
+
+    #[test]
+    fn the_writer_is_chosen_among_the_nodes_hosting_the_tracker() {
+        let members = [
+            member("a", 1, Status::Alive),
+            member("b", 1, Status::Alive),
+            member("c", 1, Status::Down),
+        ];
+        let rows = BTreeMap::from([row("c", NodeStatus::Online, 5, 1)]);
+        // a is the lowest live member but never started the tracker: b writes.
+        let w = wanted_rows("b", &hosts(&["b", "c"]), &members, &rows, 9);
+        assert!(
+            w.iter()
+                .any(|r| r.node == "c" && r.status == NodeStatus::Offline),
+            "{w:?}"
+        );
+        // Once a hosts it too, a writes and b only its own row.
+        let w = wanted_rows("b", &hosts(&["a", "b", "c"]), &members, &rows, 9);
+        assert!(w.iter().all(|r| r.node == "b"), "{w:?}");
     }
 
     #[test]
     fn a_restart_updates_the_same_row_and_nothing_changes_twice() {
         let members = [member("a", 7, Status::Alive)];
         let rows = BTreeMap::from([row("a", NodeStatus::Online, 5, 3)]);
-        let w = wanted_rows("a", &members, &rows, 9);
+        let w = wanted_rows("a", &[], &members, &rows, 9);
         assert_eq!(w.len(), 1);
         assert_eq!(
             (w[0].incarnation, w[0].last_change_ms),
@@ -338,7 +386,7 @@ mod tests {
             "online all along"
         );
         let rows = BTreeMap::from([row("a", NodeStatus::Online, 5, 7)]);
-        assert!(wanted_rows("a", &members, &rows, 9).is_empty());
+        assert!(wanted_rows("a", &[], &members, &rows, 9).is_empty());
     }
 
     #[test]
