@@ -265,6 +265,10 @@ fn bench_membership_runs_and_reports_every_figure() {
         "3",
         "--idle-s",
         "1",
+        "--soak-s",
+        "2",
+        "--cpu-hog",
+        "1",
         "--no-serf",
         "--json",
     ];
@@ -282,6 +286,10 @@ fn bench_membership_runs_and_reports_every_figure() {
     }
     assert!(r["rss_mb"].as_f64().unwrap() > 0.0);
     assert_eq!(r["false_positives"], 0);
+    // The hog really spun during the soak (a loaded machine gives it less than a core).
+    assert_eq!(r["cpu_hog"], 1);
+    let hog = r["cpu_hog_pct"].as_f64().unwrap();
+    assert!(hog > 10.0, "the hog got {hog}% of a core");
 }
 
 #[test]

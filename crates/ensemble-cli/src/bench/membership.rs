@@ -16,6 +16,7 @@ use nix::sys::signal::Signal;
 use rand::RngCore;
 use serde::Serialize;
 
+use super::hog::Hog;
 use crate::procs::{free_port, Lines, Proc};
 use crate::token::{Token, TOKEN_ENV};
 
@@ -37,6 +38,10 @@ pub struct MembershipBench {
     /// (the target is 300 s at 32 agents with none).
     #[arg(long, default_value_t = 0)]
     soak_s: u64,
+    /// Threads that spin on the CPU during the soak (like `stress-ng --cpu N`), so false
+    /// positives are counted on an overloaded machine: `--soak-s 600 --cpu-hog 2`.
+    #[arg(long, default_value_t = 0, requires = "soak_s")]
+    cpu_hog: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -183,6 +188,10 @@ struct Report {
     false_positives: usize,
     /// Seconds of that healthy period.
     healthy_s: u64,
+    /// Spinning threads during the soak (`--cpu-hog`).
+    cpu_hog: usize,
+    /// CPU the spinning threads got during the soak, in percent of one core.
+    cpu_hog_pct: f64,
 }
 
 struct Run {
@@ -255,7 +264,14 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-fn run_one(system: System, n: usize, dir: &Path, idle: Duration, soak: Duration) -> Result<Report> {
+/// How long the agents stay healthy before the faults, and how many threads hog the CPU then.
+#[derive(Debug, Clone, Copy)]
+struct Soak {
+    time: Duration,
+    hog: usize,
+}
+
+fn run_one(system: System, n: usize, dir: &Path, idle: Duration, soak: Soak) -> Result<Report> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
@@ -355,7 +371,9 @@ fn run_one(system: System, n: usize, dir: &Path, idle: Duration, soak: Duration)
         * 100.0;
     let rss_mb = run.procs.iter().filter_map(Proc::rss_bytes).sum::<u64>() as f64 / n as f64 / 1e6;
 
-    std::thread::sleep(soak);
+    let hog = (soak.hog > 0).then(|| Hog::start(soak.hog));
+    std::thread::sleep(soak.time);
+    let cpu_hog_pct = hog.map(Hog::stop).unwrap_or(0.0);
     let healthy_s = last_spawn.elapsed().as_secs();
     let false_positives = run
         .procs
@@ -398,6 +416,8 @@ fn run_one(system: System, n: usize, dir: &Path, idle: Duration, soak: Duration)
         cpu_pct: (cpu_pct * 100.0).round() / 100.0,
         false_positives,
         healthy_s,
+        cpu_hog: soak.hog,
+        cpu_hog_pct: cpu_hog_pct.round(),
     })
 }
 
@@ -422,7 +442,10 @@ pub fn run(args: MembershipBench) -> Result<()> {
             bail!("--nodes: each size must be at least 3");
         }
         let idle = Duration::from_secs(args.idle_s);
-        let soak = Duration::from_secs(args.soak_s);
+        let soak = Soak {
+            time: Duration::from_secs(args.soak_s),
+            hog: args.cpu_hog,
+        };
         let edir = dir.join(format!("ensemble-{n}"));
         reports.push(run_one(System::Ensemble, n, &edir, idle, soak)?);
         if serf {

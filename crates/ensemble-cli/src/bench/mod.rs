@@ -1,6 +1,7 @@
 //! `ensemble bench`: measurements of real agents and nodes on 127.0.0.1, one module per bench
 //! (membership against Serf, named messaging, replicated tables, singleton failover).
 
+mod hog;
 mod membership;
 mod messaging;
 mod singleton;
