@@ -215,3 +215,55 @@ async fn a_partition_cuts_relayed_traffic_until_resolved() {
         .unwrap();
     assert_eq!(&jobs.recv().await.unwrap().payload[..], b"z");
 }
+
+/// The tracker's table lives on servers only (a table replicates between connected replicas,
+/// and clients reach only their servers): clients read its rows through a server, and no
+/// client hosts it, so no client retries a re-merge with servers it cannot reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_read_the_tracker_through_their_servers() {
+    let (servers, clients) = cluster_cs(2).await;
+    let all: Vec<Node> = servers.iter().chain(&clients).cloned().collect();
+    let mut trackers = Vec::new();
+    for n in &all {
+        trackers.push(n.tracker().await.unwrap());
+    }
+    let names = names(&all);
+    let online = |t: &ensemble::Tracker, name: &str, s: ensemble::NodeStatus| {
+        t.fetch(name).unwrap().is_some_and(|r| r.status == s)
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "every tracker shows every node online",
+        || {
+            trackers.iter().all(|t| {
+                names
+                    .iter()
+                    .all(|n| online(t, n, ensemble::NodeStatus::Online))
+            })
+        },
+    )
+    .await;
+    for c in &clients {
+        let tables = c.tables().await.unwrap();
+        assert!(
+            !tables.iter().any(|t| t == ensemble::TRACKER_TABLE),
+            "{} hosts the tracker's table: {tables:?}",
+            c.name()
+        );
+    }
+    let t = servers[0].tracker().await.unwrap();
+    assert_eq!(t.fetch_all().unwrap().len(), all.len());
+
+    // A client leaves: the other clients see it offline, through their servers.
+    clients[3].leave().await;
+    wait_for(
+        Duration::from_secs(30),
+        "the other clients' trackers show c3 offline",
+        || {
+            trackers[3..6]
+                .iter()
+                .all(|t| online(t, "c3", ensemble::NodeStatus::Offline))
+        },
+    )
+    .await;
+}

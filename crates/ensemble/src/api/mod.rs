@@ -10,3 +10,4 @@ pub(crate) mod messaging;
 pub(crate) mod singleton;
 pub(crate) mod table;
 pub(crate) mod tracker;
+pub(crate) mod tracker_relay;

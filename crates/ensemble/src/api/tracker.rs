@@ -14,6 +14,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::api::table::{Table, TableChanges, TableOptions};
+use crate::api::tracker_relay as relay;
 use crate::error::Error;
 use crate::node::Node;
 
@@ -105,7 +106,8 @@ fn resolve(_node: &String, a: &NodeRow, b: &NodeRow) -> NodeRow {
 }
 
 /// The rows this node should write so the table matches what it sees: its own row always, the
-/// others' only if it is the lowest-named live member (the writer).
+/// others' only if it is the lowest-named live member that hosts the table (the writer: a
+/// server in a client-server topology, where clients do not host it).
 pub(crate) fn wanted_rows(
     me: &str,
     members: &[crate::Member],
@@ -114,7 +116,7 @@ pub(crate) fn wanted_rows(
 ) -> Vec<NodeRow> {
     let writer = members
         .iter()
-        .filter(|m| m.status.is_up())
+        .filter(|m| m.status.is_up() && ensemble_proto::topology::serves(m))
         .map(|m| m.name.as_str())
         .min()
         == Some(me);
@@ -164,6 +166,14 @@ impl Node {
             // The task starts first, so that a failed first update is retried by it.
             let weak = self.downgrade();
             let mut events = self.events();
+            if !relay::hosts_tracker(self) {
+                let copier = relay::Copier::start(self).await?;
+                tokio::spawn(copy_rows(weak, events, copier));
+                return Ok(t);
+            }
+            if self.inner.role.is_some() {
+                relay::serve(self, read_rows).await?;
+            }
             tokio::spawn(async move {
                 loop {
                     let event = tokio::time::timeout(RECONCILE, events.next()).await;
@@ -186,10 +196,47 @@ impl Node {
     }
 }
 
+/// A server's rows, for the clients that read them.
+fn read_rows(
+    node: Node,
+) -> futures::future::BoxFuture<'static, Result<Vec<(String, NodeRow)>, Error>> {
+    Box::pin(async move { Tracker::open(&node).await?.table.snapshot() })
+}
+
+/// A client's tracker task: its copy of the servers' rows follows them on every membership
+/// event and every second, until the node stops.
+async fn copy_rows(
+    weak: crate::node::WeakNode,
+    mut events: impl Stream<Item = crate::MemberEvent> + Unpin,
+    mut copier: relay::Copier,
+) {
+    loop {
+        let Some(node) = weak.upgrade() else { return };
+        let result = match Tracker::open(&node).await {
+            Ok(t) => copier.refresh(&node, &t.table).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::debug!("tracker copy not updated: {e}");
+        }
+        drop(node);
+        if let Ok(None) = tokio::time::timeout(RECONCILE, events.next()).await {
+            return; // the node stopped
+        }
+    }
+}
+
 impl Tracker {
-    async fn open(node: &Node) -> Result<Tracker, Error> {
-        let options = TableOptions::set().conflict_handler(resolve);
-        let table: Table<String, NodeRow> = node.open_table(TRACKER_TABLE, options).await?;
+    /// The tracker's table: `ensemble.tracker` where it is hosted, a client's local copy of it
+    /// otherwise (see [`relay`]).
+    pub(crate) async fn open(node: &Node) -> Result<Tracker, Error> {
+        let table: Table<String, NodeRow> = if relay::hosts_tracker(node) {
+            let options = TableOptions::set().conflict_handler(resolve);
+            node.open_table(TRACKER_TABLE, options).await?
+        } else {
+            node.open_table(relay::CLIENT_COPY, TableOptions::set())
+                .await?
+        };
         Ok(Tracker {
             node: node.clone(),
             table,
