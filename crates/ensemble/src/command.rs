@@ -127,6 +127,8 @@ pub(crate) enum MembershipCommand {
 pub(crate) enum FaultCommand {
     InjectPartition {
         names: BTreeSet<String>,
+        /// Resolved by itself after this long (None: until resolved).
+        ttl: Option<std::time::Duration>,
         reply: oneshot::Sender<u64>,
     },
     ResolvePartition {

@@ -163,12 +163,17 @@ impl Driver {
         loop {
             let next_tick =
                 (self.core.poll_timeout()).unwrap_or_else(|| Instant::now() + IDLE_TICK);
+            let next_tick = self
+                .faults
+                .next_expiry()
+                .map_or(next_tick, |e| e.min(next_tick));
             let deadline = tokio::time::Instant::from_std(next_tick);
             let msg = match self.busy_wait(next_tick).await {
                 Some(msg) => Some(msg),
                 None => tokio::select! {
                     msg = self.inbox.recv() => msg,
                     _ = tokio::time::sleep_until(deadline) => {
+                        self.expire_partitions(Instant::now());
                         self.core.handle(Instant::now(), Input::Tick);
                         self.drain_outputs();
                         self.publish();
