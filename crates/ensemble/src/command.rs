@@ -332,3 +332,12 @@ pub struct SingletonStatus {
     /// Nodes that run it with another majority rule: a configuration error; they are ignored.
     pub mismatched: Vec<String>,
 }
+
+/// A connection to another member opened or closed (see [`crate::Node::connection_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionEvent {
+    /// The member on the other end.
+    pub peer: String,
+    /// True when it opened, false when it closed.
+    pub up: bool,
+}

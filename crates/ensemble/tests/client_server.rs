@@ -267,3 +267,54 @@ async fn clients_read_the_tracker_through_their_servers() {
     )
     .await;
 }
+
+/// Connection callbacks (Partisan's `on_up`/`on_down`) fire as a node's own connections open
+/// and close, which membership callbacks do not: a client moving to another server opens a
+/// connection to a member that was up all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_callbacks_follow_connections_not_membership() {
+    let s0 = start_as("s0", Role::Server, 1, &[]).await;
+    let s1 = start_as("s1", Role::Server, 1, &[s0.addr()]).await;
+    let c0 = start_as("c0", Role::Client, 1, &[s0.addr()]).await;
+    let all = [s0.clone(), s1.clone(), c0.clone()];
+    wait_for(Duration::from_secs(20), "the cluster converges", || {
+        all_see(&all, &names(&all), Status::Alive)
+    })
+    .await;
+    clients_settle(std::slice::from_ref(&c0), 1).await;
+    let home = connections(&c0).await[0].clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (what, up) in [("conn-up", true), ("conn-down", false)] {
+        let tx = tx.clone();
+        let f = move |n: String| {
+            let _ = tx.send((what, n));
+        };
+        match up {
+            true => c0.on_connection_up(ensemble::Watch::Any, f),
+            false => c0.on_connection_down(ensemble::Watch::Any, f),
+        }
+    }
+    let member_tx = tx.clone();
+    c0.on_up(ensemble::Watch::Any, move |n| {
+        let _ = member_tx.send(("member-up", n));
+    });
+    let (victim, other) = if home == "s0" {
+        (&s0, "s1")
+    } else {
+        (&s1, "s0")
+    };
+    victim.shutdown().await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains(&("conn-up", other.to_string())) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(e)) => seen.push(e),
+            _ => panic!("no connection to {other} reported: {seen:?}"),
+        }
+    }
+    assert!(seen.contains(&("conn-down", home.clone())), "{seen:?}");
+    assert!(
+        !seen.iter().any(|(what, _)| *what == "member-up"),
+        "{other} was up all along: {seen:?}"
+    );
+}

@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
-use crate::command::{Command, MembershipCommand};
+use crate::command::{Command, ConnectionEvent, MembershipCommand};
 use crate::config::user_tags;
 use crate::error::Error;
 use crate::node::Node;
@@ -49,17 +49,7 @@ impl Node {
     /// A stream of membership events (`up`, `down`, `left`, `updated`) of other members, from
     /// now on. A subscriber that falls more than 4096 events behind skips the oldest.
     pub fn events(&self) -> impl Stream<Item = MemberEvent> + Send + Unpin + 'static {
-        BroadcastStream::new(self.inner.events.resubscribe())
-            .filter_map(|e| async move {
-                match e {
-                    Ok(e) => Some(e),
-                    Err(err) => {
-                        warn!("membership event subscriber fell behind: {err}");
-                        None
-                    }
-                }
-            })
-            .boxed()
+        skip_lagged(self.inner.events.resubscribe(), "membership event")
     }
 
     /// Waits until the member list changes after this call (useful to wait for convergence).
@@ -123,7 +113,26 @@ impl Node {
     }
 }
 
-/// Whose changes an [`Node::on_up`] or [`Node::on_down`] callback wants.
+/// The events of `rx` as a stream; a subscriber that falls behind skips the oldest, logged.
+fn skip_lagged<T: Clone + Send + 'static>(
+    rx: tokio::sync::broadcast::Receiver<T>,
+    what: &'static str,
+) -> impl Stream<Item = T> + Send + Unpin + 'static {
+    BroadcastStream::new(rx)
+        .filter_map(move |e| async move {
+            match e {
+                Ok(e) => Some(e),
+                Err(err) => {
+                    warn!("{what} subscriber fell behind: {err}");
+                    None
+                }
+            }
+        })
+        .boxed()
+}
+
+/// Whose changes an [`Node::on_up`] or [`Node::on_down`] callback (or their connection
+/// forms) wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Watch {
     /// Every other member.
@@ -153,6 +162,44 @@ impl Node {
     /// until the node stops. `f` runs on a task of its own, in event order.
     pub fn on_down(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
         self.on_kind(watch, &[crate::EventKind::Down, crate::EventKind::Left], f);
+    }
+
+    /// A stream of this node's connections to other members opening and closing, from now
+    /// on, as membership keeps them (a connection dropped for a simultaneous dial is not
+    /// reported). A subscriber that falls more than 4096 events behind skips the oldest.
+    pub fn connection_events(
+        &self,
+    ) -> impl Stream<Item = ConnectionEvent> + Send + Unpin + 'static {
+        skip_lagged(
+            self.inner.connection_events.resubscribe(),
+            "connection event",
+        )
+    }
+
+    /// Partisan's `on_up`: calls `f` with the member's name whenever a connection to a member
+    /// `watch` picks opens, until the node stops. In a full mesh that is about when the member
+    /// comes up; a client sees only its servers, and a restarted peer or a redial after a
+    /// dropped connection fires again although membership saw no change. `f` runs on a task
+    /// of its own, in event order.
+    pub fn on_connection_up(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
+        self.on_connection(watch, true, f);
+    }
+
+    /// Partisan's `on_down`: calls `f` with the member's name whenever a connection to a
+    /// member `watch` picks closes, until the node stops (see [`Node::on_connection_up`]).
+    pub fn on_connection_down(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
+        self.on_connection(watch, false, f);
+    }
+
+    fn on_connection(&self, watch: Watch, up: bool, mut f: impl FnMut(String) + Send + 'static) {
+        let mut events = self.connection_events();
+        tokio::spawn(async move {
+            while let Some(e) = events.next().await {
+                if e.up == up && watch.matches(&e.peer) {
+                    f(e.peer);
+                }
+            }
+        });
     }
 
     fn on_kind(
