@@ -44,6 +44,7 @@ mod transport;
 pub use api::broadcast::MAX_EVENT_NAME;
 pub use api::faults::PartitionRef;
 pub use api::keys::KEY_TIMEOUT;
+pub use api::manager::{Capability, LocalState, MembersUpdate, MAX_UPDATE_MEMBERS};
 pub use api::membership::Watch;
 pub use api::messaging::Mailbox;
 pub use api::singleton::{

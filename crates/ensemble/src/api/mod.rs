@@ -5,6 +5,7 @@
 pub(crate) mod broadcast;
 pub(crate) mod faults;
 pub(crate) mod keys;
+pub(crate) mod manager;
 pub(crate) mod membership;
 pub(crate) mod messaging;
 pub(crate) mod singleton;
