@@ -54,3 +54,36 @@ fn acknowledged_messages_survive_message_loss_through_relays() {
     assert_eq!((r.delivered, r.acked, r.duplicates), (180, 180, 0), "{r:?}");
     assert_eq!(r.client_to_client_connections, 0, "{r:?}");
 }
+
+/// A crashed client is declared down: its servers, which never dial clients, suspect it when
+/// its connection closes and the dial back fails, and the other servers confirm.
+#[test]
+fn a_crashed_client_is_declared_down() {
+    use ensemble_proto::topology::{Role, Topology};
+    use ensemble_proto::Status;
+    use ensemble_sim::Sim;
+    use std::time::Duration;
+    let mut sim = Sim::new(SimConfig {
+        seed: 11,
+        ..SimConfig::default()
+    });
+    let server = Topology::ClientServer(Role::Server);
+    let client = Topology::ClientServer(Role::Client);
+    let s0 = sim.add_node_as("s0", &[], server);
+    let s1 = sim.add_node_as("s1", &[s0], server);
+    let s2 = sim.add_node_as("s2", &[s0], server);
+    let c0 = sim.add_node_as("c0", &[s0], client);
+    let c1 = sim.add_node_as("c1", &[s1], client);
+    sim.run_for(Duration::from_secs(10));
+    assert!(sim.all_count_up(5));
+    sim.crash(c0);
+    sim.run_for(Duration::from_secs(60));
+    for observer in [s0, s1, s2, c1] {
+        assert_eq!(
+            sim.status(observer, c0),
+            Some(Status::Down),
+            "{}",
+            sim.name(observer)
+        );
+    }
+}

@@ -266,6 +266,20 @@ async fn clients_read_the_tracker_through_their_servers() {
         },
     )
     .await;
+    // A client crashes: its servers, which never dial clients, suspect it when its
+    // connections close, and everyone's tracker shows it offline.
+    clients[2].shutdown().await;
+    let took = wait_for(
+        Duration::from_secs(60),
+        "the other trackers show the crashed c2 offline",
+        || {
+            trackers[..5]
+                .iter()
+                .all(|t| online(t, "c2", ensemble::NodeStatus::Offline))
+        },
+    )
+    .await;
+    eprintln!("a crashed client was offline everywhere after {took:?}");
 }
 
 /// Connection callbacks (Partisan's `on_up`/`on_down`) fire as a node's own connections open
