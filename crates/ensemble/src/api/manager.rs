@@ -6,10 +6,13 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use ensemble_proto::member::Tags;
+use ensemble_proto::topology;
 use ensemble_proto::Member;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::api::membership::with_role;
 use crate::api::messaging::Mailbox;
 use crate::command::{Command, DriverMsg, MembershipCommand};
 use crate::error::Error;
@@ -120,6 +123,50 @@ impl Node {
             }
         }
         Ok(update)
+    }
+
+    /// Partisan's `reserve`: reserves a connection slot for a member carrying the tag `tag`
+    /// (any value): this node keeps a connection to the live member with that tag nearest it
+    /// on the hash ring (a server, in a client-server topology), besides its usual
+    /// connections, and the other side keeps it too. In a full mesh of up to 65 members every
+    /// node is connected already; the slot matters in a partial view and for clients. The
+    /// reservation travels in this node's tag `ensemble.reserve` and lasts until the node
+    /// stops; [`Node::set_tags`] keeps it. At most 8 per node ([`Error::NoAvailableSlots`]
+    /// beyond); reserving a tag twice is one reservation. Call it from one task at a time.
+    pub async fn reserve(&self, tag: &str) -> Result<(), Error> {
+        if tag.is_empty() || tag.len() > 128 || tag.contains(',') || tag.starts_with("ensemble.") {
+            return Err(Error::Config(format!(
+                "cannot reserve a slot for tag {tag:?}: 1 to 128 bytes, no comma, not ensemble.*"
+            )));
+        }
+        let me = self.local_member();
+        let mut slots: Vec<&str> = topology::reservations(&me).collect();
+        if slots.contains(&tag) {
+            return Ok(());
+        }
+        if slots.len() >= topology::MAX_RESERVATIONS {
+            return Err(Error::NoAvailableSlots(topology::MAX_RESERVATIONS));
+        }
+        slots.push(tag);
+        let mut tags = me.tags.as_map().clone();
+        tags.remove(topology::ROLE_TAG);
+        let value = slots.join(",");
+        tags.insert(topology::RESERVE_TAG.into(), value.clone());
+        let tags = Tags::new(tags)?;
+        with_role(tags.clone(), self.inner.role).check()?;
+        self.set_all_tags(tags).await?;
+        // Returns once the member list shows it, so that the next call builds on it.
+        let shown = || self.local_member().tags.get(topology::RESERVE_TAG) == Some(&value);
+        let wait = async {
+            while !shown() {
+                self.changed().await?;
+            }
+            Ok::<(), Error>(())
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(5), wait).await {
+            Ok(r) => r,
+            Err(_) => Ok(()), // applied; the published list just lags
+        }
     }
 
     /// Partisan's `members_for_orchestration`: the live (alive or suspect) members, this node

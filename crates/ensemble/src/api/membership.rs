@@ -15,6 +15,8 @@ use crate::command::{Command, ConnectionEvent, MembershipCommand};
 use crate::config::user_tags;
 use crate::error::Error;
 use crate::node::Node;
+use ensemble_proto::member::Tags;
+use ensemble_proto::topology::{Role, RESERVE_TAG, ROLE_TAG};
 
 /// How long [`Node::join`] waits for the handshake.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,7 +84,18 @@ impl Node {
 
     /// Replaces this node's tags; the cluster sees an `updated` event.
     pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), Error> {
-        let tags = user_tags(tags, self.inner.role)?;
+        let mut tags = user_tags(tags, self.inner.role)?;
+        // Slots reserved with `Node::reserve` stay reserved.
+        let me = self.local_member();
+        if let Some(r) = me.tags.get(RESERVE_TAG) {
+            tags = tags.with(RESERVE_TAG, r);
+            with_role(tags.clone(), self.inner.role).check()?;
+        }
+        self.set_all_tags(tags).await
+    }
+
+    /// Sets every tag but the role (membership adds it), checked.
+    pub(crate) async fn set_all_tags(&self, tags: Tags) -> Result<(), Error> {
         self.call(|reply| Command::Membership(MembershipCommand::SetTags { tags, reply }))
             .await
     }
@@ -216,5 +229,13 @@ impl Node {
                 }
             }
         });
+    }
+}
+
+/// `tags` with the role tag `role` takes, for size checks.
+pub(crate) fn with_role(tags: Tags, role: Option<Role>) -> Tags {
+    match role {
+        Some(r) => tags.with(ROLE_TAG, r.as_str()),
+        None => tags,
     }
 }
