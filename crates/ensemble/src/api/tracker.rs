@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::api::table::{Table, TableChanges, TableOptions};
@@ -203,8 +203,8 @@ fn read_rows(
     Box::pin(async move { Tracker::open(&node).await?.table.snapshot() })
 }
 
-/// A client's tracker task: its copy of the servers' rows follows them on every membership
-/// event and every second, until the node stops.
+/// A client's tracker task: its copy of the servers' rows follows them on membership events
+/// and every second (a read answered `unchanged` when nothing changed), until the node stops.
 async fn copy_rows(
     weak: crate::node::WeakNode,
     mut events: impl Stream<Item = crate::MemberEvent> + Unpin,
@@ -220,8 +220,15 @@ async fn copy_rows(
             tracing::debug!("tracker copy not updated: {e}");
         }
         drop(node);
+        // At most five reads a second, however many events come: those waiting are one.
+        tokio::time::sleep(RECONCILE / 5).await;
         if let Ok(None) = tokio::time::timeout(RECONCILE, events.next()).await {
             return; // the node stopped
+        }
+        while let Some(e) = events.next().now_or_never() {
+            if e.is_none() {
+                return;
+            }
         }
     }
 }

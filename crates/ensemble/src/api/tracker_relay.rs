@@ -5,7 +5,7 @@
 //! under the reserved name `ensemble.tracker` (relayed like any named message), so the
 //! tracker's reads and subscriptions work the same on a client, a second late at most.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,14 +38,63 @@ const ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// The messages of a tracker read, between a client and a server.
 #[derive(Debug, Serialize, Deserialize)]
 enum TrackerMsg<R> {
-    /// Send the rows of nodes named after `after` (from the first if None).
-    Fetch { id: u64, after: Option<String> },
-    /// At most [`PAGE`] rows in name order, answering `Fetch` `id`; `more` if others follow.
+    /// Send the rows of nodes named after `after` (from the first if None); `known`: the
+    /// digest of the rows the client holds, from this server's last answer.
+    Fetch {
+        id: u64,
+        after: Option<String>,
+        known: Option<u64>,
+    },
+    /// At most [`PAGE`] rows in name order, answering `Fetch` `id`; `more` if others follow;
+    /// `digest` of all the rows.
     Rows {
         id: u64,
         rows: Vec<(String, R)>,
         more: bool,
+        digest: u64,
     },
+    /// The rows are those of digest `known`: nothing to copy.
+    Unchanged { id: u64 },
+}
+
+/// How long a server reuses one read of its rows for clients' reads.
+const CACHE: Duration = Duration::from_millis(500);
+
+/// A server's rows, sorted by name, with their digest.
+struct Cached<R> {
+    at: std::time::Instant,
+    rows: Vec<(String, R)>,
+    digest: u64,
+}
+
+impl<R: Row> Cached<R> {
+    fn new(mut rows: Vec<(String, R)>) -> Self {
+        use std::hash::{Hash, Hasher};
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        postcard::to_allocvec(&rows)
+            .unwrap_or_default()
+            .hash(&mut h);
+        Cached {
+            at: std::time::Instant::now(),
+            rows,
+            digest: h.finish(),
+        }
+    }
+
+    /// The answer to `Fetch { id, after, known }`.
+    fn answer(&self, id: u64, after: Option<&str>, known: Option<u64>) -> TrackerMsg<R> {
+        if after.is_none() && known == Some(self.digest) {
+            return TrackerMsg::Unchanged { id };
+        }
+        let (rows, more) = page(&self.rows, after);
+        TrackerMsg::Rows {
+            id,
+            rows,
+            more,
+            digest: self.digest,
+        }
+    }
 }
 
 /// What a row must be to travel: the tracker's `NodeRow` (generic here so that this module
@@ -82,23 +131,27 @@ pub(crate) async fn serve<R: Row>(node: &Node, read: ReadRows<R>) -> Result<(), 
     let mut mailbox = node.register_any(TRACKER_NAME).await?;
     let weak = node.downgrade();
     tokio::spawn(async move {
+        let mut cache: Option<Cached<R>> = None;
         while let Some(env) = mailbox.recv().await {
             let Some(node) = weak.upgrade() else { return };
-            let Ok(TrackerMsg::<R>::Fetch { id, after }) = postcard::from_bytes(&env.payload)
+            let Ok(TrackerMsg::<R>::Fetch { id, after, known }) =
+                postcard::from_bytes(&env.payload)
             else {
                 tracing::debug!("a malformed tracker read from {} was dropped", env.from);
                 continue;
             };
-            let mut rows = match read(node.clone()).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::debug!("tracker read from {} not answered: {e}", env.from);
-                    continue;
+            // One read of the table serves every client for a while.
+            if cache.as_ref().is_none_or(|c| c.at.elapsed() >= CACHE) {
+                match read(node.clone()).await {
+                    Ok(rows) => cache = Some(Cached::new(rows)),
+                    Err(e) => {
+                        tracing::debug!("tracker read from {} not answered: {e}", env.from);
+                        continue;
+                    }
                 }
-            };
-            rows.sort_by(|a, b| a.0.cmp(&b.0));
-            let (rows, more) = page(&rows, after.as_deref());
-            let reply = encode(&TrackerMsg::Rows { id, rows, more });
+            }
+            let Some(c) = cache.as_ref() else { continue };
+            let reply = encode(&c.answer(id, after.as_deref(), known));
             if let Err(e) = node.cast_reserved(&env.from, TRACKER_NAME, reply).await {
                 tracing::debug!("tracker read from {} not answered: {e}", env.from);
             }
@@ -111,6 +164,8 @@ pub(crate) async fn serve<R: Row>(node: &Node, read: ReadRows<R>) -> Result<(), 
 pub(crate) struct Copier {
     mailbox: Mailbox,
     next_id: u64,
+    /// The server last copied from, and the digest of its rows then.
+    known: Option<(String, u64)>,
 }
 
 impl Copier {
@@ -119,6 +174,7 @@ impl Copier {
         Ok(Copier {
             mailbox,
             next_id: 0,
+            known: None,
         })
     }
 
@@ -129,10 +185,20 @@ impl Copier {
         copy: &Table<String, R>,
     ) -> Result<(), Error> {
         let server = server_of(node).await?;
+        let known = (self.known.take())
+            .filter(|(s, _)| *s == server)
+            .map(|(_, d)| d);
         let mut rows = BTreeMap::new();
         let mut after = None;
+        let mut digests = BTreeSet::new();
         loop {
-            let (page, more) = self.fetch::<R>(node, &server, after.clone()).await?;
+            let fetched = self.fetch::<R>(node, &server, after.clone(), known).await?;
+            let Some((page, more, digest)) = fetched else {
+                // Unchanged since the last copy.
+                self.known = known.map(|d| (server, d));
+                return Ok(());
+            };
+            digests.insert(digest);
             let last = page.last().map(|(k, _)| k.clone());
             rows.extend(page);
             if rows.len() > MAX_ROWS {
@@ -162,6 +228,10 @@ impl Copier {
         if !gone.is_empty() {
             copy.delete_many(&gone).await?;
         }
+        // Rows that changed between two pages are read whole again next time.
+        if digests.len() == 1 {
+            self.known = digests.pop_first().map(|d| (server, d));
+        }
         Ok(())
     }
 
@@ -171,10 +241,11 @@ impl Copier {
         node: &Node,
         server: &str,
         after: Option<String>,
-    ) -> Result<(Vec<(String, R)>, bool), Error> {
+        known: Option<u64>,
+    ) -> Result<Option<(Vec<(String, R)>, bool, u64)>, Error> {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
-        let request = encode(&TrackerMsg::<R>::Fetch { id, after });
+        let request = encode(&TrackerMsg::<R>::Fetch { id, after, known });
         node.cast_reserved(server, TRACKER_NAME, request).await?;
         let answer = async {
             while let Some(env) = self.mailbox.recv().await {
@@ -183,8 +254,12 @@ impl Copier {
                         id: got,
                         rows,
                         more,
+                        digest,
                     }) if got == id && env.from == server && rows.len() <= PAGE => {
-                        return Ok((rows, more));
+                        return Ok(Some((rows, more, digest)));
+                    }
+                    Ok(TrackerMsg::Unchanged { id: got }) if got == id && env.from == server => {
+                        return Ok(None);
                     }
                     // An answer to an earlier request that timed out, or from elsewhere.
                     Ok(_) => continue,
@@ -248,5 +323,26 @@ mod tests {
         }
         assert_eq!(got, all);
         assert_eq!(page(&all, Some("zzz")), (vec![], false));
+    }
+
+    #[test]
+    fn a_client_holding_the_current_rows_is_told_they_are_unchanged() {
+        let c = Cached::new(rows(3));
+        let digest = match c.answer(1, None, None) {
+            TrackerMsg::Rows { rows, digest, .. } => {
+                assert_eq!(rows.len(), 3);
+                digest
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            c.answer(2, None, Some(digest)),
+            TrackerMsg::Unchanged { id: 2 }
+        ));
+        let changed = Cached::new(rows(4));
+        assert!(matches!(
+            changed.answer(3, None, Some(digest)),
+            TrackerMsg::Rows { .. }
+        ));
     }
 }
