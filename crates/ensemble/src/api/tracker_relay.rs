@@ -36,8 +36,8 @@ const MAX_ROWS: usize = 100_000;
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// The messages of a tracker read, between a client and a server.
-#[derive(Debug, Serialize, Deserialize)]
-enum TrackerMsg<R> {
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum TrackerMsg<R> {
     /// Send the rows of nodes named after `after` (from the first if None); `known`: the
     /// digest of the rows the client holds, from this server's last answer.
     Fetch {
