@@ -83,6 +83,9 @@ impl PartitionView {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Inject {
     pub nodes: Vec<String>,
+    /// Resolve by itself after this many milliseconds (absent: until resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 /// One event, as `GET /v1/events` streams it (one JSON object per line) and as event

@@ -194,6 +194,18 @@ fn refused_requests_answer_json_with_a_code() {
     );
     expect_error(
         http,
+        (
+            "POST",
+            "/v1/partitions",
+            json,
+            Some(r#"{"nodes": ["a9"], "ttl_ms": 0}"#),
+        ),
+        400,
+        "bad_ttl",
+        "ttl_ms must be 1 to 86400000",
+    );
+    expect_error(
+        http,
         ("DELETE", "/v1/partitions/99", None, None),
         404,
         "unknown_partition",

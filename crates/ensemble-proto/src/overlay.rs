@@ -21,14 +21,20 @@ use crate::topology;
 use crate::view::{position, View};
 
 /// The members `name` keeps connections to, given the view: its client-server targets if it
-/// has a role (see [`topology`]), its full-mesh or partial-view targets otherwise.
+/// has a role (see [`topology`]), its full-mesh or partial-view targets otherwise, and the
+/// slots it reserved (see [`topology::reserved_targets`]).
 pub fn targets_of(view: &View, name: &str, config: &Config) -> BTreeSet<String> {
-    match view.get(name) {
+    let member = view.get(name);
+    let mut out = match member {
         Some(m) if topology::role_of(m).is_some() => {
             topology::client_server_targets(view, m, config.servers_per_client)
         }
         _ => targets(view, name, config.full_mesh_limit, config.ring_neighbours),
+    };
+    if let Some(m) = member {
+        out.extend(topology::reserved_targets(view, m));
     }
+    out
 }
 
 /// The members `me` keeps connections to in a full-mesh topology, given the view.

@@ -25,6 +25,12 @@ use crate::view::{position, View};
 /// The tag that carries a member's role in a client-server cluster.
 pub const ROLE_TAG: &str = "ensemble.role";
 
+/// The tag that carries the tags a member reserved a connection slot for (comma-separated).
+pub const RESERVE_TAG: &str = "ensemble.reserve";
+
+/// The most slots one member reserves.
+pub const MAX_RESERVATIONS: usize = 8;
+
 /// A node's role in a client-server topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
@@ -117,6 +123,40 @@ pub fn client_server_targets(
             .map(|m| m.name.clone())
             .collect(),
     }
+}
+
+/// The tags `m` reserved a slot for, from its [`RESERVE_TAG`] (at most
+/// [`MAX_RESERVATIONS`] are honoured).
+pub fn reservations(m: &Member) -> impl Iterator<Item = &str> {
+    (m.tags.get(RESERVE_TAG).unwrap_or_default().split(','))
+        .filter(|t| !t.is_empty())
+        .take(MAX_RESERVATIONS)
+}
+
+/// The members `member` keeps a connection to for its reservations (Partisan's `reserve`):
+/// for each tag it reserved, the live member carrying that tag nearest it on the ring,
+/// clockwise (a server in a client-server topology, since only servers are dialled). Every
+/// node computes the same from its view, so neither side prunes that connection.
+pub fn reserved_targets(view: &View, member: &Member) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if !member.tags.as_map().contains_key(RESERVE_TAG) {
+        return out;
+    }
+    let dialable = |m: &Member| role_of(member).is_none() || serves(m);
+    for tag in reservations(member) {
+        let found = view
+            .walk(position(&member.name).wrapping_add(1), true)
+            .find(|m| {
+                m.status.is_up()
+                    && m.name != member.name
+                    && m.tags.get(tag).is_some()
+                    && dialable(m)
+            });
+        if let Some(m) = found {
+            out.insert(m.name.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]

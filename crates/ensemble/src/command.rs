@@ -127,6 +127,8 @@ pub(crate) enum MembershipCommand {
 pub(crate) enum FaultCommand {
     InjectPartition {
         names: BTreeSet<String>,
+        /// Resolved by itself after this long (None: until resolved).
+        ttl: Option<std::time::Duration>,
         reply: oneshot::Sender<u64>,
     },
     ResolvePartition {
@@ -346,4 +348,13 @@ pub struct SingletonStatus {
     pub majority_of: Option<usize>,
     /// Nodes that run it with another majority rule: a configuration error; they are ignored.
     pub mismatched: Vec<String>,
+}
+
+/// A connection to another member opened or closed (see [`crate::Node::connection_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionEvent {
+    /// The member on the other end.
+    pub peer: String,
+    /// True when it opened, false when it closed.
+    pub up: bool,
 }

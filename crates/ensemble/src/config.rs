@@ -185,6 +185,12 @@ pub(crate) fn user_tags(
     tags: BTreeMap<String, String>,
     role: Option<ensemble_proto::topology::Role>,
 ) -> Result<Tags, Error> {
+    if tags.contains_key(ensemble_proto::topology::RESERVE_TAG) {
+        return Err(Error::Config(format!(
+            "tag {:?} is reserved: use Node::reserve",
+            ensemble_proto::topology::RESERVE_TAG
+        )));
+    }
     if tags.contains_key(ROLE_TAG) {
         return Err(Error::Config(format!(
             "tag {ROLE_TAG:?} is reserved: set the topology instead \

@@ -88,6 +88,9 @@ pub enum Error {
     /// A message was sent on a channel this node did not declare.
     #[error("no channel {0:?} is declared on this node (Config::channels)")]
     UnknownChannel(String),
+    /// [`crate::Node::reserve`] with every slot taken already.
+    #[error("no available slots: a node reserves at most {0} (Node::reserve)")]
+    NoAvailableSlots(usize),
     /// No partition with this reference is in force.
     #[error("no injected partition {0}")]
     UnknownPartition(u64),

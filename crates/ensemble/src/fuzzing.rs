@@ -173,6 +173,29 @@ pub fn tracker_row(bytes: &[u8]) {
     check::<NodeRow>("value", bytes);
 }
 
+/// `bytes` as a tracker read between a client and a server of a client-server topology (a
+/// reserved named message any member may send), and as an encoded local state
+/// (`LocalState::decode`): each decodes or fails without a panic, and what decodes encodes
+/// back to bytes that decode to it again.
+pub fn tracker_read(bytes: &[u8]) {
+    use crate::api::manager::LocalState;
+    use crate::api::tracker_relay::TrackerMsg;
+    if let Ok(m) = postcard::from_bytes::<TrackerMsg<NodeRow>>(bytes) {
+        let again = postcard::to_allocvec(&m).expect("a decoded message encodes");
+        assert!(again.len() <= bytes.len());
+        let back: TrackerMsg<NodeRow> = postcard::from_bytes(&again).expect("decodes again");
+        assert_eq!(back, m);
+    }
+    match LocalState::decode(bytes) {
+        Ok(s) => {
+            let again = postcard::to_allocvec(&s).expect("a decoded state encodes");
+            assert_eq!(LocalState::decode(&again).expect("decodes again"), s);
+        }
+        Err(Error::Codec { .. }) => {}
+        Err(e) => panic!("not a codec error: {e}"),
+    }
+}
+
 /// `bytes` as the text of a discovery file (`discovery::FileBackend`): the addresses found
 /// are words of the text (none empty, none with whitespace), in the order they appear.
 pub fn discovery_file(bytes: &[u8]) {

@@ -44,6 +44,7 @@ mod transport;
 pub use api::broadcast::MAX_EVENT_NAME;
 pub use api::faults::PartitionRef;
 pub use api::keys::KEY_TIMEOUT;
+pub use api::manager::{Capability, LocalState, MembersUpdate, MAX_UPDATE_MEMBERS};
 pub use api::membership::Watch;
 pub use api::messaging::Mailbox;
 pub use api::singleton::{
@@ -58,7 +59,8 @@ pub use api::tracker::{
     TRACKER_TABLE, UNTIL_EXISTS_INTERVAL, UNTIL_EXISTS_TIMEOUT,
 };
 pub use command::{
-    BroadcastStatus, Envelope, KeyResponse, KeyUse, SingletonStatus, MAILBOX_CAPACITY,
+    BroadcastStatus, ConnectionEvent, Envelope, KeyResponse, KeyUse, SingletonStatus,
+    MAILBOX_CAPACITY,
 };
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;

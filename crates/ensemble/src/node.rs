@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     /// the node stops.
     pub(crate) events: broadcast::Receiver<MemberEvent>,
     /// Never read either: only resubscribed.
+    pub(crate) connection_events: broadcast::Receiver<crate::command::ConnectionEvent>,
+    /// Never read either: only resubscribed.
     pub(crate) user_events: broadcast::Receiver<UserEvent>,
     pub(crate) partitions: watch::Receiver<Partitions>,
     /// Whether the tracker's background task runs.
@@ -155,6 +157,7 @@ impl Node {
         let (me_tx, me_rx) = watch::channel(me);
         let (members_tx, members_rx) = watch::channel(Arc::new(vec![Arc::new(local)]));
         let (events_tx, events_rx) = broadcast::channel(4096);
+        let (connections_tx, connections_rx) = broadcast::channel(4096);
         let (partitions_tx, partitions_rx) = watch::channel(BTreeMap::new());
         let keyring = crate::Keyring::with(config.secret.clone(), config.keys.iter().cloned())?;
         let keyring = crate::keyring::KeyringCell::new(keyring);
@@ -171,6 +174,7 @@ impl Node {
             events: events_tx.clone(),
             me: me_tx,
             partitions: partitions_tx,
+            connections: connections_tx,
         };
         let own_addrs = vec![addr, bound];
         let driver = Driver::new(
@@ -190,6 +194,7 @@ impl Node {
                 driver: driver_tx,
                 members: members_rx,
                 events: events_rx,
+                connection_events: connections_rx,
                 user_events: user_events_rx,
                 partitions: partitions_rx,
                 tracker: std::sync::atomic::AtomicBool::new(false),

@@ -69,6 +69,22 @@ async fn clients_settle(clients: &[Node], per_client: usize) {
     panic!("clients did not settle on {per_client} servers each");
 }
 
+/// The one server of a client with `servers_per_client` 1, once the connection to its seed is
+/// pruned: the same single connection for 1.5 s.
+async fn home_server(c: &Node) -> String {
+    clients_settle(std::slice::from_ref(c), 1).await;
+    let mut home = connections(c).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = connections(c).await;
+        if now == home && now.len() == 1 {
+            return now[0].clone();
+        }
+        home = now;
+    }
+    panic!("{} does not settle on one server: {home:?}", c.name());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_attach_to_servers_follow_referrals_and_are_relayed() {
     let (servers, clients) = cluster_cs(2).await;
@@ -214,4 +230,192 @@ async fn a_partition_cuts_relayed_traffic_until_resolved() {
         .await
         .unwrap();
     assert_eq!(&jobs.recv().await.unwrap().payload[..], b"z");
+}
+
+/// The tracker's table lives on servers only (a table replicates between connected replicas,
+/// and clients reach only their servers): clients read its rows through a server, and no
+/// client hosts it, so no client retries a re-merge with servers it cannot reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_read_the_tracker_through_their_servers() {
+    let (servers, clients) = cluster_cs(2).await;
+    let all: Vec<Node> = servers.iter().chain(&clients).cloned().collect();
+    let mut trackers = Vec::new();
+    for n in &all {
+        trackers.push(n.tracker().await.unwrap());
+    }
+    let names = names(&all);
+    let online = |t: &ensemble::Tracker, name: &str, s: ensemble::NodeStatus| {
+        t.fetch(name).unwrap().is_some_and(|r| r.status == s)
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "every tracker shows every node online",
+        || {
+            trackers.iter().all(|t| {
+                names
+                    .iter()
+                    .all(|n| online(t, n, ensemble::NodeStatus::Online))
+            })
+        },
+    )
+    .await;
+    for c in &clients {
+        let tables = c.tables().await.unwrap();
+        assert!(
+            !tables.iter().any(|t| t == ensemble::TRACKER_TABLE),
+            "{} hosts the tracker's table: {tables:?}",
+            c.name()
+        );
+    }
+    let t = servers[0].tracker().await.unwrap();
+    assert_eq!(t.fetch_all().unwrap().len(), all.len());
+
+    // A client leaves: the other clients see it offline, through their servers.
+    clients[3].leave().await;
+    wait_for(
+        Duration::from_secs(30),
+        "the other clients' trackers show c3 offline",
+        || {
+            trackers[3..6]
+                .iter()
+                .all(|t| online(t, "c3", ensemble::NodeStatus::Offline))
+        },
+    )
+    .await;
+    // A client crashes: its servers, which never dial clients, suspect it when its
+    // connections close, and everyone's tracker shows it offline.
+    clients[2].shutdown().await;
+    let took = wait_for(
+        Duration::from_secs(60),
+        "the other trackers show the crashed c2 offline",
+        || {
+            trackers[..5]
+                .iter()
+                .all(|t| online(t, "c2", ensemble::NodeStatus::Offline))
+        },
+    )
+    .await;
+    eprintln!("a crashed client was offline everywhere after {took:?}");
+}
+
+/// Connection callbacks (Partisan's `on_up`/`on_down`) fire as a node's own connections open
+/// and close, which membership callbacks do not: a client moving to another server opens a
+/// connection to a member that was up all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_callbacks_follow_connections_not_membership() {
+    let s0 = start_as("s0", Role::Server, 1, &[]).await;
+    let s1 = start_as("s1", Role::Server, 1, &[s0.addr()]).await;
+    let c0 = start_as("c0", Role::Client, 1, &[s0.addr()]).await;
+    let all = [s0.clone(), s1.clone(), c0.clone()];
+    wait_for(Duration::from_secs(20), "the cluster converges", || {
+        all_see(&all, &names(&all), Status::Alive)
+    })
+    .await;
+    let home = home_server(&c0).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (what, up) in [("conn-up", true), ("conn-down", false)] {
+        let tx = tx.clone();
+        let f = move |n: String| {
+            let _ = tx.send((what, n));
+        };
+        match up {
+            true => c0.on_connection_up(ensemble::Watch::Any, f),
+            false => c0.on_connection_down(ensemble::Watch::Any, f),
+        }
+    }
+    let member_tx = tx.clone();
+    c0.on_up(ensemble::Watch::Any, move |n| {
+        let _ = member_tx.send(("member-up", n));
+    });
+    let (victim, other) = if home == "s0" {
+        (&s0, "s1")
+    } else {
+        (&s1, "s0")
+    };
+    victim.shutdown().await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains(&("conn-up", other.to_string())) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(e)) => seen.push(e),
+            _ => panic!("no connection to {other} reported: {seen:?}"),
+        }
+    }
+    assert!(seen.contains(&("conn-down", home.clone())), "{seen:?}");
+    assert!(
+        !seen.iter().any(|(what, _)| *what == "member-up"),
+        "{other} was up all along: {seen:?}"
+    );
+}
+
+/// Partisan's `reserve(tag)`: a client keeps a connection to the nearest server carrying the
+/// tag, besides its own servers, and neither side prunes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_slot_keeps_a_connection_to_a_tagged_server() {
+    let s0 = start_as("s0", Role::Server, 1, &[]).await;
+    let s1 = start_as("s1", Role::Server, 1, &[s0.addr()]).await;
+    let s2 = start_as("s2", Role::Server, 1, &[s0.addr()]).await;
+    let c0 = start_as("c0", Role::Client, 1, &[s0.addr()]).await;
+    let all = [s0.clone(), s1.clone(), s2.clone(), c0.clone()];
+    wait_for(Duration::from_secs(20), "the cluster converges", || {
+        all_see(&all, &names(&all), Status::Alive)
+    })
+    .await;
+    let home = home_server(&c0).await;
+    let tagged = all[..3].iter().find(|s| s.name() != home).unwrap();
+    tagged
+        .set_tags([("gpu".to_string(), "a100".to_string())].into())
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(20), "c0 sees the tag", || {
+        c0.members()
+            .iter()
+            .any(|m| m.name == tagged.name() && m.tags.get("gpu").is_some())
+    })
+    .await;
+    c0.reserve("gpu").await.unwrap();
+    c0.reserve("gpu").await.unwrap();
+    let mut kept = 0;
+    for _ in 0..400 {
+        let conns = connections(&c0).await;
+        if conns.contains(&home) && conns.iter().any(|c| c == tagged.name()) {
+            kept += 1;
+            // Past the prune grace (500 ms) several times over: nobody prunes it.
+            if kept == 60 {
+                break;
+            }
+        } else {
+            kept = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        kept,
+        60,
+        "c0 holds {:?}; c0 sees {:?}; {} sees c0 as {:?}",
+        connections(&c0).await,
+        c0.members()
+            .iter()
+            .map(|m| (m.name.clone(), m.tags.clone()))
+            .collect::<Vec<_>>(),
+        tagged.name(),
+        tagged
+            .members()
+            .iter()
+            .find(|m| m.name == "c0")
+            .map(|m| m.tags.clone())
+    );
+    // A user cannot set the reservation tag, and set_tags keeps the reservation.
+    let own = [("ensemble.reserve".to_string(), "x".to_string())].into();
+    assert!(c0.set_tags(own).await.is_err());
+    c0.set_tags([("zone".to_string(), "a".to_string())].into())
+        .await
+        .unwrap();
+    assert_eq!(c0.local_member().tags.get("ensemble.reserve"), Some("gpu"));
+    for t in ["b", "c", "d", "e", "f", "g", "h"] {
+        c0.reserve(t).await.unwrap();
+    }
+    let err = c0.reserve("i").await.unwrap_err();
+    assert!(matches!(err, ensemble::Error::NoAvailableSlots(8)), "{err}");
+    assert!(c0.reserve("a,b").await.is_err());
 }

@@ -79,6 +79,33 @@ async fn an_acknowledged_message_is_retransmitted_across_a_short_cut() {
     nodes[1].resolve_partition(cut).await.unwrap();
 }
 
+/// A partition with a time to live heals by itself: an acknowledged message sent into it gets
+/// through once it has expired, with nobody resolving it. Partisan's origin form cuts one
+/// member off and refuses an unknown one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_with_a_time_to_live_heals_by_itself() {
+    let nodes = cluster(2).await;
+    let mut jobs = nodes[1].register("jobs").await.unwrap();
+    let cut = nodes[1]
+        .inject_partition_for(["n0".to_string()], Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(nodes[1].partitions().contains_key(&cut), "in force");
+    nodes[0]
+        .forward_message("n1", "jobs", "through", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(&jobs.recv().await.unwrap().payload[..], b"through");
+    assert!(nodes[1].partitions().is_empty(), "expired");
+    assert!(nodes[1].resolve_partition(cut).await.is_err(), "gone");
+
+    let cut = nodes[1].inject_partition_origin("n0", None).await.unwrap();
+    assert_eq!(nodes[1].partitions()[&cut].len(), 1);
+    nodes[1].resolve_partition(cut).await.unwrap();
+    let err = nodes[1].inject_partition_origin("nobody", None).await;
+    assert!(matches!(err, Err(Error::UnknownNode(_))), "{err:?}");
+}
+
 async fn wait_for_async<F, Fut>(mut cond: F)
 where
     F: FnMut() -> Fut,

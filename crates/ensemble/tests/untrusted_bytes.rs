@@ -79,6 +79,14 @@ proptest! {
         fuzzing::tracker_row(&encoded);
     }
 
+    /// Tracker reads between clients and servers, and encoded local states: random bytes.
+    #[test]
+    fn tracker_reads_and_local_states_decode_or_fail(
+        bytes in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        fuzzing::tracker_read(&bytes);
+    }
+
     /// Discovery files: any text.
     #[test]
     fn discovery_files_give_their_words(text in "(#?[ \t]*[a-z0-9:.#\\[\\]]{0,12}[ \t\n]{0,3}){0,12}") {

@@ -211,7 +211,13 @@ impl Cluster {
                 .collect();
             let v: serde_json::Value = a
                 .api
-                .post("/v1/partitions", &Inject { nodes: others })
+                .post(
+                    "/v1/partitions",
+                    &Inject {
+                        nodes: others,
+                        ttl_ms: None,
+                    },
+                )
                 .context("cannot inject a partition")?;
             refs.push((i, v["ref"].as_u64().context("no partition ref")?));
         }

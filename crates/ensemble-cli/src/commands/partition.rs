@@ -21,6 +21,10 @@ enum PartitionWhat {
         /// Member names.
         #[arg(required = true)]
         nodes: Vec<String>,
+        /// Resolve the partition by itself after this many milliseconds (at most 86400000,
+        /// a day); without it, it lasts until `resolve`.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
     },
     /// End an injected partition.
     Resolve {
@@ -39,8 +43,8 @@ enum PartitionWhat {
 pub fn run(args: PartitionArgs) -> Result<()> {
     let client = args.api.client()?;
     match args.what {
-        PartitionWhat::Inject { nodes } => {
-            let v: serde_json::Value = client.post("/v1/partitions", &Inject { nodes })?;
+        PartitionWhat::Inject { nodes, ttl_ms } => {
+            let v: serde_json::Value = client.post("/v1/partitions", &Inject { nodes, ttl_ms })?;
             println!("{}", v["ref"]);
         }
         PartitionWhat::Resolve { reference } => {

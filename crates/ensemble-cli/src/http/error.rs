@@ -39,6 +39,8 @@ pub enum Code {
     FaultInjectionOff,
     /// `POST /v1/partitions` naming no node (400).
     NoNodes,
+    /// `POST /v1/partitions` with a `ttl_ms` of 0 or over a day (400).
+    BadTtl,
     /// The agent hosts no such table (404).
     TableNotHosted,
     /// The table holds no such key (404).
@@ -106,6 +108,7 @@ impl Code {
             Code::Internal => "internal",
             Code::FaultInjectionOff => "fault_injection_off",
             Code::NoNodes => "no_nodes",
+            Code::BadTtl => "bad_ttl",
             Code::TableNotHosted => "table_not_hosted",
             Code::KeyNotFound => "key_not_found",
             Code::NotReady => "not_ready",

@@ -184,6 +184,16 @@ impl Membership {
             self.overlay.expedite(addr, now);
             self.dial_pass_due = true;
             self.lost.insert(name.to_owned(), now);
+            // A member that dials this node but is never dialled from here (a server's
+            // client): no redial would fail to raise a suspicion, so check it now, through
+            // the nodes it connects to.
+            self.refresh_targets();
+            if !self.is_full_mesh()
+                && !self.targets.contains(name)
+                && overlay::targets_of(&self.view, name, &self.config).contains(&self.name)
+            {
+                self.suspect(now, name);
+            }
         }
     }
 

@@ -264,7 +264,9 @@ impl Membership {
             Status::Down | Status::Left => self.probes.forget(name),
         }
         let was_up = t.old.as_ref().map(|o| o.status.is_up());
-        if was_up != Some(t.new.status.is_up()) {
+        // Tags matter too: reserved slots go to members carrying a tag.
+        let retagged = t.old.as_ref().is_some_and(|o| o.tags != t.new.tags);
+        if was_up != Some(t.new.status.is_up()) || retagged {
             self.targets_dirty = true;
         }
         if let Some(old) = t.old.as_ref().filter(|o| o.addr != t.new.addr) {

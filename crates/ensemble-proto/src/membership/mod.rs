@@ -393,6 +393,9 @@ impl Membership {
                 me.incarnation = me.incarnation.saturating_add(1);
                 me.tags = with_role(tags, self.config.topology);
                 self.apply(now, Arc::new(me), Origin::Local);
+                // Its reservations may have changed (see `topology::reserved_targets`).
+                self.targets_dirty = true;
+                self.dial_pass_due = true;
             }
             Input::Tick => self.on_tick(now),
         }

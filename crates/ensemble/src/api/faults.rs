@@ -1,7 +1,8 @@
 //! Fault injection on a [`Node`], for tests: partitions that cut named members off from this
-//! node, until they are resolved.
+//! node, until they are resolved or their time to live passes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use crate::command::{Command, FaultCommand};
 use crate::error::Error;
@@ -18,8 +19,40 @@ impl Node {
         &self,
         names: impl IntoIterator<Item = String>,
     ) -> Result<PartitionRef, Error> {
+        self.partition(names, None).await
+    }
+
+    /// For tests: [`Node::inject_partition`] that resolves itself after `ttl` (a partition
+    /// that heals by itself); [`Node::resolve_partition`] ends it earlier.
+    pub async fn inject_partition_for(
+        &self,
+        names: impl IntoIterator<Item = String>,
+        ttl: Duration,
+    ) -> Result<PartitionRef, Error> {
+        self.partition(names, Some(ttl)).await
+    }
+
+    /// For tests, Partisan's form: cuts `origin` off from this node for `ttl` (None: until
+    /// [`Node::resolve_partition`]). The same as [`Node::inject_partition_for`] with one name;
+    /// `origin` must be another member this node knows.
+    pub async fn inject_partition_origin(
+        &self,
+        origin: &str,
+        ttl: Option<Duration>,
+    ) -> Result<PartitionRef, Error> {
+        if origin == self.name() || !self.members().iter().any(|m| m.name == origin) {
+            return Err(Error::UnknownNode(origin.to_owned()));
+        }
+        self.partition([origin.to_owned()], ttl).await
+    }
+
+    async fn partition(
+        &self,
+        names: impl IntoIterator<Item = String>,
+        ttl: Option<Duration>,
+    ) -> Result<PartitionRef, Error> {
         let names = names.into_iter().collect();
-        self.call(|reply| Command::Faults(FaultCommand::InjectPartition { names, reply }))
+        self.call(|reply| Command::Faults(FaultCommand::InjectPartition { names, ttl, reply }))
             .await
             .map(PartitionRef)
     }

@@ -11,10 +11,12 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
-use crate::command::{Command, MembershipCommand};
+use crate::command::{Command, ConnectionEvent, MembershipCommand};
 use crate::config::user_tags;
 use crate::error::Error;
 use crate::node::Node;
+use ensemble_proto::member::Tags;
+use ensemble_proto::topology::{Role, RESERVE_TAG, ROLE_TAG};
 
 /// How long [`Node::join`] waits for the handshake.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,17 +51,7 @@ impl Node {
     /// A stream of membership events (`up`, `down`, `left`, `updated`) of other members, from
     /// now on. A subscriber that falls more than 4096 events behind skips the oldest.
     pub fn events(&self) -> impl Stream<Item = MemberEvent> + Send + Unpin + 'static {
-        BroadcastStream::new(self.inner.events.resubscribe())
-            .filter_map(|e| async move {
-                match e {
-                    Ok(e) => Some(e),
-                    Err(err) => {
-                        warn!("membership event subscriber fell behind: {err}");
-                        None
-                    }
-                }
-            })
-            .boxed()
+        skip_lagged(self.inner.events.resubscribe(), "membership event")
     }
 
     /// Waits until the member list changes after this call (useful to wait for convergence).
@@ -92,7 +84,18 @@ impl Node {
 
     /// Replaces this node's tags; the cluster sees an `updated` event.
     pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), Error> {
-        let tags = user_tags(tags, self.inner.role)?;
+        let mut tags = user_tags(tags, self.inner.role)?;
+        // Slots reserved with `Node::reserve` stay reserved.
+        let me = self.local_member();
+        if let Some(r) = me.tags.get(RESERVE_TAG) {
+            tags = tags.with(RESERVE_TAG, r);
+            with_role(tags.clone(), self.inner.role).check()?;
+        }
+        self.set_all_tags(tags).await
+    }
+
+    /// Sets every tag but the role (membership adds it), checked.
+    pub(crate) async fn set_all_tags(&self, tags: Tags) -> Result<(), Error> {
         self.call(|reply| Command::Membership(MembershipCommand::SetTags { tags, reply }))
             .await
     }
@@ -123,7 +126,26 @@ impl Node {
     }
 }
 
-/// Whose changes an [`Node::on_up`] or [`Node::on_down`] callback wants.
+/// The events of `rx` as a stream; a subscriber that falls behind skips the oldest, logged.
+fn skip_lagged<T: Clone + Send + 'static>(
+    rx: tokio::sync::broadcast::Receiver<T>,
+    what: &'static str,
+) -> impl Stream<Item = T> + Send + Unpin + 'static {
+    BroadcastStream::new(rx)
+        .filter_map(move |e| async move {
+            match e {
+                Ok(e) => Some(e),
+                Err(err) => {
+                    warn!("{what} subscriber fell behind: {err}");
+                    None
+                }
+            }
+        })
+        .boxed()
+}
+
+/// Whose changes an [`Node::on_up`] or [`Node::on_down`] callback (or their connection
+/// forms) wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Watch {
     /// Every other member.
@@ -155,6 +177,44 @@ impl Node {
         self.on_kind(watch, &[crate::EventKind::Down, crate::EventKind::Left], f);
     }
 
+    /// A stream of this node's connections to other members opening and closing, from now
+    /// on, as membership keeps them (a connection dropped for a simultaneous dial is not
+    /// reported). A subscriber that falls more than 4096 events behind skips the oldest.
+    pub fn connection_events(
+        &self,
+    ) -> impl Stream<Item = ConnectionEvent> + Send + Unpin + 'static {
+        skip_lagged(
+            self.inner.connection_events.resubscribe(),
+            "connection event",
+        )
+    }
+
+    /// Partisan's `on_up`: calls `f` with the member's name whenever a connection to a member
+    /// `watch` picks opens, until the node stops. In a full mesh that is about when the member
+    /// comes up; a client sees only its servers, and a restarted peer or a redial after a
+    /// dropped connection fires again although membership saw no change. `f` runs on a task
+    /// of its own, in event order.
+    pub fn on_connection_up(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
+        self.on_connection(watch, true, f);
+    }
+
+    /// Partisan's `on_down`: calls `f` with the member's name whenever a connection to a
+    /// member `watch` picks closes, until the node stops (see [`Node::on_connection_up`]).
+    pub fn on_connection_down(&self, watch: Watch, f: impl FnMut(String) + Send + 'static) {
+        self.on_connection(watch, false, f);
+    }
+
+    fn on_connection(&self, watch: Watch, up: bool, mut f: impl FnMut(String) + Send + 'static) {
+        let mut events = self.connection_events();
+        tokio::spawn(async move {
+            while let Some(e) = events.next().await {
+                if e.up == up && watch.matches(&e.peer) {
+                    f(e.peer);
+                }
+            }
+        });
+    }
+
     fn on_kind(
         &self,
         watch: Watch,
@@ -169,5 +229,13 @@ impl Node {
                 }
             }
         });
+    }
+}
+
+/// `tags` with the role tag `role` takes, for size checks.
+pub(crate) fn with_role(tags: Tags, role: Option<Role>) -> Tags {
+    match role {
+        Some(r) => tags.with(ROLE_TAG, r.as_str()),
+        None => tags,
     }
 }

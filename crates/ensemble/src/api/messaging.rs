@@ -68,6 +68,11 @@ impl Node {
             )));
         }
         reserved(name)?;
+        self.register_any(name).await
+    }
+
+    /// [`Node::register`] for Ensemble's own names (`ensemble.*`), which users may not take.
+    pub(crate) async fn register_any(&self, name: &str) -> Result<Mailbox, Error> {
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
         let n = name.to_owned();
         self.call(|reply| {
@@ -156,6 +161,18 @@ impl Node {
         self.fits(to, name, &payload, channel.as_deref())?;
         self.send_direct(to, name, payload, Some(timeout), channel)
             .await
+    }
+
+    /// [`Node::cast_message`] to one of Ensemble's own names (`ensemble.*`).
+    pub(crate) async fn cast_reserved(
+        &self,
+        to: &str,
+        name: &str,
+        payload: Bytes,
+    ) -> Result<(), Error> {
+        let size = limits::named_message_len(self.name(), to, name, &payload, None);
+        limits::fits("a named message", size, self.inner.max_frame)?;
+        self.send_direct(to, name, payload, None, None).await
     }
 
     /// Refuses a message that would not fit in one frame in any form it may travel (relayed

@@ -5,8 +5,10 @@
 pub(crate) mod broadcast;
 pub(crate) mod faults;
 pub(crate) mod keys;
+pub(crate) mod manager;
 pub(crate) mod membership;
 pub(crate) mod messaging;
 pub(crate) mod singleton;
 pub(crate) mod table;
 pub(crate) mod tracker;
+pub(crate) mod tracker_relay;

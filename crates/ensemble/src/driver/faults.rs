@@ -6,6 +6,7 @@
 //! [`Faults`], the connection tasks through [`Gate`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use ensemble_proto::wire::Message;
 use tokio::sync::watch;
@@ -29,6 +30,8 @@ fn cut_off(partitions: &Partitions, name: &str) -> bool {
 pub(super) struct Faults {
     partitions: Partitions,
     next_partition: u64,
+    /// When partitions injected with a time to live resolve themselves.
+    expiries: BTreeMap<u64, Instant>,
 }
 
 impl Faults {
@@ -36,7 +39,13 @@ impl Faults {
         Faults {
             partitions: BTreeMap::new(),
             next_partition: 1,
+            expiries: BTreeMap::new(),
         }
+    }
+
+    /// When the next partition with a time to live resolves itself.
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        self.expiries.values().min().copied()
     }
 
     /// True if `name` is cut off from this node: it is in a partition in force.
@@ -68,10 +77,21 @@ impl Faults {
 impl Driver {
     pub(super) fn on_fault_command(&mut self, c: FaultCommand) {
         match c {
-            FaultCommand::InjectPartition { names, reply } => {
+            FaultCommand::InjectPartition { names, ttl, reply } => {
                 let id = self.faults.next_partition;
                 self.faults.next_partition += 1;
-                info!("fault injection: dropping all traffic with {names:?} (partition {id})");
+                match ttl {
+                    Some(ttl) => {
+                        info!("fault injection: dropping all traffic with {names:?} for {ttl:?} (partition {id})");
+                        let at = crate::time::deadline(Instant::now(), ttl);
+                        self.faults.expiries.insert(id, at);
+                    }
+                    None => {
+                        info!(
+                            "fault injection: dropping all traffic with {names:?} (partition {id})"
+                        )
+                    }
+                }
                 self.faults.partitions.insert(id, names);
                 self.published
                     .partitions
@@ -79,19 +99,37 @@ impl Driver {
                 let _ = reply.send(id);
             }
             FaultCommand::ResolvePartition { id, reply } => {
-                let result = match self.faults.partitions.remove(&id) {
-                    Some(names) => {
-                        info!("fault injection: partition {id} with {names:?} resolved");
-                        self.published
-                            .partitions
-                            .send_replace(self.faults.partitions.clone());
-                        Ok(())
-                    }
-                    None => Err(Error::UnknownPartition(id)),
+                let result = match self.resolve_partition(id) {
+                    true => Ok(()),
+                    false => Err(Error::UnknownPartition(id)),
                 };
                 let _ = reply.send(result);
             }
         }
+    }
+
+    /// Resolves the partitions whose time to live has passed.
+    pub(super) fn expire_partitions(&mut self, now: Instant) {
+        let due: Vec<u64> = (self.faults.expiries.iter())
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.resolve_partition(id);
+        }
+    }
+
+    /// Ends partition `id`; false if none is in force.
+    fn resolve_partition(&mut self, id: u64) -> bool {
+        self.faults.expiries.remove(&id);
+        let Some(names) = self.faults.partitions.remove(&id) else {
+            return false;
+        };
+        info!("fault injection: partition {id} with {names:?} resolved");
+        self.published
+            .partitions
+            .send_replace(self.faults.partitions.clone());
+        true
     }
 }
 

@@ -2,6 +2,7 @@
 //! removing another member and stopping into the core; member events out to
 //! [`crate::Node::events`] subscribers, and the member list published after every batch.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use ensemble_proto::{Member, MemberEvent};
 use tracing::info;
 
 use super::{Driver, Stop};
-use crate::command::MembershipCommand;
+use crate::command::{ConnectionEvent, MembershipCommand};
 use crate::error::Error;
 use crate::transport::conn;
 
@@ -92,6 +93,7 @@ impl Driver {
     }
 
     pub(super) fn publish(&mut self) {
+        self.publish_connections();
         let membership = self.core.membership();
         if membership.view_version() == self.published_version {
             return;
@@ -105,5 +107,37 @@ impl Driver {
             *old = me;
             changed
         });
+    }
+
+    /// Connection events: what opened and closed since the last call (a connection replaced
+    /// by one to a restarted process under the same name closes, then opens).
+    fn publish_connections(&mut self) {
+        let membership = self.core.membership();
+        let version = membership.connections_version();
+        if self.published_conns.0 == Some(version) {
+            return;
+        }
+        let now: BTreeMap<String, u64> = (membership.connected_incarnations())
+            .map(|(n, i)| (n.to_owned(), i))
+            .collect();
+        let old = std::mem::replace(&mut self.published_conns, (Some(version), now));
+        let now = &self.published_conns.1;
+        let tx = &self.published.connections;
+        for (peer, inc) in &old.1 {
+            if now.get(peer) != Some(inc) {
+                let _ = tx.send(ConnectionEvent {
+                    peer: peer.clone(),
+                    up: false,
+                });
+            }
+        }
+        for (peer, inc) in now {
+            if old.1.get(peer) != Some(inc) {
+                let _ = tx.send(ConnectionEvent {
+                    peer: peer.clone(),
+                    up: true,
+                });
+            }
+        }
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct Published {
     pub events: tokio::sync::broadcast::Sender<MemberEvent>,
     pub me: watch::Sender<PeerInfo>,
     pub partitions: watch::Sender<Partitions>,
+    /// Connections opened and closed, as membership keeps them.
+    pub connections: tokio::sync::broadcast::Sender<crate::command::ConnectionEvent>,
 }
 
 pub(crate) struct Driver {
@@ -63,6 +65,9 @@ pub(crate) struct Driver {
     join_waiters: HashMap<SocketAddr, Vec<oneshot::Sender<Result<String, Error>>>>,
     tasks: JoinSet<()>,
     published_version: u64,
+    /// Membership's connections version last published, and those connections (name and
+    /// the incarnation each was opened with).
+    published_conns: (Option<u64>, std::collections::BTreeMap<String, u64>),
     dropped_frames: u64,
     /// Lazy broadcast frames (announcements) shed because a peer's send queue was filling.
     shed_frames: u64,
@@ -135,6 +140,7 @@ impl Driver {
             tasks: JoinSet::new(),
             // Node::start published the initial view already.
             published_version,
+            published_conns: (None, Default::default()),
             dropped_frames: 0,
             shed_frames: 0,
             connections_closed: 0,
@@ -160,12 +166,17 @@ impl Driver {
         loop {
             let next_tick =
                 (self.core.poll_timeout()).unwrap_or_else(|| Instant::now() + IDLE_TICK);
+            let next_tick = self
+                .faults
+                .next_expiry()
+                .map_or(next_tick, |e| e.min(next_tick));
             let deadline = tokio::time::Instant::from_std(next_tick);
             let msg = match self.busy_wait(next_tick).await {
                 Some(msg) => Some(msg),
                 None => tokio::select! {
                     msg = self.inbox.recv() => msg,
                     _ = tokio::time::sleep_until(deadline) => {
+                        self.expire_partitions(Instant::now());
                         self.core.handle(Instant::now(), Input::Tick);
                         self.drain_outputs();
                         self.publish();

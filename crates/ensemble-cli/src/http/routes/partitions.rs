@@ -1,7 +1,8 @@
 //! Fault injection: `GET|POST /v1/partitions`, `DELETE /v1/partitions/{reference}`.
 //!
 //! An injected partition drops all traffic between this agent and the named members at this
-//! agent's transport (both directions, new connections refused) until it is resolved. The
+//! agent's transport (both directions, new connections refused) until it is resolved, or
+//! until its `ttl_ms` passes. The
 //! routes that change partitions answer 403 unless the agent was started with
 //! `--allow-fault-injection`; listing always works, and `/v1/health` shows them too.
 
@@ -26,7 +27,11 @@ async fn list(State(node): State<Node>) -> Json<Vec<PartitionView>> {
     Json(PartitionView::all(&node))
 }
 
-/// `{"ref": N}`; 403 if not allowed, 400 without nodes, 503 if the node refused.
+/// The longest time to live of a partition: a day.
+const MAX_TTL_MS: u64 = 86_400_000;
+
+/// `{"ref": N}`; 403 if not allowed, 400 without nodes or with a `ttl_ms` out of range, 503 if
+/// the node refused.
 async fn inject(
     State(s): State<AppState>,
     Json(body): Json<Inject>,
@@ -39,7 +44,21 @@ async fn inject(
             "name at least one node",
         ));
     }
-    match s.node.inject_partition(body.nodes).await {
+    let injected = match body.ttl_ms {
+        None => s.node.inject_partition(body.nodes).await,
+        Some(ms) if (1..=MAX_TTL_MS).contains(&ms) => {
+            let ttl = std::time::Duration::from_millis(ms);
+            s.node.inject_partition_for(body.nodes, ttl).await
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Code::BadTtl,
+                format!("ttl_ms must be 1 to {MAX_TTL_MS} (a day)"),
+            ))
+        }
+    };
+    match injected {
         Ok(r) => Ok(Json(serde_json::json!({ "ref": r.0 }))),
         Err(e) => Err(ApiError::node(StatusCode::SERVICE_UNAVAILABLE, e)),
     }

@@ -14,10 +14,11 @@ mod subscribe;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::api::table::{Table, TableChanges, TableOptions};
+use crate::api::tracker_relay as relay;
 use crate::error::Error;
 use crate::node::Node;
 pub use lifecycle::{EntryPoint, UNTIL_EXISTS_INTERVAL, UNTIL_EXISTS_TIMEOUT};
@@ -134,7 +135,8 @@ fn resolve(_node: &String, a: &NodeRow, b: &NodeRow) -> NodeRow {
 
 /// The rows this node should write so the table matches what it sees: its own row always, the
 /// others' only if it is the writer: the lowest-named live member among `hosts`, the nodes
-/// that host the tracker (a member that never started it would never write them).
+/// that host the tracker (a member that never started it would never write them; in a
+/// client-server topology only servers host it).
 pub(crate) fn wanted_rows(
     me: &str,
     hosts: &[String],
@@ -144,7 +146,7 @@ pub(crate) fn wanted_rows(
 ) -> Vec<NodeRow> {
     let writer = members
         .iter()
-        .filter(|m| m.status.is_up())
+        .filter(|m| m.status.is_up() && ensemble_proto::topology::serves(m))
         .map(|m| m.name.as_str())
         .filter(|n| *n == me || hosts.iter().any(|h| h == n))
         .min()
@@ -196,6 +198,14 @@ impl Node {
             // The task starts first, so that a failed first update is retried by it.
             let weak = self.downgrade();
             let mut events = self.events();
+            if !relay::hosts_tracker(self) {
+                let copier = relay::Copier::start(self).await?;
+                tokio::spawn(copy_rows(weak, events, copier));
+                return Ok(t);
+            }
+            if self.inner.role.is_some() {
+                relay::serve(self, read_rows).await?;
+            }
             tokio::spawn(async move {
                 loop {
                     let event = tokio::time::timeout(RECONCILE, events.next()).await;
@@ -218,10 +228,54 @@ impl Node {
     }
 }
 
+/// A server's rows, for the clients that read them.
+fn read_rows(
+    node: Node,
+) -> futures::future::BoxFuture<'static, Result<Vec<(String, NodeRow)>, Error>> {
+    Box::pin(async move { Tracker::open(&node).await?.table.snapshot() })
+}
+
+/// A client's tracker task: its copy of the servers' rows follows them on membership events
+/// and every second (a read answered `unchanged` when nothing changed), until the node stops.
+async fn copy_rows(
+    weak: crate::node::WeakNode,
+    mut events: impl Stream<Item = crate::MemberEvent> + Unpin,
+    mut copier: relay::Copier,
+) {
+    loop {
+        let Some(node) = weak.upgrade() else { return };
+        let result = match Tracker::open(&node).await {
+            Ok(t) => copier.refresh(&node, &t.table).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::debug!("tracker copy not updated: {e}");
+        }
+        drop(node);
+        // At most five reads a second, however many events come: those waiting are one.
+        tokio::time::sleep(RECONCILE / 5).await;
+        if let Ok(None) = tokio::time::timeout(RECONCILE, events.next()).await {
+            return; // the node stopped
+        }
+        while let Some(e) = events.next().now_or_never() {
+            if e.is_none() {
+                return;
+            }
+        }
+    }
+}
+
 impl Tracker {
-    async fn open(node: &Node) -> Result<Tracker, Error> {
-        let options = TableOptions::set().conflict_handler(resolve);
-        let table: Table<String, NodeRow> = node.open_table(TRACKER_TABLE, options).await?;
+    /// The tracker's table: `ensemble.tracker` where it is hosted, a client's local copy of it
+    /// otherwise (see [`relay`]).
+    pub(crate) async fn open(node: &Node) -> Result<Tracker, Error> {
+        let table: Table<String, NodeRow> = if relay::hosts_tracker(node) {
+            let options = TableOptions::set().conflict_handler(resolve);
+            node.open_table(TRACKER_TABLE, options).await?
+        } else {
+            node.open_table(relay::CLIENT_COPY, TableOptions::set())
+                .await?
+        };
         Ok(Tracker {
             node: node.clone(),
             table,
