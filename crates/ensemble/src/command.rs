@@ -4,7 +4,7 @@
 //! sides hand each other ([`Envelope`], [`BroadcastStatus`], [`SingletonStatus`], table change
 //! batches and hooks). It imports nothing from either side, so neither imports the other.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -154,6 +154,19 @@ pub(crate) enum BroadcastCommand {
     CancelExchanges {
         selector: ExchangeSelector,
         reply: oneshot::Sender<usize>,
+    },
+    /// One member's peers for a root and its exchanges (asked over the mesh if remote).
+    Peers {
+        node: String,
+        root: Option<String>,
+        timeout: Duration,
+        reply: oneshot::Sender<Result<BroadcastPeers, Error>>,
+    },
+    /// Every live member's peers for `root`.
+    Tree {
+        root: String,
+        timeout: Duration,
+        reply: oneshot::Sender<BroadcastTree>,
     },
 }
 
@@ -317,6 +330,36 @@ pub struct BroadcastStatus {
     /// Connections to peers that closed since start, for any reason (a peer gone, a
     /// duplicate connection replaced, a partition, a frame a peer refused).
     pub connections_closed: u64,
+}
+
+/// One node's part of a broadcast tree, as that node sees it (Partisan's
+/// `debug_get_peers(node, root)` and `exchanges(node)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BroadcastPeers {
+    /// The node that answered.
+    pub node: String,
+    /// The tree root the peers are for.
+    pub root: String,
+    /// Its eager peers for `root`.
+    pub eager: Vec<String>,
+    /// Its lazy peers for `root`.
+    pub lazy: Vec<String>,
+    /// Its running exchanges.
+    pub exchanges: Vec<ExchangeInfo>,
+    /// True if a list was cut to the reporting limits (1,024 peers per list, 256 exchanges).
+    pub truncated: bool,
+}
+
+/// A broadcast tree gathered through the cluster (Partisan's `debug_get_tree(root)`): every
+/// live member's eager and lazy peers for one root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BroadcastTree {
+    /// The tree root.
+    pub root: String,
+    /// Each node that answered, with its peers.
+    pub nodes: BTreeMap<String, BroadcastPeers>,
+    /// Live members that did not answer in time.
+    pub unanswered: Vec<String>,
 }
 
 /// A singleton as the API reports it, with wall-clock times.

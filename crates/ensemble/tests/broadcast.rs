@@ -166,3 +166,85 @@ async fn events_sent_during_a_partition_arrive_after_it_heals() {
     })
     .await;
 }
+
+/// Waits until every node has a connection to every other (the trees are laid on them).
+async fn meshed(nodes: &[ensemble::Node]) {
+    for _ in 0..1000 {
+        let mut all = true;
+        for n in nodes {
+            let s = n.broadcast_status(None).await.unwrap();
+            all &= s.neighbours.len() == nodes.len() - 1;
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the nodes never connected to each other");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_and_trees_of_remote_nodes_are_gathered_through_the_cluster() {
+    let nodes = cluster(3).await;
+    meshed(&nodes).await;
+    let long = Duration::from_secs(20);
+    for root in ["n0", "n1", "n2"] {
+        for asked in &nodes {
+            let own = asked.broadcast_status(Some(root)).await.unwrap();
+            for by in &nodes {
+                let got = by
+                    .broadcast_peers(asked.name(), Some(root), long)
+                    .await
+                    .unwrap();
+                assert_eq!(got.node, asked.name());
+                assert_eq!(got.root, root);
+                assert_eq!(
+                    (&got.eager, &got.lazy),
+                    (&own.eager, &own.lazy),
+                    "{}'s peers for {root} as {} got them",
+                    asked.name(),
+                    by.name()
+                );
+            }
+        }
+        let tree = nodes[1].broadcast_tree(root, long).await.unwrap();
+        assert!(tree.unanswered.is_empty(), "{tree:?}");
+        assert_eq!(tree.nodes.len(), 3, "{tree:?}");
+        for n in &nodes {
+            let own = n.broadcast_status(Some(root)).await.unwrap();
+            let part = &tree.nodes[n.name()];
+            assert_eq!((&part.eager, &part.lazy), (&own.eager, &own.lazy));
+        }
+    }
+    // None: the asked node's own tree.
+    let own = nodes[2].broadcast_peers("n2", None, long).await.unwrap();
+    let remote = nodes[0].broadcast_peers("n2", None, long).await.unwrap();
+    assert_eq!(remote.root, "n2");
+    assert_eq!(remote, own);
+    assert!(matches!(
+        nodes[0].broadcast_peers("nobody", None, long).await,
+        Err(Error::UnknownNode(_))
+    ));
+    // n2 cut off: it cannot answer, and the tree says so while it still counts as live.
+    nodes[2]
+        .inject_partition(["n0".to_string(), "n1".to_string()])
+        .await
+        .unwrap();
+    nodes[0].inject_partition(["n2".to_string()]).await.unwrap();
+    nodes[1].inject_partition(["n2".to_string()]).await.unwrap();
+    let short = Duration::from_millis(500);
+    let tree = nodes[0].broadcast_tree("n0", short).await.unwrap();
+    assert!(!tree.nodes.contains_key("n2"), "{tree:?}");
+    assert_eq!(tree.nodes.len(), 2, "{tree:?}");
+    if status(&nodes[0], "n2") == Some(ensemble::Status::Alive) {
+        assert_eq!(tree.unanswered, vec!["n2".to_string()]);
+        let asked = nodes[0].broadcast_peers("n2", None, short).await;
+        assert!(
+            matches!(
+                asked,
+                Err(Error::Timeout { .. }) | Err(Error::UnknownNode(_))
+            ),
+            "{asked:?}"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use rand::seq::IteratorRandom;
 use super::{Announcement, BroadcastMsg, Plumtree};
 
 /// An exchange this node started and that is waiting for its reply.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExchangeInfo {
     /// Session number.
     pub session: u64,

@@ -52,6 +52,17 @@ impl Driver {
                 let input = broadcast::Input::CancelExchanges { token, selector };
                 (input, BroadcastWaiter::Cancel(reply))
             }
+            BroadcastCommand::Peers {
+                node,
+                root,
+                timeout,
+                reply,
+            } => return self.on_peers_command(now, node, root, timeout, reply),
+            BroadcastCommand::Tree {
+                root,
+                timeout,
+                reply,
+            } => return self.on_tree_command(now, root, timeout, reply),
             BroadcastCommand::Status { root, reply } => {
                 let membership = self.core.membership();
                 let me = &membership.local().name;

@@ -31,6 +31,7 @@ use crate::transport::outbox::Outbox;
 use crate::transport::TransportEvent;
 
 mod broadcast;
+mod broadcast_info;
 mod conns;
 mod faults;
 mod keys;
@@ -82,6 +83,8 @@ pub(crate) struct Driver {
     singleton_waiters: HashMap<u64, singletons::SingletonWaiter>,
     /// Key operations gathering the other nodes' answers, by request id.
     key_ops: HashMap<u64, mpsc::Sender<(String, keys::Answer)>>,
+    /// Broadcast introspection requests gathering the other nodes' answers, by request id.
+    info_ops: HashMap<u64, broadcast_info::InfoAnswers>,
     /// Change subscriptions per table.
     table_changes: HashMap<String, tokio::sync::broadcast::Sender<ChangeBatch>>,
     /// `handle_down` hooks per table.
@@ -145,6 +148,7 @@ impl Driver {
             broadcast_waiters: HashMap::new(),
             singleton_waiters: HashMap::new(),
             key_ops: HashMap::new(),
+            info_ops: HashMap::new(),
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
             singleton_tasks: HashMap::new(),
@@ -155,6 +159,7 @@ impl Driver {
     pub async fn run(mut self, listener: tokio::net::TcpListener) {
         let accept = tokio::spawn(accept::accept_loop(self.shared.clone(), listener));
         self.serve_keys(Instant::now());
+        self.serve_broadcast_info(Instant::now());
         self.drain_outputs();
         self.publish();
         loop {
