@@ -248,3 +248,57 @@ async fn peers_and_trees_of_remote_nodes_are_gathered_through_the_cluster() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_eager_and_lazy_sets_are_given_at_start() {
+    let mut c = config("n0", 0);
+    c.broadcast.initial_lazy.insert("n1".into());
+    c.broadcast.initial_eager.insert("n2".into());
+    let first = ensemble::Node::start(c).await.unwrap();
+    let seed = first.addr();
+    let nodes = vec![
+        first,
+        start("n1", &[seed]).await,
+        start("n2", &[seed]).await,
+    ];
+    wait_for(Duration::from_secs(20), "cluster converges", || {
+        all_see(&nodes, &names(&nodes), ensemble::Status::Alive)
+    })
+    .await;
+    meshed(&nodes).await;
+    // Every root but the peer's own (a root needs no announcements of its messages).
+    for root in ["n0", "n2"] {
+        let s = nodes[0].broadcast_status(Some(root)).await.unwrap();
+        assert!(!s.eager.contains(&"n1".to_string()), "{root}: {s:?}");
+        assert!(s.lazy.contains(&"n1".to_string()), "{root}: {s:?}");
+    }
+    let s = nodes[0].broadcast_status(Some("n1")).await.unwrap();
+    assert!(s.eager.contains(&"n2".to_string()), "{s:?}");
+    // The lazy peer still gets everything: announced, then grafted.
+    let log = collect(&nodes[1]);
+    nodes[0].send_event("deploy", "v1").await.unwrap();
+    wait_for(Duration::from_secs(20), "n1 gets the event", || {
+        log.lock().unwrap().len() == 1
+    })
+    .await;
+
+    let mut c = config("x0", 0);
+    c.broadcast.initial_eager.insert("x0".into());
+    assert!(matches!(
+        ensemble::Node::start(c).await,
+        Err(Error::Config(_))
+    ));
+    let mut c = config("x0", 0);
+    c.broadcast.initial_lazy = (0..1025).map(|i| format!("p{i}")).collect();
+    assert!(matches!(
+        ensemble::Node::start(c).await,
+        Err(Error::Config(_))
+    ));
+    let mut c = config("x0", 0);
+    c.broadcast.initial_lazy.insert("p".into());
+    c.broadcast.initial_eager.insert("p".into());
+    assert!(matches!(
+        ensemble::Node::start(c).await,
+        Err(Error::Config(_))
+    ));
+}

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-pub use config::BroadcastConfig;
+pub use config::{BroadcastConfig, MAX_INITIAL_PEERS};
 pub use exchange::{ExchangeInfo, ExchangeSelector};
 pub use handler::{Graft, Handler};
 pub use msg::{Announcement, BroadcastMsg};
@@ -415,14 +415,31 @@ impl Plumtree {
         if let Some(t) = self.trees.get(root) {
             lazy.extend(t.pruned.iter().cloned());
         }
+        lazy.extend(self.initially_lazy(root, &eager));
         (eager, lazy.into_iter().collect())
     }
 
-    /// Where announcements of a message of `root` go: the ring successors not pushed to.
+    /// Where announcements of a message of `root` go: the ring successors not pushed to,
+    /// and the initial lazy peers.
     fn announce_to(&self, root: &str, pushed: &[String]) -> Vec<String> {
-        self.base_lazy
+        let mut to: Vec<String> = self
+            .base_lazy
             .iter()
             .filter(|p| *p != root && !pushed.contains(p))
+            .cloned()
+            .collect();
+        for p in self.initially_lazy(root, pushed) {
+            if !to.contains(&p) {
+                to.push(p);
+            }
+        }
+        to
+    }
+
+    /// The initial lazy peers that are neighbours and not pushed payloads of `root`.
+    fn initially_lazy(&self, root: &str, pushed: &[String]) -> Vec<String> {
+        (self.config.initial_lazy.iter())
+            .filter(|p| *p != root && self.neighbours.contains(*p) && !pushed.contains(p))
             .cloned()
             .collect()
     }

@@ -673,3 +673,49 @@ fn an_event_at_the_end_of_time_does_not_overflow_the_clock() {
     assert_eq!(e.ltime, u64::MAX);
     assert!(log.merge(&id, &payload));
 }
+
+#[test]
+fn an_initial_lazy_peer_gets_announcements_until_it_grafts() {
+    let mut net = Net::new(4, None);
+    let n2 = "n2".to_string();
+    net.nodes[0].config.initial_lazy.insert(n2.clone());
+    for root in ["n0", "n1", "n3"] {
+        let (eager, lazy) = net.nodes[0].peers(root);
+        assert!(
+            !eager.contains(&n2) && lazy.contains(&n2),
+            "{root}: {eager:?} {lazy:?}"
+        );
+    }
+    net.broadcast(0, "m1");
+    assert_eq!(net.receivers("m1").len(), 3, "n2 only hears of it");
+    assert!(!net.receivers("m1").contains(&2));
+    // Announced to it on the lazy tick, grafted after graft_timeout.
+    net.advance(Duration::from_millis(1500));
+    assert!(net.receivers("m1").contains(&2), "{:?}", net.sent);
+    // A graft for root n0 makes it eager for that root only.
+    net.nodes[0].add_eager("n0", "n2");
+    assert!(net.nodes[0].peers("n0").0.contains(&n2));
+    assert!(!net.nodes[0].peers("n1").0.contains(&n2));
+    net.sent.clear();
+    net.broadcast(0, "m2");
+    assert_eq!(net.count("payload"), 3, "{:?}", net.sent);
+}
+
+#[test]
+fn an_initial_eager_peer_gets_payloads_of_every_root_until_pruned() {
+    let mut net = Net::new(4, None);
+    let n3 = "n3".to_string();
+    net.nodes[0].config.initial_eager.insert(n3.clone());
+    // In a full mesh n0 is a leaf of n1's tree: the initial eager peer is its only child.
+    assert_eq!(net.nodes[0].peers("n1").0, vec![n3.clone()]);
+    assert!(net.nodes[0].peers("n2").0.contains(&n3));
+    net.broadcast(1, "m1");
+    assert_eq!(net.count("payload"), 4, "one extra, to n3: {:?}", net.sent);
+    // n3 got it twice: it prunes the later link, n0's, for n1's tree.
+    assert_eq!(net.count("prune"), 1, "{:?}", net.sent);
+    assert!(!net.nodes[0].peers("n1").0.contains(&n3));
+    assert!(net.nodes[0].peers("n2").0.contains(&n3));
+    net.sent.clear();
+    net.broadcast(1, "m2");
+    assert_eq!(net.count("payload"), 3, "{:?}", net.sent);
+}
