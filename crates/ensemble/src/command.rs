@@ -162,6 +162,18 @@ pub(crate) enum BroadcastCommand {
         timeout: Duration,
         reply: oneshot::Sender<Result<BroadcastPeers, Error>>,
     },
+    /// Custom exchanges of `handler` go to `tx` from now on.
+    RunExchanges {
+        handler: String,
+        tx: mpsc::Sender<ExchangeRequest>,
+        reply: oneshot::Sender<()>,
+    },
+    /// A custom exchange finished with these items.
+    ExchangeDone {
+        session: u64,
+        items: Vec<(Bytes, Bytes)>,
+        reply: oneshot::Sender<bool>,
+    },
     /// Every live member's peers for `root`.
     Tree {
         root: String,
@@ -348,6 +360,18 @@ pub struct BroadcastPeers {
     pub exchanges: Vec<ExchangeInfo>,
     /// True if a list was cut to the reporting limits (1,024 peers per list, 256 exchanges).
     pub truncated: bool,
+}
+
+/// A custom exchange to run ([`crate::Handler::custom_exchange`]): with member `peer`, for
+/// `handler`; report its outcome with [`crate::Node::finish_exchange`] and `session`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeRequest {
+    /// The exchange, as [`BroadcastStatus::exchanges`] lists it.
+    pub session: u64,
+    /// The handler.
+    pub handler: String,
+    /// The neighbour to exchange with.
+    pub peer: String,
 }
 
 /// A broadcast tree gathered through the cluster (Partisan's `debug_get_tree(root)`): every

@@ -55,8 +55,8 @@ pub use api::table::{
 };
 pub use api::tracker::{Mode, NodeRow, NodeStatus, NodeUpdate, Tracker, TRACKER_TABLE};
 pub use command::{
-    BroadcastPeers, BroadcastStatus, BroadcastTree, Envelope, KeyResponse, KeyUse, SingletonStatus,
-    MAILBOX_CAPACITY,
+    BroadcastPeers, BroadcastStatus, BroadcastTree, Envelope, ExchangeRequest, KeyResponse, KeyUse,
+    SingletonStatus, MAILBOX_CAPACITY,
 };
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;

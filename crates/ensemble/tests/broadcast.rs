@@ -302,3 +302,95 @@ async fn initial_eager_and_lazy_sets_are_given_at_start() {
         Err(Error::Config(_))
     ));
 }
+
+/// A set of strings whose anti-entropy is a protocol of its own, run over named messaging.
+#[derive(Clone, Default)]
+struct SyncedSet(Arc<Mutex<std::collections::BTreeSet<String>>>);
+
+impl Handler for SyncedSet {
+    fn broadcast_data(&mut self, msg: Bytes) -> (Bytes, Bytes) {
+        (msg.clone(), msg)
+    }
+    fn merge(&mut self, _id: &Bytes, payload: &Bytes) -> bool {
+        let s = String::from_utf8_lossy(payload).into_owned();
+        self.0.lock().unwrap().insert(s)
+    }
+    fn is_stale(&self, id: &Bytes) -> bool {
+        let s = String::from_utf8_lossy(id).into_owned();
+        self.0.lock().unwrap().contains(&s)
+    }
+    fn graft(&self, id: &Bytes) -> Graft {
+        Graft::Payload(id.clone())
+    }
+    fn custom_exchange(&self) -> bool {
+        true
+    }
+}
+
+/// The application side of `SyncedSet`'s exchange: asks the peer for everything it holds
+/// (`ask:<session>`), answers such asks (`all:<session>:a,b,c`), and finishes the exchange
+/// with the answer.
+async fn run_sync(node: ensemble::Node, set: SyncedSet) {
+    let mut mailbox = node.register("sets.sync").await.unwrap();
+    let mut requests = node.custom_exchanges("sets").await.unwrap();
+    loop {
+        tokio::select! {
+            Some(r) = requests.next() => {
+                let ask = format!("ask:{}", r.session);
+                let _ = node.cast_message(&r.peer, "sets.sync", ask).await;
+            }
+            Some(m) = mailbox.recv() => {
+                let text = String::from_utf8_lossy(&m.payload).into_owned();
+                if let Some(session) = text.strip_prefix("ask:") {
+                    let all: Vec<String> = set.0.lock().unwrap().iter().cloned().collect();
+                    let answer = format!("all:{session}:{}", all.join(","));
+                    let _ = node.cast_message(&m.from, "sets.sync", answer).await;
+                } else if let Some(rest) = text.strip_prefix("all:") {
+                    let (session, all) = rest.split_once(':').unwrap();
+                    let items = (all.split(',').filter(|s| !s.is_empty()))
+                        .map(|s| (Bytes::from(s.to_owned()), Bytes::from(s.to_owned())))
+                        .collect();
+                    let _ = node.finish_exchange(session.parse().unwrap(), items).await;
+                }
+            }
+            else => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_runs_its_own_exchange_over_messaging() {
+    let mut nodes = Vec::new();
+    let mut sets = Vec::new();
+    for i in 0..2 {
+        let mut c = config(&format!("n{i}"), 0);
+        c.broadcast.exchange_interval = Duration::from_millis(500);
+        c.seeds = nodes
+            .first()
+            .map(|n: &ensemble::Node| n.addr())
+            .into_iter()
+            .collect();
+        let node = ensemble::Node::start(c).await.unwrap();
+        let set = SyncedSet::default();
+        node.register_handler("sets", set.clone()).await.unwrap();
+        tokio::spawn(run_sync(node.clone(), set.clone()));
+        nodes.push(node);
+        sets.push(set);
+    }
+    wait_for(Duration::from_secs(20), "cluster converges", || {
+        all_see(&nodes, &names(&nodes), ensemble::Status::Alive)
+    })
+    .await;
+    // Known to n0 only (never broadcast): only an exchange can bring it to n1.
+    sets[0].0.lock().unwrap().insert("only-on-n0".into());
+    wait_for(Duration::from_secs(30), "n1 learns it by exchange", || {
+        sets[1].0.lock().unwrap().contains("only-on-n0")
+    })
+    .await;
+    let s = nodes[1].broadcast_status(None).await.unwrap();
+    assert!(s.stats.repaired >= 1, "{s:?}");
+    // A finished (or unknown) session merges nothing.
+    let late = vec![(Bytes::from("late"), Bytes::from("late"))];
+    assert!(!nodes[1].finish_exchange(u64::MAX, late).await.unwrap());
+    assert!(!sets[1].0.lock().unwrap().contains("late"));
+}

@@ -161,7 +161,7 @@ impl Net {
                         self.queue.push_back((i, to, msg));
                     }
                     Output::Delivered(d) => self.delivered.push((i, d)),
-                    Output::Done { .. } => {}
+                    Output::Done { .. } | Output::CustomExchange { .. } => {}
                 }
             }
         }
@@ -718,4 +718,82 @@ fn an_initial_eager_peer_gets_payloads_of_every_root_until_pruned() {
     net.sent.clear();
     net.broadcast(1, "m2");
     assert_eq!(net.count("payload"), 3, "{:?}", net.sent);
+}
+
+/// A `Set` whose anti-entropy is a protocol of its own.
+#[derive(Default)]
+struct CustomSet(Set);
+
+impl Handler for CustomSet {
+    fn broadcast_data(&mut self, msg: Bytes) -> (Bytes, Bytes) {
+        self.0.broadcast_data(msg)
+    }
+    fn merge(&mut self, id: &Bytes, payload: &Bytes) -> bool {
+        self.0.merge(id, payload)
+    }
+    fn is_stale(&self, id: &Bytes) -> bool {
+        self.0.is_stale(id)
+    }
+    fn graft(&self, id: &Bytes) -> Graft {
+        self.0.graft(id)
+    }
+    fn custom_exchange(&self) -> bool {
+        true
+    }
+    fn summary(&self) -> Option<Bytes> {
+        Some(Bytes::from_static(b"never sent"))
+    }
+}
+
+#[test]
+fn a_custom_exchange_is_run_by_the_application_and_its_items_merged() {
+    let now = Instant::now();
+    let mut p = Plumtree::new(BroadcastConfig::default(), "a".into(), 1, now);
+    register(&mut p, "custom", Box::<CustomSet>::default()).unwrap();
+    p.handle(now, Input::MemberUp("b".into()));
+    p.handle(now, Input::NeighborUp("b".into()));
+    let outs: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    let session = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::CustomExchange {
+                session,
+                handler,
+                peer,
+            } if handler == "custom" && peer == "b" => Some(*session),
+            _ => None,
+        })
+        .expect("the application is asked to run the exchange");
+    let sent_summary = outs.iter().any(|o| {
+        matches!(o, Output::Send { msg: BroadcastMsg::Exchange { handler, .. }, .. } if handler == "custom")
+    });
+    assert!(!sent_summary, "{outs:?}");
+    assert_eq!(p.exchanges().len(), 1);
+    assert_eq!(p.exchanges()[0].session, session);
+
+    let items = vec![(Bytes::from_static(b"x"), Bytes::from_static(b"x"))];
+    let done = Input::ExchangeDone {
+        token: 7,
+        session,
+        items: items.clone(),
+    };
+    assert_eq!(call(&mut p, now, done).unwrap(), Reply::ExchangeDone(true));
+    let outs: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Delivered(d) if d.id.as_ref() == b"x")),
+        "{outs:?}"
+    );
+    assert!(p.exchanges().is_empty());
+    // Finished (or cancelled, or expired): a second report merges nothing.
+    let again = Input::ExchangeDone {
+        token: 8,
+        session,
+        items: vec![(Bytes::from_static(b"y"), Bytes::from_static(b"y"))],
+    };
+    assert_eq!(
+        call(&mut p, now, again).unwrap(),
+        Reply::ExchangeDone(false)
+    );
+    assert!(!std::iter::from_fn(|| p.poll_output()).any(|o| matches!(o, Output::Delivered(_))));
 }

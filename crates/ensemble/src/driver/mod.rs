@@ -83,6 +83,8 @@ pub(crate) struct Driver {
     singleton_waiters: HashMap<u64, singletons::SingletonWaiter>,
     /// Key operations gathering the other nodes' answers, by request id.
     key_ops: HashMap<u64, mpsc::Sender<(String, keys::Answer)>>,
+    /// Where each handler's custom exchanges go ([`crate::Node::custom_exchanges`]).
+    exchange_runners: HashMap<String, mpsc::Sender<crate::command::ExchangeRequest>>,
     /// Broadcast introspection requests gathering the other nodes' answers, by request id.
     info_ops: HashMap<u64, broadcast_info::InfoAnswers>,
     /// Change subscriptions per table.
@@ -149,6 +151,7 @@ impl Driver {
             singleton_waiters: HashMap::new(),
             key_ops: HashMap::new(),
             info_ops: HashMap::new(),
+            exchange_runners: HashMap::new(),
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
             singleton_tasks: HashMap::new(),
