@@ -8,7 +8,7 @@
 //! This module holds the loop and the dispatch of inputs and outputs. The rest has a module
 //! each: `conns` (the connection table, which connection wins, sending and shedding), `faults`
 //! (fault injection), and each capability's commands and outputs (`membership`, `broadcast`,
-//! `messaging`, `tables`, `singletons`).
+//! `messaging`, `tables`, `singletons`, `keys`; `broadcast_info`: introspection of other members).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
