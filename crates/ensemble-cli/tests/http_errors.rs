@@ -212,6 +212,33 @@ fn refused_requests_answer_json_with_a_code() {
         "no injected partition 99",
     );
 
+    // Broadcast introspection of members.
+    expect_error(
+        http,
+        ("GET", "/v1/broadcast/peers/nobody", None, None),
+        404,
+        "unknown_member",
+        "nobody is not a live member",
+    );
+    let long_root = format!("/v1/broadcast/tree/{}", "r".repeat(200));
+    expect_error(
+        http,
+        ("GET", &long_root, None, None),
+        400,
+        "invalid_argument",
+        "limit is 128",
+    );
+    let (status, _, _, v) = call(http, "GET", "/v1/broadcast/peers/a0/a0", None, None);
+    assert_eq!(
+        (status, &v["node"], &v["root"]),
+        (200, &Value::from("a0"), &Value::from("a0")),
+        "{v}"
+    );
+    let (status, _, _, v) = call(http, "GET", "/v1/broadcast/tree/a0", None, None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["nodes"]["a0"]["node"], "a0", "{v}");
+    assert_eq!(v["unanswered"], serde_json::json!([]), "{v}");
+
     // Answers that succeed are as they were.
     let (status, ctype, _, v) = call(http, "GET", "/v1/broadcast", None, None);
     assert_eq!(status, 200, "{v}");

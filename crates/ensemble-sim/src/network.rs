@@ -403,7 +403,9 @@ impl Sim {
             Output::Broadcast(broadcast::Output::Done { result, .. }) => {
                 self.broadcast_answer = Some(result);
             }
-            Output::Broadcast(broadcast::Output::Send { .. }) => {}
+            // The simulator's handlers exchange by summaries; a custom one would expire.
+            Output::Broadcast(broadcast::Output::Send { .. })
+            | Output::Broadcast(broadcast::Output::CustomExchange { .. }) => {}
             Output::Broadcast(broadcast::Output::Delivered(d)) => {
                 if self.record_deliveries {
                     self.deliveries.push(SimDelivery {

@@ -4,7 +4,7 @@
 //! sides hand each other ([`Envelope`], [`BroadcastStatus`], [`SingletonStatus`], table change
 //! batches and hooks). It imports nothing from either side, so neither imports the other.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -156,6 +156,31 @@ pub(crate) enum BroadcastCommand {
     CancelExchanges {
         selector: ExchangeSelector,
         reply: oneshot::Sender<usize>,
+    },
+    /// One member's peers for a root and its exchanges (asked over the mesh if remote).
+    Peers {
+        node: String,
+        root: Option<String>,
+        timeout: Duration,
+        reply: oneshot::Sender<Result<BroadcastPeers, Error>>,
+    },
+    /// Custom exchanges of `handler` go to `tx` from now on.
+    RunExchanges {
+        handler: String,
+        tx: mpsc::Sender<ExchangeRequest>,
+        reply: oneshot::Sender<()>,
+    },
+    /// A custom exchange finished with these items.
+    ExchangeDone {
+        session: u64,
+        items: Vec<(Bytes, Bytes)>,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Every live member's peers for `root`.
+    Tree {
+        root: String,
+        timeout: Duration,
+        reply: oneshot::Sender<BroadcastTree>,
     },
 }
 
@@ -319,6 +344,48 @@ pub struct BroadcastStatus {
     /// Connections to peers that closed since start, for any reason (a peer gone, a
     /// duplicate connection replaced, a partition, a frame a peer refused).
     pub connections_closed: u64,
+}
+
+/// One node's part of a broadcast tree, as that node sees it (Partisan's
+/// `debug_get_peers(node, root)` and `exchanges(node)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BroadcastPeers {
+    /// The node that answered.
+    pub node: String,
+    /// The tree root the peers are for.
+    pub root: String,
+    /// Its eager peers for `root`.
+    pub eager: Vec<String>,
+    /// Its lazy peers for `root`.
+    pub lazy: Vec<String>,
+    /// Its running exchanges.
+    pub exchanges: Vec<ExchangeInfo>,
+    /// True if a list was cut to the reporting limits (1,024 peers per list, 256 exchanges).
+    pub truncated: bool,
+}
+
+/// A custom exchange to run ([`crate::Handler::custom_exchange`]): with member `peer`, for
+/// `handler`; report its outcome with [`crate::Node::finish_exchange`] and `session`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeRequest {
+    /// The exchange, as [`BroadcastStatus::exchanges`] lists it.
+    pub session: u64,
+    /// The handler.
+    pub handler: String,
+    /// The neighbour to exchange with.
+    pub peer: String,
+}
+
+/// A broadcast tree gathered through the cluster (Partisan's `debug_get_tree(root)`): every
+/// live member's eager and lazy peers for one root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BroadcastTree {
+    /// The tree root.
+    pub root: String,
+    /// Each node that answered, with its peers.
+    pub nodes: BTreeMap<String, BroadcastPeers>,
+    /// Live members that did not answer in time.
+    pub unanswered: Vec<String>,
 }
 
 /// A singleton as the API reports it, with wall-clock times.

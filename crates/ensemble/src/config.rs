@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ensemble_proto::broadcast::{BroadcastConfig, MAX_INITIAL_PEERS};
 use ensemble_proto::member::validate_name;
 use ensemble_proto::topology::ROLE_TAG;
 use ensemble_proto::Tags;
@@ -146,6 +147,7 @@ impl Config {
                 t.chunk_bytes, t.max_record_bytes, self.max_frame_size
             )));
         }
+        check_initial_peers(&self.name, &self.broadcast)?;
         check_channels(&self.channels)?;
         if self.send_queue_bytes < 2 * self.max_frame_size {
             return Err(Error::Config(format!(
@@ -202,4 +204,34 @@ pub(crate) fn user_tags(
         tags.clone().with(ROLE_TAG, r.as_str()).check()?;
     }
     Ok(tags)
+}
+
+/// Refuses initial eager or lazy sets over [`MAX_INITIAL_PEERS`] names, names that cannot name
+/// a member, this node itself, or a peer in both sets.
+fn check_initial_peers(me: &str, b: &BroadcastConfig) -> Result<(), Error> {
+    for (what, set) in [
+        ("initial_eager", &b.initial_eager),
+        ("initial_lazy", &b.initial_lazy),
+    ] {
+        if set.len() > MAX_INITIAL_PEERS {
+            return Err(Error::Config(format!(
+                "broadcast {what} has {} names; the limit is {MAX_INITIAL_PEERS}",
+                set.len()
+            )));
+        }
+        for name in set {
+            validate_name(name)?;
+            if name == me {
+                return Err(Error::Config(format!(
+                    "broadcast {what} names this node itself ({me})"
+                )));
+            }
+        }
+    }
+    if let Some(both) = b.initial_eager.intersection(&b.initial_lazy).next() {
+        return Err(Error::Config(format!(
+            "broadcast initial_eager and initial_lazy both name {both}"
+        )));
+    }
+    Ok(())
 }

@@ -59,8 +59,8 @@ pub use api::tracker::{
     TRACKER_TABLE, UNTIL_EXISTS_INTERVAL, UNTIL_EXISTS_TIMEOUT,
 };
 pub use command::{
-    BroadcastStatus, ConnectionEvent, Envelope, KeyResponse, KeyUse, SingletonStatus,
-    MAILBOX_CAPACITY,
+    BroadcastPeers, BroadcastStatus, BroadcastTree, ConnectionEvent, Envelope, ExchangeRequest,
+    KeyResponse, KeyUse, SingletonStatus, MAILBOX_CAPACITY,
 };
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;

@@ -1,5 +1,6 @@
 //! Settings of the broadcast protocol, with the defaults Ensemble ships.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Timings and sizes of Plumtree broadcast.
@@ -33,7 +34,18 @@ pub struct BroadcastConfig {
     pub exchange_limit: usize,
     /// Most payload bytes one exchange step sends (the rest follows at later exchanges).
     pub exchange_bytes: usize,
+    /// Neighbours that get payloads of every root at once from the start, besides the ring
+    /// layout (Partisan's initial eager set, `start_link/5`), until a prune of a root makes one
+    /// lazy for that root.
+    pub initial_eager: BTreeSet<String>,
+    /// Neighbours that get only announcements of every root from the start, even where the
+    /// ring layout would push to them (Partisan's initial lazy set), until a graft of a root
+    /// makes one eager for that root.
+    pub initial_lazy: BTreeSet<String>,
 }
+
+/// Most names in [`BroadcastConfig::initial_eager`] or [`BroadcastConfig::initial_lazy`].
+pub const MAX_INITIAL_PEERS: usize = 1024;
 
 impl Default for BroadcastConfig {
     fn default() -> Self {
@@ -50,6 +62,8 @@ impl Default for BroadcastConfig {
             max_ihave_items: 1024,
             exchange_limit: 1024,
             exchange_bytes: 256 * 1024,
+            initial_eager: BTreeSet::new(),
+            initial_lazy: BTreeSet::new(),
         }
     }
 }

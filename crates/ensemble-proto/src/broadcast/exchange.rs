@@ -5,10 +5,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use rand::seq::IteratorRandom;
 
-use super::{Announcement, BroadcastMsg, Plumtree};
+use super::{Announcement, BroadcastMsg, Output, Plumtree};
 
 /// An exchange this node started and that is waiting for its reply.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExchangeInfo {
     /// Session number.
     pub session: u64,
@@ -79,10 +79,16 @@ impl Plumtree {
 
     /// Starts an exchange with `peer` for every handler that does anti-entropy.
     pub(super) fn start_exchanges(&mut self, now: Instant, peer: &str) {
-        let summaries: Vec<(String, Bytes)> = self
-            .handlers
-            .iter()
-            .filter_map(|(name, h)| Some((name.clone(), h.summary()?)))
+        // None: a custom exchange, run by the application.
+        let summaries: Vec<(String, Option<Bytes>)> = (self.handlers.iter())
+            .filter_map(|(name, h)| {
+                let summary = if h.custom_exchange() {
+                    None
+                } else {
+                    Some(h.summary()?)
+                };
+                Some((name.clone(), summary))
+            })
             .collect();
         for (handler, summary) in summaries {
             let session = self.next_session;
@@ -97,6 +103,16 @@ impl Plumtree {
                     started: Some(now),
                 },
             );
+            let Some(summary) = summary else {
+                let peer = peer.to_owned();
+                let out = Output::CustomExchange {
+                    session,
+                    handler,
+                    peer,
+                };
+                self.outputs.push_back(out);
+                continue;
+            };
             self.send(
                 peer,
                 BroadcastMsg::Exchange {
@@ -106,6 +122,21 @@ impl Plumtree {
                 },
             );
         }
+    }
+
+    /// The application finished custom exchange `session` with `items`: merged like any
+    /// repair, if the exchange still runs. Returns whether it did.
+    pub(super) fn exchange_done(&mut self, session: u64, mut items: Vec<(Bytes, Bytes)>) -> bool {
+        let Some(e) = self.exchanges.remove(&session) else {
+            return false;
+        };
+        let max = self.config.max_payload;
+        items.truncate(self.config.exchange_limit);
+        let before = items.len();
+        items.retain(|(id, p)| id.len() + p.len() <= max);
+        self.stats.oversized += (before - items.len()) as u64;
+        self.merge_repaired(&e.peer, &e.handler, items);
+        true
     }
 
     /// Drops expired exchanges and starts one with a random neighbour.

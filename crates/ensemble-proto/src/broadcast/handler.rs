@@ -22,7 +22,8 @@ pub enum Graft {
 ///
 /// The shape follows Plumtree's original handler interface: `broadcast_data`, `merge`,
 /// `is_stale`, `graft` and `exchange` (split here into [`Handler::summary`] on the requesting
-/// side and [`Handler::missing`] on both sides).
+/// side and [`Handler::missing`] on both sides, or a protocol of the handler's own:
+/// [`Handler::custom_exchange`]).
 pub trait Handler: Send + 'static {
     /// Turns a message the application broadcasts into its id and payload. The id must be
     /// unique per message cluster-wide (for example origin and sequence number).
@@ -44,6 +45,15 @@ pub trait Handler: Send + 'static {
     /// anti-entropy off for this handler.
     fn summary(&self) -> Option<Bytes> {
         None
+    }
+
+    /// Anti-entropy by a protocol of the handler's own (Partisan's `exchange(peer)`): true
+    /// makes each exchange of this handler an [`crate::broadcast::Output::CustomExchange`]
+    /// for the application, which runs it (over named messaging, for example) and reports
+    /// what it learnt with [`crate::broadcast::Input::ExchangeDone`]; [`Handler::summary`]
+    /// and [`Handler::missing`] are then not used. False (the default) keeps that pair.
+    fn custom_exchange(&self) -> bool {
+        false
     }
 
     /// Anti-entropy: messages held here that a peer with `summary` lacks, as (id, payload),

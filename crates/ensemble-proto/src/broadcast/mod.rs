@@ -35,7 +35,7 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-pub use config::BroadcastConfig;
+pub use config::{BroadcastConfig, MAX_INITIAL_PEERS};
 pub use exchange::{ExchangeInfo, ExchangeSelector};
 pub use handler::{Graft, Handler};
 pub use msg::{Announcement, BroadcastMsg};
@@ -77,6 +77,18 @@ pub enum Input {
         token: u64,
         /// Which exchanges.
         selector: ExchangeSelector,
+    },
+    /// The application finished custom exchange `session` ([`Output::CustomExchange`]) and
+    /// learnt `items` (id, payload): they are merged, delivered and announced like any repair
+    /// (at most `exchange_limit` of them, each within `max_payload`). Answered with
+    /// [`Reply::ExchangeDone`]: false if the exchange was cancelled or expired (nothing merged).
+    ExchangeDone {
+        /// The caller's token.
+        token: u64,
+        /// The exchange.
+        session: u64,
+        /// What the exchange brought.
+        items: Vec<(Bytes, Bytes)>,
     },
     /// A message from a neighbour.
     Message {
@@ -124,6 +136,16 @@ pub enum Output {
     },
     /// A message was delivered to its handler.
     Delivered(Delivery),
+    /// Run handler `handler`'s own exchange protocol with neighbour `peer`
+    /// ([`Handler::custom_exchange`]); report its outcome with [`Input::ExchangeDone`].
+    CustomExchange {
+        /// The exchange, as [`Plumtree::exchanges`] lists it.
+        session: u64,
+        /// The handler.
+        handler: String,
+        /// The neighbour to exchange with.
+        peer: NodeName,
+    },
     /// The answer to the command with this token.
     Done {
         /// The caller's token.
@@ -142,6 +164,8 @@ pub enum Reply {
     Broadcast(Bytes),
     /// This many exchanges were cancelled.
     Cancelled(usize),
+    /// A custom exchange finished: true if it was still running (its items were merged).
+    ExchangeDone(bool),
 }
 
 impl std::fmt::Debug for Input {
@@ -166,6 +190,16 @@ impl std::fmt::Debug for Input {
                 .debug_struct("CancelExchanges")
                 .field("token", token)
                 .field("selector", selector)
+                .finish(),
+            Input::ExchangeDone {
+                token,
+                session,
+                items,
+            } => f
+                .debug_struct("ExchangeDone")
+                .field("token", token)
+                .field("session", session)
+                .field("items", &items.len())
                 .finish(),
             Input::Message { from, msg } => f
                 .debug_struct("Message")
@@ -363,6 +397,15 @@ impl Plumtree {
                 let result = Ok(Reply::Cancelled(n));
                 self.outputs.push_back(Output::Done { token, result });
             }
+            Input::ExchangeDone {
+                token,
+                session,
+                items,
+            } => {
+                let done = self.exchange_done(session, items);
+                let result = Ok(Reply::ExchangeDone(done));
+                self.outputs.push_back(Output::Done { token, result });
+            }
             Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::NeighborUp(p) => self.neighbor_up(now, p),
             Input::NeighborDown(p) => self.neighbor_down(&p),
@@ -415,14 +458,31 @@ impl Plumtree {
         if let Some(t) = self.trees.get(root) {
             lazy.extend(t.pruned.iter().cloned());
         }
+        lazy.extend(self.initially_lazy(root, &eager));
         (eager, lazy.into_iter().collect())
     }
 
-    /// Where announcements of a message of `root` go: the ring successors not pushed to.
+    /// Where announcements of a message of `root` go: the ring successors not pushed to,
+    /// and the initial lazy peers.
     fn announce_to(&self, root: &str, pushed: &[String]) -> Vec<String> {
-        self.base_lazy
+        let mut to: Vec<String> = self
+            .base_lazy
             .iter()
             .filter(|p| *p != root && !pushed.contains(p))
+            .cloned()
+            .collect();
+        for p in self.initially_lazy(root, pushed) {
+            if !to.contains(&p) {
+                to.push(p);
+            }
+        }
+        to
+    }
+
+    /// The initial lazy peers that are neighbours and not pushed payloads of `root`.
+    fn initially_lazy(&self, root: &str, pushed: &[String]) -> Vec<String> {
+        (self.config.initial_lazy.iter())
+            .filter(|p| *p != root && self.neighbours.contains(*p) && !pushed.contains(p))
             .cloned()
             .collect()
     }

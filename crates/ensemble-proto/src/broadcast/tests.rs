@@ -161,7 +161,7 @@ impl Net {
                         self.queue.push_back((i, to, msg));
                     }
                     Output::Delivered(d) => self.delivered.push((i, d)),
-                    Output::Done { .. } => {}
+                    Output::Done { .. } | Output::CustomExchange { .. } => {}
                 }
             }
         }
@@ -672,4 +672,128 @@ fn an_event_at_the_end_of_time_does_not_overflow_the_clock() {
     let e: UserEvent = postcard::from_bytes(&payload).unwrap();
     assert_eq!(e.ltime, u64::MAX);
     assert!(log.merge(&id, &payload));
+}
+
+#[test]
+fn an_initial_lazy_peer_gets_announcements_until_it_grafts() {
+    let mut net = Net::new(4, None);
+    let n2 = "n2".to_string();
+    net.nodes[0].config.initial_lazy.insert(n2.clone());
+    for root in ["n0", "n1", "n3"] {
+        let (eager, lazy) = net.nodes[0].peers(root);
+        assert!(
+            !eager.contains(&n2) && lazy.contains(&n2),
+            "{root}: {eager:?} {lazy:?}"
+        );
+    }
+    net.broadcast(0, "m1");
+    assert_eq!(net.receivers("m1").len(), 3, "n2 only hears of it");
+    assert!(!net.receivers("m1").contains(&2));
+    // Announced to it on the lazy tick, grafted after graft_timeout.
+    net.advance(Duration::from_millis(1500));
+    assert!(net.receivers("m1").contains(&2), "{:?}", net.sent);
+    // A graft for root n0 makes it eager for that root only.
+    net.nodes[0].add_eager("n0", "n2");
+    assert!(net.nodes[0].peers("n0").0.contains(&n2));
+    assert!(!net.nodes[0].peers("n1").0.contains(&n2));
+    net.sent.clear();
+    net.broadcast(0, "m2");
+    assert_eq!(net.count("payload"), 3, "{:?}", net.sent);
+}
+
+#[test]
+fn an_initial_eager_peer_gets_payloads_of_every_root_until_pruned() {
+    let mut net = Net::new(4, None);
+    let n3 = "n3".to_string();
+    net.nodes[0].config.initial_eager.insert(n3.clone());
+    // In a full mesh n0 is a leaf of n1's tree: the initial eager peer is its only child.
+    assert_eq!(net.nodes[0].peers("n1").0, vec![n3.clone()]);
+    assert!(net.nodes[0].peers("n2").0.contains(&n3));
+    net.broadcast(1, "m1");
+    assert_eq!(net.count("payload"), 4, "one extra, to n3: {:?}", net.sent);
+    // n3 got it twice: it prunes the later link, n0's, for n1's tree.
+    assert_eq!(net.count("prune"), 1, "{:?}", net.sent);
+    assert!(!net.nodes[0].peers("n1").0.contains(&n3));
+    assert!(net.nodes[0].peers("n2").0.contains(&n3));
+    net.sent.clear();
+    net.broadcast(1, "m2");
+    assert_eq!(net.count("payload"), 3, "{:?}", net.sent);
+}
+
+/// A `Set` whose anti-entropy is a protocol of its own.
+#[derive(Default)]
+struct CustomSet(Set);
+
+impl Handler for CustomSet {
+    fn broadcast_data(&mut self, msg: Bytes) -> (Bytes, Bytes) {
+        self.0.broadcast_data(msg)
+    }
+    fn merge(&mut self, id: &Bytes, payload: &Bytes) -> bool {
+        self.0.merge(id, payload)
+    }
+    fn is_stale(&self, id: &Bytes) -> bool {
+        self.0.is_stale(id)
+    }
+    fn graft(&self, id: &Bytes) -> Graft {
+        self.0.graft(id)
+    }
+    fn custom_exchange(&self) -> bool {
+        true
+    }
+    fn summary(&self) -> Option<Bytes> {
+        Some(Bytes::from_static(b"never sent"))
+    }
+}
+
+#[test]
+fn a_custom_exchange_is_run_by_the_application_and_its_items_merged() {
+    let now = Instant::now();
+    let mut p = Plumtree::new(BroadcastConfig::default(), "a".into(), 1, now);
+    register(&mut p, "custom", Box::<CustomSet>::default()).unwrap();
+    p.handle(now, Input::MemberUp("b".into()));
+    p.handle(now, Input::NeighborUp("b".into()));
+    let outs: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    let session = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::CustomExchange {
+                session,
+                handler,
+                peer,
+            } if handler == "custom" && peer == "b" => Some(*session),
+            _ => None,
+        })
+        .expect("the application is asked to run the exchange");
+    let sent_summary = outs.iter().any(|o| {
+        matches!(o, Output::Send { msg: BroadcastMsg::Exchange { handler, .. }, .. } if handler == "custom")
+    });
+    assert!(!sent_summary, "{outs:?}");
+    assert_eq!(p.exchanges().len(), 1);
+    assert_eq!(p.exchanges()[0].session, session);
+
+    let items = vec![(Bytes::from_static(b"x"), Bytes::from_static(b"x"))];
+    let done = Input::ExchangeDone {
+        token: 7,
+        session,
+        items: items.clone(),
+    };
+    assert_eq!(call(&mut p, now, done).unwrap(), Reply::ExchangeDone(true));
+    let outs: Vec<Output> = std::iter::from_fn(|| p.poll_output()).collect();
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Delivered(d) if d.id.as_ref() == b"x")),
+        "{outs:?}"
+    );
+    assert!(p.exchanges().is_empty());
+    // Finished (or cancelled, or expired): a second report merges nothing.
+    let again = Input::ExchangeDone {
+        token: 8,
+        session,
+        items: vec![(Bytes::from_static(b"y"), Bytes::from_static(b"y"))],
+    };
+    assert_eq!(
+        call(&mut p, now, again).unwrap(),
+        Reply::ExchangeDone(false)
+    );
+    assert!(!std::iter::from_fn(|| p.poll_output()).any(|o| matches!(o, Output::Delivered(_))));
 }

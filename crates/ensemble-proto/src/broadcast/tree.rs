@@ -50,8 +50,14 @@ impl Plumtree {
         } else {
             limit.or(tree.and_then(|t| t.limit))
         };
-        let skip =
-            |p: &str| Some(p) == sender || p == root || tree.is_some_and(|t| t.pruned.contains(p));
+        let grafted = |p: &str| tree.is_some_and(|t| t.grafted.contains(p));
+        let initially_lazy = |p: &str| self.config.initial_lazy.contains(p) && !grafted(p);
+        let skip = |p: &str| {
+            Some(p) == sender
+                || p == root
+                || tree.is_some_and(|t| t.pruned.contains(p))
+                || initially_lazy(p)
+        };
         let mut out: Vec<(String, Option<u64>)> = Vec::new();
         if let Some(limit) = limit {
             // Clockwise distance from here; the interval (me, limit) is the whole ring when
@@ -71,11 +77,10 @@ impl Plumtree {
                 }
             }
         }
-        if let Some(t) = tree {
-            for g in &t.grafted {
-                if !skip(g) && !out.iter().any(|(p, _)| p == g) {
-                    out.push((g.clone(), None));
-                }
+        let initial = (self.config.initial_eager.iter()).filter(|p| self.neighbours.contains(*p));
+        for g in tree.into_iter().flat_map(|t| &t.grafted).chain(initial) {
+            if !skip(g) && !out.iter().any(|(p, _)| p == g) {
+                out.push((g.clone(), None));
             }
         }
         out

@@ -3,14 +3,16 @@
 use bytes::Bytes;
 use ensemble_proto::broadcast::events::{EventInput, UserEvent, USER_EVENTS};
 use ensemble_proto::broadcast::{ExchangeSelector, Handler};
+use ensemble_proto::member::validate_name;
 use futures::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
-use crate::command::{BroadcastCommand, BroadcastStatus, Command};
+use crate::command::{BroadcastCommand, BroadcastPeers, BroadcastStatus, BroadcastTree, Command};
 use crate::error::Error;
 use crate::node::Node;
+use std::time::Duration;
 
 /// Longest user-event name, in bytes.
 pub const MAX_EVENT_NAME: usize = 128;
@@ -95,6 +97,54 @@ impl Node {
         let root = root.map(str::to_owned);
         self.call(|reply| Command::Broadcast(BroadcastCommand::Status { root, reply }))
             .await
+    }
+
+    /// Member `node`'s eager and lazy peers for the tree of `root` (None: `node`'s own tree)
+    /// and its running exchanges, as that node sees them (Partisan's `debug_get_peers(node,
+    /// root)` and `exchanges(node)`). This node answers at once; another live member is asked
+    /// over the mesh. Fails with [`Error::UnknownNode`] if `node` is not a live member and
+    /// [`Error::Timeout`] if it does not answer within `timeout`; a `root` that cannot name a
+    /// member is refused with [`Error::Member`].
+    pub async fn broadcast_peers(
+        &self,
+        node: &str,
+        root: Option<&str>,
+        timeout: Duration,
+    ) -> Result<BroadcastPeers, Error> {
+        if let Some(root) = root {
+            validate_name(root)?;
+        }
+        let node = node.to_owned();
+        let root = root.map(str::to_owned);
+        self.call(|reply| {
+            Command::Broadcast(BroadcastCommand::Peers {
+                node,
+                root,
+                timeout,
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// The tree of `root` as every live member sees it (Partisan's `debug_get_tree(root)`):
+    /// each member's eager and lazy peers for `root`, gathered through the cluster. Members
+    /// that do not answer within `timeout` are listed in [`BroadcastTree::unanswered`].
+    pub async fn broadcast_tree(
+        &self,
+        root: &str,
+        timeout: Duration,
+    ) -> Result<BroadcastTree, Error> {
+        validate_name(root)?;
+        let root = root.to_owned();
+        self.call(|reply| {
+            Command::Broadcast(BroadcastCommand::Tree {
+                root,
+                timeout,
+                reply,
+            })
+        })
+        .await
     }
 
     /// Cancels running exchanges; returns how many.

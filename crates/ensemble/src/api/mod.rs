@@ -3,6 +3,7 @@
 //! reach into the driver itself.
 
 pub(crate) mod broadcast;
+pub(crate) mod exchange;
 pub(crate) mod faults;
 pub(crate) mod keys;
 pub(crate) mod manager;

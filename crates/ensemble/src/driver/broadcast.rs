@@ -10,7 +10,8 @@ use ensemble_proto::stack::Input;
 use tokio::sync::oneshot;
 
 use super::Driver;
-use crate::command::{BroadcastCommand, BroadcastStatus};
+use crate::command::{BroadcastCommand, BroadcastStatus, ExchangeRequest};
+use tracing::{debug, warn};
 
 /// A caller waiting for the core's answer to a broadcast command (`Done { token }`, which
 /// comes out of the same call).
@@ -18,6 +19,7 @@ pub(super) enum BroadcastWaiter {
     Broadcast(oneshot::Sender<Result<Bytes, BroadcastError>>),
     Register(oneshot::Sender<Result<(), BroadcastError>>),
     Cancel(oneshot::Sender<usize>),
+    ExchangeDone(oneshot::Sender<bool>),
 }
 
 impl Driver {
@@ -52,6 +54,34 @@ impl Driver {
                 let input = broadcast::Input::CancelExchanges { token, selector };
                 (input, BroadcastWaiter::Cancel(reply))
             }
+            BroadcastCommand::RunExchanges { handler, tx, reply } => {
+                self.exchange_runners.insert(handler, tx);
+                let _ = reply.send(());
+                return;
+            }
+            BroadcastCommand::ExchangeDone {
+                session,
+                items,
+                reply,
+            } => {
+                let input = broadcast::Input::ExchangeDone {
+                    token,
+                    session,
+                    items,
+                };
+                (input, BroadcastWaiter::ExchangeDone(reply))
+            }
+            BroadcastCommand::Peers {
+                node,
+                root,
+                timeout,
+                reply,
+            } => return self.on_peers_command(now, node, root, timeout, reply),
+            BroadcastCommand::Tree {
+                root,
+                timeout,
+                reply,
+            } => return self.on_tree_command(now, root, timeout, reply),
             BroadcastCommand::Status { root, reply } => {
                 let membership = self.core.membership();
                 let me = &membership.local().name;
@@ -79,6 +109,14 @@ impl Driver {
     }
 
     pub(super) fn on_broadcast_output(&mut self, out: broadcast::Output) {
+        if let broadcast::Output::CustomExchange {
+            session,
+            handler,
+            peer,
+        } = out
+        {
+            return self.run_custom_exchange(session, handler, peer);
+        }
         let broadcast::Output::Done { token, result } = out else {
             // Handlers hand deliveries to the application themselves; sends come out of the
             // stack as frames.
@@ -97,8 +135,37 @@ impl Driver {
             (Some(BroadcastWaiter::Cancel(reply)), Ok(Reply::Cancelled(n))) => {
                 let _ = reply.send(n);
             }
+            (Some(BroadcastWaiter::ExchangeDone(reply)), Ok(Reply::ExchangeDone(done))) => {
+                let _ = reply.send(done);
+            }
             // Nobody waits (the handler registered at start), or an answer of another kind.
             _ => {}
+        }
+    }
+}
+
+impl Driver {
+    /// Hands a custom exchange to the application; with nobody to run it, it expires
+    /// (`exchange_timeout`).
+    fn run_custom_exchange(&mut self, session: u64, handler: String, peer: String) {
+        let Some(tx) = self.exchange_runners.get(&handler) else {
+            debug!("no runner for {handler:?}'s custom exchange with {peer}");
+            return;
+        };
+        let request = ExchangeRequest {
+            session,
+            handler,
+            peer,
+        };
+        if let Err(e) = tx.try_send(request) {
+            let request = e.into_inner();
+            warn!(
+                "{:?}'s custom exchange with {} was not run: its runner is gone or behind",
+                request.handler, request.peer
+            );
+            if tx.is_closed() {
+                self.exchange_runners.remove(&request.handler);
+            }
         }
     }
 }

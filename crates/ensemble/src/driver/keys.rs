@@ -82,9 +82,14 @@ impl Driver {
     }
 
     fn cast_key_message(&mut self, now: Instant, to: &str, payload: Bytes) {
+        self.cast_reserved(now, to, KEYS, payload);
+    }
+
+    /// Casts `payload` to Ensemble's own handler `name` (reserved) on member `to`.
+    pub(super) fn cast_reserved(&mut self, now: Instant, to: &str, name: &str, payload: Bytes) {
         let out = Outgoing {
             to: to.to_owned(),
-            name: KEYS.into(),
+            name: name.into(),
             payload,
             channel: None,
         };

@@ -190,6 +190,9 @@ impl Driver {
                 if name == super::keys::KEYS {
                     return self.on_key_message(Instant::now(), from, payload);
                 }
+                if name == super::broadcast_info::BROADCAST_INFO {
+                    return self.on_broadcast_info_message(Instant::now(), from, payload);
+                }
                 let Some(mb) = self.mailboxes.get(&name) else {
                     return;
                 };

@@ -8,7 +8,7 @@
 //! This module holds the loop and the dispatch of inputs and outputs. The rest has a module
 //! each: `conns` (the connection table, which connection wins, sending and shedding), `faults`
 //! (fault injection), and each capability's commands and outputs (`membership`, `broadcast`,
-//! `messaging`, `tables`, `singletons`).
+//! `messaging`, `tables`, `singletons`, `keys`; `broadcast_info`: introspection of other members).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +31,7 @@ use crate::transport::outbox::Outbox;
 use crate::transport::TransportEvent;
 
 mod broadcast;
+mod broadcast_info;
 mod conns;
 mod faults;
 mod keys;
@@ -87,6 +88,10 @@ pub(crate) struct Driver {
     singleton_waiters: HashMap<u64, singletons::SingletonWaiter>,
     /// Key operations gathering the other nodes' answers, by request id.
     key_ops: HashMap<u64, mpsc::Sender<(String, keys::Answer)>>,
+    /// Where each handler's custom exchanges go ([`crate::Node::custom_exchanges`]).
+    exchange_runners: HashMap<String, mpsc::Sender<crate::command::ExchangeRequest>>,
+    /// Broadcast introspection requests gathering the other nodes' answers, by request id.
+    info_ops: HashMap<u64, broadcast_info::InfoAnswers>,
     /// Change subscriptions per table.
     table_changes: HashMap<String, tokio::sync::broadcast::Sender<ChangeBatch>>,
     /// `handle_down` hooks per table.
@@ -151,6 +156,8 @@ impl Driver {
             broadcast_waiters: HashMap::new(),
             singleton_waiters: HashMap::new(),
             key_ops: HashMap::new(),
+            info_ops: HashMap::new(),
+            exchange_runners: HashMap::new(),
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
             singleton_tasks: HashMap::new(),
@@ -161,6 +168,7 @@ impl Driver {
     pub async fn run(mut self, listener: tokio::net::TcpListener) {
         let accept = tokio::spawn(accept::accept_loop(self.shared.clone(), listener));
         self.serve_keys(Instant::now());
+        self.serve_broadcast_info(Instant::now());
         self.drain_outputs();
         self.publish();
         loop {

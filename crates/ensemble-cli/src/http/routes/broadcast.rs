@@ -1,18 +1,72 @@
 //! `GET /v1/broadcast`: broadcast state (neighbours, eager and lazy peers of this node's tree,
-//! exchanges, counters).
+//! exchanges, counters). `GET /v1/broadcast/peers/{node}[/{root}]`: a member's eager and lazy
+//! peers for a root (its own tree by default) and its exchanges, asked over the cluster.
+//! `GET /v1/broadcast/tree/{root}`: the tree of `root` as every live member sees it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use ensemble::{BroadcastStatus, Node};
+use std::time::Duration;
+
+use ensemble::{BroadcastPeers, BroadcastStatus, BroadcastTree, Error, Node};
 
 use crate::http::error::ApiError;
-use crate::http::extract::Json;
+use crate::http::extract::{Json, Path};
 use crate::http::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/broadcast", get(status))
+    Router::new()
+        .route("/v1/broadcast", get(status))
+        .route("/v1/broadcast/peers/{node}", get(own_peers))
+        .route("/v1/broadcast/peers/{node}/{root}", get(peers))
+        .route("/v1/broadcast/tree/{root}", get(tree))
+}
+
+/// How long a member has to answer an introspection request.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// 404 `unknown_member` if `node` is not live, 504 `ack_timeout` if it did not answer in time.
+async fn own_peers(
+    State(node): State<Node>,
+    Path(of): Path<String>,
+) -> Result<Json<BroadcastPeers>, ApiError> {
+    ask_peers(&node, &of, None).await
+}
+
+/// As [`own_peers`]; 400 for a root that cannot name a member.
+async fn peers(
+    State(node): State<Node>,
+    Path((of, root)): Path<(String, String)>,
+) -> Result<Json<BroadcastPeers>, ApiError> {
+    ask_peers(&node, &of, Some(&root)).await
+}
+
+async fn ask_peers(
+    node: &Node,
+    of: &str,
+    root: Option<&str>,
+) -> Result<Json<BroadcastPeers>, ApiError> {
+    match node.broadcast_peers(of, root, ASK_TIMEOUT).await {
+        Ok(p) => Ok(Json(p)),
+        Err(e @ Error::UnknownNode(_)) => Err(ApiError::node(StatusCode::NOT_FOUND, e)),
+        Err(e @ Error::Timeout { .. }) => Err(ApiError::node(StatusCode::GATEWAY_TIMEOUT, e)),
+        Err(e @ Error::Member(_)) => Err(ApiError::node(StatusCode::BAD_REQUEST, e)),
+        Err(e) => Err(ApiError::node(StatusCode::SERVICE_UNAVAILABLE, e)),
+    }
+}
+
+/// Members that did not answer within 5 s are listed in `unanswered`; 400 for a root that
+/// cannot name a member.
+async fn tree(
+    State(node): State<Node>,
+    Path(root): Path<String>,
+) -> Result<Json<BroadcastTree>, ApiError> {
+    match node.broadcast_tree(&root, ASK_TIMEOUT).await {
+        Ok(t) => Ok(Json(t)),
+        Err(e @ Error::Member(_)) => Err(ApiError::node(StatusCode::BAD_REQUEST, e)),
+        Err(e) => Err(ApiError::node(StatusCode::SERVICE_UNAVAILABLE, e)),
+    }
 }
 
 /// 503 if the node cannot answer.
