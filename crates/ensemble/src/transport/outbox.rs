@@ -278,7 +278,7 @@ mod tests {
     use ensemble_proto::messaging::DirectMsg;
     use futures::StreamExt;
     use std::sync::Arc;
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
     use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
     /// Message `i`, of `len` payload bytes.
@@ -294,9 +294,18 @@ mod tests {
     /// left over when the socket was full all arrive once, whole, and in the order sent.
     #[tokio::test]
     async fn direct_and_queued_frames_arrive_in_order_even_when_the_socket_is_full() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Small socket buffers both ways, set before the connection exists (this also turns
+        // off their autotuning, which may let a loopback socket hold tens of MiB): the socket
+        // must fill for the test to prove anything.
+        let buffer = 64 << 10;
+        let listening = TcpSocket::new_v4().unwrap();
+        listening.set_recv_buffer_size(buffer).unwrap();
+        listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listening.listen(16).unwrap();
         let addr = listener.local_addr().unwrap();
-        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let dialling = TcpSocket::new_v4().unwrap();
+        dialling.set_send_buffer_size(buffer).unwrap();
+        let (ours, theirs) = tokio::join!(dialling.connect(addr), listener.accept());
         let (_read, write) = ours.unwrap().into_split();
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
         let (sealer, _) = Session::new(&k1, &k2).into_halves();
