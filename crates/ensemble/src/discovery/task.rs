@@ -80,6 +80,10 @@ pub(crate) async fn run(
             .collect();
         if snapshot.last_get_nodes_result != last_result {
             match &snapshot.last_get_nodes_result {
+                // The first success is routine; one after a failure is news.
+                Some(r) if r == "ok" && last_result.is_none() => {
+                    debug!("discovery: get_nodes succeeded")
+                }
                 Some(r) if r == "ok" => info!("discovery: get_nodes succeeded again"),
                 Some(e) => warn!("discovery: get_nodes failed, retrying after_error: {e}"),
                 None => {}

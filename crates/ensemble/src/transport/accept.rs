@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::conn::{serve, Shared};
 use super::handshake::{self, HandshakeError};
@@ -77,6 +77,11 @@ pub(crate) async fn accept_loop<M: Inbox>(shared: Arc<Shared<M>>, listener: TcpL
                 }
                 Err(e) if e.is_refusal() => refusals.note(from, "refused", &e),
                 Err(e @ HandshakeError::NoHello(_)) => refusals.note(from, "no hello", &e),
+                // A dialer that hangs up mid-handshake (it already had a connection to this
+                // node, or it is shutting down) is routine.
+                Err(e @ HandshakeError::Closed) => {
+                    debug!(%from, "closed connection from {from}: {e}")
+                }
                 Err(e) => info!(%from, "closed connection from {from}: {e}"),
             }
         });
