@@ -23,9 +23,7 @@ fn fails_with(args: &[&str], needles: &[&str], absent: &[&str]) {
 fn commands_print_a_real_agents_refusals() {
     let dir = tempdir();
     let a = Agent::start_with(dir.path(), "a0", None, SECRET, &["--table", "t"]);
-    wait_for(Duration::from_secs(15), "the agent answers", || {
-        ureq_get(&a.http, "/v1/self").is_some()
-    });
+    a.wait_answers(Duration::from_secs(15));
     let h = a.http.as_str();
     fails_with(
         &["table", "get", "t", "zzz", "--http", h],

@@ -70,10 +70,6 @@ fn expect_error(
     (allow, v)
 }
 
-fn answers(a: &Agent) -> bool {
-    ureq_get(&a.http, "/v1/self").is_some()
-}
-
 #[test]
 fn refused_requests_answer_json_with_a_code() {
     let dir = tempdir();
@@ -84,7 +80,7 @@ fn refused_requests_answer_json_with_a_code() {
         SECRET,
         &["--allow-fault-injection", "--table", "t"],
     );
-    wait_for(Duration::from_secs(15), "the agent answers", || answers(&a));
+    a.wait_answers(Duration::from_secs(15));
     let http = a.http.as_str();
     let json = Some("application/json");
 
@@ -264,7 +260,7 @@ fn fault_injection_refusals_and_readiness_answer_json_with_a_code() {
             missing.to_str().unwrap(),
         ],
     );
-    wait_for(Duration::from_secs(15), "the agent answers", || answers(&a));
+    a.wait_answers(Duration::from_secs(15));
     let http = a.http.as_str();
     expect_error(
         http,

@@ -56,9 +56,7 @@ fn rss(pid: nix::unistd::Pid) -> u64 {
 fn reserved_bad_and_undeclared_tables_are_refused_and_the_tracker_keeps_working() {
     let dir = tempdir();
     let a = Agent::start_with(dir.path(), "a0", None, SECRET, &["--table", "t"]);
-    wait_for(Duration::from_secs(20), "the agent answers", || {
-        ureq_get(&a.http, "/v1/self").is_some()
-    });
+    a.wait_answers(Duration::from_secs(20));
     let (h, u) = (a.http.as_str(), ureq::Agent::new());
     let tracker = |u: &ureq::Agent| call(u, h, "GET", "/v1/tracker", None);
     wait_for(Duration::from_secs(20), "the tracker has a0", || {
@@ -133,9 +131,7 @@ fn table_creation_is_bounded_and_ten_thousand_attempts_cost_no_memory() {
         SECRET,
         &["--allow-create-tables", "--max-tables", "4"],
     );
-    wait_for(Duration::from_secs(20), "the agent answers", || {
-        ureq_get(&a.http, "/v1/self").is_some()
-    });
+    a.wait_answers(Duration::from_secs(20));
     // One keep-alive connection for all the requests, as in the attack.
     let (h, u) = (a.http.as_str(), ureq::Agent::new());
     for i in 0..4 {

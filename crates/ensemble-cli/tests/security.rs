@@ -65,10 +65,6 @@ fn call(
     }
 }
 
-fn answers(a: &Agent) -> bool {
-    ureq_get(&a.http, "/v1/self").is_some()
-}
-
 #[test]
 fn every_route_but_the_probes_needs_the_token_and_a_loopback_host() {
     let dir = tempdir();
@@ -85,7 +81,7 @@ fn every_route_but_the_probes_needs_the_token_and_a_loopback_host() {
             "jobs=cat",
         ],
     );
-    wait_for(Duration::from_secs(20), "the agent answers", || answers(&a));
+    a.wait_answers(Duration::from_secs(20));
     let h = a.http.as_str();
     let token = token();
     let routes: Vec<(&str, &str, Option<Value>)> = vec![

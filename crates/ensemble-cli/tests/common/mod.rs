@@ -148,6 +148,13 @@ impl Agent {
         Some((m["status"].as_str()?.to_owned(), m["incarnation"].as_u64()?))
     }
 
+    /// Waits until the agent's HTTP API answers (with the token), at most `limit`.
+    pub fn wait_answers(&self, limit: Duration) {
+        wait_for(limit, "the agent answers", || {
+            ureq_get(&self.http, "/v1/self").is_some()
+        });
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
