@@ -9,8 +9,9 @@ use crate::topology::Topology;
 ///
 /// With the defaults, a crashed node (its connections close and redials are refused) is declared
 /// down by every peer as soon as its redial is refused (see `down_on_refused`). A hung node
-/// (connections stay open) is declared down after 1.1 to 1.6 s of silence (phi accrual), then
-/// `probe_timeout` for the helpers' pings, then `suspicion_timeout`: about 2.6 to 3.1 s.
+/// (connections stay open) is suspected by its monitors after 0.5 to 0.8 s of silence (phi
+/// accrual), probed for `probe_timeout`, then held `suspect` for `suspicion_min` when the helpers
+/// confirmed it unreachable (up to `suspicion_timeout` when they could not): about 1.1 to 1.6 s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// How often a heartbeat is sent on every connection.
@@ -22,9 +23,20 @@ pub struct Config {
     /// How long a direct or indirect ping waits for its ack.
     pub probe_timeout: Duration,
     /// How long a member stays `suspect` before the node that raised the suspicion declares it
-    /// `down`, unless it refutes. Nodes that only heard of the suspicion wait three times as long
+    /// `down`, unless it refutes, when no helper confirmed the suspicion (Lifeguard's maximum).
+    /// Each helper that answers "unreachable" shortens the wait, down to `suspicion_min` when
+    /// all `probe_helpers` did. Nodes that only heard of the suspicion wait three times as long
     /// (a fallback for when the raising node dies).
     pub suspicion_timeout: Duration,
+    /// The shortest `suspect` period, when every helper confirmed the member unreachable: the
+    /// time left to the member to refute.
+    pub suspicion_min: Duration,
+    /// In a full mesh, heartbeats and phi detectors run only between each member and its this
+    /// many nearest ring neighbours on each side (its monitors), so idle traffic per node does
+    /// not grow with the cluster; the monitors' verdict reaches everyone by gossip. 0: every
+    /// connection carries heartbeats (as in Erlang's distribution). In a partial view or a
+    /// client-server topology every connection carries heartbeats.
+    pub monitor_neighbours: usize,
     /// A connection to an up member closed, and the redial that followed within
     /// `suspicion_timeout` was refused (nothing listens at its address: connection refused or
     /// reset, never a timeout): the process is gone, so it is declared `down` at once rather
@@ -64,19 +76,21 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let heartbeat_interval = Duration::from_millis(500);
+        let heartbeat_interval = Duration::from_millis(300);
         Config {
             heartbeat_interval,
             detector: DetectorConfig {
                 threshold: 8.0,
                 window: 100,
                 min_std_dev: Duration::from_millis(100),
-                acceptable_pause: Duration::from_millis(500),
+                acceptable_pause: Duration::ZERO,
                 expected_interval: heartbeat_interval,
             },
             probe_helpers: 3,
-            probe_timeout: Duration::from_millis(500),
+            probe_timeout: Duration::from_millis(300),
             suspicion_timeout: Duration::from_secs(1),
+            suspicion_min: Duration::from_millis(200),
+            monitor_neighbours: 2,
             down_on_refused: true,
             gossip_fanout: 3,
             sync_interval: Duration::from_secs(10),

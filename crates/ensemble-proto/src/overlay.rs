@@ -49,16 +49,7 @@ pub fn targets(
         return view.members().filter(up).map(|m| m.name.clone()).collect();
     }
     let pos = position(me);
-    let mut out = BTreeSet::new();
-    for clockwise in [true, false] {
-        let start = if clockwise { pos.wrapping_add(1) } else { pos };
-        out.extend(
-            view.walk(start, clockwise)
-                .filter(up)
-                .take(ring_neighbours)
-                .map(|m| m.name.clone()),
-        );
-    }
+    let mut out = ring_neighbours_of(view, me, ring_neighbours);
     let fingers = usize::BITS - view.up_count().leading_zeros();
     for j in 1..=fingers.min(63) {
         let d = 1u64 << (64 - j);
@@ -73,6 +64,41 @@ pub fn targets(
         }
     }
     out
+}
+
+/// The `k` nearest up members on each side of `me` on the ring. The relation is symmetric
+/// between nodes that share a view: if `b` is among `a`'s, `a` is among `b`'s.
+fn ring_neighbours_of(view: &View, me: &str, k: usize) -> BTreeSet<String> {
+    let up = |m: &&std::sync::Arc<crate::Member>| m.status.is_up() && m.name != me;
+    let pos = position(me);
+    let mut out = BTreeSet::new();
+    for clockwise in [true, false] {
+        let start = if clockwise { pos.wrapping_add(1) } else { pos };
+        out.extend(
+            view.walk(start, clockwise)
+                .filter(up)
+                .take(k)
+                .map(|m| m.name.clone()),
+        );
+    }
+    out
+}
+
+/// The members whose heartbeats `name` sends and watches, or `None` for every connection.
+///
+/// In a full mesh without roles, only its `Config::monitor_neighbours` nearest ring neighbours
+/// on each side: each member is watched by a few, whatever the cluster's size, and what they
+/// decide reaches everyone by gossip. In a partial view or a client-server topology, every
+/// connection is already one the node needs, and each is watched.
+pub fn monitored_by(view: &View, name: &str, config: &Config) -> Option<BTreeSet<String>> {
+    let full_mesh = view.up_count() <= config.full_mesh_limit + 1;
+    let has_role = view
+        .get(name)
+        .is_some_and(|m| topology::role_of(m).is_some());
+    if config.monitor_neighbours == 0 || !full_mesh || has_role {
+        return None;
+    }
+    Some(ring_neighbours_of(view, name, config.monitor_neighbours))
 }
 
 #[derive(Debug, Clone)]

@@ -32,6 +32,9 @@ pub struct Suspicion {
     /// When the member was pinged directly, if it was: helpers answering "unreachable" end
     /// the probing early only once this ping has had `probe_timeout` to be acked.
     pub pinged: Option<Instant>,
+    /// Helpers that answered "unreachable": independent confirmations (Lifeguard), each of
+    /// which shortens the suspicion.
+    pub nacks: usize,
     /// When the phase ends: probes time out, or the member is declared down.
     pub deadline: Instant,
 }
@@ -83,6 +86,11 @@ impl Probes {
         for r in self.remote.values_mut() {
             r.deadline += by;
         }
+    }
+
+    /// How many helpers confirmed the suspicion of `name` raised here.
+    pub fn nacks(&self, name: &str) -> usize {
+        self.suspicions.get(name).map_or(0, |s| s.nacks)
     }
 
     /// A fresh sequence number.

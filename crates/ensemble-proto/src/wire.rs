@@ -256,7 +256,7 @@ impl MembershipMsg {
 /// Messages of the membership protocol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MembershipMsg {
-    /// Sent every heartbeat interval on every connection.
+    /// Sent every heartbeat interval on every watched connection (see `Config::monitor_neighbours`).
     Heartbeat,
     /// Direct probe; answered by [`MembershipMsg::Ack`].
     Ping {

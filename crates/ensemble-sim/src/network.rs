@@ -91,6 +91,10 @@ struct SimNode {
     /// Inputs that reached the node while it was paused.
     inbox: VecDeque<Pending>,
     tick_at: Option<Instant>,
+    /// Overload: each message to it is handled up to this much late.
+    lag: Duration,
+    /// Overload: each of its timers fires up to this much late.
+    timer_lag: Duration,
 }
 
 /// A simulated cluster.
@@ -229,6 +233,8 @@ impl Sim {
             paused: false,
             inbox: VecDeque::new(),
             tick_at: None,
+            lag: Duration::ZERO,
+            timer_lag: Duration::ZERO,
         });
         self.by_name.insert(name.to_owned(), id);
         self.by_addr.insert(addr, id);
@@ -290,6 +296,25 @@ impl Sim {
         self.config.latency + Duration::from_secs_f64(jitter)
     }
 
+    /// A random extra delay for a message to `id` if it is overloaded (see `Sim::overload`).
+    fn lag(&mut self, id: NodeId) -> Duration {
+        let lag = self.nodes[id].lag;
+        self.up_to(lag)
+    }
+
+    /// A random extra delay for a timer of `id` if it is overloaded.
+    fn timer_lag(&mut self, id: NodeId) -> Duration {
+        let lag = self.nodes[id].timer_lag;
+        self.up_to(lag)
+    }
+
+    fn up_to(&mut self, max: Duration) -> Duration {
+        if max.is_zero() {
+            return max;
+        }
+        max.mul_f64(self.rng.gen::<f64>())
+    }
+
     fn running(&self, id: NodeId) -> bool {
         self.nodes[id].state.is_some()
     }
@@ -324,9 +349,10 @@ impl Sim {
             outputs.push(o);
         }
         let next = m.poll_timeout().expect("membership always has a timer");
-        if node.tick_at != Some(next) {
-            node.tick_at = Some(next);
-            let after = next.saturating_duration_since(self.now);
+        let reschedule = node.tick_at != Some(next);
+        node.tick_at = Some(next);
+        if reschedule {
+            let after = next.saturating_duration_since(self.now) + self.timer_lag(id);
             self.schedule(after, Event::Tick(id));
         }
         for o in outputs {
@@ -364,7 +390,7 @@ impl Sim {
                 let Some(&link) = self.links.get(&pair(from, to)).filter(|_| !lost) else {
                     return;
                 };
-                let at = self.now + self.delay();
+                let at = self.now + self.delay() + self.lag(to);
                 let last = self.fifo.entry((from, to)).or_insert(at);
                 let at = at.max(*last);
                 *last = at;

@@ -14,7 +14,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::cluster;
+use common::{cluster, cluster_with};
 
 const T: &str = "sessions";
 
@@ -477,7 +477,16 @@ fn writes_made_while_paused_are_applied_in_order_on_unpause() {
 fn any_interleaving_of_writes_and_a_join_ends_with_identical_replicas() {
     let mut secessions = 0;
     for seed in 0..24u64 {
-        let (mut sim, ids) = cluster(4, 100 + seed);
+        // Slow detection (500 ms heartbeats, no shortened suspicion): some down verdicts land
+        // after the heal, so the repair path runs.
+        let (mut sim, ids) = cluster_with(4, 100 + seed, |c| {
+            let m = &mut c.membership;
+            m.heartbeat_interval = Duration::from_millis(500);
+            m.detector.expected_interval = m.heartbeat_interval;
+            m.detector.acceptable_pause = Duration::from_millis(500);
+            m.probe_timeout = Duration::from_millis(500);
+            m.suspicion_min = m.suspicion_timeout;
+        });
         let mut rng = SmallRng::seed_from_u64(seed);
         let spec = TableSpec {
             conflict: if seed % 2 == 0 { Some(concat()) } else { None },

@@ -187,7 +187,7 @@ impl Membership {
             // A member that dials this node but is never dialled from here (a server's
             // client): no redial would fail to raise a suspicion, so check it now, through
             // the nodes it connects to.
-            self.refresh_targets();
+            self.refresh_targets(now);
             if !self.is_full_mesh()
                 && !self.targets.contains(name)
                 && overlay::targets_of(&self.view, name, &self.config).contains(&self.name)
@@ -234,10 +234,22 @@ impl Membership {
         }
     }
 
-    fn refresh_targets(&mut self) {
+    /// Recomputes the overlay's targets and the monitored peers if the live members changed.
+    /// A peer that becomes monitored starts with a fresh detector: its silence until now was
+    /// not a missed heartbeat.
+    pub(super) fn refresh_targets(&mut self, now: Instant) {
         if self.targets_dirty {
             self.targets_dirty = false;
             self.targets = overlay::targets_of(&self.view, &self.name, &self.config);
+            let monitored = overlay::monitored_by(&self.view, &self.name, &self.config);
+            if let (Some(new), Some(old)) = (&monitored, &self.monitored) {
+                for name in new.difference(old) {
+                    if let Some(p) = self.peers.get_mut(name) {
+                        p.detector.refresh(now);
+                    }
+                }
+            }
+            self.monitored = monitored;
         }
     }
 
@@ -252,7 +264,7 @@ impl Membership {
         // Targets are recomputed at most once per tick: during a join storm the view changes at
         // every input, and a target list up to one tick old is good enough to dial.
         if self.last_tick == Some(now) || self.targets.is_empty() {
-            self.refresh_targets();
+            self.refresh_targets(now);
         }
         let me = self.local().addr;
         // (address, member meant to be there; None for a seed)
@@ -332,7 +344,7 @@ impl Membership {
         if self.is_full_mesh() {
             return;
         }
-        self.refresh_targets();
+        self.refresh_targets(now);
         let grace = self.config.prune_grace;
         let idle: Vec<String> = self
             .peers

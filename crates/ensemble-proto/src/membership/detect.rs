@@ -2,15 +2,37 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 
 use super::{Membership, Origin};
+use crate::config::Config;
 use crate::member::{Member, Status};
 use crate::overlay;
 use crate::probe::{HelperPing, Phase, Suspicion};
 use crate::wire::MembershipMsg;
+
+/// Highest local health score: timeouts stretch at most this many times plus one.
+const MAX_HEALTH: u32 = 8;
+/// Ticks on time that lower the health score by one.
+const TICKS_TO_HEAL: u32 = 10;
+
+/// How long a member stays suspect after `nacks` helpers confirmed it unreachable (Lifeguard):
+/// `suspicion_timeout` with none, shrinking logarithmically to `suspicion_min` when all
+/// `probe_helpers` did.
+pub(crate) fn suspicion_wait(config: &Config, nacks: usize) -> Duration {
+    let (max, min) = (
+        config.suspicion_timeout,
+        config.suspicion_min.min(config.suspicion_timeout),
+    );
+    let k = config.probe_helpers;
+    if k == 0 || nacks == 0 {
+        return max;
+    }
+    let fraction = ((nacks.min(k) + 1) as f64).ln() / ((k + 1) as f64).ln();
+    max - (max - min).mul_f64(fraction)
+}
 
 impl Membership {
     pub(super) fn on_heartbeat(&mut self, now: Instant, from: &str) {
@@ -25,20 +47,66 @@ impl Membership {
         }
     }
 
+    /// The connected peers whose heartbeats this node sends and watches.
+    pub(super) fn watched(&self) -> impl Iterator<Item = &String> {
+        self.peers
+            .keys()
+            .filter(|p| self.monitored.as_ref().is_none_or(|m| m.contains(*p)))
+    }
+
     pub(super) fn check_detectors(&mut self, now: Instant) {
         let silent: Vec<String> = self
-            .peers
-            .iter()
-            .filter(|(name, p)| {
-                p.detector.is_suspect(now)
+            .watched()
+            .filter(|name| {
+                self.peers[*name].detector.is_suspect(now)
                     && self.view.get(name).is_some_and(|m| m.status.is_up())
                     && !self.probes.suspicions.contains_key(*name)
             })
-            .map(|(name, _)| name.clone())
+            .cloned()
             .collect();
         for name in silent {
             self.suspect(now, &name);
         }
+    }
+
+    /// Lifeguard's local health awareness, fed by this node's own timer: a tick later than
+    /// planned means this node is starved (an overloaded machine, a GC, a pause). A long gap
+    /// was our own silence, not the peers': every detector and deadline is pushed back by it.
+    /// Shorter lateness raises the health score, which stretches this node's probe and
+    /// suspicion timeouts (an overloaded observer is slow to accuse); ticks on time lower it.
+    pub(super) fn keep_time(&mut self, now: Instant) {
+        let Some(last) = self.last_tick else { return };
+        let tick = self.config.tick_interval;
+        let gap = now.saturating_duration_since(last);
+        if gap > tick * 3 {
+            for p in self.peers.values_mut() {
+                p.detector.refresh(now);
+            }
+            self.probes.postpone(gap);
+            for (_, _, until) in self.held.values_mut() {
+                *until += gap;
+            }
+        }
+        if gap > tick + tick / 2 {
+            self.health = (self.health + 1).min(MAX_HEALTH);
+            self.ticks_on_time = 0;
+        } else {
+            self.ticks_on_time += 1;
+            if self.ticks_on_time >= TICKS_TO_HEAL && self.health > 0 {
+                self.health -= 1;
+                self.ticks_on_time = 0;
+            }
+        }
+    }
+
+    /// `d` stretched by the local health score (1x when healthy, up to 1 + `MAX_HEALTH`x).
+    fn stretched(&self, d: Duration) -> Duration {
+        d * (1 + self.health)
+    }
+
+    /// The local health score: 0 while this node keeps time (see `keep_time`).
+    pub fn health(&self) -> u32 {
+        self.health
     }
 
     /// Starts a private suspicion of `name`: ping it, and ask helpers to ping it.
@@ -86,18 +154,21 @@ impl Membership {
                 seq,
                 waiting: helpers.into_iter().collect(),
                 pinged,
-                deadline: now + self.config.probe_timeout * 2,
+                nacks: 0,
+                deadline: now + self.stretched(self.config.probe_timeout) * 2,
             },
         );
     }
 
-    /// The probes could not reach `name`: mark it suspect cluster-wide and wait for a refutation.
+    /// The probes could not reach `name`: mark it suspect cluster-wide and wait for a refutation,
+    /// the shorter the more helpers confirmed it unreachable.
     fn probes_failed(&mut self, now: Instant, name: &str) {
+        let wait = self.stretched(suspicion_wait(&self.config, self.probes.nacks(name)));
         let Some(s) = self.probes.suspicions.get_mut(name) else {
             return;
         };
         s.phase = Phase::Suspected;
-        s.deadline = now + self.config.suspicion_timeout;
+        s.deadline = now + wait;
         let incarnation = s.incarnation;
         match self.view.get(name) {
             Some(m) if m.incarnation == incarnation && m.status == Status::Alive => {
@@ -173,7 +244,7 @@ impl Membership {
     ) {
         if self.peers.contains_key(&target) && target != from {
             let ping = self.probes.next_seq();
-            let deadline = now + self.config.probe_timeout;
+            let deadline = now + self.stretched(self.config.probe_timeout);
             let p = HelperPing {
                 requester: from,
                 request_seq: seq,
@@ -202,15 +273,17 @@ impl Membership {
         target: String,
         ok: bool,
     ) {
+        let probe_timeout = self.stretched(self.config.probe_timeout);
         let Some(s) = self.probes.suspicions.get_mut(&target) else {
             return;
         };
         if s.seq != seq || !s.waiting.remove(&from) {
             return;
         }
-        let ping_overdue = s
-            .pinged
-            .is_none_or(|at| now >= at + self.config.probe_timeout);
+        let ping_overdue = s.pinged.is_none_or(|at| now >= at + probe_timeout);
+        if !ok {
+            s.nacks += 1;
+        }
         if ok {
             self.confirmed_alive(now, &target);
         } else if s.waiting.is_empty() && s.phase == Phase::Probing {
@@ -218,7 +291,7 @@ impl Membership {
                 self.probes_failed(now, &target);
             } else if let Some(at) = s.pinged {
                 // Every helper said no; give our own ping its full time, then decide.
-                s.deadline = s.deadline.min(at + self.config.probe_timeout);
+                s.deadline = s.deadline.min(at + probe_timeout);
             }
         }
     }

@@ -138,9 +138,11 @@ impl Membership {
     /// never applied, so nodes that could reach the member all along (the other half after a
     /// partition heals, the far end of one bad link) do not flap it down and up.
     ///
-    /// - connected and hearing heartbeats: held for `probe_timeout`, and passed to the accused;
-    /// - connected but silent, probing it already, or the last dial to it failed: applied at
-    ///   once (we agree);
+    /// - connected and hearing heartbeats, or connected without watching its heartbeats (not
+    ///   one of its monitors): held for `probe_timeout`, and passed to the accused; an unwatched
+    ///   member accused of `suspect` is probed here too, as if its heartbeats had stopped;
+    /// - connected, watched but silent, probing it already, or the last dial to it failed:
+    ///   applied at once (we agree);
     /// - not connected and no evidence either way (a partial view's non-neighbour, or a full
     ///   mesh still dialling): held for `probe_timeout` while the refutation floods back.
     ///
@@ -158,9 +160,18 @@ impl Membership {
         let window = match self.peers.get(&member.name) {
             _ if doubt => return false,
             Some(p) => {
+                let watched = self
+                    .monitored
+                    .as_ref()
+                    .is_none_or(|m| m.contains(&member.name));
                 let silence = now.saturating_duration_since(p.detector.last_heard());
-                if silence >= self.config.heartbeat_interval * 2 {
+                if watched && silence >= self.config.heartbeat_interval * 2 {
                     return false;
+                }
+                if !watched && member.status == Status::Suspect {
+                    // No heartbeats to judge by: probe it ourselves. If the probes fail before
+                    // the `down` that follows arrives, we agree with it and apply it at once.
+                    self.suspect(now, &member.name);
                 }
                 self.queue_push(member.name.clone(), member);
                 self.config.probe_timeout

@@ -192,6 +192,15 @@ pub struct Membership {
     /// members changes.
     targets: BTreeSet<String>,
     targets_dirty: bool,
+    /// Peers whose heartbeats this node sends and watches (see `Config::monitor_neighbours`),
+    /// recomputed with the targets.
+    /// `None`: every connection.
+    monitored: Option<BTreeSet<String>>,
+    /// Lifeguard's local health: grows when this node's own timers fire late (it is overloaded),
+    /// stretching its probe and suspicion timeouts; decays while it keeps time.
+    health: u32,
+    /// Ticks on time since `health` last changed.
+    ticks_on_time: u32,
     /// Changed members waiting to be pushed, by destination; flushed after each input.
     push: BTreeMap<String, Vec<Arc<Member>>>,
     /// Accusations held back: member name to (accusation, who sent it, when to apply it).
@@ -264,6 +273,9 @@ impl Membership {
             peers_version: 0,
             targets: BTreeSet::new(),
             targets_dirty: true,
+            monitored: None,
+            health: 0,
+            ticks_on_time: 0,
             push: BTreeMap::new(),
             held: BTreeMap::new(),
             full_sync_sent: BTreeMap::new(),
@@ -485,28 +497,15 @@ impl Membership {
     }
 
     fn on_tick(&mut self, now: Instant) {
-        // A tick far later than planned means this node was paused (SIGSTOP, a long GC, an
-        // overloaded machine): the silence was ours, not the peers', so do not hold it against
-        // them, and push every deadline back by the pause.
-        if let Some(last) = self.last_tick {
-            let gap = now.saturating_duration_since(last);
-            if gap > self.config.detector.acceptable_pause {
-                for p in self.peers.values_mut() {
-                    p.detector.refresh(now);
-                }
-                self.probes.postpone(gap);
-                for (_, _, until) in self.held.values_mut() {
-                    *until += gap;
-                }
-            }
-        }
+        self.keep_time(now);
         self.last_tick = Some(now);
         self.next_tick = now + self.config.tick_interval;
         self.dials_this_tick = 0;
 
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.heartbeat_interval;
-            let peers: Vec<String> = self.peers.keys().cloned().collect();
+            self.refresh_targets(now);
+            let peers: Vec<String> = self.watched().cloned().collect();
             for p in peers {
                 self.send(&p, MembershipMsg::Heartbeat);
             }

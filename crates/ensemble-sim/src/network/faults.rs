@@ -1,5 +1,7 @@
 //! Faults a simulation injects: crashes and restarts, pauses (a hung process), partitions.
 
+use std::time::Duration;
+
 use super::{pair, NodeId, Sim};
 use ensemble_proto::stack::Input;
 
@@ -31,6 +33,14 @@ impl Sim {
             self.feed(id, i);
         }
         self.input(id, Input::Tick);
+    }
+
+    /// Overloads a node (a starved process on a busy machine): each message to it is handled up
+    /// to `reads` late, and each of its timers fires up to `timers` late (uniformly random).
+    /// Zero durations end it.
+    pub fn overload(&mut self, id: NodeId, reads: Duration, timers: Duration) {
+        self.nodes[id].lag = reads;
+        self.nodes[id].timer_lag = timers;
     }
 
     /// Splits the cluster: nodes of `a` and nodes of `b` can no longer talk.
