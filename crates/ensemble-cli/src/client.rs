@@ -119,6 +119,11 @@ impl ApiClient {
         self.call("DELETE", path, None::<&()>)
     }
 
+    /// `DELETE path` with a JSON body, the answer decoded from JSON.
+    pub fn delete_with<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        self.call("DELETE", path, Some(body))
+    }
+
     /// `GET path` as a stream of lines, with no time limit once connected (the event stream).
     pub fn lines(&self, path: &str) -> Result<impl BufRead> {
         let req = self.request("GET", &self.url(path));

@@ -7,6 +7,7 @@
 //!   `demo.rs`, `bench/` and `sim/`.
 //! - `http/` (the agent's HTTP API: router, routes, `ApiError`) and `client.rs` (`ApiClient`,
 //!   the API's one client). Neither imports the other.
+//! - `tags_file.rs` (the tags file: read by the agent, written by the tags routes).
 //! - `views.rs` (the API's JSON shapes, shared by both sides), `token.rs` (the API token and
 //!   where both sides find it) and `procs.rs` (agent processes, ports, the async runtime).
 
@@ -18,6 +19,7 @@ mod demo;
 mod http;
 mod procs;
 mod sim;
+mod tags_file;
 mod token;
 mod views;
 
@@ -35,8 +37,22 @@ struct Cli {
 enum Command {
     /// Run a cluster node with a local HTTP API.
     Agent(Box<agent::AgentArgs>),
-    /// List the members an agent knows.
+    /// List the members an agent knows (filters: --status, --name, --tag KEY=REGEX).
     Members(commands::members::MembersArgs),
+    /// Join the agent to the members at these cluster addresses (like serf join).
+    Join(commands::join::JoinArgs),
+    /// Make the agent leave the cluster gracefully, then exit (like serf leave).
+    Leave(commands::leave::LeaveArgs),
+    /// Mark a member left on every member, for a failed node that will not come back
+    /// (like serf force-leave).
+    ForceLeave(commands::leave::ForceLeaveArgs),
+    /// Set or delete the agent's tags, kept across restarts with --tags-file (like serf tags).
+    Tags(commands::tags::TagsArgs),
+    /// The agent at a glance: version, protocol, uptime, members, connections, tables,
+    /// singletons, discovery and key settings (like serf info).
+    Info(commands::info::InfoArgs),
+    /// Check an agent config file (TOML, as for --config) without starting anything.
+    Validate(agent::ValidateArgs),
     /// Show an agent's discovery state (backend, phase, nodes, last result).
     Discovery(commands::discovery::DiscoveryArgs),
     /// Send a user event to every member through an agent.
@@ -70,6 +86,12 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Agent(args) => agent::run(*args),
         Command::Members(args) => commands::members::run(args),
+        Command::Join(args) => commands::join::run(args),
+        Command::Leave(args) => commands::leave::leave(args),
+        Command::ForceLeave(args) => commands::leave::force_leave(args),
+        Command::Tags(args) => commands::tags::run(args),
+        Command::Info(args) => commands::info::run(args),
+        Command::Validate(args) => agent::validate(args),
         Command::Discovery(args) => commands::discovery::run(args),
         Command::Broadcast(args) => commands::events::broadcast(args),
         Command::Events(args) => commands::events::events(args),

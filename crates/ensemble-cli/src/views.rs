@@ -1,6 +1,7 @@
 //! The HTTP API's JSON shapes, shared by the agent's routes (`http/`) and the client commands
 //! (`commands/`, `client.rs`): members, health, events, messages, partitions, tables, the
-//! tracker and error answers, with their conversions from the library's types.
+//! tracker and error answers, with their conversions from the library's types; the operator's
+//! routes (join, leave, tags, info) in `views/operator.rs`.
 //!
 //! Both sides import this module; it imports neither.
 
@@ -9,6 +10,9 @@ use std::collections::BTreeMap;
 use ensemble::{EventKind, Member, MemberEvent, Mode, Node, NodeStatus, UserEvent};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+
+mod operator;
+pub use operator::*;
 
 /// Default address of the HTTP API (where the agent listens and the commands ask).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8946";

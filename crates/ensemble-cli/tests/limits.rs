@@ -10,34 +10,9 @@ use serde_json::{json, Value};
 mod common;
 use common::*;
 
-/// `method path` with the tests' token; the status and the JSON body (Null if none).
-fn call(
-    agent: &ureq::Agent,
-    http: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let req = agent
-        .request(method, &format!("http://{http}{path}"))
-        .set("Authorization", &bearer())
-        .timeout(Duration::from_secs(30));
-    let resp = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    let resp = match resp {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let status = resp.status();
-    let text = resp.into_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 fn put(agent: &ureq::Agent, http: &str, table: &str, key: &str, value: &str) -> (u16, Value) {
     let path = format!("/v1/tables/{table}/records/{key}");
-    call(agent, http, "PUT", &path, Some(json!({ "value": value })))
+    call_json_with(agent, http, "PUT", &path, Some(json!({ "value": value })))
 }
 
 /// Resident memory of a process, in bytes (VmRSS in /proc/PID/status).
@@ -58,7 +33,7 @@ fn reserved_bad_and_undeclared_tables_are_refused_and_the_tracker_keeps_working(
     let a = Agent::start_with(dir.path(), "a0", None, SECRET, &["--table", "t"]);
     a.wait_answers(Duration::from_secs(20));
     let (h, u) = (a.http.as_str(), ureq::Agent::new());
-    let tracker = |u: &ureq::Agent| call(u, h, "GET", "/v1/tracker", None);
+    let tracker = |u: &ureq::Agent| call_json_with(u, h, "GET", "/v1/tracker", None);
     wait_for(Duration::from_secs(20), "the tracker has a0", || {
         tracker(&u).1["nodes"][0]["node"] == "a0"
     });
@@ -79,7 +54,7 @@ fn reserved_bad_and_undeclared_tables_are_refused_and_the_tracker_keeps_working(
         ("PUT", "/v1/tables/ensemble.other/records/k"),
     ] {
         let body = (method == "PUT").then(|| json!({"value": "v"}));
-        let (status, v) = call(&u, h, method, path, body);
+        let (status, v) = call_json_with(&u, h, method, path, body);
         assert_eq!(
             (status, v["code"].as_str()),
             (403, Some("reserved_table")),
@@ -110,7 +85,7 @@ fn reserved_bad_and_undeclared_tables_are_refused_and_the_tracker_keeps_working(
         .as_str()
         .unwrap()
         .contains("--allow-create-tables"));
-    let (_, tables) = call(&u, h, "GET", "/v1/tables", None);
+    let (_, tables) = call_json_with(&u, h, "GET", "/v1/tables", None);
     assert_eq!(tables, json!(["t"]));
     assert_eq!(put(&u, h, "t", "k", "v").0, 200);
 
@@ -162,9 +137,9 @@ fn table_creation_is_bounded_and_ten_thousand_attempts_cost_no_memory() {
         after < before + 8 * 1024 * 1024,
         "RSS grew from {before} to {after} bytes"
     );
-    let (_, tables) = call(&u, h, "GET", "/v1/tables", None);
+    let (_, tables) = call_json_with(&u, h, "GET", "/v1/tables", None);
     assert_eq!(tables, json!(["c0", "c1", "c2", "c3"]));
-    assert_eq!(call(&u, h, "GET", "/v1/tracker", None).0, 200);
+    assert_eq!(call_json_with(&u, h, "GET", "/v1/tracker", None).0, 200);
 }
 
 /// The agent's `ensemble_connections_closed_total`.
@@ -204,7 +179,7 @@ fn oversized_sends_events_and_writes_get_413_and_close_no_connection() {
     for (size, ack) in [(1_900_000, false), (1_100_000, true)] {
         let body = json!({"node": "a1", "name": "jobs", "payload": "x".repeat(size), "ack": ack});
         let started = std::time::Instant::now();
-        let (status, v) = call(&u, h0, "POST", "/v1/send", Some(body));
+        let (status, v) = call_json_with(&u, h0, "POST", "/v1/send", Some(body));
         assert_eq!(
             (status, v["code"].as_str()),
             (413, Some("payload_too_large")),
@@ -218,7 +193,7 @@ fn oversized_sends_events_and_writes_get_413_and_close_no_connection() {
     }
     // A user event over the broadcast limit.
     let body = json!({"name": "deploy", "payload": "x".repeat(100 * 1024)});
-    let (status, v) = call(&u, h0, "POST", "/v1/events", Some(body));
+    let (status, v) = call_json_with(&u, h0, "POST", "/v1/events", Some(body));
     assert_eq!(
         (status, v["code"].as_str()),
         (413, Some("payload_too_large")),
@@ -236,9 +211,12 @@ fn oversized_sends_events_and_writes_get_413_and_close_no_connection() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!((closed(h0), closed(h1)), before, "a connection closed");
     let body = json!({"node": "a1", "name": "jobs", "payload": "small", "ack": true});
-    assert_eq!(call(&u, h0, "POST", "/v1/send", Some(body)).0, 200);
+    assert_eq!(
+        call_json_with(&u, h0, "POST", "/v1/send", Some(body)).0,
+        200
+    );
     assert_eq!(put(&u, h0, "t", "k", &"y".repeat(200 * 1024)).0, 200);
-    let (status, v) = call(&u, h1, "GET", "/v1/tables/t/records/k", None);
+    let (status, v) = call_json_with(&u, h1, "GET", "/v1/tables/t/records/k", None);
     assert_eq!(
         (status, v["value"].as_str().map(str::len)),
         (200, Some(200 * 1024))

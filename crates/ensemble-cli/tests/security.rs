@@ -120,6 +120,12 @@ fn every_route_but_the_probes_needs_the_token_and_a_loopback_host() {
         ),
         ("GET", "/v1/tracker", None),
         ("GET", "/v1/singletons", None),
+        ("GET", "/v1/info", None),
+        ("GET", "/v1/members?name=a.*", None),
+        ("POST", "/v1/join", Some(json!({"addrs": ["127.0.0.1:1"]}))),
+        ("POST", "/v1/members/a9/force-leave", Some(json!({}))),
+        ("PUT", "/v1/tags", Some(json!({"tags": {"k": "v"}}))),
+        ("DELETE", "/v1/tags", Some(json!({"keys": ["k"]}))),
         // Unknown paths and wrong methods too: nothing is told without the token.
         ("GET", "/v1/nope", None),
         ("POST", "/v1/health", Some(json!({}))),
@@ -136,6 +142,11 @@ fn every_route_but_the_probes_needs_the_token_and_a_loopback_host() {
             );
             assert_eq!(r.www_authenticate, "Bearer");
         }
+    }
+    // Not in the list: with the token it would stop the agent.
+    for wrong in [None, Some("not-the-token-0123456789")] {
+        let r = call(h, "POST", "/v1/leave", wrong, None, Some(json!({})));
+        assert_eq!((r.status, &r.body["code"]), (401, &json!("unauthorized")));
     }
     // With the token, the same routes answer as they always did.
     for (method, path, body) in &routes {

@@ -115,6 +115,12 @@ impl Config {
         }
     }
 
+    /// Checks the configuration as [`crate::Node::start`] does, without starting anything
+    /// (the first problem found is the error): for a config file checked before deployment.
+    pub fn check(&self) -> Result<(), Error> {
+        self.validate().map(|_| ())
+    }
+
     /// Checks the configuration before a node starts (the first problem found is the error);
     /// returns the tags to announce.
     pub(crate) fn validate(&self) -> Result<Tags, Error> {

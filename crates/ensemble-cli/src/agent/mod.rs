@@ -3,6 +3,7 @@
 //! node: event handlers, message handlers, singleton commands and the `--table`s it hosts.
 
 mod api;
+mod config;
 mod discovery;
 mod event_handler;
 mod handlers;
@@ -10,19 +11,22 @@ mod keyring;
 mod settings;
 mod singletons;
 mod token;
+mod validate;
+
+pub use validate::{validate, ValidateArgs};
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use ensemble::discovery::{Backend, Discovery, DiscoveryOptions};
-use ensemble::{Config, Node};
+use ensemble::discovery::Discovery;
+use ensemble::Node;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::http::{AgentTables, AppState, Metrics, TablePolicy};
-use crate::views::DEFAULT_HTTP;
-use settings::{FileSettings, SecretEnv, DEFAULT_BIND};
+use crate::http::{AgentControl, AgentTables, AppState, Metrics};
+use config::Files;
+use settings::SecretEnv;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -81,9 +85,15 @@ pub struct AgentArgs {
     /// SIGHUP; config key: keyring_file). With it, the cluster secret only seeds a new file.
     #[arg(long, value_name = "FILE", env = "ENSEMBLE_KEYRING_FILE")]
     keyring_file: Option<PathBuf>,
-    /// Metadata tag; repeat for more (config table: [tags]).
+    /// Metadata tag; repeat for more (config table: [tags]). A tags file's entries win over
+    /// these.
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = settings::parse_tag, env = "ENSEMBLE_TAG")]
     tags: Vec<(String, String)>,
+    /// Tags file (a JSON object of strings, like Serf's -tags-file): read at start over
+    /// [tags] and --tag, rewritten whole by every `ensemble tags set|delete` so the tags
+    /// survive a restart (config key: tags_file).
+    #[arg(long, value_name = "FILE", env = "ENSEMBLE_TAGS_FILE")]
+    tags_file: Option<PathBuf>,
     /// Cluster name; nodes of other clusters are refused [default: default] (config key: cluster).
     #[arg(long, env = "ENSEMBLE_CLUSTER")]
     cluster: Option<String>,
@@ -176,192 +186,9 @@ fn init_logging() {
         .init();
 }
 
-/// What the agent runs besides the node.
-struct AgentSettings {
-    http: String,
-    keyring_file: Option<PathBuf>,
-    http_token: crate::token::Token,
-    tls: Option<(PathBuf, PathBuf)>,
-    metrics_addr: Option<String>,
-    table_policy: TablePolicy,
-    handlers: Vec<(String, String)>,
-    event_handlers: Vec<String>,
-    fault_injection: bool,
-    backend: Arc<dyn Backend>,
-    discovery: DiscoveryOptions,
-    tables: Vec<String>,
-    singletons: Vec<(String, String)>,
-    singleton_majority: Vec<(String, usize)>,
-}
-
-/// The file's `[name] = value` entries, with the flags' entries replacing those of the same name.
-fn merged<V: Clone>(
-    file: &std::collections::BTreeMap<String, V>,
-    flags: &[(String, V)],
-) -> Vec<(String, V)> {
-    let mut all: Vec<(String, V)> = file.clone().into_iter().collect();
-    all.retain(|(n, _)| !flags.iter().any(|(m, _)| m == n));
-    all.extend(flags.iter().cloned());
-    all
-}
-
-fn build_config(args: &AgentArgs, env: SecretEnv) -> Result<(Config, AgentSettings)> {
-    let file = match &args.config {
-        Some(p) => FileSettings::load(p)?,
-        None => FileSettings::default(),
-    };
-    let name = match args.name.clone().or(file.name.clone()) {
-        Some(name) => name,
-        None => nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .filter(|h| !h.is_empty())
-            .context(
-                "no member name and no host name: pass --name NAME or set name in the config file",
-            )?,
-    };
-    let bind = args
-        .bind
-        .as_deref()
-        .or(file.bind.as_deref())
-        .unwrap_or(DEFAULT_BIND);
-    let bind = settings::resolve("bind", bind)?;
-    let advertise = match args.advertise.as_deref().or(file.advertise.as_deref()) {
-        Some(a) => Some(settings::resolve("advertise", a)?),
-        None => None,
-    };
-    let http = args
-        .http
-        .clone()
-        .or(file.http.clone())
-        .unwrap_or(DEFAULT_HTTP.into());
-    let load_secret = || {
-        settings::load_secret(
-            args.secret_file.as_deref(),
-            env.secret,
-            file.secret_file.as_deref(),
-        )
-    };
-    let keyring_file = args.keyring_file.clone().or(file.keyring_file.clone());
-    let (secret, keys) = match &keyring_file {
-        Some(path) => {
-            let ring = keyring::load(path, load_secret)?;
-            let (primary, others) = ring.keys().split_first().expect("a keyring has a primary");
-            (primary.clone(), others.to_vec())
-        }
-        None => (load_secret()?, Vec::new()),
-    };
-    let http_token = token::load(
-        args.http_token_file.as_deref(),
-        env.http_token,
-        file.http_token_file.as_deref(),
-    )?;
-    let tls = match (
-        args.http_tls_cert.clone().or(file.http_tls_cert.clone()),
-        args.http_tls_key.clone().or(file.http_tls_key.clone()),
-    ) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        _ => anyhow::bail!(
-            "HTTPS needs both a certificate and its key: --http-tls-cert and --http-tls-key \
-             (config keys http_tls_cert and http_tls_key)"
-        ),
-    };
-    let mut config = Config::new(name, bind, secret);
-    config.keys = keys;
-    config.advertise = advertise;
-    if let Some(c) = args.cluster.clone().or(file.cluster.clone()) {
-        config.cluster = c;
-    }
-    let joins = if args.join.is_empty() {
-        &file.join
-    } else {
-        &args.join
-    };
-    for j in joins {
-        config.seeds.push(settings::resolve("join", j)?);
-    }
-    config.tags = file.tags.clone();
-    config.tags.extend(args.tags.iter().cloned());
-    file.membership.apply(&mut config.membership)?;
-    if let Some(wait) = file.busy_wait()? {
-        config.busy_wait = wait;
-    }
-    file.accept_limits(&mut config)?;
-    config.channels = if args.channels.is_empty() {
-        file.channels.clone()
-    } else {
-        args.channels.clone()
-    };
-    config.membership.topology = settings::topology(
-        args.topology.as_deref().or(file.topology.as_deref()),
-        args.role.as_deref().or(file.role.as_deref()),
-    )?;
-    let event_handlers = if args.event_handlers.is_empty() {
-        file.event_handlers.clone()
-    } else {
-        args.event_handlers.clone()
-    };
-    let advertised = config.advertise.unwrap_or(config.bind);
-    let (backend, discovery) = discovery::build(
-        &args.discovery,
-        &file.discovery,
-        discovery::Local {
-            name: &config.name,
-            cluster: &config.cluster,
-            addr: advertised,
-            joins,
-        },
-    )?;
-    let tables = {
-        let mut t = file.tables.clone();
-        t.extend(args.tables.iter().cloned());
-        t.sort();
-        t.dedup();
-        t
-    };
-    for t in &tables {
-        ensemble::check_table_name(t)
-            .with_context(|| format!("--table {t:?} (config key tables)"))?;
-    }
-    let max_tables = args
-        .max_tables
-        .or(file.max_tables)
-        .unwrap_or(settings::DEFAULT_MAX_TABLES);
-    if tables.len() > max_tables {
-        anyhow::bail!(
-            "{} tables declared (--table, config key tables) but max_tables is {max_tables}: \
-             declare fewer or raise max_tables (--max-tables)",
-            tables.len()
-        );
-    }
-    Ok((
-        config,
-        AgentSettings {
-            http,
-            keyring_file,
-            http_token,
-            tls,
-            metrics_addr: args.metrics_addr.clone().or(file.metrics_addr.clone()),
-            table_policy: TablePolicy {
-                declared: tables.iter().cloned().collect(),
-                allow_create: args.allow_create_tables || file.allow_create_tables,
-                max_tables,
-            },
-            handlers: merged(&file.handlers, &args.handlers),
-            singletons: merged(&file.singletons, &args.singletons),
-            singleton_majority: merged(&file.singleton_majority, &args.singleton_majority),
-            event_handlers,
-            fault_injection: args.allow_fault_injection || file.allow_fault_injection,
-            backend,
-            discovery,
-            tables,
-        },
-    ))
-}
-
 async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
-    let (config, agent) = build_config(&args, env)?;
+    let (config, agent) = config::build_config(&args, Files::Create(env))?;
+    let settings = crate::views::SettingsView::of(&config, agent.backend.name(), &agent.http);
     let listeners = api::Listeners::bind(
         &agent.http,
         agent.tls.as_ref(),
@@ -403,15 +230,18 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
         discovery.add_table(t.clone()).await;
     }
     let singletons = singletons::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
+    let control = AgentControl::new(settings, agent.tags_file);
+    let leave = control.leave.clone();
     let state = AppState {
         node: node.clone(),
         discovery,
         tables,
         metrics,
         fault_injection: agent.fault_injection,
+        control,
     };
     let servers = listeners.serve(state, &agent.http_token)?;
-    wait_for_signal().await;
+    wait_for_signal(&leave).await;
     info!("leaving the cluster");
     // Singletons first: a leader stops its command and hands over before the node leaves.
     for s in singletons {
@@ -425,11 +255,13 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Until SIGINT, SIGTERM or `POST /v1/leave` (`ensemble leave`): all three leave the same way.
+async fn wait_for_signal(leave: &Notify) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = leave.notified() => info!("asked to leave through the HTTP API"),
     }
 }

@@ -35,6 +35,8 @@ pub struct FileSettings {
     pub join: Vec<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The tags file (`--tags-file`).
+    pub tags_file: Option<PathBuf>,
     #[serde(default)]
     pub membership: MembershipSettings,
     #[serde(default)]

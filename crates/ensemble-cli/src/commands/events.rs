@@ -5,7 +5,6 @@ use std::io::BufRead;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde::de::IgnoredAny;
 
 use crate::client::AgentError;
 use crate::views::{EventView, SendEvent};
@@ -14,6 +13,9 @@ use crate::views::{EventView, SendEvent};
 pub struct BroadcastArgs {
     #[command(flatten)]
     api: super::ApiArgs,
+    /// Print the JSON answer (`{"ok": true}`).
+    #[arg(long)]
+    json: bool,
     /// Event name.
     name: String,
     /// Event payload (text).
@@ -27,7 +29,12 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
         name: args.name,
         payload: args.payload,
     };
-    match args.api.client()?.post::<IgnoredAny>("/v1/events", &body) {
+    match args
+        .api
+        .client()?
+        .post::<serde_json::Value>("/v1/events", &body)
+    {
+        Ok(answer) if args.json => super::print_json(&answer),
         Ok(_) => Ok(()),
         Err(e) if e.is::<AgentError>() => Err(e.context("the agent refused the event")),
         Err(e) => Err(e),

@@ -1,4 +1,6 @@
-//! `ensemble members`: the members an agent knows, as a table or JSON.
+//! `ensemble members`: the members an agent knows, as a table or JSON, filtered as
+//! `serf members` filters (`--status`, `--name`, `--tag KEY=REGEX`: patterns that must match
+//! the whole value, applied by the agent).
 
 use anyhow::Result;
 use clap::Args;
@@ -12,10 +14,32 @@ pub struct MembersArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only members whose status matches this regular expression (alive, suspect, down, left).
+    #[arg(long, value_name = "REGEX")]
+    status: Option<String>,
+    /// Only members whose name matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    name: Option<String>,
+    /// Only members with tag KEY matching REGEX; repeat for more (all must match).
+    #[arg(long = "tag", value_name = "KEY=REGEX")]
+    tags: Vec<String>,
 }
 
 pub fn run(args: MembersArgs) -> Result<()> {
-    let members: Vec<MemberView> = args.api.client()?.get("/v1/members")?;
+    let mut query: Vec<String> = Vec::new();
+    for (key, value) in [("status", &args.status), ("name", &args.name)] {
+        if let Some(v) = value {
+            query.push(format!("{key}={}", super::encode(v)));
+        }
+    }
+    for t in &args.tags {
+        query.push(format!("tag={}", super::encode(t)));
+    }
+    let path = match query.is_empty() {
+        true => "/v1/members".to_owned(),
+        false => format!("/v1/members?{}", query.join("&")),
+    };
+    let members: Vec<MemberView> = args.api.client()?.get(&path)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&members)?);
         return Ok(());

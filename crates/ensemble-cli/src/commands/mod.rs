@@ -6,13 +6,17 @@
 
 pub mod discovery;
 pub mod events;
+pub mod info;
+pub mod join;
 pub mod keygen;
 pub mod keys;
+pub mod leave;
 pub mod members;
 pub mod partition;
 pub mod send;
 pub mod singleton;
 pub mod table;
+pub mod tags;
 pub mod tracker;
 
 use std::path::PathBuf;
@@ -59,4 +63,22 @@ impl ApiArgs {
             self.http_ca_file.as_deref(),
         )
     }
+}
+
+/// `s` as one URL path segment or query value: readable where it can be, the rest escaped.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Prints `answer` as pretty JSON.
+pub fn print_json(answer: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(answer)?);
+    Ok(())
 }

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use serde::de::IgnoredAny;
 
 use crate::views::SendBody;
 
@@ -18,6 +17,9 @@ pub struct SendArgs {
     /// How long to wait for the acknowledgement, in ms.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// Print the JSON answer (`{"ok": true}`).
+    #[arg(long)]
+    json: bool,
     /// Channel to send on: `default`, or one the agent declared with `--channel`.
     #[arg(long, default_value = ensemble::DEFAULT_CHANNEL)]
     channel: String,
@@ -41,9 +43,9 @@ pub fn run(a: SendArgs) -> Result<()> {
         channel: a.channel,
     };
     let wait = Duration::from_millis(a.timeout_ms) + Duration::from_secs(5);
-    a.api
-        .client()?
-        .timeout(wait)
-        .post::<IgnoredAny>("/v1/send", &body)?;
+    let answer: serde_json::Value = a.api.client()?.timeout(wait).post("/v1/send", &body)?;
+    if a.json {
+        super::print_json(&answer)?;
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::de::IgnoredAny;
 
+use super::encode;
 use crate::views::{InfoView, PutBody, RecordView};
 
 #[derive(Args, Debug)]
@@ -20,7 +21,11 @@ pub struct TableArgs {
 #[derive(Subcommand, Debug)]
 enum TableCommand {
     /// The tables the agent hosts.
-    List,
+    List {
+        /// Print the JSON answer (an array of names).
+        #[arg(long)]
+        json: bool,
+    },
     /// Write KEY = VALUE; returns once every replica has it. The agent must host the table
     /// (--table), or create it on first use (--allow-create-tables).
     Put {
@@ -29,7 +34,13 @@ enum TableCommand {
         value: String,
     },
     /// Read a key from the agent's replica.
-    Get { table: String, key: String },
+    Get {
+        table: String,
+        key: String,
+        /// Print the JSON answer (`{"key", "value"}`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a key everywhere.
     Delete { table: String, key: String },
     /// Print every record.
@@ -46,43 +57,39 @@ enum TableCommand {
     },
 }
 
-fn seg(s: &str) -> String {
-    // Path segments: keep it readable, escape what URLs cannot carry.
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub fn run(args: TableArgs) -> Result<()> {
     let base = "/v1/tables";
     let client = args.api.client()?.timeout(Duration::from_secs(15));
     match args.command {
-        TableCommand::List => {
+        TableCommand::List { json } => {
             let names: Vec<String> = client.get(base)?;
-            for t in names {
-                println!("{t}");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&names)?);
+            } else {
+                for t in names {
+                    println!("{t}");
+                }
             }
         }
         TableCommand::Put { table, key, value } => {
-            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+            let path = format!("{base}/{}/records/{}", encode(&table), encode(&key));
             client.put::<IgnoredAny>(&path, &PutBody { value })?;
         }
-        TableCommand::Get { table, key } => {
-            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+        TableCommand::Get { table, key, json } => {
+            let path = format!("{base}/{}/records/{}", encode(&table), encode(&key));
             let r: RecordView = client.get(&path)?;
-            println!("{}", r.value);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{}", r.value);
+            }
         }
         TableCommand::Delete { table, key } => {
-            let path = format!("{base}/{}/records/{}", seg(&table), seg(&key));
+            let path = format!("{base}/{}/records/{}", encode(&table), encode(&key));
             client.delete::<IgnoredAny>(&path)?;
         }
         TableCommand::Dump { table, json } => {
-            let v: serde_json::Value = client.get(&format!("{base}/{}/records", seg(&table)))?;
+            let v: serde_json::Value = client.get(&format!("{base}/{}/records", encode(&table)))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -93,7 +100,7 @@ pub fn run(args: TableArgs) -> Result<()> {
             }
         }
         TableCommand::Info { table, json } => {
-            let v: serde_json::Value = client.get(&format!("{base}/{}", seg(&table)))?;
+            let v: serde_json::Value = client.get(&format!("{base}/{}", encode(&table)))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {

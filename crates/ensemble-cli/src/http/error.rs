@@ -90,6 +90,11 @@ pub enum Code {
     TableCreationOff,
     /// A put that would create a table beyond `max_tables` (403).
     TooManyTables,
+    /// A member filter (`GET /v1/members?status=&name=&tag=`) that is not a valid regular
+    /// expression, is too long or too large, or an unknown query parameter (400).
+    InvalidFilter,
+    /// The tags changed but the tags file could not be rewritten (500).
+    TagsNotSaved,
 }
 
 impl Code {
@@ -133,6 +138,8 @@ impl Code {
             Code::InvalidTableName => "invalid_table_name",
             Code::TableCreationOff => "table_creation_off",
             Code::TooManyTables => "too_many_tables",
+            Code::InvalidFilter => "invalid_filter",
+            Code::TagsNotSaved => "tags_not_saved",
         }
     }
 

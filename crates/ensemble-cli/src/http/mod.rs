@@ -10,6 +10,7 @@
 mod auth;
 mod error;
 mod extract;
+mod filter;
 mod metrics;
 mod routes;
 mod state;
@@ -19,7 +20,7 @@ use axum::Router;
 
 pub use auth::Access;
 pub use metrics::Metrics;
-pub use state::{AgentTables, AppState, TablePolicy};
+pub use state::{AgentControl, AgentTables, AppState, TablePolicy};
 pub use tls::{acceptor as tls_acceptor, TlsListener};
 
 /// Every route of the API behind the guard of `access`, with JSON answers for unknown paths
@@ -27,6 +28,8 @@ pub use tls::{acceptor as tls_acceptor, TlsListener};
 pub fn router(state: AppState, access: Access) -> Router {
     Router::new()
         .merge(routes::members::routes())
+        .merge(routes::agent::routes())
+        .merge(routes::tags::routes())
         .merge(routes::events::routes())
         .merge(routes::broadcast::routes())
         .merge(routes::send::routes())

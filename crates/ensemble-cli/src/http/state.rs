@@ -1,15 +1,18 @@
 //! What the routes share: the node, its discovery, the tables the agent opened, the metrics
-//! recorder and whether fault injection is allowed.
+//! recorder, whether fault injection is allowed, and the agent's own state (`AgentControl`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::FromRef;
 use ensemble::discovery::Discovery;
 use ensemble::{Error, Node, Table, TableOptions};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use super::metrics::Metrics;
+use crate::views::SettingsView;
 
 /// The router's state.
 #[derive(Clone)]
@@ -20,6 +23,40 @@ pub struct AppState {
     pub metrics: Metrics,
     /// `--allow-fault-injection`: the partition routes may change partitions.
     pub fault_injection: bool,
+    pub control: AgentControl,
+}
+
+/// The agent beside its node: when it started and its settings (`GET /v1/info`), where its
+/// tags persist (the tags routes), and how `POST /v1/leave` asks it to leave and exit.
+#[derive(Clone)]
+pub struct AgentControl {
+    pub started: Instant,
+    pub settings: Arc<SettingsView>,
+    /// `--tags-file`.
+    pub tags_file: Option<Arc<PathBuf>>,
+    /// Held while tags change, so that concurrent changes neither lose one another nor write
+    /// the file out of order.
+    pub tags_lock: Arc<Mutex<()>>,
+    /// Notified once to make the agent leave gracefully, as on SIGTERM.
+    pub leave: Arc<Notify>,
+}
+
+impl AgentControl {
+    pub fn new(settings: SettingsView, tags_file: Option<PathBuf>) -> AgentControl {
+        AgentControl {
+            started: Instant::now(),
+            settings: Arc::new(settings),
+            tags_file: tags_file.map(Arc::new),
+            tags_lock: Arc::default(),
+            leave: Arc::default(),
+        }
+    }
+}
+
+impl FromRef<AppState> for AgentControl {
+    fn from_ref(s: &AppState) -> Self {
+        s.control.clone()
+    }
 }
 
 impl FromRef<AppState> for Node {

@@ -251,3 +251,34 @@ pub fn ureq_get(http: &str, path: &str) -> Option<Value> {
         .into_json()
         .ok()
 }
+
+/// `method path` on the agent at `http` with the tests' token and a JSON `body`, if any: the
+/// status and the JSON answer (Null if it is not JSON).
+pub fn call_json(http: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call_json_with(&ureq::agent(), http, method, path, body)
+}
+
+/// As [`call_json`], through `agent` (its connections reused).
+pub fn call_json_with(
+    agent: &ureq::Agent,
+    http: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let req = agent
+        .request(method, &format!("http://{http}{path}"))
+        .set("Authorization", &bearer())
+        .timeout(Duration::from_secs(30));
+    let resp = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match resp {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}

@@ -1,17 +1,23 @@
-//! `GET /v1/members`, `GET /v1/self` and `GET /v1/health`.
+//! `GET /v1/members` (filtered by `status`, `name` and `tag` patterns, as `serf members`),
+//! `GET /v1/self`, `GET /v1/health` and `POST /v1/members/{node}/force-leave`.
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::Router;
-use ensemble::Node;
+use ensemble::{Error, Node};
 
-use crate::http::extract::Json;
+use crate::http::error::{ApiError, Code};
+use crate::http::extract::{Json, Path};
+use crate::http::filter::MemberFilter;
 use crate::http::state::AppState;
-use crate::views::{Health, MemberView, PartitionView};
+use crate::views::{Health, LeaveView, MemberView, PartitionView};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/members", get(members))
+        .route("/v1/members/{node}/force-leave", post(force_leave))
         .route("/v1/self", get(local))
         .merge(probes())
 }
@@ -21,8 +27,39 @@ pub fn probes() -> Router<AppState> {
     Router::new().route("/v1/health", get(health))
 }
 
-async fn members(State(node): State<Node>) -> Json<Vec<MemberView>> {
-    Json(node.members().iter().map(MemberView::from).collect())
+/// 400 `invalid_filter` for a bad filter.
+async fn members(
+    State(node): State<Node>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Vec<MemberView>>, ApiError> {
+    let Query(params) = query
+        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidFilter, r.body_text()))?;
+    let filter = MemberFilter::parse(params)?;
+    Ok(Json(
+        node.members()
+            .iter()
+            .filter(|m| filter.matches(m))
+            .map(MemberView::from)
+            .collect(),
+    ))
+}
+
+/// Marks `node` left on every member (`Node::remove`): 404 `unknown_member` for a member this
+/// agent does not know (or knows as left already), 400 for the agent's own name (use
+/// `POST /v1/leave`), 503 if the node stopped.
+async fn force_leave(
+    State(node): State<Node>,
+    Path(name): Path<String>,
+) -> Result<Json<LeaveView>, ApiError> {
+    match node.remove(&name).await {
+        Ok(()) => Ok(Json(LeaveView {
+            ok: true,
+            node: name,
+        })),
+        Err(e @ Error::UnknownNode(_)) => Err(ApiError::node(StatusCode::NOT_FOUND, e)),
+        Err(e @ Error::Stopped) => Err(ApiError::node(StatusCode::SERVICE_UNAVAILABLE, e)),
+        Err(e) => Err(ApiError::node(StatusCode::BAD_REQUEST, e)),
+    }
 }
 
 async fn local(State(node): State<Node>) -> Json<MemberView> {

@@ -1,5 +1,6 @@
 //! The API's routes, one file per resource; each gives a `routes()` router over `AppState`.
 
+pub mod agent;
 pub mod broadcast;
 pub mod discovery;
 pub mod events;
@@ -10,4 +11,5 @@ pub mod partitions;
 pub mod send;
 pub mod singletons;
 pub mod tables;
+pub mod tags;
 pub mod tracker;
