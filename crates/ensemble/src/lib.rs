@@ -23,6 +23,11 @@
 //!
 //! The protocol logic lives in the sans-IO crate [`ensemble_proto`]; this crate moves bytes,
 //! fires timers and hands out events.
+//!
+//! Cargo features, both on by default: `dns` (discovery by DNS, `discovery::DnsBackend`) and
+//! `postgres` (discovery through a PostgreSQL table, `discovery::PostgresBackend`). Without
+//! them (`default-features = false`) the static and file backends remain, and the crate builds
+//! without the DNS resolver, the PostgreSQL client and rustls.
 
 #![warn(missing_docs)]
 

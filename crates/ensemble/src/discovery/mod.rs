@@ -15,8 +15,10 @@
 //! # }
 //! ```
 
+#[cfg(feature = "dns")]
 mod dns;
 pub(crate) mod file;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod probe;
 mod static_list;
@@ -29,11 +31,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
+#[cfg(feature = "dns")]
 pub use dns::DnsBackend;
 pub use ensemble_proto::discovery::{
     DiscoveredNode, DiscoveryConfig, Phase, RetryKind, SystemInfo, PAST_STARTUP, PHASE_TAG,
 };
 pub use file::FileBackend;
+#[cfg(feature = "postgres")]
 pub use postgres::{PostgresBackend, PostgresOptions};
 pub use static_list::StaticBackend;
 pub use table_info::TrackedTableInfo;
