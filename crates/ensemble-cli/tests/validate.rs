@@ -40,7 +40,8 @@ fn a_valid_config_passes_and_creates_no_file() {
         format!(
             "name = \"web-1\"\nbind = \"127.0.0.1:7946\"\nkeyring_file = \"{}\"\n\
              tables = [\"sessions\"]\n[tags]\nrole = \"web\"\n\
-             [membership]\nheartbeat_interval_ms = 500\n",
+             [membership]\nheartbeat_interval_ms = 500\nsuspicion_min_ms = 300\n\
+             monitor_neighbours = 3\n",
             keyring.display()
         ),
     )
@@ -64,11 +65,19 @@ fn a_valid_config_passes_and_creates_no_file() {
 fn an_invalid_config_fails_with_the_reason() {
     let dir = tempdir();
     let home = dir.path().to_path_buf();
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 7] = [
         ("colour = \"red\"\n", "unknown field `colour`"),
         (
             "[membership]\nheartbeat_interval_ms = 0\n",
             "heartbeat_interval_ms must be above 0",
+        ),
+        (
+            "[membership]\nsuspicion_min_ms = 1500\n",
+            "suspicion_min_ms must not exceed suspicion_timeout_ms",
+        ),
+        (
+            "[membership]\nmonitor_neighbours = 100\n",
+            "monitor_neighbours must be at most 32",
         ),
         ("bind = \"nowhere\"\n", "expected HOST:PORT"),
         ("tables = [\"ensemble.mine\"]\n", "ensemble.mine"),

@@ -165,6 +165,8 @@ pub struct MembershipSettings {
     pub probe_helpers: Option<usize>,
     pub probe_timeout_ms: Option<u64>,
     pub suspicion_timeout_ms: Option<u64>,
+    pub suspicion_min_ms: Option<u64>,
+    pub monitor_neighbours: Option<usize>,
     pub down_on_refused: Option<bool>,
     pub gossip_fanout: Option<usize>,
     pub sync_interval_ms: Option<u64>,
@@ -208,6 +210,18 @@ impl MembershipSettings {
         }
         if let Some(v) = self.suspicion_timeout_ms {
             c.suspicion_timeout = ms(v);
+        }
+        if let Some(v) = self.suspicion_min_ms {
+            c.suspicion_min = ms(v);
+        }
+        if c.suspicion_min > c.suspicion_timeout {
+            bail!("membership.suspicion_min_ms must not exceed suspicion_timeout_ms (defaults 200 and 1000)");
+        }
+        if let Some(v) = self.monitor_neighbours {
+            if v > 32 {
+                bail!("membership.monitor_neighbours must be at most 32 (default 2; 0 watches every connection)");
+            }
+            c.monitor_neighbours = v;
         }
         if let Some(v) = self.down_on_refused {
             c.down_on_refused = v;
