@@ -18,6 +18,8 @@
 //!   conflict handlers, re-merge after splits ([`table::Tables`]).
 //! - [`singleton`]: cluster singletons (after Stoker's activator): one leader per name, fencing
 //!   epochs, hand-over, the majority rule ([`singleton::Singletons`]).
+//! - [`query`]: queries (Serf's `query`): a request fanned out by broadcast, acks and
+//!   responses straight back to the origin ([`query::Queries`]).
 //! - [`stack`]: every protocol of one node, composed behind one input and output ([`Stack`]).
 //!
 //! Every protocol has the same shape: a struct that takes `handle(now, Input)` and gives
@@ -38,6 +40,7 @@ pub mod membership;
 pub mod messaging;
 mod overlay;
 mod probe;
+pub mod query;
 mod shared_bytes;
 pub mod singleton;
 pub mod stack;

@@ -17,9 +17,12 @@ use crate::config::Config;
 use crate::member::Member;
 use crate::membership::{self, EventKind, MemberEvent, Membership};
 use crate::messaging::{self, DirectMsg, Messaging, MessagingConfig, RelayMsg};
+use crate::query::{self, Queries, QueryConfig};
 use crate::singleton::{self, SingletonConfig, Singletons};
 use crate::table::{self, TableConfig, Tables};
 use crate::wire::{Message, PeerInfo};
+
+mod queries;
 
 /// The settings of every protocol of a node.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +37,8 @@ pub struct StackConfig {
     pub tables: TableConfig,
     /// Singletons.
     pub singletons: SingletonConfig,
+    /// Queries.
+    pub queries: QueryConfig,
 }
 
 /// An input to a node's protocols.
@@ -81,6 +86,9 @@ pub enum Input {
     Table(table::Input),
     /// A singleton command: register or unregister.
     Singleton(singleton::Input),
+    /// A query command: start a query, answer one (a query without a timeout gets Serf's
+    /// default for the current member count, [`query::default_timeout`]).
+    Query(query::Input),
 }
 
 /// An output of a node's protocols.
@@ -114,6 +122,9 @@ pub enum Output {
     Table(table::Output),
     /// Singletons: an activator's event, or a command's answer (never a `Send`).
     Singleton(singleton::Output),
+    /// Queries: a query for a local handler, an event of a running query, a command's answer
+    /// (never a `Broadcast` or a `Send`: the stack carries those out).
+    Query(query::Output),
 }
 
 /// The protocols of one node.
@@ -124,6 +135,7 @@ pub struct Stack {
     messaging: Messaging,
     tables: Tables,
     singletons: Singletons,
+    queries: Queries,
     /// The connections the other protocols know about, with the incarnation each was opened
     /// with.
     neighbours: BTreeMap<String, u64>,
@@ -139,6 +151,7 @@ const RELAY_HOPS: u8 = 2;
 
 /// Spreads one seed over the protocols' generators.
 const BROADCAST_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+const QUERY_SEED: u64 = 0x5851_f42d_4c95_7f2d;
 
 impl Stack {
     /// The protocols of the node `local`, alone in its view, that will dial `seeds`.
@@ -169,6 +182,7 @@ impl Stack {
             messaging: Messaging::new(config.messaging),
             tables,
             singletons,
+            queries: Queries::new(name.clone(), config.queries, rng_seed ^ QUERY_SEED),
             neighbours: BTreeMap::new(),
             synced: None,
             outputs: VecDeque::new(),
@@ -176,6 +190,7 @@ impl Stack {
             relay_dropped: 0,
         };
         s.broadcast.handle(now, broadcast::Input::MemberUp(name));
+        s.register_queries(now);
         s.drain(now);
         s
     }
@@ -214,6 +229,7 @@ impl Stack {
                 }
                 self.singletons.handle(now, input);
             }
+            Input::Query(input) => self.query_input(now, input),
         }
         self.drain(now);
     }
@@ -232,6 +248,7 @@ impl Stack {
             self.messaging.poll_timeout(),
             self.tables.poll_timeout(),
             self.singletons.poll_timeout(),
+            self.queries.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -263,6 +280,11 @@ impl Stack {
         &self.singletons
     }
 
+    /// Queries (read only).
+    pub fn queries(&self) -> &Queries {
+        &self.queries
+    }
+
     /// Named messages handed on for others so far, and dropped for lack of a route.
     pub fn relay_counts(&self) -> (u64, u64) {
         (self.relayed, self.relay_dropped)
@@ -290,6 +312,9 @@ impl Stack {
         }
         if due(self.singletons.poll_timeout()) {
             self.singletons.handle(now, singleton::Input::Tick);
+        }
+        if due(self.queries.poll_timeout()) {
+            self.queries.handle(now, query::Input::Tick);
         }
     }
 
@@ -417,13 +442,17 @@ impl Stack {
             self.sync_neighbours(now);
             while let Some(o) = self.broadcast.poll_output() {
                 any = true;
-                self.outputs.push_back(match o {
+                let out = match o {
                     broadcast::Output::Send { to, msg } => Output::Send {
                         to,
                         msg: Message::Broadcast(msg),
                     },
-                    other => Output::Broadcast(other),
-                });
+                    other => match self.query_broadcast(now, other) {
+                        Some(other) => Output::Broadcast(other),
+                        None => continue,
+                    },
+                };
+                self.outputs.push_back(out);
             }
             while let Some(o) = self.messaging.poll_output() {
                 any = true;
@@ -432,9 +461,14 @@ impl Stack {
                         let out = self.route_direct(None, to, msg);
                         self.outputs.extend(out);
                     }
-                    other => self.outputs.push_back(Output::Messaging(other)),
+                    other => {
+                        if let Some(other) = self.query_message(now, other) {
+                            self.outputs.push_back(Output::Messaging(other));
+                        }
+                    }
                 }
             }
+            any |= self.drain_queries(now);
             while let Some(o) = self.singletons.poll_output() {
                 any = true;
                 self.outputs.push_back(match o {

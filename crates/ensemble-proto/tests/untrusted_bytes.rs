@@ -207,4 +207,28 @@ proptest! {
         let seeds = seeds::event_sequences();
         fuzzing::user_events(&mutate(seeds[seed.index(seeds.len())].1.clone(), &mutations));
     }
+
+    /// Query requests, replies and summaries from random bytes and from mutated real ones.
+    #[test]
+    fn mutated_queries_never_panic_a_node(
+        bytes in prop::collection::vec(any::<u8>(), 0..400),
+        mutations in prop::collection::vec(mutation(), 1..6),
+    ) {
+        fuzzing::queries(&bytes);
+        let request = ensemble_proto::query::QueryRequest {
+            id: 7,
+            origin: "b".into(),
+            name: "uptime".into(),
+            payload: bytes::Bytes::from(bytes.clone()),
+            filter: ensemble_proto::query::QueryFilter {
+                nodes: vec!["a".into()],
+                tags: vec![("role".into(), "^web".into())],
+            },
+            timeout_ms: 1000,
+            want_ack: true,
+        };
+        fuzzing::queries(&mutate(request.encode().to_vec(), &mutations));
+        let reply = ensemble_proto::query::QueryMsg::Response { id: 1, payload: bytes.into() };
+        fuzzing::queries(&mutate(reply.encode().to_vec(), &mutations));
+    }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use ensemble_proto::broadcast::events::{EventLog, USER_EVENTS};
 use ensemble_proto::broadcast::{self, BroadcastError};
 use ensemble_proto::messaging::{self, MessagingConfig};
+use ensemble_proto::query;
 use ensemble_proto::singleton::{self, SingletonError};
 use ensemble_proto::stack::{Input, Output};
 use ensemble_proto::table;
@@ -155,6 +156,8 @@ pub struct Sim {
     broadcast_answer: Option<Result<broadcast::Reply, BroadcastError>>,
     /// What the nodes' named messaging yielded (deliveries, acks, failures), in order.
     pub message_outputs: Vec<(Duration, NodeId, messaging::Output)>,
+    /// What the nodes' queries yielded (requests, events, answers), in order.
+    pub query_outputs: Vec<(Duration, NodeId, query::Output)>,
 }
 
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
@@ -199,6 +202,7 @@ impl Sim {
             singleton_answers: Vec::new(),
             broadcast_answer: None,
             message_outputs: Vec::new(),
+            query_outputs: Vec::new(),
         }
     }
 
@@ -263,6 +267,7 @@ impl Sim {
             messaging: MessagingConfig::default(),
             tables: self.config.tables.clone(),
             singletons: self.config.singletons.clone(),
+            queries: Default::default(),
         };
         let seeds = node.seeds.clone();
         let mut stack = Stack::new(config, local, seeds, seed, self.now);
@@ -448,6 +453,7 @@ impl Sim {
                 self.message_outputs.push((at, from, o));
             }
             Output::Table(o) => self.table_outputs.push((from, o)),
+            Output::Query(o) => self.query_outputs.push((self.elapsed(), from, o)),
             Output::Singleton(singleton::Output::Done { token, result }) => {
                 self.singleton_answers.push((from, token, result));
             }

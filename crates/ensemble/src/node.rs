@@ -138,6 +138,7 @@ impl Node {
             messaging: config.messaging,
             tables: config.tables.clone(),
             singletons: config.singletons.clone(),
+            queries: Default::default(),
         };
         let mut core = Stack::new(stack_config, local.clone(), seeds, rng_seed, now);
         let (user_events_tx, user_events_rx) = broadcast::channel(4096);

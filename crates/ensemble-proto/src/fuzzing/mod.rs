@@ -9,11 +9,13 @@
 
 pub mod alloc;
 mod events;
+mod queries;
 pub mod seeds;
 mod stack;
 mod table;
 
 pub use events::user_events;
+pub use queries::queries;
 pub use stack::stack;
 pub use table::table_frame;
 

@@ -9,7 +9,7 @@ use ensemble_proto::broadcast::events::{EventInput, USER_EVENTS};
 use ensemble_proto::broadcast::{self, Plumtree};
 use ensemble_proto::stack::{Input, Output};
 use ensemble_proto::table::{self, Store};
-use ensemble_proto::{membership, messaging, singleton, Member, Status};
+use ensemble_proto::{membership, messaging, query, singleton, Member, Status};
 
 use super::{pair, NodeId, Sim, SimEvent};
 
@@ -88,6 +88,11 @@ impl Sim {
     /// Gives a running node a named-messaging input (register a name, send a message).
     pub fn messaging(&mut self, id: NodeId, input: messaging::Input) {
         self.call(id, Input::Messaging(input));
+    }
+
+    /// Gives a running node a query input (start a query, answer one).
+    pub fn query(&mut self, id: NodeId, input: query::Input) {
+        self.call(id, Input::Query(input));
     }
 
     /// Named messages relayed for others and dropped for lack of a route, summed over nodes.

@@ -313,6 +313,8 @@ impl Driver {
                 Output::Table(t) => self.on_table(t),
                 Output::Singleton(s) => self.on_singleton_output(s),
                 Output::Event(e) => self.on_member_event(e),
+                // The runtime does not start or answer queries yet: nothing comes out.
+                Output::Query(_) => {}
             }
         }
         for outbox in self.held.drain(..) {
