@@ -8,6 +8,7 @@ mod discovery;
 mod event_handler;
 mod handlers;
 mod keyring;
+mod reload;
 mod settings;
 mod singletons;
 mod token;
@@ -206,7 +207,7 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
         seeds
     );
     if let Some(path) = agent.keyring_file.clone() {
-        keyring::spawn(&node, path)?;
+        keyring::spawn(&node, path);
     }
     event_handler::spawn(&node, agent.event_handlers);
     handlers::spawn(&node, agent.handlers).await?;
@@ -231,6 +232,7 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     }
     let singletons = singletons::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
     let control = AgentControl::new(settings, agent.tags_file);
+    reload::spawn(&node, agent.keyring_file.clone(), &control)?;
     let leave = control.leave.clone();
     let state = AppState {
         node: node.clone(),
