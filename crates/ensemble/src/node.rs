@@ -92,6 +92,7 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, Error> {
         let role = config.membership.topology.role();
         let tags = config.validate()?;
+        crate::metrics::register();
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|error| Error::Bind {

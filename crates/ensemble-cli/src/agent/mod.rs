@@ -199,6 +199,7 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     let http_addr = listeners.api_addr();
     let scheme = if agent.tls.is_some() { "https" } else { "http" };
     let seeds = config.seeds.clone();
+    let metrics = Metrics::install()?;
     let node = Node::start(config).await?;
     info!(
         "agent {} listening on {} (HTTP API on {scheme}://{http_addr}), joining {:?}",
@@ -211,7 +212,6 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     }
     event_handler::spawn(&node, agent.event_handlers);
     handlers::spawn(&node, agent.handlers).await?;
-    let metrics = Metrics::install()?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }

@@ -37,6 +37,7 @@ mod faults;
 mod keys;
 mod membership;
 mod messaging;
+mod metrics;
 mod singletons;
 mod tables;
 
@@ -104,6 +105,10 @@ pub(crate) struct Driver {
     own_addrs: Vec<SocketAddr>,
     /// How long to poll for a reply a caller waits for ([`crate::Config::busy_wait`]).
     busy_wait: Duration,
+    /// Membership's metrics, from the view as last published.
+    membership_metrics: crate::metrics::MembershipMetrics,
+    /// When the gauges read from the connections and the broadcast machine were last set.
+    gauges_at: Option<Instant>,
 }
 
 /// How long a leaving node waits for its goodbye to be written.
@@ -161,6 +166,8 @@ impl Driver {
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
             singleton_tasks: HashMap::new(),
+            membership_metrics: Default::default(),
+            gauges_at: None,
         }
     }
 
@@ -188,6 +195,7 @@ impl Driver {
                         self.core.handle(Instant::now(), Input::Tick);
                         self.drain_outputs();
                         self.publish();
+                        self.record_gauges(Instant::now());
                         continue;
                     }
                 },

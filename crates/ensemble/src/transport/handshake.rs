@@ -112,6 +112,18 @@ impl HandshakeError {
         matches!(self, HandshakeError::Io(e) if matches!(e.kind(), ConnectionRefused | ConnectionReset))
     }
 
+    /// The reason as a label value of `ensemble_handshakes_failed_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            _ if self.no_listener() => "no_listener",
+            HandshakeError::Timeout | HandshakeError::NoHello(_) => "timeout",
+            HandshakeError::RefusedBy(_) => "refused_by_peer",
+            HandshakeError::Refused(_) | HandshakeError::KeyExchange { .. } => "refused",
+            HandshakeError::Malformed(_) | HandshakeError::Unexpected(_) => "malformed",
+            HandshakeError::Io(_) | HandshakeError::Closed => "error",
+        }
+    }
+
     /// True for failures that a configuration change fixes (key, cluster, version, name).
     pub fn is_refusal(&self) -> bool {
         matches!(
