@@ -186,7 +186,8 @@ impl Node {
             instance,
             own_addrs,
             config.busy_wait,
-        );
+        )
+        .with_secret_watch(config.secret_mismatch_warning);
         tokio::spawn(driver.run(listener));
         Ok(Node {
             inner: Arc::new(Inner {

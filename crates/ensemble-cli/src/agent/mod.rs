@@ -78,9 +78,14 @@ pub struct AgentArgs {
     )]
     join: Vec<String>,
     /// File holding the cluster secret (else ENSEMBLE_SECRET, else config key secret_file,
-    /// else a per-user file created on first use).
+    /// else the per-user file ~/.ensemble/secret, which only --bootstrap creates).
     #[arg(long, value_name = "FILE", env = "ENSEMBLE_SECRET_FILE")]
     secret_file: Option<PathBuf>,
+    /// Start the first node of a new cluster: with no secret given and no per-user secret file,
+    /// create one (~/.ensemble/secret) and say how to give it to the other nodes; without this
+    /// flag such an agent refuses to start (config key: bootstrap).
+    #[arg(long, env = "ENSEMBLE_BOOTSTRAP")]
+    bootstrap: bool,
     /// Keyring file: the cluster keys as a JSON array, primary first (created from the cluster
     /// secret when missing, rewritten when a key operation changes the keyring, read again on
     /// SIGHUP; config key: keyring_file). With it, the cluster secret only seeds a new file.
