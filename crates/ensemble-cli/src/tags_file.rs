@@ -14,6 +14,41 @@ use anyhow::{bail, Context, Result};
 /// Largest tags file read, in bytes: far above what the tag limits let a node carry.
 pub const MAX_TAGS_FILE: u64 = 64 * 1024;
 
+/// Tags of Ensemble's own start with this (the role, reserved slots, the discovery phase):
+/// users can neither set nor remove them.
+pub const OWN_PREFIX: &str = "ensemble.";
+
+/// A node's tags split into Ensemble's own (`ensemble.*`, kept by every change a user makes)
+/// and the user's. The role and reserve tags are left out of both: `Node::set_tags` keeps them
+/// by itself.
+pub fn split(
+    all: &BTreeMap<String, String>,
+    kept_by_node: &[&str],
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    all.iter()
+        .filter(|(k, _)| !kept_by_node.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| k.starts_with(OWN_PREFIX))
+}
+
+/// What changed from `old` to `new`, for a log line: `+k=v`, `~k=v`, `-k`.
+pub fn describe_change(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in new {
+        match old.get(k) {
+            None => parts.push(format!("+{k}={v}")),
+            Some(o) if o != v => parts.push(format!("~{k}={v}")),
+            Some(_) => {}
+        }
+    }
+    parts.extend(
+        old.keys()
+            .filter(|k| !new.contains_key(*k))
+            .map(|k| format!("-{k}")),
+    );
+    parts.join(" ")
+}
+
 /// The tags in `path`, or None if there is no such file.
 pub fn read(path: &Path) -> Result<Option<BTreeMap<String, String>>> {
     let context = || format!("the tags file {} (--tags-file)", path.display());
@@ -77,5 +112,28 @@ mod tests {
         assert!(format!("{e:#}").contains("JSON object of strings"), "{e:#}");
         std::fs::write(&path, vec![b' '; MAX_TAGS_FILE as usize + 1]).unwrap();
         assert!(format!("{:#}", read(&path).unwrap_err()).contains("over"));
+    }
+
+    #[test]
+    fn split_keeps_ensembles_own_apart_and_changes_are_described() {
+        let t = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let all = t(&[
+            ("ensemble.role", "server"),
+            ("ensemble.phase", "joined"),
+            ("dc", "a"),
+        ]);
+        let (own, user) = split(&all, &["ensemble.role"]);
+        assert_eq!(own, t(&[("ensemble.phase", "joined")]));
+        assert_eq!(user, t(&[("dc", "a")]));
+        let change = describe_change(
+            &t(&[("dc", "a"), ("x", "1")]),
+            &t(&[("dc", "b"), ("y", "2")]),
+        );
+        assert_eq!(change, "~dc=b +y=2 -x");
     }
 }

@@ -120,6 +120,46 @@ fn a_wrong_secret_is_refused_and_logged_on_both_sides() {
     );
 }
 
+/// An agent alone whose every dial is refused for its key says so once, plainly, with the fix
+/// (after `secret_mismatch_warning_ms`, 30 s by default, 1 s here).
+#[test]
+fn an_agent_alone_with_the_wrong_secret_says_so_once_with_the_fix() {
+    let dir = tempdir();
+    let config = dir.path().join("warn.toml");
+    std::fs::write(&config, "secret_mismatch_warning_ms = 1000\n").unwrap();
+    let config = config.to_str().unwrap();
+    let good = Agent::start_with(dir.path(), "good", None, SECRET, &["--config", config]);
+    let bad = Agent::start_with(
+        dir.path(),
+        "bad",
+        Some(&good.bind),
+        "not-the-cluster-secret-at-all",
+        &["--config", config],
+    );
+    let warning = "no peer accepted this node's cluster secret";
+    wait_for(Duration::from_secs(30), "the agent says it", || {
+        bad.log_text().contains(warning)
+    });
+    // Several more delays, with dials still refused: said once only.
+    std::thread::sleep(Duration::from_secs(4));
+    let log = bad.log_text();
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    let line = log.lines().find(|l| l.contains(warning)).unwrap();
+    for needle in [
+        "WARN",
+        &format!("every dial to {}", good.bind),
+        "secret mismatch",
+        "ENSEMBLE_SECRET or --secret-file",
+        "ensemble keygen",
+    ] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+    assert!(
+        !good.log_text().contains(warning),
+        "the agent alone by itself, which dials nobody, says nothing"
+    );
+}
+
 /// Runs `ensemble ARGS`, expects it to fail, and expects every needle on its stderr.
 
 #[test]
@@ -204,6 +244,43 @@ fn config_file_and_default_secret_file_work() {
     )
     .unwrap();
     let home = dir.path().join("home");
+    // No secret anywhere: the agent refuses to start rather than make a secret no other node
+    // has, and says both fixes.
+    let refused_log = dir.path().join("refused.log");
+    let mut refused = cli()
+        .args(["agent", "--config", file.to_str().unwrap()])
+        .env_remove("ENSEMBLE_SECRET")
+        .env_remove("ENSEMBLE_BOOTSTRAP")
+        .env("ENSEMBLE_HOME", &home)
+        .stderr(std::fs::File::create(&refused_log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break Some(status);
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = refused.kill();
+            let _ = refused.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&refused_log).unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "started without a secret: {err}"
+    );
+    for needle in [
+        "no cluster secret",
+        "ENSEMBLE_SECRET",
+        "--secret-file",
+        "--bootstrap",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    assert!(!home.join("secret").exists(), "no secret was created");
     let log = std::fs::File::create(dir.path().join("cfg.log")).unwrap();
     let mut child = cli()
         .args([
@@ -212,6 +289,7 @@ fn config_file_and_default_secret_file_work() {
             file.to_str().unwrap(),
             "--tag",
             "zone=a",
+            "--bootstrap",
         ])
         .env_remove("ENSEMBLE_SECRET")
         .env("ENSEMBLE_HOME", &home)
@@ -244,7 +322,7 @@ fn config_file_and_default_secret_file_work() {
     assert_eq!(me["tags"]["zone"], "a");
     assert!(
         home.join("secret").exists(),
-        "a per-user secret was created"
+        "--bootstrap created a per-user secret"
     );
     assert!(members.status.success(), "{members:?}");
     assert_eq!(token().trim().len(), 64, "32 random bytes in hex");
@@ -256,8 +334,8 @@ fn config_file_and_default_secret_file_work() {
     assert_eq!(mode & 0o777, 0o600);
     let log = std::fs::read_to_string(dir.path().join("cfg.log")).unwrap();
     assert!(
-        log.contains(home.join("secret").to_str().unwrap()),
-        "the log says where: {log}"
+        log.contains(home.join("secret").to_str().unwrap()) && log.contains("--secret-file"),
+        "the log says where and how to share it: {log}"
     );
 }
 

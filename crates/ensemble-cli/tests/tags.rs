@@ -65,3 +65,41 @@ fn tags_change_across_the_cluster_and_survive_a_restart() {
     assert!(me["tags"].get("env").is_none(), "{me}");
     assert!(me["tags"].get("big").is_none(), "{me}");
 }
+
+#[test]
+fn sighup_reads_the_tags_file_again_and_never_stops_the_agent() {
+    let dir = tempdir();
+    let file = dir.path().join("tags.json");
+    std::fs::write(&file, r#"{"zone": "a", "old": "1"}"#).unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let a0 = Agent::start_with(dir.path(), "a0", None, SECRET, &["--tags-file", &file_arg]);
+    // An agent with no keyring or tags file shrugs SIGHUP off instead of dying of it.
+    let a1 = Agent::start(dir.path(), "a1", Some(&a0.bind), SECRET);
+    wait_for(LONG, "a1 sees a0 with its file's tags", || {
+        tags_seen(&a1, "a0").is_some_and(|t| t["zone"] == "a" && t["old"] == "1")
+    });
+
+    std::fs::write(&file, r#"{"zone": "b", "new": "2"}"#).unwrap();
+    a0.signal(Signal::SIGHUP);
+    a1.signal(Signal::SIGHUP);
+    wait_for(LONG, "a1 sees a0's new tags", || {
+        tags_seen(&a1, "a0")
+            .is_some_and(|t| t["zone"] == "b" && t["new"] == "2" && t.get("old").is_none())
+    });
+    wait_for(LONG, "a0 logs what changed", || {
+        a0.log_text().contains("+new=2 ~zone=b -old")
+    });
+    wait_for(LONG, "a1 logs that it had nothing to read", || {
+        a1.log_text().contains("SIGHUP: nothing to read again")
+    });
+    a1.wait_answers(LONG);
+
+    // A broken file changes nothing, and says why.
+    std::fs::write(&file, "[not an object]").unwrap();
+    a0.signal(Signal::SIGHUP);
+    wait_for(LONG, "a0 logs the refusal", || {
+        a0.log_text().contains("SIGHUP: kept the tags as they were")
+    });
+    let me = ureq_get(&a0.http, "/v1/self").unwrap();
+    assert_eq!(me["tags"]["zone"], "b", "{me}");
+}

@@ -78,6 +78,11 @@ pub struct Config {
     /// connection, served in turn, so bulk traffic on one never delays another. At most
     /// [`MAX_CHANNELS`]; every node should declare the same ones.
     pub channels: Vec<String>,
+    /// A node that has had no peer this long, while every node it reached refused its key
+    /// (another secret, or another cluster name), logs once at WARN that its secret is not
+    /// the cluster's, naming the addresses and the fix; again only after it had a peer and
+    /// the situation came back. Default 30 s.
+    pub secret_mismatch_warning: Duration,
 }
 
 /// Most channels a node may declare besides the default one.
@@ -112,6 +117,7 @@ impl Config {
             send_queue_bytes: 64 << 20,
             busy_wait: Duration::from_micros(30),
             channels: Vec::new(),
+            secret_mismatch_warning: Duration::from_secs(30),
         }
     }
 

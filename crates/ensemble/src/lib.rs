@@ -41,6 +41,7 @@ mod error;
 pub mod fuzzing;
 mod keyring;
 mod limits;
+pub mod metrics;
 mod node;
 mod secret;
 mod time;

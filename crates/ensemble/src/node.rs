@@ -92,6 +92,7 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, Error> {
         let role = config.membership.topology.role();
         let tags = config.validate()?;
+        crate::metrics::register();
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|error| Error::Bind {
@@ -186,7 +187,8 @@ impl Node {
             instance,
             own_addrs,
             config.busy_wait,
-        );
+        )
+        .with_secret_watch(config.secret_mismatch_warning);
         tokio::spawn(driver.run(listener));
         Ok(Node {
             inner: Arc::new(Inner {

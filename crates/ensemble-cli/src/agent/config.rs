@@ -218,6 +218,7 @@ fn secrets(
             args.secret_file.as_deref(),
             env.secret,
             file.secret_file.as_deref(),
+            args.bootstrap || file.bootstrap,
         )
     };
     let (secret, keys) = match keyring_file {

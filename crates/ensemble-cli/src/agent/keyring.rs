@@ -1,7 +1,7 @@
 //! The agent's keyring file (`--keyring-file`, config key `keyring_file`): the cluster keys as a
 //! JSON array of strings, primary first, mode 0600 (Serf's keyring file, in hex). Read at start
 //! (created from the cluster secret when missing), written again after every change of the
-//! node's keyring (a key operation from any node), and read again on SIGHUP.
+//! node's keyring (a key operation from any node), and read again on SIGHUP (`reload.rs`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ pub fn load(path: &Path, secret: impl FnOnce() -> Result<Secret>) -> Result<Keyr
     read(path)
 }
 
-fn read(path: &Path) -> Result<Keyring> {
+pub(super) fn read(path: &Path) -> Result<Keyring> {
     let context = || format!("the keyring file {} (--keyring-file)", path.display());
     let text = std::fs::read_to_string(path).with_context(context)?;
     let keys: Vec<String> = serde_json::from_str(&text)
@@ -80,33 +80,15 @@ fn private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::File::create(path)
 }
 
-/// Keeps `path` up to date with the node's keyring, and reads it again on SIGHUP.
-pub fn spawn(node: &Node, path: PathBuf) -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+/// Keeps `path` up to date with the node's keyring (SIGHUP reads it again: `reload`).
+pub fn spawn(node: &Node, path: PathBuf) {
     let mut changes = node.keyring_changes();
-    let node = node.clone();
     tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let ring = changes.borrow_and_update().clone();
-                    if let Err(e) = write(&path, &ring) {
-                        warn!("could not write the keyring file {}: {e:#}", path.display());
-                    }
-                }
-                _ = hangup.recv() => match read(&path) {
-                    Ok(ring) => {
-                        info!("SIGHUP: read the keyring file {} again ({} keys)", path.display(), ring.keys().len());
-                        node.set_keyring(ring);
-                    }
-                    Err(e) => warn!("SIGHUP: kept the keyring as it was: {e:#}"),
-                },
+        while changes.changed().await.is_ok() {
+            let ring = changes.borrow_and_update().clone();
+            if let Err(e) = write(&path, &ring) {
+                warn!("could not write the keyring file {}: {e:#}", path.display());
             }
         }
     });
-    Ok(())
 }

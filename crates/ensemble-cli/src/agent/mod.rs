@@ -8,6 +8,7 @@ mod discovery;
 mod event_handler;
 mod handlers;
 mod keyring;
+mod reload;
 mod settings;
 mod singletons;
 mod token;
@@ -77,9 +78,14 @@ pub struct AgentArgs {
     )]
     join: Vec<String>,
     /// File holding the cluster secret (else ENSEMBLE_SECRET, else config key secret_file,
-    /// else a per-user file created on first use).
+    /// else the per-user file ~/.ensemble/secret, which only --bootstrap creates).
     #[arg(long, value_name = "FILE", env = "ENSEMBLE_SECRET_FILE")]
     secret_file: Option<PathBuf>,
+    /// Start the first node of a new cluster: with no secret given and no per-user secret file,
+    /// create one (~/.ensemble/secret) and say how to give it to the other nodes; without this
+    /// flag such an agent refuses to start (config key: bootstrap).
+    #[arg(long, env = "ENSEMBLE_BOOTSTRAP")]
+    bootstrap: bool,
     /// Keyring file: the cluster keys as a JSON array, primary first (created from the cluster
     /// secret when missing, rewritten when a key operation changes the keyring, read again on
     /// SIGHUP; config key: keyring_file). With it, the cluster secret only seeds a new file.
@@ -198,6 +204,7 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     let http_addr = listeners.api_addr();
     let scheme = if agent.tls.is_some() { "https" } else { "http" };
     let seeds = config.seeds.clone();
+    let metrics = Metrics::install()?;
     let node = Node::start(config).await?;
     info!(
         "agent {} listening on {} (HTTP API on {scheme}://{http_addr}), joining {:?}",
@@ -206,11 +213,10 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
         seeds
     );
     if let Some(path) = agent.keyring_file.clone() {
-        keyring::spawn(&node, path)?;
+        keyring::spawn(&node, path);
     }
     event_handler::spawn(&node, agent.event_handlers);
     handlers::spawn(&node, agent.handlers).await?;
-    let metrics = Metrics::install()?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }
@@ -231,6 +237,7 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     }
     let singletons = singletons::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
     let control = AgentControl::new(settings, agent.tags_file);
+    reload::spawn(&node, agent.keyring_file.clone(), &control)?;
     let leave = control.leave.clone();
     let state = AppState {
         node: node.clone(),

@@ -23,6 +23,9 @@ pub struct FileSettings {
     pub http: Option<String>,
     pub cluster: Option<String>,
     pub secret_file: Option<PathBuf>,
+    /// `--bootstrap`: create the per-user secret file when no secret is given.
+    #[serde(default)]
+    pub bootstrap: bool,
     /// The keyring file (`--keyring-file`).
     pub keyring_file: Option<PathBuf>,
     /// How long an accepted connection has to send its first frame, in milliseconds.
@@ -31,6 +34,9 @@ pub struct FileSettings {
     pub handshakes_per_address: Option<usize>,
     /// Most bytes queued per connection before messages are dropped.
     pub send_queue_bytes: Option<usize>,
+    /// How long a node alone, refused by every node it reached for its key, waits before it
+    /// says its secret is not the cluster's, in milliseconds.
+    pub secret_mismatch_warning_ms: Option<u64>,
     #[serde(default)]
     pub join: Vec<String>,
     #[serde(default)]
@@ -123,8 +129,9 @@ impl SecretEnv {
 pub const MAX_BUSY_WAIT_US: u64 = 10_000;
 
 impl FileSettings {
-    /// `first_frame_timeout_ms`, `handshakes_per_address` and `send_queue_bytes` into
-    /// `config` (checked here or by `Config::validate` at start).
+    /// `first_frame_timeout_ms`, `handshakes_per_address`, `send_queue_bytes` and
+    /// `secret_mismatch_warning_ms` into `config` (checked here or by `Config::validate` at
+    /// start).
     pub fn accept_limits(&self, config: &mut ensemble::Config) -> Result<()> {
         if let Some(ms) = self.first_frame_timeout_ms {
             if !(50..=10_000).contains(&ms) {
@@ -140,6 +147,14 @@ impl FileSettings {
         }
         if let Some(n) = self.send_queue_bytes {
             config.send_queue_bytes = n;
+        }
+        if let Some(ms) = self.secret_mismatch_warning_ms {
+            if !(100..=3_600_000).contains(&ms) {
+                bail!(
+                    "secret_mismatch_warning_ms must be 100 to 3600000 (default 30000), not {ms}"
+                );
+            }
+            config.secret_mismatch_warning = Duration::from_millis(ms);
         }
         Ok(())
     }
@@ -290,11 +305,14 @@ pub fn parse_tag(s: &str) -> Result<(String, String), String> {
 }
 
 /// Where the cluster secret comes from, in order: flag, environment (`env`: what
-/// `ENSEMBLE_SECRET` held at start), config file, per-user file.
+/// `ENSEMBLE_SECRET` held at start), config file, per-user file. A missing per-user file is
+/// created only with `bootstrap` (the first node of a new cluster): otherwise the agent would
+/// start with a secret no other node has, and every dial would be refused.
 pub fn load_secret(
     flag: Option<&Path>,
     env: Option<String>,
     file: Option<&Path>,
+    bootstrap: bool,
 ) -> Result<Secret> {
     if let Some(p) = flag {
         return Secret::from_file(p).context("--secret-file");
@@ -307,14 +325,31 @@ pub fn load_secret(
     }
     let path = Secret::default_path()
         .context("no secret given and no home directory: set ENSEMBLE_SECRET or --secret-file")?;
+    if !bootstrap && !path.exists() {
+        bail!("{}", no_secret_message(&path));
+    }
     let (secret, created) = Secret::load_or_create(&path)?;
     if created {
-        tracing::info!(
-            "created a new cluster secret in {}; give the same file to every node of the cluster",
+        tracing::warn!(
+            "created a new cluster secret in {} (--bootstrap): give every other node of the \
+             cluster the same key, by copying this file to it and passing --secret-file FILE, \
+             or by setting ENSEMBLE_SECRET to the file's content",
             path.display()
         );
     } else {
         tracing::info!("using the cluster secret in {}", path.display());
     }
     Ok(secret)
+}
+
+/// Why an agent with no secret refuses to start, with both fixes.
+pub fn no_secret_message(path: &Path) -> String {
+    format!(
+        "no cluster secret: none given (ENSEMBLE_SECRET, --secret-file, config key secret_file) \
+         and no secret file at {}. To join an existing cluster, give this node the cluster's \
+         key (ENSEMBLE_SECRET or --secret-file); to start a new cluster with this node as its \
+         first, pass --bootstrap (ENSEMBLE_BOOTSTRAP=true), which creates the secret there \
+         (`ensemble keygen` prints one too)",
+        path.display()
+    )
 }

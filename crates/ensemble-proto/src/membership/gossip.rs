@@ -236,13 +236,16 @@ impl Membership {
             {
                 return
             }
-            Origin::Remote(_) | Origin::Quiet(_) => Arc::new(Member {
-                incarnation: member
-                    .incarnation
-                    .max(current.incarnation)
-                    .saturating_add(1),
-                ..current
-            }),
+            Origin::Remote(_) | Origin::Quiet(_) => {
+                self.refutations += 1;
+                Arc::new(Member {
+                    incarnation: member
+                        .incarnation
+                        .max(current.incarnation)
+                        .saturating_add(1),
+                    ..current
+                })
+            }
         };
         if self.view.merge(now, fresh.clone()).is_some() {
             let all: Vec<String> = self.peers.keys().cloned().collect();

@@ -216,6 +216,8 @@ pub struct Membership {
     leaving: bool,
     /// Another member removed this node.
     removed: bool,
+    /// News about this node refuted with a higher incarnation ([`Membership::refutations`]).
+    refutations: u64,
     last_tick: Option<Instant>,
     next_tick: Instant,
     next_heartbeat: Instant,
@@ -286,6 +288,7 @@ impl Membership {
             outputs: VecDeque::new(),
             leaving: false,
             removed: false,
+            refutations: 0,
             last_tick: None,
             dial_pass_due: true,
             lost: BTreeMap::new(),
@@ -481,6 +484,12 @@ impl Membership {
     /// and the runtime stops it.
     pub fn is_removed(&self) -> bool {
         self.removed
+    }
+
+    /// How many times this node refuted news about itself (a suspicion, a failure, a stale
+    /// version) by announcing a higher incarnation.
+    pub fn refutations(&self) -> u64 {
+        self.refutations
     }
 
     fn leave(&mut self, now: Instant) {

@@ -47,6 +47,7 @@ impl Driver {
             }
             return;
         }
+        crate::metrics::connection_opened(dialed.is_some());
         if let Some(addr) = dialed {
             for w in self.join_waiters.remove(&addr).unwrap_or_default() {
                 let _ = w.send(Ok(peer.name.clone()));
@@ -66,6 +67,7 @@ impl Driver {
             keeps_new(&old, &new)
         });
         if keep_new {
+            self.membership_metrics.connection_up(&peer.name);
             let active = Active {
                 id: conn.id,
                 dialer: conn.dialer,
@@ -86,6 +88,7 @@ impl Driver {
     /// close changes nothing).
     pub(super) fn on_conn_down(&mut self, now: Instant, id: u64, name: String) {
         if self.conns.get(&name).is_some_and(|a| a.id == id) {
+            self.membership_metrics.connection_lost(now, &name);
             self.conns.remove(&name);
             self.core.handle(now, Input::Disconnected { name });
         }
@@ -125,6 +128,7 @@ impl Driver {
         let tx = &active.lanes[lane_of(&self.shared.channels, &msg)];
         if lazy && tx.capacity() < tx.max_capacity() / 4 {
             self.shed_frames += 1;
+            crate::metrics::frame_dropped("lazy_shed");
             if self.shed_frames.is_power_of_two() {
                 let n = self.shed_frames;
                 warn!(peer = %to, "send queue to {to} is filling; shed {n} lazy broadcast frames so far");
@@ -147,6 +151,7 @@ impl Driver {
         let bytes = msg.approx_len();
         if active.outbox.queued_bytes() + bytes > self.shared.send_queue_bytes {
             self.dropped_frames += 1;
+            crate::metrics::frame_dropped("queue_bytes");
             if self.dropped_frames.is_power_of_two() {
                 let (n, held) = (self.dropped_frames, active.outbox.queued_bytes());
                 warn!(peer = %to, "send queue to {to} holds {held} bytes; {n} frames dropped so far");
@@ -161,6 +166,7 @@ impl Driver {
         }
         if let Err(TrySendError::Full(_)) = sent {
             self.dropped_frames += 1;
+            crate::metrics::frame_dropped("queue_full");
             if self.dropped_frames.is_power_of_two() {
                 let n = self.dropped_frames;
                 warn!(peer = %to, "send queue to {to} is full; {n} frames dropped so far");

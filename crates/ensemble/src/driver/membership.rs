@@ -87,6 +87,7 @@ impl Driver {
     }
 
     pub(super) fn on_member_event(&mut self, e: MemberEvent) {
+        crate::metrics::member_event(e.kind);
         let m = &e.member;
         info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);
         let _ = self.published.events.send(e);
@@ -99,6 +100,8 @@ impl Driver {
             return;
         }
         self.published_version = membership.view_version();
+        let (now, refutations) = (Instant::now(), membership.refutations());
+        (self.membership_metrics).observe(now, membership.versions().map(|m| &**m), refutations);
         let members: Vec<Arc<Member>> = membership.versions().cloned().collect();
         self.published.members.send_replace(Arc::new(members));
         let me = PeerInfo::of(membership.local(), self.instance);

@@ -15,12 +15,16 @@ use tracing::warn;
 use super::Driver;
 use crate::command::{Envelope, MessagingCommand, Outgoing, MAILBOX_CAPACITY};
 use crate::error::Error;
+use crate::metrics::{MSG_ACKED, MSG_DELIVERED, MSG_DROPPED, MSG_FAILED, MSG_RTT, MSG_SENT};
+use metrics::{counter, histogram};
 
 /// A caller waiting for an acknowledgement.
 pub(super) struct AckWaiter {
     to: String,
     name: String,
     timeout: Duration,
+    /// When it was sent (for the round-trip histogram).
+    sent: Instant,
     /// None for a cast that waits for its connection: its failure is logged.
     reply: Option<oneshot::Sender<Result<(), Error>>>,
 }
@@ -122,6 +126,7 @@ impl Driver {
             None => {
                 // Handed to the connection's queue: done, as far as a cast goes.
                 let _ = reply.send(Ok(()));
+                counter!(MSG_SENT).increment(1);
                 let input = messaging::Input::Send {
                     to,
                     name,
@@ -138,9 +143,11 @@ impl Driver {
             to: to.clone(),
             name: name.clone(),
             timeout,
+            sent: now,
             reply,
         };
         self.ack_waiters.insert(token, waiter);
+        counter!(MSG_SENT).increment(1);
         let ack = Some((token, crate::time::deadline(now, timeout)));
         let input = messaging::Input::Send {
             to,
@@ -194,6 +201,7 @@ impl Driver {
                     return self.on_broadcast_info_message(Instant::now(), from, payload);
                 }
                 let Some(mb) = self.mailboxes.get(&name) else {
+                    counter!(MSG_DROPPED, "reason" => "no_handler").increment(1);
                     return;
                 };
                 let e = Envelope {
@@ -201,7 +209,12 @@ impl Driver {
                     name: name.clone(),
                     payload,
                 };
-                if let Err(TrySendError::Full(_)) = mb.try_send(e) {
+                let sent = mb.try_send(e);
+                if sent.is_ok() {
+                    counter!(MSG_DELIVERED).increment(1);
+                }
+                if let Err(TrySendError::Full(_)) = sent {
+                    counter!(MSG_DROPPED, "reason" => "mailbox_full").increment(1);
                     warn!(
                         "mailbox {name:?} is full ({} messages); message dropped",
                         MAILBOX_CAPACITY
@@ -209,11 +222,21 @@ impl Driver {
                 }
             }
             messaging::Output::Acked(token) => {
-                if let Some(reply) = self.ack_waiters.remove(&token).and_then(|w| w.reply) {
+                let waiter = self.ack_waiters.remove(&token);
+                counter!(MSG_ACKED).increment(1);
+                if let Some(w) = &waiter {
+                    histogram!(MSG_RTT).record(w.sent.elapsed().as_secs_f64());
+                }
+                if let Some(reply) = waiter.and_then(|w| w.reply) {
                     let _ = reply.send(Ok(()));
                 }
             }
             messaging::Output::Failed(token, failure) => {
+                let reason = match failure {
+                    Failure::UnknownName(_) => "unknown_name",
+                    Failure::Timeout => "timeout",
+                };
+                counter!(MSG_FAILED, "reason" => reason).increment(1);
                 if let Some(w) = self.ack_waiters.remove(&token) {
                     let err = match failure {
                         Failure::UnknownName(name) => Error::UnknownName { node: w.to, name },
@@ -232,6 +255,7 @@ impl Driver {
                 }
             }
             messaging::Output::CastRejected { node, name } => {
+                counter!(MSG_FAILED, "reason" => "unknown_name").increment(1);
                 warn!("a message cast to {name:?} on {node} was dropped there: no handler has that name");
             }
             // The stack hands sends out as frames (`Output::Send`).

@@ -7,7 +7,8 @@
 //!
 //! This module holds the loop and the dispatch of inputs and outputs. The rest has a module
 //! each: `conns` (the connection table, which connection wins, sending and shedding), `faults`
-//! (fault injection), and each capability's commands and outputs (`membership`, `broadcast`,
+//! (fault injection), `secret_watch` (a node alone because no peer takes its key says so), and
+//! each capability's commands and outputs (`membership`, `broadcast`,
 //! `messaging`, `tables`, `singletons`, `keys`; `broadcast_info`: introspection of other members).
 
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ mod faults;
 mod keys;
 mod membership;
 mod messaging;
+mod metrics;
+mod secret_watch;
 mod singletons;
 mod tables;
 
@@ -104,6 +107,12 @@ pub(crate) struct Driver {
     own_addrs: Vec<SocketAddr>,
     /// How long to poll for a reply a caller waits for ([`crate::Config::busy_wait`]).
     busy_wait: Duration,
+    /// Membership's metrics, from the view as last published.
+    membership_metrics: crate::metrics::MembershipMetrics,
+    /// When the gauges read from the connections and the broadcast machine were last set.
+    gauges_at: Option<Instant>,
+    /// Whether this node is alone because no peer takes its key.
+    secret_watch: secret_watch::SecretWatch,
 }
 
 /// How long a leaving node waits for its goodbye to be written.
@@ -134,6 +143,7 @@ impl Driver {
             instance,
             own_addrs,
             busy_wait,
+            secret_watch: secret_watch::SecretWatch::new(Duration::from_secs(30)),
             core,
             inbox,
             shared,
@@ -161,6 +171,8 @@ impl Driver {
             table_changes: HashMap::new(),
             table_down_hooks: HashMap::new(),
             singleton_tasks: HashMap::new(),
+            membership_metrics: Default::default(),
+            gauges_at: None,
         }
     }
 
@@ -186,8 +198,10 @@ impl Driver {
                     _ = tokio::time::sleep_until(deadline) => {
                         self.expire_partitions(Instant::now());
                         self.core.handle(Instant::now(), Input::Tick);
+                        self.watch_secret(Instant::now());
                         self.drain_outputs();
                         self.publish();
+                        self.record_gauges(Instant::now());
                         continue;
                     }
                 },
@@ -273,7 +287,9 @@ impl Driver {
                 }
             }
             DriverMsg::Transport(TransportEvent::DialFailed { addr, error }) => {
-                self.on_dial_failed(now, addr, error.to_string(), error.no_listener())
+                self.secret_watch.dial_failed(addr, error.refusal());
+                self.on_dial_failed(now, addr, error.to_string(), error.no_listener());
+                self.watch_secret(now);
             }
             DriverMsg::Command(c) => return self.on_command(now, c),
         }

@@ -62,6 +62,7 @@ impl Driver {
                     reply,
                 };
                 self.singleton_waiters.insert(token, waiter);
+                crate::metrics::singleton_registered(&name);
                 let input = singleton::Input::Register { token, name, spec };
                 self.core.handle(now, Input::Singleton(input));
                 self.drain_outputs();
@@ -119,9 +120,11 @@ impl Driver {
     fn on_singleton(&mut self, name: String, event: SingletonEvent) {
         match &event {
             SingletonEvent::NowLeader { epoch } => {
+                crate::metrics::singleton_leading(&name, Some(*epoch));
                 info!(singleton = %name, epoch, "leading singleton {name} at epoch {epoch}")
             }
             SingletonEvent::Shutdown { reason } => {
+                crate::metrics::singleton_leading(&name, None);
                 info!(singleton = %name, "singleton {name}: leadership ends ({})", reason.as_str())
             }
             SingletonEvent::NowFollower { .. } => {}

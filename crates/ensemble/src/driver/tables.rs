@@ -137,6 +137,7 @@ impl Driver {
                     store.ok_or_else(|| TableError::Unknown(name.clone()))
                 });
                 let opened = opened.map(|store| {
+                    crate::metrics::table_opened(&name);
                     let changes = self
                         .table_changes
                         .entry(name.clone())
@@ -157,6 +158,9 @@ impl Driver {
         match out {
             table::Output::Done { token, result } => self.on_table_done(token, result),
             table::Output::Changed { table, changes } => {
+                let label = [("table", table.clone())];
+                metrics::counter!(crate::metrics::TABLE_CHANGES, &label)
+                    .increment(changes.len() as u64);
                 if let Some(tx) = self.table_changes.get(&table) {
                     if tx.receiver_count() > 0 {
                         let _ = tx.send(Arc::new(changes));
@@ -164,6 +168,7 @@ impl Driver {
                 }
             }
             table::Output::Down { table, node } => {
+                metrics::counter!(crate::metrics::TABLE_REPLICAS_DOWN).increment(1);
                 info!(table = %table, node = %node, "replica of table {table} on {node} went down");
                 for hook in self.table_down_hooks.get(&table).into_iter().flatten() {
                     hook(&node);
@@ -175,9 +180,13 @@ impl Driver {
                 result,
             } => match result {
                 Ok(()) => {
+                    metrics::counter!(crate::metrics::TABLE_REMERGES, "result" => "ok")
+                        .increment(1);
                     info!(table = %table, node = %node, "table {table} re-merged with {node}")
                 }
                 Err(e) => {
+                    metrics::counter!(crate::metrics::TABLE_REMERGES, "result" => "failed")
+                        .increment(1);
                     warn!(table = %table, node = %node, "re-merge of table {table} with {node} failed, will retry: {e}")
                 }
             },

@@ -69,6 +69,9 @@ pub(crate) async fn accept_loop<M: Inbox>(shared: Arc<Shared<M>>, listener: TcpL
             let deadlines = (shared.first_frame_timeout, shared.dial_timeout);
             let result = handshake::accept(&mut stream, &params, deadlines).await;
             drop((permit, slot));
+            if let Err(e) = &result {
+                crate::metrics::handshake_failed(e.label());
+            }
             match result {
                 Ok((peer, _version, session)) => {
                     authenticated(&mut stream, shared.max_frame + OVERHEAD);

@@ -21,6 +21,7 @@ use super::session::{Opener, Session, OVERHEAD};
 use super::shared_ops::SharedOps;
 use super::{authenticated, framed, CutOff, FramedStream, Inbox, TransportEvent};
 use crate::keyring::SharedKeyring;
+use crate::metrics::{self, TransportMetrics};
 
 /// Longest a write may block before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +52,8 @@ pub(crate) struct Shared<M> {
     pub cut_off: Arc<dyn CutOff>,
     /// Table writes encoded once for all the connections they go to.
     pub shared_ops: Arc<SharedOps>,
+    /// Frames and bytes in and out.
+    pub metrics: TransportMetrics,
     next_id: AtomicU64,
 }
 
@@ -91,6 +94,7 @@ impl<M: Inbox> Shared<M> {
             events,
             cut_off,
             shared_ops: Arc::default(),
+            metrics: TransportMetrics::new(),
             next_id: AtomicU64::new(1),
         })
     }
@@ -124,6 +128,7 @@ pub(crate) async fn dial<M: Inbox>(shared: Arc<Shared<M>>, addr: SocketAddr) {
             serve(shared, stream, session, peer, dialer, Some(addr)).await;
         }
         Err(e) => {
+            metrics::handshake_failed(e.label());
             if e.is_refusal() {
                 warn!(%addr, "handshake with {addr} failed: {e}");
             } else {
@@ -148,6 +153,16 @@ enum Close {
 }
 
 impl Close {
+    /// The reason as a label value of `ensemble_connections_closed_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Close::ByPeer => "peer",
+            Close::ByUs => "local",
+            Close::Stopped => "stopped",
+            Close::Protocol(_) => "error",
+        }
+    }
+
     /// A reset or broken pipe is the peer going away (a crash, or the other side dropping a
     /// duplicate connection), not bad input.
     fn from_io(what: &str, e: std::io::Error) -> Close {
@@ -172,7 +187,7 @@ pub(super) async fn serve<M: Inbox>(
     dialed: Option<SocketAddr>,
 ) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (mut reader, outbox, mut opener) = split(stream, session, &shared.shared_ops);
+    let (mut reader, outbox, mut opener) = split(stream, session, &shared);
     let (lanes, mut rx) = Lanes::new(1 + shared.channels.len(), shared.send_queue);
     let name = peer.name.clone();
     let up = TransportEvent::ConnUp {
@@ -217,11 +232,12 @@ pub(super) async fn serve<M: Inbox>(
             },
         }
     };
-    match reason {
+    match &reason {
         Close::Protocol(why) => warn!(peer = %name, "connection to {name} closed: {why}"),
         Close::ByPeer => debug!(peer = %name, "connection to {name} closed by the peer"),
         Close::ByUs | Close::Stopped => debug!(peer = %name, "connection to {name} closed here"),
     }
+    metrics::connection_closed(reason.label());
     let down = TransportEvent::ConnDown { id, name };
     let _ = shared.events.send(down.into()).await;
 }
@@ -240,10 +256,10 @@ async fn bounded(write: impl std::future::Future<Output = io::Result<()>>) -> Re
 
 /// Splits an authenticated connection into its reading side (keeping what was already read
 /// past the handshake), its shared write side, and the receiving direction of its session.
-fn split(
+fn split<M>(
     stream: FramedStream,
     session: Session,
-    shared_ops: &Arc<SharedOps>,
+    shared: &Shared<M>,
 ) -> (Reader, Arc<Outbox>, Opener) {
     let parts = stream.into_parts();
     let (read, write) = parts.io.into_split();
@@ -252,7 +268,12 @@ fn split(
     let (sealer, opener) = session.into_halves();
     (
         Framed::from_parts(read_parts),
-        Arc::new(Outbox::new(write, sealer, shared_ops.clone())),
+        Arc::new(Outbox::new(
+            write,
+            sealer,
+            shared.shared_ops.clone(),
+            shared.metrics.clone(),
+        )),
         opener,
     )
 }
@@ -264,6 +285,10 @@ async fn deliver<M: Inbox>(
     opener: &mut Opener,
     frame: Option<io::Result<bytes::BytesMut>>,
 ) -> Result<(), Close> {
+    if let Some(Ok(sealed)) = &frame {
+        shared.metrics.received_frames.increment(1);
+        (shared.metrics.received_bytes).increment(sealed.len() as u64 + 4);
+    }
     match frame {
         Some(Ok(sealed)) => match open_frame(opener, sealed) {
             Ok(Frame::Message(msg)) => {

@@ -112,14 +112,48 @@ impl HandshakeError {
         matches!(self, HandshakeError::Io(e) if matches!(e.kind(), ConnectionRefused | ConnectionReset))
     }
 
+    /// The reason as a label value of `ensemble_handshakes_failed_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            _ if self.no_listener() => "no_listener",
+            HandshakeError::Timeout | HandshakeError::NoHello(_) => "timeout",
+            HandshakeError::RefusedBy(_) => "refused_by_peer",
+            HandshakeError::Refused(_) | HandshakeError::KeyExchange { .. } => "refused",
+            HandshakeError::Malformed(_) | HandshakeError::Unexpected(_) => "malformed",
+            HandshakeError::Io(_) | HandshakeError::Closed => "error",
+        }
+    }
+
     /// True for failures that a configuration change fixes (key, cluster, version, name).
     pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            HandshakeError::RefusedBy(_)
-                | HandshakeError::Refused(_)
-                | HandshakeError::KeyExchange { .. }
-        )
+        self.refusal().is_some()
+    }
+}
+
+/// Why a handshake that reached another node was refused, by kind (either side may have
+/// refused; the dialer cannot tell a wrong key from another cluster name, by design).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The key exchange failed: no common cluster key, or another cluster name.
+    Key,
+    /// No common protocol version.
+    Version,
+    /// The member name was refused (in use, or not allowed).
+    Name,
+}
+
+impl HandshakeError {
+    /// The kind of refusal, for failures [`HandshakeError::is_refusal`] counts.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            HandshakeError::RefusedBy(r) | HandshakeError::Refused(r) => Some(match r {
+                Reject::Auth => Refusal::Key,
+                Reject::Version { .. } => Refusal::Version,
+                Reject::Name(_) => Refusal::Name,
+            }),
+            HandshakeError::KeyExchange { .. } => Some(Refusal::Key),
+            _ => None,
+        }
     }
 }
 

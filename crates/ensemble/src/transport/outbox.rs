@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::session::Sealer;
 use super::shared_ops::{SharedOps, MIN_SHARED};
+use crate::metrics::TransportMetrics;
 
 /// Largest encoded frame the driver writes itself; larger ones are sealed by the
 /// connection task, so writes to several peers are encrypted on several cores at once.
@@ -67,10 +68,17 @@ struct State {
     written: usize,
     /// The driver sealed frames and will write them.
     held: bool,
+    /// Frames and bytes sealed for sending.
+    metrics: TransportMetrics,
 }
 
 impl Outbox {
-    pub fn new(half: OwnedWriteHalf, sealer: Sealer, shared_ops: Arc<SharedOps>) -> Outbox {
+    pub fn new(
+        half: OwnedWriteHalf,
+        sealer: Sealer,
+        shared_ops: Arc<SharedOps>,
+        metrics: TransportMetrics,
+    ) -> Outbox {
         Outbox {
             half,
             state: Mutex::new(State {
@@ -79,6 +87,7 @@ impl Outbox {
                 pending: Vec::new(),
                 written: 0,
                 held: false,
+                metrics,
             }),
             queued: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
@@ -267,6 +276,8 @@ impl State {
         self.sealer.seal_in_place(&mut self.pending, start + 4);
         let len = (self.pending.len() - start - 4) as u32;
         self.pending[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        self.metrics.sent_frames.increment(1);
+        self.metrics.sent_bytes.increment(u64::from(len) + 4);
     }
 }
 
@@ -310,7 +321,12 @@ mod tests {
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
         let (sealer, _) = Session::new(&k1, &k2).into_halves();
         let (_, mut opener) = Session::new(&k2, &k1).into_halves();
-        let outbox = Arc::new(Outbox::new(write, sealer, Arc::default()));
+        let outbox = Arc::new(Outbox::new(
+            write,
+            sealer,
+            Arc::default(),
+            TransportMetrics::new(),
+        ));
         let task = tokio::spawn({
             let outbox = outbox.clone();
             async move {
@@ -386,7 +402,12 @@ mod tests {
                 .await
                 .unwrap();
             let (sealer, _) = Session::new(&[1; 32], &[2; 32]).into_halves();
-            let outbox = Outbox::new(ours.into_split().1, sealer, Arc::default());
+            let outbox = Outbox::new(
+                ours.into_split().1,
+                sealer,
+                Arc::default(),
+                TransportMetrics::new(),
+            );
             let large = outbox.hold(cast(0, DIRECT_MAX + 1));
             assert!(matches!(large, Hold::Refused(_)));
             let first = outbox.hold(cast(0, 10));
@@ -429,7 +450,12 @@ mod tests {
             let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
             let (sealer, _) = Session::new(&k1, &k2).into_halves();
             let (_, mut opener) = Session::new(&k2, &k1).into_halves();
-            let outbox = Outbox::new(ours.unwrap().into_split().1, sealer, shared.clone());
+            let outbox = Outbox::new(
+                ours.unwrap().into_split().1,
+                sealer,
+                shared.clone(),
+                TransportMetrics::new(),
+            );
             // The same writes twice (the second time from the shared encoding), then others.
             let other = Arc::new(ops[..50].to_vec());
             let mut queue: std::collections::VecDeque<_> =

@@ -12,6 +12,6 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
-    let text = s.metrics.render(&s.node).await;
+    let text = s.metrics.render();
     ([("content-type", "text/plain; version=0.0.4")], text)
 }

@@ -15,11 +15,8 @@ use ensemble::{Error, Node};
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
 use crate::http::state::{AgentControl, AppState};
+use crate::tags_file::{split, OWN_PREFIX};
 use crate::views::{DeleteTagsBody, SetTagsBody, TagsView};
-
-/// Tags of Ensemble's own start with this (the role, reserved slots, the discovery phase):
-/// users can neither set nor remove them.
-const OWN_PREFIX: &str = "ensemble.";
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/tags", put(set).delete(delete))
@@ -84,13 +81,10 @@ async fn change(
     edit: impl FnOnce(&mut BTreeMap<String, String>),
 ) -> Result<Json<TagsView>, ApiError> {
     let _one_at_a_time = agent.tags_lock.lock().await;
-    let mut all = node.local_member().tags.as_map().clone();
-    // Set by the topology and by Node::reserve, which set_tags keeps by itself.
-    all.remove(ROLE_TAG);
-    all.remove(RESERVE_TAG);
-    let (own, mut tags): (BTreeMap<_, _>, BTreeMap<_, _>) = all
-        .into_iter()
-        .partition(|(k, _)| k.starts_with(OWN_PREFIX));
+    // The role and reserve tags are set by the topology and by Node::reserve, which set_tags
+    // keeps by itself.
+    let all = node.local_member().tags.as_map().clone();
+    let (own, mut tags) = split(&all, &[ROLE_TAG, RESERVE_TAG]);
     edit(&mut tags);
     if let Some(k) = tags.keys().find(|k| k.starts_with(OWN_PREFIX)) {
         return Err(invalid(format!(

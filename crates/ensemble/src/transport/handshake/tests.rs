@@ -96,6 +96,10 @@ async fn another_key_or_another_cluster_fails_with_the_cause_in_the_acceptors_lo
     assert!(matches!(de, HandshakeError::KeyExchange { .. }), "{de}");
     assert!(ae.to_string().contains("none of the 2 keys"), "{ae}");
     assert!(de.is_refusal() && ae.is_refusal());
+    assert_eq!(
+        (de.refusal(), ae.refusal()),
+        (Some(Refusal::Key), Some(Refusal::Key))
+    );
     let (dr, ar) = handshake(&params("d", "other", &[key(1)]), &a).await;
     let ae = ar.err().unwrap().to_string();
     assert!(dr.is_err());
