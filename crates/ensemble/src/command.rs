@@ -54,6 +54,33 @@ pub(crate) enum Command {
     Singleton(SingletonCommand),
     /// The keyrings of every node.
     Keys(KeyCommand),
+    /// Queries.
+    Query(QueryCommand),
+}
+
+/// Query commands of the public API.
+pub(crate) enum QueryCommand {
+    /// Start a query; its events go to `events` until `Done`.
+    Start {
+        name: String,
+        payload: Bytes,
+        filter: ensemble_proto::query::QueryFilter,
+        timeout: Option<Duration>,
+        want_ack: bool,
+        events: mpsc::UnboundedSender<ensemble_proto::query::QueryEvent>,
+        reply: oneshot::Sender<Result<(), ensemble_proto::query::QueryError>>,
+    },
+    /// Hand queries named `name` to `handler` (refused if the name has one).
+    RegisterHandler {
+        name: String,
+        handler: mpsc::Sender<ensemble_proto::query::Incoming>,
+        reply: oneshot::Sender<bool>,
+    },
+    /// A local handler's answer to a query.
+    Respond {
+        query: ensemble_proto::query::QueryId,
+        payload: Bytes,
+    },
 }
 
 /// A key operation on every live node of the cluster (this one included).

@@ -68,6 +68,10 @@ pub enum Error {
         /// How long the sender waited.
         after: std::time::Duration,
     },
+    /// A query was refused (name, payload, filter or timeout over its limit, too many
+    /// running).
+    #[error(transparent)]
+    Query(#[from] ensemble_proto::query::QueryError),
     /// A singleton could not be registered.
     #[error(transparent)]
     Singleton(#[from] ensemble_proto::singleton::SingletonError),

@@ -53,6 +53,7 @@ pub use api::keys::KEY_TIMEOUT;
 pub use api::manager::{Capability, LocalState, MembersUpdate, MAX_UPDATE_MEMBERS};
 pub use api::membership::Watch;
 pub use api::messaging::Mailbox;
+pub use api::query::QueryOptions;
 pub use api::singleton::{
     ShutdownReason, Singleton, SingletonEvent, SingletonHandle, SingletonOptions, SingletonRole,
     TimerScope,
@@ -71,6 +72,7 @@ pub use command::{
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
+pub use ensemble_proto::query::{Incoming as IncomingQuery, QueryError, QueryEvent, QueryId};
 pub use ensemble_proto::table::{Kind as TableKind, TableError, TableInfo};
 pub use ensemble_proto::topology::{Role, Topology};
 pub use ensemble_proto::{self as proto, EventKind, Member, MemberEvent, Status};

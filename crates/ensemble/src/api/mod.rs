@@ -9,6 +9,7 @@ pub(crate) mod keys;
 pub(crate) mod manager;
 pub(crate) mod membership;
 pub(crate) mod messaging;
+pub(crate) mod query;
 pub(crate) mod singleton;
 pub(crate) mod table;
 pub(crate) mod tracker;

@@ -8,8 +8,8 @@
 //! This module holds the loop and the dispatch of inputs and outputs. The rest has a module
 //! each: `conns` (the connection table, which connection wins, sending and shedding), `faults`
 //! (fault injection), `secret_watch` (a node alone because no peer takes its key says so), and
-//! each capability's commands and outputs (`membership`, `broadcast`,
-//! `messaging`, `tables`, `singletons`, `keys`; `broadcast_info`: introspection of other members).
+//! each capability's commands and outputs (`membership`, `broadcast`, `messaging`, `tables`,
+//! `singletons`, `keys`, `queries`; `broadcast_info`: introspection of other members).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +39,7 @@ mod keys;
 mod membership;
 mod messaging;
 mod metrics;
+mod queries;
 mod secret_watch;
 mod singletons;
 mod tables;
@@ -113,6 +114,8 @@ pub(crate) struct Driver {
     gauges_at: Option<Instant>,
     /// Whether this node is alone because no peer takes its key.
     secret_watch: secret_watch::SecretWatch,
+    /// Queries started here and the query handlers.
+    queries: queries::QueryRoutes,
 }
 
 /// How long a leaving node waits for its goodbye to be written.
@@ -173,6 +176,7 @@ impl Driver {
             singleton_tasks: HashMap::new(),
             membership_metrics: Default::default(),
             gauges_at: None,
+            queries: Default::default(),
         }
     }
 
@@ -305,6 +309,7 @@ impl Driver {
             Command::Table(c) => self.on_table_command(now, c),
             Command::Singleton(c) => self.on_singleton_command(now, c),
             Command::Keys(c) => self.on_key_command(now, c),
+            Command::Query(c) => self.on_query_command(now, c),
         }
         None
     }
@@ -329,8 +334,7 @@ impl Driver {
                 Output::Table(t) => self.on_table(t),
                 Output::Singleton(s) => self.on_singleton_output(s),
                 Output::Event(e) => self.on_member_event(e),
-                // The runtime does not start or answer queries yet: nothing comes out.
-                Output::Query(_) => {}
+                Output::Query(q) => self.on_query_output(q),
             }
         }
         for outbox in self.held.drain(..) {
