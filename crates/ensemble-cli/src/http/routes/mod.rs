@@ -8,6 +8,7 @@ pub mod keys;
 pub mod members;
 pub mod metrics;
 pub mod partitions;
+pub mod query;
 pub mod send;
 pub mod singletons;
 pub mod tables;
