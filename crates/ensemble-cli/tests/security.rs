@@ -98,6 +98,11 @@ fn every_route_but_the_probes_needs_the_token_and_a_loopback_host() {
             "/v1/send",
             Some(json!({"node": "a0", "name": "jobs", "payload": "x"})),
         ),
+        (
+            "POST",
+            "/v1/query",
+            Some(json!({"name": "uptime", "timeout_ms": 100})),
+        ),
         ("GET", "/v1/broadcast", None),
         ("GET", "/v1/broadcast/peers/a0", None),
         ("GET", "/v1/broadcast/peers/a0/a0", None),
