@@ -67,12 +67,27 @@ async fn a_query_gathers_every_members_ack_and_answer_and_a_filter_selects() {
         .await;
     assert!(matches!(duplicate, Err(Error::DuplicateName(_))));
 
-    let timeout = Some(Duration::from_secs(3));
+    // Broadcasts reach every member before n0 asks (a member the tree misses would get the
+    // request only at the next anti-entropy, after the timeout).
+    let mut seen = nodes[2].user_events();
+    let mut seen_n0 = nodes[1].user_events();
+    nodes[1].send_event("warm", "").await.unwrap();
+    nodes[0].send_event("warm", "").await.unwrap();
+    let warm = async {
+        seen.next().await;
+        seen.next().await;
+        seen_n0.next().await;
+        seen_n0.next().await;
+    };
+    tokio::time::timeout(Duration::from_secs(20), warm)
+        .await
+        .expect("user events reach every member");
+    let timeout = Some(Duration::from_secs(5));
     let all = QueryOptions {
         timeout,
         ..Default::default()
     };
-    let events = gather(&nodes[1], "hi", all).await;
+    let events = gather(&nodes[0], "hi", all).await;
     assert_eq!(acks(&events), ["n0", "n1", "n2"]);
     let expected: Vec<_> = ["n0", "n1", "n2"]
         .iter()
