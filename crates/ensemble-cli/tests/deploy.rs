@@ -9,6 +9,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -333,6 +335,76 @@ fn the_statefulset_gives_the_agent_what_it_needs() {
     assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
     let requests = &c["resources"]["requests"];
     assert!(requests["cpu"].is_string() && requests["memory"].is_string());
+}
+
+/// The pod's preStop hook, run as the kubelet runs it (the container's environment, nothing
+/// else), makes a real agent leave gracefully and exit well within the grace period.
+#[test]
+fn the_prestop_hook_makes_the_pods_agent_leave_gracefully() {
+    use common::*;
+    let set = manifest(MANIFESTS[1]);
+    let pod = &set["spec"]["template"];
+    let c = &pod["spec"]["containers"][0];
+    let hook: Vec<&str> = c["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .expect("a preStop exec hook")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(hook[..2], ["ensemble", "leave"], "{hook:?}");
+    let wait: u64 = hook
+        .iter()
+        .position(|a| *a == "--wait")
+        .map(|i| hook[i + 1].parse().unwrap())
+        .expect("the hook bounds its wait");
+    let grace = pod["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        wait < grace,
+        "the hook's wait {wait} s fits in the grace period {grace} s"
+    );
+    let env = env_of(c);
+    assert!(env.contains_key("ENSEMBLE_HTTP_ADDR") && env.contains_key("ENSEMBLE_HTTP_TOKEN_FILE"));
+
+    // A peer, and the "pod": an agent whose token is only in its token file, as in the pod.
+    let dir = tempdir();
+    let peer = Agent::start(dir.path(), "peer", None, SECRET);
+    peer.wait_answers(std::time::Duration::from_secs(30));
+    let token_file = dir.path().join("http-token");
+    std::fs::write(&token_file, "pod-token-0123456789abcdef0123456789").unwrap();
+    let mut agent = Agent::prepare(dir.path(), "ensemble-0", &[]);
+    agent.env.push((
+        "ENSEMBLE_HTTP_TOKEN_FILE".into(),
+        token_file.display().to_string(),
+    ));
+    agent.spawn(Some(&peer.bind), SECRET);
+    let limit = std::time::Duration::from_secs(30);
+    wait_for(limit, "the peer sees the pod alive", || {
+        peer.status_of("ensemble-0")
+            .is_some_and(|(s, _)| s == "alive")
+    });
+
+    // The hook, with the pod's environment only: no token in the environment or the home.
+    let empty_home = dir.path().join("empty-home");
+    let out = Command::new(exe())
+        .args(&hook[1..])
+        .env_clear()
+        .env("ENSEMBLE_HTTP_ADDR", &agent.http)
+        .env("ENSEMBLE_HTTP_TOKEN_FILE", &token_file)
+        .env("ENSEMBLE_HOME", &empty_home)
+        .output()
+        .unwrap();
+    assert_left_gracefully(&out);
+    let exit = agent
+        .wait_exit(limit)
+        .expect("the agent exits after the hook");
+    assert!(exit.success(), "{exit:?}");
+    // Left, not down: its peer was told, it did not have to detect a failure.
+    wait_for(limit, "the peer sees the pod left", || {
+        peer.status_of("ensemble-0")
+            .is_some_and(|(s, _)| s == "left")
+    });
 }
 
 // ---------------------------------------------------------------- systemd

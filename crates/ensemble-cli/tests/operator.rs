@@ -170,13 +170,7 @@ fn members_filters_info_force_leave_and_leave() {
 
     // Leave: the agent leaves gracefully (left, not down), then exits 0.
     let out = cli().args(["leave", "--http", &a2.http]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("Graceful leave complete"), "{stdout}");
+    assert_left_gracefully(&out);
     let exit = a2.wait_exit(LONG).expect("a2 exits after ensemble leave");
     assert!(exit.success(), "{exit:?}");
     wait_for(LONG, "a0 sees a2 left", || {

@@ -88,7 +88,7 @@ fn every_crate_carries_the_metadata_crates_io_shows() {
     for p in ours_and_theirs(&meta).0 {
         let name = p["name"].as_str().unwrap();
         assert_eq!(p["license"], "MIT OR Apache-2.0", "{name}");
-        for field in ["description", "readme"] {
+        for field in ["description", "readme", "documentation"] {
             assert!(p[field].is_string(), "{name} has no {field}");
         }
         for field in ["keywords", "categories"] {
@@ -102,6 +102,17 @@ fn every_crate_carries_the_metadata_crates_io_shows() {
             .unwrap();
         for file in ["LICENSE-APACHE", "LICENSE-MIT"] {
             assert!(dir.join(file).is_file(), "{name} ships no {file}");
+        }
+        // Every target (library, binaries, examples, tests, benches) lives in the crate's own
+        // directory, or `cargo package` leaves it out of the published crate.
+        for target in p["targets"].as_array().unwrap() {
+            let src = std::fs::canonicalize(target["src_path"].as_str().unwrap()).unwrap();
+            assert!(
+                src.starts_with(std::fs::canonicalize(dir).unwrap()),
+                "{name}: target {} is outside the crate ({})",
+                target["name"],
+                src.display()
+            );
         }
         // A path dependency on a sibling names its version, or the package cannot be published.
         for dep in p["dependencies"].as_array().unwrap() {

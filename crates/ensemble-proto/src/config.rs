@@ -31,11 +31,11 @@ pub struct Config {
     /// The shortest `suspect` period, when every helper confirmed the member unreachable: the
     /// time left to the member to refute.
     pub suspicion_min: Duration,
-    /// In a full mesh, heartbeats and phi detectors run only between each member and its this
-    /// many nearest ring neighbours on each side (its monitors), so idle traffic per node does
-    /// not grow with the cluster; the monitors' verdict reaches everyone by gossip. 0: every
-    /// connection carries heartbeats (as in Erlang's distribution). In a partial view or a
-    /// client-server topology every connection carries heartbeats.
+    /// Heartbeats and phi detectors run only between each member and its this many nearest
+    /// ring neighbours on each side (its monitors), so idle traffic per node does not grow with
+    /// the cluster; the monitors' verdict reaches everyone by gossip. 0: every connection
+    /// carries heartbeats (as in Erlang's distribution). In a client-server topology every
+    /// connection carries heartbeats.
     pub monitor_neighbours: usize,
     /// A connection to an up member closed, and the redial that followed within
     /// `suspicion_timeout` was refused (nothing listens at its address: connection refused or

@@ -86,16 +86,16 @@ fn ring_neighbours_of(view: &View, me: &str, k: usize) -> BTreeSet<String> {
 
 /// The members whose heartbeats `name` sends and watches, or `None` for every connection.
 ///
-/// In a full mesh without roles, only its `Config::monitor_neighbours` nearest ring neighbours
-/// on each side: each member is watched by a few, whatever the cluster's size, and what they
-/// decide reaches everyone by gossip. In a partial view or a client-server topology, every
-/// connection is already one the node needs, and each is watched.
+/// Without roles, only its `Config::monitor_neighbours` nearest ring neighbours on each side
+/// (in a full mesh and in a partial view alike: a partial view keeps its ring neighbours among
+/// its connections): each member is watched by a few, whatever the cluster's size, and what
+/// they decide reaches everyone by gossip. In a client-server topology every connection is
+/// watched.
 pub fn monitored_by(view: &View, name: &str, config: &Config) -> Option<BTreeSet<String>> {
-    let full_mesh = view.up_count() <= config.full_mesh_limit + 1;
     let has_role = view
         .get(name)
         .is_some_and(|m| topology::role_of(m).is_some());
-    if config.monitor_neighbours == 0 || !full_mesh || has_role {
+    if config.monitor_neighbours == 0 || has_role {
         return None;
     }
     Some(ring_neighbours_of(view, name, config.monitor_neighbours))

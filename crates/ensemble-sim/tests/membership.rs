@@ -194,20 +194,23 @@ fn an_overloaded_observer_accuses_nobody() {
 }
 
 #[test]
-fn in_a_full_mesh_each_node_heartbeats_only_its_monitors() {
-    let (mut sim, _ids) = cluster(24, SimConfig::default());
-    sim.run_for(secs(10));
-    let before = sim.by_kind.get("heartbeat").copied().unwrap_or(0);
-    sim.run_for(secs(30));
-    let per_node_per_s = (sim.by_kind["heartbeat"] - before) as f64 / 24.0 / 30.0;
-    // Four monitors (two ring neighbours each side) at one heartbeat per 300 ms: 13.3/s;
-    // every connection would be 23 at the same rate: 76.7/s.
-    let c = SimConfig::default().membership;
-    let expected = (2 * c.monitor_neighbours) as f64 / c.heartbeat_interval.as_secs_f64();
-    assert!(
-        per_node_per_s <= expected * 1.1,
-        "{per_node_per_s:.1} heartbeats/s per node, expected about {expected:.1}"
-    );
+fn each_node_heartbeats_only_its_monitors_in_a_full_mesh_and_a_partial_view() {
+    // 24 nodes: a full mesh (23 connections each); 90: a partial view (about 2 log2(n) each).
+    for n in [24, 90] {
+        let (mut sim, _ids) = cluster(n, SimConfig::default());
+        sim.run_for(secs(10));
+        let before = sim.by_kind.get("heartbeat").copied().unwrap_or(0);
+        sim.run_for(secs(30));
+        let per_node_per_s = (sim.by_kind["heartbeat"] - before) as f64 / n as f64 / 30.0;
+        // Four monitors (two ring neighbours each side) at one heartbeat per 300 ms: 13.3/s;
+        // every connection would be 76.7/s at 24 nodes.
+        let c = SimConfig::default().membership;
+        let expected = (2 * c.monitor_neighbours) as f64 / c.heartbeat_interval.as_secs_f64();
+        assert!(
+            per_node_per_s <= expected * 1.1,
+            "{n} nodes: {per_node_per_s:.1} heartbeats/s per node, expected about {expected:.1}"
+        );
+    }
 }
 
 #[test]

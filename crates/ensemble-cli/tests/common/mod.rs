@@ -183,6 +183,17 @@ impl Drop for Agent {
     }
 }
 
+/// `ensemble leave` succeeded and reported the graceful leave complete.
+pub fn assert_left_gracefully(out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Graceful leave complete"), "{stdout}");
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }

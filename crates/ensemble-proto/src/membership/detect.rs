@@ -49,9 +49,12 @@ impl Membership {
 
     /// The connected peers whose heartbeats this node sends and watches.
     pub(super) fn watched(&self) -> impl Iterator<Item = &String> {
-        self.peers
-            .keys()
-            .filter(|p| self.monitored.as_ref().is_none_or(|m| m.contains(*p)))
+        self.peers.keys().filter(|p| self.is_watched(p))
+    }
+
+    /// Whether this node watches `name`'s heartbeats (it is one of its monitors).
+    pub(super) fn is_watched(&self, name: &str) -> bool {
+        self.monitored.as_ref().is_none_or(|m| m.contains(name))
     }
 
     pub(super) fn check_detectors(&mut self, now: Instant) {

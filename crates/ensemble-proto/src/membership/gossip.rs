@@ -160,10 +160,7 @@ impl Membership {
         let window = match self.peers.get(&member.name) {
             _ if doubt => return false,
             Some(p) => {
-                let watched = self
-                    .monitored
-                    .as_ref()
-                    .is_none_or(|m| m.contains(&member.name));
+                let watched = self.is_watched(&member.name);
                 let silence = now.saturating_duration_since(p.detector.last_heard());
                 if watched && silence >= self.config.heartbeat_interval * 2 {
                     return false;

@@ -13,6 +13,20 @@ fn msg_to(outs: &[Output], to: &str) -> Vec<DirectMsg> {
         .collect()
 }
 
+/// Hands what `a` sends to `b` to `b`, then what `b` answers to `a` to `a`.
+fn round_trip(a: &mut Messaging, b: &mut Messaging, now: Instant) {
+    deliver(a, "a", b, "b", now);
+    deliver(b, "b", a, "a", now);
+}
+
+/// Hands what `sender` (named `from`) sends to `to` to `receiver`.
+fn deliver(sender: &mut Messaging, from: &str, receiver: &mut Messaging, to: &str, now: Instant) {
+    for msg in msg_to(&outputs(sender), to) {
+        let from = from.into();
+        receiver.handle(now, Input::Message { from, msg });
+    }
+}
+
 #[test]
 fn an_acknowledged_message_is_retransmitted_until_acked_and_delivered_once() {
     let now = Instant::now();
@@ -94,24 +108,7 @@ fn unknown_names_and_deadlines_fail_clearly() {
         )
     };
     send(&mut a, 1, now + Duration::from_secs(1));
-    for m in msg_to(&outputs(&mut a), "b") {
-        b.handle(
-            now,
-            Input::Message {
-                from: "a".into(),
-                msg: m,
-            },
-        );
-    }
-    for m in msg_to(&outputs(&mut b), "a") {
-        a.handle(
-            now,
-            Input::Message {
-                from: "b".into(),
-                msg: m,
-            },
-        );
-    }
+    round_trip(&mut a, &mut b, now);
     assert_eq!(
         outputs(&mut a),
         vec![Output::Failed(1, Failure::UnknownName("nobody".into()))]
@@ -127,24 +124,7 @@ fn unknown_names_and_deadlines_fail_clearly() {
             channel: None,
         },
     );
-    for m in msg_to(&outputs(&mut a), "b") {
-        b.handle(
-            now,
-            Input::Message {
-                from: "a".into(),
-                msg: m,
-            },
-        );
-    }
-    for m in msg_to(&outputs(&mut b), "a") {
-        a.handle(
-            now,
-            Input::Message {
-                from: "b".into(),
-                msg: m,
-            },
-        );
-    }
+    round_trip(&mut a, &mut b, now);
     assert_eq!(
         outputs(&mut a),
         vec![Output::CastRejected {
