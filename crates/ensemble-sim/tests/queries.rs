@@ -99,6 +99,27 @@ fn a_query_reaches_every_member_and_every_response_comes_back() {
     assert_eq!(answers(&events).2, Some(done));
 }
 
+/// A query asked from a member that joined through the seed, as soon as every member sees
+/// every other alive: the members that joined through the seed are not connected to each
+/// other yet (a full mesh dials new members at the next tick), so the third member's ack and
+/// response wait for that connection instead of being lost.
+#[test]
+fn answers_to_an_origin_not_connected_yet_arrive_once_connected() {
+    for seed in 0..8 {
+        let (mut sim, ids) = common::cluster(3, 100 + seed);
+        let events = run_query(&mut sim, ids[1], QueryFilter::default());
+        let (acks, responses, done) = answers(&events);
+        assert_eq!(acks, ["n0", "n1", "n2"], "seed {seed}");
+        assert_eq!(responses.len(), 3, "seed {seed}: {responses:?}");
+        let done = done.expect("done");
+        let all = QueryEvent::Done {
+            acks: 3,
+            responses: 3,
+        };
+        assert_eq!(done, all, "seed {seed}");
+    }
+}
+
 #[test]
 fn a_node_filter_selects_only_that_member() {
     let (mut sim, ids) = common::cluster(5, 12);

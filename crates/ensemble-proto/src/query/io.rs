@@ -109,13 +109,16 @@ pub enum Output {
     /// Fan this encoded request out through the broadcast handler [`super::QUERY_HANDLER`]
     /// (the stack does it).
     Broadcast(Bytes),
-    /// Send `msg` to member `to` (named messaging to [`super::QUERY_HANDLER`], relayed where
-    /// needed; the stack does it).
+    /// Send `msg` to member `to` (acknowledged named messaging to [`super::QUERY_HANDLER`],
+    /// relayed where needed, sent again until acknowledged or `deadline`, and as soon as a
+    /// connection to `to` opens; the stack does it).
     Send {
         /// The member.
         to: NodeName,
         /// The message.
         msg: QueryMsg,
+        /// After this the origin no longer listens: the message is given up.
+        deadline: Instant,
     },
     /// A query for the local handler of its name; answer with [`Input::Respond`].
     Request(Incoming),

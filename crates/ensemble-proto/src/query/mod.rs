@@ -54,6 +54,12 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Acks (and responses) counted per query: more members than this are not reported.
 const MAX_ANSWERS: usize = 16_384;
 
+/// A query received here whose deadline has not passed.
+struct Received {
+    deadline: Instant,
+    answered: bool,
+}
+
 struct Running {
     deadline: Instant,
     acks: BTreeSet<String>,
@@ -88,8 +94,8 @@ pub struct Queries {
     shared: SharedState,
     next_id: u64,
     running: BTreeMap<u64, Running>,
-    /// Queries received here whose deadline has not passed, and whether they were answered.
-    received: BTreeMap<QueryId, bool>,
+    /// Queries received here whose deadline has not passed.
+    received: BTreeMap<QueryId, Received>,
     timers: BTreeMap<(Instant, u64), Expiry>,
     timer_seq: u64,
     rates: Rates,
@@ -233,26 +239,34 @@ impl Queries {
             let (len, max) = (payload.len(), MAX_RESPONSE);
             return Err(QueryError::ResponseTooLarge { len, max });
         }
-        match self.received.get_mut(&query) {
+        let deadline = match self.received.get_mut(&query) {
             None => return Err(QueryError::UnknownQuery),
-            Some(true) => return Err(QueryError::AlreadyResponded),
-            Some(answered) => *answered = true,
-        }
+            Some(r) if r.answered => return Err(QueryError::AlreadyResponded),
+            Some(r) => {
+                r.answered = true;
+                r.deadline
+            }
+        };
         let msg = QueryMsg::Response {
             id: query.id,
             payload,
         };
-        self.reply(query.origin, msg);
+        self.reply(query.origin, msg, deadline);
         Ok(Reply::Responded)
     }
 
-    /// Sends `msg` to the query's origin (this node's own queries are answered in place).
-    fn reply(&mut self, origin: String, msg: QueryMsg) {
+    /// Sends `msg` to the query's origin until `deadline` (this node's own queries are
+    /// answered in place).
+    fn reply(&mut self, origin: String, msg: QueryMsg, deadline: Instant) {
         if origin == self.local {
             let from = self.local.clone();
             self.on_message(from, msg);
         } else {
-            self.outputs.push_back(Output::Send { to: origin, msg });
+            self.outputs.push_back(Output::Send {
+                to: origin,
+                msg,
+                deadline,
+            });
         }
     }
 
@@ -275,10 +289,14 @@ impl Queries {
                 origin: r.origin.clone(),
                 id: r.id,
             };
-            self.received.insert(query.clone(), false);
+            let received = Received {
+                deadline,
+                answered: false,
+            };
+            self.received.insert(query.clone(), received);
             self.timer(deadline, Expiry::Received(query.clone()));
             if r.want_ack {
-                self.reply(r.origin, QueryMsg::Ack { id: r.id });
+                self.reply(r.origin, QueryMsg::Ack { id: r.id }, deadline);
             }
             self.outputs.push_back(Output::Request(Incoming {
                 query,

@@ -75,10 +75,20 @@ fn a_query_is_acked_handled_answered_and_finished() {
     let (id, msg) = start(&mut a, t0, QueryFilter::default(), 2);
     deliver(&mut b, &mut hb, t0, &msg, Tags::default());
     let out = outputs(&mut b);
-    let Output::Send { to, msg: ack } = &out[0] else {
+    let Output::Send {
+        to,
+        msg: ack,
+        deadline,
+    } = &out[0]
+    else {
         panic!("{out:?}")
     };
     assert_eq!((to.as_str(), ack), ("a", &QueryMsg::Ack { id }));
+    assert_eq!(
+        *deadline,
+        t0 + Duration::from_secs(2),
+        "the ack is kept until the deadline"
+    );
     let Output::Request(incoming) = &out[1] else {
         panic!("{out:?}")
     };
@@ -91,9 +101,15 @@ fn a_query_is_acked_handled_answered_and_finished() {
     };
     b.handle(t0, respond(b"up 3 days"));
     let out = outputs(&mut b);
-    let Output::Send { msg: response, .. } = &out[0] else {
+    let Output::Send {
+        msg: response,
+        deadline,
+        ..
+    } = &out[0]
+    else {
         panic!("{out:?}")
     };
+    assert_eq!(*deadline, t0 + Duration::from_secs(2));
     assert_eq!(
         refusal(&mut b, t0, respond(b"again")),
         QueryError::AlreadyResponded

@@ -1,6 +1,9 @@
 //! The glue of queries: requests fan out through the broadcast handler
-//! [`query::QUERY_HANDLER`], acks and responses travel as named messages under the same name
-//! (relayed like any named message in a client-server topology).
+//! [`query::QUERY_HANDLER`], acks and responses travel as acknowledged named messages under
+//! the same name (relayed like any named message in a client-server topology). They are
+//! acknowledged because a member often gets a request before it is connected to the origin
+//! (a full mesh dials a new member at its next tick; the request came through another
+//! member): named messaging holds them until the connection opens or the query's deadline.
 
 use std::time::Instant;
 
@@ -9,8 +12,9 @@ use crate::broadcast;
 use crate::messaging;
 use crate::query::{self, QueryMsg, QUERY_HANDLER};
 
-/// The token of the stack's own broadcast commands (the query handler's registration and
-/// each query's fan-out); their answers are not passed on.
+/// The token of the stack's own broadcast and messaging commands (the query handler's
+/// registration, each query's fan-out, acks and responses); their answers are not passed
+/// on. The runtime's tokens count up from 1 and never reach it.
 const STACK_TOKEN: u64 = u64::MAX;
 
 impl Stack {
@@ -75,7 +79,11 @@ impl Stack {
                 }
                 None
             }
-            // A member that runs no queries: nothing to tell anyone.
+            // An ack or response arrived, or was given up at the query's deadline (or the
+            // origin runs no queries): nothing to tell anyone.
+            messaging::Output::Acked(STACK_TOKEN) | messaging::Output::Failed(STACK_TOKEN, _) => {
+                None
+            }
             messaging::Output::CastRejected { name, .. } if name == QUERY_HANDLER => None,
             other => Some(other),
         }
@@ -95,12 +103,12 @@ impl Stack {
                     };
                     self.broadcast.handle(now, input);
                 }
-                query::Output::Send { to, msg } => {
+                query::Output::Send { to, msg, deadline } => {
                     let input = messaging::Input::Send {
                         to,
                         name: QUERY_HANDLER.to_owned(),
                         payload: msg.encode(),
-                        ack: None,
+                        ack: Some((STACK_TOKEN, deadline)),
                         channel: None,
                     };
                     self.messaging.handle(now, input);
