@@ -20,6 +20,7 @@ use crate::messaging::{self, DirectMsg, Messaging, MessagingConfig, RelayMsg};
 use crate::query::{self, Queries, QueryConfig};
 use crate::singleton::{self, SingletonConfig, Singletons};
 use crate::table::{self, TableConfig, Tables};
+use crate::topology::Role;
 use crate::wire::{Message, PeerInfo};
 
 mod queries;
@@ -552,6 +553,13 @@ impl Stack {
             self.neighbours.insert(n.clone(), inc);
             self.broadcast
                 .handle(now, broadcast::Input::NeighborUp(n.clone()));
+            // A server's clients: the ring layout of a tree skips a client that is not
+            // connected to the server whose interval holds it, so servers push to them.
+            let server = self.membership.role() == Some(Role::Server);
+            if server && self.membership.peer_role(&n) == Some(Role::Client) {
+                self.broadcast
+                    .handle(now, broadcast::Input::Leaf(n.clone()));
+            }
             self.messaging
                 .handle(now, messaging::Input::PeerUp(n.clone()));
             self.tables.handle(now, table::Input::PeerUp(n.clone()));

@@ -140,10 +140,11 @@ fn a_node_filter_selects_only_that_member() {
     );
 }
 
-#[test]
-fn responses_are_relayed_through_servers_in_a_client_server_topology() {
+/// Three servers and six clients (each client attached to two of the servers), asked from a
+/// client: every member answers, and the other clients' answers pass a server.
+fn client_server(seed: u64) -> (Sim, Vec<NodeId>) {
     let mut sim = Sim::new(SimConfig {
-        seed: 5,
+        seed,
         latency: Duration::from_millis(2),
         ..SimConfig::default()
     });
@@ -151,27 +152,54 @@ fn responses_are_relayed_through_servers_in_a_client_server_topology() {
     let client = Topology::ClientServer(Role::Client);
     let s0 = sim.add_node_as("s0", &[], server);
     let s1 = sim.add_node_as("s1", &[s0], server);
-    let mut ids = vec![s0, s1];
+    let s2 = sim.add_node_as("s2", &[s0], server);
+    let mut ids = vec![s0, s1, s2];
     for i in 0..6 {
-        ids.push(sim.add_node_as(&format!("c{i}"), &[ids[i % 2]], client));
+        ids.push(sim.add_node_as(&format!("c{i}"), &[ids[i % 3]], client));
     }
     let all = ids.clone();
     sim.run_until(Duration::from_secs(30), |s| s.all_see(&all, Status::Alive))
         .expect("converges");
     sim.run_for(Duration::from_secs(5));
-    let (relayed_before, _) = sim.relay_counts();
-    let events = run_query(&mut sim, ids[2], QueryFilter::default());
-    let (acks, responses, _) = answers(&events);
-    // Every member the broadcast tree reaches answers through the servers. (A client the
-    // client-server tree misses gets the request only by anti-entropy, every 10 s: see
-    // docs/QUERIES.md, "Known limits".)
-    assert!(acks.len() >= 7, "{acks:?}");
-    let responders: Vec<&String> = responses.iter().map(|(from, _)| from).collect();
-    assert_eq!(responders, acks.iter().collect::<Vec<_>>());
-    let (relayed, _) = sim.relay_counts();
-    assert!(
-        relayed - relayed_before >= 2 * (acks.len() as u64 - 3),
-        "other clients' acks and responses each pass a server: {}",
-        relayed - relayed_before
+    (sim, ids)
+}
+
+#[test]
+fn a_query_from_a_client_reaches_every_server_and_client_and_answers_are_relayed() {
+    for seed in [5, 6, 7, 8] {
+        let (mut sim, ids) = client_server(seed);
+        let (relayed_before, _) = sim.relay_counts();
+        let events = run_query(&mut sim, ids[3], QueryFilter::default());
+        let (acks, responses, _) = answers(&events);
+        let all = ["c0", "c1", "c2", "c3", "c4", "c5", "s0", "s1", "s2"];
+        assert_eq!(acks, all, "seed {seed}");
+        let responders: Vec<&String> = responses.iter().map(|(from, _)| from).collect();
+        assert_eq!(responders, all, "seed {seed}");
+        let (relayed, _) = sim.relay_counts();
+        assert!(
+            relayed - relayed_before >= 2 * 5,
+            "seed {seed}: the other clients' acks and responses each pass a server: {}",
+            relayed - relayed_before
+        );
+    }
+}
+
+#[test]
+fn a_filter_selects_clients_asked_from_another_client() {
+    let (mut sim, ids) = client_server(9);
+    let filter = QueryFilter {
+        nodes: vec!["c2".into(), "c5".into(), "s1".into()],
+        tags: vec![],
+    };
+    let events = run_query(&mut sim, ids[3], filter);
+    let (acks, responses, done) = answers(&events);
+    assert_eq!(acks, ["c2", "c5", "s1"]);
+    assert_eq!(responses.len(), 3, "{responses:?}");
+    assert_eq!(
+        done,
+        Some(QueryEvent::Done {
+            acks: 3,
+            responses: 3
+        })
     );
 }

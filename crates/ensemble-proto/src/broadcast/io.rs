@@ -62,6 +62,11 @@ pub enum Input {
     NeighborUp(NodeName),
     /// The connection to this member closed.
     NeighborDown(NodeName),
+    /// This neighbour is a leaf: it is connected to a few members only (a client, as its
+    /// server sees it), so the ring layout of a tree may pass it by. It gets payloads of every
+    /// root at once from this node, besides the ring layout, until a duplicate prunes it for
+    /// a root (it has more than one server). Forgotten when the connection closes.
+    Leaf(NodeName),
     /// A member joined or came back (only live members' trees are kept).
     MemberUp(NodeName),
     /// A member went down or left: its tree is dropped.
@@ -169,6 +174,7 @@ impl std::fmt::Debug for Input {
                 .finish(),
             Input::NeighborUp(p) => f.debug_tuple("NeighborUp").field(p).finish(),
             Input::NeighborDown(p) => f.debug_tuple("NeighborDown").field(p).finish(),
+            Input::Leaf(p) => f.debug_tuple("Leaf").field(p).finish(),
             Input::MemberUp(m) => f.debug_tuple("MemberUp").field(m).finish(),
             Input::MemberDown(m) => f.debug_tuple("MemberDown").field(m).finish(),
             Input::Tick => f.write_str("Tick"),

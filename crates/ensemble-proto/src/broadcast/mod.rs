@@ -53,6 +53,8 @@ pub struct Plumtree {
     handlers: BTreeMap<String, Box<dyn Handler>>,
     /// Open connections.
     neighbours: BTreeSet<String>,
+    /// Neighbours the ring layout may pass by (see [`Input::Leaf`]).
+    leaves: BTreeSet<String>,
     /// Ring positions of the live members other than this node: a hash, not the name, because
     /// a simulated cluster holds n^2 of them (a collision only keeps a dead root's tree a
     /// little longer).
@@ -100,6 +102,7 @@ impl Plumtree {
             rng: SmallRng::seed_from_u64(rng_seed),
             handlers: BTreeMap::new(),
             neighbours: BTreeSet::new(),
+            leaves: BTreeSet::new(),
             members: BTreeSet::new(),
             base_lazy: Vec::new(),
             trees: HashMap::new(),
@@ -193,6 +196,11 @@ impl Plumtree {
             Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::NeighborUp(p) => self.neighbor_up(now, p),
             Input::NeighborDown(p) => self.neighbor_down(&p),
+            Input::Leaf(p) => {
+                if self.neighbours.contains(&p) {
+                    self.leaves.insert(p);
+                }
+            }
             Input::MemberUp(m) => {
                 if m != self.me {
                     self.members.insert(position(&m));

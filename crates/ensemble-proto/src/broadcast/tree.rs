@@ -78,7 +78,11 @@ impl Plumtree {
             }
         }
         let initial = (self.config.initial_eager.iter()).filter(|p| self.neighbours.contains(*p));
-        for g in tree.into_iter().flat_map(|t| &t.grafted).chain(initial) {
+        let leaves = self.leaves.iter();
+        for g in (tree.into_iter().flat_map(|t| &t.grafted))
+            .chain(initial)
+            .chain(leaves)
+        {
             if !skip(g) && !out.iter().any(|(p, _)| p == g) {
                 out.push((g.clone(), None));
             }
@@ -119,6 +123,7 @@ impl Plumtree {
         if !self.neighbours.remove(peer) {
             return;
         }
+        self.leaves.remove(peer);
         for t in self.trees.values_mut() {
             t.grafted.remove(peer);
             t.pruned.remove(peer);

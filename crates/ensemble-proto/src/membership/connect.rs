@@ -89,6 +89,7 @@ impl Membership {
             let detector = PhiDetector::new(self.config.detector, now);
             let p = Peer {
                 incarnation: peer.incarnation,
+                role: peer.role,
                 detector,
                 since: now,
             };

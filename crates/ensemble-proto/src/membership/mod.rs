@@ -164,6 +164,8 @@ impl MemberEvent {
 #[derive(Debug)]
 struct Peer {
     incarnation: u64,
+    /// Its role, as it announced itself in the handshake.
+    role: Option<Role>,
     detector: PhiDetector,
     /// When the connection was established.
     since: Instant,
@@ -366,6 +368,12 @@ impl Membership {
     /// (a new one means another process under the same name).
     pub fn connected_incarnations(&self) -> impl Iterator<Item = (&str, u64)> {
         self.peers.iter().map(|(n, p)| (n.as_str(), p.incarnation))
+    }
+
+    /// The role the connected member `name` announced in its handshake (None: not connected,
+    /// or a full-mesh member).
+    pub fn peer_role(&self, name: &str) -> Option<Role> {
+        self.peers.get(name).and_then(|p| p.role)
     }
 
     /// Grows whenever [`Membership::connected`] changes.
