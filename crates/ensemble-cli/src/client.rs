@@ -131,6 +131,14 @@ impl ApiClient {
         Ok(BufReader::new(resp.into_reader()))
     }
 
+    /// `POST path` with a JSON body, the answer as a stream of lines, all within the client's
+    /// timeout (a query's answers).
+    pub fn post_lines(&self, path: &str, body: &impl Serialize) -> Result<impl BufRead> {
+        let req = self.request("POST", &self.url(path)).timeout(self.timeout);
+        let resp = self.answer(req.send_json(body))?;
+        Ok(BufReader::new(resp.into_reader()))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

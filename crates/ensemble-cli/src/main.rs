@@ -59,6 +59,9 @@ enum Command {
     Broadcast(commands::events::BroadcastArgs),
     /// Follow an agent's membership and user events as they arrive.
     Events(commands::events::EventsArgs),
+    /// Ask every selected member a question and print their acks and responses as they
+    /// arrive (like serf query).
+    Query(commands::query::QueryArgs),
     /// Send a message to a handler registered under a name on a member.
     Send(commands::send::SendArgs),
     /// Read and write the agent's replicated tables (list, put, get, delete, dump, info).
@@ -96,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Broadcast(args) => commands::events::broadcast(args),
         Command::Events(args) => commands::events::events(args),
         Command::Partition(args) => commands::partition::run(args),
+        Command::Query(args) => commands::query::run(args),
         Command::Send(args) => commands::send::run(args),
         Command::Table(args) => commands::table::run(args),
         Command::Tracker(args) => commands::tracker::run(args),

@@ -1,7 +1,7 @@
 //! The HTTP API's JSON shapes, shared by the agent's routes (`http/`) and the client commands
 //! (`commands/`, `client.rs`): members, health, events, messages, partitions, tables, the
 //! tracker and error answers, with their conversions from the library's types; the operator's
-//! routes (join, leave, tags, info) in `views/operator.rs`.
+//! routes (join, leave, tags, info) in `views/operator.rs`; queries in `views/query.rs`.
 //!
 //! Both sides import this module; it imports neither.
 
@@ -12,7 +12,9 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 mod operator;
+mod query;
 pub use operator::*;
+pub use query::*;
 
 /// Default address of the HTTP API (where the agent listens and the commands ask).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8946";

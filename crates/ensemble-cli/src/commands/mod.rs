@@ -13,6 +13,7 @@ pub mod keys;
 pub mod leave;
 pub mod members;
 pub mod partition;
+pub mod query;
 pub mod send;
 pub mod singleton;
 pub mod table;

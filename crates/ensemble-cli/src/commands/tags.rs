@@ -32,7 +32,7 @@ enum TagsOp {
     },
 }
 
-fn parse_tag(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_tag(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),

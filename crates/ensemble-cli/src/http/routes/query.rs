@@ -1,7 +1,6 @@
 //! `POST /v1/query`: starts a query and streams its acks, responses and the final counts, one
 //! JSON object per line.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -11,51 +10,16 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use ensemble::{Error, Node, QueryError, QueryEvent, QueryOptions};
+use ensemble::{Error, Node, QueryError, QueryOptions};
 use futures::StreamExt;
-use serde::Deserialize;
 
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::http::state::AppState;
+use crate::views::{QueryBody, QueryLine};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/query", post(query))
-}
-
-/// `POST /v1/query` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueryBody {
-    pub name: String,
-    #[serde(default)]
-    pub payload: String,
-    /// Member names; empty: every member.
-    #[serde(default)]
-    pub nodes: Vec<String>,
-    /// Tag key to a regular expression its value must match.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// None: Serf's default for the cluster's size.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub no_ack: bool,
-}
-
-/// One line of the answer.
-fn line(event: QueryEvent) -> serde_json::Value {
-    match event {
-        QueryEvent::Ack { from } => serde_json::json!({ "type": "ack", "from": from.to_string() }),
-        QueryEvent::Response { from, payload } => serde_json::json!({
-            "type": "response",
-            "from": from.to_string(),
-            "payload": String::from_utf8_lossy(&payload),
-        }),
-        QueryEvent::Done { acks, responses } => {
-            serde_json::json!({ "type": "done", "acks": acks, "responses": responses })
-        }
-    }
 }
 
 /// 413 if the payload is too large, 429 if this node runs too many queries or over its rate,
@@ -82,7 +46,7 @@ async fn query(State(node): State<Node>, Json(q): Json<QueryBody>) -> Result<Res
         }
     };
     let lines = events.map(|e| {
-        let mut bytes = serde_json::to_vec(&line(e)).expect("events serialize");
+        let mut bytes = serde_json::to_vec(&QueryLine::from(e)).expect("events serialize");
         bytes.push(b'\n');
         Ok::<_, Infallible>(bytes)
     });
