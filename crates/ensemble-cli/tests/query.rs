@@ -64,3 +64,129 @@ fn the_query_route_streams_acks_then_the_counts_and_refuses_oversized_payloads()
     let text = lines[0].to_string();
     assert!(text.contains("over the limit of 8192"), "{text}");
 }
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Runs `ensemble ARGS`: success, stdout and stderr.
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = cli().args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn ensemble_query_prints_answers_of_handler_commands_filtered_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let late = dir.path().join("late");
+    // The payload, then who answered, for whom, and whether the agent's secret leaked.
+    let whoami = "whoami=cat; printf ' %s %s %s %s' \"$ENSEMBLE_SELF_NAME\" \
+                  \"$ENSEMBLE_QUERY_NAME\" \"$ENSEMBLE_QUERY_ORIGIN\" \"${ENSEMBLE_SECRET:-nosecret}\"";
+    // A subshell: killing `sh` alone would leave it running.
+    let slow = format!(
+        "slow=(sleep 6; touch {}-$ENSEMBLE_SELF_NAME)",
+        late.display()
+    );
+    let handlers = ["--query-handler", whoami, "--query-handler", &slow];
+    let with_role = |role: &str| {
+        let mut extra = handlers.to_vec();
+        extra.extend(["--tag", role]);
+        extra.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let (e0, e1, e2) = (
+        with_role("role=db"),
+        with_role("role=web"),
+        with_role("role=webcache"),
+    );
+    let a0 = Agent::start_with(dir.path(), "a0", None, SECRET, &refs(&e0));
+    let seed = a0.bind.clone();
+    let a1 = Agent::start_with(dir.path(), "a1", Some(&seed), SECRET, &refs(&e1));
+    let a2 = Agent::start_with(dir.path(), "a2", Some(&seed), SECRET, &refs(&e2));
+    let agents = [a0, a1, a2];
+    wait_for(Duration::from_secs(30), "agents converge", || {
+        agents.iter().all(|a| {
+            a.members()
+                .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["status"] == "alive"))
+        })
+    });
+    // Asked from a1, which joined through a0.
+    let http = agents[1].http.as_str();
+
+    let (ok, out, err) = run(&["query", "--http", http, "--timeout", "5s", "whoami", "hi"]);
+    assert!(ok, "{err}");
+    for n in ["a0", "a1", "a2"] {
+        assert!(out.contains(&format!("Ack from '{n}'")), "{out}");
+        let response = format!("Response from '{n}': hi {n} whoami a1 nosecret");
+        assert!(out.contains(&response), "{out}");
+    }
+    assert!(out.starts_with("Query 'whoami' dispatched\n"), "{out}");
+    assert!(
+        out.ends_with("Total Acks: 3\nTotal Responses: 3\n"),
+        "{out}"
+    );
+
+    let json = |args: &[&str]| -> Value {
+        let mut all = vec!["query", "--http", http, "--timeout", "3s", "--json"];
+        all.extend(args);
+        let (ok, out, err) = run(&all);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let all = json(&["whoami", "x"]);
+    assert_eq!(all["acks"], json!(["a0", "a1", "a2"]), "{all}");
+    assert_eq!(all["responses"]["a2"], "x a2 whoami a1 nosecret", "{all}");
+    let one = json(&["--node", "a2", "whoami"]);
+    assert_eq!(one["acks"], json!(["a2"]), "{one}");
+    assert_eq!(one["responses"].as_object().unwrap().len(), 1, "{one}");
+    let web = json(&["--tag", "role=^web", "whoami"]);
+    assert_eq!(web["acks"], json!(["a1", "a2"]), "{web}");
+    let no_ack = json(&["--no-ack", "whoami"]);
+    assert_eq!(no_ack["acks"], json!([]), "{no_ack}");
+    assert_eq!(
+        no_ack["responses"].as_object().unwrap().len(),
+        3,
+        "{no_ack}"
+    );
+    // No handler for it: acked, not answered.
+    let unknown = json(&["nobody-answers"]);
+    assert_eq!(unknown["acks"], json!(["a0", "a1", "a2"]), "{unknown}");
+    assert_eq!(unknown["responses"], json!({}), "{unknown}");
+
+    // A command that outlives the timeout gives no response, and is killed.
+    let started = std::time::Instant::now();
+    let (ok, out, err) = run(&["query", "--http", http, "--timeout", "2s", "slow"]);
+    assert!(ok, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.ends_with("Total Acks: 3\nTotal Responses: 0\n"),
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    for n in ["a0", "a1", "a2"] {
+        let marker = format!("{}-{n}", late.display());
+        assert!(
+            !std::path::Path::new(&marker).exists(),
+            "{marker}: not killed"
+        );
+    }
+
+    // The agent's refusals, in its words.
+    let big = "x".repeat(8 * 1024 + 1);
+    let (ok, _, err) = run(&["query", "--http", http, "whoami", &big]);
+    assert!(!ok);
+    assert!(
+        err.contains("refused the query") && err.contains("over the limit of 8192"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["query", "--http", http, "--tag", "role=(", "whoami"]);
+    assert!(!ok);
+    assert!(err.contains("bad query filter"), "{err}");
+    let (ok, _, err) = run(&["query", "--http", http, "--timeout", "2 parsecs", "whoami"]);
+    assert!(!ok);
+    assert!(err.contains("--timeout"), "{err}");
+}

@@ -40,6 +40,7 @@ fn a_valid_config_passes_and_creates_no_file() {
         format!(
             "name = \"web-1\"\nbind = \"127.0.0.1:7946\"\nkeyring_file = \"{}\"\n\
              tables = [\"sessions\"]\n[tags]\nrole = \"web\"\n\
+             [query_handlers]\nuptime = \"uptime\"\n\
              [membership]\nheartbeat_interval_ms = 500\nsuspicion_min_ms = 300\n\
              monitor_neighbours = 3\n",
             keyring.display()
@@ -65,7 +66,7 @@ fn a_valid_config_passes_and_creates_no_file() {
 fn an_invalid_config_fails_with_the_reason() {
     let dir = tempdir();
     let home = dir.path().to_path_buf();
-    let cases: [(&str, &str); 7] = [
+    let cases: [(&str, &str); 8] = [
         ("colour = \"red\"\n", "unknown field `colour`"),
         (
             "[membership]\nheartbeat_interval_ms = 0\n",
@@ -82,6 +83,7 @@ fn an_invalid_config_fails_with_the_reason() {
         ("bind = \"nowhere\"\n", "expected HOST:PORT"),
         ("tables = [\"ensemble.mine\"]\n", "ensemble.mine"),
         ("[tags]\n\"ensemble.role\" = \"server\"\n", "reserved"),
+        ("[query_handlers]\n\"\" = \"uptime\"\n", "query_handlers"),
     ];
     for (i, (text, reason)) in cases.iter().enumerate() {
         let config = dir.path().join(format!("bad{i}.toml"));

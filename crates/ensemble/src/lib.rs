@@ -72,6 +72,10 @@ pub use command::{
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
+/// Checks a query name: 1 to 128 bytes, no control characters.
+pub use ensemble_proto::query::check_name as check_query_name;
+/// Largest query response, in bytes (a handler's longer answer is refused).
+pub use ensemble_proto::query::MAX_RESPONSE as MAX_QUERY_RESPONSE;
 pub use ensemble_proto::query::{Incoming as IncomingQuery, QueryError, QueryEvent, QueryId};
 pub use ensemble_proto::table::{Kind as TableKind, TableError, TableInfo};
 pub use ensemble_proto::topology::{Role, Topology};

@@ -33,6 +33,8 @@ pub struct AgentSettings {
     pub metrics_addr: Option<String>,
     pub table_policy: TablePolicy,
     pub handlers: Vec<(String, String)>,
+    /// `--query-handler`s: query name and command.
+    pub query_handlers: Vec<(String, String)>,
     pub event_handlers: Vec<String>,
     pub fault_injection: bool,
     pub backend: Arc<dyn Backend>,
@@ -146,6 +148,11 @@ pub fn build_config(args: &AgentArgs, files: Files) -> Result<(Config, AgentSett
     } else {
         args.event_handlers.clone()
     };
+    let query_handlers = merged(&file.query_handlers, &args.query_handlers);
+    for (name, _) in &query_handlers {
+        ensemble::check_query_name(name)
+            .with_context(|| format!("--query-handler {name:?} (config table query_handlers)"))?;
+    }
     let advertised = config.advertise.unwrap_or(config.bind);
     let (backend, discovery) = discovery::build(
         &args.discovery,
@@ -193,6 +200,7 @@ pub fn build_config(args: &AgentArgs, files: Files) -> Result<(Config, AgentSett
                 max_tables,
             },
             handlers: merged(&file.handlers, &args.handlers),
+            query_handlers,
             singletons: merged(&file.singletons, &args.singletons),
             singleton_majority: merged(&file.singleton_majority, &args.singleton_majority),
             event_handlers,

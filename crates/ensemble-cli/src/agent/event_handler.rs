@@ -7,7 +7,7 @@ use std::time::Duration;
 use ensemble::Node;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tracing::{debug, warn};
 
 use super::settings::SECRET_VARS;
@@ -64,10 +64,15 @@ async fn run(cmd: &str, me: &str, e: &EventView) {
     run_command(cmd, env(me, e), &json, &e.kind()).await;
 }
 
-/// Runs `sh -c CMD` with `vars` in its environment and `stdin` on its standard input; waits
-/// up to a minute (then kills it). Failures are logged with `what`; nothing is returned.
-pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[u8], what: &str) {
-    let child = Command::new("sh")
+/// Starts `sh -c CMD` with `vars` in its environment and none of the agent's secrets, in a
+/// process group of its own (so that [`kill_group`] ends a whole pipeline), its stdin piped
+/// and its stdout as given; killed if dropped.
+pub fn spawn_shell(
+    cmd: &str,
+    vars: Vec<(&'static str, String)>,
+    stdout: Stdio,
+) -> std::io::Result<Child> {
+    Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .envs(vars)
@@ -76,13 +81,28 @@ pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[
         .env_remove(SECRET_VARS[1])
         .env_remove(SECRET_VARS[2])
         .stdin(Stdio::piped())
-        .stdout(Stdio::inherit())
+        .stdout(stdout)
         .stderr(Stdio::inherit())
-        // Its own process group, so that a timeout kills the whole pipeline, not just `sh`.
         .process_group(0)
         .kill_on_drop(true)
-        .spawn();
-    let mut child = match child {
+        .spawn()
+}
+
+/// Kills (SIGKILL) the process group a [`spawn_shell`] child leads, and the child.
+pub async fn kill_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill().await;
+}
+
+/// Runs `sh -c CMD` with `vars` in its environment and `stdin` on its standard input; waits
+/// up to a minute (then kills it). Failures are logged with `what`; nothing is returned.
+pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[u8], what: &str) {
+    let mut child = match spawn_shell(cmd, vars, Stdio::inherit()) {
         Ok(c) => c,
         Err(err) => {
             warn!("handler {cmd:?} could not start: {err}");
@@ -103,13 +123,7 @@ pub async fn run_command(cmd: &str, vars: Vec<(&'static str, String)>, stdin: &[
         Ok(Ok(status)) => warn!("handler {cmd:?} failed ({status}) on {what}"),
         Ok(Err(err)) => warn!("handler {cmd:?}: {err}"),
         Err(_) => {
-            if let Some(pid) = child.id() {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = child.kill().await;
+            kill_group(&mut child).await;
             warn!("handler {cmd:?} ran over {HANDLER_TIMEOUT:?} on {what} and was killed");
         }
     }

@@ -1,6 +1,7 @@
 //! `ensemble agent`: run a node and its HTTP API until SIGINT/SIGTERM, then leave gracefully.
 //! The flags and config file (`settings`, `discovery`) and what the agent runs beside the
-//! node: event handlers, message handlers, singleton commands and the `--table`s it hosts.
+//! node: event handlers, message handlers, query handlers, singleton commands and the
+//! `--table`s it hosts.
 
 mod api;
 mod config;
@@ -8,6 +9,7 @@ mod discovery;
 mod event_handler;
 mod handlers;
 mod keyring;
+mod query_handler;
 mod reload;
 mod settings;
 mod singletons;
@@ -116,6 +118,12 @@ pub struct AgentArgs {
     /// with the payload on stdin; repeat for more (config table: [handlers]).
     #[arg(long = "handler", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler, env = "ENSEMBLE_HANDLER")]
     handlers: Vec<(String, String)>,
+    /// Answer queries named NAME (`ensemble query NAME`) with the output of COMMAND, run per
+    /// query with the payload on stdin and ENSEMBLE_QUERY_NAME / ENSEMBLE_QUERY_ORIGIN in its
+    /// environment; killed at the query's timeout; 4 run at once at most. Repeat for more
+    /// (config table: [query_handlers]).
+    #[arg(long = "query-handler", value_name = "NAME=COMMAND", value_parser = handlers::parse_handler, env = "ENSEMBLE_QUERY_HANDLER")]
+    query_handlers: Vec<(String, String)>,
     /// Host this replicated table (string keys and values) from the start, joined with the
     /// agents that host it; repeat for more (config key: tables).
     #[arg(
@@ -217,6 +225,7 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     }
     event_handler::spawn(&node, agent.event_handlers);
     handlers::spawn(&node, agent.handlers).await?;
+    query_handler::spawn(&node, agent.query_handlers).await?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }

@@ -59,6 +59,9 @@ pub struct FileSettings {
     /// `[handlers]`: name = command.
     #[serde(default)]
     pub handlers: BTreeMap<String, String>,
+    /// `[query_handlers]`: query name = command whose output answers it.
+    #[serde(default)]
+    pub query_handlers: BTreeMap<String, String>,
     /// Replicated tables to host from the start (string keys and values).
     #[serde(default)]
     pub tables: Vec<String>,

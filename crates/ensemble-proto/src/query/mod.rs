@@ -366,6 +366,14 @@ impl Queries {
     }
 }
 
+/// Checks a query name: 1 to [`MAX_NAME`] bytes, no control characters.
+pub fn check_name(name: &str) -> Result<(), QueryError> {
+    if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(QueryError::BadName { max: MAX_NAME });
+    }
+    Ok(())
+}
+
 /// Checks a request against the limits (at the origin, and again at each receiver).
 pub fn check_request(
     name: &str,
@@ -373,9 +381,7 @@ pub fn check_request(
     filter: &QueryFilter,
     timeout: Duration,
 ) -> Result<(), QueryError> {
-    if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(QueryError::BadName { max: MAX_NAME });
-    }
+    check_name(name)?;
     if payload.len() > MAX_PAYLOAD {
         let (len, max) = (payload.len(), MAX_PAYLOAD);
         return Err(QueryError::PayloadTooLarge { len, max });
