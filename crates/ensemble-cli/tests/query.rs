@@ -88,7 +88,16 @@ fn ensemble_query_prints_answers_of_handler_commands_filtered_and_bounded() {
         "slow=(sleep 6; touch {}-$ENSEMBLE_SELF_NAME)",
         late.display()
     );
-    let handlers = ["--query-handler", whoami, "--query-handler", &slow];
+    let handlers = [
+        "--query-handler",
+        whoami,
+        "--query-handler",
+        &slow,
+        "--query-handler",
+        "big=head -c 20000 /dev/zero | tr '\\0' x",
+        "--query-handler",
+        "busy=sleep 4; echo ok",
+    ];
     let with_role = |role: &str| {
         let mut extra = handlers.to_vec();
         extra.extend(["--tag", role]);
@@ -174,6 +183,45 @@ fn ensemble_query_prints_answers_of_handler_commands_filtered_and_bounded() {
             "{marker}: not killed"
         );
     }
+
+    // Output over 8 KiB is cut there.
+    let big = json(&["--node", "a0", "big"]);
+    assert_eq!(
+        big["responses"]["a0"].as_str().map(str::len),
+        Some(8192),
+        "{big}"
+    );
+
+    // At most 4 commands at once on an agent: of 6 queries at once, 4 are answered (each
+    // command runs 4 s, so the 6 overlap even on a loaded machine).
+    let asks: Vec<_> = (0..6)
+        .map(|_| {
+            cli()
+                .args([
+                    "query",
+                    "--http",
+                    http,
+                    "--timeout",
+                    "10s",
+                    "--json",
+                    "--node",
+                    "a0",
+                    "busy",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut answered = 0;
+    for ask in asks {
+        let out = ask.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["acks"], json!(["a0"]), "{v}");
+        answered += v["responses"].as_object().unwrap().len();
+    }
+    assert_eq!(answered, 4);
 
     // The agent's refusals, in its words.
     let big = "x".repeat(8 * 1024 + 1);
