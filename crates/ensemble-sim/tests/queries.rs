@@ -203,3 +203,36 @@ fn a_filter_selects_clients_asked_from_another_client() {
         })
     );
 }
+
+/// 20 servers and 200 clients: a query from a client reaches every member before its timeout
+/// (without servers pushing to their clients, the ring layout reached 100 of the 220).
+#[test]
+fn a_query_from_a_client_reaches_all_of_220_members() {
+    let mut sim = Sim::new(SimConfig {
+        seed: 3,
+        latency: Duration::from_millis(2),
+        ..SimConfig::default()
+    });
+    let server = Topology::ClientServer(Role::Server);
+    let client = Topology::ClientServer(Role::Client);
+    let mut ids = vec![sim.add_node_as("s0", &[], server)];
+    for i in 1..20 {
+        ids.push(sim.add_node_as(&format!("s{i}"), &[ids[0]], server));
+    }
+    for i in 0..200 {
+        ids.push(sim.add_node_as(&format!("c{i}"), &[ids[i % 20]], client));
+    }
+    let all = ids.clone();
+    sim.run_until(Duration::from_secs(60), |s| s.all_see(&all, Status::Alive))
+        .expect("converges");
+    sim.run_for(Duration::from_secs(5));
+    let events = run_query(&mut sim, ids[25], QueryFilter::default());
+    let (acks, responses, done) = answers(&events);
+    assert_eq!(acks.len(), 220, "{acks:?}");
+    assert_eq!(responses.len(), 220);
+    let all = QueryEvent::Done {
+        acks: 220,
+        responses: 220,
+    };
+    assert_eq!(done, Some(all));
+}
