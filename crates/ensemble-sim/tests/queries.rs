@@ -140,9 +140,9 @@ fn a_node_filter_selects_only_that_member() {
     );
 }
 
-/// Three servers and six clients (each client attached to two of the servers), asked from a
-/// client: every member answers, and the other clients' answers pass a server.
-fn client_server(seed: u64) -> (Sim, Vec<NodeId>) {
+/// `servers` servers and `clients` clients (each client attached to two of the servers, the
+/// first through server `i % servers`), converged and settled.
+fn client_server(seed: u64, servers: usize, clients: usize) -> (Sim, Vec<NodeId>) {
     let mut sim = Sim::new(SimConfig {
         seed,
         latency: Duration::from_millis(2),
@@ -150,24 +150,26 @@ fn client_server(seed: u64) -> (Sim, Vec<NodeId>) {
     });
     let server = Topology::ClientServer(Role::Server);
     let client = Topology::ClientServer(Role::Client);
-    let s0 = sim.add_node_as("s0", &[], server);
-    let s1 = sim.add_node_as("s1", &[s0], server);
-    let s2 = sim.add_node_as("s2", &[s0], server);
-    let mut ids = vec![s0, s1, s2];
-    for i in 0..6 {
-        ids.push(sim.add_node_as(&format!("c{i}"), &[ids[i % 3]], client));
+    let mut ids = vec![sim.add_node_as("s0", &[], server)];
+    for i in 1..servers {
+        ids.push(sim.add_node_as(&format!("s{i}"), &[ids[0]], server));
+    }
+    for i in 0..clients {
+        ids.push(sim.add_node_as(&format!("c{i}"), &[ids[i % servers]], client));
     }
     let all = ids.clone();
-    sim.run_until(Duration::from_secs(30), |s| s.all_see(&all, Status::Alive))
+    sim.run_until(Duration::from_secs(60), |s| s.all_see(&all, Status::Alive))
         .expect("converges");
     sim.run_for(Duration::from_secs(5));
     (sim, ids)
 }
 
+/// Three servers and six clients, asked from a client: every member answers, and the other
+/// clients' answers pass a server.
 #[test]
 fn a_query_from_a_client_reaches_every_server_and_client_and_answers_are_relayed() {
     for seed in [5, 6, 7, 8] {
-        let (mut sim, ids) = client_server(seed);
+        let (mut sim, ids) = client_server(seed, 3, 6);
         let (relayed_before, _) = sim.relay_counts();
         let events = run_query(&mut sim, ids[3], QueryFilter::default());
         let (acks, responses, _) = answers(&events);
@@ -186,7 +188,7 @@ fn a_query_from_a_client_reaches_every_server_and_client_and_answers_are_relayed
 
 #[test]
 fn a_filter_selects_clients_asked_from_another_client() {
-    let (mut sim, ids) = client_server(9);
+    let (mut sim, ids) = client_server(9, 3, 6);
     let filter = QueryFilter {
         nodes: vec!["c2".into(), "c5".into(), "s1".into()],
         tags: vec![],
@@ -208,24 +210,7 @@ fn a_filter_selects_clients_asked_from_another_client() {
 /// (without servers pushing to their clients, the ring layout reached 100 of the 220).
 #[test]
 fn a_query_from_a_client_reaches_all_of_220_members() {
-    let mut sim = Sim::new(SimConfig {
-        seed: 3,
-        latency: Duration::from_millis(2),
-        ..SimConfig::default()
-    });
-    let server = Topology::ClientServer(Role::Server);
-    let client = Topology::ClientServer(Role::Client);
-    let mut ids = vec![sim.add_node_as("s0", &[], server)];
-    for i in 1..20 {
-        ids.push(sim.add_node_as(&format!("s{i}"), &[ids[0]], server));
-    }
-    for i in 0..200 {
-        ids.push(sim.add_node_as(&format!("c{i}"), &[ids[i % 20]], client));
-    }
-    let all = ids.clone();
-    sim.run_until(Duration::from_secs(60), |s| s.all_see(&all, Status::Alive))
-        .expect("converges");
-    sim.run_for(Duration::from_secs(5));
+    let (mut sim, ids) = client_server(3, 20, 200);
     let events = run_query(&mut sim, ids[25], QueryFilter::default());
     let (acks, responses, done) = answers(&events);
     assert_eq!(acks.len(), 220, "{acks:?}");
