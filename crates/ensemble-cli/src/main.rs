@@ -17,6 +17,7 @@ mod client;
 mod commands;
 mod demo;
 mod http;
+mod log_stream;
 mod procs;
 mod sim;
 mod tags_file;

@@ -1,5 +1,6 @@
 //! SIGHUP: what an agent reads again without a restart, logging what changed: the keyring file
-//! (`--keyring-file`) and the tags file (`--tags-file`). Other settings need a restart.
+//! (`--keyring-file`), the tags file (`--tags-file`) and the log level (`log_level` in the
+//! config file). Other settings need a restart.
 //!
 //! The handler is always installed, so a SIGHUP (`systemctl reload`, `kill -HUP`) never
 //! terminates the agent, even when there is nothing to read again.
@@ -13,15 +14,22 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use super::keyring;
+use super::logging::Logging;
 use crate::http::AgentControl;
 use crate::tags_file::{self, describe_change, split, OWN_PREFIX};
 
-/// Reads the keyring and tags files again on every SIGHUP.
-pub fn spawn(node: &Node, keyring_file: Option<PathBuf>, control: &AgentControl) -> Result<()> {
+/// Reads the keyring and tags files and the log level again on every SIGHUP.
+pub fn spawn(
+    node: &Node,
+    keyring_file: Option<PathBuf>,
+    control: &AgentControl,
+    logging: Logging,
+) -> Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let (node, control) = (node.clone(), control.clone());
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            logging.reload();
             if let Some(path) = &keyring_file {
                 reload_keyring(&node, path);
             }
@@ -29,8 +37,10 @@ pub fn spawn(node: &Node, keyring_file: Option<PathBuf>, control: &AgentControl)
                 let _one_at_a_time = control.tags_lock.lock().await;
                 reload_tags(&node, path).await;
             }
-            if keyring_file.is_none() && control.tags_file.is_none() {
-                info!("SIGHUP: nothing to read again (no --keyring-file, no --tags-file)");
+            if keyring_file.is_none() && control.tags_file.is_none() && !logging.has_config() {
+                info!(
+                    "SIGHUP: nothing to read again (no --keyring-file, no --tags-file, no --config)"
+                );
             }
         }
     });
