@@ -2,7 +2,7 @@
 //! `ensemble events`, sent with `ensemble broadcast`, handled by `--event-handler`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,14 +19,7 @@ struct Follower {
 impl Follower {
     fn start(dir: &Path, agent: &Agent) -> Follower {
         let out = dir.join(format!("{}.events", agent.name));
-        let file = std::fs::File::create(&out).unwrap();
-        let child = cli()
-            .args(["events", "--json", "--http", &agent.http])
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = spawn_to_file(&["events", "--json", "--http", &agent.http], &out);
         Follower { out, child }
     }
 

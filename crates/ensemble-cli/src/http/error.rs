@@ -95,6 +95,8 @@ pub enum Code {
     InvalidFilter,
     /// The tags changed but the tags file could not be rewritten (500).
     TagsNotSaved,
+    /// `GET /v1/monitor` while the most monitors at once are connected (429).
+    TooManyMonitors,
 }
 
 impl Code {
@@ -140,6 +142,7 @@ impl Code {
             Code::TooManyTables => "too_many_tables",
             Code::InvalidFilter => "invalid_filter",
             Code::TagsNotSaved => "tags_not_saved",
+            Code::TooManyMonitors => "too_many_monitors",
         }
     }
 

@@ -293,3 +293,16 @@ pub fn call_json_with(
     let text = resp.into_string().unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
+
+/// `ensemble ARGS` in the background, its standard output written to `out` (a follower:
+/// `ensemble events`, `ensemble monitor`).
+pub fn spawn_to_file(args: &[&str], out: &Path) -> Child {
+    let file = std::fs::File::create(out).unwrap();
+    cli()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
