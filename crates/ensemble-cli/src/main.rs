@@ -16,6 +16,7 @@ mod bench;
 mod client;
 mod commands;
 mod demo;
+mod event_filter;
 mod http;
 mod log_stream;
 mod procs;

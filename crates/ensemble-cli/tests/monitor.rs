@@ -2,8 +2,7 @@
 //! sees a join's lines though the agent writes info to stderr, a monitor's level filters, and
 //! at most 8 monitors are connected at once.
 
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,38 +12,11 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// An `ensemble monitor` process writing to a file; killed on drop.
-struct Monitor {
-    out: PathBuf,
-    child: Child,
-}
-
-impl Monitor {
-    fn start(dir: &Path, agent: &Agent, name: &str, flags: &[&str]) -> Monitor {
-        let out = dir.join(format!("{name}.monitor"));
-        let mut args = vec!["monitor", "--http", &agent.http];
-        args.extend(flags);
-        let child = spawn_to_file(&args, &out);
-        Monitor { out, child }
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.out).unwrap_or_default()
-    }
-
-    fn records(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An `ensemble monitor` process following `agent`.
+fn monitor(dir: &Path, agent: &Agent, name: &str, flags: &[&str]) -> Follower {
+    let mut args = vec!["monitor", "--http", &agent.http];
+    args.extend(flags);
+    Follower::start(&args, dir.join(format!("{name}.monitor")))
 }
 
 #[test]
@@ -53,14 +25,12 @@ fn a_monitor_streams_the_agents_lines_at_its_own_level() {
     let d = dir.path();
     let a0 = Agent::start(d, "a0", None, SECRET);
     a0.wait_answers(LONG);
-    let debug = Monitor::start(d, &a0, "debug", &["--log-level", "debug", "--json"]);
-    let warn = Monitor::start(d, &a0, "warn", &["--log-level", "warn", "--json"]);
-    let text = Monitor::start(d, &a0, "text", &[]);
+    let debug = monitor(d, &a0, "debug", &["--log-level", "debug", "--json"]);
+    let warn = monitor(d, &a0, "warn", &["--log-level", "warn", "--json"]);
+    let text = monitor(d, &a0, "text", &[]);
     // Connected once a heartbeat (every 5 s) came through.
     wait_for(LONG, "the monitors are connected", || {
-        [&debug, &warn]
-            .iter()
-            .all(|m| m.records().iter().any(|r| r["type"] == "heartbeat"))
+        [&debug, &warn].iter().all(|m| m.has_heartbeat())
     });
     let a1 = Agent::start(d, "a1", Some(&a0.bind), SECRET);
     let join_line = |r: &Value| r["node"] == "a1" && r["status"] == "alive";

@@ -91,7 +91,8 @@ pub enum Code {
     /// A put that would create a table beyond `max_tables` (403).
     TooManyTables,
     /// A member filter (`GET /v1/members?status=&name=&tag=`) that is not a valid regular
-    /// expression, is too long or too large, or an unknown query parameter (400).
+    /// expression, is too long or too large, an unknown event type (`GET /v1/events?types=`),
+    /// or an unknown query parameter of either (400).
     InvalidFilter,
     /// The tags changed but the tags file could not be rewritten (500).
     TagsNotSaved,

@@ -1,0 +1,121 @@
+//! End-to-end: `GET /v1/events?types=...&snapshot=true` (`ensemble events --types --snapshot`)
+//! with Serf's event types, heartbeats, and `--event-handler 'FILTER=CMD'` on real agents.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+mod common;
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// An `ensemble events --json` process following `agent`.
+fn follow(dir: &Path, agent: &Agent, name: &str, flags: &[&str]) -> Follower {
+    let mut args = vec!["events", "--json", "--http", &agent.http];
+    args.extend(flags);
+    Follower::start(&args, dir.join(format!("{name}.events")))
+}
+
+fn broadcast(agent: &Agent, name: &str, payload: &str) {
+    let out = cli()
+        .args(["broadcast", "--http", &agent.http, name, payload])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out);
+}
+
+#[test]
+fn events_filtered_by_serf_types_with_a_snapshot_and_heartbeats() {
+    let dir = tempdir();
+    let d = dir.path();
+    let agents = cluster(d, 2);
+    let a0 = &agents[0];
+    let deploys = follow(d, a0, "deploys", &["--types", "user:deploy"]);
+    let gone = follow(
+        d,
+        a0,
+        "gone",
+        &["--types", "member-leave,member-failed", "--snapshot"],
+    );
+    let joins = follow(d, a0, "joins", &["--types", "member-join"]);
+    wait_for(
+        LONG,
+        "every follower is connected (a heartbeat came)",
+        || [&deploys, &gone, &joins].iter().all(|f| f.has_heartbeat()),
+    );
+    // The snapshot came first: one line per member.
+    let snapshot = gone.records();
+    let mut names: Vec<&str> = snapshot
+        .iter()
+        .map(|l| {
+            assert_eq!(l["type"], "snapshot", "{l}");
+            assert_eq!(l["member"]["status"], "alive", "{l}");
+            l["member"]["name"].as_str().unwrap()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a0", "a1"]);
+
+    broadcast(&agents[1], "other", "x");
+    broadcast(&agents[1], "deploy", "v1");
+    let a2 = Agent::start(d, "a2", Some(&a0.bind), SECRET);
+    wait_for(LONG, "the join follower sees a2 join", || {
+        joins.records().iter().any(|e| e["member"]["name"] == "a2")
+    });
+    agents[1].signal(Signal::SIGTERM);
+    wait_for(LONG, "the leave follower sees a1 leave", || {
+        gone.records()
+            .iter()
+            .any(|e| e["kind"] == "left" && e["member"]["name"] == "a1")
+    });
+    wait_for(LONG, "the deploy follower sees the deploy", || {
+        !deploys.records().is_empty()
+    });
+    // A last event through the same agent, so that anything wrongly let through is in too.
+    broadcast(a0, "deploy", "v2");
+    wait_for(LONG, "the deploy follower sees the second deploy", || {
+        deploys.records().len() >= 2
+    });
+
+    let deploy_events = deploys.records();
+    assert!(
+        deploy_events
+            .iter()
+            .all(|e| e["type"] == "user" && e["name"] == "deploy"),
+        "{deploy_events:?}"
+    );
+    assert_eq!(deploy_events.len(), 2, "{deploy_events:?}");
+    let after_snapshot = &gone.records()[2..];
+    assert!(
+        after_snapshot
+            .iter()
+            .all(|e| e["type"] == "member" && (e["kind"] == "left" || e["kind"] == "down")),
+        "{after_snapshot:?}"
+    );
+    let join_events = joins.records();
+    assert!(
+        join_events
+            .iter()
+            .all(|e| e["type"] == "member" && e["kind"] == "up"),
+        "{join_events:?}"
+    );
+    drop(a2);
+
+    // A bad type is refused with the JSON error shape, by the route and by the command.
+    let (status, body) = call_json(&a0.http, "GET", "/v1/events?types=member-jion", None);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_filter");
+    assert!(body["error"].as_str().unwrap().contains("member-jion"));
+    let (status, body) = call_json(&a0.http, "GET", "/v1/events?since=3", None);
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &Value::from("invalid_filter"))
+    );
+    fails_saying(
+        &["events", "--http", &a0.http, "--types", "user,bogus"],
+        &["unknown event type \"bogus\""],
+    );
+}
