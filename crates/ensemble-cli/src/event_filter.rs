@@ -111,6 +111,28 @@ fn cut(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
+/// `[FILTER=]CMD`, as Serf's `-event-handler`: the filter and the command. The part before the
+/// first `=` is a filter when it has no space and starts with `member`, `user` or `*`
+/// (then it must parse); otherwise the whole text is the command, run for every event.
+pub fn parse_handler(spec: &str) -> Result<(EventFilter, String), String> {
+    if let Some((prefix, cmd)) = spec.split_once('=') {
+        let looks_like_filter = !prefix.contains(char::is_whitespace)
+            && ["member", "user", "*"]
+                .iter()
+                .any(|p| prefix.starts_with(p));
+        if looks_like_filter {
+            if cmd.trim().is_empty() {
+                return Err(format!("{:?}: no command after the filter", cut(spec)));
+            }
+            return Ok((EventFilter::parse(prefix)?, cmd.to_owned()));
+        }
+    }
+    if spec.trim().is_empty() {
+        return Err("an empty command".into());
+    }
+    Ok((EventFilter::default(), spec.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +181,23 @@ mod tests {
             assert!(EventFilter::parse(bad).is_err(), "{bad}");
         }
         assert!(EventFilter::parse(&"user,".repeat(40)).is_err());
+    }
+
+    #[test]
+    fn handlers_are_filtered_as_serfs() {
+        let (f, cmd) = parse_handler("user:deploy=./deploy.sh --now").unwrap();
+        assert_eq!(cmd, "./deploy.sh --now");
+        assert!(f.matches(&user("deploy")) && !f.matches(&member("up")));
+        let (f, cmd) = parse_handler("FOO=bar ./run.sh").unwrap();
+        assert_eq!(
+            (f, cmd.as_str()),
+            (EventFilter::default(), "FOO=bar ./run.sh")
+        );
+        let (f, _) = parse_handler("cat >> /tmp/x").unwrap();
+        assert_eq!(f, EventFilter::default());
+        assert!(parse_handler("member-jion=./x")
+            .unwrap_err()
+            .contains("member-jion"));
+        assert!(parse_handler("user:deploy=").is_err());
     }
 }

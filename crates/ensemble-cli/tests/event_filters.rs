@@ -119,3 +119,115 @@ fn events_filtered_by_serf_types_with_a_snapshot_and_heartbeats() {
         &["unknown event type \"bogus\""],
     );
 }
+
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn event_handlers_filtered_as_serfs_and_read_again_on_sighup() {
+    let dir = tempdir();
+    let d = dir.path();
+    let (deploy_log, all_log) = (d.join("deploy.log"), d.join("all.log"));
+    let deploy = format!(
+        "user:deploy=echo \"$ENSEMBLE_EVENT $ENSEMBLE_USER_EVENT\" >> {}",
+        deploy_log.display()
+    );
+    let all = format!(
+        "echo \"$ENSEMBLE_EVENT $ENSEMBLE_USER_EVENT\" >> {}",
+        all_log.display()
+    );
+    let a0 = Agent::start_with(
+        d,
+        "a0",
+        None,
+        SECRET,
+        &["--event-handler", &deploy, "--event-handler", &all],
+    );
+    // a1's handlers come from its config file, and change on SIGHUP.
+    let config = d.join("a1.toml");
+    let (a1_log, a1_all) = (d.join("a1-handler.out"), d.join("a1-all.out"));
+    let handlers = |name: &str| {
+        format!(
+            "event_handlers = ['user:{name}=echo \"$ENSEMBLE_USER_EVENT\" >> {}', \
+             'echo \"$ENSEMBLE_EVENT $ENSEMBLE_USER_EVENT\" >> {}']\n",
+            a1_log.display(),
+            a1_all.display()
+        )
+    };
+    std::fs::write(&config, handlers("first")).unwrap();
+    let config_arg = config.display().to_string();
+    let a1 = Agent::start_with(d, "a1", Some(&a0.bind), SECRET, &["--config", &config_arg]);
+    wait_for(LONG, "a0 sees a1", || {
+        a0.status_of("a1").is_some_and(|(s, _)| s == "alive")
+    });
+    broadcast(&a0, "other", "x");
+    broadcast(&a0, "deploy", "v1");
+    broadcast(&a0, "first", "x");
+    broadcast(&a0, "last", "x");
+    // Handlers run in order, event by event: once the unfiltered one has the last event,
+    // the filtered one is done with every event before it.
+    wait_for(LONG, "a0's unfiltered handler ran for every event", || {
+        lines_of(&all_log).contains(&"user last".to_owned())
+    });
+    let all_lines = lines_of(&all_log);
+    assert!(
+        all_lines.contains(&"member-up ".to_owned()),
+        "{all_lines:?}"
+    );
+    assert!(
+        all_lines.contains(&"user other".to_owned()),
+        "{all_lines:?}"
+    );
+    assert_eq!(lines_of(&deploy_log), ["user deploy"]);
+    wait_for(LONG, "a1's unfiltered handler ran for every event", || {
+        lines_of(&a1_all).contains(&"user last".to_owned())
+    });
+    assert_eq!(lines_of(&a1_log), ["first"]);
+
+    std::fs::write(&config, handlers("second")).unwrap();
+    a1.signal(Signal::SIGHUP);
+    wait_for(LONG, "a1 logs the new handlers", || {
+        a1.log_text()
+            .contains("SIGHUP: event handlers 2 [user:first *] -> 2 [user:second *]")
+    });
+    broadcast(&a0, "first", "y");
+    broadcast(&a0, "second", "y");
+    broadcast(&a0, "last", "y");
+    wait_for(LONG, "a1's handlers ran for the new events", || {
+        lines_of(&a1_all)
+            .iter()
+            .filter(|l| *l == "user last")
+            .count()
+            == 2
+    });
+    assert_eq!(lines_of(&a1_log), ["first", "second"]);
+
+    // A bad filter is refused at start and by validate; a bad one on SIGHUP changes nothing.
+    fails_saying(
+        &[
+            "agent",
+            "--name",
+            "x",
+            "--event-handler",
+            "member-jion=true",
+        ],
+        &["event handler 1 (--event-handler)", "member-jion"],
+    );
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "event_handlers = ['user:=true']\n").unwrap();
+    fails_saying(
+        &["validate", bad.to_str().unwrap()],
+        &["config key event_handlers", "user:"],
+    );
+    std::fs::write(&config, "event_handlers = ['users=true']\n").unwrap();
+    a1.signal(Signal::SIGHUP);
+    wait_for(LONG, "a1 keeps its handlers", || {
+        a1.log_text()
+            .contains("SIGHUP: kept the event handlers as they were")
+    });
+}

@@ -2,7 +2,6 @@
 //! `log_level`, else `RUST_LOG`, else info) and format (`--log-format text|json`), the level
 //! read again from the config file on SIGHUP, and the monitors' layer (`log_stream`).
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
@@ -107,11 +106,10 @@ pub struct Logging {
     handle: reload::Handle<EnvFilter, Registry>,
     current: Mutex<String>,
     level_from_flag: bool,
-    config: Option<PathBuf>,
 }
 
 /// Installs the agent's logging on stderr and the monitors' layer of `hub`.
-pub fn init(s: &LogSettings, config: Option<PathBuf>, hub: &LogHub) -> Logging {
+pub fn init(s: &LogSettings, hub: &LogHub) -> Logging {
     let filter = check_level("log level", &s.level).expect("checked by settings()");
     let (filter, handle) = reload::Layer::new(filter);
     let stderr = match s.format {
@@ -138,19 +136,13 @@ pub fn init(s: &LogSettings, config: Option<PathBuf>, hub: &LogHub) -> Logging {
         handle,
         current: Mutex::new(s.level.clone()),
         level_from_flag: s.level_from_flag,
-        config,
     }
 }
 
 impl Logging {
-    /// A config file is there to read again.
-    pub fn has_config(&self) -> bool {
-        self.config.is_some()
-    }
-
-    /// SIGHUP: the level from the config file again (else `RUST_LOG`, else info), unless
+    /// SIGHUP: the level of the config file `file` (else `RUST_LOG`, else info), unless
     /// `--log-level` set it; logs what changed.
-    pub fn reload(&self) {
+    pub fn reload(&self, file: &FileSettings) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if self.level_from_flag {
             info!(
@@ -160,17 +152,7 @@ impl Logging {
             );
             return;
         }
-        let file = match &self.config {
-            Some(path) => match FileSettings::load(path) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    tracing::warn!("SIGHUP: kept the log level as it was: {e:#}");
-                    return;
-                }
-            },
-            None => return,
-        };
-        let level = match level_without_flag(file.as_ref()) {
+        let level = match level_without_flag(Some(file)) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!("SIGHUP: kept the log level as it was: {e:#}");

@@ -107,11 +107,13 @@ pub struct AgentArgs {
     #[arg(long, env = "ENSEMBLE_CLUSTER")]
     cluster: Option<String>,
     /// Run this shell command for every event (membership changes and user events), with the
-    /// event in ENSEMBLE_* environment variables and as JSON on stdin; repeat for more
-    /// (config key: event_handlers).
+    /// event in ENSEMBLE_* environment variables and as JSON on stdin; FILTER=CMD, as Serf's,
+    /// runs it for these event types only (member-join, member-leave, member-failed,
+    /// member-update, member-reap, member, user, user:NAME, comma-separated); repeat for more
+    /// (config key: event_handlers, read again on SIGHUP unless this flag sets them).
     #[arg(
         long = "event-handler",
-        value_name = "CMD",
+        value_name = "[FILTER=]CMD",
         env = "ENSEMBLE_EVENT_HANDLER"
     )]
     event_handlers: Vec<String>,
@@ -194,7 +196,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
     };
     let log = logging::settings(&args, file.as_ref())?;
     let hub = LogHub::default();
-    let logging = logging::init(&log, args.config.clone(), &hub);
+    let logging = logging::init(&log, &hub);
     let rt = crate::procs::runtime()?;
     rt.block_on(serve(args, env, logging, hub))
 }
@@ -222,7 +224,9 @@ async fn serve(args: AgentArgs, env: SecretEnv, logging: Logging, hub: LogHub) -
     if let Some(path) = agent.keyring_file.clone() {
         keyring::spawn(&node, path);
     }
-    event_handler::spawn(&node, agent.event_handlers);
+    let event_handlers =
+        event_handler::EventHandlers::new(agent.event_handlers, agent.event_handlers_from_flag);
+    event_handler::spawn(&node, &event_handlers, args.config.is_some());
     handlers::spawn(&node, agent.handlers).await?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
@@ -244,7 +248,13 @@ async fn serve(args: AgentArgs, env: SecretEnv, logging: Logging, hub: LogHub) -
     }
     let singletons = singletons::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
     let control = AgentControl::new(settings, agent.tags_file);
-    reload::spawn(&node, agent.keyring_file.clone(), &control, logging)?;
+    let reloadable = reload::Reloadable {
+        keyring_file: agent.keyring_file.clone(),
+        config: args.config.clone(),
+        logging,
+        event_handlers,
+    };
+    reload::spawn(&node, reloadable, &control)?;
     let leave = control.leave.clone();
     let state = AppState {
         node: node.clone(),
