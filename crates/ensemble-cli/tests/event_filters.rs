@@ -148,6 +148,8 @@ fn event_handlers_filtered_as_serfs_and_read_again_on_sighup() {
         SECRET,
         &["--event-handler", &deploy, "--event-handler", &all],
     );
+    // Its handlers run from before its API answers: none of a1's events is missed.
+    a0.wait_answers(LONG);
     // a1's handlers come from its config file, and change on SIGHUP.
     let config = d.join("a1.toml");
     let (a1_log, a1_all) = (d.join("a1-handler.out"), d.join("a1-all.out"));
