@@ -16,7 +16,9 @@ mod bench;
 mod client;
 mod commands;
 mod demo;
+mod event_filter;
 mod http;
+mod log_stream;
 mod procs;
 mod sim;
 mod tags_file;
@@ -59,6 +61,8 @@ enum Command {
     Broadcast(commands::events::BroadcastArgs),
     /// Follow an agent's membership and user events as they arrive.
     Events(commands::events::EventsArgs),
+    /// Stream the agent's log lines as they are written, until interrupted (like serf monitor).
+    Monitor(commands::monitor::MonitorArgs),
     /// Send a message to a handler registered under a name on a member.
     Send(commands::send::SendArgs),
     /// Read and write the agent's replicated tables (list, put, get, delete, dump, info).
@@ -95,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Discovery(args) => commands::discovery::run(args),
         Command::Broadcast(args) => commands::events::broadcast(args),
         Command::Events(args) => commands::events::events(args),
+        Command::Monitor(args) => commands::monitor::run(args),
         Command::Partition(args) => commands::partition::run(args),
         Command::Send(args) => commands::send::run(args),
         Command::Table(args) => commands::table::run(args),
