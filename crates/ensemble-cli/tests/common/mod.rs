@@ -194,6 +194,15 @@ pub fn assert_left_gracefully(out: &Output) {
     assert!(stdout.contains("Graceful leave complete"), "{stdout}");
 }
 
+/// Every agent but those at the indexes in `skip` holds `name` with `status`.
+pub fn everyone_sees(agents: &[Agent], skip: &[usize], name: &str, status: &str) -> bool {
+    agents
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .all(|(_, a)| a.status_of(name).is_some_and(|(s, _)| s == status))
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
