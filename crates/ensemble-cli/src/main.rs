@@ -16,7 +16,9 @@ mod bench;
 mod client;
 mod commands;
 mod demo;
+mod event_filter;
 mod http;
+mod log_stream;
 mod procs;
 mod sim;
 mod tags_file;
@@ -59,6 +61,8 @@ enum Command {
     Broadcast(commands::events::BroadcastArgs),
     /// Follow an agent's membership and user events as they arrive.
     Events(commands::events::EventsArgs),
+    /// Stream the agent's log lines as they are written, until interrupted (like serf monitor).
+    Monitor(commands::monitor::MonitorArgs),
     /// Ask every selected member a question and print their acks and responses as they
     /// arrive (like serf query).
     Query(commands::query::QueryArgs),
@@ -98,6 +102,7 @@ fn main() -> std::process::ExitCode {
         Command::Discovery(args) => commands::discovery::run(args),
         Command::Broadcast(args) => commands::events::broadcast(args),
         Command::Events(args) => commands::events::events(args),
+        Command::Monitor(args) => commands::monitor::run(args),
         Command::Partition(args) => commands::partition::run(args),
         Command::Query(args) => commands::query::run(args),
         Command::Send(args) => commands::send::run(args),

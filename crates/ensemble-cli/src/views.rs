@@ -211,6 +211,28 @@ pub struct InfoView {
     pub paused: bool,
     /// Replicas that went down, oldest first.
     pub down_history: Vec<String>,
+    /// Joins of this table the agent coordinated (its replica joining another segment, or a
+    /// re-merge it ran).
+    #[serde(default)]
+    pub joins: u64,
+    /// Keys those joins found with different values on the two sides, settled by the conflict
+    /// handler (or the later write).
+    #[serde(default)]
+    pub conflicts_resolved: u64,
+    /// The last of those joins.
+    #[serde(default)]
+    pub last_join: Option<LastJoinView>,
+}
+
+/// The last join of a table an agent coordinated.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LastJoinView {
+    /// The node whose segment it joined.
+    pub with: String,
+    /// How long ago it completed, in milliseconds.
+    pub ago_ms: u64,
+    /// How long it took, in milliseconds.
+    pub took_ms: u64,
 }
 
 /// A record as the API shows it.

@@ -1,8 +1,7 @@
 //! End-to-end: user events through 5 `ensemble agent` processes on 127.0.0.1, followed with
 //! `ensemble events`, sent with `ensemble broadcast`, handled by `--event-handler`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -10,54 +9,25 @@ use serde_json::Value;
 mod common;
 use common::*;
 
-/// An `ensemble events --json` process writing to a file; killed on drop.
-struct Follower {
-    out: PathBuf,
-    child: Child,
+/// An `ensemble events --json` process following `agent`.
+fn follow(dir: &Path, agent: &Agent) -> Follower {
+    let out = dir.join(format!("{}.events", agent.name));
+    Follower::start(&["events", "--json", "--http", &agent.http], out)
 }
 
-impl Follower {
-    fn start(dir: &Path, agent: &Agent) -> Follower {
-        let out = dir.join(format!("{}.events", agent.name));
-        let file = std::fs::File::create(&out).unwrap();
-        let child = cli()
-            .args(["events", "--json", "--http", &agent.http])
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Follower { out, child }
-    }
-
-    fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn user_payloads(&self) -> Vec<String> {
-        self.events()
-            .iter()
-            .filter(|e| e["type"] == "user" && e["name"] == "deploy")
-            .map(|e| {
-                format!(
-                    "{}:{}",
-                    e["origin"].as_str().unwrap(),
-                    e["payload"].as_str().unwrap()
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The `deploy` events a follower printed, as `origin:payload`.
+fn user_payloads(f: &Follower) -> Vec<String> {
+    f.json_lines()
+        .iter()
+        .filter(|e| e["type"] == "user" && e["name"] == "deploy")
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["origin"].as_str().unwrap(),
+                e["payload"].as_str().unwrap()
+            )
+        })
+        .collect()
 }
 
 fn send(agent: &Agent, name: &str, payload: &str) {
@@ -100,7 +70,7 @@ fn a_broadcast_reaches_every_agents_events_exactly_once() {
                 .is_some_and(|m| m.len() == 5 && m.iter().all(|m| m["status"] == "alive"))
         })
     });
-    let followers: Vec<Follower> = agents.iter().map(|a| Follower::start(d, a)).collect();
+    let followers: Vec<Follower> = agents.iter().map(|a| follow(d, a)).collect();
     // Let every follower connect its stream before anything is sent.
     std::thread::sleep(Duration::from_millis(1500));
 
@@ -117,13 +87,13 @@ fn a_broadcast_reaches_every_agents_events_exactly_once() {
         || {
             followers
                 .iter()
-                .all(|f| f.user_payloads().len() >= expected.len())
+                .all(|f| user_payloads(f).len() >= expected.len())
         },
     );
     // Nothing more arrives late: exactly once.
     std::thread::sleep(Duration::from_millis(1500));
     for (a, f) in agents.iter().zip(&followers) {
-        let mut got = f.user_payloads();
+        let mut got = user_payloads(f);
         // In order per origin, before sorting.
         for origin in ["a0", "a1", "a2"] {
             let seq: Vec<&String> = got.iter().filter(|p| p.starts_with(origin)).collect();
@@ -193,7 +163,7 @@ fn a_broadcast_reaches_every_agents_events_exactly_once() {
     agents[3].signal(nix::sys::signal::Signal::SIGTERM);
     wait_for(Duration::from_secs(15), "followers see a3 leave", || {
         followers[..3].iter().all(|f| {
-            f.events().iter().any(|e| {
+            f.json_lines().iter().any(|e| {
                 e["type"] == "member" && e["kind"] == "left" && e["member"]["name"] == "a3"
             })
         })
@@ -221,9 +191,7 @@ fn a_broadcast_reaches_every_agents_events_exactly_once() {
     );
     send(&agents[0], "deploy", "after-errors");
     wait_for(Duration::from_secs(10), "the agent still serves", || {
-        followers[1]
-            .user_payloads()
-            .contains(&"a0:after-errors".to_string())
+        user_payloads(&followers[1]).contains(&"a0:after-errors".to_string())
     });
 }
 
@@ -278,7 +246,7 @@ fn a_hung_agent_does_not_stall_events_and_catches_up_after() {
             .iter()
             .all(|a| a.members().is_some_and(|m| m.len() == 4))
     });
-    let followers: Vec<Follower> = agents.iter().map(|a| Follower::start(d, a)).collect();
+    let followers: Vec<Follower> = agents.iter().map(|a| follow(d, a)).collect();
     std::thread::sleep(Duration::from_millis(1500));
     agents[2].signal(nix::sys::signal::Signal::SIGSTOP);
     let url = format!("http://{}/v1/events", agents[0].http);
@@ -293,7 +261,7 @@ fn a_hung_agent_does_not_stall_events_and_catches_up_after() {
     wait_for(Duration::from_secs(10), "a1 and a3 have all 300", || {
         [1, 3]
             .iter()
-            .all(|i| followers[*i].user_payloads().len() == 300)
+            .all(|i| user_payloads(&followers[*i]).len() == 300)
     });
     // Long enough for the others to declare it down and drop its connections: what it missed
     // comes back by anti-entropy, not from a socket buffer.
@@ -304,9 +272,9 @@ fn a_hung_agent_does_not_stall_events_and_catches_up_after() {
     wait_for(
         Duration::from_secs(30),
         "a2 catches up after SIGCONT",
-        || followers[2].user_payloads().len() == 300,
+        || user_payloads(&followers[2]).len() == 300,
     );
-    let mut got = followers[2].user_payloads();
+    let mut got = user_payloads(&followers[2]);
     let expected: Vec<String> = (0..300).map(|i| format!("a0:v{i}")).collect();
     assert_eq!(got, expected, "in order, once each");
     got.dedup();

@@ -88,6 +88,7 @@ fn every_route_but_the_probes_needs_the_token_and_a_loopback_host() {
         ("GET", "/v1/members", None),
         ("GET", "/v1/self", None),
         ("GET", "/v1/events", None),
+        ("GET", "/v1/monitor?level=debug", None),
         (
             "POST",
             "/v1/events",

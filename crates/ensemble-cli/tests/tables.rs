@@ -48,6 +48,18 @@ fn agents_replicate_tables_and_survive_a_killed_replica() {
     let info = table_info(&agents[2]);
     assert_eq!(info["size"], 1);
     assert_eq!(info["leader"], "a0");
+    // Three replicas of empty segments became one: two joins, counted where they were run.
+    let infos: Vec<serde_json::Value> = agents.iter().map(table_info).collect();
+    let joins: u64 = infos.iter().map(|i| i["joins"].as_u64().unwrap()).sum();
+    assert!(joins >= 2, "{infos:?}");
+    let last = infos.iter().find(|i| !i["last_join"].is_null()).unwrap();
+    assert!(last["last_join"]["took_ms"].is_u64(), "{last}");
+    assert!(
+        infos.iter().all(|i| i["conflicts_resolved"] == 0),
+        "{infos:?}"
+    );
+    let text = ensemble(&["table", "info", "sessions", "--http", &agents[0].http]);
+    assert!(text.contains("conflicts resolved"), "{text}");
     assert_eq!(
         ensemble(&["table", "list", "--http", &agents[1].http]),
         "sessions"

@@ -190,6 +190,7 @@ pub struct Messaging {
     seen: VecDeque<(String, u64)>,
     seen_set: HashSet<(String, u64)>,
     outputs: VecDeque<Output>,
+    retransmitted: u64,
 }
 
 impl std::fmt::Debug for Messaging {
@@ -212,6 +213,7 @@ impl Messaging {
             seen: VecDeque::new(),
             seen_set: HashSet::new(),
             outputs: VecDeque::new(),
+            retransmitted: 0,
         }
     }
 
@@ -223,6 +225,11 @@ impl Messaging {
     /// Acknowledged messages still waiting for their ack.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Acknowledged messages sent again (no ack in `retry`, or their receiver came back).
+    pub fn retransmitted(&self) -> u64 {
+        self.retransmitted
     }
 
     /// Feeds one input.
@@ -313,6 +320,7 @@ impl Messaging {
             return;
         };
         p.next_retry = now + self.retry;
+        self.retransmitted += 1;
         let msg = DirectMsg::Forward {
             id,
             name: p.name.clone(),

@@ -4,10 +4,16 @@
 
 use std::time::Duration;
 
+use ensemble::discovery::StaticBackend;
 use ensemble::metrics::{metric_names, MetricKind, METRICS, SECONDS_BUCKETS};
+use ensemble::TableOptions;
+
+const LONG: Duration = Duration::from_secs(30);
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 mod common;
+#[path = "support/discovery.rs"]
+mod support;
 use common::*;
 
 /// The value of the series `series` (name and labels as rendered) in `text`.
@@ -80,6 +86,89 @@ async fn an_embedding_services_exporter_sees_every_metric_from_the_start_then_th
         value(&text, "ensemble_message_round_trip_seconds_count"),
         Some(1.0)
     );
+
+    // Tables: a write through n0 is counted and timed; n1's replica joins n0's by itself, a
+    // join timed and counted; records and bytes follow the replicas (both nodes of this
+    // process set the same gauge: both hold the record).
+    let carts = nodes[0]
+        .table::<String, String>("carts", TableOptions::set())
+        .await
+        .unwrap();
+    carts.insert("k".into(), "v".into()).await.unwrap();
+    let text = metrics.render();
+    assert_eq!(
+        value(&text, r#"ensemble_table_writes_total{table="carts"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"ensemble_table_write_seconds_count{table="carts"}"#
+        ),
+        Some(1.0)
+    );
+    let other = nodes[1]
+        .table::<String, String>("carts", TableOptions::set())
+        .await
+        .unwrap();
+    wait_for(LONG, "n1's replica joined n0's", || other.len() == 1).await;
+    wait_for(
+        LONG,
+        "the join and the replicas' sizes are recorded",
+        || {
+            let text = metrics.render();
+            value(&text, r#"ensemble_table_joins_total{table="carts"}"#) == Some(1.0)
+                && value(&text, r#"ensemble_table_join_seconds_count{table="carts"}"#) == Some(1.0)
+                && value(&text, r#"ensemble_table_records{table="carts"}"#) == Some(1.0)
+                && value(&text, r#"ensemble_table_bytes{table="carts"}"#).is_some_and(|b| b > 0.0)
+        },
+    )
+    .await;
+    let text = metrics.render();
+    assert_eq!(
+        value(
+            &text,
+            r#"ensemble_table_conflicts_resolved_total{table="carts"}"#
+        ),
+        Some(0.0)
+    );
+
+    // The tracker: its rows by status.
+    nodes[0].tracker().await.unwrap();
+    wait_for(LONG, "the tracker's rows are counted", || {
+        value(
+            &metrics.render(),
+            r#"ensemble_tracker_nodes{status="online"}"#,
+        ) == Some(2.0)
+    })
+    .await;
+
+    // Discovery: its phase, its nodes and its get_nodes calls.
+    let list: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+    let discovery = support::start(&nodes[0], StaticBackend::new(list));
+    assert!(discovery.wait_for_ready(LONG).await);
+    let text = metrics.render();
+    assert_eq!(
+        value(&text, r#"ensemble_discovery_phase{phase="initial"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "ensemble_discovery_discovered_nodes"),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&text, "ensemble_discovery_unavailable_nodes"),
+        Some(0.0)
+    );
+    assert!(value(&text, r#"ensemble_discovery_get_nodes_total{result="ok"}"#).unwrap() >= 1.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"ensemble_discovery_get_nodes_total{result="error"}"#
+        ),
+        Some(0.0)
+    );
+    drop(discovery);
 
     // A member that stops without leaving is suspected, then declared down: the time between
     // is observed.

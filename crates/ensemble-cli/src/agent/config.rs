@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use ensemble::discovery::{Backend, DiscoveryOptions};
 use ensemble::{Config, Secret};
 
+use super::event_handler::{self, EventHandler};
 use super::settings::{self, FileSettings, SecretEnv, DEFAULT_BIND};
 use super::{discovery, keyring, token, AgentArgs};
 use crate::http::TablePolicy;
@@ -35,7 +36,9 @@ pub struct AgentSettings {
     pub handlers: Vec<(String, String)>,
     /// `--query-handler`s: query name and command.
     pub query_handlers: Vec<(String, String)>,
-    pub event_handlers: Vec<String>,
+    pub event_handlers: Vec<EventHandler>,
+    /// The event handlers come from `--event-handler`, not from the config file.
+    pub event_handlers_from_flag: bool,
     pub fault_injection: bool,
     pub backend: Arc<dyn Backend>,
     pub discovery: DiscoveryOptions,
@@ -143,10 +146,11 @@ pub fn build_config(args: &AgentArgs, files: Files) -> Result<(Config, AgentSett
         args.topology.as_deref().or(file.topology.as_deref()),
         args.role.as_deref().or(file.role.as_deref()),
     )?;
-    let event_handlers = if args.event_handlers.is_empty() {
-        file.event_handlers.clone()
+    let event_handlers_from_flag = !args.event_handlers.is_empty();
+    let event_handlers = if event_handlers_from_flag {
+        event_handler::parse_all(&args.event_handlers, "--event-handler")?
     } else {
-        args.event_handlers.clone()
+        event_handler::parse_all(&file.event_handlers, "config key event_handlers")?
     };
     let query_handlers = merged(&file.query_handlers, &args.query_handlers);
     for (name, _) in &query_handlers {
@@ -204,6 +208,7 @@ pub fn build_config(args: &AgentArgs, files: Files) -> Result<(Config, AgentSett
             singletons: merged(&file.singletons, &args.singletons),
             singleton_majority: merged(&file.singleton_majority, &args.singleton_majority),
             event_handlers,
+            event_handlers_from_flag,
             fault_injection: args.allow_fault_injection || file.allow_fault_injection,
             backend,
             discovery,

@@ -1,32 +1,119 @@
-//! `ensemble agent --event-handler CMD`: runs CMD for every event, one at a time and in order,
-//! with the event in environment variables and as JSON on stdin.
+//! `ensemble agent --event-handler [FILTER=]CMD`: runs CMD for every event FILTER lets
+//! through (Serf's syntax, `event_filter`; no filter: every event), one at a time and in
+//! order, with the event in environment variables and as JSON on stdin. The handlers of the
+//! config file are read again on SIGHUP.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Result;
 use ensemble::Node;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
-use tracing::{debug, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
-use super::settings::SECRET_VARS;
+use super::settings::{FileSettings, SECRET_VARS};
+use crate::event_filter::{parse_handler, EventFilter};
 use crate::views::EventView;
 
 /// How long one handler run may take before it is killed.
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most event handlers.
+pub const MAX_HANDLERS: usize = 64;
 
-/// Runs `commands` for every event of `node` until the node stops.
-pub fn spawn(node: &Node, commands: Vec<String>) {
-    if commands.is_empty() {
+/// One `--event-handler`: which events, and the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHandler {
+    /// The filter as written (`*` when none).
+    pub filter_text: String,
+    pub filter: EventFilter,
+    pub command: String,
+}
+
+/// Parses `specs` (`[FILTER=]CMD` each); the error names the handler and where it came from.
+pub fn parse_all(specs: &[String], from: &str) -> Result<Vec<EventHandler>> {
+    if specs.len() > MAX_HANDLERS {
+        anyhow::bail!(
+            "{} event handlers ({from}): at most {MAX_HANDLERS}",
+            specs.len()
+        );
+    }
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let (filter, command) = parse_handler(spec)
+                .map_err(|e| anyhow::anyhow!("event handler {} ({from}): {e}", i + 1))?;
+            let filter_text = match spec.strip_suffix(command.as_str()) {
+                Some(prefix) if !prefix.is_empty() => prefix.trim_end_matches('=').to_owned(),
+                _ => "*".to_owned(),
+            };
+            Ok(EventHandler {
+                filter_text,
+                filter,
+                command,
+            })
+        })
+        .collect()
+}
+
+/// The agent's event handlers, replaced on SIGHUP.
+#[derive(Clone)]
+pub struct EventHandlers {
+    current: Arc<watch::Sender<Arc<Vec<EventHandler>>>>,
+    /// Set by `--event-handler` (or `ENSEMBLE_EVENT_HANDLER`), which the config file cannot
+    /// override.
+    from_flag: bool,
+}
+
+impl EventHandlers {
+    pub fn new(handlers: Vec<EventHandler>, from_flag: bool) -> EventHandlers {
+        EventHandlers {
+            current: Arc::new(watch::Sender::new(Arc::new(handlers))),
+            from_flag,
+        }
+    }
+
+    /// SIGHUP: the handlers of the config file `file`, unless the flag set them; logs what
+    /// changed (the filters, not the commands).
+    pub fn reload(&self, file: &FileSettings) {
+        let old = self.current.borrow().clone();
+        let names = |hs: &[EventHandler]| {
+            let f: Vec<&str> = hs.iter().map(|h| h.filter_text.as_str()).collect();
+            format!("{} [{}]", hs.len(), f.join(" "))
+        };
+        if self.from_flag {
+            info!("SIGHUP: the event handlers stay as --event-handler set them");
+            return;
+        }
+        match parse_all(&file.event_handlers, "config key event_handlers") {
+            Ok(new) if new == *old => debug!("SIGHUP: the event handlers are unchanged"),
+            Ok(new) => {
+                info!("SIGHUP: event handlers {} -> {}", names(&old), names(&new));
+                self.current.send_replace(Arc::new(new));
+            }
+            Err(e) => warn!("SIGHUP: kept the event handlers as they were: {e:#}"),
+        }
+    }
+}
+
+/// Runs the handlers of `handlers` for the events of `node` they want, until the node stops.
+/// Without a handler and without a config file to add some on SIGHUP, runs nothing.
+pub fn spawn(node: &Node, handlers: &EventHandlers, reloadable: bool) {
+    if handlers.current.borrow().is_empty() && !reloadable {
         return;
     }
     let mut stream = EventView::stream(node);
     let me = node.name().to_owned();
+    let current = handlers.current.subscribe();
     tokio::spawn(async move {
         while let Some(e) = stream.next().await {
-            for cmd in &commands {
-                run(cmd, &me, &e).await;
+            let now = current.borrow().clone();
+            for h in now.iter().filter(|h| h.filter.matches(&e)) {
+                run(&h.command, &me, &e).await;
             }
         }
     });

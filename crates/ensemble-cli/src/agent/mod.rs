@@ -9,6 +9,7 @@ mod discovery;
 mod event_handler;
 mod handlers;
 mod keyring;
+mod logging;
 mod query_handler;
 mod reload;
 mod settings;
@@ -28,7 +29,9 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::http::{AgentControl, AgentTables, AppState, Metrics};
+use crate::log_stream::LogHub;
 use config::Files;
+use logging::Logging;
 use settings::SecretEnv;
 
 #[derive(Args, Debug)]
@@ -106,11 +109,13 @@ pub struct AgentArgs {
     #[arg(long, env = "ENSEMBLE_CLUSTER")]
     cluster: Option<String>,
     /// Run this shell command for every event (membership changes and user events), with the
-    /// event in ENSEMBLE_* environment variables and as JSON on stdin; repeat for more
-    /// (config key: event_handlers).
+    /// event in ENSEMBLE_* environment variables and as JSON on stdin; FILTER=CMD, as Serf's,
+    /// runs it for these event types only (member-join, member-leave, member-failed,
+    /// member-update, member-reap, member, user, user:NAME, comma-separated); repeat for more
+    /// (config key: event_handlers, read again on SIGHUP unless this flag sets them).
     #[arg(
         long = "event-handler",
-        value_name = "CMD",
+        value_name = "[FILTER=]CMD",
         env = "ENSEMBLE_EVENT_HANDLER"
     )]
     event_handlers: Vec<String>,
@@ -173,6 +178,15 @@ pub struct AgentArgs {
     /// This agent's role in a client-server topology: server or client (config key: role).
     #[arg(long, value_name = "server|client", env = "ENSEMBLE_ROLE")]
     role: Option<String>,
+    /// Log level: error, warn, info, debug or trace, or a directive such as
+    /// info,ensemble::transport=debug [default: RUST_LOG, else info] (config key: log_level,
+    /// read again on SIGHUP unless this flag sets it).
+    #[arg(long, value_name = "LEVEL", env = "ENSEMBLE_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Log format on stderr: text, or json (one object per line: timestamp, level, target,
+    /// message and the event's fields) [default: text] (config key: log_format).
+    #[arg(long, value_name = "text|json", env = "ENSEMBLE_LOG_FORMAT")]
+    log_format: Option<String>,
     #[command(flatten)]
     discovery: discovery::DiscoveryFlags,
     /// TOML config file; flags override its keys.
@@ -184,23 +198,18 @@ pub fn run(args: AgentArgs) -> Result<()> {
     // Before any thread starts: the secrets leave the environment, so no command run by the
     // agent inherits them.
     let env = settings::SecretEnv::take();
-    init_logging();
+    let file = match &args.config {
+        Some(p) => Some(settings::FileSettings::load(p)?),
+        None => None,
+    };
+    let log = logging::settings(&args, file.as_ref())?;
+    let hub = LogHub::default();
+    let logging = logging::init(&log, &hub);
     let rt = crate::procs::runtime()?;
-    rt.block_on(serve(args, env))
+    rt.block_on(serve(args, env, logging, hub))
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-}
-
-async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
+async fn serve(args: AgentArgs, env: SecretEnv, logging: Logging, hub: LogHub) -> Result<()> {
     let (config, agent) = config::build_config(&args, Files::Create(env))?;
     let settings = crate::views::SettingsView::of(&config, agent.backend.name(), &agent.http);
     let listeners = api::Listeners::bind(
@@ -223,7 +232,9 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     if let Some(path) = agent.keyring_file.clone() {
         keyring::spawn(&node, path);
     }
-    event_handler::spawn(&node, agent.event_handlers);
+    let event_handlers =
+        event_handler::EventHandlers::new(agent.event_handlers, agent.event_handlers_from_flag);
+    event_handler::spawn(&node, &event_handlers, args.config.is_some());
     handlers::spawn(&node, agent.handlers).await?;
     query_handler::spawn(&node, agent.query_handlers).await?;
     if agent.fault_injection {
@@ -246,7 +257,13 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
     }
     let singletons = singletons::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
     let control = AgentControl::new(settings, agent.tags_file);
-    reload::spawn(&node, agent.keyring_file.clone(), &control)?;
+    let reloadable = reload::Reloadable {
+        keyring_file: agent.keyring_file.clone(),
+        config: args.config.clone(),
+        logging,
+        event_handlers,
+    };
+    reload::spawn(&node, reloadable, &control)?;
     let leave = control.leave.clone();
     let state = AppState {
         node: node.clone(),
@@ -255,6 +272,7 @@ async fn serve(args: AgentArgs, env: SecretEnv) -> Result<()> {
         metrics,
         fault_injection: agent.fault_injection,
         control,
+        logs: hub,
     };
     let servers = listeners.serve(state, &agent.http_token)?;
     wait_for_signal(&leave).await;

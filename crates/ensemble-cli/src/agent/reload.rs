@@ -1,5 +1,6 @@
 //! SIGHUP: what an agent reads again without a restart, logging what changed: the keyring file
-//! (`--keyring-file`) and the tags file (`--tags-file`). Other settings need a restart.
+//! (`--keyring-file`), the tags file (`--tags-file`), and from the config file the log level
+//! (`log_level`) and the event handlers (`event_handlers`). Other settings need a restart.
 //!
 //! The handler is always installed, so a SIGHUP (`systemctl reload`, `kill -HUP`) never
 //! terminates the agent, even when there is nothing to read again.
@@ -12,25 +13,51 @@ use ensemble::Node;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
+use super::event_handler::EventHandlers;
 use super::keyring;
+use super::logging::Logging;
+use super::settings::FileSettings;
 use crate::http::AgentControl;
 use crate::tags_file::{self, describe_change, split, OWN_PREFIX};
 
-/// Reads the keyring and tags files again on every SIGHUP.
-pub fn spawn(node: &Node, keyring_file: Option<PathBuf>, control: &AgentControl) -> Result<()> {
+/// What SIGHUP reads again.
+pub struct Reloadable {
+    /// `--keyring-file`.
+    pub keyring_file: Option<PathBuf>,
+    /// `--config`: the log level and the event handlers.
+    pub config: Option<PathBuf>,
+    pub logging: Logging,
+    pub event_handlers: EventHandlers,
+}
+
+/// Reads the keyring, tags and config files again on every SIGHUP.
+pub fn spawn(node: &Node, what: Reloadable, control: &AgentControl) -> Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let (node, control) = (node.clone(), control.clone());
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            if let Some(path) = &keyring_file {
+            if let Some(path) = &what.config {
+                match FileSettings::load(path) {
+                    Ok(file) => {
+                        what.logging.reload(&file);
+                        what.event_handlers.reload(&file);
+                    }
+                    Err(e) => warn!(
+                        "SIGHUP: kept the log level and the event handlers as they were: {e:#}"
+                    ),
+                }
+            }
+            if let Some(path) = &what.keyring_file {
                 reload_keyring(&node, path);
             }
             if let Some(path) = &control.tags_file {
                 let _one_at_a_time = control.tags_lock.lock().await;
                 reload_tags(&node, path).await;
             }
-            if keyring_file.is_none() && control.tags_file.is_none() {
-                info!("SIGHUP: nothing to read again (no --keyring-file, no --tags-file)");
+            if what.keyring_file.is_none() && control.tags_file.is_none() && what.config.is_none() {
+                info!(
+                    "SIGHUP: nothing to read again (no --keyring-file, no --tags-file, no --config)"
+                );
             }
         }
     });

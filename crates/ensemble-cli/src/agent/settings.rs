@@ -86,6 +86,10 @@ pub struct FileSettings {
     pub allow_create_tables: bool,
     /// Most tables the agent hosts (Ensemble's own not counted).
     pub max_tables: Option<usize>,
+    /// The log level or filter directive (`--log-level`; read again on SIGHUP).
+    pub log_level: Option<String>,
+    /// `text` or `json` (`--log-format`).
+    pub log_format: Option<String>,
 }
 
 /// Default `max_tables`.

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use super::config::{build_config, Files};
-use super::{settings, AgentArgs};
+use super::{logging, settings, AgentArgs};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -36,6 +36,8 @@ pub fn validate(v: ValidateArgs) -> Result<()> {
     let rt = crate::procs::runtime()?;
     rt.block_on(async {
         let (config, agent) = build_config(&flags.args, Files::CheckOnly)?;
+        let file = settings::FileSettings::load(&v.config)?;
+        logging::settings(&flags.args, Some(&file))?;
         config
             .check()
             .with_context(|| format!("config file {}", v.config.display()))?;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::client::AgentError;
-use crate::views::{EventView, SendEvent};
+use crate::views::{EventView, MemberView, SendEvent};
 
 #[derive(Args, Debug)]
 pub struct BroadcastArgs {
@@ -45,14 +45,33 @@ pub fn broadcast(args: BroadcastArgs) -> Result<()> {
 pub struct EventsArgs {
     #[command(flatten)]
     api: super::ApiArgs,
-    /// Print one JSON object per line.
+    /// Print one JSON object per line (with `{"type": "heartbeat"}` every 5 s).
     #[arg(long)]
     json: bool,
+    /// Only these event types, comma-separated, as Serf names them: member-join,
+    /// member-leave, member-failed, member-update, member-reap, member (all four), user,
+    /// user:NAME, * [default: every event].
+    #[arg(long, value_name = "TYPES")]
+    types: Option<String>,
+    /// First print every current member (`{"type": "snapshot", "member": ...}`).
+    #[arg(long)]
+    snapshot: bool,
 }
 
 /// `ensemble events`: prints events as the agent delivers them, until interrupted.
 pub fn events(args: EventsArgs) -> Result<()> {
-    let reader = args.api.client()?.lines("/v1/events")?;
+    let mut query = Vec::new();
+    if let Some(t) = &args.types {
+        query.push(format!("types={}", super::encode(t)));
+    }
+    if args.snapshot {
+        query.push("snapshot=true".to_owned());
+    }
+    let path = match query.is_empty() {
+        true => "/v1/events".to_owned(),
+        false => format!("/v1/events?{}", query.join("&")),
+    };
+    let reader = args.api.client()?.lines(&path)?;
     for line in reader.lines() {
         let line = line.with_context(|| {
             format!("the event stream from the agent at {} ended", args.api.http)
@@ -62,10 +81,21 @@ pub fn events(args: EventsArgs) -> Result<()> {
         }
         if args.json {
             println!("{line}");
-        } else {
-            let e: EventView = serde_json::from_str(&line)
-                .with_context(|| format!("bad event from the agent: {line}"))?;
-            println!("{}", readable(&e));
+            continue;
+        }
+        let bad = || format!("bad event from the agent: {line}");
+        let value: serde_json::Value = serde_json::from_str(&line).with_context(bad)?;
+        match value["type"].as_str() {
+            Some("heartbeat") => {}
+            Some("snapshot") => {
+                let m: MemberView =
+                    serde_json::from_value(value["member"].clone()).with_context(bad)?;
+                println!("member {} is {} ({}) [snapshot]", m.name, m.status, m.addr);
+            }
+            _ => {
+                let e: EventView = serde_json::from_value(value).with_context(bad)?;
+                println!("{}", readable(&e));
+            }
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ pub mod keygen;
 pub mod keys;
 pub mod leave;
 pub mod members;
+pub mod monitor;
 pub mod partition;
 pub mod query;
 pub mod send;

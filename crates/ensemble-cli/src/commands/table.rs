@@ -113,6 +113,17 @@ pub fn run(args: TableArgs) -> Result<()> {
                 println!("join id:      {}", i.join_id);
                 println!("paused:       {}", i.paused);
                 println!("down history: {}", i.down_history.join(", "));
+                print!(
+                    "joins:        {} ({} conflicts resolved)",
+                    i.joins, i.conflicts_resolved
+                );
+                match i.last_join {
+                    Some(j) => println!(
+                        "; last with {} {} ms ago, took {} ms",
+                        j.with, j.ago_ms, j.took_ms
+                    ),
+                    None => println!(),
+                }
             }
         }
     }

@@ -91,10 +91,13 @@ pub enum Code {
     /// A put that would create a table beyond `max_tables` (403).
     TooManyTables,
     /// A member filter (`GET /v1/members?status=&name=&tag=`) that is not a valid regular
-    /// expression, is too long or too large, or an unknown query parameter (400).
+    /// expression, is too long or too large, an unknown event type (`GET /v1/events?types=`),
+    /// or an unknown query parameter of either (400).
     InvalidFilter,
     /// The tags changed but the tags file could not be rewritten (500).
     TagsNotSaved,
+    /// `GET /v1/monitor` while the most monitors at once are connected (429).
+    TooManyMonitors,
 }
 
 impl Code {
@@ -140,6 +143,7 @@ impl Code {
             Code::TooManyTables => "too_many_tables",
             Code::InvalidFilter => "invalid_filter",
             Code::TagsNotSaved => "tags_not_saved",
+            Code::TooManyMonitors => "too_many_monitors",
         }
     }
 

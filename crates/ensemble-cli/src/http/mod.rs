@@ -3,7 +3,8 @@
 //! JSON `{"error", "code"}`, also for unknown paths, wrong methods, and the bodies and path
 //! parameters axum refuses, through the extractors of `extract.rs`). `auth.rs` guards every
 //! route (the bearer token, the Host rule of a loopback API); `tls.rs` serves it over HTTPS;
-//! `metrics.rs` is the Prometheus recorder behind `GET /metrics`.
+//! `metrics.rs` is the Prometheus recorder behind `GET /metrics`; `stream.rs` the streaming
+//! answers (NDJSON with heartbeats).
 //!
 //! Imports the JSON shapes from `views` and nothing of the client commands.
 
@@ -14,6 +15,7 @@ mod filter;
 mod metrics;
 mod routes;
 mod state;
+mod stream;
 mod tls;
 
 use axum::Router;
@@ -41,6 +43,7 @@ pub fn router(state: AppState, access: Access) -> Router {
         .merge(routes::singletons::routes())
         .merge(routes::keys::routes())
         .merge(routes::metrics::routes())
+        .merge(routes::monitor::routes())
         .fallback(error::not_found)
         // After every route: it applies to the routes already added.
         .method_not_allowed_fallback(error::method_not_allowed)

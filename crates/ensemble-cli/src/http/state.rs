@@ -12,6 +12,7 @@ use ensemble::{Error, Node, Table, TableOptions};
 use tokio::sync::{Mutex, Notify};
 
 use super::metrics::Metrics;
+use crate::log_stream::LogHub;
 use crate::views::SettingsView;
 
 /// The router's state.
@@ -24,6 +25,8 @@ pub struct AppState {
     /// `--allow-fault-injection`: the partition routes may change partitions.
     pub fault_injection: bool,
     pub control: AgentControl,
+    /// The agent's log records, for `GET /v1/monitor`.
+    pub logs: LogHub,
 }
 
 /// The agent beside its node: when it started and its settings (`GET /v1/info`), where its
@@ -56,6 +59,12 @@ impl AgentControl {
 impl FromRef<AppState> for AgentControl {
     fn from_ref(s: &AppState) -> Self {
         s.control.clone()
+    }
+}
+
+impl FromRef<AppState> for LogHub {
+    fn from_ref(s: &AppState) -> Self {
+        s.logs.clone()
     }
 }
 

@@ -194,6 +194,15 @@ pub fn assert_left_gracefully(out: &Output) {
     assert!(stdout.contains("Graceful leave complete"), "{stdout}");
 }
 
+/// Every agent but those at the indexes in `skip` holds `name` with `status`.
+pub fn everyone_sees(agents: &[Agent], skip: &[usize], name: &str, status: &str) -> bool {
+    agents
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .all(|(_, a)| a.status_of(name).is_some_and(|(s, _)| s == status))
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -292,4 +301,57 @@ pub fn call_json_with(
     let status = resp.status();
     let text = resp.into_string().unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `ensemble ARGS` in the background, its standard output in a file (`ensemble events`,
+/// `ensemble monitor`); killed on drop.
+pub struct Follower {
+    pub out: PathBuf,
+    child: Child,
+}
+
+impl Follower {
+    pub fn start(args: &[&str], out: PathBuf) -> Follower {
+        let file = std::fs::File::create(&out).unwrap();
+        let child = cli()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Follower { out, child }
+    }
+
+    /// What it printed so far.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// The lines it printed so far that are JSON.
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The JSON lines but heartbeats.
+    pub fn records(&self) -> Vec<Value> {
+        let mut lines = self.json_lines();
+        lines.retain(|l| l["type"] != "heartbeat");
+        lines
+    }
+
+    /// A heartbeat came through: the stream is connected.
+    pub fn has_heartbeat(&self) -> bool {
+        self.json_lines().iter().any(|l| l["type"] == "heartbeat")
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -71,6 +71,8 @@ impl Tables {
                 asked: asked.clone(),
                 views: BTreeMap::new(),
                 stage: Stage::Pausing,
+                started: now,
+                conflicts: 0,
             },
         );
         for n in asked {
@@ -261,7 +263,7 @@ impl Tables {
             .into_iter()
             .map(|(rep, (records, _))| (rep, records))
             .collect();
-        let mut lacks = lacks(
+        let (mut lacks, conflicts) = lacks(
             kind,
             r.spec.conflict.as_ref(),
             self.origin,
@@ -273,6 +275,7 @@ impl Tables {
         let members: Vec<String> = join.left.union(&join.right).cloned().collect();
         let join_id: u64 = self.rng.gen();
         let table = join.table.clone();
+        join.conflicts = conflicts;
         if let Stage::Applying { waiting } = &mut join.stage {
             waiting.extend(members.iter().cloned());
         }
@@ -345,6 +348,17 @@ impl Tables {
         }
         let join = self.joins.remove(&id).expect("present");
         self.release(now, &join, id);
+        let took = now.saturating_duration_since(join.started);
+        let stats = self.join_stats.entry(join.table.clone()).or_default();
+        stats.joins += 1;
+        stats.conflicts_resolved += join.conflicts;
+        stats.last = Some((join.remote.clone(), now, took));
+        self.push_output(Output::Joined {
+            table: join.table.clone(),
+            node: join.remote.clone(),
+            took,
+            conflicts: join.conflicts,
+        });
         self.join_done(&join.table, &join.remote, join.then, Ok(()));
     }
 

@@ -68,6 +68,10 @@ pub(crate) struct Join {
     /// Each replica's view, from its `Paused`.
     pub views: BTreeMap<String, SegmentView>,
     pub stage: Stage,
+    /// When this attempt started.
+    pub started: Instant,
+    /// Records the sides held with different values, settled when the merge was computed.
+    pub conflicts: u64,
 }
 
 impl Join {
@@ -216,7 +220,8 @@ pub(crate) fn diff(kind: Kind, target: &[Record], have: &[Record]) -> Vec<Record
 }
 
 /// What the replicas behind each snapshot lack to hold the union of all snapshots, in chunks
-/// of about `chunk_bytes`.
+/// of about `chunk_bytes`, and how many keys the snapshots held with different values (each
+/// settled by the conflict handler, or the later write).
 ///
 /// The usual join, an empty node joining a segment, has one non-empty snapshot: it is the
 /// union as it is, handed to the empty side in the chunks it came in, without a copy or a
@@ -227,7 +232,7 @@ pub(crate) fn lacks(
     origin: u64,
     chunk_bytes: usize,
     mut snapshots: BTreeMap<String, Chunks>,
-) -> BTreeMap<String, Chunks> {
+) -> (BTreeMap<String, Chunks>, u64) {
     let full: Vec<String> = snapshots
         .iter()
         .filter(|(_, s)| count(s) > 0)
@@ -249,22 +254,23 @@ pub(crate) fn lacks(
             }
             snapshots.insert(last.clone(), target);
         }
-        return snapshots;
+        return (snapshots, 0);
     }
     let snapshots: BTreeMap<String, Vec<Record>> = snapshots
         .into_iter()
         .map(|(rep, chunks)| (rep, chunks.into_iter().flatten().collect()))
         .collect();
-    let (target, _conflicts) = union(
+    let (target, conflicts) = union(
         kind,
         conflict,
         origin,
         snapshots.values().cloned().collect(),
     );
-    snapshots
+    let lacks = snapshots
         .iter()
         .map(|(rep, have)| (rep.clone(), cut(diff(kind, &target, have), chunk_bytes)))
-        .collect()
+        .collect();
+    (lacks, conflicts as u64)
 }
 
 /// Cuts records into chunks as [`super::Store::chunks`] does.

@@ -35,7 +35,7 @@ mod tests;
 
 use crate::member::NodeName;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -207,6 +207,19 @@ pub enum Output {
         /// The member.
         node: NodeName,
     },
+    /// A join this node coordinated with `node`'s segment completed (a caller's join or an
+    /// automatic re-merge).
+    Joined {
+        /// The table.
+        table: String,
+        /// The other side's node.
+        node: NodeName,
+        /// From the first pause to the last replica applying the merge.
+        took: Duration,
+        /// Keys the two sides held with different values, settled by the conflict handler (or
+        /// the later write).
+        conflicts: u64,
+    },
     /// An automatic re-merge with `node` ended.
     Merged {
         /// The table.
@@ -239,6 +252,20 @@ pub struct TableInfo {
     pub down_history: Vec<(String, Instant)>,
     /// Writes are paused (a join or a `pause`).
     pub paused: bool,
+    /// The joins of this table that this node coordinated.
+    pub joins: JoinStats,
+}
+
+/// The joins of a table that one node coordinated, since it opened the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinStats {
+    /// Joins completed.
+    pub joins: u64,
+    /// Keys the joined sides held with different values, settled by the conflict handler (or
+    /// the later write), over every join.
+    pub conflicts_resolved: u64,
+    /// The last completed join: the other side's node, when it completed, how long it took.
+    pub last: Option<(String, Instant, Duration)>,
 }
 
 /// A stable 64-bit id of a node name (FNV-1a), the `origin` of its writes.

@@ -18,7 +18,8 @@ use super::remerge::Remerge;
 use super::replica::{check_limits, Replica};
 use super::store::{Kind, Store};
 use super::{
-    origin_of, Input, Output, Reply, TableConfig, TableError, TableInfo, TableSpec, WriteOp,
+    origin_of, Input, JoinStats, Output, Reply, TableConfig, TableError, TableInfo, TableSpec,
+    WriteOp,
 };
 
 /// The replicated tables of one node.
@@ -43,6 +44,8 @@ pub struct Tables {
     local: VecDeque<TableMsg>,
     /// Joins to start again after a back-off.
     pub(super) delayed: Vec<RetryJoin>,
+    /// The joins this node coordinated, per table.
+    pub(super) join_stats: BTreeMap<String, JoinStats>,
     /// Tables with writes made here that are sent but not applied here yet.
     unsettled: BTreeSet<String>,
     /// The latest time seen, and the last tick.
@@ -85,6 +88,7 @@ impl Tables {
             outputs: VecDeque::new(),
             local: VecDeque::new(),
             delayed: Vec::new(),
+            join_stats: BTreeMap::new(),
             unsettled: BTreeSet::new(),
             clock: None,
             last_tick: None,
@@ -243,6 +247,15 @@ impl Tables {
             join_id: r.join_id,
             down_history: r.down_history.clone(),
             paused: r.paused(),
+            joins: self.join_stats.get(table).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Every table's live records and estimated bytes here, by name.
+    pub fn sizes(&self) -> impl Iterator<Item = (&str, usize, usize)> {
+        self.replicas.iter().map(|(name, r)| {
+            let store = r.read();
+            (name.as_str(), store.len(), store.memory())
         })
     }
 

@@ -411,6 +411,8 @@ fn join_with(left: &[&str], right: &[&str], views: &[(&str, &[&str], u64)]) -> J
         then: Completion::Merge,
         deadline: Instant::now(),
         attempt: 0,
+        started: Instant::now(),
+        conflicts: 0,
         left: set(left),
         right: set(right),
         asked: set(left).union(&set(right)).cloned().collect(),
@@ -1221,4 +1223,79 @@ fn a_write_without_peers_is_applied_at_once() {
         .unwrap();
     assert!(!t.unsettled());
     assert_eq!(held(&t).len(), 1);
+}
+
+#[test]
+fn a_completed_join_reports_its_duration_and_the_conflicts_it_settled() {
+    let now = Instant::now();
+    let mut a = alone();
+    let mut other = Node::new("b", TableConfig::default(), 2);
+    other.create("t", TableSpec::set()).unwrap();
+    // "k" is held with different values on the two sides; "x" and "y" on one side each.
+    a.write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("from a"))])
+        .unwrap();
+    a.write(now, "t", 2, vec![WriteOp::Insert(b("x"), b("1"))])
+        .unwrap();
+    other
+        .write(now, "t", 1, vec![WriteOp::Insert(b("k"), b("from b"))])
+        .unwrap();
+    other
+        .write(now, "t", 2, vec![WriteOp::Insert(b("y"), b("1"))])
+        .unwrap();
+    a.peer_up(now, "b");
+    other.peer_up(now, "a");
+    outputs(&mut a);
+    outputs(&mut other);
+    let later = now + Duration::from_millis(30);
+    a.join(now, "t", "b", 3, now + Duration::from_secs(10))
+        .unwrap();
+    // Deliver everything, keeping the coordinator's other outputs.
+    let mut kept = Vec::new();
+    loop {
+        let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+        for o in outputs(&mut a) {
+            match o {
+                Output::Send { msg, .. } => from_a.push(msg),
+                other => kept.push(other),
+            }
+        }
+        for o in outputs(&mut other) {
+            if let Output::Send { msg, .. } = o {
+                from_b.push(msg);
+            }
+        }
+        if from_a.is_empty() && from_b.is_empty() {
+            break;
+        }
+        from_a
+            .into_iter()
+            .for_each(|m| other.handle_message(later, "a", m));
+        from_b
+            .into_iter()
+            .for_each(|m| a.handle_message(later, "b", m));
+    }
+    let joined: Vec<_> = kept
+        .iter()
+        .filter_map(|o| match o {
+            Output::Joined {
+                table,
+                node,
+                took,
+                conflicts,
+            } => Some((table.as_str(), node.as_str(), *took, *conflicts)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        joined,
+        vec![("t", "b", Duration::from_millis(30), 1)],
+        "{kept:?}"
+    );
+    let stats = a.info("t").unwrap().joins;
+    assert_eq!((stats.joins, stats.conflicts_resolved), (1, 1));
+    let (with, _, took) = stats.last.expect("the last join");
+    assert_eq!((with.as_str(), took), ("b", Duration::from_millis(30)));
+    assert_eq!(held(&a).len(), 3);
+    // The other side took part but did not coordinate: nothing counted there.
+    assert_eq!(other.info("t").unwrap().joins, JoinStats::default());
 }

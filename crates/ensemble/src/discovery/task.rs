@@ -64,6 +64,7 @@ pub(crate) async fn run(
         }
     }
     let mut last_result: Option<String> = None;
+    let mut get_nodes_ended = 0;
     // Callers answered once the snapshot shows their command.
     let mut replies: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
@@ -90,6 +91,8 @@ pub(crate) async fn run(
             }
             last_result = snapshot.last_get_nodes_result.clone();
         }
+        crate::metrics::discovery(&snapshot, snapshot.get_nodes_count - get_nodes_ended);
+        get_nodes_ended = snapshot.get_nodes_count;
         info.send_replace(snapshot);
         for r in replies.drain(..) {
             let _ = r.send(());

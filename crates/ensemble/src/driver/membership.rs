@@ -89,7 +89,18 @@ impl Driver {
     pub(super) fn on_member_event(&mut self, e: MemberEvent) {
         crate::metrics::member_event(e.kind);
         let m = &e.member;
-        info!(member = %m.name, incarnation = m.incarnation, "member {} is {:?} ({}, incarnation {})", m.name, e.kind, m.status, m.incarnation);
+        info!(
+            node = %m.name,
+            event = ?e.kind,
+            status = %m.status,
+            incarnation = m.incarnation,
+            addr = %m.addr,
+            "member {} is {:?} ({}, incarnation {})",
+            m.name,
+            e.kind,
+            m.status,
+            m.incarnation
+        );
         let _ = self.published.events.send(e);
     }
 

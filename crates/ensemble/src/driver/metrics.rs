@@ -1,6 +1,7 @@
 //! The gauges the driver reads from its own state rather than records as things happen: open
-//! connections, bytes in the send queues, the broadcast tree's neighbours and exchanges, and the
-//! broadcast machine's counters. Set on timer ticks, at most every [`GAUGES_EVERY`].
+//! connections, bytes in the send queues, the broadcast tree's neighbours and exchanges, the
+//! tables' records and bytes, and the broadcast and messaging machines' counters. Set on timer
+//! ticks, at most every [`GAUGES_EVERY`].
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,15 @@ impl Driver {
             (BC_LAZY_SHED, s.lazy_shed),
         ] {
             counter!(name).absolute(v);
+        }
+        let (relayed, relay_dropped) = self.core.relay_counts();
+        counter!(MSG_RELAYED).absolute(relayed);
+        counter!(MSG_RELAY_DROPPED).absolute(relay_dropped);
+        counter!(MSG_RETRANSMITTED).absolute(self.core.messaging().retransmitted());
+        for (table, records, bytes) in self.core.tables().sizes() {
+            let label = [("table", table.to_owned())];
+            gauge!(TABLE_RECORDS, &label).set(records as f64);
+            gauge!(TABLE_BYTES, &label).set(bytes as f64);
         }
     }
 }

@@ -125,7 +125,7 @@ impl Driver {
             }
             SingletonEvent::Shutdown { reason } => {
                 crate::metrics::singleton_leading(&name, None);
-                info!(singleton = %name, "singleton {name}: leadership ends ({})", reason.as_str())
+                info!(singleton = %name, reason = reason.as_str(), "singleton {name}: leadership ends ({})", reason.as_str())
             }
             SingletonEvent::NowFollower { .. } => {}
         }

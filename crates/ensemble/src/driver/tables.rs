@@ -19,6 +19,12 @@ const CHANGES_CAPACITY: usize = 4096;
 pub(super) enum TableWaiter {
     /// An operation that completes with the replicas' answers.
     Op(Done),
+    /// A write to `table` made at `since`: its latency is recorded when it completes.
+    Write {
+        table: String,
+        since: Instant,
+        reply: Done,
+    },
     /// A table being created or opened: the caller gets its records and change feed.
     Create {
         name: String,
@@ -47,8 +53,13 @@ impl Driver {
                 (input, TableWaiter::Create { name, down, reply })
             }
             TableCommand::Write { table, ops, reply } => {
-                let input = table::Input::Write { token, table, ops };
-                (input, TableWaiter::Op(reply))
+                crate::metrics::table_writes(&table, ops.len());
+                let waiter = TableWaiter::Write {
+                    table: table.clone(),
+                    since: now,
+                    reply,
+                };
+                (table::Input::Write { token, table, ops }, waiter)
             }
             TableCommand::Leader {
                 table,
@@ -128,6 +139,14 @@ impl Driver {
             Some(TableWaiter::Op(reply)) => {
                 let _ = reply.send(result);
             }
+            Some(TableWaiter::Write {
+                table,
+                since,
+                reply,
+            }) => {
+                crate::metrics::table_written(&table, since.elapsed());
+                let _ = reply.send(result);
+            }
             Some(TableWaiter::Pause(reply)) => {
                 let _ = reply.send(result.map(|_| ()));
             }
@@ -173,6 +192,15 @@ impl Driver {
                 for hook in self.table_down_hooks.get(&table).into_iter().flatten() {
                     hook(&node);
                 }
+            }
+            table::Output::Joined {
+                table,
+                node,
+                took,
+                conflicts,
+            } => {
+                crate::metrics::table_joined(&table, took, conflicts);
+                info!(table = %table, node = %node, took_ms = took.as_millis() as u64, conflicts, "table {table} joined with {node}'s segment in {took:?}, {conflicts} conflicts resolved");
             }
             table::Output::Merged {
                 table,

@@ -81,7 +81,58 @@ fn zero(kind: MetricKind, name: &'static str, label: Option<(&'static str, &'sta
 
 /// Registers the series of a table that just opened here.
 pub(crate) fn table_opened(table: &str) {
-    counter!(TABLE_CHANGES, "table" => table.to_owned()).increment(0);
+    let label = [("table", table.to_owned())];
+    for name in [TABLE_CHANGES, TABLE_WRITES, TABLE_JOINS, TABLE_CONFLICTS] {
+        counter!(name, &label).increment(0);
+    }
+    for name in [TABLE_RECORDS, TABLE_BYTES] {
+        gauge!(name, &label).increment(0.0);
+    }
+    for name in [TABLE_WRITE_SECONDS, TABLE_JOIN_SECONDS] {
+        let _ = histogram!(name, &label);
+    }
+}
+
+/// Records `ops` write operations made through this node to `table`.
+pub(crate) fn table_writes(table: &str, ops: usize) {
+    counter!(TABLE_WRITES, "table" => table.to_owned()).increment(ops as u64);
+}
+
+/// Records a write to `table` that completed after `took`.
+pub(crate) fn table_written(table: &str, took: std::time::Duration) {
+    histogram!(TABLE_WRITE_SECONDS, "table" => table.to_owned()).record(took.as_secs_f64());
+}
+
+/// Records a join of `table` this node coordinated.
+pub(crate) fn table_joined(table: &str, took: std::time::Duration, conflicts: u64) {
+    let label = [("table", table.to_owned())];
+    counter!(TABLE_JOINS, &label).increment(1);
+    counter!(TABLE_CONFLICTS, &label).increment(conflicts);
+    histogram!(TABLE_JOIN_SECONDS, &label).record(took.as_secs_f64());
+}
+
+/// Records a snapshot of discovery: its phase and nodes, and `ended` more `get_nodes` calls
+/// that ended with the last result `ok`.
+pub(crate) fn discovery(info: &ensemble_proto::discovery::SystemInfo, ended: u64) {
+    use ensemble_proto::discovery::Phase;
+    let regular = info.phase == Phase::Regular;
+    gauge!(DISCOVERY_PHASE, "phase" => "initial").set(if regular { 0.0 } else { 1.0 });
+    gauge!(DISCOVERY_PHASE, "phase" => "regular").set(if regular { 1.0 } else { 0.0 });
+    gauge!(DISCOVERY_DISCOVERED).set(info.discovered_nodes.len() as f64);
+    gauge!(DISCOVERY_UNAVAILABLE).set(info.unavailable_nodes.len() as f64);
+    if ended > 0 {
+        let result = match info.last_get_nodes_result.as_deref() {
+            Some("ok") => "ok",
+            _ => "error",
+        };
+        counter!(DISCOVERY_GET_NODES, "result" => result).increment(ended);
+    }
+}
+
+/// Records the node tracker's rows by status.
+pub(crate) fn tracker_rows(online: usize, offline: usize) {
+    gauge!(TRACKER_NODES, "status" => "online").set(online as f64);
+    gauge!(TRACKER_NODES, "status" => "offline").set(offline as f64);
 }
 
 /// Registers the series of a singleton registered here (not leading yet).

@@ -76,6 +76,9 @@ pub(crate) const DROP_REASONS: &[&str] = &["queue_full", "queue_bytes", "lazy_sh
 pub(crate) const MESSAGE_FAILURES: &[&str] = &["timeout", "unknown_name", "unreachable"];
 pub(crate) const MESSAGE_DROPS: &[&str] = &["mailbox_full", "no_handler"];
 pub(crate) const REMERGE_RESULTS: &[&str] = &["ok", "failed"];
+pub(crate) const GET_NODES_RESULTS: &[&str] = &["ok", "error"];
+pub(crate) const PHASES: &[&str] = &["initial", "regular"];
+pub(crate) const TRACKER_STATUSES: &[&str] = &["online", "offline"];
 
 pub(crate) const MEMBERS: &str = "ensemble_members";
 pub(crate) const TRANSITIONS_TOTAL: &str = "ensemble_member_transitions_total";
@@ -101,6 +104,21 @@ pub(crate) const MSG_ACKED: &str = "ensemble_messages_acked_total";
 pub(crate) const MSG_FAILED: &str = "ensemble_messages_failed_total";
 pub(crate) const MSG_DROPPED: &str = "ensemble_messages_dropped_total";
 pub(crate) const MSG_RTT: &str = "ensemble_message_round_trip_seconds";
+pub(crate) const MSG_RETRANSMITTED: &str = "ensemble_messages_retransmitted_total";
+pub(crate) const MSG_RELAYED: &str = "ensemble_messages_relayed_total";
+pub(crate) const MSG_RELAY_DROPPED: &str = "ensemble_messages_relay_dropped_total";
+pub(crate) const TABLE_RECORDS: &str = "ensemble_table_records";
+pub(crate) const TABLE_BYTES: &str = "ensemble_table_bytes";
+pub(crate) const TABLE_WRITES: &str = "ensemble_table_writes_total";
+pub(crate) const TABLE_WRITE_SECONDS: &str = "ensemble_table_write_seconds";
+pub(crate) const TABLE_JOINS: &str = "ensemble_table_joins_total";
+pub(crate) const TABLE_JOIN_SECONDS: &str = "ensemble_table_join_seconds";
+pub(crate) const TABLE_CONFLICTS: &str = "ensemble_table_conflicts_resolved_total";
+pub(crate) const DISCOVERY_GET_NODES: &str = "ensemble_discovery_get_nodes_total";
+pub(crate) const DISCOVERY_PHASE: &str = "ensemble_discovery_phase";
+pub(crate) const DISCOVERY_DISCOVERED: &str = "ensemble_discovery_discovered_nodes";
+pub(crate) const DISCOVERY_UNAVAILABLE: &str = "ensemble_discovery_unavailable_nodes";
+pub(crate) const TRACKER_NODES: &str = "ensemble_tracker_nodes";
 pub(crate) const TABLE_CHANGES: &str = "ensemble_table_changes_total";
 pub(crate) const TABLE_REMERGES: &str = "ensemble_table_remerges_total";
 pub(crate) const TABLE_REPLICAS_DOWN: &str = "ensemble_table_replicas_down_total";
@@ -160,12 +178,27 @@ pub const METRICS: &[MetricInfo] = &[
     m(MSG_FAILED, Counter, Count, Some(("reason", MESSAGE_FAILURES)), "Acknowledged sends that failed, by reason."),
     m(MSG_DROPPED, Counter, Count, Some(("reason", MESSAGE_DROPS)), "Named messages received and dropped, by reason: mailbox_full, no_handler (a cast reached a member with no handler of that name)."),
     m(MSG_RTT, Histogram, Seconds, None, "Time from an acknowledged send to its acknowledgement."),
+    m(MSG_RETRANSMITTED, Counter, Count, None, "Acknowledged sends sent again: no acknowledgement within the retry interval, or the receiver reconnected."),
+    m(MSG_RELAYED, Counter, Count, None, "Named messages this node passed on for two members that are not connected (client-server topology)."),
+    m(MSG_RELAY_DROPPED, Counter, Count, None, "Relayed named messages dropped here: no route to the receiver, or no relays left."),
     m(TABLE_CHANGES, Counter, Count, Some(("table", &[])), "Records changed in this node's replica of each table (local writes and replicated ones)."),
+    m(TABLE_RECORDS, Gauge, Count, Some(("table", &[])), "Live records in this node's replica of each table."),
+    m(TABLE_BYTES, Gauge, Bytes, Some(("table", &[])), "Estimated bytes of this node's replica of each table (keys, values and bookkeeping)."),
+    m(TABLE_WRITES, Counter, Count, Some(("table", &[])), "Write operations (inserts and deletes) made through this node, per table."),
+    m(TABLE_WRITE_SECONDS, Histogram, Seconds, Some(("table", &[])), "Time from a write made through this node to every replica's acknowledgement, per table."),
+    m(TABLE_JOINS, Counter, Count, Some(("table", &[])), "Joins of two segments of a table that this node coordinated and completed (callers' joins and automatic re-merges)."),
+    m(TABLE_JOIN_SECONDS, Histogram, Seconds, Some(("table", &[])), "Time a join this node coordinated took, from pausing the replicas to the last one applying the merge."),
+    m(TABLE_CONFLICTS, Counter, Count, Some(("table", &[])), "Keys two joined segments held with different values, settled by the table's conflict handler (or the later write)."),
     m(TABLE_REMERGES, Counter, Count, Some(("result", REMERGE_RESULTS)), "Table re-merges with a member that came back, by result."),
     m(TABLE_REPLICAS_DOWN, Counter, Count, None, "Replicas of a table seen going down."),
     m(SINGLETON_LEADER, Gauge, Count, Some(("singleton", &[])), "1 while this node leads the singleton, else 0."),
     m(SINGLETON_EPOCH, Gauge, Count, Some(("singleton", &[])), "The fencing epoch of this node's last leadership of the singleton."),
     m(SINGLETON_TAKEOVERS, Counter, Count, Some(("singleton", &[])), "Times this node became the singleton's leader."),
+    m(DISCOVERY_GET_NODES, Counter, Count, Some(("result", GET_NODES_RESULTS)), "Discovery backend `get_nodes` calls that ended, by result (an error includes a timeout)."),
+    m(DISCOVERY_PHASE, Gauge, Count, Some(("phase", PHASES)), "1 for discovery's current phase (initial: polling often at startup; regular), else 0; both 0 without discovery."),
+    m(DISCOVERY_DISCOVERED, Gauge, Count, None, "Addresses the last successful `get_nodes` returned, this node's own included."),
+    m(DISCOVERY_UNAVAILABLE, Gauge, Count, None, "Discovered addresses that failed their probe or went down."),
+    m(TRACKER_NODES, Gauge, Count, Some(("status", TRACKER_STATUSES)), "Rows of the node tracker by status, as this node reads them (0 until the tracker runs here)."),
     m(BUILD_INFO, Gauge, Count, None, "Always 1; labels version (the crate's) and protocol (the wire protocol version)."),
     m(CPU, Counter, Seconds, None, "CPU time of the process, user and system (Linux; refreshed by `record_process`)."),
     m(RSS, Gauge, Bytes, None, "Resident memory of the process (Linux)."),

@@ -160,12 +160,8 @@ impl Refusals {
             t.since.get_or_insert_with(Instant::now);
             drop(t);
             let detail = detail.to_string();
-            let detail = if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {detail}")
-            };
-            warn!(%from, "refused connection from {from} ({reason}){detail}");
+            let sep = if detail.is_empty() { "" } else { ": " };
+            warn!(%from, reason, %detail, "refused connection from {from} ({reason}){sep}{detail}");
             return;
         }
         *t.by_reason.entry(reason).or_default() += 1;

@@ -130,7 +130,7 @@ pub(crate) async fn dial<M: Inbox>(shared: Arc<Shared<M>>, addr: SocketAddr) {
         Err(e) => {
             metrics::handshake_failed(e.label());
             if e.is_refusal() {
-                warn!(%addr, "handshake with {addr} failed: {e}");
+                warn!(%addr, reason = %e, "handshake with {addr} failed: {e}");
             } else {
                 debug!(%addr, "dial to {addr} failed: {e}");
             }

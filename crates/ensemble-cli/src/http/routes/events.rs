@@ -1,9 +1,8 @@
-//! `GET /v1/events` (the event stream) and `POST /v1/events` (a user event).
+//! `GET /v1/events` (the event stream: filtered by type, with a snapshot of the members on
+//! request, and heartbeats) and `POST /v1/events` (a user event).
 
-use std::convert::Infallible;
-
-use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
@@ -12,10 +11,12 @@ use ensemble::proto::broadcast::BroadcastError;
 use ensemble::{Error, Node};
 use futures::StreamExt;
 
-use crate::http::error::ApiError;
+use crate::event_filter::EventFilter;
+use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
 use crate::http::state::AppState;
-use crate::views::{EventView, SendEvent};
+use crate::http::stream::{line, ndjson};
+use crate::views::{EventView, MemberView, SendEvent};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/events", get(stream).post(send_event))
@@ -42,15 +43,50 @@ async fn send_event(
     }
 }
 
-/// `GET /v1/events`: membership and user events from now on, one JSON object per line.
-async fn stream(State(node): State<Node>) -> Response {
-    let lines = EventView::stream(&node).map(|e| {
-        let mut line = serde_json::to_vec(&e).expect("events serialize");
-        line.push(b'\n');
-        Ok::<_, Infallible>(line)
-    });
-    Response::builder()
-        .header("content-type", "application/x-ndjson")
-        .body(Body::from_stream(lines))
-        .expect("a valid response")
+/// `GET /v1/events?types=LIST&snapshot=true`: membership and user events from now on, one
+/// JSON object per line, those of the types in LIST only (Serf's names, `event_filter`); with
+/// `snapshot=true` first one `{"type":"snapshot","member":{...}}` line per member; a
+/// `{"type":"heartbeat"}` line every 5 s. 400 `invalid_filter` for a bad type or parameter.
+async fn stream(
+    State(node): State<Node>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidFilter, m);
+    let Query(params) = query.map_err(|r| bad(r.body_text()))?;
+    let (mut filter, mut snapshot) = (None, None);
+    for (key, value) in params {
+        match key.as_str() {
+            "types" if filter.is_none() => filter = Some(EventFilter::parse(&value).map_err(bad)?),
+            "snapshot" if snapshot.is_none() => {
+                snapshot = Some(match value.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad("snapshot: true or false".into())),
+                })
+            }
+            "types" | "snapshot" => return Err(bad(format!("{key} given twice"))),
+            _ => {
+                return Err(bad(format!(
+                    "unknown parameter {:?}: /v1/events takes types and snapshot",
+                    key.chars().take(64).collect::<String>()
+                )))
+            }
+        }
+    }
+    let filter = filter.unwrap_or_default();
+    // Subscribed before the snapshot is taken: no change falls between the two.
+    let events = EventView::stream(&node)
+        .filter(move |e| std::future::ready(filter.matches(e)))
+        .map(|e| line(&e));
+    let members: Vec<Vec<u8>> = match snapshot {
+        Some(true) => node
+            .members()
+            .iter()
+            .map(|m| {
+                line(&serde_json::json!({ "type": "snapshot", "member": MemberView::from(m) }))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(ndjson(futures::stream::iter(members).chain(events)))
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod keys;
 pub mod members;
 pub mod metrics;
+pub mod monitor;
 pub mod partitions;
 pub mod query;
 pub mod send;

@@ -13,7 +13,7 @@ use ensemble::{Error, Node, Table, TableError};
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::{Json, Path};
 use crate::http::state::{AgentTables, AppState, Refused};
-use crate::views::{InfoView, PutBody, RecordView};
+use crate::views::{InfoView, LastJoinView, PutBody, RecordView};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -118,6 +118,13 @@ async fn info(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<
         join_id: format!("{:016x}", i.join_id),
         paused: i.paused,
         down_history: i.down_history.into_iter().map(|(n, _)| n).collect(),
+        joins: i.joins.joins,
+        conflicts_resolved: i.joins.conflicts_resolved,
+        last_join: i.joins.last.map(|(with, at, took)| LastJoinView {
+            with,
+            ago_ms: at.elapsed().as_millis() as u64,
+            took_ms: took.as_millis() as u64,
+        }),
     }))
 }
 

@@ -245,7 +245,10 @@ async fn copy_rows(
     loop {
         let Some(node) = weak.upgrade() else { return };
         let result = match Tracker::open(&node).await {
-            Ok(t) => copier.refresh(&node, &t.table).await,
+            Ok(t) => match copier.refresh(&node, &t.table).await {
+                Ok(()) => t.record_metrics(),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -298,6 +301,17 @@ impl Tracker {
                 writes.into_iter().map(|r| (r.node.clone(), r)).collect();
             self.table.insert_many(&records).await?;
         }
+        self.record_metrics()
+    }
+
+    /// Sets the tracker's rows-by-status gauges from the table.
+    fn record_metrics(&self) -> Result<(), Error> {
+        let rows = self.table.snapshot()?;
+        let online = rows
+            .iter()
+            .filter(|(_, r)| r.status == NodeStatus::Online)
+            .count();
+        crate::metrics::tracker_rows(online, rows.len() - online);
         Ok(())
     }
 

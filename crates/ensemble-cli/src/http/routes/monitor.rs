@@ -1,0 +1,70 @@
+//! `GET /v1/monitor?level=L`: the agent's log records as they are written, one JSON object per
+//! line (`ensemble monitor`), at level L (`error`, `warn`, `info` [default], `debug`, `trace`)
+//! whatever the agent writes to stderr. At most `MAX_MONITORS` at once (429 beyond); a monitor
+//! that reads too slowly loses records and gets a `{"dropped": N}` line instead.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+use crate::http::error::{ApiError, Code};
+use crate::http::state::AppState;
+use crate::http::stream::{line, ndjson};
+use crate::log_stream::{LogHub, MonitorLevel, Next, MAX_MONITORS};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/monitor", get(monitor))
+}
+
+/// 400 `invalid_argument` for a bad level or another parameter; 429 `too_many_monitors`.
+async fn monitor(
+    State(hub): State<LogHub>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, m);
+    let Query(params) = query.map_err(|r| bad(r.body_text()))?;
+    let mut level = None;
+    for (key, value) in params {
+        match key.as_str() {
+            "level" if level.is_none() => {
+                level = Some(MonitorLevel::parse(&value).ok_or_else(|| {
+                    bad(format!(
+                        "level {:?}: use one of {}",
+                        value.chars().take(64).collect::<String>(),
+                        MonitorLevel::NAMES.join(", ")
+                    ))
+                })?)
+            }
+            "level" => return Err(bad("level given twice".into())),
+            _ => {
+                return Err(bad(format!(
+                    "unknown parameter {:?}: /v1/monitor takes level",
+                    key.chars().take(64).collect::<String>()
+                )))
+            }
+        }
+    }
+    let level = level.unwrap_or(MonitorLevel::parse("info").expect("a level"));
+    let monitor = hub.subscribe(level).map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::TooManyMonitors,
+            format!("{MAX_MONITORS} monitors are connected already: the most at once"),
+        )
+    })?;
+    let lines = futures::stream::unfold(monitor, |mut m| async move {
+        let next = match m.next().await? {
+            Next::Line(r) => {
+                let mut l = r.line.clone().into_bytes();
+                l.push(b'\n');
+                l
+            }
+            Next::Dropped(n) => line(&serde_json::json!({ "dropped": n })),
+        };
+        Some((next, m))
+    });
+    Ok(ndjson(lines))
+}
