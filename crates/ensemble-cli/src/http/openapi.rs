@@ -91,7 +91,7 @@ pub fn document() -> &'static str {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "agent",
+#[utoipa::path(get, path = "/v1/openapi.json", summary = "This OpenAPI document", tag = "agent",
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 async fn spec() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], document())

@@ -57,6 +57,8 @@ pub struct LogRecordLine {
     pub level: String,
     /// The module that wrote it.
     pub target: String,
+    /// The message, if the record has one.
+    #[serde(default)]
     pub message: String,
     /// The event's own fields.
     #[serde(flatten)]

@@ -43,7 +43,7 @@ enum AskErrors {
 }
 
 /// 404 `unknown_member` if `node` is not live, 504 `ack_timeout` if it did not answer in time.
-#[utoipa::path(get, path = "/v1/broadcast/peers/{node}", operation_id = "broadcast_own_peers", tag = "broadcast",
+#[utoipa::path(get, path = "/v1/broadcast/peers/{node}", summary = "A member's peers in its own broadcast tree", operation_id = "broadcast_own_peers", tag = "broadcast",
     params(("node" = String, Path, description = "The member asked")),
     responses(
         (status = 200, description = "Its eager and lazy peers for its own tree, and its exchanges", body = BroadcastPeers),
@@ -57,7 +57,7 @@ async fn own_peers(
 }
 
 /// As [`own_peers`]; 400 for a root that cannot name a member.
-#[utoipa::path(get, path = "/v1/broadcast/peers/{node}/{root}", operation_id = "broadcast_peers", tag = "broadcast",
+#[utoipa::path(get, path = "/v1/broadcast/peers/{node}/{root}", summary = "A member's peers in the broadcast tree of a root", operation_id = "broadcast_peers", tag = "broadcast",
     params(
         ("node" = String, Path, description = "The member asked"),
         ("root" = String, Path, description = "The tree's root"),
@@ -90,7 +90,7 @@ async fn ask_peers(
 
 /// Members that did not answer within 5 s are listed in `unanswered`; 400 for a root that
 /// cannot name a member.
-#[utoipa::path(get, path = "/v1/broadcast/tree/{root}", operation_id = "broadcast_tree", tag = "broadcast",
+#[utoipa::path(get, path = "/v1/broadcast/tree/{root}", summary = "The broadcast tree of a root, as every live member sees it", operation_id = "broadcast_tree", tag = "broadcast",
     params(("root" = String, Path, description = "The tree's root")),
     responses(
         (status = 200, description = "The tree as every live member sees it", body = BroadcastTree),
@@ -109,7 +109,7 @@ async fn tree(
 }
 
 /// 503 if the node cannot answer.
-#[utoipa::path(get, path = "/v1/broadcast", operation_id = "broadcast_status", tag = "broadcast",
+#[utoipa::path(get, path = "/v1/broadcast", summary = "This node's broadcast state and counters", operation_id = "broadcast_status", tag = "broadcast",
     responses(
         (status = 200, description = "This node's broadcast state", body = BroadcastStatus),
         (status = 503, description = "node_stopped", body = ErrorView),

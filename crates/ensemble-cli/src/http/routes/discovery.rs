@@ -35,7 +35,7 @@ pub struct DiscoveryView {
 }
 
 /// Discovery's state.
-#[utoipa::path(get, path = "/v1/discovery", operation_id = "discovery_info", tag = "discovery",
+#[utoipa::path(get, path = "/v1/discovery", summary = "Discovery's state and each tracked table", operation_id = "discovery_info", tag = "discovery",
     responses((status = 200, description = "system_info's fields, and info", body = DiscoveryView)))]
 async fn info(State(d): State<Discovery>) -> Json<DiscoveryView> {
     Json(DiscoveryView {
@@ -46,7 +46,7 @@ async fn info(State(d): State<Discovery>) -> Json<DiscoveryView> {
 
 /// Calls the backend now (queued behind a call that runs); answers system_info once the call
 /// is started or queued, without waiting for it to end. The body is ignored.
-#[utoipa::path(post, path = "/v1/discovery/get_nodes", tag = "discovery",
+#[utoipa::path(post, path = "/v1/discovery/get_nodes", summary = "Ask the discovery backend for nodes now", tag = "discovery",
     responses((status = 200, description = "system_info, once the call is started or queued", body = SystemInfo)))]
 async fn get_nodes(State(d): State<Discovery>) -> Json<SystemInfo> {
     d.get_nodes_now().await;
@@ -55,7 +55,7 @@ async fn get_nodes(State(d): State<Discovery>) -> Json<SystemInfo> {
 
 /// 200 once discovery is ready (see `wait_for_ready`), else 503; the body says why in either
 /// case (the 503 adds `error` and `code` to the same fields).
-#[utoipa::path(get, path = "/v1/ready", tag = "probes",
+#[utoipa::path(get, path = "/v1/ready", summary = "Readiness probe (no token): discovery is ready", tag = "probes",
     responses(
         (status = 200, description = "Discovery is ready", body = ReadyView),
         (status = 503, description = "not_ready: the same fields, with error and code", body = ErrorView),

@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
 
 /// `POST /v1/events`: sends a user event; 413 if the payload is too large, 503 if the node
 /// stopped, else 400 if refused.
-#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = SendEvent,
+#[utoipa::path(post, path = "/v1/events", summary = "Send a user event to every member", tag = "events", request_body = SendEvent,
     responses(
         (status = 200, description = "Sent", body = OkView),
         (status = 400, description = "Refused (an empty name, ...)", body = ErrorView),
@@ -54,7 +54,7 @@ async fn send_event(
 /// JSON object per line, those of the types in LIST only (Serf's names, `event_filter`); with
 /// `snapshot=true` first one `{"type":"snapshot","member":{...}}` line per member; a
 /// `{"type":"heartbeat"}` line every 5 s. 400 `invalid_filter` for a bad type or parameter.
-#[utoipa::path(get, path = "/v1/events", operation_id = "stream_events", tag = "events",
+#[utoipa::path(get, path = "/v1/events", summary = "Stream of membership and user events (NDJSON)", operation_id = "stream_events", tag = "events",
     params(
         ("types" = Option<String>, Query, description = "Comma-separated event types: member-join, member-leave, member-failed, member-update, member-reap, member, user, user:NAME, * (default: every type)"),
         ("snapshot" = Option<bool>, Query, description = "First one snapshot line per member"),

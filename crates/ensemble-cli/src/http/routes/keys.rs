@@ -17,7 +17,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// 200 with every node's answer (the failures are in the answer), or 503.
-#[utoipa::path(get, path = "/v1/keys", operation_id = "list_keys", tag = "keys",
+#[utoipa::path(get, path = "/v1/keys", summary = "Each live node's cluster keys", operation_id = "list_keys", tag = "keys",
     responses(
         (status = 200, description = "Each live node's keys, by fingerprint", body = KeyResponse),
         (status = 503, description = "node_stopped", body = ErrorView),
@@ -31,7 +31,7 @@ async fn list(State(node): State<Node>) -> Result<Json<KeyResponse>, ApiError> {
 
 /// 200 with every node's answer (the failures are in the answer), 400 for an unknown
 /// operation or a key too weak to use, 503.
-#[utoipa::path(post, path = "/v1/keys", operation_id = "change_keys", tag = "keys", request_body = KeysBody,
+#[utoipa::path(post, path = "/v1/keys", summary = "Install, use or remove a cluster key on every live node", operation_id = "change_keys", tag = "keys", request_body = KeysBody,
     responses(
         (status = 200, description = "Every node's answer (the failures are in the answer)", body = KeyResponse),
         (status = 400, description = "invalid_argument: an unknown operation or a key too weak to use", body = ErrorView),

@@ -28,7 +28,7 @@ pub fn probes() -> Router<AppState> {
 }
 
 /// 400 `invalid_filter` for a bad filter.
-#[utoipa::path(get, path = "/v1/members", operation_id = "list_members", tag = "members",
+#[utoipa::path(get, path = "/v1/members", summary = "The members, filtered by status, name and tags", operation_id = "list_members", tag = "members",
     params(
         ("status" = Option<String>, Query, description = "Regular expression the whole status must match (alive, suspect, down, left)"),
         ("name" = Option<String>, Query, description = "Regular expression the whole name must match"),
@@ -57,7 +57,7 @@ async fn members(
 /// Marks `node` left on every member (`Node::remove`): 404 `unknown_member` for a member this
 /// agent does not know (or knows as left already), 400 for the agent's own name (use
 /// `POST /v1/leave`), 503 if the node stopped.
-#[utoipa::path(post, path = "/v1/members/{node}/force-leave", tag = "members",
+#[utoipa::path(post, path = "/v1/members/{node}/force-leave", summary = "Mark a failed member left on every member", tag = "members",
     params(("node" = String, Path, description = "The member's name")),
     responses(
         (status = 200, description = "Every member marks it left", body = LeaveView),
@@ -81,14 +81,14 @@ async fn force_leave(
 }
 
 /// This agent's own member.
-#[utoipa::path(get, path = "/v1/self", operation_id = "self_member", tag = "members",
+#[utoipa::path(get, path = "/v1/self", summary = "This agent's own member", operation_id = "self_member", tag = "members",
     responses((status = 200, description = "This agent's member", body = MemberView)))]
 async fn local(State(node): State<Node>) -> Json<MemberView> {
     Json(MemberView::from(&node.local_member()))
 }
 
 /// A probe: answered without a token.
-#[utoipa::path(get, path = "/v1/health", tag = "probes",
+#[utoipa::path(get, path = "/v1/health", summary = "Liveness probe (no token)", tag = "probes",
     responses((status = 200, description = "The agent runs", body = Health)))]
 async fn health(State(node): State<Node>) -> Json<Health> {
     let alive_members = node.members().iter().filter(|m| m.status.is_up()).count();

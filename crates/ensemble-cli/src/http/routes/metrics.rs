@@ -12,7 +12,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A probe: answered without a token.
-#[utoipa::path(get, path = "/metrics", tag = "probes",
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics (no token)", tag = "probes",
     responses((status = 200, description = "The agent's figures in the Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
 async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
     let text = s.metrics.render();

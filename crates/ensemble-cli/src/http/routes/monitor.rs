@@ -21,7 +21,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// 400 `invalid_argument` for a bad level or another parameter; 429 `too_many_monitors`.
-#[utoipa::path(get, path = "/v1/monitor", tag = "agent",
+#[utoipa::path(get, path = "/v1/monitor", summary = "Stream of the agent's log records (NDJSON)", tag = "agent",
     params(("level" = Option<String>, Query, description = "error, warn, info (default), debug or trace")),
     responses(
         (status = 200, description = "The agent's log records as they are written, one JSON object per line; never ends by itself", content_type = "application/x-ndjson", body = MonitorLine),

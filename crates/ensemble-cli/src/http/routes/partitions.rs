@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The partitions in force.
-#[utoipa::path(get, path = "/v1/partitions", operation_id = "list_partitions", tag = "partitions",
+#[utoipa::path(get, path = "/v1/partitions", summary = "The injected partitions in force", operation_id = "list_partitions", tag = "partitions",
     responses((status = 200, description = "The partitions in force at this agent", body = Vec<PartitionView>)))]
 async fn list(State(node): State<Node>) -> Json<Vec<PartitionView>> {
     Json(PartitionView::all(&node))
@@ -35,7 +35,7 @@ const MAX_TTL_MS: u64 = 86_400_000;
 
 /// `{"ref": N}`; 403 if not allowed, 400 without nodes or with a `ttl_ms` out of range, 503 if
 /// the node refused.
-#[utoipa::path(post, path = "/v1/partitions", operation_id = "inject_partition", tag = "partitions", request_body = Inject,
+#[utoipa::path(post, path = "/v1/partitions", summary = "Inject a partition (fault injection)", operation_id = "inject_partition", tag = "partitions", request_body = Inject,
     responses(
         (status = 200, description = "The partition injected", body = PartitionRefView),
         (status = 400, description = "no_nodes: no node named; bad_ttl: ttl_ms of 0 or over 86,400,000", body = ErrorView),
@@ -75,7 +75,7 @@ async fn inject(
 }
 
 /// 403 if not allowed, 404 if no such partition.
-#[utoipa::path(delete, path = "/v1/partitions/{reference}", operation_id = "resolve_partition", tag = "partitions",
+#[utoipa::path(delete, path = "/v1/partitions/{reference}", summary = "Resolve an injected partition", operation_id = "resolve_partition", tag = "partitions",
     params(("reference" = u64, Path, description = "The partition's ref")),
     responses(
         (status = 200, description = "Resolved", body = OkView),

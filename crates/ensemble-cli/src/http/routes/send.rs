@@ -19,7 +19,7 @@ pub fn routes() -> Router<AppState> {
 
 /// 200, or 404 (unknown member or name), 413 (does not fit in a frame), 504 (no ack in
 /// time), 400.
-#[utoipa::path(post, path = "/v1/send", tag = "messages", request_body = SendBody,
+#[utoipa::path(post, path = "/v1/send", summary = "Send a message to a named handler on a member", tag = "messages", request_body = SendBody,
     responses(
         (status = 200, description = "Sent (and acknowledged, with ack)", body = OkView),
         (status = 400, description = "Refused (an unknown channel, ...)", body = ErrorView),

@@ -16,7 +16,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// 503 if the node cannot answer.
-#[utoipa::path(get, path = "/v1/singletons", tag = "singletons",
+#[utoipa::path(get, path = "/v1/singletons", summary = "This agent's singletons and their leaders", tag = "singletons",
     responses(
         (status = 200, description = "The agent's singletons", body = Vec<SingletonStatus>),
         (status = 503, description = "node_stopped", body = ErrorView),

@@ -148,7 +148,7 @@ async fn for_put(t: &AgentTables, name: &str) -> Result<Table<String, String>, A
 }
 
 /// The agent's tables, without Ensemble's own (`ensemble.*`, such as the tracker's).
-#[utoipa::path(get, path = "/v1/tables", operation_id = "list_tables", tag = "tables",
+#[utoipa::path(get, path = "/v1/tables", summary = "The tables this agent hosts", operation_id = "list_tables", tag = "tables",
     responses(
         (status = 200, description = "The names of the tables the agent hosts", body = Vec<String>),
         (status = 503, description = "node_stopped", body = ErrorView),
@@ -160,7 +160,7 @@ async fn list(State(node): State<Node>) -> Answer<Vec<String>> {
 }
 
 /// A table's replicas, leader, size and joins.
-#[utoipa::path(get, path = "/v1/tables/{table}", operation_id = "table_info", tag = "tables", params(TablePath),
+#[utoipa::path(get, path = "/v1/tables/{table}", summary = "A table's replicas, leader, size and joins", operation_id = "table_info", tag = "tables", params(TablePath),
     responses((status = 200, description = "The table", body = InfoView), ReadErrors))]
 async fn info(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<InfoView> {
     let i = hosted(&t, &name).await?.info().await.map_err(failed)?;
@@ -184,7 +184,7 @@ async fn info(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<
 }
 
 /// Every record of a table.
-#[utoipa::path(get, path = "/v1/tables/{table}/records", operation_id = "list_records", tag = "tables", params(TablePath),
+#[utoipa::path(get, path = "/v1/tables/{table}/records", summary = "Every record of a table", operation_id = "list_records", tag = "tables", params(TablePath),
     responses((status = 200, description = "Every record", body = Vec<RecordView>), ReadErrors))]
 async fn dump(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<Vec<RecordView>> {
     let records = hosted(&t, &name).await?.snapshot().map_err(failed)?;
@@ -197,7 +197,7 @@ async fn dump(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<
 }
 
 /// One record.
-#[utoipa::path(get, path = "/v1/tables/{table}/records/{key}", operation_id = "get_record", tag = "tables", params(RecordPath),
+#[utoipa::path(get, path = "/v1/tables/{table}/records/{key}", summary = "One record", operation_id = "get_record", tag = "tables", params(RecordPath),
     responses((status = 200, description = "The record", body = RecordView), ReadErrors))]
 async fn read(
     State(t): State<AgentTables>,
@@ -214,7 +214,7 @@ async fn read(
 }
 
 /// Writes a record (creating a declared table, or any with --allow-create-tables).
-#[utoipa::path(put, path = "/v1/tables/{table}/records/{key}", operation_id = "put_record", tag = "tables", params(RecordPath),
+#[utoipa::path(put, path = "/v1/tables/{table}/records/{key}", summary = "Write a record", operation_id = "put_record", tag = "tables", params(RecordPath),
     request_body = PutBody,
     responses((status = 200, description = "Written", body = OkView), WriteErrors))]
 async fn put(
@@ -228,7 +228,7 @@ async fn put(
 }
 
 /// Deletes a record (no error if there is none).
-#[utoipa::path(delete, path = "/v1/tables/{table}/records/{key}", operation_id = "delete_record", tag = "tables", params(RecordPath),
+#[utoipa::path(delete, path = "/v1/tables/{table}/records/{key}", summary = "Delete a record", operation_id = "delete_record", tag = "tables", params(RecordPath),
     responses((status = 200, description = "Deleted", body = OkView), WriteErrors))]
 async fn delete(
     State(t): State<AgentTables>,

@@ -36,7 +36,7 @@ enum NotChanged {
 
 /// 200 with the tags now; 400 for tags over the limits or of Ensemble's own (`ensemble.*`);
 /// 500 `tags_not_saved` if the node took them but the tags file could not be written.
-#[utoipa::path(put, path = "/v1/tags", operation_id = "set_tags", tag = "agent", request_body = SetTagsBody,
+#[utoipa::path(put, path = "/v1/tags", summary = "Add or change this agent's tags", operation_id = "set_tags", tag = "agent", request_body = SetTagsBody,
     responses(
         (status = 200, description = "The tags now (Ensemble's own left out)", body = TagsView),
         (status = 400, description = "invalid_argument: over the tag limits, or a key starting with ensemble.", body = ErrorView),
@@ -53,7 +53,7 @@ async fn set(
 
 /// 200 with the tags now (removing a tag the node does not carry is no error); 400 for more
 /// keys than a node can carry or a key over the length limit.
-#[utoipa::path(delete, path = "/v1/tags", operation_id = "delete_tags", tag = "agent", request_body = DeleteTagsBody,
+#[utoipa::path(delete, path = "/v1/tags", summary = "Remove some of this agent's tags", operation_id = "delete_tags", tag = "agent", request_body = DeleteTagsBody,
     responses(
         (status = 200, description = "The tags now (Ensemble's own left out)", body = TagsView),
         (status = 400, description = "invalid_argument: over 32 keys, or a key over 64 bytes", body = ErrorView),

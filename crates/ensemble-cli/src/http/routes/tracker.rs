@@ -16,7 +16,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// 503 if the tracker cannot be read.
-#[utoipa::path(get, path = "/v1/tracker", tag = "tracker",
+#[utoipa::path(get, path = "/v1/tracker", summary = "Every node ever seen, and the cluster mode", tag = "tracker",
     responses(
         (status = 200, description = "The tracker's rows and the cluster mode", body = TrackerView),
         (status = 503, description = "The tracker cannot be read", body = ErrorView),
