@@ -80,6 +80,9 @@ enum Command {
     Keygen,
     /// Rotate the cluster key on every live node: list, install, use, remove (like serf keys).
     Keys(commands::keys::KeysArgs),
+    /// Print the agent's HTTP API as an OpenAPI 3.1 document (JSON), without asking an agent:
+    /// what GET /v1/openapi.json answers.
+    ApiSpec,
     /// Start a local cluster, crash a node, restart it, and print the timeline.
     Demo(demo::DemoArgs),
     /// Measure real agents on 127.0.0.1 (against HashiCorp Serf when installed).
@@ -111,6 +114,10 @@ fn main() -> std::process::ExitCode {
         Command::Singleton(args) => commands::singleton::run(args),
         Command::Keygen => commands::keygen::run(),
         Command::Keys(args) => commands::keys::run(args),
+        Command::ApiSpec => {
+            println!("{}", http::openapi::document());
+            Ok(())
+        }
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),

@@ -10,17 +10,20 @@ use std::collections::BTreeMap;
 use ensemble::{EventKind, Member, MemberEvent, Mode, Node, NodeStatus, UserEvent};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 mod operator;
 mod query;
+mod stream;
 pub use operator::*;
 pub use query::*;
+pub use stream::*;
 
 /// Default address of the HTTP API (where the agent listens and the commands ask).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8946";
 
 /// Every error answer of the API: a message for people and a stable code for programs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorView {
     /// What went wrong, in words.
     pub error: String,
@@ -29,8 +32,33 @@ pub struct ErrorView {
     pub code: String,
 }
 
+/// The answer of routes that only acknowledge (`POST /v1/events`, `POST /v1/send`, the table
+/// writes, `DELETE /v1/partitions/{reference}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OkView {
+    /// Always true.
+    pub ok: bool,
+}
+
+impl OkView {
+    pub const OK: OkView = OkView { ok: true };
+}
+
+/// `GET /v1/ready` (the 503 adds `error` and `code` to the same fields).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadyView {
+    /// Discovery is ready: every discovered node is joined or failed.
+    pub ready: bool,
+    /// `ok`, the error of the last `get_nodes`, or null before the first one ended.
+    pub last_get_nodes_result: Option<String>,
+    /// Member names of discovered nodes that are up.
+    pub connected_nodes: Vec<String>,
+    /// Discovered addresses that failed their probe or went down, with the reason.
+    pub unavailable_nodes: BTreeMap<String, String>,
+}
+
 /// A member as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MemberView {
     pub name: String,
     pub addr: String,
@@ -52,7 +80,7 @@ impl From<&Member> for MemberView {
 }
 
 /// `GET /v1/health`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
     pub name: String,
@@ -63,7 +91,7 @@ pub struct Health {
 }
 
 /// A partition as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PartitionView {
     /// Reference to resolve it with.
     #[serde(rename = "ref")]
@@ -85,8 +113,16 @@ impl PartitionView {
     }
 }
 
+/// `POST /v1/partitions`: the partition injected.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PartitionRefView {
+    /// Reference to resolve it with (`DELETE /v1/partitions/{reference}`).
+    #[serde(rename = "ref")]
+    pub reference: u64,
+}
+
 /// `POST /v1/partitions` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Inject {
     pub nodes: Vec<String>,
     /// Resolve by itself after this many milliseconds (absent: until resolved).
@@ -96,7 +132,7 @@ pub struct Inject {
 
 /// One event, as `GET /v1/events` streams it (one JSON object per line) and as event
 /// handlers get it on stdin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum EventView {
     /// A user event.
@@ -166,7 +202,7 @@ impl From<&MemberEvent> for EventView {
 }
 
 /// `POST /v1/events` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SendEvent {
     pub name: String,
     #[serde(default)]
@@ -174,7 +210,7 @@ pub struct SendEvent {
 }
 
 /// `POST /v1/send` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SendBody {
     pub node: String,
     pub name: String,
@@ -200,7 +236,7 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// A table as `GET /v1/tables/{table}` shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InfoView {
     pub name: String,
     pub members: Vec<String>,
@@ -225,7 +261,7 @@ pub struct InfoView {
 }
 
 /// The last join of a table an agent coordinated.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LastJoinView {
     /// The node whose segment it joined.
     pub with: String,
@@ -236,20 +272,20 @@ pub struct LastJoinView {
 }
 
 /// A record as the API shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct RecordView {
     pub key: String,
     pub value: String,
 }
 
 /// `PUT /v1/tables/{table}/records/{key}` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PutBody {
     pub value: String,
 }
 
 /// `GET /v1/tracker`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TrackerView {
     /// `standalone` or `clustered`.
     pub mode: Mode,
@@ -257,7 +293,7 @@ pub struct TrackerView {
 }
 
 /// One node ever seen.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RowView {
     /// The service that owns the row: `ensemble.tracker`.
     #[serde(default)]
@@ -270,7 +306,7 @@ pub struct RowView {
 }
 
 /// `POST /v1/keys`: a key operation on every live node.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeysBody {
     /// `install`, `use` or `remove`.
     pub op: String,
@@ -279,7 +315,7 @@ pub struct KeysBody {
 }
 
 /// The answer of `GET /v1/keys` and `POST /v1/keys` (the library's `KeyResponse`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeysView {
     /// Live nodes asked, the answering agent's included.
     pub nodes: usize,
@@ -292,7 +328,7 @@ pub struct KeysView {
 }
 
 /// How many nodes hold a key, and how many dial with it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeyUseView {
     /// Nodes that hold the key.
     pub installed: usize,

@@ -107,6 +107,7 @@ pub(crate) enum KeyOp {
 /// The outcome of a key operation across the cluster ([`crate::Node::install_key`] and the
 /// others), like `serf keys`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyResponse {
     /// The live nodes asked, this one included.
     pub nodes: usize,
@@ -121,6 +122,7 @@ pub struct KeyResponse {
 
 /// How many nodes hold one key, and how many of those dial with it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyUse {
     /// Nodes that hold the key.
     pub installed: usize,
@@ -345,6 +347,7 @@ pub struct Envelope {
 
 /// A snapshot of a node's broadcast state.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BroadcastStatus {
     /// Live members other than this node.
     pub members: Vec<String>,
@@ -376,6 +379,7 @@ pub struct BroadcastStatus {
 /// One node's part of a broadcast tree, as that node sees it (Partisan's
 /// `debug_get_peers(node, root)` and `exchanges(node)`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BroadcastPeers {
     /// The node that answered.
     pub node: String,
@@ -406,6 +410,7 @@ pub struct ExchangeRequest {
 /// A broadcast tree gathered through the cluster (Partisan's `debug_get_tree(root)`): every
 /// live member's eager and lazy peers for one root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BroadcastTree {
     /// The tree root.
     pub root: String,
@@ -417,6 +422,7 @@ pub struct BroadcastTree {
 
 /// A singleton as the API reports it, with wall-clock times.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SingletonStatus {
     /// The singleton.
     pub name: String,

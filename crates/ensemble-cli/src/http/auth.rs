@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use super::error::{ApiError, Code};
 
 /// The probes: answered without a token (load balancers, Kubernetes, Prometheus).
-const PROBES: [&str; 3] = ["/v1/health", "/v1/ready", "/metrics"];
+pub const PROBES: [&str; 3] = ["/v1/health", "/v1/ready", "/metrics"];
 
 /// What the guard checks.
 #[derive(Clone)]

@@ -4,7 +4,8 @@
 //! parameters axum refuses, through the extractors of `extract.rs`). `auth.rs` guards every
 //! route (the bearer token, the Host rule of a loopback API); `tls.rs` serves it over HTTPS;
 //! `metrics.rs` is the Prometheus recorder behind `GET /metrics`; `stream.rs` the streaming
-//! answers (NDJSON with heartbeats).
+//! answers (NDJSON with heartbeats); `openapi.rs` the OpenAPI document of every route
+//! (`GET /v1/openapi.json`).
 //!
 //! Imports the JSON shapes from `views` and nothing of the client commands.
 
@@ -13,6 +14,7 @@ mod error;
 mod extract;
 mod filter;
 mod metrics;
+pub mod openapi;
 mod routes;
 mod state;
 mod stream;
@@ -44,6 +46,7 @@ pub fn router(state: AppState, access: Access) -> Router {
         .merge(routes::keys::routes())
         .merge(routes::metrics::routes())
         .merge(routes::monitor::routes())
+        .merge(openapi::routes())
         .fallback(error::not_found)
         // After every route: it applies to the routes already added.
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -6,19 +6,20 @@ use ensemble::proto::singleton::Role;
 use ensemble::proto::wire::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use ensemble::{Config, Topology};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Most addresses one `POST /v1/join` takes.
 pub const MAX_JOIN_ADDRS: usize = 64;
 
 /// `POST /v1/join` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JoinBody {
     /// HOST:PORT of members of the cluster to join, at most [`MAX_JOIN_ADDRS`].
     pub addrs: Vec<String>,
 }
 
 /// `POST /v1/join`: how each address went, in the order given.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JoinView {
     /// Addresses joined through.
     pub joined: usize,
@@ -26,7 +27,7 @@ pub struct JoinView {
 }
 
 /// One address of a join.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JoinResult {
     pub addr: String,
     /// The handshake succeeded.
@@ -40,7 +41,7 @@ pub struct JoinResult {
 }
 
 /// The answer of `POST /v1/leave` and `POST /v1/members/{node}/force-leave`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LeaveView {
     pub ok: bool,
     /// The member leaving (the agent's own name for `/v1/leave`), or removed.
@@ -48,20 +49,20 @@ pub struct LeaveView {
 }
 
 /// `PUT /v1/tags` body: tags to add or change (the others stay).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SetTagsBody {
     pub tags: BTreeMap<String, String>,
 }
 
 /// `DELETE /v1/tags` body: tag keys to remove.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeleteTagsBody {
     pub keys: Vec<String>,
 }
 
 /// The answer of the tags routes: the node's tags after the change (Ensemble's own
 /// `ensemble.*` tags left out), and where they were saved.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TagsView {
     pub tags: BTreeMap<String, String>,
     /// The tags file rewritten (`--tags-file`), if the agent has one.
@@ -70,7 +71,7 @@ pub struct TagsView {
 }
 
 /// `GET /v1/info`: the agent at a glance.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AgentInfoView {
     pub name: String,
     pub version: String,
@@ -90,7 +91,7 @@ pub struct AgentInfoView {
 }
 
 /// The wire protocol versions this build speaks.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProtocolView {
     /// The newest version, spoken when the peer speaks it too.
     pub version: u16,
@@ -108,7 +109,7 @@ impl ProtocolView {
 }
 
 /// What was built.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BuildView {
     /// The crate version.
     pub version: String,
@@ -134,7 +135,7 @@ impl BuildView {
 }
 
 /// A singleton as `GET /v1/info` shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SingletonBrief {
     pub name: String,
     /// This node's role: `leader`, `candidate` or `follower`.
@@ -144,7 +145,7 @@ pub struct SingletonBrief {
 }
 
 /// Discovery as `GET /v1/info` shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DiscoveryBrief {
     pub backend: String,
     /// `initial` or `regular`.
@@ -153,7 +154,7 @@ pub struct DiscoveryBrief {
 }
 
 /// The agent's key settings: addresses and timings, never a secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SettingsView {
     pub cluster: String,
     pub bind: String,

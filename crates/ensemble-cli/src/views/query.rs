@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use ensemble::QueryEvent;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `POST /v1/query` body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryBody {
     pub name: String,
@@ -26,7 +27,7 @@ pub struct QueryBody {
 }
 
 /// One line of the answer: an ack, a response, and last the counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum QueryLine {
     /// A selected member has the query.

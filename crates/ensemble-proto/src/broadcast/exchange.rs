@@ -9,6 +9,7 @@ use super::{Announcement, BroadcastMsg, Output, Plumtree};
 
 /// An exchange this node started and that is waiting for its reply.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExchangeInfo {
     /// Session number.
     pub session: u64,

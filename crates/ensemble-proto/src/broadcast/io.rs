@@ -203,6 +203,7 @@ pub enum BroadcastError {
 
 /// Counters of the broadcast protocol since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// Messages broadcast from this node.
     pub broadcasts: u64,

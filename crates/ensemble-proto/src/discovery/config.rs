@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// Why the next `get_nodes` is scheduled when it is; each kind has its own delay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RetryKind {
     /// During the startup phase: [`DiscoveryConfig::initial`] (5 s).

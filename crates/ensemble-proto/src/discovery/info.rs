@@ -9,6 +9,7 @@ use super::{Discovery, Phase, RetryKind};
 
 /// A snapshot of discovery. Timestamps are milliseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SystemInfo {
     /// `initial` (startup) or `regular`.
     pub phase: Phase,

@@ -50,6 +50,7 @@ impl DiscoveredNode {
 
 /// The discovery phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Startup: `get_nodes` every [`DiscoveryConfig::initial`].

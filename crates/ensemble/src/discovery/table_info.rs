@@ -9,6 +9,7 @@ use crate::node::Node;
 
 /// One tracked table: its local replica and how its joins went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrackedTableInfo {
     /// The table.
     pub table: String,

@@ -13,7 +13,7 @@ use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
 use crate::http::state::{AgentControl, AppState};
 use crate::views::{
-    AgentInfoView, BuildView, DiscoveryBrief, JoinBody, JoinResult, JoinView, LeaveView,
+    AgentInfoView, BuildView, DiscoveryBrief, ErrorView, JoinBody, JoinResult, JoinView, LeaveView,
     ProtocolView, SingletonBrief, MAX_JOIN_ADDRS,
 };
 
@@ -29,6 +29,11 @@ const MAX_ADDR_LEN: usize = 261;
 
 /// 200 with each address's result (a failed join is in the answer, not an error); 400 for no
 /// address, more than 64, or one that is not HOST:PORT.
+#[utoipa::path(post, path = "/v1/join", summary = "Join the members at these cluster addresses", tag = "agent", request_body = JoinBody,
+    responses(
+        (status = 200, description = "Each address's result, in the order given (a failed join is in the answer)", body = JoinView),
+        (status = 400, description = "invalid_argument: no address, over 64, or one that is not HOST:PORT", body = ErrorView),
+    ))]
 async fn join(
     State(node): State<Node>,
     Json(b): Json<JoinBody>,
@@ -102,6 +107,8 @@ async fn join_one(node: &Node, addr: String) -> JoinResult {
 
 /// 200 at once; the agent then leaves as on SIGTERM (its singletons hand over, the others see
 /// it `left`) and exits.
+#[utoipa::path(post, path = "/v1/leave", summary = "Leave the cluster gracefully; the agent then exits", tag = "agent",
+    responses((status = 200, description = "At once; the agent then leaves and exits 0", body = LeaveView)))]
 async fn leave(State(node): State<Node>, State(agent): State<AgentControl>) -> Json<LeaveView> {
     agent.leave.notify_one();
     Json(LeaveView {
@@ -110,6 +117,12 @@ async fn leave(State(node): State<Node>, State(agent): State<AgentControl>) -> J
     })
 }
 
+/// The agent at a glance.
+#[utoipa::path(get, path = "/v1/info", summary = "The agent at a glance", operation_id = "agent_info", tag = "agent",
+    responses(
+        (status = 200, description = "Version, protocol, uptime, members, connections, tables, singletons, discovery, settings", body = AgentInfoView),
+        (status = 503, description = "node_stopped", body = ErrorView),
+    ))]
 async fn info(
     State(node): State<Node>,
     State(discovery): State<Discovery>,

@@ -16,7 +16,7 @@ use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
 use crate::http::state::AppState;
 use crate::http::stream::{line, ndjson};
-use crate::views::{EventView, MemberView, SendEvent};
+use crate::views::{ErrorView, EventLine, EventView, MemberView, OkView, SendEvent};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/events", get(stream).post(send_event))
@@ -24,12 +24,19 @@ pub fn routes() -> Router<AppState> {
 
 /// `POST /v1/events`: sends a user event; 413 if the payload is too large, 503 if the node
 /// stopped, else 400 if refused.
+#[utoipa::path(post, path = "/v1/events", summary = "Send a user event to every member", tag = "events", request_body = SendEvent,
+    responses(
+        (status = 200, description = "Sent", body = OkView),
+        (status = 400, description = "Refused (an empty name, ...)", body = ErrorView),
+        (status = 413, description = "payload_too_large: over the broadcast max_payload (64 KiB)", body = ErrorView),
+        (status = 503, description = "node_stopped", body = ErrorView),
+    ))]
 async fn send_event(
     State(node): State<Node>,
     Json(e): Json<SendEvent>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<OkView>, ApiError> {
     match node.send_event(&e.name, e.payload).await {
-        Ok(()) => Ok(Json(serde_json::json!({ "ok": true }))),
+        Ok(()) => Ok(Json(OkView::OK)),
         Err(err) => {
             let status = match &err {
                 Error::Broadcast(BroadcastError::TooLarge { .. }) | Error::TooLarge { .. } => {
@@ -47,6 +54,15 @@ async fn send_event(
 /// JSON object per line, those of the types in LIST only (Serf's names, `event_filter`); with
 /// `snapshot=true` first one `{"type":"snapshot","member":{...}}` line per member; a
 /// `{"type":"heartbeat"}` line every 5 s. 400 `invalid_filter` for a bad type or parameter.
+#[utoipa::path(get, path = "/v1/events", summary = "Stream of membership and user events (NDJSON)", operation_id = "stream_events", tag = "events",
+    params(
+        ("types" = Option<String>, Query, description = "Comma-separated event types: member-join, member-leave, member-failed, member-update, member-reap, member, user, user:NAME, * (default: every type)"),
+        ("snapshot" = Option<bool>, Query, description = "First one snapshot line per member"),
+    ),
+    responses(
+        (status = 200, description = "Events as they come, one JSON object per line; never ends by itself", content_type = "application/x-ndjson", body = EventLine),
+        (status = 400, description = "invalid_filter: an unknown type, over 32 types or 1 KiB, another parameter or one given twice", body = ErrorView),
+    ))]
 async fn stream(
     State(node): State<Node>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,

@@ -10,13 +10,18 @@ use ensemble::{KeyResponse, Node, Secret};
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
 use crate::http::state::AppState;
-use crate::views::KeysBody;
+use crate::views::{ErrorView, KeysBody};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/keys", get(list).post(change))
 }
 
 /// 200 with every node's answer (the failures are in the answer), or 503.
+#[utoipa::path(get, path = "/v1/keys", summary = "Each live node's cluster keys", operation_id = "list_keys", tag = "keys",
+    responses(
+        (status = 200, description = "Each live node's keys, by fingerprint", body = KeyResponse),
+        (status = 503, description = "node_stopped", body = ErrorView),
+    ))]
 async fn list(State(node): State<Node>) -> Result<Json<KeyResponse>, ApiError> {
     node.list_keys()
         .await
@@ -26,6 +31,12 @@ async fn list(State(node): State<Node>) -> Result<Json<KeyResponse>, ApiError> {
 
 /// 200 with every node's answer (the failures are in the answer), 400 for an unknown
 /// operation or a key too weak to use, 503.
+#[utoipa::path(post, path = "/v1/keys", summary = "Install, use or remove a cluster key on every live node", operation_id = "change_keys", tag = "keys", request_body = KeysBody,
+    responses(
+        (status = 200, description = "Every node's answer (the failures are in the answer)", body = KeyResponse),
+        (status = 400, description = "invalid_argument: an unknown operation or a key too weak to use", body = ErrorView),
+        (status = 503, description = "node_stopped", body = ErrorView),
+    ))]
 async fn change(
     State(node): State<Node>,
     Json(b): Json<KeysBody>,

@@ -11,6 +11,9 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/metrics", get(scrape))
 }
 
+/// A probe: answered without a token.
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics (no token)", tag = "probes",
+    responses((status = 200, description = "The agent's figures in the Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
 async fn scrape(State(s): State<AppState>) -> impl IntoResponse {
     let text = s.metrics.render();
     ([("content-type", "text/plain; version=0.0.4")], text)

@@ -14,12 +14,20 @@ use crate::http::error::{ApiError, Code};
 use crate::http::state::AppState;
 use crate::http::stream::{line, ndjson};
 use crate::log_stream::{LogHub, MonitorLevel, Next, MAX_MONITORS};
+use crate::views::{ErrorView, MonitorLine};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/monitor", get(monitor))
 }
 
 /// 400 `invalid_argument` for a bad level or another parameter; 429 `too_many_monitors`.
+#[utoipa::path(get, path = "/v1/monitor", summary = "Stream of the agent's log records (NDJSON)", tag = "agent",
+    params(("level" = Option<String>, Query, description = "error, warn, info (default), debug or trace")),
+    responses(
+        (status = 200, description = "The agent's log records as they are written, one JSON object per line; never ends by itself", content_type = "application/x-ndjson", body = MonitorLine),
+        (status = 400, description = "invalid_argument: another level or parameter", body = ErrorView),
+        (status = 429, description = "too_many_monitors: 8 monitors are connected already", body = ErrorView),
+    ))]
 async fn monitor(
     State(hub): State<LogHub>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,

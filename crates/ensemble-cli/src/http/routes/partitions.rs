@@ -15,7 +15,7 @@ use ensemble::{Node, PartitionRef};
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::{Json, Path};
 use crate::http::state::AppState;
-use crate::views::{Inject, PartitionView};
+use crate::views::{ErrorView, Inject, OkView, PartitionRefView, PartitionView};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -23,6 +23,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/partitions/{reference}", delete(resolve))
 }
 
+/// The partitions in force.
+#[utoipa::path(get, path = "/v1/partitions", summary = "The injected partitions in force", operation_id = "list_partitions", tag = "partitions",
+    responses((status = 200, description = "The partitions in force at this agent", body = Vec<PartitionView>)))]
 async fn list(State(node): State<Node>) -> Json<Vec<PartitionView>> {
     Json(PartitionView::all(&node))
 }
@@ -32,10 +35,17 @@ const MAX_TTL_MS: u64 = 86_400_000;
 
 /// `{"ref": N}`; 403 if not allowed, 400 without nodes or with a `ttl_ms` out of range, 503 if
 /// the node refused.
+#[utoipa::path(post, path = "/v1/partitions", summary = "Inject a partition (fault injection)", operation_id = "inject_partition", tag = "partitions", request_body = Inject,
+    responses(
+        (status = 200, description = "The partition injected", body = PartitionRefView),
+        (status = 400, description = "no_nodes: no node named; bad_ttl: ttl_ms of 0 or over 86,400,000", body = ErrorView),
+        (status = 403, description = "fault_injection_off: the agent runs without --allow-fault-injection", body = ErrorView),
+        (status = 503, description = "The node refused", body = ErrorView),
+    ))]
 async fn inject(
     State(s): State<AppState>,
     Json(body): Json<Inject>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PartitionRefView>, ApiError> {
     allowed(&s)?;
     if body.nodes.is_empty() {
         return Err(ApiError::new(
@@ -59,19 +69,27 @@ async fn inject(
         }
     };
     match injected {
-        Ok(r) => Ok(Json(serde_json::json!({ "ref": r.0 }))),
+        Ok(r) => Ok(Json(PartitionRefView { reference: r.0 })),
         Err(e) => Err(ApiError::node(StatusCode::SERVICE_UNAVAILABLE, e)),
     }
 }
 
 /// 403 if not allowed, 404 if no such partition.
+#[utoipa::path(delete, path = "/v1/partitions/{reference}", summary = "Resolve an injected partition", operation_id = "resolve_partition", tag = "partitions",
+    params(("reference" = u64, Path, description = "The partition's ref")),
+    responses(
+        (status = 200, description = "Resolved", body = OkView),
+        (status = 400, description = "invalid_path: a reference that is no number", body = ErrorView),
+        (status = 403, description = "fault_injection_off: the agent runs without --allow-fault-injection", body = ErrorView),
+        (status = 404, description = "unknown_partition", body = ErrorView),
+    ))]
 async fn resolve(
     State(s): State<AppState>,
     Path(reference): Path<u64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<OkView>, ApiError> {
     allowed(&s)?;
     match s.node.resolve_partition(PartitionRef(reference)).await {
-        Ok(()) => Ok(Json(serde_json::json!({ "ok": true }))),
+        Ok(()) => Ok(Json(OkView::OK)),
         Err(e) => Err(ApiError::node(StatusCode::NOT_FOUND, e)),
     }
 }

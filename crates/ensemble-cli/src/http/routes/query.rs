@@ -16,7 +16,7 @@ use futures::StreamExt;
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::http::state::AppState;
-use crate::views::{QueryBody, QueryLine};
+use crate::views::{ErrorView, QueryBody, QueryLine};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/query", post(query))
@@ -24,6 +24,14 @@ pub fn routes() -> Router<AppState> {
 
 /// 413 if the payload is too large, 429 if this node runs too many queries or over its rate,
 /// 503 if the node stopped, else 400 if refused (name, filter, timeout).
+#[utoipa::path(post, path = "/v1/query", summary = "Ask every matching member; stream their acks and responses (NDJSON)", tag = "queries", request_body = QueryBody,
+    responses(
+        (status = 200, description = "One JSON object per line until the timeout: acks, responses, and last the counts", content_type = "application/x-ndjson", body = QueryLine),
+        (status = 400, description = "Refused: a bad name, filter or timeout", body = ErrorView),
+        (status = 413, description = "The payload is over 8 KiB", body = ErrorView),
+        (status = 429, description = "This node runs 16 queries already, or starts more than 20 per second", body = ErrorView),
+        (status = 503, description = "node_stopped", body = ErrorView),
+    ))]
 async fn query(State(node): State<Node>, Json(q): Json<QueryBody>) -> Result<Response, ApiError> {
     let options = QueryOptions {
         nodes: q.nodes,

@@ -11,7 +11,7 @@ use ensemble::{Error, Node};
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::http::state::AppState;
-use crate::views::SendBody;
+use crate::views::{ErrorView, OkView, SendBody};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/send", post(send))
@@ -19,10 +19,16 @@ pub fn routes() -> Router<AppState> {
 
 /// 200, or 404 (unknown member or name), 413 (does not fit in a frame), 504 (no ack in
 /// time), 400.
-async fn send(
-    State(node): State<Node>,
-    Json(b): Json<SendBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(post, path = "/v1/send", summary = "Send a message to a named handler on a member", tag = "messages", request_body = SendBody,
+    responses(
+        (status = 200, description = "Sent (and acknowledged, with ack)", body = OkView),
+        (status = 400, description = "Refused (an unknown channel, ...)", body = ErrorView),
+        (status = 403, description = "reserved_handler: a handler name of Ensemble's own", body = ErrorView),
+        (status = 404, description = "unknown_member or unknown_handler", body = ErrorView),
+        (status = 413, description = "payload_too_large: does not fit in one frame", body = ErrorView),
+        (status = 504, description = "ack_timeout: no acknowledgement in time", body = ErrorView),
+    ))]
+async fn send(State(node): State<Node>, Json(b): Json<SendBody>) -> Result<Json<OkView>, ApiError> {
     let result = if b.ack {
         let timeout = Duration::from_millis(b.timeout_ms);
         node.forward_message_on(&b.channel, &b.node, &b.name, b.payload, timeout)
@@ -32,7 +38,7 @@ async fn send(
             .await
     };
     match result {
-        Ok(()) => Ok(Json(serde_json::json!({ "ok": true }))),
+        Ok(()) => Ok(Json(OkView::OK)),
         Err(e) => {
             let status = match &e {
                 Error::UnknownNode(_) | Error::UnknownName { .. } => StatusCode::NOT_FOUND,

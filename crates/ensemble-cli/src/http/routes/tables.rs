@@ -13,7 +13,7 @@ use ensemble::{Error, Node, Table, TableError};
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::{Json, Path};
 use crate::http::state::{AgentTables, AppState, Refused};
-use crate::views::{InfoView, LastJoinView, PutBody, RecordView};
+use crate::views::{ErrorView, InfoView, LastJoinView, OkView, PutBody, RecordView};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -27,6 +27,53 @@ pub fn routes() -> Router<AppState> {
 }
 
 type Answer<T> = Result<Json<T>, ApiError>;
+
+/// The error answers of the routes reading a table (for the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum ReadErrors {
+    /// invalid_table_name: empty, over 128 bytes or with control characters.
+    #[response(status = 400)]
+    BadName(ErrorView),
+    /// reserved_table: a table of Ensemble's own (ensemble.*).
+    #[response(status = 403)]
+    Reserved(ErrorView),
+    /// table_not_hosted (or key_not_found, reading a key).
+    #[response(status = 404)]
+    NotFound(ErrorView),
+    /// node_stopped.
+    #[response(status = 503)]
+    Stopped(ErrorView),
+}
+
+/// The error answers of the routes writing a table (for the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum WriteErrors {
+    /// invalid_table_name: empty, over 128 bytes or with control characters; or another
+    /// refusal of the table.
+    #[response(status = 400)]
+    BadName(ErrorView),
+    /// reserved_table: a table of Ensemble's own (ensemble.*); table_creation_off,
+    /// too_many_tables: a put to a table the agent does not host, that it may not create.
+    #[response(status = 403)]
+    Refused(ErrorView),
+    /// table_not_hosted (a delete).
+    #[response(status = 404)]
+    NotHosted(ErrorView),
+    /// record_too_large: key and value over 256 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorView),
+    /// node_stopped.
+    #[response(status = 503)]
+    Stopped(ErrorView),
+    /// replica_timeout: some replicas did not answer in time.
+    #[response(status = 504)]
+    Timeout(ErrorView),
+    /// table_full: the table's limit would be exceeded.
+    #[response(status = 507)]
+    Full(ErrorView),
+}
 
 /// A table operation's error: 413 too large, 507 full, 504 replicas late, 503 stopped, 403
 /// reserved name, else 400.
@@ -101,12 +148,20 @@ async fn for_put(t: &AgentTables, name: &str) -> Result<Table<String, String>, A
 }
 
 /// The agent's tables, without Ensemble's own (`ensemble.*`, such as the tracker's).
+#[utoipa::path(get, path = "/v1/tables", summary = "The tables this agent hosts", operation_id = "list_tables", tag = "tables",
+    responses(
+        (status = 200, description = "The names of the tables the agent hosts", body = Vec<String>),
+        (status = 503, description = "node_stopped", body = ErrorView),
+    ))]
 async fn list(State(node): State<Node>) -> Answer<Vec<String>> {
     let mut names = node.tables().await.map_err(failed)?;
     names.retain(|n| !n.starts_with(ensemble::RESERVED_TABLE_PREFIX));
     Ok(Json(names))
 }
 
+/// A table's replicas, leader, size and joins.
+#[utoipa::path(get, path = "/v1/tables/{table}", summary = "A table's replicas, leader, size and joins", operation_id = "table_info", tag = "tables", params(TablePath),
+    responses((status = 200, description = "The table", body = InfoView), ReadErrors))]
 async fn info(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<InfoView> {
     let i = hosted(&t, &name).await?.info().await.map_err(failed)?;
     Ok(Json(InfoView {
@@ -128,6 +183,9 @@ async fn info(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<
     }))
 }
 
+/// Every record of a table.
+#[utoipa::path(get, path = "/v1/tables/{table}/records", summary = "Every record of a table", operation_id = "list_records", tag = "tables", params(TablePath),
+    responses((status = 200, description = "Every record", body = Vec<RecordView>), ReadErrors))]
 async fn dump(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<Vec<RecordView>> {
     let records = hosted(&t, &name).await?.snapshot().map_err(failed)?;
     Ok(Json(
@@ -138,6 +196,9 @@ async fn dump(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<
     ))
 }
 
+/// One record.
+#[utoipa::path(get, path = "/v1/tables/{table}/records/{key}", summary = "One record", operation_id = "get_record", tag = "tables", params(RecordPath),
+    responses((status = 200, description = "The record", body = RecordView), ReadErrors))]
 async fn read(
     State(t): State<AgentTables>,
     Path((name, key)): Path<(String, String)>,
@@ -152,24 +213,51 @@ async fn read(
     }
 }
 
+/// Writes a record (creating a declared table, or any with --allow-create-tables).
+#[utoipa::path(put, path = "/v1/tables/{table}/records/{key}", summary = "Write a record", operation_id = "put_record", tag = "tables", params(RecordPath),
+    request_body = PutBody,
+    responses((status = 200, description = "Written", body = OkView), WriteErrors))]
 async fn put(
     State(t): State<AgentTables>,
     Path((name, key)): Path<(String, String)>,
     Json(body): Json<PutBody>,
-) -> Answer<serde_json::Value> {
+) -> Answer<OkView> {
     let table = for_put(&t, &name).await?;
     table.insert(key, body.value).await.map_err(failed)?;
-    Ok(Json(serde_json::json!({ "ok": true })))
+    Ok(Json(OkView::OK))
 }
 
+/// Deletes a record (no error if there is none).
+#[utoipa::path(delete, path = "/v1/tables/{table}/records/{key}", summary = "Delete a record", operation_id = "delete_record", tag = "tables", params(RecordPath),
+    responses((status = 200, description = "Deleted", body = OkView), WriteErrors))]
 async fn delete(
     State(t): State<AgentTables>,
     Path((name, key)): Path<(String, String)>,
-) -> Answer<serde_json::Value> {
+) -> Answer<OkView> {
     hosted(&t, &name)
         .await?
         .delete(&key)
         .await
         .map_err(failed)?;
-    Ok(Json(serde_json::json!({ "ok": true })))
+    Ok(Json(OkView::OK))
+}
+
+/// The path parameters of a table (for the OpenAPI document).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TablePath {
+    /// The table: 1 to 128 bytes, no control characters, not `ensemble.*`.
+    table: String,
+}
+
+/// The path parameters of a record (for the OpenAPI document).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct RecordPath {
+    /// The table: 1 to 128 bytes, no control characters, not `ensemble.*`.
+    table: String,
+    /// The record's key.
+    key: String,
 }

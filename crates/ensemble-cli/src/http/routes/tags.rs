@@ -16,14 +16,32 @@ use crate::http::error::{ApiError, Code};
 use crate::http::extract::Json;
 use crate::http::state::{AgentControl, AppState};
 use crate::tags_file::{split, OWN_PREFIX};
-use crate::views::{DeleteTagsBody, SetTagsBody, TagsView};
+use crate::views::{DeleteTagsBody, ErrorView, SetTagsBody, TagsView};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/tags", put(set).delete(delete))
 }
 
+/// The errors of both routes but their 400 (for the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum NotChanged {
+    /// tags_not_saved: the node took them, the tags file could not be written.
+    #[response(status = 500)]
+    NotSaved(ErrorView),
+    /// node_stopped.
+    #[response(status = 503)]
+    Stopped(ErrorView),
+}
+
 /// 200 with the tags now; 400 for tags over the limits or of Ensemble's own (`ensemble.*`);
 /// 500 `tags_not_saved` if the node took them but the tags file could not be written.
+#[utoipa::path(put, path = "/v1/tags", summary = "Add or change this agent's tags", operation_id = "set_tags", tag = "agent", request_body = SetTagsBody,
+    responses(
+        (status = 200, description = "The tags now (Ensemble's own left out)", body = TagsView),
+        (status = 400, description = "invalid_argument: over the tag limits, or a key starting with ensemble.", body = ErrorView),
+        NotChanged,
+    ))]
 async fn set(
     State(node): State<Node>,
     State(agent): State<AgentControl>,
@@ -35,6 +53,12 @@ async fn set(
 
 /// 200 with the tags now (removing a tag the node does not carry is no error); 400 for more
 /// keys than a node can carry or a key over the length limit.
+#[utoipa::path(delete, path = "/v1/tags", summary = "Remove some of this agent's tags", operation_id = "delete_tags", tag = "agent", request_body = DeleteTagsBody,
+    responses(
+        (status = 200, description = "The tags now (Ensemble's own left out)", body = TagsView),
+        (status = 400, description = "invalid_argument: over 32 keys, or a key over 64 bytes", body = ErrorView),
+        NotChanged,
+    ))]
 async fn delete(
     State(node): State<Node>,
     State(agent): State<AgentControl>,

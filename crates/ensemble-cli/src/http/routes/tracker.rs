@@ -9,13 +9,18 @@ use ensemble::Node;
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
 use crate::http::state::AppState;
-use crate::views::{RowView, TrackerView};
+use crate::views::{ErrorView, RowView, TrackerView};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/tracker", get(tracker))
 }
 
 /// 503 if the tracker cannot be read.
+#[utoipa::path(get, path = "/v1/tracker", summary = "Every node ever seen, and the cluster mode", tag = "tracker",
+    responses(
+        (status = 200, description = "The tracker's rows and the cluster mode", body = TrackerView),
+        (status = 503, description = "The tracker cannot be read", body = ErrorView),
+    ))]
 async fn tracker(State(node): State<Node>) -> Result<Json<TrackerView>, ApiError> {
     let view = async {
         let t = node.tracker().await?;

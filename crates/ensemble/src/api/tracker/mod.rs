@@ -36,6 +36,7 @@ const RECONCILE: Duration = Duration::from_secs(1);
 
 /// Online or offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
     /// Alive or suspect.
@@ -63,6 +64,7 @@ pub struct NodeRow {
 
 /// Alone, or with others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// No other member is online.
