@@ -238,3 +238,65 @@ fn ensemble_query_prints_answers_of_handler_commands_filtered_and_bounded() {
     assert!(!ok);
     assert!(err.contains("--timeout"), "{err}");
 }
+
+/// The responses of the query `name` asked of the lone agent at `http`, as (from, payload).
+fn responses(http: &str, name: &str) -> Vec<(String, String)> {
+    let (status, lines) = post_query(http, json!({ "name": name, "timeout_ms": 1500 }));
+    assert_eq!(status, 200, "{lines:?}");
+    assert_eq!(of_type(&lines, "ack").len(), 1, "{lines:?}");
+    of_type(&lines, "response")
+        .iter()
+        .map(|l| {
+            let from = l["from"].as_str().unwrap().to_owned();
+            (from, l["payload"].as_str().unwrap().trim().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn sighup_reads_the_query_handlers_of_the_config_file_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let write = |handlers: &str| std::fs::write(&config, format!("[query_handlers]\n{handlers}"));
+    write("load = \"echo one\"\n").unwrap();
+    let config_arg = config.display().to_string();
+    let a = Agent::start_with(dir.path(), "a0", None, SECRET, &["--config", &config_arg]);
+    a.wait_answers(Duration::from_secs(30));
+    let me = |p: &str| vec![("a0".to_owned(), p.to_owned())];
+    assert_eq!(responses(&a.http, "load"), me("one"));
+    assert_eq!(responses(&a.http, "uptime"), []);
+
+    // A changed command and a new name.
+    write("load = \"echo two\"\nuptime = \"echo up\"\n").unwrap();
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(
+        Duration::from_secs(30),
+        "the agent read its handlers again",
+        || {
+            a.log_text()
+                .contains("SIGHUP: query handlers [load] -> [load uptime]")
+        },
+    );
+    assert_eq!(responses(&a.http, "load"), me("two"));
+    assert_eq!(responses(&a.http, "uptime"), me("up"));
+
+    // A name gone: acked, no response; a bad name changes nothing.
+    write("uptime = \"echo up\"\n").unwrap();
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(Duration::from_secs(30), "the agent dropped load", || {
+        a.log_text()
+            .contains("SIGHUP: query handlers [load uptime] -> [uptime]")
+    });
+    assert_eq!(responses(&a.http, "load"), []);
+    write("\"\" = \"echo bad\"\n").unwrap();
+    a.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(
+        Duration::from_secs(30),
+        "the agent kept its handlers",
+        || {
+            a.log_text()
+                .contains("SIGHUP: kept the query handlers as they were")
+        },
+    );
+    assert_eq!(responses(&a.http, "uptime"), me("up"));
+}

@@ -36,6 +36,8 @@ pub struct AgentSettings {
     pub handlers: Vec<(String, String)>,
     /// `--query-handler`s: query name and command.
     pub query_handlers: Vec<(String, String)>,
+    /// `--query-handler` alone: on SIGHUP they still win over the config file's.
+    pub query_handler_flags: Vec<(String, String)>,
     pub event_handlers: Vec<EventHandler>,
     /// The event handlers come from `--event-handler`, not from the config file.
     pub event_handlers_from_flag: bool,
@@ -58,6 +60,20 @@ fn merged<V: Clone>(
     all.retain(|(n, _)| !flags.iter().any(|(m, _)| m == n));
     all.extend(flags.iter().cloned());
     all
+}
+
+/// The query handlers of the config file `file` and of the flags `flags` (which win for a
+/// name in both), each name checked.
+pub fn query_handlers(
+    file: &FileSettings,
+    flags: &[(String, String)],
+) -> Result<Vec<(String, String)>> {
+    let handlers = merged(&file.query_handlers, flags);
+    for (name, _) in &handlers {
+        ensemble::check_query_name(name)
+            .with_context(|| format!("--query-handler {name:?} (config table query_handlers)"))?;
+    }
+    Ok(handlers)
 }
 
 /// The node's config and the agent's settings from the flags and the config file. With
@@ -152,11 +168,7 @@ pub fn build_config(args: &AgentArgs, files: Files) -> Result<(Config, AgentSett
     } else {
         event_handler::parse_all(&file.event_handlers, "config key event_handlers")?
     };
-    let query_handlers = merged(&file.query_handlers, &args.query_handlers);
-    for (name, _) in &query_handlers {
-        ensemble::check_query_name(name)
-            .with_context(|| format!("--query-handler {name:?} (config table query_handlers)"))?;
-    }
+    let query_handlers = query_handlers(&file, &args.query_handlers)?;
     let advertised = config.advertise.unwrap_or(config.bind);
     let (backend, discovery) = discovery::build(
         &args.discovery,
@@ -205,6 +217,7 @@ pub fn build_config(args: &AgentArgs, files: Files) -> Result<(Config, AgentSett
             },
             handlers: merged(&file.handlers, &args.handlers),
             query_handlers,
+            query_handler_flags: args.query_handlers.clone(),
             singletons: merged(&file.singletons, &args.singletons),
             singleton_majority: merged(&file.singleton_majority, &args.singleton_majority),
             event_handlers,

@@ -236,7 +236,9 @@ async fn serve(args: AgentArgs, env: SecretEnv, logging: Logging, hub: LogHub) -
         event_handler::EventHandlers::new(agent.event_handlers, agent.event_handlers_from_flag);
     event_handler::spawn(&node, &event_handlers, args.config.is_some());
     handlers::spawn(&node, agent.handlers).await?;
-    query_handler::spawn(&node, agent.query_handlers).await?;
+    let query_handlers =
+        query_handler::QueryHandlers::start(&node, agent.query_handlers, agent.query_handler_flags)
+            .await?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }
@@ -262,6 +264,7 @@ async fn serve(args: AgentArgs, env: SecretEnv, logging: Logging, hub: LogHub) -
         config: args.config.clone(),
         logging,
         event_handlers,
+        query_handlers,
     };
     reload::spawn(&node, reloadable, &control)?;
     let leave = control.leave.clone();

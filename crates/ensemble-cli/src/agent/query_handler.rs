@@ -6,9 +6,10 @@
 //! [`MAX_RUNNING`] commands run at once on an agent: a query beyond that is acked but gets no
 //! response.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -17,9 +18,10 @@ use ensemble::{IncomingQuery, Node, MAX_QUERY_RESPONSE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::ChildStdout;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::event_handler::{kill_group, spawn_shell};
+use super::settings::FileSettings;
 
 /// Query commands running at once on one agent.
 pub const MAX_RUNNING: usize = 4;
@@ -27,17 +29,101 @@ pub const MAX_RUNNING: usize = 4;
 /// with it before the node stops listening for the response.
 const MARGIN: Duration = Duration::from_millis(100);
 
-/// Registers a query handler per `(name, command)`; fails if a name is taken.
-pub async fn spawn(node: &Node, handlers: Vec<(String, String)>) -> Result<()> {
-    let slots = Arc::new(Semaphore::new(MAX_RUNNING));
-    let busy = Arc::new(AtomicU64::new(0));
-    for (name, cmd) in handlers {
-        let cmd: Arc<str> = cmd.into();
-        let me: Arc<str> = node.name().into();
-        let (slots, busy) = (slots.clone(), busy.clone());
+/// The agent's query handlers: a command per query name, replaced whole on SIGHUP.
+#[derive(Clone)]
+pub struct QueryHandlers {
+    node: Node,
+    /// The command of each name now.
+    current: Arc<RwLock<BTreeMap<String, Arc<str>>>>,
+    /// Names with a handler on the node. A name SIGHUP dropped stays registered and answers
+    /// as a name without a handler does: an ack, no response.
+    registered: Arc<tokio::sync::Mutex<BTreeSet<String>>>,
+    /// `--query-handler` (they win over the config file's on SIGHUP too).
+    flags: Vec<(String, String)>,
+    slots: Arc<Semaphore>,
+    busy: Arc<AtomicU64>,
+}
+
+impl QueryHandlers {
+    /// Registers a handler per `(name, command)` of `handlers`; `flags` are those of them the
+    /// command line gave. Fails if a name is taken.
+    pub async fn start(
+        node: &Node,
+        handlers: Vec<(String, String)>,
+        flags: Vec<(String, String)>,
+    ) -> Result<QueryHandlers> {
+        let this = QueryHandlers {
+            node: node.clone(),
+            current: Arc::default(),
+            registered: Arc::default(),
+            flags,
+            slots: Arc::new(Semaphore::new(MAX_RUNNING)),
+            busy: Arc::default(),
+        };
+        this.install(handlers).await?;
+        Ok(this)
+    }
+
+    /// SIGHUP: the query handlers of the config file `file` and of the flags; logs the names
+    /// that changed (not the commands). Bad names keep the handlers as they were.
+    pub async fn reload(&self, file: &FileSettings) {
+        let new = match super::config::query_handlers(file, &self.flags) {
+            Ok(new) => new,
+            Err(e) => return warn!("SIGHUP: kept the query handlers as they were: {e:#}"),
+        };
+        let old = self.names();
+        let changed = {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            current.len() != new.len()
+                || new
+                    .iter()
+                    .any(|(n, c)| current.get(n).is_none_or(|old| **old != **c))
+        };
+        if !changed {
+            return debug!("SIGHUP: the query handlers are unchanged");
+        }
+        match self.install(new).await {
+            Ok(()) => info!("SIGHUP: query handlers [{old}] -> [{}]", self.names()),
+            Err(e) => warn!("SIGHUP: query handlers not all installed: {e:#}"),
+        }
+    }
+
+    fn names(&self) -> String {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.keys().cloned().collect::<Vec<_>>().join(" ")
+    }
+
+    /// Makes `handlers` the commands, registering the names the node does not have yet.
+    async fn install(&self, handlers: Vec<(String, String)>) -> Result<()> {
+        let names: Vec<String> = handlers.iter().map(|(n, _)| n.clone()).collect();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = handlers
+            .into_iter()
+            .map(|(n, c)| (n, Arc::from(c)))
+            .collect();
+        let mut registered = self.registered.lock().await;
+        for name in names {
+            if registered.contains(&name) {
+                continue;
+            }
+            self.register(&name).await?;
+            registered.insert(name);
+        }
+        Ok(())
+    }
+
+    async fn register(&self, name: &str) -> Result<()> {
+        let me: Arc<str> = self.node.name().into();
+        let (current, slots, busy) = (self.current.clone(), self.slots.clone(), self.busy.clone());
+        let owned = name.to_owned();
         let handler = move |q: IncomingQuery| {
-            let (cmd, me, slots, busy) = (cmd.clone(), me.clone(), slots.clone(), busy.clone());
+            let cmd = current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&owned)
+                .cloned();
+            let (me, slots, busy) = (me.clone(), slots.clone(), busy.clone());
             async move {
+                let cmd = cmd?;
                 let Ok(_running) = slots.try_acquire_owned() else {
                     let n = busy.fetch_add(1, Ordering::Relaxed) + 1;
                     if n.is_power_of_two() {
@@ -48,11 +134,11 @@ pub async fn spawn(node: &Node, handlers: Vec<(String, String)>) -> Result<()> {
                 answer(&cmd, &me, q).await
             }
         };
-        node.register_query_handler(&name, handler)
+        self.node
+            .register_query_handler(name, handler)
             .await
-            .with_context(|| format!("cannot register query handler {name:?} (--query-handler)"))?;
+            .with_context(|| format!("cannot register query handler {name:?} (--query-handler)"))
     }
-    Ok(())
 }
 
 /// Runs `cmd` for the query `q`; its output, or None if it could not start or outlived the

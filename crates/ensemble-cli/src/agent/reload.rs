@@ -1,6 +1,7 @@
 //! SIGHUP: what an agent reads again without a restart, logging what changed: the keyring file
 //! (`--keyring-file`), the tags file (`--tags-file`), and from the config file the log level
-//! (`log_level`) and the event handlers (`event_handlers`). Other settings need a restart.
+//! (`log_level`), the event handlers (`event_handlers`) and the query handlers
+//! (`[query_handlers]`). Other settings need a restart.
 //!
 //! The handler is always installed, so a SIGHUP (`systemctl reload`, `kill -HUP`) never
 //! terminates the agent, even when there is nothing to read again.
@@ -16,6 +17,7 @@ use tracing::{info, warn};
 use super::event_handler::EventHandlers;
 use super::keyring;
 use super::logging::Logging;
+use super::query_handler::QueryHandlers;
 use super::settings::FileSettings;
 use crate::http::AgentControl;
 use crate::tags_file::{self, describe_change, split, OWN_PREFIX};
@@ -28,6 +30,7 @@ pub struct Reloadable {
     pub config: Option<PathBuf>,
     pub logging: Logging,
     pub event_handlers: EventHandlers,
+    pub query_handlers: QueryHandlers,
 }
 
 /// Reads the keyring, tags and config files again on every SIGHUP.
@@ -41,9 +44,10 @@ pub fn spawn(node: &Node, what: Reloadable, control: &AgentControl) -> Result<()
                     Ok(file) => {
                         what.logging.reload(&file);
                         what.event_handlers.reload(&file);
+                        what.query_handlers.reload(&file).await;
                     }
                     Err(e) => warn!(
-                        "SIGHUP: kept the log level and the event handlers as they were: {e:#}"
+                        "SIGHUP: kept the log level and the event and query handlers as they were: {e:#}"
                     ),
                 }
             }
