@@ -1,0 +1,337 @@
+// The Ensemble dashboard (docs/DASHBOARD.md): one page, no build step, no dependency.
+// Everything it shows comes from the agent's HTTP API, with the token the user types once;
+// the token is kept in sessionStorage (this tab only) and sent in the Authorization header,
+// never in a URL. A 401 forgets it and brings the sign-in form back.
+'use strict';
+
+// Errors of the page, for whoever looks (the browser test reads them).
+window.dashboardErrors = [];
+window.addEventListener('error', (e) => {
+  window.dashboardErrors.push(String(e.message || (e.target && e.target.src) || 'error'));
+}, true);
+window.addEventListener('unhandledrejection', (e) => {
+  window.dashboardErrors.push('unhandled rejection: ' + String(e.reason));
+});
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.dashboardErrors.push('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI);
+});
+
+const TOKEN_KEY = 'ensemble.token';
+const TIMELINE_MAX = 1000;
+const HEARTBEAT_LIMIT_MS = 15000; // the stream sends a heartbeat every 5 s
+const BACKOFF_MAX_MS = 15000;
+
+const state = {
+  token: null,
+  members: new Map(), // name -> member view
+  timeline: [], // newest first
+  singletons: [],
+  sort: { key: 'name', dir: 1 },
+  view: 'members',
+  stream: null, // the AbortController of the event stream
+  timers: [],
+};
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+// --- The token ---
+
+class Unauthorized extends Error {}
+
+async function api(path, options) {
+  const resp = await fetch(path, {
+    ...options,
+    cache: 'no-store',
+    headers: { Authorization: 'Bearer ' + state.token },
+  });
+  if (resp.status === 401) throw new Unauthorized();
+  return resp;
+}
+
+function signedOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+  state.members.clear();
+  state.timeline = [];
+  state.singletons = [];
+  render();
+  $('#tabs').hidden = true;
+  $('#logout').hidden = true;
+  $('#agent').textContent = '';
+  $('#link').textContent = '';
+  document.querySelectorAll('.view').forEach((v) => { v.hidden = true; });
+  $('#login').hidden = false;
+  $('#login-error').textContent = message || '';
+  $('#token').value = '';
+  $('#token').focus();
+}
+
+async function signIn(token) {
+  state.token = token;
+  try {
+    const resp = await api('/v1/self');
+    if (!resp.ok) throw new Error('the agent answered ' + resp.status);
+    const me = await resp.json();
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('#agent').textContent = 'agent ' + me.name;
+  } catch (e) {
+    if (e instanceof Unauthorized) signedOut('The agent refused this token.');
+    else signedOut('Cannot reach the agent: ' + e.message);
+    return;
+  }
+  $('#login').hidden = true;
+  $('#tabs').hidden = false;
+  $('#logout').hidden = false;
+  show(state.view);
+  follow();
+  refreshSingletons();
+  state.timers.push(setInterval(refreshSingletons, 1000));
+}
+
+function guard(e) {
+  if (e instanceof Unauthorized) signedOut('The agent refused the token: sign in again.');
+  else if (e.name !== 'AbortError') console.warn(e);
+}
+
+// --- The event stream: GET /v1/events?types=member&snapshot=true through fetch() ---
+
+async function follow() {
+  let backoff = 1000;
+  const ctl = new AbortController();
+  state.stream = ctl;
+  while (!ctl.signal.aborted) {
+    let lastLine = Date.now();
+    const inner = new AbortController();
+    // A stream that says nothing, not even its heartbeat, is dead: start another.
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastLine > HEARTBEAT_LIMIT_MS) inner.abort();
+    }, 1000);
+    const stop = () => inner.abort();
+    ctl.signal.addEventListener('abort', stop);
+    let quiet = null;
+    try {
+      const resp = await api('/v1/events?types=member&snapshot=true', { signal: inner.signal });
+      if (!resp.ok) throw new Error('the event stream answered ' + resp.status);
+      $('#link').textContent = 'live';
+      const snapshot = new Set();
+      let inSnapshot = true;
+      const endSnapshot = () => {
+        if (!inSnapshot) return;
+        inSnapshot = false;
+        for (const name of [...state.members.keys()]) if (!snapshot.has(name)) state.members.delete(name);
+        render();
+      };
+      quiet = setTimeout(endSnapshot, 500);
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        lastLine = Date.now();
+        backoff = 1000;
+        buf += value;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          const msg = JSON.parse(line);
+          if (msg.type === 'snapshot') {
+            snapshot.add(msg.member.name);
+            fromSnapshot(msg.member);
+          } else if (msg.type === 'member') {
+            endSnapshot();
+            onEvent(msg);
+          } else if (msg.type === 'heartbeat') {
+            endSnapshot();
+          }
+        }
+        render();
+      }
+    } catch (e) {
+      if (e instanceof Unauthorized) {
+        clearInterval(watchdog);
+        guard(e);
+        return;
+      }
+      if (e.name !== 'AbortError') console.warn('event stream:', e.message);
+    } finally {
+      clearTimeout(quiet);
+      clearInterval(watchdog);
+      ctl.signal.removeEventListener('abort', stop);
+    }
+    if (ctl.signal.aborted) return;
+    $('#link').textContent = 'reconnecting in ' + Math.round(backoff / 1000) + ' s';
+    await new Promise((r) => setTimeout(r, backoff));
+    backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+  }
+}
+
+// A member as the stream's snapshot shows it: after a reconnection, a change missed while
+// disconnected is put on the timeline (marked as seen on reconnection).
+function fromSnapshot(m) {
+  const old = state.members.get(m.name);
+  if (old && (old.status !== m.status || old.incarnation !== m.incarnation)) {
+    addTimeline({ kind: m.status, member: m, note: 'seen on reconnection' });
+  }
+  state.members.set(m.name, m);
+}
+
+function onEvent(e) {
+  state.members.set(e.member.name, e.member);
+  addTimeline({ kind: e.kind, member: e.member, detection_ms: e.detection_ms });
+  refreshSingletons();
+}
+
+function addTimeline(entry) {
+  entry.time = new Date();
+  state.timeline.unshift(entry);
+  if (state.timeline.length > TIMELINE_MAX) state.timeline.length = TIMELINE_MAX;
+}
+
+// --- Singletons: GET /v1/singletons, once a second (and on membership events, at most once
+// a second) ---
+
+let singletonsAt = 0;
+let singletonsBusy = false;
+async function refreshSingletons() {
+  if (!state.token || singletonsBusy || document.hidden) return;
+  if (Date.now() - singletonsAt < 1000) return;
+  singletonsBusy = true;
+  singletonsAt = Date.now();
+  try {
+    const resp = await api('/v1/singletons');
+    if (resp.ok) state.singletons = await resp.json();
+    renderSingletons();
+  } catch (e) {
+    guard(e);
+  } finally {
+    singletonsBusy = false;
+  }
+}
+
+// --- Rendering ---
+
+const role = (m) => (m.tags && m.tags['ensemble.role']) || 'peer';
+const userTags = (m) => Object.entries(m.tags || {}).filter(([k]) => k !== 'ensemble.role');
+const tagText = (m) => userTags(m).map(([k, v]) => k + '=' + v).join(' ');
+
+function sortValue(m, key) {
+  if (key === 'role') return role(m);
+  if (key === 'tags') return tagText(m);
+  return m[key];
+}
+
+function render() {
+  renderMembers();
+  renderTimeline();
+  renderSingletons();
+}
+
+function renderMembers() {
+  const filter = $('#filter').value.trim().toLowerCase();
+  const { key, dir } = state.sort;
+  const rows = [...state.members.values()]
+    .filter((m) => !filter || [m.name, m.addr, m.status, role(m), tagText(m)].join(' ').toLowerCase().includes(filter))
+    .sort((a, b) => {
+      const x = sortValue(a, key);
+      const y = sortValue(b, key);
+      return (x < y ? -1 : x > y ? 1 : 0) * dir || (a.name < b.name ? -1 : 1);
+    })
+    .map((m) => el('tr', { 'data-name': m.name, 'data-status': m.status, 'data-incarnation': m.incarnation },
+      el('td', {}, m.name),
+      el('td', {}, m.addr),
+      el('td', {}, el('span', { class: 'status ' + m.status }, m.status)),
+      el('td', { class: 'num' }, m.incarnation),
+      el('td', {}, role(m)),
+      el('td', {}, ...userTags(m).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v)))));
+  $('#members tbody').replaceChildren(...rows);
+  document.querySelectorAll('#members th').forEach((th) => {
+    th.classList.toggle('asc', th.dataset.key === key && dir === 1);
+    th.classList.toggle('desc', th.dataset.key === key && dir === -1);
+  });
+  const counts = {};
+  for (const m of state.members.values()) counts[m.status] = (counts[m.status] || 0) + 1;
+  $('#members-count').textContent = state.token
+    ? Object.entries(counts).map(([s, n]) => n + ' ' + s).join(', ') + (filter ? ' (' + rows.length + ' shown)' : '')
+    : '';
+}
+
+function duration(ms) {
+  return ms < 1000 ? ms + ' ms' : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
+}
+
+function renderTimeline() {
+  const rows = state.timeline.map((t) => el('tr', { 'data-name': t.member.name, 'data-kind': t.kind },
+    el('td', { title: t.time.toISOString() }, t.time.toLocaleTimeString()),
+    el('td', {}, t.member.name),
+    el('td', {}, el('span', { class: 'status ' + t.kind }, t.kind), t.note ? ' (' + t.note + ')' : ''),
+    el('td', { class: 'num' }, t.member.incarnation),
+    el('td', { class: 'num detection' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
+  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 5 }, 'No membership event since the page opened.')));
+  $('#timeline tbody').replaceChildren(...rows);
+}
+
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 120 ? s + ' s ago' : Math.round(s / 60) + ' min ago';
+}
+
+function renderSingletons() {
+  const rows = state.singletons.map((s) => el('tr', { 'data-name': s.name, 'data-leader': s.leader || '', 'data-epoch': s.epoch },
+    el('td', {}, s.name),
+    el('td', {}, s.leader || '(none)'),
+    el('td', { class: 'num' }, s.epoch),
+    el('td', { title: s.since_ms ? new Date(s.since_ms).toISOString() : '' },
+      s.since_ms ? new Date(s.since_ms).toLocaleTimeString() + ' (' + ago(s.since_ms) + ')' : ''),
+    el('td', {}, s.role),
+    el('td', {}, (s.candidates || []).join(', '))));
+  if (!rows.length && state.token) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 6 }, 'This agent runs no singleton.')));
+  $('#singletons tbody').replaceChildren(...rows);
+}
+
+function show(view) {
+  state.view = view;
+  document.querySelectorAll('#tabs button').forEach((b) => b.classList.toggle('active', b.dataset.view === view));
+  document.querySelectorAll('.view').forEach((v) => { v.hidden = v.id !== 'view-' + view; });
+}
+
+// --- Wiring ---
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('#login-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const token = $('#token').value.trim();
+    $('#token').value = '';
+    if (token) signIn(token);
+  });
+  $('#logout').addEventListener('click', () => signedOut(''));
+  $('#tabs').addEventListener('click', (e) => {
+    if (e.target.dataset.view) show(e.target.dataset.view);
+  });
+  $('#filter').addEventListener('input', renderMembers);
+  $('#members thead').addEventListener('click', (e) => {
+    const key = e.target.dataset.key;
+    if (!key) return;
+    state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
+    renderMembers();
+  });
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) signIn(token);
+  else signedOut('');
+});

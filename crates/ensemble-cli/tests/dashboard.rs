@@ -1,0 +1,319 @@
+//! The dashboard (`GET /ui`, docs/DASHBOARD.md) in a real browser: headless Chromium driven
+//! through chromedriver (WebDriver, fantoccini), on one of 3 agents that each run the
+//! singleton `cron`. Asserted from the rendered page: the sign-in prompt and no data without
+//! the token; 3 alive members with it; a SIGKILLed member down within 3 s without a reload, and
+//! its failure on the timeline with a detection latency; the restarted member alive again with a
+//! higher incarnation; a new leader at a higher epoch once the singleton's leader is killed; no
+//! error in the browser. A screenshot of each view is written under the target directory
+//! (`CARGO_TARGET_TMPDIR/dashboard/`).
+//!
+//! Without chromium or chromedriver the test is skipped with its reason, except under CI
+//! (`CI=true`), where it fails (scripts/setup-browser installs them).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+mod common;
+use common::*;
+
+/// A chromedriver of our own, on a free port; killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let d = Driver { child, port };
+        wait_for(Duration::from_secs(30), "chromedriver answers", || {
+            ureq::get(&format!("http://127.0.0.1:{port}/status"))
+                .timeout(Duration::from_secs(5))
+                .call()
+                .ok()
+                .and_then(|r| r.into_json::<Value>().ok())
+                .is_some_and(|v| v["value"]["ready"] == true)
+        });
+        d
+    }
+
+    /// A headless Chromium session (as root: without its sandbox).
+    async fn browser(&self) -> Client {
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,800"],
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session through chromedriver")
+    }
+
+    /// The browser's console messages at level SEVERE since the last call (chromedriver's log
+    /// command).
+    fn console_errors(&self, session: &str) -> Vec<Value> {
+        let url = format!("http://127.0.0.1:{}/session/{session}/se/log", self.port);
+        let v: Value = ureq::post(&url)
+            .timeout(Duration::from_secs(10))
+            .send_json(json!({ "type": "browser" }))
+            .expect("chromedriver's browser log")
+            .into_json()
+            .unwrap();
+        let entries = v["value"].as_array().expect("log entries").clone();
+        entries
+            .into_iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .collect()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the page shows, read from its DOM: whether the sign-in form is up, the rows of each
+/// view (their cells' text), and the errors the page caught.
+async fn page(c: &Client) -> Value {
+    const READ: &str = r#"
+        const rows = (sel) => [...document.querySelectorAll(sel + ' tbody tr:not(.empty)')]
+            .map((r) => [...r.cells].map((td) => td.textContent));
+        return {
+            login: !document.querySelector('#login').hidden,
+            members: rows('#members').map((c) => ({ name: c[0], addr: c[1], status: c[2], incarnation: Number(c[3]) })),
+            timeline: rows('#timeline').map((c) => ({ name: c[1], kind: c[2], detection: c[4] })),
+            singletons: rows('#singletons').map((c) => ({ name: c[0], leader: c[1], epoch: Number(c[2]) })),
+            errors: window.dashboardErrors || ['no dashboard script'],
+        };"#;
+    c.execute(READ, vec![]).await.expect("the page reads")
+}
+
+/// Waits until `cond` holds of the page, at most `limit`; the page when it does.
+async fn until(c: &Client, limit: Duration, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let p = page(c).await;
+        if cond(&p) {
+            return p;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting until the page shows {what}; it shows {p:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn member<'a>(p: &'a Value, name: &str) -> Option<&'a Value> {
+    p["members"].as_array()?.iter().find(|m| m["name"] == name)
+}
+
+/// Shows `view` and writes its screenshot under the target directory.
+async fn screenshot(c: &Client, view: &str) -> PathBuf {
+    if view != "login" {
+        let tab = format!("#tabs button[data-view={view}]");
+        c.find(Locator::Css(&tab))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{view}.png"));
+    std::fs::write(&path, c.screenshot().await.unwrap()).unwrap();
+    path
+}
+
+fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
+    let v = ureq_get(&a.http, "/v1/singletons")?;
+    let s = v.as_array()?.iter().find(|s| s["name"] == "cron")?.clone();
+    Some((s["leader"].as_str()?.to_string(), s["epoch"].as_u64()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_follows_the_cluster_live() {
+    if !have("chromedriver", "scripts/setup-browser") || !have("chromium", "scripts/setup-browser")
+    {
+        return;
+    }
+    let started = Instant::now();
+    let dir = tempdir();
+    let extra = ["--singleton", "cron=sleep 1000"];
+    let mut agents = start_agents(dir.path(), 3, &extra);
+    wait_for(
+        Duration::from_secs(30),
+        "the agents agree on a leader",
+        || {
+            let seen: Vec<_> = agents.iter().map(leader_seen_by).collect();
+            seen.iter().all(|s| s.is_some() && *s == seen[0])
+                && agents.iter().all(|a| {
+                    a.members()
+                        .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["status"] == "alive"))
+                })
+        },
+    );
+    let (leader, _) = leader_seen_by(&agents[0]).unwrap();
+    let leader = agents.iter().position(|a| a.name == leader).unwrap();
+    // The page is opened on an agent that leads nothing; the other one is killed and restarted.
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let (ui, victim) = (others[0], others[1]);
+    let (ui_http, victim_name) = (agents[ui].http.clone(), agents[victim].name.clone());
+
+    // The page's files need no token; they carry the policy; the data does need it.
+    let resp = ureq::get(&format!("http://{ui_http}/ui")).call().unwrap();
+    let policy = resp.header("content-security-policy").unwrap_or_default();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(resp.into_string().unwrap().contains("/ui/app.js"));
+    let status = match ureq::get(&format!("http://{ui_http}/v1/members")).call() {
+        Err(ureq::Error::Status(s, _)) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(status, 401);
+
+    let driver = Driver::start();
+    let c = driver.browser().await;
+    let session = c.session_id().await.unwrap().expect("a session id");
+    c.goto(&format!("http://{ui_http}/ui")).await.unwrap();
+
+    // Without the token: the prompt, no data.
+    let p = until(&c, Duration::from_secs(20), "the sign-in form", |p| {
+        p["login"] == true
+    })
+    .await;
+    assert_eq!(p["members"], json!([]), "{p}");
+    screenshot(&c, "login").await;
+
+    // With it: 3 alive members.
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(&token())
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let p = until(&c, Duration::from_secs(20), "3 alive members", |p| {
+        p["login"] == false
+            && p["members"].as_array().unwrap().len() == 3
+            && p["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["status"] == "alive")
+    })
+    .await;
+    let incarnation = member(&p, &victim_name).unwrap()["incarnation"]
+        .as_u64()
+        .unwrap();
+    screenshot(&c, "members").await;
+
+    // SIGKILL: down on the page within 3 s, without a reload; on the timeline with its
+    // detection latency.
+    agents[victim].signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    until(&c, Duration::from_secs(3), "the killed member down", |p| {
+        member(p, &victim_name).is_some_and(|m| m["status"] == "down")
+    })
+    .await;
+    eprintln!(
+        "the page showed {victim_name} down {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    let p = until(
+        &c,
+        Duration::from_secs(5),
+        "the failure on the timeline",
+        |p| {
+            p["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == victim_name.as_str() && t["kind"] == "down")
+        },
+    )
+    .await;
+    let failure = p["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == victim_name.as_str() && t["kind"] == "down")
+        .unwrap();
+    let detection = failure["detection"].as_str().unwrap();
+    assert!(
+        detection.ends_with(" ms") || detection.ends_with(" s"),
+        "a detection latency on the timeline: {failure}"
+    );
+    screenshot(&c, "timeline").await;
+
+    // Restarted: alive again, at a higher incarnation.
+    let seed = agents[ui].bind.clone();
+    agents[victim].spawn(Some(&seed), SECRET);
+    until(
+        &c,
+        Duration::from_secs(30),
+        "the restarted member alive",
+        |p| {
+            member(p, &victim_name).is_some_and(|m| {
+                m["status"] == "alive" && m["incarnation"].as_u64().unwrap() > incarnation
+            })
+        },
+    )
+    .await;
+
+    // The singleton's leader killed: another leader at a higher epoch.
+    let p = until(&c, Duration::from_secs(10), "the singleton", |p| {
+        p["singletons"].as_array().unwrap().len() == 1
+    })
+    .await;
+    let before = p["singletons"][0].clone();
+    assert_eq!(before["name"], "cron");
+    assert_eq!(before["leader"], agents[leader].name.as_str(), "{p}");
+    agents[leader].signal(Signal::SIGKILL);
+    until(
+        &c,
+        Duration::from_secs(30),
+        "a new leader at a higher epoch",
+        |p| {
+            let s = &p["singletons"][0];
+            s["leader"] != before["leader"]
+                && s["leader"] != "(none)"
+                && s["epoch"].as_u64() > before["epoch"].as_u64()
+        },
+    )
+    .await;
+    screenshot(&c, "singletons").await;
+
+    // No error in the page, nor in the browser's console.
+    let p = page(&c).await;
+    assert_eq!(p["errors"], json!([]), "errors caught by the page");
+    let console = driver.console_errors(&session);
+    assert!(console.is_empty(), "errors in the console: {console:#?}");
+    c.close().await.unwrap();
+    eprintln!("the dashboard test took {:?}", started.elapsed());
+}
