@@ -3,8 +3,9 @@
 //! singleton `cron`. Asserted from the rendered page: the sign-in prompt and no data without
 //! the token; 3 alive members with it; a SIGKILLed member down within 3 s without a reload, and
 //! its failure on the timeline with a detection latency; the restarted member alive again with a
-//! higher incarnation; a new leader at a higher epoch once the singleton's leader is killed; no
-//! error in the browser. A screenshot of each view is written under the target directory
+//! higher incarnation; a new leader at a higher epoch once the singleton's leader is killed; the
+//! topology (3 members, linked by the broadcast tree) and traffic rates; no error in the
+//! browser. A screenshot of each view is written under the target directory
 //! (`CARGO_TARGET_TMPDIR/dashboard/`).
 //!
 //! Without chromium or chromedriver the test is skipped with its reason, except under CI
@@ -103,6 +104,15 @@ async fn page(c: &Client) -> Value {
             members: rows('#members').map((c) => ({ name: c[0], addr: c[1], status: c[2], incarnation: Number(c[3]) })),
             timeline: rows('#timeline').map((c) => ({ name: c[1], kind: c[2], detection: c[4] })),
             singletons: rows('#singletons').map((c) => ({ name: c[0], leader: c[1], epoch: Number(c[2]) })),
+            topology: {
+                nodes: [...document.querySelectorAll('#topology g')].map((g) => g.dataset.name),
+                eager: document.querySelectorAll('#topology line.eager').length,
+                lazy: document.querySelectorAll('#topology line.lazy').length,
+            },
+            traffic: Object.fromEntries([...document.querySelectorAll('#charts .chart')].map((c) =>
+                [c.dataset.chart, [...c.querySelectorAll('.values span')].map((s) => s.textContent)])),
+            traffic_peak: (document.querySelector('#charts .chart .muted') || {}).textContent,
+            traffic_points: Number((document.querySelector('#charts .chart') || { dataset: {} }).dataset.points || 0),
             errors: window.dashboardErrors || ['no dashboard script'],
         };"#;
     c.execute(READ, vec![]).await.expect("the page reads")
@@ -128,22 +138,30 @@ fn member<'a>(p: &'a Value, name: &str) -> Option<&'a Value> {
     p["members"].as_array()?.iter().find(|m| m["name"] == name)
 }
 
-/// Shows `view` and writes its screenshot under the target directory.
-async fn screenshot(c: &Client, view: &str) -> PathBuf {
-    if view != "login" {
-        let tab = format!("#tabs button[data-view={view}]");
-        c.find(Locator::Css(&tab))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-    }
+/// Shows `view` (a click on its tab).
+async fn open(c: &Client, view: &str) {
+    let tab = format!("#tabs button[data-view={view}]");
+    c.find(Locator::Css(&tab))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Writes a screenshot of the page as it is under the target directory, as `name`.png.
+async fn screenshot(c: &Client, name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{view}.png"));
+    let path = dir.join(format!("{name}.png"));
     std::fs::write(&path, c.screenshot().await.unwrap()).unwrap();
     path
+}
+
+/// Shows `view` and writes its screenshot.
+async fn snap(c: &Client, view: &str) -> PathBuf {
+    open(c, view).await;
+    screenshot(c, view).await
 }
 
 fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
@@ -231,7 +249,36 @@ async fn the_dashboard_follows_the_cluster_live() {
     let incarnation = member(&p, &victim_name).unwrap()["incarnation"]
         .as_u64()
         .unwrap();
-    screenshot(&c, "members").await;
+    snap(&c, "members").await;
+
+    // The topology: the 3 members, connected (the broadcast tree of this agent spans them).
+    open(&c, "topology").await;
+    until(&c, Duration::from_secs(20), "3 members linked", |p| {
+        let t = &p["topology"];
+        t["nodes"].as_array().unwrap().len() == 3 && t["eager"].as_u64().unwrap() >= 2
+    })
+    .await;
+    screenshot(&c, "topology").await;
+    // The traffic: rates computed from samples of /metrics, one a second (3 rates: 4 samples).
+    open(&c, "traffic").await;
+    let p = until(&c, Duration::from_secs(20), "traffic rates", |p| {
+        p["traffic_points"].as_u64() >= Some(3)
+            && p["traffic"]["Frames per second"]
+                .as_array()
+                .is_some_and(|v| {
+                    v.len() == 2 && v.iter().all(|x| x.as_str().unwrap().ends_with("/s"))
+                })
+    })
+    .await;
+    assert_eq!(p["traffic"].as_object().unwrap().len(), 4, "{p}");
+    // Members ping each other: frames flow.
+    let peak = p["traffic_peak"].as_str().unwrap();
+    assert!(
+        peak.starts_with("peak ") && !peak.starts_with("peak 0 "),
+        "{peak}"
+    );
+    screenshot(&c, "traffic").await;
+    open(&c, "members").await;
 
     // SIGKILL: down on the page within 3 s, without a reload; on the timeline with its
     // detection latency.
@@ -269,7 +316,7 @@ async fn the_dashboard_follows_the_cluster_live() {
         detection.ends_with(" ms") || detection.ends_with(" s"),
         "a detection latency on the timeline: {failure}"
     );
-    screenshot(&c, "timeline").await;
+    snap(&c, "timeline").await;
 
     // Restarted: alive again, at a higher incarnation.
     let seed = agents[ui].bind.clone();
@@ -307,7 +354,7 @@ async fn the_dashboard_follows_the_cluster_live() {
         },
     )
     .await;
-    screenshot(&c, "singletons").await;
+    snap(&c, "singletons").await;
 
     // No error in the page, nor in the browser's console.
     let p = page(&c).await;

@@ -30,6 +30,8 @@ const state = {
   view: 'members',
   stream: null, // the AbortController of the event stream
   timers: [],
+  viewTimer: null, // the current view's own refresh, if it has one
+  me: null, // this agent's name
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -66,6 +68,8 @@ function signedOut(message) {
   state.stream = null;
   state.timers.forEach(clearInterval);
   state.timers = [];
+  clearInterval(state.viewTimer);
+  state.viewTimer = null;
   state.members.clear();
   state.timeline = [];
   state.singletons = [];
@@ -88,6 +92,7 @@ async function signIn(token) {
     if (!resp.ok) throw new Error('the agent answered ' + resp.status);
     const me = await resp.json();
     sessionStorage.setItem(TOKEN_KEY, token);
+    state.me = me.name;
     $('#agent').textContent = 'agent ' + me.name;
   } catch (e) {
     if (e instanceof Unauthorized) signedOut('The agent refused this token.');
@@ -196,6 +201,7 @@ function onEvent(e) {
   state.members.set(e.member.name, e.member);
   addTimeline({ kind: e.kind, member: e.member, detection_ms: e.detection_ms });
   refreshSingletons();
+  refreshTopology();
 }
 
 function addTimeline(entry) {
@@ -309,6 +315,159 @@ function show(view) {
   state.view = view;
   document.querySelectorAll('#tabs button').forEach((b) => b.classList.toggle('active', b.dataset.view === view));
   document.querySelectorAll('.view').forEach((v) => { v.hidden = v.id !== 'view-' + view; });
+  // The topology and traffic views ask the agent only while they are shown.
+  clearInterval(state.viewTimer);
+  state.viewTimer = null;
+  if (view === 'topology') {
+    refreshTopology();
+    state.viewTimer = setInterval(refreshTopology, TOPOLOGY_EVERY_MS);
+  } else if (view === 'traffic') {
+    traffic.samples = [];
+    sampleTraffic();
+    state.viewTimer = setInterval(sampleTraffic, 1000);
+  }
+}
+
+// --- Topology: the members around a circle (in name order), the overlay's connections as
+// edges, from GET /v1/broadcast/tree/{root}: each member's eager (tree) and lazy peers ---
+
+const TOPOLOGY_EVERY_MS = 5000;
+const SVG = 'http://www.w3.org/2000/svg';
+const topology = { tree: null, at: 0, busy: false };
+
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+async function refreshTopology() {
+  if (!state.token || state.view !== 'topology' || topology.busy || document.hidden) return;
+  if (Date.now() - topology.at < 1000) return;
+  const select = $('#root');
+  const up = [...state.members.values()].filter((m) => m.status === 'alive' || m.status === 'suspect').map((m) => m.name).sort();
+  const root = up.includes(select.value) ? select.value : (up.includes(state.me) ? state.me : up[0]);
+  if (!root) return;
+  topology.busy = true;
+  topology.at = Date.now();
+  try {
+    const resp = await api('/v1/broadcast/tree/' + encodeURIComponent(root));
+    if (resp.ok) topology.tree = await resp.json();
+    renderTopology(up, root);
+  } catch (e) {
+    guard(e);
+  } finally {
+    topology.busy = false;
+  }
+}
+
+function renderTopology(up, root) {
+  const select = $('#root');
+  if ([...select.options].map((o) => o.value).join() !== up.join()) {
+    select.replaceChildren(...up.map((n) => el('option', { value: n }, n)));
+  }
+  select.value = root;
+  const members = [...state.members.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const [cx, cy, r] = [320, 320, 250];
+  const at = new Map(members.map((m, i) => {
+    const a = (2 * Math.PI * i) / members.length - Math.PI / 2;
+    return [m.name, [cx + r * Math.cos(a), cy + r * Math.sin(a)]];
+  }));
+  const edges = new Map(); // "a b" -> eager or lazy (eager if either end says so)
+  const tree = topology.tree && topology.tree.root === root ? topology.tree : { nodes: {}, unanswered: [] };
+  for (const [node, peers] of Object.entries(tree.nodes)) {
+    for (const [kind, list] of [['lazy', peers.lazy], ['eager', peers.eager]]) {
+      for (const p of list) {
+        const key = [node, p].sort().join(' ');
+        if (kind === 'eager' || !edges.has(key)) edges.set(key, kind);
+      }
+    }
+  }
+  const lines = [...edges].filter(([key]) => key.split(' ').every((n) => at.has(n))).map(([key, kind]) => {
+    const [[x1, y1], [x2, y2]] = key.split(' ').map((n) => at.get(n));
+    return svg('line', { x1, y1, x2, y2, class: kind, 'data-edge': key });
+  });
+  const nodes = members.map((m) => {
+    const [x, y] = at.get(m.name);
+    const client = role(m) === 'client';
+    const g = svg('g', { 'data-name': m.name });
+    g.append(svg('circle', { cx: x, cy: y, r: client ? 7 : 11, class: m.status + (m.name === root ? ' root' : '') }));
+    const dx = x < cx ? -16 : 16;
+    g.append(svg('text', { x: x + dx, y: y + 4, 'text-anchor': x < cx ? 'end' : 'start' }, m.name + (client ? ' (client)' : '')));
+    return g;
+  });
+  $('#topology').replaceChildren(...lines, ...nodes);
+  const counts = [...edges.values()].reduce((c, k) => ({ ...c, [k]: (c[k] || 0) + 1 }), {});
+  const missing = tree.unanswered && tree.unanswered.length ? '; no answer from ' + tree.unanswered.join(', ') : '';
+  $('#topology-note').textContent = (counts.eager || 0) + ' eager, ' + (counts.lazy || 0) + ' lazy links' + missing;
+}
+
+// --- Traffic: GET /metrics once a second while the view is shown, as rates ---
+
+const TRAFFIC_SAMPLES = 120;
+const traffic = { samples: [] };
+const CHARTS = [
+  { title: 'Frames per second', unit: '', series: [['in', 'ensemble_received_frames_total'], ['out', 'ensemble_sent_frames_total']] },
+  { title: 'Bytes per second', unit: 'B', series: [['in', 'ensemble_received_bytes_total'], ['out', 'ensemble_sent_bytes_total']] },
+  { title: 'Dropped frames per second', unit: '', series: [['dropped', 'ensemble_dropped_frames_total']] },
+  { title: 'Messages per second', unit: '', series: [['sent', 'ensemble_messages_sent_total'], ['delivered', 'ensemble_messages_delivered_total']] },
+];
+
+// The sum over every series of each metric of the Prometheus text format.
+function parseMetrics(text) {
+  const sums = {};
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)/.exec(line);
+    if (m) sums[m[1]] = (sums[m[1]] || 0) + Number(m[3]);
+  }
+  return sums;
+}
+
+async function sampleTraffic() {
+  if (!state.token || state.view !== 'traffic' || document.hidden) return;
+  try {
+    const resp = await api('/metrics');
+    if (!resp.ok) return;
+    traffic.samples.push({ t: Date.now(), v: parseMetrics(await resp.text()) });
+    if (traffic.samples.length > TRAFFIC_SAMPLES + 1) traffic.samples.shift();
+    renderTraffic();
+  } catch (e) {
+    guard(e);
+  }
+}
+
+function rate(x, unit) {
+  const k = unit === 'B' ? 1024 : 1000;
+  const units = unit === 'B' ? ['B/s', 'KiB/s', 'MiB/s', 'GiB/s'] : ['/s', 'k/s', 'M/s', 'G/s'];
+  let i = 0;
+  while (x >= k && i < units.length - 1) { x /= k; i += 1; }
+  return (x < 10 && i > 0 ? x.toFixed(1) : Math.round(x)) + ' ' + units[i];
+}
+
+function renderTraffic() {
+  const s = traffic.samples;
+  const charts = CHARTS.map((c) => {
+    const series = c.series.map(([label, metric]) => ({
+      label,
+      points: s.slice(1).map((b, i) => Math.max(0, ((b.v[metric] || 0) - (s[i].v[metric] || 0)) / ((b.t - s[i].t) / 1000 || 1))),
+    }));
+    const peak = Math.max(0, ...series.flatMap((x) => x.points));
+    const max = Math.max(1, peak) * 1.1;
+    const [w, h] = [420, 110];
+    const chart = svg('svg', { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: 'none' });
+    chart.append(svg('line', { x1: 0, y1: h - 1, x2: w, y2: h - 1 }));
+    series.forEach((x, n) => {
+      const pts = x.points.map((v, i) => `${(w * (i + TRAFFIC_SAMPLES - x.points.length)) / TRAFFIC_SAMPLES},${h - 1 - ((h - 2) * v) / max}`);
+      chart.append(svg('polyline', { points: pts.join(' '), class: 's' + n }));
+    });
+    const values = el('div', { class: 'values' }, ...series.map((x, n) => el('span', { class: 's' + n, 'data-series': x.label },
+      x.label + ' ' + (x.points.length ? rate(x.points[x.points.length - 1], c.unit) : '…'))));
+    return el('div', { class: 'chart', 'data-chart': c.title, 'data-points': s.length - 1 }, el('h3', {}, c.title), chart, values,
+      el('div', { class: 'muted' }, 'peak ' + rate(peak, c.unit) + ' over ' + Math.max(0, s.length - 1) + ' s'));
+  });
+  $('#charts').replaceChildren(...charts);
 }
 
 // --- Wiring ---
@@ -325,6 +484,7 @@ document.addEventListener('DOMContentLoaded', () => {
     if (e.target.dataset.view) show(e.target.dataset.view);
   });
   $('#filter').addEventListener('input', renderMembers);
+  $('#root').addEventListener('change', () => { topology.at = 0; refreshTopology(); });
   $('#members thead').addEventListener('click', (e) => {
     const key = e.target.dataset.key;
     if (!key) return;
