@@ -1,11 +1,12 @@
 //! The dashboard (`GET /ui`, docs/DASHBOARD.md) in a real browser: headless Chromium driven
 //! through chromedriver (WebDriver, fantoccini), on one of 3 agents that each run the
 //! singleton `cron`. Asserted from the rendered page: the sign-in prompt and no data without
-//! the token; 3 alive members with it; a SIGKILLed member down within 3 s without a reload, and
-//! its failure on the timeline with a detection latency; the restarted member alive again with a
-//! higher incarnation; a new leader at a higher epoch once the singleton's leader is killed; the
-//! topology (3 members, linked by the broadcast tree) and traffic rates; no error in the
-//! browser. A screenshot of each view is written under the target directory
+//! the token, or with a wrong one, or after a 401; 3 alive members with it, filtered and
+//! sorted; the topology (3 members, linked by the broadcast tree) and traffic rates; a
+//! SIGKILLed member down within 3 s without a reload, and its failure on the timeline with a
+//! detection latency; the restarted member alive again with a higher incarnation; a new leader
+//! at a higher epoch once the singleton's leader is killed; no error in the browser. A
+//! screenshot of each view is written under the target directory
 //! (`CARGO_TARGET_TMPDIR/dashboard/`).
 //!
 //! Without chromium or chromedriver the test is skipped with its reason, except under CI
@@ -101,6 +102,7 @@ async fn page(c: &Client) -> Value {
             .map((r) => [...r.cells].map((td) => td.textContent));
         return {
             login: !document.querySelector('#login').hidden,
+            login_error: document.querySelector('#login-error').textContent,
             members: rows('#members').map((c) => ({ name: c[0], addr: c[1], status: c[2], incarnation: Number(c[3]) })),
             timeline: rows('#timeline').map((c) => ({ name: c[1], kind: c[2], detection: c[4] })),
             singletons: rows('#singletons').map((c) => ({ name: c[0], leader: c[1], epoch: Number(c[2]) })),
@@ -164,6 +166,38 @@ async fn snap(c: &Client, view: &str) -> PathBuf {
     screenshot(c, view).await
 }
 
+/// Types `token` in the sign-in form and sends it.
+async fn sign_in(c: &Client, token: &str) {
+    let input = c.find(Locator::Css("#token")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(token).await.unwrap();
+    c.find(Locator::Css("#login-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits until the page lists 3 alive members.
+async fn three_alive(c: &Client) -> Value {
+    until(c, Duration::from_secs(20), "3 alive members", |p| {
+        p["login"] == false
+            && p["members"].as_array().unwrap().len() == 3
+            && (p["members"].as_array().unwrap().iter()).all(|m| m["status"] == "alive")
+    })
+    .await
+}
+
+/// Console errors that are the agent's 401 answers to a wrong token, and nothing else.
+fn only_refusals(errors: Vec<Value>) {
+    assert!(!errors.is_empty(), "the browser logs the refusal");
+    for e in errors {
+        let text = e["message"].as_str().unwrap_or_default();
+        assert!(text.contains("401"), "a console error: {e}");
+    }
+}
+
 fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
     let v = ureq_get(&a.http, "/v1/singletons")?;
     let s = v.as_array()?.iter().find(|s| s["name"] == "cron")?.clone();
@@ -223,29 +257,88 @@ async fn the_dashboard_follows_the_cluster_live() {
     assert_eq!(p["members"], json!([]), "{p}");
     screenshot(&c, "login").await;
 
-    // With it: 3 alive members.
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&token())
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let p = until(&c, Duration::from_secs(20), "3 alive members", |p| {
-        p["login"] == false
-            && p["members"].as_array().unwrap().len() == 3
-            && p["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|m| m["status"] == "alive")
+    // A wrong token: refused, the prompt stays, no data. (The browser logs the 401 answer.)
+    sign_in(&c, "wrong-token-0123456789abcdef").await;
+    let p = until(&c, Duration::from_secs(20), "the token refused", |p| {
+        p["login_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused"))
     })
     .await;
+    assert_eq!(
+        (&p["login"], &p["members"]),
+        (&json!(true), &json!([])),
+        "{p}"
+    );
+    only_refusals(driver.console_errors(&session));
+
+    // With it: 3 alive members.
+    sign_in(&c, &token()).await;
+    three_alive(&c).await;
+    // A 401 later (as if the agent's token changed): the prompt is back, the data gone.
+    c.execute("state.token = 'wrong-token-0123456789abcdef';", vec![])
+        .await
+        .unwrap();
+    let p = until(&c, Duration::from_secs(20), "the prompt again", |p| {
+        p["login"] == true
+    })
+    .await;
+    assert_eq!(
+        (&p["members"], &p["singletons"]),
+        (&json!([]), &json!([])),
+        "{p}"
+    );
+    only_refusals(driver.console_errors(&session));
+    sign_in(&c, &token()).await;
+    let p = three_alive(&c).await;
+
+    // Filtered, then sorted by name downwards.
+    c.find(Locator::Css("#filter"))
+        .await
+        .unwrap()
+        .send_keys(&victim_name)
+        .await
+        .unwrap();
+    until(
+        &c,
+        Duration::from_secs(5),
+        "only the member filtered",
+        |p| {
+            p["members"].as_array().unwrap().len() == 1
+                && p["members"][0]["name"] == victim_name.as_str()
+        },
+    )
+    .await;
+    c.find(Locator::Css("#filter"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    c.execute(
+        "document.querySelector('#filter').dispatchEvent(new Event('input'))",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let name = c
+        .find(Locator::Css("#members th[data-key=name]"))
+        .await
+        .unwrap();
+    name.click().await.unwrap();
+    until(
+        &c,
+        Duration::from_secs(5),
+        "the members by name downwards",
+        |p| {
+            let names: Vec<&str> = (p["members"].as_array().unwrap().iter())
+                .map(|m| m["name"].as_str().unwrap())
+                .collect();
+            names == ["a2", "a1", "a0"]
+        },
+    )
+    .await;
+    name.click().await.unwrap();
     let incarnation = member(&p, &victim_name).unwrap()["incarnation"]
         .as_u64()
         .unwrap();
