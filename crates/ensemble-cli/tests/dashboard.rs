@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -143,12 +144,7 @@ fn member<'a>(p: &'a Value, name: &str) -> Option<&'a Value> {
 /// Shows `view` (a click on its tab).
 async fn open(c: &Client, view: &str) {
     let tab = format!("#tabs button[data-view={view}]");
-    c.find(Locator::Css(&tab))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    find(c, &tab).await.click().await.unwrap();
 }
 
 /// Writes a screenshot of the page as it is under the target directory, as `name`.png.
@@ -166,14 +162,18 @@ async fn snap(c: &Client, view: &str) -> PathBuf {
     screenshot(c, view).await
 }
 
+/// The element `css` selects.
+async fn find(c: &Client, css: &str) -> Element {
+    c.find(Locator::Css(css)).await.unwrap()
+}
+
 /// Types `token` in the sign-in form and sends it.
 async fn sign_in(c: &Client, token: &str) {
-    let input = c.find(Locator::Css("#token")).await.unwrap();
+    let input = find(c, "#token").await;
     input.clear().await.unwrap();
     input.send_keys(token).await.unwrap();
-    c.find(Locator::Css("#login-form button[type=submit]"))
+    find(c, "#login-form button[type=submit]")
         .await
-        .unwrap()
         .click()
         .await
         .unwrap();
@@ -293,9 +293,8 @@ async fn the_dashboard_follows_the_cluster_live() {
     let p = three_alive(&c).await;
 
     // Filtered, then sorted by name downwards.
-    c.find(Locator::Css("#filter"))
+    find(&c, "#filter")
         .await
-        .unwrap()
         .send_keys(&victim_name)
         .await
         .unwrap();
@@ -309,22 +308,14 @@ async fn the_dashboard_follows_the_cluster_live() {
         },
     )
     .await;
-    c.find(Locator::Css("#filter"))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
+    find(&c, "#filter").await.clear().await.unwrap();
     c.execute(
         "document.querySelector('#filter').dispatchEvent(new Event('input'))",
         vec![],
     )
     .await
     .unwrap();
-    let name = c
-        .find(Locator::Css("#members th[data-key=name]"))
-        .await
-        .unwrap();
+    let name = find(&c, "#members th[data-key=name]").await;
     name.click().await.unwrap();
     until(
         &c,
