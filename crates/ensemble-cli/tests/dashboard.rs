@@ -291,6 +291,18 @@ async fn the_dashboard_follows_the_cluster_live() {
     only_refusals(driver.console_errors(&session));
     sign_in(&c, &token()).await;
     let p = three_alive(&c).await;
+    // The token: in this tab's session storage only; not in the URL, a cookie or the log.
+    let kept = c
+        .execute(
+            "return [sessionStorage.getItem('ensemble.token'), localStorage.length, \
+             document.cookie, location.href];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept[0], token().as_str());
+    assert_eq!((&kept[1], &kept[2]), (&json!(0), &json!("")), "{kept}");
+    assert!(!kept[3].as_str().unwrap().contains(&token()), "{kept}");
 
     // Filtered, then sorted by name downwards.
     find(&c, "#filter")
@@ -439,6 +451,14 @@ async fn the_dashboard_follows_the_cluster_live() {
     )
     .await;
     snap(&c, "singletons").await;
+
+    for a in &agents {
+        assert!(
+            !a.log_text().contains(&token()),
+            "{} logged the token",
+            a.name
+        );
+    }
 
     // No error in the page, nor in the browser's console.
     let p = page(&c).await;
