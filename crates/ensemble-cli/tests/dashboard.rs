@@ -104,7 +104,7 @@ async fn page(c: &Client) -> Value {
         return {
             login: !document.querySelector('#login').hidden,
             login_error: document.querySelector('#login-error').textContent,
-            members: rows('#members').map((c) => ({ name: c[0], addr: c[1], status: c[2], incarnation: Number(c[3]) })),
+            members: rows('#members').map((c) => ({ name: c[0], addr: c[1], status: c[2], incarnation: Number(c[3]), connected: c[5] })),
             timeline: rows('#timeline').map((c) => ({ name: c[1], kind: c[2], detection: c[4] })),
             singletons: rows('#singletons').map((c) => ({ name: c[0], leader: c[1], epoch: Number(c[2]) })),
             topology: {
@@ -304,6 +304,19 @@ async fn the_dashboard_follows_the_cluster_live() {
     assert_eq!((&kept[1], &kept[2]), (&json!(0), &json!("")), "{kept}");
     assert!(!kept[3].as_str().unwrap().contains(&token()), "{kept}");
 
+    // Connected: this agent to the two others.
+    until(&c, Duration::from_secs(10), "the connections", |p| {
+        (p["members"].as_array().unwrap().iter()).all(|m| {
+            m["connected"]
+                == if m["name"] == agents[ui].name.as_str() {
+                    "this agent"
+                } else {
+                    "yes"
+                }
+        })
+    })
+    .await;
+
     // Filtered, then sorted by name downwards.
     find(&c, "#filter")
         .await
@@ -388,6 +401,13 @@ async fn the_dashboard_follows_the_cluster_live() {
         "the page showed {victim_name} down {:?} after SIGKILL",
         killed.elapsed()
     );
+    until(
+        &c,
+        Duration::from_secs(10),
+        "the killed member not connected",
+        |p| member(p, &victim_name).is_some_and(|m| m["connected"] == "no"),
+    )
+    .await;
     let p = until(
         &c,
         Duration::from_secs(5),

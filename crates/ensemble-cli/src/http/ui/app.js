@@ -26,6 +26,7 @@ const state = {
   members: new Map(), // name -> member view
   timeline: [], // newest first
   singletons: [],
+  neighbours: null, // the members this agent has a connection to, once known
   sort: { key: 'name', dir: 1 },
   view: 'members',
   stream: null, // the AbortController of the event stream
@@ -73,6 +74,7 @@ function signedOut(message) {
   state.members.clear();
   state.timeline = [];
   state.singletons = [];
+  state.neighbours = null;
   render();
   $('#tabs').hidden = true;
   $('#logout').hidden = true;
@@ -104,8 +106,8 @@ async function signIn(token) {
   $('#logout').hidden = false;
   show(state.view);
   follow();
-  refreshSingletons();
-  state.timers.push(setInterval(refreshSingletons, 1000));
+  refreshLocal();
+  state.timers.push(setInterval(refreshLocal, 1000));
 }
 
 function guard(e) {
@@ -200,7 +202,7 @@ function fromSnapshot(m) {
 function onEvent(e) {
   state.members.set(e.member.name, e.member);
   addTimeline({ kind: e.kind, member: e.member, detection_ms: e.detection_ms });
-  refreshSingletons();
+  refreshLocal();
   refreshTopology();
 }
 
@@ -210,24 +212,27 @@ function addTimeline(entry) {
   if (state.timeline.length > TIMELINE_MAX) state.timeline.length = TIMELINE_MAX;
 }
 
-// --- Singletons: GET /v1/singletons, once a second (and on membership events, at most once
-// a second) ---
+// --- This agent's own state, once a second (and on membership events, at most once a
+// second): its singletons (GET /v1/singletons) and the members it has a connection to
+// (neighbours of GET /v1/broadcast) ---
 
-let singletonsAt = 0;
-let singletonsBusy = false;
-async function refreshSingletons() {
-  if (!state.token || singletonsBusy || document.hidden) return;
-  if (Date.now() - singletonsAt < 1000) return;
-  singletonsBusy = true;
-  singletonsAt = Date.now();
+let localAt = 0;
+let localBusy = false;
+async function refreshLocal() {
+  if (!state.token || localBusy || document.hidden) return;
+  if (Date.now() - localAt < 1000) return;
+  localBusy = true;
+  localAt = Date.now();
   try {
-    const resp = await api('/v1/singletons');
-    if (resp.ok) state.singletons = await resp.json();
+    const [singletons, broadcast] = await Promise.all([api('/v1/singletons'), api('/v1/broadcast')]);
+    if (singletons.ok) state.singletons = await singletons.json();
+    if (broadcast.ok) state.neighbours = new Set((await broadcast.json()).neighbours);
     renderSingletons();
+    renderMembers();
   } catch (e) {
     guard(e);
   } finally {
-    singletonsBusy = false;
+    localBusy = false;
   }
 }
 
@@ -237,8 +242,14 @@ const role = (m) => (m.tags && m.tags['ensemble.role']) || 'peer';
 const userTags = (m) => Object.entries(m.tags || {}).filter(([k]) => k !== 'ensemble.role');
 const tagText = (m) => userTags(m).map(([k, v]) => k + '=' + v).join(' ');
 
+function connected(m) {
+  if (m.name === state.me) return 'this agent';
+  return state.neighbours ? (state.neighbours.has(m.name) ? 'yes' : 'no') : '';
+}
+
 function sortValue(m, key) {
   if (key === 'role') return role(m);
+  if (key === 'connected') return connected(m);
   if (key === 'tags') return tagText(m);
   return m[key];
 }
@@ -265,6 +276,7 @@ function renderMembers() {
       el('td', {}, el('span', { class: 'status ' + m.status }, m.status)),
       el('td', { class: 'num' }, m.incarnation),
       el('td', {}, role(m)),
+      el('td', { class: 'connected' }, connected(m)),
       el('td', {}, ...userTags(m).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v)))));
   $('#members tbody').replaceChildren(...rows);
   document.querySelectorAll('#members th').forEach((th) => {
