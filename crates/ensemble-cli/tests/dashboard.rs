@@ -12,6 +12,7 @@
 //! Without chromium or chromedriver the test is skipped with its reason, except under CI
 //! (`CI=true`), where it fails (scripts/setup-browser installs them).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 mod common;
@@ -33,8 +35,11 @@ struct Driver {
 impl Driver {
     fn start() -> Driver {
         let port = free_port();
+        // In a process group of its own, with the browsers it starts: all killed when dropped,
+        // even if the test fails before closing its session.
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -90,7 +95,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -212,7 +218,8 @@ async fn the_dashboard_follows_the_cluster_live() {
     }
     let started = Instant::now();
     let dir = tempdir();
-    let extra = ["--singleton", "cron=sleep 1000"];
+    // `exec`: the command is the agent's child itself, so it dies with its agent.
+    let extra = ["--singleton", "cron=exec sleep 1000"];
     let mut agents = start_agents(dir.path(), 3, &extra);
     wait_for(
         Duration::from_secs(30),
