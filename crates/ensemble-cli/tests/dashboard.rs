@@ -478,6 +478,27 @@ async fn the_dashboard_follows_the_cluster_live() {
     )
     .await;
     snap(&c, "singletons").await;
+    // The takeover on the timeline: the new leader leads cron.
+    let p = until(
+        &c,
+        Duration::from_secs(5),
+        "the takeover on the timeline",
+        |p| {
+            p["timeline"].as_array().unwrap().iter().any(|t| {
+                t["kind"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("leads cron (epoch ")
+                    && t["name"] == p["singletons"][0]["leader"]
+            })
+        },
+    )
+    .await;
+    let failures = (p["timeline"].as_array().unwrap().iter())
+        .filter(|t| t["kind"] == "down")
+        .count();
+    assert_eq!(failures, 2, "the two SIGKILLs: {p}");
+    snap(&c, "timeline").await;
 
     for a in &agents {
         assert!(

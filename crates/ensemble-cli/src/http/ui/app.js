@@ -225,7 +225,7 @@ async function refreshLocal() {
   localAt = Date.now();
   try {
     const [singletons, broadcast] = await Promise.all([api('/v1/singletons'), api('/v1/broadcast')]);
-    if (singletons.ok) state.singletons = await singletons.json();
+    if (singletons.ok) onSingletons(await singletons.json());
     if (broadcast.ok) state.neighbours = new Set((await broadcast.json()).neighbours);
     renderSingletons();
     renderMembers();
@@ -234,6 +234,19 @@ async function refreshLocal() {
   } finally {
     localBusy = false;
   }
+}
+
+// A singleton whose leader or epoch changed since the last look: a takeover, on the timeline.
+function onSingletons(next) {
+  const before = new Map(state.singletons.map((s) => [s.name, s]));
+  for (const s of next) {
+    const old = before.get(s.name);
+    if (old && s.leader && (s.leader !== old.leader || s.epoch > old.epoch)) {
+      addTimeline({ kind: 'takeover', singleton: s.name, epoch: s.epoch, member: { name: s.leader, incarnation: '' } });
+      renderTimeline();
+    }
+  }
+  state.singletons = next;
 }
 
 // --- Rendering ---
@@ -291,6 +304,7 @@ function renderMembers() {
 }
 
 function duration(ms) {
+  if (ms < 1) return '< 1 ms';
   return ms < 1000 ? ms + ' ms' : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
 }
 
@@ -298,7 +312,9 @@ function renderTimeline() {
   const rows = state.timeline.map((t) => el('tr', { 'data-name': t.member.name, 'data-kind': t.kind },
     el('td', { title: t.time.toISOString() }, t.time.toLocaleTimeString()),
     el('td', {}, t.member.name),
-    el('td', {}, el('span', { class: 'status ' + t.kind }, t.kind), t.note ? ' (' + t.note + ')' : ''),
+    el('td', {}, ...(t.kind === 'takeover'
+      ? [el('span', { class: 'status takeover' }, 'leads ' + t.singleton), ' (epoch ' + t.epoch + ')']
+      : [el('span', { class: 'status ' + t.kind }, t.kind), t.note ? ' (' + t.note + ')' : ''])),
     el('td', { class: 'num' }, t.member.incarnation),
     el('td', { class: 'num detection' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
   if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 5 }, 'No membership event since the page opened.')));
