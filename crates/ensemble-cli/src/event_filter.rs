@@ -159,6 +159,7 @@ mod tests {
                 incarnation: 0,
                 tags: Default::default(),
             },
+            detection_ms: None,
         }
     }
 

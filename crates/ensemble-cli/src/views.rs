@@ -152,6 +152,11 @@ pub enum EventView {
         /// up, down, left or updated.
         kind: String,
         member: MemberView,
+        /// For a `down`: milliseconds from the first sign of the member's failure this agent
+        /// saw (its connection lost, or its suspicion) to its being declared down; absent if
+        /// this agent saw no sign first (it learnt the failure from another member).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detection_ms: Option<u64>,
     },
 }
 
@@ -197,6 +202,9 @@ impl From<&MemberEvent> for EventView {
         EventView::Member {
             kind: kind.into(),
             member: MemberView::from(&*e.member),
+            detection_ms: e
+                .detection
+                .map(|d| d.as_millis().try_into().unwrap_or(u64::MAX)),
         }
     }
 }

@@ -82,23 +82,6 @@ impl Prometheus {
     }
 }
 
-/// True if `tool` runs; otherwise fails under CI, else says why the test does nothing.
-fn have(tool: &str) -> bool {
-    let runs = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !runs {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{tool} is missing under CI: scripts/setup-prometheus installs it");
-        }
-        eprintln!("skipped: {tool} is missing (scripts/setup-prometheus installs it)");
-    }
-    runs
-}
-
 fn scrape(addr: &str) -> String {
     ureq::get(&format!("http://{addr}/metrics"))
         .call()
@@ -134,7 +117,9 @@ fn promtool_accepts(text: &str) {
 
 #[test]
 fn prometheus_sees_three_agents_then_two_and_the_detection() {
-    if !(have("prometheus") && have("promtool")) {
+    if !(have("prometheus", "scripts/setup-prometheus")
+        && have("promtool", "scripts/setup-prometheus"))
+    {
         return;
     }
     let dir = tempdir();

@@ -47,6 +47,9 @@ async fn a_node_that_stops_abruptly_is_marked_down_by_all() {
         .unwrap()
         .unwrap();
     assert_eq!((e.kind, e.member.name.as_str()), (EventKind::Down, "n3"));
+    // n0 saw its connection to n3 close first: the event says how long detection took.
+    let detection = e.detection.expect("the detection latency of a down event");
+    assert!(detection <= t + Duration::from_secs(1), "{detection:?}");
     assert!(
         all_see(&nodes, &names(&nodes), Status::Alive),
         "no false positive"

@@ -110,8 +110,17 @@ fn readable(e: &EventView) -> String {
             seq,
             ..
         } => format!("user event {name} from {origin} (#{seq}): {payload}"),
-        EventView::Member { kind, member } => {
-            format!("member {} is {kind} ({})", member.name, member.addr)
+        EventView::Member {
+            kind,
+            member,
+            detection_ms,
+        } => {
+            let detected =
+                detection_ms.map_or(String::new(), |ms| format!(", detected in {ms} ms"));
+            format!(
+                "member {} is {kind} ({}{detected})",
+                member.name, member.addr
+            )
         }
     }
 }

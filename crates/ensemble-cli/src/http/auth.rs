@@ -1,8 +1,9 @@
 //! Who may use the API: every request but the probes (`GET /v1/health`, `GET /v1/ready`,
-//! `GET /metrics`) carries `Authorization: Bearer <token>`, compared in constant time (else
-//! 401 `unauthorized`); and an API bound to a loopback address answers only requests whose
-//! `Host` names a loopback address or `localhost` (else 403 `bad_host`), so that a web page
-//! cannot reach it through DNS rebinding (its requests name the attacker's host).
+//! `GET /metrics`) and the dashboard's static files (`ui::ASSETS`, no data in them) carries
+//! `Authorization: Bearer <token>`, compared in constant time (else 401 `unauthorized`); and an
+//! API bound to a loopback address answers only requests whose `Host` names a loopback address
+//! or `localhost` (else 403 `bad_host`), so that a web page cannot reach it through DNS
+//! rebinding (its requests name the attacker's host).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, Code};
+use super::ui::ASSETS;
 
 /// The probes: answered without a token (load balancers, Kubernetes, Prometheus).
 pub const PROBES: [&str; 3] = ["/v1/health", "/v1/ready", "/metrics"];
@@ -88,8 +90,10 @@ pub async fn guard(State(access): State<Access>, req: Request, next: Next) -> Re
             }
         }
     }
-    let probe = req.method() == Method::GET && PROBES.contains(&req.uri().path());
-    if !probe && !access.authorized(req.headers().get(AUTHORIZATION)) {
+    // The probes, and the dashboard's files (no data in them: the page asks for the token).
+    let path = req.uri().path();
+    let open = req.method() == Method::GET && (PROBES.contains(&path) || ASSETS.contains(&path));
+    if !open && !access.authorized(req.headers().get(AUTHORIZATION)) {
         let mut resp = ApiError::new(
             StatusCode::UNAUTHORIZED,
             Code::Unauthorized,

@@ -5,7 +5,8 @@
 //! route (the bearer token, the Host rule of a loopback API); `tls.rs` serves it over HTTPS;
 //! `metrics.rs` is the Prometheus recorder behind `GET /metrics`; `stream.rs` the streaming
 //! answers (NDJSON with heartbeats); `openapi.rs` the OpenAPI document of every route
-//! (`GET /v1/openapi.json`).
+//! (`GET /v1/openapi.json`); `ui.rs` the dashboard's static files (`GET /ui`, the page in
+//! `ui/`, which reads the API with the token it asks for).
 //!
 //! Imports the JSON shapes from `views` and nothing of the client commands.
 
@@ -19,6 +20,7 @@ mod routes;
 mod state;
 mod stream;
 mod tls;
+mod ui;
 
 use axum::Router;
 
@@ -47,6 +49,7 @@ pub fn router(state: AppState, access: Access) -> Router {
         .merge(routes::metrics::routes())
         .merge(routes::monitor::routes())
         .merge(openapi::routes())
+        .merge(ui::routes())
         .fallback(error::not_found)
         // After every route: it applies to the routes already added.
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -355,3 +355,21 @@ impl Drop for Follower {
         let _ = self.child.wait();
     }
 }
+
+/// True if `tool --version` runs; otherwise fails under CI (`CI=true`), else says why the
+/// test does nothing. `setup` is the script that installs it.
+pub fn have(tool: &str, setup: &str) -> bool {
+    let runs = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !runs {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{tool} is missing under CI: {setup} installs it");
+        }
+        eprintln!("skipped: {tool} is missing ({setup} installs it)");
+    }
+    runs
+}

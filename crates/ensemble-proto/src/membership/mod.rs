@@ -132,6 +132,12 @@ pub struct MemberEvent {
     pub kind: EventKind,
     /// The member after the change.
     pub member: Arc<Member>,
+    /// For a `Down`: how long it took this node to declare the member down, from the first
+    /// sign of its failure it saw (its connection lost, or its suspicion). Measured by the
+    /// runtime (the `ensemble` crate's `Node`), which sees connections; this machine leaves it
+    /// `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<Duration>,
 }
 
 impl MemberEvent {
@@ -157,6 +163,7 @@ impl MemberEvent {
         Some(MemberEvent {
             kind,
             member: new.clone(),
+            detection: None,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ensemble_proto::membership;
 use ensemble_proto::stack::Input;
 use ensemble_proto::wire::PeerInfo;
-use ensemble_proto::{Member, MemberEvent};
+use ensemble_proto::{EventKind, Member, MemberEvent};
 use tracing::info;
 
 use super::{Driver, Stop};
@@ -86,8 +86,14 @@ impl Driver {
         None
     }
 
-    pub(super) fn on_member_event(&mut self, e: MemberEvent) {
+    pub(super) fn on_member_event(&mut self, mut e: MemberEvent) {
         crate::metrics::member_event(e.kind);
+        if e.kind == EventKind::Down {
+            // The metrics have not looked at the view since the change yet: they still hold
+            // when the failure was first seen (what `ensemble_detection_seconds` records).
+            let since = self.membership_metrics.failing_since(&e.member.name);
+            e.detection = since.map(|s| Instant::now().saturating_duration_since(s));
+        }
         let m = &e.member;
         info!(
             node = %m.name,

@@ -73,6 +73,12 @@ impl MembershipMetrics {
         }
     }
 
+    /// Since when `name` shows a sign of failure (suspected, or its connection lost) as of the
+    /// last look, if it does.
+    pub(crate) fn failing_since(&self, name: &str) -> Option<Instant> {
+        self.seen.get(name).and_then(|(_, since)| *since)
+    }
+
     /// The connection to `name` closed: the first sign of a failure, if it is one.
     pub(crate) fn connection_lost(&mut self, now: Instant, name: &str) {
         if let Some((Status::Alive | Status::Suspect, since)) = self.seen.get_mut(name) {

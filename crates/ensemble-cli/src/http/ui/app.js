@@ -1,0 +1,525 @@
+// The Ensemble dashboard (docs/DASHBOARD.md): one page, no build step, no dependency.
+// Everything it shows comes from the agent's HTTP API, with the token the user types once;
+// the token is kept in sessionStorage (this tab only) and sent in the Authorization header,
+// never in a URL. A 401 forgets it and brings the sign-in form back.
+'use strict';
+
+// Errors of the page, for whoever looks (the browser test reads them).
+window.dashboardErrors = [];
+window.addEventListener('error', (e) => {
+  window.dashboardErrors.push(String(e.message || (e.target && e.target.src) || 'error'));
+}, true);
+window.addEventListener('unhandledrejection', (e) => {
+  window.dashboardErrors.push('unhandled rejection: ' + String(e.reason));
+});
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.dashboardErrors.push('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI);
+});
+
+const TOKEN_KEY = 'ensemble.token';
+const TIMELINE_MAX = 1000;
+const HEARTBEAT_LIMIT_MS = 15000; // the stream sends a heartbeat every 5 s
+const BACKOFF_MAX_MS = 15000;
+
+const state = {
+  token: null,
+  members: new Map(), // name -> member view
+  timeline: [], // newest first
+  singletons: [],
+  neighbours: null, // the members this agent has a connection to, once known
+  sort: { key: 'name', dir: 1 },
+  view: 'members',
+  stream: null, // the AbortController of the event stream
+  timers: [],
+  viewTimer: null, // the current view's own refresh, if it has one
+  me: null, // this agent's name
+};
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+// --- The token ---
+
+class Unauthorized extends Error {}
+
+async function api(path, options) {
+  const resp = await fetch(path, {
+    ...options,
+    cache: 'no-store',
+    headers: { Authorization: 'Bearer ' + state.token },
+  });
+  if (resp.status === 401) throw new Unauthorized();
+  return resp;
+}
+
+function signedOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+  clearInterval(state.viewTimer);
+  state.viewTimer = null;
+  state.members.clear();
+  state.timeline = [];
+  state.singletons = [];
+  state.neighbours = null;
+  render();
+  $('#tabs').hidden = true;
+  $('#logout').hidden = true;
+  $('#agent').textContent = '';
+  $('#link').textContent = '';
+  document.querySelectorAll('.view').forEach((v) => { v.hidden = true; });
+  $('#login').hidden = false;
+  $('#login-error').textContent = message || '';
+  $('#token').value = '';
+  $('#token').focus();
+}
+
+async function signIn(token) {
+  state.token = token;
+  try {
+    const resp = await api('/v1/self');
+    if (!resp.ok) throw new Error('the agent answered ' + resp.status);
+    const me = await resp.json();
+    sessionStorage.setItem(TOKEN_KEY, token);
+    state.me = me.name;
+    $('#agent').textContent = 'agent ' + me.name;
+  } catch (e) {
+    if (e instanceof Unauthorized) signedOut('The agent refused this token.');
+    else signedOut('Cannot reach the agent: ' + e.message);
+    return;
+  }
+  $('#login').hidden = true;
+  $('#tabs').hidden = false;
+  $('#logout').hidden = false;
+  show(state.view);
+  follow();
+  refreshLocal();
+  state.timers.push(setInterval(refreshLocal, 1000));
+}
+
+function guard(e) {
+  if (e instanceof Unauthorized) signedOut('The agent refused the token: sign in again.');
+  else if (e.name !== 'AbortError') console.warn(e);
+}
+
+// --- The event stream: GET /v1/events?types=member&snapshot=true through fetch() ---
+
+async function follow() {
+  let backoff = 1000;
+  const ctl = new AbortController();
+  state.stream = ctl;
+  while (!ctl.signal.aborted) {
+    let lastLine = Date.now();
+    const inner = new AbortController();
+    // A stream that says nothing, not even its heartbeat, is dead: start another.
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastLine > HEARTBEAT_LIMIT_MS) inner.abort();
+    }, 1000);
+    const stop = () => inner.abort();
+    ctl.signal.addEventListener('abort', stop);
+    let quiet = null;
+    try {
+      const resp = await api('/v1/events?types=member&snapshot=true', { signal: inner.signal });
+      if (!resp.ok) throw new Error('the event stream answered ' + resp.status);
+      $('#link').textContent = 'live';
+      const snapshot = new Set();
+      let inSnapshot = true;
+      const endSnapshot = () => {
+        if (!inSnapshot) return;
+        inSnapshot = false;
+        for (const name of [...state.members.keys()]) if (!snapshot.has(name)) state.members.delete(name);
+        render();
+      };
+      quiet = setTimeout(endSnapshot, 500);
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        lastLine = Date.now();
+        backoff = 1000;
+        buf += value;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          const msg = JSON.parse(line);
+          if (msg.type === 'snapshot') {
+            snapshot.add(msg.member.name);
+            fromSnapshot(msg.member);
+          } else if (msg.type === 'member') {
+            endSnapshot();
+            onEvent(msg);
+          } else if (msg.type === 'heartbeat') {
+            endSnapshot();
+          }
+        }
+        render();
+      }
+    } catch (e) {
+      if (e instanceof Unauthorized) {
+        clearInterval(watchdog);
+        guard(e);
+        return;
+      }
+      if (e.name !== 'AbortError') console.warn('event stream:', e.message);
+    } finally {
+      clearTimeout(quiet);
+      clearInterval(watchdog);
+      ctl.signal.removeEventListener('abort', stop);
+    }
+    if (ctl.signal.aborted) return;
+    $('#link').textContent = 'reconnecting in ' + Math.round(backoff / 1000) + ' s';
+    await new Promise((r) => setTimeout(r, backoff));
+    backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+  }
+}
+
+// A member as the stream's snapshot shows it: after a reconnection, a change missed while
+// disconnected is put on the timeline (marked as seen on reconnection).
+function fromSnapshot(m) {
+  const old = state.members.get(m.name);
+  if (old && (old.status !== m.status || old.incarnation !== m.incarnation)) {
+    addTimeline({ kind: m.status, member: m, note: 'seen on reconnection' });
+  }
+  state.members.set(m.name, m);
+}
+
+function onEvent(e) {
+  state.members.set(e.member.name, e.member);
+  addTimeline({ kind: e.kind, member: e.member, detection_ms: e.detection_ms });
+  refreshLocal();
+  refreshTopology();
+}
+
+function addTimeline(entry) {
+  entry.time = new Date();
+  state.timeline.unshift(entry);
+  if (state.timeline.length > TIMELINE_MAX) state.timeline.length = TIMELINE_MAX;
+}
+
+// --- This agent's own state, once a second (and on membership events, at most once a
+// second): its singletons (GET /v1/singletons) and the members it has a connection to
+// (neighbours of GET /v1/broadcast) ---
+
+let localAt = 0;
+let localBusy = false;
+async function refreshLocal() {
+  if (!state.token || localBusy || document.hidden) return;
+  if (Date.now() - localAt < 1000) return;
+  localBusy = true;
+  localAt = Date.now();
+  try {
+    const [singletons, broadcast] = await Promise.all([api('/v1/singletons'), api('/v1/broadcast')]);
+    if (singletons.ok) onSingletons(await singletons.json());
+    if (broadcast.ok) state.neighbours = new Set((await broadcast.json()).neighbours);
+    renderSingletons();
+    renderMembers();
+  } catch (e) {
+    guard(e);
+  } finally {
+    localBusy = false;
+  }
+}
+
+// A singleton whose leader or epoch changed since the last look: a takeover, on the timeline.
+function onSingletons(next) {
+  const before = new Map(state.singletons.map((s) => [s.name, s]));
+  for (const s of next) {
+    const old = before.get(s.name);
+    if (old && s.leader && (s.leader !== old.leader || s.epoch > old.epoch)) {
+      addTimeline({ kind: 'takeover', singleton: s.name, epoch: s.epoch, member: { name: s.leader, incarnation: '' } });
+      renderTimeline();
+    }
+  }
+  state.singletons = next;
+}
+
+// --- Rendering ---
+
+const role = (m) => (m.tags && m.tags['ensemble.role']) || 'peer';
+const userTags = (m) => Object.entries(m.tags || {}).filter(([k]) => k !== 'ensemble.role');
+const tagText = (m) => userTags(m).map(([k, v]) => k + '=' + v).join(' ');
+
+function connected(m) {
+  if (m.name === state.me) return 'this agent';
+  return state.neighbours ? (state.neighbours.has(m.name) ? 'yes' : 'no') : '';
+}
+
+function sortValue(m, key) {
+  if (key === 'role') return role(m);
+  if (key === 'connected') return connected(m);
+  if (key === 'tags') return tagText(m);
+  return m[key];
+}
+
+function render() {
+  renderMembers();
+  renderTimeline();
+  renderSingletons();
+}
+
+function renderMembers() {
+  const filter = $('#filter').value.trim().toLowerCase();
+  const { key, dir } = state.sort;
+  const rows = [...state.members.values()]
+    .filter((m) => !filter || [m.name, m.addr, m.status, role(m), tagText(m)].join(' ').toLowerCase().includes(filter))
+    .sort((a, b) => {
+      const x = sortValue(a, key);
+      const y = sortValue(b, key);
+      return (x < y ? -1 : x > y ? 1 : 0) * dir || (a.name < b.name ? -1 : 1);
+    })
+    .map((m) => el('tr', { 'data-name': m.name, 'data-status': m.status, 'data-incarnation': m.incarnation },
+      el('td', {}, m.name),
+      el('td', {}, m.addr),
+      el('td', {}, el('span', { class: 'status ' + m.status }, m.status)),
+      el('td', { class: 'num' }, m.incarnation),
+      el('td', {}, role(m)),
+      el('td', { class: 'connected' }, connected(m)),
+      el('td', {}, ...userTags(m).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v)))));
+  $('#members tbody').replaceChildren(...rows);
+  document.querySelectorAll('#members th').forEach((th) => {
+    th.classList.toggle('asc', th.dataset.key === key && dir === 1);
+    th.classList.toggle('desc', th.dataset.key === key && dir === -1);
+  });
+  const counts = {};
+  for (const m of state.members.values()) counts[m.status] = (counts[m.status] || 0) + 1;
+  $('#members-count').textContent = state.token
+    ? Object.entries(counts).map(([s, n]) => n + ' ' + s).join(', ') + (filter ? ' (' + rows.length + ' shown)' : '')
+    : '';
+}
+
+function duration(ms) {
+  if (ms < 1) return '< 1 ms';
+  return ms < 1000 ? ms + ' ms' : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
+}
+
+function renderTimeline() {
+  const rows = state.timeline.map((t) => el('tr', { 'data-name': t.member.name, 'data-kind': t.kind },
+    el('td', { title: t.time.toISOString() }, t.time.toLocaleTimeString()),
+    el('td', {}, t.member.name),
+    el('td', {}, ...(t.kind === 'takeover'
+      ? [el('span', { class: 'status takeover' }, 'leads ' + t.singleton), ' (epoch ' + t.epoch + ')']
+      : [el('span', { class: 'status ' + t.kind }, t.kind), t.note ? ' (' + t.note + ')' : ''])),
+    el('td', { class: 'num' }, t.member.incarnation),
+    el('td', { class: 'num detection' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
+  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 5 }, 'No membership event since the page opened.')));
+  $('#timeline tbody').replaceChildren(...rows);
+}
+
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 120 ? s + ' s ago' : Math.round(s / 60) + ' min ago';
+}
+
+function renderSingletons() {
+  const rows = state.singletons.map((s) => el('tr', { 'data-name': s.name, 'data-leader': s.leader || '', 'data-epoch': s.epoch },
+    el('td', {}, s.name),
+    el('td', {}, s.leader || '(none)'),
+    el('td', { class: 'num' }, s.epoch),
+    el('td', { title: s.since_ms ? new Date(s.since_ms).toISOString() : '' },
+      s.since_ms ? new Date(s.since_ms).toLocaleTimeString() + ' (' + ago(s.since_ms) + ')' : ''),
+    el('td', {}, s.role),
+    el('td', {}, (s.candidates || []).join(', '))));
+  if (!rows.length && state.token) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 6 }, 'This agent runs no singleton.')));
+  $('#singletons tbody').replaceChildren(...rows);
+}
+
+function show(view) {
+  state.view = view;
+  document.querySelectorAll('#tabs button').forEach((b) => b.classList.toggle('active', b.dataset.view === view));
+  document.querySelectorAll('.view').forEach((v) => { v.hidden = v.id !== 'view-' + view; });
+  // The topology and traffic views ask the agent only while they are shown.
+  clearInterval(state.viewTimer);
+  state.viewTimer = null;
+  if (view === 'topology') {
+    refreshTopology();
+    state.viewTimer = setInterval(refreshTopology, TOPOLOGY_EVERY_MS);
+  } else if (view === 'traffic') {
+    traffic.samples = [];
+    sampleTraffic();
+    state.viewTimer = setInterval(sampleTraffic, 1000);
+  }
+}
+
+// --- Topology: the members around a circle (in name order), the overlay's connections as
+// edges, from GET /v1/broadcast/tree/{root}: each member's eager (tree) and lazy peers ---
+
+const TOPOLOGY_EVERY_MS = 5000;
+const SVG = 'http://www.w3.org/2000/svg';
+const topology = { tree: null, at: 0, busy: false };
+
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+async function refreshTopology() {
+  if (!state.token || state.view !== 'topology' || topology.busy || document.hidden) return;
+  if (Date.now() - topology.at < 1000) return;
+  const select = $('#root');
+  const up = [...state.members.values()].filter((m) => m.status === 'alive' || m.status === 'suspect').map((m) => m.name).sort();
+  const root = up.includes(select.value) ? select.value : (up.includes(state.me) ? state.me : up[0]);
+  if (!root) return;
+  topology.busy = true;
+  topology.at = Date.now();
+  try {
+    const resp = await api('/v1/broadcast/tree/' + encodeURIComponent(root));
+    if (resp.ok) topology.tree = await resp.json();
+    renderTopology(up, root);
+  } catch (e) {
+    guard(e);
+  } finally {
+    topology.busy = false;
+  }
+}
+
+function renderTopology(up, root) {
+  const select = $('#root');
+  if ([...select.options].map((o) => o.value).join() !== up.join()) {
+    select.replaceChildren(...up.map((n) => el('option', { value: n }, n)));
+  }
+  select.value = root;
+  const members = [...state.members.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const [cx, cy, r] = [320, 320, 250];
+  const at = new Map(members.map((m, i) => {
+    const a = (2 * Math.PI * i) / members.length - Math.PI / 2;
+    return [m.name, [cx + r * Math.cos(a), cy + r * Math.sin(a)]];
+  }));
+  const edges = new Map(); // "a b" -> eager or lazy (eager if either end says so)
+  const tree = topology.tree && topology.tree.root === root ? topology.tree : { nodes: {}, unanswered: [] };
+  for (const [node, peers] of Object.entries(tree.nodes)) {
+    for (const [kind, list] of [['lazy', peers.lazy], ['eager', peers.eager]]) {
+      for (const p of list) {
+        const key = [node, p].sort().join(' ');
+        if (kind === 'eager' || !edges.has(key)) edges.set(key, kind);
+      }
+    }
+  }
+  const lines = [...edges].filter(([key]) => key.split(' ').every((n) => at.has(n))).map(([key, kind]) => {
+    const [[x1, y1], [x2, y2]] = key.split(' ').map((n) => at.get(n));
+    return svg('line', { x1, y1, x2, y2, class: kind, 'data-edge': key });
+  });
+  const nodes = members.map((m) => {
+    const [x, y] = at.get(m.name);
+    const client = role(m) === 'client';
+    const g = svg('g', { 'data-name': m.name });
+    g.append(svg('circle', { cx: x, cy: y, r: client ? 7 : 11, class: m.status + (m.name === root ? ' root' : '') }));
+    const dx = x < cx ? -16 : 16;
+    g.append(svg('text', { x: x + dx, y: y + 4, 'text-anchor': x < cx ? 'end' : 'start' }, m.name + (client ? ' (client)' : '')));
+    return g;
+  });
+  $('#topology').replaceChildren(...lines, ...nodes);
+  const counts = [...edges.values()].reduce((c, k) => ({ ...c, [k]: (c[k] || 0) + 1 }), {});
+  const missing = tree.unanswered && tree.unanswered.length ? '; no answer from ' + tree.unanswered.join(', ') : '';
+  $('#topology-note').textContent = (counts.eager || 0) + ' eager, ' + (counts.lazy || 0) + ' lazy links' + missing;
+}
+
+// --- Traffic: GET /metrics once a second while the view is shown, as rates ---
+
+const TRAFFIC_SAMPLES = 120;
+const traffic = { samples: [] };
+const CHARTS = [
+  { title: 'Frames per second', unit: '', series: [['in', 'ensemble_received_frames_total'], ['out', 'ensemble_sent_frames_total']] },
+  { title: 'Bytes per second', unit: 'B', series: [['in', 'ensemble_received_bytes_total'], ['out', 'ensemble_sent_bytes_total']] },
+  { title: 'Dropped frames per second', unit: '', series: [['dropped', 'ensemble_dropped_frames_total']] },
+  { title: 'Messages per second', unit: '', series: [['sent', 'ensemble_messages_sent_total'], ['delivered', 'ensemble_messages_delivered_total']] },
+];
+
+// The sum over every series of each metric of the Prometheus text format.
+function parseMetrics(text) {
+  const sums = {};
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)/.exec(line);
+    if (m) sums[m[1]] = (sums[m[1]] || 0) + Number(m[3]);
+  }
+  return sums;
+}
+
+async function sampleTraffic() {
+  if (!state.token || state.view !== 'traffic' || document.hidden) return;
+  try {
+    const resp = await api('/metrics');
+    if (!resp.ok) return;
+    traffic.samples.push({ t: Date.now(), v: parseMetrics(await resp.text()) });
+    if (traffic.samples.length > TRAFFIC_SAMPLES + 1) traffic.samples.shift();
+    renderTraffic();
+  } catch (e) {
+    guard(e);
+  }
+}
+
+function rate(x, unit) {
+  const k = unit === 'B' ? 1024 : 1000;
+  const units = unit === 'B' ? ['B/s', 'KiB/s', 'MiB/s', 'GiB/s'] : ['/s', 'k/s', 'M/s', 'G/s'];
+  let i = 0;
+  while (x >= k && i < units.length - 1) { x /= k; i += 1; }
+  return (x < 10 && i > 0 ? x.toFixed(1) : Math.round(x)) + ' ' + units[i];
+}
+
+function renderTraffic() {
+  const s = traffic.samples;
+  const charts = CHARTS.map((c) => {
+    const series = c.series.map(([label, metric]) => ({
+      label,
+      points: s.slice(1).map((b, i) => Math.max(0, ((b.v[metric] || 0) - (s[i].v[metric] || 0)) / ((b.t - s[i].t) / 1000 || 1))),
+    }));
+    const peak = Math.max(0, ...series.flatMap((x) => x.points));
+    const max = Math.max(1, peak) * 1.1;
+    const [w, h] = [420, 110];
+    const chart = svg('svg', { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: 'none' });
+    chart.append(svg('line', { x1: 0, y1: h - 1, x2: w, y2: h - 1 }));
+    series.forEach((x, n) => {
+      const pts = x.points.map((v, i) => `${(w * (i + TRAFFIC_SAMPLES - x.points.length)) / TRAFFIC_SAMPLES},${h - 1 - ((h - 2) * v) / max}`);
+      chart.append(svg('polyline', { points: pts.join(' '), class: 's' + n }));
+    });
+    const values = el('div', { class: 'values' }, ...series.map((x, n) => el('span', { class: 's' + n, 'data-series': x.label },
+      x.label + ' ' + (x.points.length ? rate(x.points[x.points.length - 1], c.unit) : '…'))));
+    return el('div', { class: 'chart', 'data-chart': c.title, 'data-points': s.length - 1 }, el('h3', {}, c.title), chart, values,
+      el('div', { class: 'muted' }, 'peak ' + rate(peak, c.unit) + ' over ' + Math.max(0, s.length - 1) + ' s'));
+  });
+  $('#charts').replaceChildren(...charts);
+}
+
+// --- Wiring ---
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('#login-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const token = $('#token').value.trim();
+    $('#token').value = '';
+    if (token) signIn(token);
+  });
+  $('#logout').addEventListener('click', () => signedOut(''));
+  $('#tabs').addEventListener('click', (e) => {
+    if (e.target.dataset.view) show(e.target.dataset.view);
+  });
+  $('#filter').addEventListener('input', renderMembers);
+  $('#root').addEventListener('change', () => { topology.at = 0; refreshTopology(); });
+  $('#members thead').addEventListener('click', (e) => {
+    const key = e.target.dataset.key;
+    if (!key) return;
+    state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
+    renderMembers();
+  });
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) signIn(token);
+  else signedOut('');
+});

@@ -1,0 +1,518 @@
+//! The dashboard (`GET /ui`, docs/DASHBOARD.md) in a real browser: headless Chromium driven
+//! through chromedriver (WebDriver, fantoccini), on one of 3 agents that each run the
+//! singleton `cron`. Asserted from the rendered page: the sign-in prompt and no data without
+//! the token, or with a wrong one, or after a 401; 3 alive members with it, filtered and
+//! sorted; the topology (3 members, linked by the broadcast tree) and traffic rates; a
+//! SIGKILLed member down within 3 s without a reload, and its failure on the timeline with a
+//! detection latency; the restarted member alive again with a higher incarnation; a new leader
+//! at a higher epoch once the singleton's leader is killed; no error in the browser. A
+//! screenshot of each view is written under the target directory
+//! (`CARGO_TARGET_TMPDIR/dashboard/`).
+//!
+//! Without chromium or chromedriver the test is skipped with its reason, except under CI
+//! (`CI=true`), where it fails (scripts/setup-browser installs them).
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+mod common;
+use common::*;
+
+/// A chromedriver of our own, on a free port; killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = free_port();
+        // In a process group of its own, with the browsers it starts: all killed when dropped,
+        // even if the test fails before closing its session.
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let d = Driver { child, port };
+        wait_for(Duration::from_secs(30), "chromedriver answers", || {
+            ureq::get(&format!("http://127.0.0.1:{port}/status"))
+                .timeout(Duration::from_secs(5))
+                .call()
+                .ok()
+                .and_then(|r| r.into_json::<Value>().ok())
+                .is_some_and(|v| v["value"]["ready"] == true)
+        });
+        d
+    }
+
+    /// A headless Chromium session (as root: without its sandbox).
+    async fn browser(&self) -> Client {
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,800"],
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session through chromedriver")
+    }
+
+    /// The browser's console messages at level SEVERE since the last call (chromedriver's log
+    /// command).
+    fn console_errors(&self, session: &str) -> Vec<Value> {
+        let url = format!("http://127.0.0.1:{}/session/{session}/se/log", self.port);
+        let v: Value = ureq::post(&url)
+            .timeout(Duration::from_secs(10))
+            .send_json(json!({ "type": "browser" }))
+            .expect("chromedriver's browser log")
+            .into_json()
+            .unwrap();
+        let entries = v["value"].as_array().expect("log entries").clone();
+        entries
+            .into_iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .collect()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// What the page shows, read from its DOM: whether the sign-in form is up, the rows of each
+/// view (their cells' text), and the errors the page caught.
+async fn page(c: &Client) -> Value {
+    const READ: &str = r#"
+        const rows = (sel) => [...document.querySelectorAll(sel + ' tbody tr:not(.empty)')]
+            .map((r) => [...r.cells].map((td) => td.textContent));
+        return {
+            login: !document.querySelector('#login').hidden,
+            login_error: document.querySelector('#login-error').textContent,
+            members: rows('#members').map((c) => ({ name: c[0], addr: c[1], status: c[2], incarnation: Number(c[3]), connected: c[5] })),
+            timeline: rows('#timeline').map((c) => ({ name: c[1], kind: c[2], detection: c[4] })),
+            singletons: rows('#singletons').map((c) => ({ name: c[0], leader: c[1], epoch: Number(c[2]) })),
+            topology: {
+                nodes: [...document.querySelectorAll('#topology g')].map((g) => g.dataset.name),
+                eager: document.querySelectorAll('#topology line.eager').length,
+                lazy: document.querySelectorAll('#topology line.lazy').length,
+            },
+            traffic: Object.fromEntries([...document.querySelectorAll('#charts .chart')].map((c) =>
+                [c.dataset.chart, [...c.querySelectorAll('.values span')].map((s) => s.textContent)])),
+            traffic_peak: (document.querySelector('#charts .chart .muted') || {}).textContent,
+            traffic_points: Number((document.querySelector('#charts .chart') || { dataset: {} }).dataset.points || 0),
+            errors: window.dashboardErrors || ['no dashboard script'],
+        };"#;
+    c.execute(READ, vec![]).await.expect("the page reads")
+}
+
+/// Waits until `cond` holds of the page, at most `limit`; the page when it does.
+async fn until(c: &Client, limit: Duration, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let p = page(c).await;
+        if cond(&p) {
+            return p;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting until the page shows {what}; it shows {p:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn member<'a>(p: &'a Value, name: &str) -> Option<&'a Value> {
+    p["members"].as_array()?.iter().find(|m| m["name"] == name)
+}
+
+/// Shows `view` (a click on its tab).
+async fn open(c: &Client, view: &str) {
+    let tab = format!("#tabs button[data-view={view}]");
+    find(c, &tab).await.click().await.unwrap();
+}
+
+/// Writes a screenshot of the page as it is under the target directory, as `name`.png.
+async fn screenshot(c: &Client, name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, c.screenshot().await.unwrap()).unwrap();
+    path
+}
+
+/// Shows `view` and writes its screenshot.
+async fn snap(c: &Client, view: &str) -> PathBuf {
+    open(c, view).await;
+    screenshot(c, view).await
+}
+
+/// The element `css` selects.
+async fn find(c: &Client, css: &str) -> Element {
+    c.find(Locator::Css(css)).await.unwrap()
+}
+
+/// Types `token` in the sign-in form and sends it.
+async fn sign_in(c: &Client, token: &str) {
+    let input = find(c, "#token").await;
+    input.clear().await.unwrap();
+    input.send_keys(token).await.unwrap();
+    find(c, "#login-form button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits until the page lists 3 alive members.
+async fn three_alive(c: &Client) -> Value {
+    until(c, Duration::from_secs(20), "3 alive members", |p| {
+        p["login"] == false
+            && p["members"].as_array().unwrap().len() == 3
+            && (p["members"].as_array().unwrap().iter()).all(|m| m["status"] == "alive")
+    })
+    .await
+}
+
+/// Console errors that are the agent's 401 answers to a wrong token, and nothing else.
+fn only_refusals(errors: Vec<Value>) {
+    assert!(!errors.is_empty(), "the browser logs the refusal");
+    for e in errors {
+        let text = e["message"].as_str().unwrap_or_default();
+        assert!(text.contains("401"), "a console error: {e}");
+    }
+}
+
+fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
+    let v = ureq_get(&a.http, "/v1/singletons")?;
+    let s = v.as_array()?.iter().find(|s| s["name"] == "cron")?.clone();
+    Some((s["leader"].as_str()?.to_string(), s["epoch"].as_u64()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_follows_the_cluster_live() {
+    if !have("chromedriver", "scripts/setup-browser") || !have("chromium", "scripts/setup-browser")
+    {
+        return;
+    }
+    let started = Instant::now();
+    let dir = tempdir();
+    // `exec`: the command is the agent's child itself, so it dies with its agent.
+    let extra = ["--singleton", "cron=exec sleep 1000"];
+    let mut agents = start_agents(dir.path(), 3, &extra);
+    wait_for(
+        Duration::from_secs(30),
+        "the agents agree on a leader",
+        || {
+            let seen: Vec<_> = agents.iter().map(leader_seen_by).collect();
+            seen.iter().all(|s| s.is_some() && *s == seen[0])
+                && agents.iter().all(|a| {
+                    a.members()
+                        .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["status"] == "alive"))
+                })
+        },
+    );
+    let (leader, _) = leader_seen_by(&agents[0]).unwrap();
+    let leader = agents.iter().position(|a| a.name == leader).unwrap();
+    // The page is opened on an agent that leads nothing; the other one is killed and restarted.
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let (ui, victim) = (others[0], others[1]);
+    let (ui_http, victim_name) = (agents[ui].http.clone(), agents[victim].name.clone());
+
+    // The page's files need no token; they carry the policy; the data does need it.
+    let resp = ureq::get(&format!("http://{ui_http}/ui")).call().unwrap();
+    let policy = resp.header("content-security-policy").unwrap_or_default();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(resp.into_string().unwrap().contains("/ui/app.js"));
+    let status = match ureq::get(&format!("http://{ui_http}/v1/members")).call() {
+        Err(ureq::Error::Status(s, _)) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(status, 401);
+
+    let driver = Driver::start();
+    let c = driver.browser().await;
+    let session = c.session_id().await.unwrap().expect("a session id");
+    c.goto(&format!("http://{ui_http}/ui")).await.unwrap();
+
+    // Without the token: the prompt, no data.
+    let p = until(&c, Duration::from_secs(20), "the sign-in form", |p| {
+        p["login"] == true
+    })
+    .await;
+    assert_eq!(p["members"], json!([]), "{p}");
+    screenshot(&c, "login").await;
+
+    // A wrong token: refused, the prompt stays, no data. (The browser logs the 401 answer.)
+    sign_in(&c, "wrong-token-0123456789abcdef").await;
+    let p = until(&c, Duration::from_secs(20), "the token refused", |p| {
+        p["login_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused"))
+    })
+    .await;
+    assert_eq!(
+        (&p["login"], &p["members"]),
+        (&json!(true), &json!([])),
+        "{p}"
+    );
+    only_refusals(driver.console_errors(&session));
+
+    // With it: 3 alive members.
+    sign_in(&c, &token()).await;
+    three_alive(&c).await;
+    // A 401 later (as if the agent's token changed): the prompt is back, the data gone.
+    c.execute("state.token = 'wrong-token-0123456789abcdef';", vec![])
+        .await
+        .unwrap();
+    let p = until(&c, Duration::from_secs(20), "the prompt again", |p| {
+        p["login"] == true
+    })
+    .await;
+    assert_eq!(
+        (&p["members"], &p["singletons"]),
+        (&json!([]), &json!([])),
+        "{p}"
+    );
+    only_refusals(driver.console_errors(&session));
+    sign_in(&c, &token()).await;
+    let p = three_alive(&c).await;
+    // The token: in this tab's session storage only; not in the URL, a cookie or the log.
+    let kept = c
+        .execute(
+            "return [sessionStorage.getItem('ensemble.token'), localStorage.length, \
+             document.cookie, location.href];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept[0], token().as_str());
+    assert_eq!((&kept[1], &kept[2]), (&json!(0), &json!("")), "{kept}");
+    assert!(!kept[3].as_str().unwrap().contains(&token()), "{kept}");
+
+    // Connected: this agent to the two others.
+    until(&c, Duration::from_secs(10), "the connections", |p| {
+        (p["members"].as_array().unwrap().iter()).all(|m| {
+            m["connected"]
+                == if m["name"] == agents[ui].name.as_str() {
+                    "this agent"
+                } else {
+                    "yes"
+                }
+        })
+    })
+    .await;
+
+    // Filtered, then sorted by name downwards.
+    find(&c, "#filter")
+        .await
+        .send_keys(&victim_name)
+        .await
+        .unwrap();
+    until(
+        &c,
+        Duration::from_secs(5),
+        "only the member filtered",
+        |p| {
+            p["members"].as_array().unwrap().len() == 1
+                && p["members"][0]["name"] == victim_name.as_str()
+        },
+    )
+    .await;
+    find(&c, "#filter").await.clear().await.unwrap();
+    c.execute(
+        "document.querySelector('#filter').dispatchEvent(new Event('input'))",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let name = find(&c, "#members th[data-key=name]").await;
+    name.click().await.unwrap();
+    until(
+        &c,
+        Duration::from_secs(5),
+        "the members by name downwards",
+        |p| {
+            let names: Vec<&str> = (p["members"].as_array().unwrap().iter())
+                .map(|m| m["name"].as_str().unwrap())
+                .collect();
+            names == ["a2", "a1", "a0"]
+        },
+    )
+    .await;
+    name.click().await.unwrap();
+    let incarnation = member(&p, &victim_name).unwrap()["incarnation"]
+        .as_u64()
+        .unwrap();
+    snap(&c, "members").await;
+
+    // The topology: the 3 members, connected (the broadcast tree of this agent spans them).
+    open(&c, "topology").await;
+    until(&c, Duration::from_secs(20), "3 members linked", |p| {
+        let t = &p["topology"];
+        t["nodes"].as_array().unwrap().len() == 3 && t["eager"].as_u64().unwrap() >= 2
+    })
+    .await;
+    screenshot(&c, "topology").await;
+    // The traffic: rates computed from samples of /metrics, one a second (3 rates: 4 samples).
+    open(&c, "traffic").await;
+    let p = until(&c, Duration::from_secs(20), "traffic rates", |p| {
+        p["traffic_points"].as_u64() >= Some(3)
+            && p["traffic"]["Frames per second"]
+                .as_array()
+                .is_some_and(|v| {
+                    v.len() == 2 && v.iter().all(|x| x.as_str().unwrap().ends_with("/s"))
+                })
+    })
+    .await;
+    assert_eq!(p["traffic"].as_object().unwrap().len(), 4, "{p}");
+    // Members ping each other: frames flow.
+    let peak = p["traffic_peak"].as_str().unwrap();
+    assert!(
+        peak.starts_with("peak ") && !peak.starts_with("peak 0 "),
+        "{peak}"
+    );
+    screenshot(&c, "traffic").await;
+    open(&c, "members").await;
+
+    // SIGKILL: down on the page within 3 s, without a reload; on the timeline with its
+    // detection latency.
+    agents[victim].signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    until(&c, Duration::from_secs(3), "the killed member down", |p| {
+        member(p, &victim_name).is_some_and(|m| m["status"] == "down")
+    })
+    .await;
+    eprintln!(
+        "the page showed {victim_name} down {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    until(
+        &c,
+        Duration::from_secs(10),
+        "the killed member not connected",
+        |p| member(p, &victim_name).is_some_and(|m| m["connected"] == "no"),
+    )
+    .await;
+    let p = until(
+        &c,
+        Duration::from_secs(5),
+        "the failure on the timeline",
+        |p| {
+            p["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == victim_name.as_str() && t["kind"] == "down")
+        },
+    )
+    .await;
+    let failure = p["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == victim_name.as_str() && t["kind"] == "down")
+        .unwrap();
+    let detection = failure["detection"].as_str().unwrap();
+    assert!(
+        detection.ends_with(" ms") || detection.ends_with(" s"),
+        "a detection latency on the timeline: {failure}"
+    );
+    snap(&c, "timeline").await;
+
+    // Restarted: alive again, at a higher incarnation.
+    let seed = agents[ui].bind.clone();
+    agents[victim].spawn(Some(&seed), SECRET);
+    until(
+        &c,
+        Duration::from_secs(30),
+        "the restarted member alive",
+        |p| {
+            member(p, &victim_name).is_some_and(|m| {
+                m["status"] == "alive" && m["incarnation"].as_u64().unwrap() > incarnation
+            })
+        },
+    )
+    .await;
+
+    // The singleton's leader killed: another leader at a higher epoch.
+    let p = until(&c, Duration::from_secs(10), "the singleton", |p| {
+        p["singletons"].as_array().unwrap().len() == 1
+    })
+    .await;
+    let before = p["singletons"][0].clone();
+    assert_eq!(before["name"], "cron");
+    assert_eq!(before["leader"], agents[leader].name.as_str(), "{p}");
+    agents[leader].signal(Signal::SIGKILL);
+    until(
+        &c,
+        Duration::from_secs(30),
+        "a new leader at a higher epoch",
+        |p| {
+            let s = &p["singletons"][0];
+            s["leader"] != before["leader"]
+                && s["leader"] != "(none)"
+                && s["epoch"].as_u64() > before["epoch"].as_u64()
+        },
+    )
+    .await;
+    snap(&c, "singletons").await;
+    // The takeover on the timeline: the new leader leads cron.
+    let p = until(
+        &c,
+        Duration::from_secs(5),
+        "the takeover on the timeline",
+        |p| {
+            p["timeline"].as_array().unwrap().iter().any(|t| {
+                t["kind"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("leads cron (epoch ")
+                    && t["name"] == p["singletons"][0]["leader"]
+            })
+        },
+    )
+    .await;
+    let failures = (p["timeline"].as_array().unwrap().iter())
+        .filter(|t| t["kind"] == "down")
+        .count();
+    assert_eq!(failures, 2, "the two SIGKILLs: {p}");
+    snap(&c, "timeline").await;
+
+    for a in &agents {
+        assert!(
+            !a.log_text().contains(&token()),
+            "{} logged the token",
+            a.name
+        );
+    }
+
+    // No error in the page, nor in the browser's console.
+    let p = page(&c).await;
+    assert_eq!(p["errors"], json!([]), "errors caught by the page");
+    let console = driver.console_errors(&session);
+    assert!(console.is_empty(), "errors in the console: {console:#?}");
+    c.close().await.unwrap();
+    eprintln!("the dashboard test took {:?}", started.elapsed());
+}
