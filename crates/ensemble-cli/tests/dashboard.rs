@@ -122,6 +122,10 @@ async fn page(c: &Client) -> Value {
                 [c.dataset.chart, [...c.querySelectorAll('.values span')].map((s) => s.textContent)])),
             traffic_peak: (document.querySelector('#charts .chart .muted') || {}).textContent,
             traffic_points: Number((document.querySelector('#charts .chart') || { dataset: {} }).dataset.points || 0),
+            tables: rows('#tables').map((c) => ({ name: c[0], records: Number(c[1]), replicas: c[3], leader: c[4] })),
+            records_shown: !document.querySelector('#records-panel').hidden,
+            records: rows('#records').map((c) => ({ key: c[0], value: c[1] })),
+            tracker: rows('#tracker').map((c) => ({ node: c[0], status: c[1] })),
             errors: window.dashboardErrors || ['no dashboard script'],
         };"#;
     c.execute(READ, vec![]).await.expect("the page reads")
@@ -219,7 +223,7 @@ async fn the_dashboard_follows_the_cluster_live() {
     let started = Instant::now();
     let dir = tempdir();
     // `exec`: the command is the agent's child itself, so it dies with its agent.
-    let extra = ["--singleton", "cron=exec sleep 1000"];
+    let extra = ["--singleton", "cron=exec sleep 1000", "--table", "carts"];
     let mut agents = start_agents(dir.path(), 3, &extra);
     wait_for(
         Duration::from_secs(30),
@@ -367,6 +371,60 @@ async fn the_dashboard_follows_the_cluster_live() {
         .unwrap();
     snap(&c, "members").await;
 
+    // The tables: carts on 3 replicas, and its records a page at a time.
+    wait_for(Duration::from_secs(30), "two records put", || {
+        ["cart-1", "cart-2"].iter().all(|k| {
+            let path = format!("/v1/tables/carts/records/{k}");
+            call_json(&ui_http, "PUT", &path, Some(json!({"value": "apple"}))).0 == 200
+        })
+    });
+    let records = "/v1/tables/carts/records";
+    let (_, first) = call_json(&ui_http, "GET", &format!("{records}?limit=1"), None);
+    assert_eq!(first, json!([{"key": "cart-1", "value": "apple"}]));
+    let next = format!("{records}?limit=1&after=cart-1");
+    assert_eq!(
+        call_json(&ui_http, "GET", &next, None).1[0]["key"],
+        "cart-2"
+    );
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "page=2",
+        "after=a&after=b",
+    ] {
+        let status = call_json(&ui_http, "GET", &format!("{records}?{bad}"), None).0;
+        assert_eq!(status, 400, "{bad}");
+    }
+    open(&c, "tables").await;
+    until(&c, Duration::from_secs(20), "carts on 3 replicas", |p| {
+        p["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "carts" && t["replicas"].as_str().unwrap().starts_with("3 ("))
+    })
+    .await;
+    find(&c, "#tables button[data-table=carts]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(&c, Duration::from_secs(10), "the records of carts", |p| {
+        p["records_shown"] == true
+            && p["records"]
+                == json!([{"key": "cart-1", "value": "apple"}, {"key": "cart-2", "value": "apple"}])
+    })
+    .await;
+    screenshot(&c, "tables").await;
+    // The tracker: the 3 nodes online.
+    open(&c, "tracker").await;
+    until(&c, Duration::from_secs(20), "3 nodes online", |p| {
+        let t = p["tracker"].as_array().unwrap();
+        t.len() == 3 && t.iter().all(|r| r["status"] == "online")
+    })
+    .await;
+
     // The topology: the 3 members, connected (the broadcast tree of this agent spans them).
     open(&c, "topology").await;
     until(&c, Duration::from_secs(20), "3 members linked", |p| {
@@ -440,6 +498,20 @@ async fn the_dashboard_follows_the_cluster_live() {
         "a detection latency on the timeline: {failure}"
     );
     snap(&c, "timeline").await;
+    // The tracker: the killed node offline.
+    open(&c, "tracker").await;
+    until(
+        &c,
+        Duration::from_secs(30),
+        "the killed node offline",
+        |p| {
+            (p["tracker"].as_array().unwrap().iter())
+                .any(|r| r["node"] == victim_name.as_str() && r["status"] == "offline")
+        },
+    )
+    .await;
+    screenshot(&c, "tracker").await;
+    open(&c, "members").await;
 
     // Restarted: alive again, at a higher incarnation.
     let seed = agents[ui].bind.clone();

@@ -17,6 +17,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::client::ApiClient;
+use crate::commands::table::all_records;
 use crate::procs::{free_port, Proc};
 use crate::token::{Token, TOKEN_ENV};
 use crate::views::RecordView;
@@ -313,7 +314,7 @@ async fn verify(
             .token(token.clone())
             .timeout(Duration::from_secs(60));
         let records: Vec<RecordView> =
-            tokio::task::spawn_blocking(move || api.get(&path))
+            tokio::task::spawn_blocking(move || all_records(&api, &path))
                 .await?
                 .with_context(|| format!("cannot read the replica of {http}"))?;
         let mut keys: Vec<String> = records.into_iter().map(|r| r.key).collect();

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde::de::IgnoredAny;
 
 use super::encode;
+use crate::client::ApiClient;
 use crate::views::{InfoView, PutBody, RecordView};
 
 #[derive(Args, Debug)]
@@ -89,11 +90,10 @@ pub fn run(args: TableArgs) -> Result<()> {
             client.delete::<IgnoredAny>(&path)?;
         }
         TableCommand::Dump { table, json } => {
-            let v: serde_json::Value = client.get(&format!("{base}/{}/records", encode(&table)))?;
+            let records = all_records(&client, &format!("{base}/{}/records", encode(&table)))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&records)?);
             } else {
-                let records: Vec<RecordView> = serde_json::from_value(v)?;
                 for r in records {
                     println!("{}\t{}", r.key, r.value);
                 }
@@ -128,4 +128,21 @@ pub fn run(args: TableArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every record at `path` (`/v1/tables/{table}/records`), read a page of 1,000 at a time.
+pub fn all_records(client: &ApiClient, path: &str) -> Result<Vec<RecordView>> {
+    let mut all: Vec<RecordView> = Vec::new();
+    loop {
+        let after = match all.last() {
+            Some(r) => format!("&after={}", encode(&r.key)),
+            None => String::new(),
+        };
+        let page: Vec<RecordView> = client.get(&format!("{path}?limit=1000{after}"))?;
+        let last = page.len() < 1000;
+        all.extend(page);
+        if last {
+            return Ok(all);
+        }
+    }
 }

@@ -16,11 +16,13 @@ use axum::Router;
 use super::state::AppState;
 
 /// The dashboard's files: the only paths, besides the probes, answered without the token.
-pub const ASSETS: [&str; 4] = ["/ui", "/ui/", "/ui/app.js", "/ui/app.css"];
+pub const ASSETS: [&str; 5] = ["/ui", "/ui/", "/ui/app.js", "/ui/app.css", "/ui/data.js"];
 
 const INDEX: &str = include_str!("ui/index.html");
 const SCRIPT: &str = include_str!("ui/app.js");
 const STYLE: &str = include_str!("ui/app.css");
+/// The tables and tracker views.
+const DATA_SCRIPT: &str = include_str!("ui/data.js");
 
 /// What the page may load and reach: the agent's own files and API, nothing inline, nothing
 /// from elsewhere (the icon is an empty `data:` image).
@@ -34,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route(ASSETS[1], get(index))
         .route(ASSETS[2], get(script))
         .route(ASSETS[3], get(style))
+        .route(ASSETS[4], get(data_script))
 }
 
 /// `body` as `content_type`, with the headers every file of the dashboard carries.
@@ -61,4 +64,8 @@ async fn script() -> impl IntoResponse {
 
 async fn style() -> impl IntoResponse {
     asset("text/css; charset=utf-8", STYLE)
+}
+
+async fn data_script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", DATA_SCRIPT)
 }

@@ -4,7 +4,8 @@
 //! (`--table`), or any with `--allow-create-tables`, up to `max_tables`. Ensemble's own tables
 //! (`ensemble.*`) are not served.
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -183,17 +184,75 @@ async fn info(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<
     }))
 }
 
-/// Every record of a table.
-#[utoipa::path(get, path = "/v1/tables/{table}/records", summary = "Every record of a table", operation_id = "list_records", tag = "tables", params(TablePath),
-    responses((status = 200, description = "Every record", body = Vec<RecordView>), ReadErrors))]
-async fn dump(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<Vec<RecordView>> {
-    let records = hosted(&t, &name).await?.snapshot().map_err(failed)?;
+/// The records of a table in key order, a page at a time: at most `limit` (default
+/// [`PAGE_DEFAULT`], at most [`PAGE_MAX`]) whose keys come after `after`.
+#[utoipa::path(get, path = "/v1/tables/{table}/records", summary = "A table's records, a page at a time", operation_id = "list_records", tag = "tables", params(TablePath, PageQuery),
+    responses((status = 200, description = "At most `limit` records in key order, after `after`: fewer than `limit` when they are the last", body = Vec<RecordView>), ReadErrors))]
+async fn dump(
+    State(t): State<AgentTables>,
+    Path(name): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Answer<Vec<RecordView>> {
+    let (after, limit) = page(query)?;
+    let mut records = hosted(&t, &name).await?.snapshot().map_err(failed)?;
+    if let Some(after) = &after {
+        records.retain(|(k, _)| k > after);
+    }
+    records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    records.truncate(limit);
     Ok(Json(
         records
             .into_iter()
             .map(|(key, value)| RecordView { key, value })
             .collect(),
     ))
+}
+
+/// The records a page holds when no `limit` is given.
+pub const PAGE_DEFAULT: usize = 100;
+/// The most records a page may hold.
+pub const PAGE_MAX: usize = 1000;
+
+/// `after` and `limit` of a page of records (400 `invalid_argument` for anything else).
+fn page(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<(Option<String>, usize), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, m);
+    let Query(params) = query.map_err(|r| bad(r.body_text()))?;
+    let (mut after, mut limit) = (None, None);
+    for (key, value) in params {
+        match key.as_str() {
+            "after" if after.is_none() => after = Some(value),
+            "limit" if limit.is_none() => {
+                limit = Some(
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=PAGE_MAX).contains(n))
+                        .ok_or_else(|| bad(format!("limit: a number from 1 to {PAGE_MAX}")))?,
+                )
+            }
+            "after" | "limit" => return Err(bad(format!("{key} given twice"))),
+            _ => {
+                return Err(bad(format!(
+                    "unknown parameter {:?}: the records take after and limit",
+                    key.chars().take(64).collect::<String>()
+                )))
+            }
+        }
+    }
+    Ok((after, limit.unwrap_or(PAGE_DEFAULT)))
+}
+
+/// The query of a page of records (for the OpenAPI document).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct PageQuery {
+    /// Only the keys after this one (the last key of the previous page).
+    after: Option<String>,
+    /// At most this many records: 1 to 1000, default 100.
+    limit: Option<usize>,
 }
 
 /// One record.

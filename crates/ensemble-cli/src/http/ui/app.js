@@ -75,6 +75,7 @@ function signedOut(message) {
   state.timeline = [];
   state.singletons = [];
   state.neighbours = null;
+  clearData();
   render();
   $('#tabs').hidden = true;
   $('#logout').hidden = true;
@@ -349,6 +350,8 @@ function show(view) {
   if (view === 'topology') {
     refreshTopology();
     state.viewTimer = setInterval(refreshTopology, TOPOLOGY_EVERY_MS);
+  } else if (view === 'tables' || view === 'tracker') {
+    state.viewTimer = startDataView(view);
   } else if (view === 'traffic') {
     traffic.samples = [];
     sampleTraffic();

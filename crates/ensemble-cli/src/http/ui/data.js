@@ -1,0 +1,140 @@
+// The Tables and Tracker views of the dashboard (docs/DASHBOARD.md), read once a second
+// while shown, through the same `api()` (the token in the Authorization header) as app.js.
+'use strict';
+
+const RECORDS_PAGE = 100;
+const data = {
+  tables: [], // GET /v1/tables/{table} of each table
+  table: null, // the table whose records are shown
+  pages: [], // the `after` key of each page shown so far (null for the first)
+  records: [],
+  tracker: null,
+  busy: false,
+};
+
+// Forgets everything (signed out).
+function clearData() {
+  Object.assign(data, { tables: [], table: null, pages: [], records: [], tracker: null });
+  renderTables();
+  renderTracker();
+}
+
+const enc = encodeURIComponent;
+
+async function refreshTables() {
+  if (!state.token || state.view !== 'tables' || data.busy || document.hidden) return;
+  data.busy = true;
+  try {
+    const resp = await api('/v1/tables');
+    if (!resp.ok) return;
+    const names = (await resp.json()).sort();
+    const infos = await Promise.all(names.map(async (n) => {
+      const r = await api('/v1/tables/' + enc(n));
+      return r.ok ? r.json() : { name: n };
+    }));
+    data.tables = infos;
+    if (data.table) await loadRecords();
+    renderTables();
+  } catch (e) {
+    guard(e);
+  } finally {
+    data.busy = false;
+  }
+}
+
+// The current page of the chosen table: at most RECORDS_PAGE records after the page's key.
+async function loadRecords() {
+  const after = data.pages[data.pages.length - 1];
+  const q = '?limit=' + RECORDS_PAGE + (after == null ? '' : '&after=' + enc(after));
+  const resp = await api('/v1/tables/' + enc(data.table) + '/records' + q);
+  data.records = resp.ok ? await resp.json() : [];
+}
+
+function bytes(n) {
+  if (n == null) return '';
+  return n < 1024 ? n + ' B' : n < 1048576 ? (n / 1024).toFixed(1) + ' KiB' : (n / 1048576).toFixed(1) + ' MiB';
+}
+
+function lastJoin(j) {
+  if (!j) return '';
+  return 'with ' + j.with + ', ' + ago(Date.now() - j.ago_ms) + ', took ' + duration(j.took_ms);
+}
+
+function renderTables() {
+  const rows = data.tables.map((t) => el('tr', { 'data-name': t.name, class: t.name === data.table ? 'chosen' : '' },
+    el('td', {}, el('button', { type: 'button', class: 'link', 'data-table': t.name }, t.name)),
+    el('td', { class: 'num' }, t.size == null ? '' : t.size),
+    el('td', { class: 'num' }, bytes(t.memory)),
+    el('td', { title: (t.members || []).join(', ') }, t.members ? t.members.length + ' (' + t.members.join(', ') + ')' : ''),
+    el('td', {}, t.leader || ''),
+    el('td', { class: 'num' }, t.joins == null ? '' : t.joins),
+    el('td', { class: 'num' }, t.conflicts_resolved == null ? '' : t.conflicts_resolved),
+    el('td', {}, lastJoin(t.last_join))));
+  if (!rows.length && state.token) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 8 }, 'This agent hosts no table.')));
+  $('#tables tbody').replaceChildren(...rows);
+  $('#records-panel').hidden = !data.table;
+  if (!data.table) return;
+  $('#records-title').textContent = 'Records of ' + data.table + ' (page ' + data.pages.length + ')';
+  const recs = data.records.map((r) => el('tr', { 'data-key': r.key }, el('td', {}, r.key), el('td', {}, r.value)));
+  if (!recs.length) recs.push(el('tr', { class: 'empty' }, el('td', { colSpan: 2 }, 'No record on this page.')));
+  $('#records tbody').replaceChildren(...recs);
+  $('#records-next').disabled = data.records.length < RECORDS_PAGE;
+  $('#records-first').disabled = data.pages.length < 2;
+  $('#records-note').textContent = data.records.length + ' records shown, ' + RECORDS_PAGE + ' a page, in key order';
+}
+
+async function browse(table, pages) {
+  data.table = table;
+  data.pages = pages;
+  try {
+    await loadRecords();
+  } catch (e) {
+    guard(e);
+  }
+  renderTables();
+}
+
+async function refreshTracker() {
+  if (!state.token || state.view !== 'tracker' || document.hidden) return;
+  try {
+    const resp = await api('/v1/tracker');
+    if (resp.ok) data.tracker = await resp.json();
+    renderTracker();
+  } catch (e) {
+    guard(e);
+  }
+}
+
+function renderTracker() {
+  const t = data.tracker;
+  $('#tracker-mode').textContent = t ? 'Cluster mode: ' + t.mode : '';
+  const rows = (t ? [...t.nodes] : []).sort((a, b) => (a.node < b.node ? -1 : 1)).map((r) =>
+    el('tr', { 'data-node': r.node, 'data-status': r.status },
+      el('td', {}, r.node),
+      el('td', {}, el('span', { class: 'status ' + r.status }, r.status)),
+      el('td', { title: new Date(r.last_change).toISOString() }, new Date(r.last_change).toLocaleTimeString() + ' (' + ago(r.last_change) + ')'),
+      el('td', { class: 'num' }, r.incarnation)));
+  $('#tracker tbody').replaceChildren(...rows);
+}
+
+// The view's refresh, started by show() in app.js while the view is shown.
+function startDataView(view) {
+  if (view === 'tables') {
+    refreshTables();
+    return setInterval(refreshTables, 1000);
+  }
+  refreshTracker();
+  return setInterval(refreshTracker, 1000);
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('#tables').addEventListener('click', (e) => {
+    const t = e.target.dataset.table;
+    if (t) browse(t, [null]);
+  });
+  $('#records-next').addEventListener('click', () => {
+    const last = data.records[data.records.length - 1];
+    if (last) browse(data.table, [...data.pages, last.key]);
+  });
+  $('#records-first').addEventListener('click', () => browse(data.table, [null]));
+});
