@@ -2,9 +2,11 @@
 //! through chromedriver (WebDriver, fantoccini), on one of 3 agents that each run the
 //! singleton `cron`. Asserted from the rendered page: the sign-in prompt and no data without
 //! the token, or with a wrong one, or after a 401; 3 alive members with it, filtered and
-//! sorted; the topology (3 members, linked by the broadcast tree) and traffic rates; a
+//! sorted; the table `carts` on 3 replicas with its records, paged; the tracker's nodes online;
+//! the topology (3 members, linked by the broadcast tree) and traffic rates; a
 //! SIGKILLed member down within 3 s without a reload, and its failure on the timeline with a
-//! detection latency; the restarted member alive again with a higher incarnation; a new leader
+//! detection latency, and offline in the tracker; the restarted member alive again with a
+//! higher incarnation, and its details on a click; a new leader
 //! at a higher epoch once the singleton's leader is killed; no error in the browser. A
 //! screenshot of each view is written under the target directory
 //! (`CARGO_TARGET_TMPDIR/dashboard/`).
@@ -126,6 +128,11 @@ async fn page(c: &Client) -> Value {
             records_shown: !document.querySelector('#records-panel').hidden,
             records: rows('#records').map((c) => ({ key: c[0], value: c[1] })),
             tracker: rows('#tracker').map((c) => ({ node: c[0], status: c[1] })),
+            details: document.querySelector('#member-details').hidden ? null : {
+                name: document.querySelector('#details-name').textContent,
+                fields: Object.fromEntries([...document.querySelectorAll('#details-fields dd')].map((d) => [d.dataset.field, d.textContent])),
+                events: [...document.querySelectorAll('#details-events tbody tr:not(.empty)')].map((r) => r.dataset.kind),
+            },
             errors: window.dashboardErrors || ['no dashboard script'],
         };"#;
     c.execute(READ, vec![]).await.expect("the page reads")
@@ -175,6 +182,18 @@ async fn snap(c: &Client, view: &str) -> PathBuf {
 /// The element `css` selects.
 async fn find(c: &Client, css: &str) -> Element {
     c.find(Locator::Css(css)).await.unwrap()
+}
+
+/// Clicks the element `css` selects; again if the page re-rendered it in between (its rows
+/// are replaced once a second).
+async fn click(c: &Client, css: &str) {
+    for _ in 0..20 {
+        if find(c, css).await.click().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot click {css}");
 }
 
 /// Types `token` in the sign-in form and sends it.
@@ -526,6 +545,36 @@ async fn the_dashboard_follows_the_cluster_live() {
             })
         },
     )
+    .await;
+
+    // Its details on a click of its row: address, status, incarnation, tags, its events.
+    assert_eq!(page(&c).await["details"], Value::Null);
+    let row = format!("#members tr[data-name={victim_name}] td");
+    click(&c, &row).await;
+    let p = until(&c, Duration::from_secs(10), "the member's details", |p| {
+        p["details"]["name"] == victim_name.as_str()
+            && (p["details"]["events"].as_array().unwrap().iter()).any(|k| k == "up")
+    })
+    .await;
+    let d = &p["details"];
+    let alive = member(&p, &victim_name).unwrap();
+    assert_eq!(d["fields"]["address"], agents[victim].bind.as_str(), "{d}");
+    assert_eq!(d["fields"]["status"], "alive", "{d}");
+    assert_eq!(
+        d["fields"]["incarnation"],
+        alive["incarnation"].to_string(),
+        "{d}"
+    );
+    assert!(d["fields"]["tags"].is_string(), "{d}");
+    assert!(
+        d["events"].as_array().unwrap().contains(&json!("down")),
+        "{d}"
+    );
+    screenshot(&c, "details").await;
+    find(&c, "#details-close").await.click().await.unwrap();
+    until(&c, Duration::from_secs(5), "the details closed", |p| {
+        p["details"].is_null()
+    })
     .await;
 
     // The singleton's leader killed: another leader at a higher epoch.

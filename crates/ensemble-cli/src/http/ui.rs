@@ -21,7 +21,7 @@ pub const ASSETS: [&str; 5] = ["/ui", "/ui/", "/ui/app.js", "/ui/app.css", "/ui/
 const INDEX: &str = include_str!("ui/index.html");
 const SCRIPT: &str = include_str!("ui/app.js");
 const STYLE: &str = include_str!("ui/app.css");
-/// The tables and tracker views.
+/// A member's details, the tables and tracker views.
 const DATA_SCRIPT: &str = include_str!("ui/data.js");
 
 /// What the page may load and reach: the agent's own files and API, nothing inline, nothing

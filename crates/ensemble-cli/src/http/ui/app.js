@@ -293,6 +293,7 @@ function renderMembers() {
       el('td', { class: 'connected' }, connected(m)),
       el('td', {}, ...userTags(m).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v)))));
   $('#members tbody').replaceChildren(...rows);
+  renderDetails();
   document.querySelectorAll('#members th').forEach((th) => {
     th.classList.toggle('asc', th.dataset.key === key && dir === 1);
     th.classList.toggle('desc', th.dataset.key === key && dir === -1);
@@ -320,6 +321,7 @@ function renderTimeline() {
     el('td', { class: 'num detection' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
   if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 5 }, 'No membership event since the page opened.')));
   $('#timeline tbody').replaceChildren(...rows);
+  renderDetails();
 }
 
 function ago(ms) {

@@ -1,4 +1,4 @@
-// The Tables and Tracker views of the dashboard (docs/DASHBOARD.md), read once a second
+// A member's details, and the Tables and Tracker views of the dashboard (docs/DASHBOARD.md), read once a second
 // while shown, through the same `api()` (the token in the Authorization header) as app.js.
 'use strict';
 
@@ -10,11 +10,12 @@ const data = {
   records: [],
   tracker: null,
   busy: false,
+  detail: null, // the member whose details are shown
 };
 
 // Forgets everything (signed out).
 function clearData() {
-  Object.assign(data, { tables: [], table: null, pages: [], records: [], tracker: null });
+  Object.assign(data, { tables: [], table: null, pages: [], records: [], tracker: null, detail: null });
   renderTables();
   renderTracker();
 }
@@ -117,6 +118,34 @@ function renderTracker() {
   $('#tracker tbody').replaceChildren(...rows);
 }
 
+// --- A member's details: shown under the members when its row is clicked, kept up to date ---
+
+function renderDetails() {
+  const m = data.detail && state.members.get(data.detail);
+  $('#member-details').hidden = !m;
+  if (!m) return;
+  $('#details-name').textContent = m.name;
+  const fields = [
+    ['Address', m.addr],
+    ['Status', el('span', { class: 'status ' + m.status }, m.status)],
+    ['Incarnation', m.incarnation],
+    ['Role', role(m)],
+    ['Connected', connected(m)],
+    ['Tags', Object.keys(m.tags || {}).length
+      ? el('span', {}, ...Object.entries(m.tags).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v)))
+      : '(none)'],
+  ];
+  $('#details-fields').replaceChildren(...fields.flatMap(([k, v]) =>
+    [el('dt', {}, k), el('dd', { 'data-field': k.toLowerCase() }, v)]));
+  const rows = state.timeline.filter((t) => t.member.name === m.name).map((t) => el('tr', { 'data-kind': t.kind },
+    el('td', { title: t.time.toISOString() }, t.time.toLocaleTimeString()),
+    el('td', {}, t.kind === 'takeover' ? 'leads ' + t.singleton + ' (epoch ' + t.epoch + ')' : t.kind + (t.note ? ' (' + t.note + ')' : '')),
+    el('td', { class: 'num' }, t.member.incarnation),
+    el('td', { class: 'num' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
+  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 4 }, 'No event for this member since the page opened.')));
+  $('#details-events tbody').replaceChildren(...rows);
+}
+
 // The view's refresh, started by show() in app.js while the view is shown.
 function startDataView(view) {
   if (view === 'tables') {
@@ -128,6 +157,16 @@ function startDataView(view) {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
+  $('#members tbody').addEventListener('click', (e) => {
+    const row = e.target.closest('tr[data-name]');
+    if (!row) return;
+    data.detail = row.dataset.name;
+    renderDetails();
+  });
+  $('#details-close').addEventListener('click', () => {
+    data.detail = null;
+    renderDetails();
+  });
   $('#tables').addEventListener('click', (e) => {
     const t = e.target.dataset.table;
     if (t) browse(t, [null]);
