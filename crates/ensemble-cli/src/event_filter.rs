@@ -158,6 +158,7 @@ mod tests {
                 status: "alive".into(),
                 incarnation: 0,
                 tags: Default::default(),
+                ring_position: "0".into(),
             },
             detection_ms: None,
         }

@@ -65,6 +65,10 @@ pub struct MemberView {
     pub status: String,
     pub incarnation: u64,
     pub tags: BTreeMap<String, String>,
+    /// The member's place on the hash ring (`0` to `2^64 - 1`, a function of its name alone),
+    /// as a decimal string: JSON numbers lose precision past `2^53`.
+    #[serde(default)]
+    pub ring_position: String,
 }
 
 impl From<&Member> for MemberView {
@@ -75,6 +79,7 @@ impl From<&Member> for MemberView {
             status: m.status.to_string(),
             incarnation: m.incarnation,
             tags: m.tags.as_map().clone(),
+            ring_position: ensemble::proto::view::position(&m.name).to_string(),
         }
     }
 }

@@ -117,6 +117,7 @@ async fn page(c: &Client) -> Value {
             singletons: rows('#singletons').map((c) => ({ name: c[0], leader: c[1], epoch: Number(c[2]) })),
             topology: {
                 nodes: [...document.querySelectorAll('#topology g')].map((g) => g.dataset.name),
+                turns: Object.fromEntries([...document.querySelectorAll('#topology g')].map((g) => [g.dataset.name, Number(g.dataset.turn)])),
                 eager: document.querySelectorAll('#topology line.eager').length,
                 lazy: document.querySelectorAll('#topology line.lazy').length,
             },
@@ -225,6 +226,17 @@ fn only_refusals(errors: Vec<Value>) {
         let text = e["message"].as_str().unwrap_or_default();
         assert!(text.contains("401"), "a console error: {e}");
     }
+}
+
+/// `name` as `GET /v1/members` on the agent at `http` shows it.
+fn member_view(http: &str, name: &str) -> Value {
+    let members = ureq_get(http, "/v1/members").expect("the members");
+    let found = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name);
+    found.expect("the member").clone()
 }
 
 fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
@@ -451,6 +463,20 @@ async fn the_dashboard_follows_the_cluster_live() {
         t["nodes"].as_array().unwrap().len() == 3 && t["eager"].as_u64().unwrap() >= 2
     })
     .await;
+    // Each member at its place on the hash ring: the API's ring_position, a turn of 2^64.
+    let p = page(&c).await;
+    for a in &agents {
+        let ring = ensemble::proto::view::position(&a.name);
+        let seen = member_view(&ui_http, &a.name);
+        assert_eq!(seen["ring_position"], ring.to_string().as_str(), "{seen}");
+        let turn = p["topology"]["turns"][&a.name].as_f64().unwrap();
+        let want = ring as f64 / 2f64.powi(64);
+        assert!(
+            (turn - want).abs() < 1e-9,
+            "{} at {turn}, not {want}",
+            a.name
+        );
+    }
     screenshot(&c, "topology").await;
     // The traffic: rates computed from samples of /metrics, one a second (3 rates: 4 samples).
     open(&c, "traffic").await;

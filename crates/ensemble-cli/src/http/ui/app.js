@@ -361,7 +361,7 @@ function show(view) {
   }
 }
 
-// --- Topology: the members around a circle (in name order), the overlay's connections as
+// --- Topology: the members on the hash ring, the overlay's connections as
 // edges, from GET /v1/broadcast/tree/{root}: each member's eager (tree) and lazy peers ---
 
 const TOPOLOGY_EVERY_MS = 5000;
@@ -395,6 +395,12 @@ async function refreshTopology() {
   }
 }
 
+// A member's place on the hash ring as a fraction of a turn, from its `ring_position` (a u64
+// as a decimal string; its top 53 bits are exact in a double).
+function ringTurn(m) {
+  return Number(BigInt(m.ring_position || '0') >> 11n) / 2 ** 53;
+}
+
 function renderTopology(up, root) {
   const select = $('#root');
   if ([...select.options].map((o) => o.value).join() !== up.join()) {
@@ -403,8 +409,10 @@ function renderTopology(up, root) {
   select.value = root;
   const members = [...state.members.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   const [cx, cy, r] = [320, 320, 250];
-  const at = new Map(members.map((m, i) => {
-    const a = (2 * Math.PI * i) / members.length - Math.PI / 2;
+  // Each member at its place on the hash ring (0 at the top, clockwise).
+  const turn = new Map(members.map((m) => [m.name, ringTurn(m)]));
+  const at = new Map(members.map((m) => {
+    const a = 2 * Math.PI * turn.get(m.name) - Math.PI / 2;
     return [m.name, [cx + r * Math.cos(a), cy + r * Math.sin(a)]];
   }));
   const edges = new Map(); // "a b" -> eager or lazy (eager if either end says so)
@@ -424,7 +432,7 @@ function renderTopology(up, root) {
   const nodes = members.map((m) => {
     const [x, y] = at.get(m.name);
     const client = role(m) === 'client';
-    const g = svg('g', { 'data-name': m.name });
+    const g = svg('g', { 'data-name': m.name, 'data-turn': turn.get(m.name) });
     g.append(svg('circle', { cx: x, cy: y, r: client ? 7 : 11, class: m.status + (m.name === root ? ' root' : '') }));
     const dx = x < cx ? -16 : 16;
     g.append(svg('text', { x: x + dx, y: y + 4, 'text-anchor': x < cx ? 'end' : 'start' }, m.name + (client ? ' (client)' : '')));
