@@ -438,7 +438,8 @@ function renderTopology(up, root) {
     g.append(svg('text', { x: x + dx, y: y + 4, 'text-anchor': x < cx ? 'end' : 'start' }, m.name + (client ? ' (client)' : '')));
     return g;
   });
-  $('#topology').replaceChildren(...lines, ...nodes);
+  const ring = svg('circle', { cx, cy, r, class: 'ring' });
+  $('#topology').replaceChildren(ring, ...lines, ...nodes);
   const counts = [...edges.values()].reduce((c, k) => ({ ...c, [k]: (c[k] || 0) + 1 }), {});
   const missing = tree.unanswered && tree.unanswered.length ? '; no answer from ' + tree.unanswered.join(', ') : '';
   $('#topology-note').textContent = (counts.eager || 0) + ' eager, ' + (counts.lazy || 0) + ' lazy links' + missing;
