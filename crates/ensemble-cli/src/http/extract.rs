@@ -1,10 +1,16 @@
 //! The routes' extractors: `Json` and `Path` as axum's, but a request they refuse gets an
 //! `ApiError` (JSON with a code) with the status axum gives, instead of axum's plain text.
-//! The only place axum's rejections are turned into answers.
+//! The only place axum's rejections are turned into answers; [`query_params`] reads the query
+//! parameters a route takes, refusing the others.
 
-use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{
+    BytesRejection, FailedToBufferBody, JsonRejection, PathRejection, QueryRejection,
+};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -74,4 +80,31 @@ fn path_rejected(r: PathRejection) -> ApiError {
         _ => Code::InvalidRequest,
     };
     ApiError::new(r.status(), code, r.body_text())
+}
+
+/// The query parameters of a route that takes those named in `allowed`, each at most once:
+/// their values by name, or 400 with `code` for a malformed query, a parameter given twice or
+/// one the route does not take (named, cut at 64 characters).
+pub fn query_params(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    route: &str,
+    allowed: &[&'static str],
+    code: Code,
+) -> Result<BTreeMap<&'static str, String>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, code, m);
+    let Query(params) = query.map_err(|r| bad(r.body_text()))?;
+    let mut found = BTreeMap::new();
+    for (key, value) in params {
+        let Some(name) = allowed.iter().copied().find(|a| *a == key) else {
+            return Err(bad(format!(
+                "unknown parameter {:?}: {route} takes {}",
+                key.chars().take(64).collect::<String>(),
+                allowed.join(" and ")
+            )));
+        };
+        if found.insert(name, value).is_some() {
+            return Err(bad(format!("{name} given twice")));
+        }
+    }
+    Ok(found)
 }

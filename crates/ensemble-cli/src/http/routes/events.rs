@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use crate::event_filter::EventFilter;
 use crate::http::error::{ApiError, Code};
-use crate::http::extract::Json;
+use crate::http::extract::{query_params, Json};
 use crate::http::state::AppState;
 use crate::http::stream::{line, ndjson};
 use crate::views::{ErrorView, EventLine, EventView, MemberView, OkView, SendEvent};
@@ -68,41 +68,34 @@ async fn stream(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidFilter, m);
-    let Query(params) = query.map_err(|r| bad(r.body_text()))?;
-    let (mut filter, mut snapshot) = (None, None);
-    for (key, value) in params {
-        match key.as_str() {
-            "types" if filter.is_none() => filter = Some(EventFilter::parse(&value).map_err(bad)?),
-            "snapshot" if snapshot.is_none() => {
-                snapshot = Some(match value.as_str() {
-                    "true" | "1" | "" => true,
-                    "false" | "0" => false,
-                    _ => return Err(bad("snapshot: true or false".into())),
-                })
-            }
-            "types" | "snapshot" => return Err(bad(format!("{key} given twice"))),
-            _ => {
-                return Err(bad(format!(
-                    "unknown parameter {:?}: /v1/events takes types and snapshot",
-                    key.chars().take(64).collect::<String>()
-                )))
-            }
-        }
-    }
-    let filter = filter.unwrap_or_default();
+    let params = query_params(
+        query,
+        "/v1/events",
+        &["types", "snapshot"],
+        Code::InvalidFilter,
+    )?;
+    let filter = match params.get("types") {
+        Some(types) => EventFilter::parse(types).map_err(bad)?,
+        None => EventFilter::default(),
+    };
+    let snapshot = match params.get("snapshot").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(_) => return Err(bad("snapshot: true or false".into())),
+    };
     // Subscribed before the snapshot is taken: no change falls between the two.
     let events = EventView::stream(&node)
         .filter(move |e| std::future::ready(filter.matches(e)))
         .map(|e| line(&e));
     let members: Vec<Vec<u8>> = match snapshot {
-        Some(true) => node
+        true => node
             .members()
             .iter()
             .map(|m| {
                 line(&serde_json::json!({ "type": "snapshot", "member": MemberView::from(m) }))
             })
             .collect(),
-        _ => Vec::new(),
+        false => Vec::new(),
     };
     Ok(ndjson(futures::stream::iter(members).chain(events)))
 }

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::http::error::{ApiError, Code};
+use crate::http::extract::query_params;
 use crate::http::state::AppState;
 use crate::http::stream::{line, ndjson};
 use crate::log_stream::{LogHub, MonitorLevel, Next, MAX_MONITORS};
@@ -33,29 +34,15 @@ async fn monitor(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, m);
-    let Query(params) = query.map_err(|r| bad(r.body_text()))?;
-    let mut level = None;
-    for (key, value) in params {
-        match key.as_str() {
-            "level" if level.is_none() => {
-                level = Some(MonitorLevel::parse(&value).ok_or_else(|| {
-                    bad(format!(
-                        "level {:?}: use one of {}",
-                        value.chars().take(64).collect::<String>(),
-                        MonitorLevel::NAMES.join(", ")
-                    ))
-                })?)
-            }
-            "level" => return Err(bad("level given twice".into())),
-            _ => {
-                return Err(bad(format!(
-                    "unknown parameter {:?}: /v1/monitor takes level",
-                    key.chars().take(64).collect::<String>()
-                )))
-            }
-        }
-    }
-    let level = level.unwrap_or(MonitorLevel::parse("info").expect("a level"));
+    let params = query_params(query, "/v1/monitor", &["level"], Code::InvalidArgument)?;
+    let level = params.get("level").map_or("info", String::as_str);
+    let level = MonitorLevel::parse(level).ok_or_else(|| {
+        bad(format!(
+            "level {:?}: use one of {}",
+            level.chars().take(64).collect::<String>(),
+            MonitorLevel::NAMES.join(", ")
+        ))
+    })?;
     let monitor = hub.subscribe(level).map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -12,7 +12,7 @@ use axum::Router;
 use ensemble::{Error, Node, Table, TableError};
 
 use crate::http::error::{ApiError, Code};
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{query_params, Json, Path};
 use crate::http::state::{AgentTables, AppState, Refused};
 use crate::views::{ErrorView, InfoView, LastJoinView, OkView, PutBody, RecordView};
 
@@ -217,31 +217,20 @@ pub const PAGE_MAX: usize = 1000;
 fn page(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<(Option<String>, usize), ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, m);
-    let Query(params) = query.map_err(|r| bad(r.body_text()))?;
-    let (mut after, mut limit) = (None, None);
-    for (key, value) in params {
-        match key.as_str() {
-            "after" if after.is_none() => after = Some(value),
-            "limit" if limit.is_none() => {
-                limit = Some(
-                    value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=PAGE_MAX).contains(n))
-                        .ok_or_else(|| bad(format!("limit: a number from 1 to {PAGE_MAX}")))?,
-                )
-            }
-            "after" | "limit" => return Err(bad(format!("{key} given twice"))),
-            _ => {
-                return Err(bad(format!(
-                    "unknown parameter {:?}: the records take after and limit",
-                    key.chars().take(64).collect::<String>()
-                )))
-            }
-        }
-    }
-    Ok((after, limit.unwrap_or(PAGE_DEFAULT)))
+    let route = "/v1/tables/{table}/records";
+    let mut params = query_params(query, route, &["after", "limit"], Code::InvalidArgument)?;
+    let limit = match params.get("limit") {
+        None => PAGE_DEFAULT,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                let m = format!("limit: a number from 1 to {PAGE_MAX}");
+                ApiError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, m)
+            })?,
+    };
+    Ok((params.remove("after"), limit))
 }
 
 /// The query of a page of records (for the OpenAPI document).
