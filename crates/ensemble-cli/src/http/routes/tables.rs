@@ -198,8 +198,12 @@ async fn dump(
     if let Some(after) = &after {
         records.retain(|(k, _)| k > after);
     }
+    // The page's records, then only those in order.
+    if records.len() > limit {
+        records.select_nth_unstable_by(limit, |a, b| a.0.cmp(&b.0));
+        records.truncate(limit);
+    }
     records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    records.truncate(limit);
     Ok(Json(
         records
             .into_iter()

@@ -270,6 +270,18 @@ async fn copy_rows(
     }
 }
 
+/// Sets the tracker's rows-by-status gauges from `rows`.
+fn record_metrics<'a>(rows: impl Iterator<Item = &'a NodeRow>) {
+    let (mut online, mut offline) = (0, 0);
+    for r in rows {
+        match r.status {
+            NodeStatus::Online => online += 1,
+            NodeStatus::Offline => offline += 1,
+        }
+    }
+    crate::metrics::tracker_rows(online, offline);
+}
+
 impl Tracker {
     /// The tracker's table: `ensemble.tracker` where it is hosted, a client's local copy of it
     /// otherwise (see [`relay`]).
@@ -288,7 +300,7 @@ impl Tracker {
     }
 
     async fn reconcile(&self) -> Result<(), Error> {
-        let rows: BTreeMap<String, NodeRow> = self.table.snapshot()?.into_iter().collect();
+        let mut rows: BTreeMap<String, NodeRow> = self.table.snapshot()?.into_iter().collect();
         // The replicas of the tracker's table are the nodes that host it.
         let hosts = self.table.info().await?.members;
         let writes = wanted_rows(
@@ -302,18 +314,15 @@ impl Tracker {
             let records: Vec<(String, NodeRow)> =
                 writes.into_iter().map(|r| (r.node.clone(), r)).collect();
             self.table.insert_many(&records).await?;
+            rows.extend(records);
         }
-        self.record_metrics()
+        record_metrics(rows.values());
+        Ok(())
     }
 
-    /// Sets the tracker's rows-by-status gauges from the table.
+    /// Sets the tracker's rows-by-status gauges from the table (a client's copy).
     fn record_metrics(&self) -> Result<(), Error> {
-        let rows = self.table.snapshot()?;
-        let online = rows
-            .iter()
-            .filter(|(_, r)| r.status == NodeStatus::Online)
-            .count();
-        crate::metrics::tracker_rows(online, rows.len() - online);
+        record_metrics(self.table.snapshot()?.iter().map(|(_, r)| r));
         Ok(())
     }
 
