@@ -65,3 +65,44 @@ impl Ctx {
             .timeout(CALL_TIMEOUT))
     }
 }
+
+/// When each agent's process ran, by name: `(started_ms, ended_ms)`, `None` for one still
+/// running at the end (a SIGKILLed and restarted agent has two entries). Paused agents are
+/// running.
+pub type Lives = std::collections::BTreeMap<String, Vec<(u64, Option<u64>)>>;
+
+/// What a checker is given after the campaign, once every fault is healed and the recovery
+/// window has passed (every agent is running then).
+pub struct End {
+    /// The agents with their final HTTP addresses.
+    pub endpoints: Endpoints,
+    pub token: Token,
+    pub clock: Clock,
+    /// Each agent's own directory (its log, and any files its handlers wrote), by name.
+    pub dirs: std::collections::BTreeMap<String, std::path::PathBuf>,
+    pub lives: Lives,
+}
+
+impl End {
+    /// A client of agent `e` with the campaign's token and [`CALL_TIMEOUT`].
+    pub fn client(&self, e: &Endpoint) -> anyhow::Result<ApiClient> {
+        Ok(ApiClient::connect(&e.http, None, None)?
+            .token(self.token.clone())
+            .timeout(CALL_TIMEOUT))
+    }
+}
+
+/// One workload of the campaign and the guarantees it checks.
+pub trait Workload: Send + Sync {
+    /// Its name (`tables`, `broadcast`...), also the prefix of its operations' kinds.
+    fn name(&self) -> &'static str;
+    /// The extra `ensemble agent` flags agent `name` needs (handlers writing files under
+    /// `dir`, the agent's own directory; a table to declare...). Called at every (re)start.
+    fn agent_args(&self, name: &str, dir: &std::path::Path) -> Vec<String>;
+    /// Runs the clients until `ctx.until_ms`, recording every operation (blocks; may start
+    /// threads of its own and joins them before returning).
+    fn run(&self, ctx: Ctx);
+    /// Judges the workload's guarantees from the history (its own operations among them)
+    /// and what it reads from the agents and their files at the end.
+    fn check(&self, ops: &[super::history::Op], end: &End) -> Vec<super::history::Verdict>;
+}
