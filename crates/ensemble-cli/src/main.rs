@@ -4,7 +4,7 @@
 //!
 //! - `main.rs`: the command line; `agent/` (the agent: flags, config file, discovery backend,
 //!   event and message handlers, singleton commands), `commands/` (one client command each),
-//!   `demo.rs`, `bench/` and `sim/`.
+//!   `demo.rs`, `bench/`, `sim/` and `nemesis/` (the fault campaign over real agents).
 //! - `http/` (the agent's HTTP API: router, routes, `ApiError`) and `client.rs` (`ApiClient`,
 //!   the API's one client). Neither imports the other.
 //! - `tags_file.rs` (the tags file: read by the agent, written by the tags routes).
@@ -19,6 +19,7 @@ mod demo;
 mod event_filter;
 mod http;
 mod log_stream;
+mod nemesis;
 mod procs;
 mod sim;
 mod tags_file;
@@ -89,6 +90,13 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Simulate a cluster deterministically (virtual clock, seeded network model).
     Sim(sim::SimArgs),
+    /// Run a seeded fault campaign (partitions, pauses, kills, floods) over real agents on
+    /// 127.0.0.1 and check every guarantee; exits non-zero on any violation
+    /// (docs/RELIABILITY.md).
+    Nemesis(nemesis::NemesisArgs),
+    /// The nemesis's singleton command: appends to its fenced log while leading.
+    #[command(hide = true)]
+    NemesisLeader(nemesis::leader::LeaderArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -121,6 +129,8 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Nemesis(args) => nemesis::run(args),
+        Command::NemesisLeader(args) => nemesis::leader::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -121,6 +121,11 @@ impl Proc {
         let _ = child.wait();
     }
 
+    /// How the process ended, once it has (None while it runs).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// The lines seen so far.
     pub fn lines(&self) -> Lines {
         self.lines.clone()
