@@ -20,19 +20,15 @@ pub struct Down {
     pub at_ms: u64,
 }
 
-/// The event handler's lines `WALL_MS MEMBER` of `observer`, with `wall0` the wall clock (ms
-/// since the Unix epoch) when the campaign started. Lines that do not parse are skipped.
-pub fn parse_downs(observer: &str, text: &str, wall0: u64) -> Vec<Down> {
-    text.lines()
-        .filter_map(|l| {
-            let (ms, member) = l.trim().split_once(' ')?;
-            Some(Down {
-                observer: observer.to_owned(),
-                member: member.trim().to_owned(),
-                at_ms: ms.parse::<u64>().ok()?.saturating_sub(wall0),
-            })
-        })
-        .collect()
+/// One line `WALL_MS MEMBER` of `observer`'s recorder, read by the nemesis at `at_ms` on the
+/// campaign's clock (the wall clock the line carries is for people: it may jump).
+pub fn parse_down(observer: &str, line: &str, at_ms: u64) -> Option<Down> {
+    let (_, member) = line.trim().split_once(' ')?;
+    Some(Down {
+        observer: observer.to_owned(),
+        member: member.trim().to_owned(),
+        at_ms,
+    })
 }
 
 /// The `--event-handler` that appends `WALL_MS MEMBER` to `file` for every `member-failed`.
@@ -145,8 +141,11 @@ mod tests {
 
     #[test]
     fn the_recorders_lines_parse_on_the_campaigns_clock() {
-        let d = parse_downs("n1", "1000500 n2\ngarbage\n1002000 n4\n", 1_000_000);
-        assert_eq!(d, vec![down("n1", "n2", 500), down("n1", "n4", 2_000)]);
+        assert_eq!(
+            parse_down("n1", "1000500 n2\n", 7),
+            Some(down("n1", "n2", 7))
+        );
+        assert_eq!(parse_down("n1", "garbage", 7), None);
     }
 
     #[test]

@@ -90,7 +90,6 @@ pub fn run(args: NemesisArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let clock = Clock::start();
-    let wall0 = wall_ms();
     let fences = [FenceLog::start(clock)?, FenceLog::start(clock)?];
     let workloads: Arc<Vec<Box<dyn Workload>>> = Arc::new(workloads());
     let agent_args = agent_args(n, &fences, workloads.clone())?;
@@ -101,7 +100,7 @@ pub fn run(args: NemesisArgs) -> Result<()> {
     let plan = schedule::schedule(seed, &names, args.duration_s * 1000);
     let t0 = clock.now_ms();
     let until_ms = t0 + args.duration_s * 1000;
-    let watch = watch::Watch::start(cluster.clone());
+    let watch = watch::Watch::start(cluster.clone(), clock);
     let history = History::default();
     let clients: Vec<_> = workloads
         .iter()
@@ -135,17 +134,13 @@ pub fn run(args: NemesisArgs) -> Result<()> {
         lives,
     };
     let mut guarantees = vec![recover(&end, &names, Duration::from_secs(args.recovery_s))];
-    let memory = watch.finish();
+    let watched = watch.finish();
     let crashes = {
         let mut c = cluster.lock().expect("cluster");
         c.reap();
         c.crashes()
     };
-    let downs: Vec<_> = names
-        .iter()
-        .flat_map(|n| check_membership::parse_downs(n, &read_file(&end, n, "failed.log"), wall0))
-        .collect();
-    guarantees.push(check_membership::no_false_down(&downs, &record, n));
+    guarantees.push(check_membership::no_false_down(&watched.downs, &record, n));
     guarantees.push(check_singleton::no_overlap(&fences[0].appends()));
     let (free, observations) = check_singleton::free(&fences[1].appends(), &record);
     guarantees.push(free);
@@ -160,8 +155,8 @@ pub fn run(args: NemesisArgs) -> Result<()> {
         .sum();
     guarantees.push(check_agents::no_crash(&crashes, &logs, &record, restarts));
     guarantees.push(check_agents::memory_bounded(
-        &memory.max_rss,
-        memory.samples,
+        &watched.max_rss,
+        watched.samples,
         MAX_RSS,
     ));
     let ops = history.ops();
@@ -228,7 +223,7 @@ fn agent_args(
             "--singleton".into(),
             format!("{FREE_SINGLETON}={free}"),
             "--event-handler".into(),
-            check_membership::down_recorder(&dir.join("failed.log")),
+            check_membership::down_recorder(&dir.join(watch::DOWNS_FILE)),
         ];
         for w in workloads.iter() {
             a.extend(w.agent_args(name, dir));
