@@ -19,6 +19,9 @@ mod demo;
 mod event_filter;
 mod http;
 mod log_stream;
+// The workloads and checkers; the campaign that runs them is merged from the nemesis core.
+#[allow(dead_code)]
+mod nemesis;
 mod procs;
 mod sim;
 mod tags_file;

@@ -103,11 +103,7 @@ pub struct Verdict {
 
 impl Verdict {
     /// A verdict that passes unless `violations` is not empty.
-    pub fn new(
-        guarantee: &str,
-        counts: BTreeMap<String, u64>,
-        violations: Vec<String>,
-    ) -> Verdict {
+    pub fn new(guarantee: &str, counts: BTreeMap<String, u64>, violations: Vec<String>) -> Verdict {
         Verdict {
             guarantee: guarantee.to_string(),
             passed: violations.is_empty(),

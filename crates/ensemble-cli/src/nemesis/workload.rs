@@ -35,7 +35,13 @@ impl Endpoints {
 
     /// Replaces the HTTP address of agent `name`.
     pub fn set_http(&self, name: &str, http: String) {
-        if let Some(e) = self.0.write().expect("endpoints").iter_mut().find(|e| e.name == name) {
+        if let Some(e) = self
+            .0
+            .write()
+            .expect("endpoints")
+            .iter_mut()
+            .find(|e| e.name == name)
+        {
             e.http = http;
         }
     }
