@@ -63,11 +63,3 @@ pub fn call<T>(
 pub fn rng(ctx: &Ctx, client: u64) -> SmallRng {
     SmallRng::seed_from_u64(ctx.seed ^ client.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
-
-/// Whether agent `name`'s process ended (killed, or exited) after `ms`: what it alone held
-/// then may be gone.
-pub fn ended_after(lives: &super::workload::Lives, name: &str, ms: u64) -> bool {
-    lives
-        .get(name)
-        .is_some_and(|l| l.iter().any(|(_, end)| end.is_some_and(|end| end > ms)))
-}

@@ -5,14 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::nemesis::calls::ended_after;
+use crate::nemesis::check_util::{ended_after, verdict};
 use crate::nemesis::history::{Op, Outcome, Verdict};
 use crate::nemesis::workload::Lives;
 
 use super::ops::{acknowledged, excerpt, may_have_happened, possible, typed, TableOp};
-
-/// The most violations a verdict lists (the count is in its `counts`).
-pub const MAX_LISTED: usize = 20;
 
 /// What the agents held at the end, by agent name: its records' digest and its records
 /// (`None` for an agent that did not answer).
@@ -29,17 +26,6 @@ impl Final {
             .iter()
             .find_map(|(n, r)| r.as_ref().map(|r| (n.as_str(), r)))
     }
-}
-
-/// A verdict listing at most [`MAX_LISTED`] of `violations`, their count in `counts`.
-pub fn verdict(
-    guarantee: &str,
-    mut counts: BTreeMap<String, u64>,
-    mut violations: Vec<String>,
-) -> Verdict {
-    counts.insert("violations".into(), violations.len() as u64);
-    violations.truncate(MAX_LISTED);
-    Verdict::new(guarantee, counts, violations)
 }
 
 /// `tables.replicas_agree`: every agent answered, with the same digest and the same records.

@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::nemesis::calls::ended_after;
+use crate::nemesis::check_util::{ended_after, life_of, verdict};
 use crate::nemesis::history::{Op, Outcome, Verdict};
 use crate::nemesis::workload::Lives;
 
-use super::check::verdict;
 use super::ops::{excerpt, typed, TableOp};
 
 /// `tables.insert_new_unique`: no key granted (`inserted: true`) twice, unless every agent
@@ -132,15 +131,3 @@ pub fn serial_one_order(ops: &[Op], lives: &Lives) -> Verdict {
 
 /// A key, an agent and which of its processes.
 type ReadsOf<'a> = (&'a str, &'a str, usize);
-
-/// Which of agent `name`'s processes was running at `ms` (its index in `lives`; `usize::MAX`
-/// when none was).
-fn life_of(lives: &Lives, name: &str, ms: u64) -> usize {
-    lives
-        .get(name)
-        .and_then(|l| {
-            l.iter()
-                .rposition(|(start, end)| *start <= ms && end.is_none_or(|e| ms <= e))
-        })
-        .unwrap_or(usize::MAX)
-}
