@@ -5,15 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::json;
 
-use super::calls::{call, rng};
-use super::check_util::{alive_through, life_of, verdict};
+use super::calls::{call, Senders};
+use super::check_util::{alive_through, life_of, read_lines, settled_files, verdict, Files};
 use super::history::{Op, Outcome, Verdict};
 use super::workload::{Ctx, End, Lives, Workload};
+use crate::client::ApiClient;
 use crate::views::SendEvent;
 
 /// The user events' name.
@@ -21,32 +21,18 @@ pub const EVENT: &str = "nemesis";
 /// The file, in each agent's directory, its event handler appends delivered events to.
 pub const FILE: &str = "nemesis-events.ndjson";
 const SEND: &str = "broadcast.send";
-/// How long the deliveries get to arrive everywhere at the end.
-const SETTLE: Duration = Duration::from_secs(20);
 
-/// The `broadcast` workload: `clients` threads, each sending an event every `pause`.
+/// The `broadcast` workload.
+#[derive(Default)]
 pub struct Broadcast {
-    pub clients: u64,
-    pub pause: Duration,
+    pub senders: Senders,
 }
-
-impl Default for Broadcast {
-    fn default() -> Broadcast {
-        Broadcast {
-            clients: 2,
-            pause: Duration::from_millis(100),
-        }
-    }
-}
-
-/// The payloads each agent delivered, in delivery order (`None`: no file to read).
-pub type Delivered = BTreeMap<String, Option<Vec<String>>>;
 
 /// The payloads of the `nemesis` events in an event handler's file, in order.
 pub fn read_deliveries(path: &Path) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(path).ok()?;
     Some(
-        text.lines()
+        read_lines(path)?
+            .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["name"] == EVENT)
             .filter_map(|v| v["payload"].as_str().map(str::to_string))
@@ -65,7 +51,7 @@ fn sends(ops: &[Op]) -> BTreeMap<&str, &Op> {
 /// `broadcast.exactly_once`: every event whose send was `Ok` was delivered exactly once by
 /// every agent whose process ran from the send's invocation to the end; no event delivered
 /// twice by any agent; every event delivered was sent (`Ok` or `Unknown`).
-pub fn exactly_once(ops: &[Op], delivered: &Delivered, lives: &Lives) -> Verdict {
+pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives) -> Verdict {
     let sent = sends(ops);
     let mut violations = Vec::new();
     let mut expected = 0u64;
@@ -111,7 +97,7 @@ pub fn exactly_once(ops: &[Op], delivered: &Delivered, lives: &Lives) -> Verdict
 /// `broadcast.per_sender_order`: two events sent through one agent's process, the second
 /// invoked after the first was acknowledged, are delivered in that order by every agent that
 /// delivered both.
-pub fn per_sender_order(ops: &[Op], delivered: &Delivered, lives: &Lives) -> Verdict {
+pub fn per_sender_order(ops: &[Op], delivered: &Files, lives: &Lives) -> Verdict {
     let mut by_origin: BTreeMap<(&str, usize), Vec<(&Op, &str)>> = BTreeMap::new();
     for (p, op) in sends(ops) {
         if op.outcome == Outcome::Ok {
@@ -166,63 +152,29 @@ impl Workload for Broadcast {
     }
 
     fn run(&self, ctx: Ctx) {
-        std::thread::scope(|s| {
-            for id in 0..self.clients {
-                let ctx = &ctx;
-                s.spawn(move || {
-                    let mut rng = rng(ctx, id);
-                    let mut n = 0u64;
-                    while ctx.clock.now_ms() < ctx.until_ms {
-                        let all = ctx.endpoints.all();
-                        if !all.is_empty() {
-                            let e = &all[rng.gen_range(0..all.len())];
-                            n += 1;
-                            let body = SendEvent {
-                                name: EVENT.into(),
-                                payload: format!("c{id}:{n}"),
-                            };
-                            let detail = json!({ "payload": body.payload });
-                            let send = |c: &crate::client::ApiClient| {
-                                c.post::<serde_json::Value>("/v1/events", &body)
-                            };
-                            let _ = call(ctx, SEND, e, detail, send, |_, _| {});
-                        }
-                        std::thread::sleep(self.pause);
-                    }
-                });
-            }
+        self.senders.run(&ctx, |rng, all, id, n| {
+            let e = &all[rng.gen_range(0..all.len())];
+            let body = SendEvent {
+                name: EVENT.into(),
+                payload: format!("c{id}:{n}"),
+            };
+            let detail = json!({ "payload": body.payload });
+            let send = |c: &ApiClient| c.post::<serde_json::Value>("/v1/events", &body);
+            let _ = call(&ctx, SEND, e, detail, send, |_, _| {});
         });
     }
 
     fn check(&self, ops: &[Op], end: &End) -> Vec<Verdict> {
-        let files = || -> Delivered {
-            end.dirs
-                .iter()
-                .map(|(n, d)| (n.clone(), read_deliveries(&d.join(FILE))))
-                .collect()
-        };
         // Until every agent delivered as many as were acknowledged (a restarted one may
-        // deliver fewer), no file grew for 5 s, or the deadline.
+        // deliver fewer).
         let acked = sends(ops)
             .values()
             .filter(|o| o.outcome == Outcome::Ok)
             .count();
-        let deadline = Instant::now() + SETTLE;
-        let (mut delivered, mut since) = (files(), Instant::now());
-        while Instant::now() < deadline && since.elapsed() < Duration::from_secs(5) {
-            let all = |d: &Delivered| {
-                d.values()
-                    .all(|d| d.as_ref().is_some_and(|d| d.len() >= acked))
-            };
-            if all(&delivered) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-            let now = files();
-            if now != delivered {
-                (delivered, since) = (now, Instant::now());
-            }
-        }
+        let delivered = settled_files(end, FILE, read_deliveries, |d| {
+            d.values()
+                .all(|d| d.as_ref().is_some_and(|d| d.len() >= acked))
+        });
         vec![
             exactly_once(ops, &delivered, &end.lives),
             per_sender_order(ops, &delivered, &end.lives),
@@ -233,6 +185,7 @@ impl Workload for Broadcast {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nemesis::check_util::files_of as got;
 
     fn send(agent: &str, at: u64, payload: &str, outcome: Outcome) -> Op {
         Op {
@@ -243,17 +196,6 @@ mod tests {
             outcome,
             detail: json!({ "payload": payload }),
         }
-    }
-
-    fn got(by: &[(&str, &[&str])]) -> Delivered {
-        by.iter()
-            .map(|(a, ps)| {
-                (
-                    a.to_string(),
-                    Some(ps.iter().map(|p| p.to_string()).collect()),
-                )
-            })
-            .collect()
     }
 
     #[test]

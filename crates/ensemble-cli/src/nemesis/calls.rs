@@ -63,3 +63,43 @@ pub fn call<T>(
 pub fn rng(ctx: &Ctx, client: u64) -> SmallRng {
     SmallRng::seed_from_u64(ctx.seed ^ client.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
+
+/// The clients of a workload that only sends: how many threads, and the pause after each send.
+#[derive(Debug, Clone, Copy)]
+pub struct Senders {
+    pub clients: u64,
+    pub pause: std::time::Duration,
+}
+
+impl Default for Senders {
+    fn default() -> Senders {
+        Senders {
+            clients: 2,
+            pause: std::time::Duration::from_millis(100),
+        }
+    }
+}
+
+impl Senders {
+    /// Runs the clients until the end: each calls `send(rng, agents, client, n)` for its
+    /// `n`-th send (from 1), then pauses.
+    pub fn run(&self, ctx: &Ctx, send: impl Fn(&mut SmallRng, &[Endpoint], u64, u64) + Sync) {
+        std::thread::scope(|s| {
+            for id in 0..self.clients {
+                let send = &send;
+                s.spawn(move || {
+                    let mut rng = rng(ctx, id);
+                    let mut n = 0u64;
+                    while ctx.clock.now_ms() < ctx.until_ms {
+                        let all = ctx.endpoints.all();
+                        if !all.is_empty() {
+                            n += 1;
+                            send(&mut rng, &all, id, n);
+                        }
+                        std::thread::sleep(self.pause);
+                    }
+                });
+            }
+        });
+    }
+}

@@ -47,3 +47,58 @@ pub fn life_of(lives: &Lives, name: &str, ms: u64) -> usize {
         })
         .unwrap_or(usize::MAX)
 }
+
+/// What each agent's handler wrote to its file, by agent (`None`: no file to read).
+pub type Files = BTreeMap<String, Option<Vec<String>>>;
+
+/// Each agent's file `file` (in its directory), read by `read` again every 500 ms until
+/// `done` says so, no file grew for 5 s, or 20 s passed: the last deliveries of a campaign
+/// take a moment.
+pub fn settled_files(
+    end: &super::workload::End,
+    file: &str,
+    read: fn(&std::path::Path) -> Option<Vec<String>>,
+    done: impl Fn(&Files) -> bool,
+) -> Files {
+    use std::time::{Duration, Instant};
+    let files = || -> Files {
+        end.dirs
+            .iter()
+            .map(|(n, d)| (n.clone(), read(&d.join(file))))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut got, mut since) = (files(), Instant::now());
+    while !done(&got) && Instant::now() < deadline && since.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = files();
+        if now != got {
+            (got, since) = (now, Instant::now());
+        }
+    }
+    got
+}
+
+/// The non-empty lines of the file at `path` (`None` when it cannot be read).
+pub fn read_lines(path: &std::path::Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Files holding these lines, by agent (for tests).
+#[cfg(test)]
+pub fn files_of(by: &[(&str, &[&str])]) -> Files {
+    by.iter()
+        .map(|(a, ps)| {
+            (
+                a.to_string(),
+                Some(ps.iter().map(|p| p.to_string()).collect()),
+            )
+        })
+        .collect()
+}

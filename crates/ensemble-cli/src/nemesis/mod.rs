@@ -4,5 +4,6 @@ pub mod broadcast;
 pub mod calls;
 pub mod check_util;
 pub mod history;
+pub mod messaging;
 pub mod tables;
 pub mod workload;
