@@ -5,5 +5,6 @@ pub mod calls;
 pub mod check_util;
 pub mod history;
 pub mod messaging;
+pub mod query;
 pub mod tables;
 pub mod workload;
