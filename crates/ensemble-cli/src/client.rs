@@ -223,6 +223,16 @@ pub struct AgentError {
 }
 
 impl AgentError {
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The answer's `code` (empty from an agent that sent none).
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
     /// From an error answer's status and body (JSON `{"error", "code"}` from an agent; any
     /// other text is shown with the status).
     fn from_answer(status: u16, body: &str) -> AgentError {

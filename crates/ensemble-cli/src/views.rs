@@ -257,6 +257,10 @@ pub struct InfoView {
     pub size: usize,
     pub memory: usize,
     pub join_id: String,
+    /// An order-independent digest of the replica's live records and their versions (16 hex
+    /// digits): replicas with equal digests hold the same records.
+    #[serde(default)]
+    pub digest: String,
     pub paused: bool,
     /// Replicas that went down, oldest first.
     pub down_history: Vec<String>,
@@ -292,9 +296,30 @@ pub struct RecordView {
 }
 
 /// `PUT /v1/tables/{table}/records/{key}` body.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct PutBody {
     pub value: String,
+    /// Insert only if no replica holds the key, decided by the table's leader (`insert_new`):
+    /// the answer says whether this put inserted it and the value the key holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub if_absent: bool,
+    /// Insert through the table's leader, so that such puts are applied in one order by
+    /// every replica (`insert_serial`). Not with `if_absent`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub serial: bool,
+}
+
+/// `PUT /v1/tables/{table}/records/{key}` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PutView {
+    /// Always true.
+    pub ok: bool,
+    /// With `if_absent`: whether this put inserted the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inserted: Option<bool>,
+    /// With `if_absent`: the value the key holds now (this put's, or the one it found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// `GET /v1/tracker`.

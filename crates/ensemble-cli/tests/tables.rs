@@ -152,6 +152,103 @@ fn agents_replicate_tables_and_survive_a_killed_replica() {
     );
 }
 
+/// `PUT` with `if_absent` (granted once, the loser told the value held) and `serial`, both
+/// refused together, and the replicas' `digest` in the info: equal when they hold the same
+/// records.
+#[test]
+fn puts_if_absent_and_serial_and_replicas_compare_by_digest() {
+    let dir = tempdir();
+    let agents = start_agents(dir.path(), 2, &["--table", "locks"]);
+    let info = |a: &Agent| ureq_get(&a.http, "/v1/tables/locks").unwrap();
+    wait_for(Duration::from_secs(30), "the replicas join", || {
+        agents.iter().all(|a| {
+            ureq_get(&a.http, "/v1/tables/locks")
+                .is_some_and(|i| i["members"].as_array().map(Vec::len) == Some(2))
+        })
+    });
+    let path = "/v1/tables/locks/records/job";
+    let put = |a: &Agent, body: serde_json::Value| call_json(&a.http, "PUT", path, Some(body));
+    let (status, first) = put(
+        &agents[0],
+        serde_json::json!({"value": "a0", "if_absent": true}),
+    );
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first,
+        serde_json::json!({"ok": true, "inserted": true, "value": "a0"})
+    );
+    let (_, second) = put(
+        &agents[1],
+        serde_json::json!({"value": "a1", "if_absent": true}),
+    );
+    assert_eq!(
+        second,
+        serde_json::json!({"ok": true, "inserted": false, "value": "a0"})
+    );
+    let (status, both) = put(
+        &agents[1],
+        serde_json::json!({"value": "x", "if_absent": true, "serial": true}),
+    );
+    assert_eq!(status, 400, "{both}");
+    assert_eq!(both["code"], "invalid_argument", "{both}");
+    let (status, serial) = put(
+        &agents[1],
+        serde_json::json!({"value": "s1", "serial": true}),
+    );
+    assert_eq!((status, serial), (200, serde_json::json!({"ok": true})));
+    // Synchronous through the leader: both replicas have it, and their digests agree.
+    for a in &agents {
+        assert_eq!(ureq_get(&a.http, path).unwrap()["value"], "s1");
+    }
+    let d0 = info(&agents[0])["digest"].as_str().unwrap().to_string();
+    assert_eq!(d0.len(), 16, "{d0}");
+    assert_eq!(info(&agents[1])["digest"], d0.as_str());
+    assert_ne!(d0, format!("{:016x}", 0));
+    // The CLI: --if-absent prints who holds the key; both flags are refused.
+    assert_eq!(
+        ensemble(&[
+            "table",
+            "put",
+            "locks",
+            "job",
+            "z",
+            "--if-absent",
+            "--http",
+            &agents[0].http
+        ]),
+        "exists: s1"
+    );
+    assert_eq!(
+        ensemble(&[
+            "table",
+            "put",
+            "locks",
+            "new",
+            "z",
+            "--if-absent",
+            "--http",
+            &agents[0].http
+        ]),
+        "inserted"
+    );
+    fails_saying(
+        &[
+            "table",
+            "put",
+            "locks",
+            "k",
+            "v",
+            "--if-absent",
+            "--serial",
+            "--http",
+            &agents[0].http,
+        ],
+        &["cannot be used with"],
+    );
+    let text = ensemble(&["table", "info", "locks", "--http", &agents[1].http]);
+    assert!(text.contains("digest:"), "{text}");
+}
+
 /// `ensemble bench tables` (small sizes): every figure is reported, every replica is checked
 /// to hold exactly the records written, and the temporary log directory goes away.
 #[test]

@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 
 use super::encode;
 use crate::client::ApiClient;
-use crate::views::{InfoView, PutBody, RecordView};
+use crate::views::{InfoView, PutBody, PutView, RecordView};
 
 #[derive(Args, Debug)]
 pub struct TableArgs {
@@ -33,6 +33,14 @@ enum TableCommand {
         table: String,
         key: String,
         value: String,
+        /// Only if no replica holds KEY (decided by the table's leader); prints `inserted` or
+        /// `exists: VALUE` (the value the key holds).
+        #[arg(long, conflicts_with = "serial")]
+        if_absent: bool,
+        /// Through the table's leader, so that serial puts are applied in one order by every
+        /// replica.
+        #[arg(long)]
+        serial: bool,
     },
     /// Read a key from the agent's replica.
     Get {
@@ -72,9 +80,25 @@ pub fn run(args: TableArgs) -> Result<()> {
                 }
             }
         }
-        TableCommand::Put { table, key, value } => {
+        TableCommand::Put {
+            table,
+            key,
+            value,
+            if_absent,
+            serial,
+        } => {
             let path = format!("{base}/{}/records/{}", encode(&table), encode(&key));
-            client.put::<IgnoredAny>(&path, &PutBody { value })?;
+            let body = PutBody {
+                value,
+                if_absent,
+                serial,
+            };
+            let answer: PutView = client.put(&path, &body)?;
+            match (answer.inserted, answer.value) {
+                (Some(true), _) => println!("inserted"),
+                (Some(false), Some(held)) => println!("exists: {held}"),
+                _ => {}
+            }
         }
         TableCommand::Get { table, key, json } => {
             let path = format!("{base}/{}/records/{}", encode(&table), encode(&key));
@@ -111,6 +135,7 @@ pub fn run(args: TableArgs) -> Result<()> {
                 println!("size:         {} records", i.size);
                 println!("memory:       {} bytes", i.memory);
                 println!("join id:      {}", i.join_id);
+                println!("digest:       {}", i.digest);
                 println!("paused:       {}", i.paused);
                 println!("down history: {}", i.down_history.join(", "));
                 print!(

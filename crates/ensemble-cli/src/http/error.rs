@@ -72,6 +72,8 @@ pub enum Code {
     TableFull,
     /// Some replicas did not answer in time.
     ReplicaTimeout,
+    /// A leader operation (`if_absent`, `serial`) found no table leader in time.
+    LeaderUnavailable,
     /// Another failure of a table operation.
     TableFailed,
     /// Any other failure of the node.
@@ -132,6 +134,7 @@ impl Code {
             Code::RecordTooLarge => "record_too_large",
             Code::TableFull => "table_full",
             Code::ReplicaTimeout => "replica_timeout",
+            Code::LeaderUnavailable => "leader_unavailable",
             Code::TableFailed => "table_failed",
             Code::RequestFailed => "request_failed",
             Code::Unauthorized => "unauthorized",
@@ -166,6 +169,7 @@ impl Code {
             Error::Table(TableError::TooLarge { .. }) => Code::RecordTooLarge,
             Error::Table(TableError::Full { .. }) => Code::TableFull,
             Error::Table(TableError::Timeout(_)) => Code::ReplicaTimeout,
+            Error::Table(TableError::LeaderUnavailable { .. }) => Code::LeaderUnavailable,
             Error::Table(_) | Error::Codec { .. } => Code::TableFailed,
             _ => Code::RequestFailed,
         }

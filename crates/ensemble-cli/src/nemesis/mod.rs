@@ -7,9 +7,12 @@
 //! recovery window, and judges every guarantee (check_*.rs, and each workload's own checks)
 //! into a report (report.rs). docs/RELIABILITY.md has the whole story.
 
+mod broadcast;
+mod calls;
 mod check_agents;
 mod check_membership;
 mod check_singleton;
+mod check_util;
 mod cluster;
 mod faults;
 mod fence;
@@ -17,9 +20,12 @@ mod flood;
 pub mod history;
 pub mod leader;
 mod members;
+mod messaging;
+mod query;
 mod record;
 mod report;
 mod schedule;
+mod tables;
 mod watch;
 pub mod workload;
 
@@ -73,7 +79,13 @@ pub struct NemesisArgs {
 
 /// The workloads every campaign runs, each with its own checks.
 pub fn workloads() -> Vec<Box<dyn Workload>> {
-    vec![Box::new(members::Members)]
+    vec![
+        Box::new(members::Members),
+        Box::new(tables::workload::Tables::default()),
+        Box::new(broadcast::Broadcast::default()),
+        Box::new(messaging::Messaging::default()),
+        Box::new(query::Query::default()),
+    ]
 }
 
 pub fn run(args: NemesisArgs) -> Result<()> {

@@ -246,6 +246,10 @@ pub struct TableInfo {
     pub size: usize,
     /// Estimated bytes.
     pub memory: usize,
+    /// An order-independent digest of the live records and their versions (XOR of a hash
+    /// per record): replicas holding the same records, written by the same writes, have equal
+    /// digests.
+    pub digest: u64,
     /// The segment's join id.
     pub join_id: u64,
     /// Replicas that went down, oldest first, with when.

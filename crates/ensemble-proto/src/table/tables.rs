@@ -244,6 +244,7 @@ impl Tables {
             members,
             size: store.len(),
             memory: store.memory(),
+            digest: store.digest(),
             join_id: r.join_id,
             down_history: r.down_history.clone(),
             paused: r.paused(),

@@ -14,7 +14,7 @@ use ensemble::{Error, Node, Table, TableError};
 use crate::http::error::{ApiError, Code};
 use crate::http::extract::{query_params, Json, Path};
 use crate::http::state::{AgentTables, AppState, Refused};
-use crate::views::{ErrorView, InfoView, LastJoinView, OkView, PutBody, RecordView};
+use crate::views::{ErrorView, InfoView, LastJoinView, OkView, PutBody, PutView, RecordView};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -51,8 +51,8 @@ enum ReadErrors {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 enum WriteErrors {
-    /// invalid_table_name: empty, over 128 bytes or with control characters; or another
-    /// refusal of the table.
+    /// invalid_table_name: empty, over 128 bytes or with control characters; invalid_argument:
+    /// a put with both `if_absent` and `serial`; or another refusal of the table.
     #[response(status = 400)]
     BadName(ErrorView),
     /// reserved_table: a table of Ensemble's own (ensemble.*); table_creation_off,
@@ -68,7 +68,8 @@ enum WriteErrors {
     /// node_stopped.
     #[response(status = 503)]
     Stopped(ErrorView),
-    /// replica_timeout: some replicas did not answer in time.
+    /// replica_timeout: some replicas did not answer in time; leader_unavailable: a put
+    /// with `if_absent` or `serial` found no leader in time.
     #[response(status = 504)]
     Timeout(ErrorView),
     /// table_full: the table's limit would be exceeded.
@@ -85,7 +86,9 @@ fn failed(e: Error) -> ApiError {
         }
         Error::ReservedName(_) => StatusCode::FORBIDDEN,
         Error::Table(TableError::Full { .. }) => StatusCode::INSUFFICIENT_STORAGE,
-        Error::Table(TableError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+        Error::Table(TableError::Timeout(_) | TableError::LeaderUnavailable { .. }) => {
+            StatusCode::GATEWAY_TIMEOUT
+        }
         Error::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
@@ -172,6 +175,7 @@ async fn info(State(t): State<AgentTables>, Path(name): Path<String>) -> Answer<
         size: i.size,
         memory: i.memory,
         join_id: format!("{:016x}", i.join_id),
+        digest: format!("{:016x}", i.digest),
         paused: i.paused,
         down_history: i.down_history.into_iter().map(|(n, _)| n).collect(),
         joins: i.joins.joins,
@@ -265,18 +269,46 @@ async fn read(
     }
 }
 
-/// Writes a record (creating a declared table, or any with --allow-create-tables).
+/// Writes a record (creating a declared table, or any with --allow-create-tables): a plain
+/// insert, an insert if absent (`if_absent`), or an insert through the leader (`serial`).
 #[utoipa::path(put, path = "/v1/tables/{table}/records/{key}", summary = "Write a record", operation_id = "put_record", tag = "tables", params(RecordPath),
     request_body = PutBody,
-    responses((status = 200, description = "Written", body = OkView), WriteErrors))]
+    responses((status = 200, description = "Written (with `if_absent`: whether it was, and the value the key holds)", body = PutView), WriteErrors))]
 async fn put(
     State(t): State<AgentTables>,
     Path((name, key)): Path<(String, String)>,
     Json(body): Json<PutBody>,
-) -> Answer<OkView> {
+) -> Answer<PutView> {
+    if body.if_absent && body.serial {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            "a put is either if_absent or serial, not both",
+        ));
+    }
     let table = for_put(&t, &name).await?;
-    table.insert(key, body.value).await.map_err(failed)?;
-    Ok(Json(OkView::OK))
+    let done = PutView {
+        ok: true,
+        inserted: None,
+        value: None,
+    };
+    if body.if_absent {
+        let (held, inserted) = table
+            .insert_new_or_lookup(key, body.value)
+            .await
+            .map_err(failed)?;
+        return Ok(Json(PutView {
+            inserted: Some(inserted),
+            value: Some(held),
+            ..done
+        }));
+    }
+    if body.serial {
+        table.insert_serial(key, body.value).await.map_err(failed)?;
+    } else {
+        table.insert(key, body.value).await.map_err(failed)?;
+    }
+    Ok(Json(done))
 }
 
 /// Deletes a record (no error if there is none).

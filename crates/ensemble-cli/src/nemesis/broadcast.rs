@@ -1,0 +1,242 @@
+//! The `broadcast` workload: user events named `nemesis` sent through random agents, each
+//! with a unique payload `cCLIENT:N`; every agent's event handler appends each one it delivers
+//! to a file in its directory. Checks what docs/BROADCAST.md promises: exactly once per node,
+//! in order per sender.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rand::Rng;
+use serde_json::json;
+
+use super::calls::{call, Senders};
+use super::check_util::{alive_through, life_of, read_lines, settled_files, verdict, Files};
+use super::history::{Op, Outcome, Verdict};
+use super::workload::{Ctx, End, Lives, Workload};
+use crate::client::ApiClient;
+use crate::views::SendEvent;
+
+/// The user events' name.
+pub const EVENT: &str = "nemesis";
+/// The file, in each agent's directory, its event handler appends delivered events to.
+pub const FILE: &str = "nemesis-events.ndjson";
+const SEND: &str = "broadcast.send";
+
+/// The `broadcast` workload.
+#[derive(Default)]
+pub struct Broadcast {
+    pub senders: Senders,
+}
+
+/// The payloads of the `nemesis` events in an event handler's file, in order.
+pub fn read_deliveries(path: &Path) -> Option<Vec<String>> {
+    Some(
+        read_lines(path)?
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["name"] == EVENT)
+            .filter_map(|v| v["payload"].as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// Each send's payload with its operation.
+fn sends(ops: &[Op]) -> BTreeMap<&str, &Op> {
+    ops.iter()
+        .filter(|op| op.kind == SEND)
+        .filter_map(|op| op.detail["payload"].as_str().map(|p| (p, op)))
+        .collect()
+}
+
+/// `broadcast.exactly_once`: every event whose send was `Ok` was delivered exactly once by
+/// every agent whose process ran from the send's invocation to the end; no event delivered
+/// twice by any agent; every event delivered was sent (`Ok` or `Unknown`).
+pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives) -> Verdict {
+    let sent = sends(ops);
+    let mut violations = Vec::new();
+    let mut expected = 0u64;
+    for (agent, got) in delivered {
+        let Some(got) = got else {
+            violations.push(format!("{agent}: no file of delivered events"));
+            continue;
+        };
+        let mut times: BTreeMap<&str, u64> = BTreeMap::new();
+        for p in got {
+            *times.entry(p).or_default() += 1;
+        }
+        for (p, n) in &times {
+            match sent.get(p) {
+                None => violations.push(format!("{agent} delivered {p:?}, never sent")),
+                Some(op) if matches!(op.outcome, Outcome::Fail(_)) => {
+                    violations.push(format!("{agent} delivered {p:?}, whose send failed"))
+                }
+                _ if *n > 1 => violations.push(format!("{agent} delivered {p:?} {n} times")),
+                _ => {}
+            }
+        }
+        for (p, op) in &sent {
+            if op.outcome == Outcome::Ok && alive_through(lives, agent, op.invoked_ms) {
+                expected += 1;
+                if !times.contains_key(p) {
+                    violations.push(format!(
+                        "{agent} (running since before it was sent) never delivered {p:?}, \
+                         sent through {} at {} ms",
+                        op.agent, op.invoked_ms
+                    ));
+                }
+            }
+        }
+    }
+    let counts = BTreeMap::from([
+        ("sent".to_string(), sent.len() as u64),
+        ("deliveries_expected".to_string(), expected),
+    ]);
+    verdict("broadcast.exactly_once", counts, violations)
+}
+
+/// `broadcast.per_sender_order`: two events sent through one agent's process, the second
+/// invoked after the first was acknowledged, are delivered in that order by every agent that
+/// delivered both.
+pub fn per_sender_order(ops: &[Op], delivered: &Files, lives: &Lives) -> Verdict {
+    let mut by_origin: BTreeMap<(&str, usize), Vec<(&Op, &str)>> = BTreeMap::new();
+    for (p, op) in sends(ops) {
+        if op.outcome == Outcome::Ok {
+            let life = life_of(lives, &op.agent, op.invoked_ms);
+            by_origin
+                .entry((&op.agent, life))
+                .or_default()
+                .push((op, p));
+        }
+    }
+    let mut violations = Vec::new();
+    let mut pairs = 0u64;
+    for (agent, got) in delivered {
+        let Some(got) = got else { continue };
+        let at: BTreeMap<&str, usize> = got
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_str(), i))
+            .collect();
+        for sent in by_origin.values_mut() {
+            sent.sort_by_key(|(op, _)| op.invoked_ms);
+            let seen: Vec<&(&Op, &str)> = sent.iter().filter(|(_, p)| at.contains_key(p)).collect();
+            for w in seen.windows(2) {
+                let ((a, pa), (b, pb)) = (w[0], w[1]);
+                if a.completed_ms >= b.invoked_ms {
+                    continue;
+                }
+                pairs += 1;
+                if at[pa] > at[pb] {
+                    violations.push(format!(
+                        "{agent} delivered {pb:?} before {pa:?}, both sent through {} in that order",
+                        a.agent
+                    ));
+                }
+            }
+        }
+    }
+    let counts = BTreeMap::from([("ordered_pairs_checked".to_string(), pairs)]);
+    verdict("broadcast.per_sender_order", counts, violations)
+}
+
+impl Workload for Broadcast {
+    fn name(&self) -> &'static str {
+        "broadcast"
+    }
+
+    fn agent_args(&self, _name: &str, dir: &Path) -> Vec<String> {
+        let file = dir.join(FILE);
+        // The event's JSON object on stdin, one line per event.
+        let cmd = format!("user:{EVENT}={{ cat; echo; }} >> '{}'", file.display());
+        vec!["--event-handler".into(), cmd]
+    }
+
+    fn run(&self, ctx: Ctx) {
+        self.senders.run(&ctx, |rng, all, id, n| {
+            let e = &all[rng.gen_range(0..all.len())];
+            let body = SendEvent {
+                name: EVENT.into(),
+                payload: format!("c{id}:{n}"),
+            };
+            let detail = json!({ "payload": body.payload });
+            let send = |c: &ApiClient| c.post::<serde_json::Value>("/v1/events", &body);
+            let _ = call(&ctx, SEND, e, detail, send, |_, _| {});
+        });
+    }
+
+    fn check(&self, ops: &[Op], end: &End) -> Vec<Verdict> {
+        // Until every agent delivered as many as were acknowledged (a restarted one may
+        // deliver fewer).
+        let acked = sends(ops)
+            .values()
+            .filter(|o| o.outcome == Outcome::Ok)
+            .count();
+        let delivered = settled_files(end, FILE, read_deliveries, |d| {
+            d.values()
+                .all(|d| d.as_ref().is_some_and(|d| d.len() >= acked))
+        });
+        vec![
+            exactly_once(ops, &delivered, &end.lives),
+            per_sender_order(ops, &delivered, &end.lives),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nemesis::check_util::files_of as got;
+
+    fn send(agent: &str, at: u64, payload: &str, outcome: Outcome) -> Op {
+        Op {
+            kind: SEND.into(),
+            agent: agent.into(),
+            invoked_ms: at,
+            completed_ms: at + 5,
+            outcome,
+            detail: json!({ "payload": payload }),
+        }
+    }
+
+    #[test]
+    fn every_acknowledged_event_is_delivered_once_by_every_agent_running_since() {
+        let ops = vec![
+            send("a0", 10, "c0:1", Outcome::Ok),
+            send("a1", 20, "c1:1", Outcome::Unknown("timeout".into())),
+            send("a1", 30, "c1:2", Outcome::Fail("400".into())),
+        ];
+        let none = Lives::new();
+        let ok = got(&[("a0", &["c0:1"]), ("a1", &["c0:1", "c1:1"])]);
+        assert!(exactly_once(&ops, &ok, &none).passed);
+        for bad in [
+            got(&[("a0", &["c0:1"]), ("a1", &[])]),
+            got(&[("a0", &["c0:1", "c0:1"]), ("a1", &["c0:1"])]),
+            got(&[("a0", &["c0:1", "c9:9"]), ("a1", &["c0:1"])]),
+            got(&[("a0", &["c0:1", "c1:2"]), ("a1", &["c0:1"])]),
+        ] {
+            assert!(!exactly_once(&ops, &bad, &none).passed, "{bad:?}");
+        }
+        // a1 restarted after the send: it need not have the event.
+        let restarted = Lives::from([("a1".to_string(), vec![(0, Some(12)), (13, None)])]);
+        let missing = got(&[("a0", &["c0:1"]), ("a1", &[])]);
+        assert!(exactly_once(&ops, &missing, &restarted).passed);
+    }
+
+    #[test]
+    fn events_sent_one_after_the_other_through_one_agent_arrive_in_that_order() {
+        let ops = vec![
+            send("a0", 10, "c0:1", Outcome::Ok),
+            send("a0", 20, "c1:1", Outcome::Ok),
+            send("a1", 21, "c0:2", Outcome::Ok),
+        ];
+        let none = Lives::new();
+        let ok = got(&[
+            ("a0", &["c0:1", "c0:2", "c1:1"]),
+            ("a1", &["c0:2", "c0:1", "c1:1"]),
+        ]);
+        assert!(per_sender_order(&ops, &ok, &none).passed);
+        let bad = got(&[("a0", &["c0:1", "c1:1"]), ("a1", &["c1:1", "c0:1"])]);
+        let v = per_sender_order(&ops, &bad, &none);
+        assert!(!v.passed && v.violations[0].starts_with("a1"), "{v:?}");
+    }
+}
