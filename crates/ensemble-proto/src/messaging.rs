@@ -217,6 +217,14 @@ impl Messaging {
         }
     }
 
+    /// Numbers this node's acknowledged messages from `first` on. Receivers deliver each
+    /// (sender, id) once, so a restarted sender must not reuse its previous run's ids: the
+    /// stack starts them at its incarnation (which grows across restarts) times 2^20.
+    pub fn first_id(mut self, first: u64) -> Self {
+        self.next_id = first.max(1);
+        self
+    }
+
     /// Names registered here.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.names.iter().map(String::as_str)

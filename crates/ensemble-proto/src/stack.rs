@@ -167,6 +167,8 @@ impl Stack {
     ) -> Self {
         let name = local.name.clone();
         let table_seed = table::origin_of(&name) ^ local.incarnation.rotate_left(32);
+        // A run's message ids start past any its previous runs used (see `first_id`).
+        let first_message_id = local.incarnation.wrapping_mul(1 << 20);
         let membership = Membership::new(config.membership, local, seeds, rng_seed, now);
         let broadcast = Plumtree::new(
             config.broadcast,
@@ -180,7 +182,7 @@ impl Stack {
         let mut s = Stack {
             membership,
             broadcast,
-            messaging: Messaging::new(config.messaging),
+            messaging: Messaging::new(config.messaging).first_id(first_message_id),
             tables,
             singletons,
             queries: Queries::new(name.clone(), config.queries, rng_seed ^ QUERY_SEED),

@@ -405,6 +405,15 @@ impl Membership {
 
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
+        // A tick overdue by more than a few intervals means this node was starved (paused,
+        // or its machine overloaded): that tick runs first, so that what arrived meanwhile is
+        // judged with the gap known (its detectors restarted, `keep_time`), not against a
+        // silence that was this node's own.
+        if !matches!(input, Input::Tick)
+            && now.saturating_duration_since(self.next_tick) > self.config.tick_interval * 2
+        {
+            self.on_tick(now);
+        }
         match input {
             Input::Connected { peer, dialed } => self.on_connected(now, peer, dialed),
             Input::Disconnected { name } => self.on_disconnected(now, &name),

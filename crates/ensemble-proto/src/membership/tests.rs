@@ -454,3 +454,40 @@ fn a_dial_that_comes_up_after_the_peers_own_starts_the_push_pull() {
     drain(&mut m);
     assert_eq!(zed_connects(&mut m, now, true), 0);
 }
+
+#[test]
+fn a_node_that_was_paused_does_not_take_its_own_silence_for_its_peers() {
+    // `me` hears `a` and `b`, then is stopped for 8 s. The first thing it reads on resuming is
+    // `a`'s word, sent meanwhile, that `b` is down: `b` only looks silent because `me` was
+    // not listening, so the accusation is held for `b` to refute, not applied at once.
+    let t0 = Instant::now();
+    let mut m = node(t0);
+    connect(&mut m, t0, "a", 2);
+    connect(&mut m, t0, "b", 3);
+    m.handle(t0, Input::Tick);
+    drain(&mut m);
+    let resumed = t0 + Duration::from_secs(8);
+    m.handle(
+        resumed,
+        Input::Message {
+            from: "a".into(),
+            msg: MembershipMsg::Gossip {
+                members: vec![member("b", 3, 5, Status::Down)],
+            },
+        },
+    );
+    assert_eq!(m.member("b").unwrap().status, Status::Alive);
+    // `b` refutes in time: the accusation is never applied.
+    m.handle(
+        resumed + Duration::from_millis(10),
+        Input::Message {
+            from: "b".into(),
+            msg: MembershipMsg::Gossip {
+                members: vec![member("b", 3, 6, Status::Alive)],
+            },
+        },
+    );
+    m.handle(resumed + Duration::from_secs(2), Input::Tick);
+    let b = m.member("b").unwrap();
+    assert_eq!((b.status, b.incarnation), (Status::Alive, 6));
+}
