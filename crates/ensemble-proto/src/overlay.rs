@@ -108,6 +108,9 @@ struct Target {
     dialing: bool,
     /// The member the dial under way is meant to reach (None for a seed).
     expect: Option<String>,
+    /// Whether the last failure still says something of the member: a failure is no
+    /// evidence once the member was heard of alive since (see [`Overlay::forgive`]).
+    evidence: bool,
 }
 
 impl Target {
@@ -117,6 +120,7 @@ impl Target {
             next_try: now,
             dialing: false,
             expect: None,
+            evidence: false,
         }
     }
 }
@@ -154,9 +158,22 @@ impl Overlay {
         }
     }
 
-    /// True if the last dial to `addr` failed (evidence that it is unreachable from here).
+    /// True if the last dial to `addr` failed (evidence that it is unreachable from here),
+    /// and its member was not heard of alive since.
     pub fn has_failed(&self, addr: &SocketAddr) -> bool {
-        self.targets.get(addr).is_some_and(|t| t.failures > 0)
+        self.targets
+            .get(addr)
+            .is_some_and(|t| t.failures > 0 && t.evidence)
+    }
+
+    /// The member behind `addr` was heard of alive (a refutation, a return): the dials that
+    /// failed before say nothing of it any more, and the next one may go at once. The count of
+    /// failures stays, so repeated failures still back off.
+    pub fn forgive(&mut self, addr: &SocketAddr, now: Instant) {
+        if let Some(t) = self.targets.get_mut(addr) {
+            t.evidence = false;
+            t.next_try = t.next_try.min(now);
+        }
     }
 
     /// Records that a dial to `addr` started, meant to reach member `expect` (None: a seed).
@@ -179,6 +196,7 @@ impl Overlay {
         let t = self.targets.entry(addr).or_insert_with(|| Target::new(now));
         t.dialing = false;
         t.failures = t.failures.saturating_add(1);
+        t.evidence = true;
         let exp = min.saturating_mul(1u32 << t.failures.min(16).saturating_sub(1));
         let base = exp.min(max);
         // +-25% jitter so that the two halves of a split do not dial in lock-step.

@@ -459,3 +459,40 @@ fn two_nodes_that_dial_each_other_at_once_keep_the_connection_the_smaller_name_d
     assert_eq!(sim.connections(), 1);
     assert_eq!(sim.dialer(a, b), Some(a));
 }
+
+#[test]
+fn a_node_isolated_and_healed_gets_no_one_else_marked_down() {
+    // n2 is cut off from everyone: it marks all four down. When the cut heals, it tells the
+    // others what it saw; they can all reach each other, so none of them is marked down by
+    // anyone but n2.
+    for seed in 0..8 {
+        let config = SimConfig {
+            seed,
+            ..SimConfig::default()
+        };
+        let (mut sim, ids) = cluster(5, config);
+        sim.run_for(secs(3));
+        let lonely = ids[2];
+        let rest: Vec<NodeId> = ids.iter().copied().filter(|i| *i != lonely).collect();
+        sim.partition(&[lonely], &rest);
+        sim.run_until(secs(30), |s| {
+            rest.iter()
+                .all(|x| s.status(lonely, *x) == Some(Status::Down))
+        })
+        .expect("the lonely node marks everyone down");
+        let cut_at = sim.elapsed();
+        sim.run_for(secs(2));
+        sim.heal();
+        sim.run_until(secs(60), |s| s.all_see(&ids, Status::Alive))
+            .expect("everyone alive again");
+        sim.run_for(secs(5));
+        let wrong: Vec<_> = sim
+            .events()
+            .iter()
+            .filter(|e| e.at > cut_at && e.kind == EventKind::Down)
+            .filter(|e| e.observer != lonely && e.target != lonely)
+            .map(|e| (e.at, e.observer, e.target))
+            .collect();
+        assert!(wrong.is_empty(), "seed {seed}: {wrong:?}");
+    }
+}

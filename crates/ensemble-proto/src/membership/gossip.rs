@@ -261,6 +261,15 @@ impl Membership {
                 if let Some(p) = self.peers.get_mut(name) {
                     p.detector.refresh(now);
                 }
+                // Alive news newer than what we held: a dial that failed before is stale
+                // evidence (it may date from a cut that has healed since), and a full mesh
+                // redials it now rather than at the end of its back-off.
+                if t.old.as_ref().is_some_and(|o| t.new.supersedes(o)) {
+                    self.overlay.forgive(&t.new.addr, now);
+                    if self.is_full_mesh() && !self.peers.contains_key(name) {
+                        self.dial_pass_due = true;
+                    }
+                }
             }
             Status::Suspect if !self.probes.suspicions.contains_key(name) => {
                 self.probes.remote.insert(

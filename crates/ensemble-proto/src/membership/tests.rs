@@ -491,3 +491,37 @@ fn a_node_that_was_paused_does_not_take_its_own_silence_for_its_peers() {
     let b = m.member("b").unwrap();
     assert_eq!((b.status, b.incarnation), (Status::Alive, 6));
 }
+
+#[test]
+fn a_dial_that_failed_before_a_member_was_heard_alive_is_no_evidence_against_it() {
+    // The dial to `b` failed (a cut, since healed); then `b` was heard alive at a newer
+    // incarnation. A late accusation of `b` (from a node that was cut off itself) is held for
+    // `b` to refute, not applied at once on the strength of the old failed dial.
+    let t0 = Instant::now();
+    let mut m = node(t0);
+    connect(&mut m, t0, "a", 2);
+    connect(&mut m, t0, "b", 3);
+    m.handle(t0, Input::Tick);
+    m.handle(t0, Input::Disconnected { name: "b".into() });
+    let b_addr = ([127, 0, 0, 1], 3).into();
+    let t1 = t0 + Duration::from_millis(50);
+    m.handle(
+        t1,
+        Input::DialFailed {
+            addr: b_addr,
+            no_listener: false,
+        },
+    );
+    let gossip = |members| Input::Message {
+        from: "a".into(),
+        msg: MembershipMsg::Gossip { members },
+    };
+    m.handle(t1, gossip(vec![member("b", 3, 6, Status::Alive)]));
+    drain(&mut m);
+    m.handle(t1, gossip(vec![member("b", 3, 6, Status::Down)]));
+    assert_eq!(
+        m.member("b").unwrap().status,
+        Status::Alive,
+        "held, not applied"
+    );
+}
