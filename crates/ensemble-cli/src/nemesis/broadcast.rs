@@ -10,8 +10,11 @@ use rand::Rng;
 use serde_json::json;
 
 use super::calls::{call, Senders};
-use super::check_util::{alive_through, life_of, read_lines, settled_files, verdict, Files};
+use super::check_util::{
+    alive_through, ended_at, life_of, read_lines, settled_files, verdict, Files,
+};
 use super::history::{Op, Outcome, Verdict};
+use super::record::FaultRecord;
 use super::workload::{Ctx, End, Lives, Workload};
 use crate::client::ApiClient;
 use crate::views::SendEvent;
@@ -50,11 +53,24 @@ fn sends(ops: &[Op]) -> BTreeMap<&str, &Op> {
 
 /// `broadcast.exactly_once`: every event whose send was `Ok` was delivered exactly once by
 /// every agent whose process ran from the send's invocation to the end; no event delivered
-/// twice by any agent; every event delivered was sent (`Ok` or `Unknown`).
-pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives) -> Verdict {
+/// twice by any agent; every event delivered was sent (`Ok` or `Unknown`). An event is lost
+/// with its sender, and excused, when the sender's process ended after sending it while cut
+/// off from the agent, and no other agent delivered it (it never left the sender).
+pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives, faults: &FaultRecord) -> Verdict {
     let sent = sends(ops);
     let mut violations = Vec::new();
-    let mut expected = 0u64;
+    let (mut expected, mut lost_with_sender) = (0u64, 0u64);
+    let delivered_by_other = |p: &str, sender: &str| {
+        delivered
+            .iter()
+            .any(|(a, got)| a != sender && got.as_ref().is_some_and(|g| g.iter().any(|x| x == p)))
+    };
+    let lost = |op: &Op, p: &str, agent: &str| {
+        let Some(end) = ended_at(lives, &op.agent, op.invoked_ms) else {
+            return false;
+        };
+        faults.separated(&op.agent, agent, op.invoked_ms, end) && !delivered_by_other(p, &op.agent)
+    };
     for (agent, got) in delivered {
         let Some(got) = got else {
             violations.push(format!("{agent}: no file of delivered events"));
@@ -77,7 +93,9 @@ pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives) -> Verdict {
         for (p, op) in &sent {
             if op.outcome == Outcome::Ok && alive_through(lives, agent, op.invoked_ms) {
                 expected += 1;
-                if !times.contains_key(p) {
+                if !times.contains_key(p) && lost(op, p, agent) {
+                    lost_with_sender += 1;
+                } else if !times.contains_key(p) {
                     violations.push(format!(
                         "{agent} (running since before it was sent) never delivered {p:?}, \
                          sent through {} at {} ms",
@@ -90,6 +108,10 @@ pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives) -> Verdict {
     let counts = BTreeMap::from([
         ("sent".to_string(), sent.len() as u64),
         ("deliveries_expected".to_string(), expected),
+        (
+            "lost_with_their_cut_off_sender".to_string(),
+            lost_with_sender,
+        ),
     ]);
     verdict("broadcast.exactly_once", counts, violations)
 }
@@ -176,7 +198,7 @@ impl Workload for Broadcast {
                 .all(|d| d.as_ref().is_some_and(|d| d.len() >= acked))
         });
         vec![
-            exactly_once(ops, &delivered, &end.lives),
+            exactly_once(ops, &delivered, &end.lives, &end.faults),
             per_sender_order(ops, &delivered, &end.lives),
         ]
     }
@@ -206,20 +228,48 @@ mod tests {
             send("a1", 30, "c1:2", Outcome::Fail("400".into())),
         ];
         let none = Lives::new();
+        let calm = FaultRecord::default();
         let ok = got(&[("a0", &["c0:1"]), ("a1", &["c0:1", "c1:1"])]);
-        assert!(exactly_once(&ops, &ok, &none).passed);
+        assert!(exactly_once(&ops, &ok, &none, &calm).passed);
         for bad in [
             got(&[("a0", &["c0:1"]), ("a1", &[])]),
             got(&[("a0", &["c0:1", "c0:1"]), ("a1", &["c0:1"])]),
             got(&[("a0", &["c0:1", "c9:9"]), ("a1", &["c0:1"])]),
             got(&[("a0", &["c0:1", "c1:2"]), ("a1", &["c0:1"])]),
         ] {
-            assert!(!exactly_once(&ops, &bad, &none).passed, "{bad:?}");
+            assert!(!exactly_once(&ops, &bad, &none, &calm).passed, "{bad:?}");
         }
         // a1 restarted after the send: it need not have the event.
         let restarted = Lives::from([("a1".to_string(), vec![(0, Some(12)), (13, None)])]);
         let missing = got(&[("a0", &["c0:1"]), ("a1", &[])]);
-        assert!(exactly_once(&ops, &missing, &restarted).passed);
+        assert!(exactly_once(&ops, &missing, &restarted, &calm).passed);
+    }
+
+    #[test]
+    fn an_event_that_never_left_its_cut_off_sender_dies_with_it() {
+        use crate::nemesis::record::Applied;
+        // a0 sends while cut off from a1 and a2, and is killed before the cut heals.
+        let ops = vec![send("a0", 10, "c0:1", Outcome::Ok)];
+        let killed = Lives::from([("a0".to_string(), vec![(0, Some(50)), (60, None)])]);
+        let cut = FaultRecord {
+            applied: vec![Applied {
+                kind: "majority-split",
+                targets: vec!["a0".into()],
+                start_ms: 5,
+                end_ms: Some(70),
+                cuts: vec![("a0".into(), "a1".into()), ("a0".into(), "a2".into())],
+                ..Applied::default()
+            }],
+        };
+        let nobody = got(&[("a0", &["c0:1"]), ("a1", &[]), ("a2", &[])]);
+        let v = exactly_once(&ops, &nobody, &killed, &cut);
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.counts["lost_with_their_cut_off_sender"], 2);
+        // Not when it did leave (a2 has it: a1 must too), nor without the cut.
+        let a2_has_it = got(&[("a0", &["c0:1"]), ("a1", &[]), ("a2", &["c0:1"])]);
+        assert!(!exactly_once(&ops, &a2_has_it, &killed, &cut).passed);
+        let calm = FaultRecord::default();
+        assert!(!exactly_once(&ops, &nobody, &killed, &calm).passed);
     }
 
     #[test]

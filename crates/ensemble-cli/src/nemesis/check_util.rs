@@ -28,6 +28,16 @@ pub fn ended_after(lives: &Lives, name: &str, ms: u64) -> bool {
         .is_some_and(|l| l.iter().any(|(_, end)| end.is_some_and(|end| end > ms)))
 }
 
+/// When the process of agent `name` that was running at `ms` ended (None: it ran to the end,
+/// or none was running then).
+pub fn ended_at(lives: &Lives, name: &str, ms: u64) -> Option<u64> {
+    lives
+        .get(name)?
+        .iter()
+        .find(|(start, end)| *start <= ms && end.is_none_or(|e| ms <= e))?
+        .1
+}
+
 /// Whether one process of agent `name` ran from `ms` to the end (true for an agent `lives`
 /// does not know).
 pub fn alive_through(lives: &Lives, name: &str, ms: u64) -> bool {

@@ -144,6 +144,7 @@ pub fn run(args: NemesisArgs) -> Result<()> {
         clock,
         dirs,
         lives,
+        faults: record.clone(),
     };
     let mut guarantees = vec![recover(&end, &names, Duration::from_secs(args.recovery_s))];
     let watched = watch.finish();

@@ -87,6 +87,8 @@ pub struct End {
     /// Each agent's own directory (its log, and any files its handlers wrote), by name.
     pub dirs: std::collections::BTreeMap<String, std::path::PathBuf>,
     pub lives: Lives,
+    /// Every fault the nemesis applied, to ask whether two agents were cut from each other.
+    pub faults: super::record::FaultRecord,
 }
 
 impl End {

@@ -97,16 +97,21 @@ pub fn may_have_happened(op: &Op) -> bool {
 pub fn written<'a>(op: &Op, t: &TableOp<'a>) -> Option<(&'a str, &'a str)> {
     match *t {
         TableOp::Insert { key, value, .. } if may_have_happened(op) => Some((key, value)),
-        TableOp::IfAbsent {
-            key,
-            value,
-            inserted,
-            ..
-        } if inserted == Some(true) || matches!(op.outcome, Outcome::Unknown(_)) => {
+        TableOp::IfAbsent { key, value, .. }
+            if granted(t) || matches!(op.outcome, Outcome::Unknown(_)) =>
+        {
             Some((key, value))
         }
         _ => None,
     }
+}
+
+/// Whether an answered insert if absent inserted its value: `inserted`, or the value held is
+/// its own (values are unique): the leader inserted it, its answer was lost on a leader change,
+/// and the retry found the key held (`insert_new_or_lookup` then answers `inserted: false`).
+pub fn granted(t: &TableOp<'_>) -> bool {
+    matches!(*t, TableOp::IfAbsent { value, inserted, held, .. }
+        if inserted == Some(true) || held == Some(value))
 }
 
 /// The value `op` wrote for sure (its outcome `Ok`): an insert's, a granted insert if absent's.

@@ -8,25 +8,27 @@ use crate::nemesis::check_util::{ended_after, life_of, verdict};
 use crate::nemesis::history::{Op, Outcome, Verdict};
 use crate::nemesis::workload::Lives;
 
-use super::ops::{excerpt, typed, TableOp};
+use super::ops::{excerpt, granted, typed, TableOp};
+use crate::nemesis::record::FaultRecord;
 
-/// `tables.insert_new_unique`: no key granted (`inserted: true`) twice, unless every agent
-/// that granted it earlier ended (was killed) between that grant and the next (a record held
-/// only by killed replicas is gone, and may be granted again). Keys inserted if absent are
-/// never deleted by the workload.
-pub fn insert_new_unique(ops: &[Op], lives: &Lives) -> Verdict {
+/// `tables.insert_new_unique`: no key granted (`inserted: true`, or its own value held) twice,
+/// unless every agent that granted it earlier ended (was killed) between that grant and the
+/// next (a record held only by killed replicas is gone, and may be granted again), or the two
+/// agents asked were cut from each other between the two (each side of a split has its own
+/// leader, docs/TABLES.md). Keys inserted if absent are never deleted by the workload.
+pub fn insert_new_unique(ops: &[Op], lives: &Lives, faults: &FaultRecord) -> Verdict {
     let mut grants: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     let mut asked = 0u64;
     for (op, t) in typed(ops) {
-        if let TableOp::IfAbsent { key, inserted, .. } = t {
+        if let TableOp::IfAbsent { key, .. } = t {
             asked += 1;
-            if op.outcome == Outcome::Ok && inserted == Some(true) {
+            if op.outcome == Outcome::Ok && granted(&t) {
                 grants.entry(key).or_default().push(op);
             }
         }
     }
     let mut violations = Vec::new();
-    let mut regranted_after_kill = 0u64;
+    let (mut regranted_after_kill, mut split) = (0u64, 0u64);
     for (key, mut g) in grants.clone() {
         g.sort_by_key(|op| op.invoked_ms);
         for pair in g.windows(2) {
@@ -37,6 +39,15 @@ pub fn insert_new_unique(ops: &[Op], lives: &Lives) -> Verdict {
                 .all(|op| ended_after(lives, &op.agent, op.completed_ms));
             if lost && first.completed_ms <= next.invoked_ms {
                 regranted_after_kill += 1;
+                continue;
+            }
+            if faults.separated(
+                &first.agent,
+                &next.agent,
+                first.invoked_ms,
+                next.completed_ms,
+            ) {
+                split += 1;
                 continue;
             }
             violations.push(format!(
@@ -50,6 +61,7 @@ pub fn insert_new_unique(ops: &[Op], lives: &Lives) -> Verdict {
         ("asked".to_string(), asked),
         ("keys_granted".to_string(), grants.len() as u64),
         ("regranted_after_kill".to_string(), regranted_after_kill),
+        ("granted_on_both_sides_of_a_split".to_string(), split),
     ]);
     verdict("tables.insert_new_unique", counts, violations)
 }

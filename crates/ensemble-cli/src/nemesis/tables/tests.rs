@@ -136,19 +136,58 @@ fn a_final_value_must_come_from_an_insert_that_may_have_happened() {
 }
 
 #[test]
-fn a_key_granted_twice_is_a_violation_unless_its_grantor_was_killed_between() {
+fn a_key_granted_twice_is_a_violation_unless_its_grantor_was_killed_or_cut_off_between() {
+    use crate::nemesis::record::{Applied, FaultRecord};
+    let calm = FaultRecord::default();
     let h = vec![
         grant("a0", 10, "l-0", "0-1", true, "0-1"),
         grant("a1", 20, "l-0", "1-1", false, "0-1"),
     ];
-    assert!(insert_new_unique(&h, &Lives::new()).passed);
+    assert!(insert_new_unique(&h, &Lives::new(), &calm).passed);
     let twice = vec![h[0].clone(), grant("a1", 30, "l-0", "1-2", true, "1-2")];
-    let v = insert_new_unique(&twice, &Lives::new());
+    let v = insert_new_unique(&twice, &Lives::new(), &calm);
     assert!(
         !v.passed && v.violations[0].contains("granted twice"),
         "{v:?}"
     );
-    assert!(insert_new_unique(&twice, &killed("a0", 25)).passed);
+    assert!(insert_new_unique(&twice, &killed("a0", 25), &calm).passed);
+    // A grant whose first answer was lost answers `inserted: false` with its own value held:
+    // it is a grant all the same.
+    let retried = vec![h[0].clone(), grant("a1", 30, "l-0", "1-2", false, "1-2")];
+    assert!(!insert_new_unique(&retried, &Lives::new(), &calm).passed);
+    // Each side of a split has its own leader: a0 and a1 cut from each other between the two.
+    let split = FaultRecord {
+        applied: vec![Applied {
+            kind: "majority-split",
+            targets: vec!["a0".into()],
+            start_ms: 5,
+            end_ms: Some(40),
+            cuts: vec![("a0".into(), "a1".into())],
+            ..Applied::default()
+        }],
+    };
+    let v = insert_new_unique(&twice, &Lives::new(), &split);
+    assert!(v.passed, "{v:?}");
+    assert_eq!(v.counts["granted_on_both_sides_of_a_split"], 1);
+}
+
+#[test]
+fn a_retried_insert_if_absent_that_finds_its_own_value_wrote_it() {
+    let h = vec![
+        grant("a0", 10, "l-0", "0-1", false, "0-1"),
+        op(
+            ops::READ,
+            "a1",
+            20,
+            Outcome::Ok,
+            json!({"key": "l-0", "value": "0-1"}),
+        ),
+    ];
+    assert!(reads_valid(&h).passed);
+    let none = Lives::new();
+    assert!(acknowledged_writes_survive(&h, &everywhere(&[("l-0", "0-1")]), &none).passed);
+    let other = vec![grant("a0", 10, "l-0", "0-1", false, "9-9")];
+    assert!(!reads_valid(&other).passed);
 }
 
 #[test]

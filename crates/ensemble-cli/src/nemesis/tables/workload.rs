@@ -200,7 +200,7 @@ impl Workload for Tables {
         vec![
             check::replicas_agree(&f),
             check::acknowledged_writes_survive(ops, &f, &end.lives),
-            order::insert_new_unique(ops, &end.lives),
+            order::insert_new_unique(ops, &end.lives, &end.faults),
             order::serial_one_order(ops, &end.lives),
             check::reads_valid(ops),
         ]
