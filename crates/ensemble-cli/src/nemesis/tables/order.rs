@@ -11,11 +11,15 @@ use crate::nemesis::workload::Lives;
 use super::ops::{excerpt, granted, typed, TableOp};
 use crate::nemesis::record::FaultRecord;
 
+/// How long after a cut heals its two sides may still grant on their own: until they have
+/// re-merged (a join starts once they reconnect).
+const REMERGE_MS: u64 = 10_000;
+
 /// `tables.insert_new_unique`: no key granted (`inserted: true`, or its own value held) twice,
 /// unless every agent that granted it earlier ended (was killed) between that grant and the
 /// next (a record held only by killed replicas is gone, and may be granted again), or the two
-/// agents asked were cut from each other between the two (each side of a split has its own
-/// leader, docs/TABLES.md). Keys inserted if absent are never deleted by the workload.
+/// agents asked were cut from each other from [`REMERGE_MS`] before the first to the second
+/// (each side of a split has its own leader until they re-merge, docs/TABLES.md). Keys inserted if absent are never deleted by the workload.
 pub fn insert_new_unique(ops: &[Op], lives: &Lives, faults: &FaultRecord) -> Verdict {
     let mut grants: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     let mut asked = 0u64;
@@ -41,12 +45,8 @@ pub fn insert_new_unique(ops: &[Op], lives: &Lives, faults: &FaultRecord) -> Ver
                 regranted_after_kill += 1;
                 continue;
             }
-            if faults.separated(
-                &first.agent,
-                &next.agent,
-                first.invoked_ms,
-                next.completed_ms,
-            ) {
+            let since = first.invoked_ms.saturating_sub(REMERGE_MS);
+            if faults.separated(&first.agent, &next.agent, since, next.completed_ms) {
                 split += 1;
                 continue;
             }
