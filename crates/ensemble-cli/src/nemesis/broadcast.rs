@@ -51,11 +51,16 @@ fn sends(ops: &[Op]) -> BTreeMap<&str, &Op> {
         .collect()
 }
 
+/// How long after a cut heals two agents may stay unconnected: the longest redial back-off
+/// (`reconnect_max_ms`, 10 s, plus its jitter of a quarter).
+const RECONNECT_MS: u64 = 12_500;
+
 /// `broadcast.exactly_once`: every event whose send was `Ok` was delivered exactly once by
 /// every agent whose process ran from the send's invocation to the end; no event delivered
 /// twice by any agent; every event delivered was sent (`Ok` or `Unknown`). An event is lost
-/// with its sender, and excused, when the sender's process ended after sending it while cut
-/// off from the agent, and no other agent delivered it (it never left the sender).
+/// with its sender, and excused, when the sender's process ended after sending it, no other
+/// agent delivered it (it never left the sender), and the sender was cut from the agent at
+/// some time from [`RECONNECT_MS`] before the send to its end (not yet reconnected).
 pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives, faults: &FaultRecord) -> Verdict {
     let sent = sends(ops);
     let mut violations = Vec::new();
@@ -69,7 +74,8 @@ pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives, faults: &Fault
         let Some(end) = ended_at(lives, &op.agent, op.invoked_ms) else {
             return false;
         };
-        faults.separated(&op.agent, agent, op.invoked_ms, end) && !delivered_by_other(p, &op.agent)
+        let since = op.invoked_ms.saturating_sub(RECONNECT_MS);
+        faults.separated(&op.agent, agent, since, end) && !delivered_by_other(p, &op.agent)
     };
     for (agent, got) in delivered {
         let Some(got) = got else {

@@ -95,6 +95,14 @@ impl FaultRecord {
         })
     }
 
+    /// Whether some nodes were cut from some others at some time in `[from, to]` (a split,
+    /// a bridge or a non-transitive cut anywhere in the cluster).
+    pub fn any_cut(&self, from: u64, to: u64) -> bool {
+        self.applied
+            .iter()
+            .any(|f| f.during(from, to) && !f.cuts.is_empty())
+    }
+
     /// Faults applied, by kind.
     pub fn by_kind(&self) -> std::collections::BTreeMap<&'static str, u64> {
         let mut by = std::collections::BTreeMap::new();

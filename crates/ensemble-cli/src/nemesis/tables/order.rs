@@ -17,9 +17,10 @@ const REMERGE_MS: u64 = 10_000;
 
 /// `tables.insert_new_unique`: no key granted (`inserted: true`, or its own value held) twice,
 /// unless every agent that granted it earlier ended (was killed) between that grant and the
-/// next (a record held only by killed replicas is gone, and may be granted again), or the two
-/// agents asked were cut from each other from [`REMERGE_MS`] before the first to the second
-/// (each side of a split has its own leader until they re-merge, docs/TABLES.md). Keys inserted if absent are never deleted by the workload.
+/// next (a record held only by killed replicas is gone, and may be granted again), or some
+/// nodes were cut from others (a split, a bridge, a non-transitive cut: the table's replicas
+/// may then form segments, each with its own leader, until they re-merge; docs/TABLES.md)
+/// at some time from [`REMERGE_MS`] before the first grant to the second. Keys inserted if absent are never deleted by the workload.
 pub fn insert_new_unique(ops: &[Op], lives: &Lives, faults: &FaultRecord) -> Verdict {
     let mut grants: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     let mut asked = 0u64;
@@ -46,7 +47,7 @@ pub fn insert_new_unique(ops: &[Op], lives: &Lives, faults: &FaultRecord) -> Ver
                 continue;
             }
             let since = first.invoked_ms.saturating_sub(REMERGE_MS);
-            if faults.separated(&first.agent, &next.agent, since, next.completed_ms) {
+            if faults.any_cut(since, next.completed_ms) {
                 split += 1;
                 continue;
             }
