@@ -31,16 +31,53 @@ pub struct Broadcast {
     pub senders: Senders,
 }
 
-/// The payloads of the `nemesis` events in an event handler's file, in order.
-pub fn read_deliveries(path: &Path) -> Option<Vec<String>> {
+/// One `nemesis` event as an agent's process delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The agent's process id (the handler's parent): which of its runs delivered it.
+    pub pid: u64,
+    pub payload: String,
+    /// Its place in its sender's stream (one stream per process start of the sender).
+    pub seq: u64,
+}
+
+/// The `nemesis` events in an event handler's file, in the order delivered.
+pub fn read_records(path: &Path) -> Option<Vec<Delivery>> {
     Some(
         read_lines(path)?
             .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["name"] == EVENT)
-            .filter_map(|v| v["payload"].as_str().map(str::to_string))
+            .filter(|v| v["event"]["name"] == EVENT)
+            .filter_map(|v| {
+                Some(Delivery {
+                    pid: v["pid"].as_u64()?,
+                    payload: v["event"]["payload"].as_str()?.to_string(),
+                    seq: v["event"]["seq"].as_u64()?,
+                })
+            })
             .collect(),
     )
+}
+
+/// The payloads of the `nemesis` events in an event handler's file, in order.
+pub fn read_deliveries(path: &Path) -> Option<Vec<String>> {
+    Some(read_records(path)?.into_iter().map(|d| d.payload).collect())
+}
+
+/// What the last process of each agent delivered (the one running at the end), by agent.
+pub type LastRuns = BTreeMap<String, Vec<Delivery>>;
+
+/// The deliveries of the last process in each agent's file.
+pub fn last_runs(end: &End) -> LastRuns {
+    end.dirs
+        .iter()
+        .map(|(n, d)| {
+            let all = read_records(&d.join(FILE)).unwrap_or_default();
+            let last = all.last().map(|d| d.pid);
+            let mine = all.into_iter().filter(|d| Some(d.pid) == last).collect();
+            (n.clone(), mine)
+        })
+        .collect()
 }
 
 /// Each send's payload with its operation.
@@ -61,10 +98,40 @@ const RECONNECT_MS: u64 = 12_500;
 /// with its sender, and excused, when the sender's process ended after sending it, no other
 /// agent delivered it (it never left the sender), and the sender was cut from the agent at
 /// some time from [`RECONNECT_MS`] before the send to its end (not yet reconnected).
-pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives, faults: &FaultRecord) -> Verdict {
+pub fn exactly_once(
+    ops: &[Op],
+    delivered: &Files,
+    last: &LastRuns,
+    lives: &Lives,
+    faults: &FaultRecord,
+) -> Verdict {
     let sent = sends(ops);
     let mut violations = Vec::new();
-    let (mut expected, mut lost_with_sender) = (0u64, 0u64);
+    let (mut expected, mut lost_with_sender, mut before_first) = (0u64, 0u64, 0u64);
+    // Each event's place in its sender's stream, from whoever delivered it.
+    let seq: BTreeMap<&str, u64> = last
+        .values()
+        .flatten()
+        .map(|d| (d.payload.as_str(), d.seq))
+        .collect();
+    let stream = |op: &Op| (op.agent.clone(), life_of(lives, &op.agent, op.invoked_ms));
+    // A restarted agent's new run starts each stream where its first peer stands: an event
+    // before the first one of its stream that run delivered is its past, not a loss.
+    let before_first_exchange = |op: &Op, p: &str, agent: &str| {
+        let restarted = lives.get(agent).is_some_and(|l| l.len() > 1);
+        let (Some(run), Some(s)) = (last.get(agent), seq.get(p)) else {
+            return false;
+        };
+        let first = run
+            .iter()
+            .filter(|d| {
+                sent.get(d.payload.as_str())
+                    .is_some_and(|o| stream(o) == stream(op))
+            })
+            .map(|d| d.seq)
+            .min();
+        restarted && first.is_none_or(|f| f > *s)
+    };
     let delivered_by_other = |p: &str, sender: &str| {
         delivered
             .iter()
@@ -101,6 +168,8 @@ pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives, faults: &Fault
                 expected += 1;
                 if !times.contains_key(p) && lost(op, p, agent) {
                     lost_with_sender += 1;
+                } else if !times.contains_key(p) && before_first_exchange(op, p, agent) {
+                    before_first += 1;
                 } else if !times.contains_key(p) {
                     violations.push(format!(
                         "{agent} (running since before it was sent) never delivered {p:?}, \
@@ -117,6 +186,10 @@ pub fn exactly_once(ops: &[Op], delivered: &Files, lives: &Lives, faults: &Fault
         (
             "lost_with_their_cut_off_sender".to_string(),
             lost_with_sender,
+        ),
+        (
+            "before_a_restarted_agents_first_exchange".to_string(),
+            before_first,
         ),
     ]);
     verdict("broadcast.exactly_once", counts, violations)
@@ -175,7 +248,11 @@ impl Workload for Broadcast {
     fn agent_args(&self, _name: &str, dir: &Path) -> Vec<String> {
         let file = dir.join(FILE);
         // The event's JSON object on stdin, one line per event.
-        let cmd = format!("user:{EVENT}={{ cat; echo; }} >> '{}'", file.display());
+        // `{"pid": the agent's process id, "event": the event}`: which run delivered it.
+        let cmd = format!(
+            "user:{EVENT}={{ printf '{{\"pid\":%s,\"event\":' \"$PPID\"; tr -d '\\n'; echo '}}'; }} >> '{}'",
+            file.display()
+        );
         vec!["--event-handler".into(), cmd]
     }
 
@@ -204,7 +281,7 @@ impl Workload for Broadcast {
                 .all(|d| d.as_ref().is_some_and(|d| d.len() >= acked))
         });
         vec![
-            exactly_once(ops, &delivered, &end.lives, &end.faults),
+            exactly_once(ops, &delivered, &last_runs(end), &end.lives, &end.faults),
             per_sender_order(ops, &delivered, &end.lives),
         ]
     }
@@ -236,19 +313,77 @@ mod tests {
         let none = Lives::new();
         let calm = FaultRecord::default();
         let ok = got(&[("a0", &["c0:1"]), ("a1", &["c0:1", "c1:1"])]);
-        assert!(exactly_once(&ops, &ok, &none, &calm).passed);
+        assert!(exactly_once(&ops, &ok, &LastRuns::new(), &none, &calm).passed);
         for bad in [
             got(&[("a0", &["c0:1"]), ("a1", &[])]),
             got(&[("a0", &["c0:1", "c0:1"]), ("a1", &["c0:1"])]),
             got(&[("a0", &["c0:1", "c9:9"]), ("a1", &["c0:1"])]),
             got(&[("a0", &["c0:1", "c1:2"]), ("a1", &["c0:1"])]),
         ] {
-            assert!(!exactly_once(&ops, &bad, &none, &calm).passed, "{bad:?}");
+            assert!(
+                !exactly_once(&ops, &bad, &LastRuns::new(), &none, &calm).passed,
+                "{bad:?}"
+            );
         }
         // a1 restarted after the send: it need not have the event.
         let restarted = Lives::from([("a1".to_string(), vec![(0, Some(12)), (13, None)])]);
         let missing = got(&[("a0", &["c0:1"]), ("a1", &[])]);
-        assert!(exactly_once(&ops, &missing, &restarted, &calm).passed);
+        assert!(exactly_once(&ops, &missing, &LastRuns::new(), &restarted, &calm).passed);
+    }
+
+    #[test]
+    fn a_restarted_agent_picks_up_each_stream_where_its_first_peer_stands() {
+        // a1 restarts at 10: its new run first delivers a0's event c0:2 (seq 6); c0:1 (seq 5),
+        // sent through a0 just before, is its past. A gap after that first one is a loss.
+        let ops = vec![
+            send("a0", 11, "c0:1", Outcome::Ok),
+            send("a0", 20, "c0:2", Outcome::Ok),
+            send("a0", 30, "c0:3", Outcome::Ok),
+        ];
+        let lives = Lives::from([("a1".to_string(), vec![(0, Some(9)), (10, None)])]);
+        let calm = FaultRecord::default();
+        let d = |payload: &str, seq| Delivery {
+            pid: 7,
+            payload: payload.into(),
+            seq,
+        };
+        let last = |a1: Vec<Delivery>| {
+            LastRuns::from([
+                (
+                    "a0".to_string(),
+                    vec![d("c0:1", 5), d("c0:2", 6), d("c0:3", 7)],
+                ),
+                ("a1".to_string(), a1),
+            ])
+        };
+        let all = got(&[("a0", &["c0:1", "c0:2", "c0:3"]), ("a1", &["c0:2", "c0:3"])]);
+        let v = exactly_once(
+            &ops,
+            &all,
+            &last(vec![d("c0:2", 6), d("c0:3", 7)]),
+            &lives,
+            &calm,
+        );
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.counts["before_a_restarted_agents_first_exchange"], 1);
+        let gap = got(&[("a0", &["c0:1", "c0:2", "c0:3"]), ("a1", &["c0:1", "c0:3"])]);
+        let v = exactly_once(
+            &ops,
+            &gap,
+            &last(vec![d("c0:1", 5), d("c0:3", 7)]),
+            &lives,
+            &calm,
+        );
+        assert!(!v.passed && v.violations[0].contains("c0:2"), "{v:?}");
+        // Not for an agent that was never restarted.
+        let v = exactly_once(
+            &ops,
+            &all,
+            &last(vec![d("c0:2", 6), d("c0:3", 7)]),
+            &Lives::new(),
+            &calm,
+        );
+        assert!(!v.passed, "{v:?}");
     }
 
     #[test]
@@ -268,14 +403,14 @@ mod tests {
             }],
         };
         let nobody = got(&[("a0", &["c0:1"]), ("a1", &[]), ("a2", &[])]);
-        let v = exactly_once(&ops, &nobody, &killed, &cut);
+        let v = exactly_once(&ops, &nobody, &LastRuns::new(), &killed, &cut);
         assert!(v.passed, "{v:?}");
         assert_eq!(v.counts["lost_with_their_cut_off_sender"], 2);
         // Not when it did leave (a2 has it: a1 must too), nor without the cut.
         let a2_has_it = got(&[("a0", &["c0:1"]), ("a1", &[]), ("a2", &["c0:1"])]);
-        assert!(!exactly_once(&ops, &a2_has_it, &killed, &cut).passed);
+        assert!(!exactly_once(&ops, &a2_has_it, &LastRuns::new(), &killed, &cut).passed);
         let calm = FaultRecord::default();
-        assert!(!exactly_once(&ops, &nobody, &killed, &calm).passed);
+        assert!(!exactly_once(&ops, &nobody, &LastRuns::new(), &killed, &calm).passed);
     }
 
     #[test]
