@@ -356,7 +356,7 @@ fn sim_membership_prints_the_promised_json_and_is_deterministic() {
     for key in [
         "nodes",
         "seed",
-        "convergence_ms",
+        "start",
         "detect_p50_ms",
         "detect_p99_ms",
         "detect_max_ms",
@@ -367,6 +367,11 @@ fn sim_membership_prints_the_promised_json_and_is_deterministic() {
         assert!(!r[key].is_null(), "{key} missing in {r}");
     }
     assert_eq!(r["nodes"], 20);
+    assert_eq!(r["start"], "formed", "a crash starts from a formed cluster");
+    assert!(
+        r["convergence_ms"].is_null(),
+        "a formed start measures no convergence"
+    );
     assert_eq!(r["false_positives"], 0);
     assert_eq!(r, run("11"), "same seed, same report");
 }

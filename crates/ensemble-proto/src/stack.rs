@@ -23,6 +23,7 @@ use crate::table::{self, TableConfig, Tables};
 use crate::topology::Role;
 use crate::wire::{Message, PeerInfo};
 
+mod formed;
 mod queries;
 
 /// The settings of every protocol of a node.
@@ -165,11 +166,21 @@ impl Stack {
         rng_seed: u64,
         now: Instant,
     ) -> Self {
+        let membership = Membership::new(config.membership.clone(), local, seeds, rng_seed, now);
+        Self::with_membership(config, membership, rng_seed, now)
+    }
+
+    fn with_membership(
+        config: StackConfig,
+        membership: Membership,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Self {
+        let local = membership.local();
         let name = local.name.clone();
         let table_seed = table::origin_of(&name) ^ local.incarnation.rotate_left(32);
         // A run's message ids start past any its previous runs used (see `first_id`).
         let first_message_id = local.incarnation.wrapping_mul(1 << 20);
-        let membership = Membership::new(config.membership, local, seeds, rng_seed, now);
         let broadcast = Plumtree::new(
             config.broadcast,
             name.clone(),

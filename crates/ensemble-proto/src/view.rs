@@ -147,13 +147,36 @@ impl Slot {
     }
 }
 
+/// The members of one digest bucket and the hashes of its fine ranges: the unit of sharing
+/// between views (see [`View`]).
+#[derive(Debug, Clone)]
+struct Chunk {
+    entries: BTreeMap<u64, Slot>,
+    /// Per fine range of the bucket, the order-independent hash of the held versions,
+    /// truncated to 32 bits (the bucket's 64-bit hash says whether anything differs; these
+    /// only say where).
+    fine: [u32; FINE],
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk {
+            entries: BTreeMap::new(),
+            fine: [0; FINE],
+        }
+    }
+}
+
 /// The set of members one node knows, with their latest known versions.
 ///
-/// Held as one map entry per ring position (no copy of the name), because a simulated cluster
-/// of n nodes holds n^2 of them.
+/// Held as one map entry per ring position (no copy of the name), cut into the [`BUCKETS`]
+/// digest buckets, each behind an `Arc`: cloning a view is cheap and the clone shares every
+/// bucket with the original until one of them changes it, when that bucket alone is copied.
+/// A simulated cluster of n nodes started from one formed view holds about n entries, plus a
+/// copy of each bucket that a node changed, instead of n^2.
 #[derive(Debug, Clone)]
 pub struct View {
-    entries: BTreeMap<u64, Slot>,
+    chunks: [Arc<Chunk>; BUCKETS],
     len: usize,
     /// When each `down` or `left` entry last changed (for garbage collection).
     tombstones: BTreeMap<Key, Instant>,
@@ -161,23 +184,20 @@ pub struct View {
     up: usize,
     /// Per-bucket order-independent hashes of the held versions.
     buckets: [u64; BUCKETS],
-    /// The same per fine range, truncated to 32 bits (the bucket's 64-bit hash says whether
-    /// anything differs; these only say where).
-    fine: Box<[u32]>,
     /// Sum of the held members' estimated sizes, kept up to date by every change.
     footprint: usize,
 }
 
 impl Default for View {
     fn default() -> Self {
+        let empty = Arc::new(Chunk::default());
         View {
-            entries: BTreeMap::new(),
+            chunks: std::array::from_fn(|_| empty.clone()),
             len: 0,
             tombstones: BTreeMap::new(),
             version: 0,
             up: 0,
             buckets: [0; BUCKETS],
-            fine: vec![0; BUCKETS * FINE].into_boxed_slice(),
             footprint: 0,
         }
     }
@@ -189,11 +209,15 @@ impl View {
         Self::default()
     }
 
+    fn slot(&self, pos: u64) -> Option<&Slot> {
+        self.chunks[bucket_of(pos)].entries.get(&pos)
+    }
+
     /// Merges one member version; returns the transition if it won over what was held.
     pub fn merge(&mut self, now: Instant, member: impl Into<Arc<Member>>) -> Option<Transition> {
         let member: Arc<Member> = member.into();
         let pos = position(&member.name);
-        let old = match self.entries.get(&pos).and_then(|s| s.get(&member.name)) {
+        let old = match self.slot(pos).and_then(|s| s.get(&member.name)) {
             Some(held) if !member.supersedes(held) => return None,
             held => held.cloned(),
         };
@@ -216,10 +240,11 @@ impl View {
         } else {
             self.tombstones.insert(Self::key(pos, &member.name), now);
         }
-        match self.entries.get_mut(&pos) {
+        let chunk = Arc::make_mut(&mut self.chunks[bucket_of(pos)]);
+        match chunk.entries.get_mut(&pos) {
             Some(slot) => slot.put(member.clone()),
             None => {
-                self.entries.insert(pos, Slot::One(member.clone()));
+                chunk.entries.insert(pos, Slot::One(member.clone()));
             }
         }
         Some(Transition { old, new: member })
@@ -228,10 +253,9 @@ impl View {
     /// Adds a version's hash to (or takes it from) its bucket and fine range.
     fn add_digest(&mut self, pos: u64, m: &Member, add: bool) {
         let d = digest_of(m);
-        let (bucket, fine) = (
-            &mut self.buckets[bucket_of(pos)],
-            &mut self.fine[fine_of(pos)],
-        );
+        let b = bucket_of(pos);
+        let chunk = Arc::make_mut(&mut self.chunks[b]);
+        let (bucket, fine) = (&mut self.buckets[b], &mut chunk.fine[fine_of(pos) % FINE]);
         if add {
             *bucket = bucket.wrapping_add(d);
             *fine = fine.wrapping_add(d as u32);
@@ -250,30 +274,33 @@ impl View {
 
     /// The held version of a member.
     pub fn get(&self, name: &str) -> Option<&Arc<Member>> {
-        self.entries.get(&position(name))?.get(name)
+        self.slot(position(name))?.get(name)
     }
 
     /// All held members, tombstones included, in ring order.
     pub fn members(&self) -> impl Iterator<Item = &Arc<Member>> {
-        self.entries.values().flat_map(Slot::iter)
+        self.chunks
+            .iter()
+            .flat_map(|c| c.entries.values())
+            .flat_map(Slot::iter)
     }
 
     /// Members from ring position `pos` on, going round the ring once (clockwise), or from
     /// just before it backwards (counter-clockwise).
     pub fn walk(&self, pos: u64, clockwise: bool) -> Box<dyn Iterator<Item = &Arc<Member>> + '_> {
+        let b = bucket_of(pos);
+        let here = &self.chunks[b].entries;
+        let (after, before) = (self.chunks[b + 1..].iter(), self.chunks[..b].iter());
         if clockwise {
-            let after = self.entries.range(pos..);
-            let before = self.entries.range(..pos);
-            Box::new(after.chain(before).flat_map(|(_, s)| s.iter()))
+            let others = after.chain(before).flat_map(|c| c.entries.iter());
+            let slots = here.range(pos..).chain(others).chain(here.range(..pos));
+            Box::new(slots.flat_map(|(_, s)| s.iter()))
         } else {
-            let before = self.entries.range(..pos);
-            let after = self.entries.range(pos..);
-            Box::new(
-                before
-                    .rev()
-                    .chain(after.rev())
-                    .flat_map(|(_, s)| s.iter().rev()),
-            )
+            let others = before.rev().chain(after.rev());
+            let others = others.flat_map(|c| c.entries.iter().rev());
+            let slots = here.range(..pos).rev().chain(others);
+            let slots = slots.chain(here.range(pos..).rev());
+            Box::new(slots.flat_map(|(_, s)| s.iter().rev()))
         }
     }
 
@@ -291,7 +318,7 @@ impl View {
             .range((Bound::Unbounded, Bound::Excluded(at)));
         after
             .chain(before)
-            .filter_map(|(k, _)| self.entries.get(&k.pos)?.get(&k.name))
+            .filter_map(|(k, _)| self.slot(k.pos)?.get(&k.name))
     }
 
     /// Number of held members, tombstones included.
@@ -305,7 +332,7 @@ impl View {
     }
 
     /// Estimated bytes the held members take (see [`Membership::estimated_bytes`]), kept up to
-    /// date by every change.
+    /// date by every change. It counts every member in full, shared with other views or not.
     ///
     /// [`Membership::estimated_bytes`]: crate::Membership::estimated_bytes
     pub fn footprint(&self) -> usize {
@@ -330,22 +357,19 @@ impl View {
 
     /// The members whose ring position falls in bucket `b`.
     pub fn bucket(&self, b: usize) -> impl Iterator<Item = &Arc<Member>> + '_ {
-        let width = 1u64 << (64 - BUCKETS.trailing_zeros());
-        self.entries
-            .range((b as u64).wrapping_mul(width)..)
-            .take_while(move |(pos, _)| bucket_of(**pos) == b)
-            .flat_map(|(_, s)| s.iter())
+        self.chunks[b].entries.values().flat_map(Slot::iter)
     }
 
     /// The hashes of bucket `b`'s fine ranges (see [`FINE`]).
     pub fn fine_digests(&self, b: usize) -> &[u32] {
-        &self.fine[b * FINE..(b + 1) * FINE]
+        &self.chunks[b].fine
     }
 
     /// The members whose ring position falls in fine range `f` (see [`fine_of`]).
     pub fn fine_range(&self, f: usize) -> impl Iterator<Item = &Arc<Member>> + '_ {
         let width = 1u64 << (64 - (BUCKETS * FINE).trailing_zeros());
-        self.entries
+        self.chunks[f / FINE]
+            .entries
             .range((f as u64).wrapping_mul(width)..)
             .take_while(move |(pos, _)| fine_of(**pos) == f)
             .flat_map(|(_, s)| s.iter())
@@ -353,12 +377,21 @@ impl View {
 
     /// True if no member is held.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Grows by one at every change; lets callers skip work when nothing changed.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// How many of the digest buckets this view holds are shared with another view (a
+    /// clone), not copied yet.
+    pub fn shared_buckets(&self) -> usize {
+        self.chunks
+            .iter()
+            .filter(|c| Arc::strong_count(c) > 1)
+            .count()
     }
 
     /// Drops tombstones (`down` and `left` members) unchanged for at least `ttl`, except
@@ -376,12 +409,16 @@ impl View {
         let mut dropped = Vec::with_capacity(expired.len());
         for k in expired {
             self.tombstones.remove(&k);
-            let Some(slot) = self.entries.get_mut(&k.pos) else {
+            if self.slot(k.pos).is_none() {
+                continue;
+            }
+            let entries = &mut Arc::make_mut(&mut self.chunks[bucket_of(k.pos)]).entries;
+            let Some(slot) = entries.get_mut(&k.pos) else {
                 continue;
             };
             let (taken, empty) = slot.take(&k.name);
             if empty {
-                self.entries.remove(&k.pos);
+                entries.remove(&k.pos);
             }
             if let Some(m) = taken {
                 self.len -= 1;
@@ -483,7 +520,9 @@ mod tests {
             let fresh = merged(now, &[&state(&v)]);
             prop_assert_eq!(v.digest(), fresh.digest());
             prop_assert_eq!(v.bucket_digests(), fresh.bucket_digests());
-            prop_assert_eq!(&v.fine, &fresh.fine);
+            for b in 0..BUCKETS {
+                prop_assert_eq!(v.fine_digests(b), fresh.fine_digests(b));
+            }
             let in_buckets: usize = (0..BUCKETS).map(|b| v.bucket(b).count()).sum();
             for b in 0..BUCKETS {
                 let fine = v.fine_digests(b).iter().fold(0u32, |a, d| a.wrapping_add(*d));
@@ -581,5 +620,53 @@ mod tests {
         assert_eq!(*ccw.last().unwrap(), from, "counter-clockwise ends there");
         assert!(ccw[0] != from);
         assert!(position("node1") != position("node2"));
+    }
+
+    #[test]
+    fn walks_match_the_sorted_ring_from_every_start() {
+        let now = Instant::now();
+        let mut v = View::new();
+        for i in 0..300 {
+            v.merge(now, member(&format!("n{i}"), 1, Status::Alive, i));
+        }
+        let mut ring: Vec<u64> = (0..300).map(|i| position(&format!("n{i}"))).collect();
+        ring.sort();
+        for from in [0, 1, u64::MAX, ring[7], ring[7] + 1, ring[299], 1 << 63] {
+            let at = ring.partition_point(|p| *p < from);
+            let cw: Vec<u64> = ring[at..].iter().chain(&ring[..at]).copied().collect();
+            let walked: Vec<u64> = v.walk(from, true).map(|m| position(&m.name)).collect();
+            assert_eq!(walked, cw, "clockwise from {from}");
+            let ccw: Vec<u64> = cw.iter().rev().copied().collect();
+            let walked: Vec<u64> = v.walk(from, false).map(|m| position(&m.name)).collect();
+            assert_eq!(walked, ccw, "counter-clockwise from {from}");
+        }
+    }
+
+    #[test]
+    fn a_clone_shares_its_buckets_until_one_changes() {
+        let now = Instant::now();
+        let mut v = View::new();
+        for i in 0..500 {
+            v.merge(now, member(&format!("n{i}"), 1, Status::Alive, i));
+        }
+        let mut copy = v.clone();
+        assert_eq!(copy.shared_buckets(), BUCKETS);
+        copy.merge(now, member("n3", 2, Status::Suspect, 3));
+        assert_eq!(
+            copy.shared_buckets(),
+            BUCKETS - 1,
+            "only n3's bucket is copied"
+        );
+        assert_eq!(
+            v.get("n3").unwrap().incarnation,
+            1,
+            "the original is untouched"
+        );
+        assert_eq!(copy.get("n3").unwrap().status, Status::Suspect);
+        assert_ne!(v.digest(), copy.digest());
+        let b = bucket_of(position("n3"));
+        assert_ne!(v.fine_digests(b), copy.fine_digests(b));
+        drop(v);
+        assert_eq!(copy.shared_buckets(), 0);
     }
 }

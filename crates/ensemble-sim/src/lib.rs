@@ -19,4 +19,4 @@ pub mod scenario;
 pub use broadcast::{BroadcastReport, BroadcastScenario};
 pub use client_server::{ClientServerConfig, ClientServerReport};
 pub use network::{NodeId, Sim, SimConfig, SimDelivery, SimEvent, SimSingletonEvent};
-pub use scenario::{Report, Scenario, ScenarioConfig};
+pub use scenario::{Report, Scenario, ScenarioConfig, Start};

@@ -3,6 +3,7 @@
 //! commands to nodes and what is read of them in `nodes`.
 
 mod faults;
+mod formed;
 mod links;
 mod nodes;
 mod records;
@@ -21,7 +22,8 @@ use ensemble_proto::query;
 use ensemble_proto::singleton::{self, SingletonError};
 use ensemble_proto::stack::{Input, Output};
 use ensemble_proto::table;
-use ensemble_proto::topology::Topology;
+use ensemble_proto::topology::{Topology, ROLE_TAG};
+use ensemble_proto::view::View;
 use ensemble_proto::wire::{self, Message, PeerInfo};
 use ensemble_proto::{EventKind, Member, Stack, StackConfig, Status, Tags};
 use rand::rngs::SmallRng;
@@ -160,6 +162,11 @@ pub struct Sim {
     pub query_outputs: Vec<(Duration, NodeId, query::Output)>,
 }
 
+/// The address of node `id`.
+fn node_addr(id: NodeId) -> SocketAddr {
+    SocketAddr::from(([10, (id >> 16) as u8, (id >> 8) as u8, id as u8], 7946))
+}
+
 fn pair(a: NodeId, b: NodeId) -> (NodeId, NodeId) {
     (a.min(b), a.max(b))
 }
@@ -224,9 +231,16 @@ impl Sim {
 
     /// Adds and starts a node with a topology of its own (a client or a server).
     pub fn add_node_as(&mut self, name: &str, seeds: &[NodeId], topology: Topology) -> NodeId {
+        let id = self.push_node(name, seeds, topology);
+        self.boot(id, None);
+        id
+    }
+
+    /// Adds a node without starting it (its seeds need not be added yet).
+    fn push_node(&mut self, name: &str, seeds: &[NodeId], topology: Topology) -> NodeId {
         let id = self.nodes.len();
-        let addr = SocketAddr::from(([10, (id >> 16) as u8, (id >> 8) as u8, id as u8], 7946));
-        let seeds = seeds.iter().map(|s| self.nodes[*s].addr).collect();
+        let addr = node_addr(id);
+        let seeds = seeds.iter().map(|s| node_addr(*s)).collect();
         self.nodes.push(SimNode {
             name: name.to_owned(),
             addr,
@@ -242,21 +256,32 @@ impl Sim {
         });
         self.by_name.insert(name.to_owned(), id);
         self.by_addr.insert(addr, id);
-        self.boot(id);
         id
     }
 
-    fn boot(&mut self, id: NodeId) {
+    /// Node `id` as it announces itself when it boots now.
+    fn local_member(&self, id: NodeId) -> Member {
         let node = &self.nodes[id];
         // A restart must look newer than the old process: incarnations come from the clock.
         let incarnation = 1_000_000 + self.elapsed().as_millis() as u64;
-        let local = Member {
+        let tags = match node.topology.role() {
+            Some(role) => Tags::default().with(ROLE_TAG, role.as_str()),
+            None => Tags::default(),
+        };
+        Member {
             name: node.name.clone(),
             addr: node.addr,
             incarnation,
             status: Status::Alive,
-            tags: Tags::default(),
-        };
+            tags,
+        }
+    }
+
+    /// Starts node `id`: alone, joining through its seeds, or (`formed`) as a member of the
+    /// cluster this view holds.
+    fn boot(&mut self, id: NodeId, formed: Option<View>) {
+        let local = self.local_member(id);
+        let node = &self.nodes[id];
         let seed = self.rng.gen();
         let name = node.name.clone();
         let mut membership = self.config.membership.clone();
@@ -269,8 +294,10 @@ impl Sim {
             singletons: self.config.singletons.clone(),
             queries: Default::default(),
         };
-        let seeds = node.seeds.clone();
-        let mut stack = Stack::new(config, local, seeds, seed, self.now);
+        let mut stack = match formed {
+            Some(view) => Stack::formed(config, local, view, seed, self.now),
+            None => Stack::new(config, local, node.seeds.clone(), seed, self.now),
+        };
         self.boots += 1;
         let events = EventLog::new(name, self.boots, 4096, |_| {});
         let register = broadcast::Input::Register {

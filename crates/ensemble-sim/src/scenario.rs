@@ -60,6 +60,51 @@ impl fmt::Display for Scenario {
     }
 }
 
+impl Scenario {
+    /// How the scenario starts unless told: crash and pause from a formed cluster, the others
+    /// with a join storm.
+    pub fn default_start(self) -> Start {
+        match self {
+            Scenario::Crash | Scenario::Pause => Start::Formed,
+            Scenario::Join | Scenario::Partition | Scenario::Churn => Start::Storm,
+        }
+    }
+}
+
+/// How the cluster comes to be before the scenario's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// All nodes join at once, each through a random node started before it, and the run
+    /// waits until every node sees every node up (the convergence it reports).
+    Storm,
+    /// The cluster starts formed: every node's view holds every node alive (one view shared
+    /// between the nodes until each changes its copy), and each node connects to the members
+    /// its overlay picks. No convergence is measured. It takes a fraction of the time and
+    /// memory of a storm at thousands of nodes (see `Sim::formed`).
+    Formed,
+}
+
+impl FromStr for Start {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "storm" => Ok(Start::Storm),
+            "formed" => Ok(Start::Formed),
+            _ => Err(format!("unknown start {s:?}: storm or formed")),
+        }
+    }
+}
+
+impl fmt::Display for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Start::Storm => "storm",
+            Start::Formed => "formed",
+        })
+    }
+}
+
 /// A scenario run's settings.
 #[derive(Debug, Clone)]
 pub struct ScenarioConfig {
@@ -67,6 +112,8 @@ pub struct ScenarioConfig {
     pub nodes: usize,
     /// What happens.
     pub scenario: Scenario,
+    /// How the cluster forms first (None: [`Scenario::default_start`]).
+    pub start: Option<Start>,
     /// Virtual time to run after the cluster formed; scenarios that need longer take longer.
     pub duration: Duration,
     /// Network model and membership settings.
@@ -82,7 +129,10 @@ pub struct Report {
     pub seed: u64,
     /// Scenario name.
     pub scenario: Scenario,
-    /// Virtual time until every node saw every node up, after all joined at once.
+    /// How the cluster formed.
+    pub start: Start,
+    /// Virtual time until every node saw every node up, after all joined at once (None for a
+    /// formed start, or if it did not converge).
     pub convergence_ms: Option<u64>,
     /// Median delay, over observers, from a fault to the observer marking it down.
     pub detect_p50_ms: Option<u64>,
@@ -273,7 +323,11 @@ pub(crate) fn join_storm(config: &SimConfig, n: usize) -> Sim {
 pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
     let wall = Instant::now();
     let n = cfg.nodes.max(2);
-    let sim = join_storm(&cfg.sim, n);
+    let start = cfg.start.unwrap_or(cfg.scenario.default_start());
+    let sim = match start {
+        Start::Storm => join_storm(&cfg.sim, n),
+        Start::Formed => Sim::formed(cfg.sim.clone(), n),
+    };
     let first = 0;
     let mut r = Runner {
         sim,
@@ -287,10 +341,13 @@ pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
     };
     let p = &mut progress;
     let limit = cfg.duration.max(Duration::from_secs(60));
-    let convergence = r.run_until(limit, p, |s| s.all_count_up(n));
+    let convergence = match start {
+        Start::Storm => r.run_until(limit, p, |s| s.all_count_up(n)),
+        Start::Formed => None,
+    };
     let end = r.sim.elapsed() + cfg.duration;
     // Let the overlay settle (a join storm's extra connections are pruned after
-    // `prune_grace`), then measure steady-state traffic.
+    // `prune_grace`; a formed cluster's nodes open theirs), then measure steady-state traffic.
     r.run_for(cfg.sim.membership.prune_grace * 2, p);
     // At least one anti-entropy round per node falls inside the window.
     let sync = cfg.sim.membership.sync_interval;
@@ -398,6 +455,7 @@ pub fn run(cfg: &ScenarioConfig, mut progress: impl FnMut(Duration)) -> Report {
         nodes: r.n,
         seed: cfg.sim.seed,
         scenario: cfg.scenario,
+        start,
         convergence_ms: convergence.map(ms),
         detect_p50_ms: percentile(&delays, 0.5),
         detect_p99_ms: percentile(&delays, 0.99),

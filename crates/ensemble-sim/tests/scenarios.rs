@@ -8,6 +8,7 @@ fn run(nodes: usize, scenario: Scenario, seed: u64) -> Report {
     let cfg = ScenarioConfig {
         nodes,
         scenario,
+        start: None,
         duration: Duration::from_secs(20),
         sim: SimConfig {
             latency: Duration::from_millis(5),

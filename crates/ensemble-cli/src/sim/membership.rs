@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use ensemble_sim::{Report, Scenario, ScenarioConfig};
+use ensemble_sim::{Report, Scenario, ScenarioConfig, Start};
 
 use super::shared::{print_report, NetArgs, Progress};
 
@@ -16,6 +16,13 @@ pub struct MembershipSim {
     /// join, crash, pause, partition or churn.
     #[arg(long, default_value = "crash")]
     scenario: Scenario,
+    /// How the cluster forms before the scenario: storm (all nodes join at once; the run
+    /// measures convergence) or formed (every node starts with a view of all nodes alive,
+    /// shared between the simulated nodes, and opens its overlay connections: fast at
+    /// thousands of nodes, no convergence measured). Default: formed for crash and pause,
+    /// storm for join, partition and churn.
+    #[arg(long)]
+    start: Option<Start>,
     /// Virtual seconds to run after the cluster formed (churn: how long nodes keep failing).
     #[arg(long, default_value_t = 60)]
     duration_s: u64,
@@ -28,6 +35,7 @@ pub fn run(a: MembershipSim) -> Result<()> {
     let cfg = ScenarioConfig {
         nodes: a.net.nodes,
         scenario: a.scenario,
+        start: a.start,
         duration: Duration::from_secs(a.duration_s),
         sim: a.net.config()?,
     };
@@ -40,7 +48,7 @@ pub fn run(a: MembershipSim) -> Result<()> {
 fn readable(r: &Report, a: &MembershipSim) -> String {
     let opt = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "-".into());
     format!(
-        "Simulated {} nodes, scenario {}, seed {}, latency {} ms +- {} ms, loss {}\n\
+        "Simulated {} nodes, scenario {}, start {}, seed {}, latency {} ms +- {} ms, loss {}\n\
          \n  convergence after the join storm  {}\
          \n  detection p50 / p99 / max         {} / {} / {} ({} of {} observers)\
          \n  recovery                          {}\
@@ -51,6 +59,7 @@ fn readable(r: &Report, a: &MembershipSim) -> String {
          \n  simulated {:.1} s in {:.1} s of wall time\n",
         r.nodes,
         r.scenario,
+        r.start,
         r.seed,
         a.net.latency_ms,
         a.net.jitter_ms,

@@ -71,6 +71,11 @@ pub enum Input {
     MemberUp(NodeName),
     /// A member went down or left: its tree is dropped.
     MemberDown(NodeName),
+    /// The members of the formed cluster this node starts in (see `Stack::formed`): those
+    /// `alive` or `suspect` in this view count as up until a [`Input::MemberDown`], as if each
+    /// had come with a [`Input::MemberUp`]. The view is kept as given, so it shares its
+    /// storage with the other clones of the same view.
+    FormedMembers(Box<View>),
     /// Time passed.
     Tick,
 }
@@ -177,6 +182,7 @@ impl std::fmt::Debug for Input {
             Input::Leaf(p) => f.debug_tuple("Leaf").field(p).finish(),
             Input::MemberUp(m) => f.debug_tuple("MemberUp").field(m).finish(),
             Input::MemberDown(m) => f.debug_tuple("MemberDown").field(m).finish(),
+            Input::FormedMembers(v) => f.debug_tuple("FormedMembers").field(&v.len()).finish(),
             Input::Tick => f.write_str("Tick"),
         }
     }

@@ -31,7 +31,7 @@ use crate::member::NodeName;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
-use crate::view::position;
+use crate::view::{position, View};
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -59,6 +59,9 @@ pub struct Plumtree {
     /// a simulated cluster holds n^2 of them (a collision only keeps a dead root's tree a
     /// little longer).
     members: BTreeSet<u64>,
+    /// The members this node started with in a formed cluster ([`Input::FormedMembers`]),
+    /// shared with the other nodes' views, and the positions of those gone since.
+    formed: Option<(View, BTreeSet<u64>)>,
     /// Neighbours that get every announcement (ring successors), recomputed on change.
     base_lazy: Vec<String>,
     trees: HashMap<String, Tree>,
@@ -104,6 +107,7 @@ impl Plumtree {
             neighbours: BTreeSet::new(),
             leaves: BTreeSet::new(),
             members: BTreeSet::new(),
+            formed: None,
             base_lazy: Vec::new(),
             trees: HashMap::new(),
             lazy_queue: BTreeMap::new(),
@@ -205,11 +209,18 @@ impl Plumtree {
                 if m != self.me {
                     self.members.insert(position(&m));
                 }
+                if let Some((_, gone)) = &mut self.formed {
+                    gone.remove(&position(&m));
+                }
             }
             Input::MemberDown(m) => {
                 self.members.remove(&position(&m));
+                if let Some((_, gone)) = &mut self.formed {
+                    gone.insert(position(&m));
+                }
                 self.trees.remove(&m);
             }
+            Input::FormedMembers(view) => self.formed = Some((*view, BTreeSet::new())),
             Input::Tick => self.tick(now),
         }
     }
@@ -296,7 +307,11 @@ impl Plumtree {
 
     /// True for this node and the live members: only their trees are kept.
     fn is_member(&self, root: &str) -> bool {
-        root == self.me || self.members.contains(&position(root))
+        let pos = position(root);
+        let formed = self.formed.as_ref().is_some_and(|(view, gone)| {
+            !gone.contains(&pos) && view.get(root).is_some_and(|m| m.status.is_up())
+        });
+        root == self.me || self.members.contains(&pos) || formed
     }
 
     fn send(&mut self, to: &str, msg: BroadcastMsg) {

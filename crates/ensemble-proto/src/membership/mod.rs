@@ -253,7 +253,27 @@ impl Membership {
         rng_seed: u64,
         now: Instant,
     ) -> Self {
-        let mut view = View::new();
+        Self::with_view(config, local, View::new(), seeds, rng_seed, now)
+    }
+
+    /// A node named `local.name` that starts as a member of a cluster already formed: its
+    /// view starts as `view` (every member of the cluster as it was last heard of), merged with
+    /// `local`. It dials no seed, only the members its overlay picks from the view, and reports
+    /// no event for the members it starts with. Used by the simulator to start large clusters
+    /// without a join storm; a `View` clone shares its storage with the original, so n nodes
+    /// started from clones of one view hold about one copy of it.
+    pub fn formed(config: Config, local: Member, view: View, rng_seed: u64, now: Instant) -> Self {
+        Self::with_view(config, local, view, [], rng_seed, now)
+    }
+
+    fn with_view(
+        config: Config,
+        local: Member,
+        mut view: View,
+        seeds: impl IntoIterator<Item = SocketAddr>,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Self {
         let name = local.name.clone();
         let tags = with_role(local.tags.clone(), config.topology);
         view.merge(

@@ -18,7 +18,7 @@ impl Sim {
         if self.running(id) {
             self.crash(id);
         }
-        self.boot(id);
+        self.boot(id, None);
     }
 
     /// Hangs a node: it reads nothing and sends nothing; its connections stay open.
