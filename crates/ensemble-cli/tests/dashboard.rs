@@ -245,6 +245,40 @@ fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
     Some((s["leader"].as_str()?.to_string(), s["epoch"].as_u64()?))
 }
 
+/// `GET /v1/history`: the agents' joins of `carts` (the agents join it at start: one of them
+/// coordinated at least one join), and its parameters checked.
+fn history_route(agents: &[Agent]) {
+    wait_for(
+        Duration::from_secs(20),
+        "a join of carts in a history",
+        || {
+            agents.iter().any(|a| {
+                ureq_get(&a.http, "/v1/history").is_some_and(|h| {
+                    (h["entries"].as_array().unwrap().iter())
+                        .any(|e| e["kind"] == "table_joined" && e["table"] == "carts")
+                })
+            })
+        },
+    );
+    let http = &agents[0].http;
+    let h = ureq_get(http, "/v1/history").unwrap();
+    let last = h["last_seq"].as_u64().unwrap();
+    assert!(last > 0, "{h}");
+    assert_eq!(h["max_entries"], 10_000);
+    assert_eq!(h["max_age_ms"], 3_600_000);
+    let after = ureq_get(http, &format!("/v1/history?after={last}")).unwrap();
+    assert!(
+        (after["entries"].as_array().unwrap().iter()).all(|e| e["seq"].as_u64() > Some(last)),
+        "{after}"
+    );
+    let future = ureq_get(http, "/v1/history?since_ms=99999999999999").unwrap();
+    assert_eq!(future["entries"], json!([]));
+    for bad in ["after=x", "since_ms=-1", "limit=1", "after=1&after=2"] {
+        let status = call_json(http, "GET", &format!("/v1/history?{bad}"), None).0;
+        assert_eq!(status, 400, "{bad}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_follows_the_cluster_live() {
     if !have("chromedriver", "scripts/setup-browser") || !have("chromium", "scripts/setup-browser")
@@ -254,7 +288,13 @@ async fn the_dashboard_follows_the_cluster_live() {
     let started = Instant::now();
     let dir = tempdir();
     // `exec`: the command is the agent's child itself, so it dies with its agent.
-    let extra = ["--singleton", "cron=exec sleep 1000", "--table", "carts"];
+    let extra = [
+        "--singleton",
+        "cron=exec sleep 1000",
+        "--table",
+        "carts",
+        "--allow-fault-injection",
+    ];
     let mut agents = start_agents(dir.path(), 3, &extra);
     wait_for(
         Duration::from_secs(30),
@@ -345,6 +385,33 @@ async fn the_dashboard_follows_the_cluster_live() {
     assert_eq!(kept[0], token().as_str());
     assert_eq!((&kept[1], &kept[2]), (&json!(0), &json!("")), "{kept}");
     assert!(!kept[3].as_str().unwrap().contains(&token()), "{kept}");
+
+    // A partition injected at this agent (of a member that does not exist, for 300 ms): both
+    // on the timeline, from the agent's history.
+    let (status, _) = call_json(
+        &ui_http,
+        "POST",
+        "/v1/partitions",
+        Some(json!({"nodes": ["ghost"], "ttl_ms": 300})),
+    );
+    assert_eq!(status, 200);
+    until(
+        &c,
+        Duration::from_secs(10),
+        "the partition on the timeline",
+        |p| {
+            let kinds: Vec<&str> = (p["timeline"].as_array().unwrap().iter())
+                .map(|t| t["kind"].as_str().unwrap())
+                .collect();
+            kinds.iter().any(|k| {
+                k.starts_with("partition ") && k.contains(" injected (cut off from ghost)")
+            }) && kinds
+                .iter()
+                .any(|k| k.starts_with("partition ") && k.contains(" resolved (ghost)"))
+        },
+    )
+    .await;
+    history_route(&agents);
 
     // Connected: this agent to the two others.
     until(&c, Duration::from_secs(10), "the connections", |p| {
@@ -543,6 +610,22 @@ async fn the_dashboard_follows_the_cluster_live() {
         "a detection latency on the timeline: {failure}"
     );
     snap(&c, "timeline").await;
+    // The timeline is the agent's: a page opened after the failure shows it too.
+    c.refresh().await.unwrap();
+    until(
+        &c,
+        Duration::from_secs(20),
+        "the failure after a reload",
+        |p| {
+            p["login"] == false
+                && (p["timeline"].as_array().unwrap().iter()).any(|t| {
+                    t["name"] == victim_name.as_str()
+                        && t["kind"] == "down"
+                        && t["detection"] == failure["detection"]
+                })
+        },
+    )
+    .await;
     // The tracker: the killed node offline.
     open(&c, "tracker").await;
     until(

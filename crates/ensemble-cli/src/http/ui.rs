@@ -16,13 +16,22 @@ use axum::Router;
 use super::state::AppState;
 
 /// The dashboard's files: the only paths, besides the probes, answered without the token.
-pub const ASSETS: [&str; 5] = ["/ui", "/ui/", "/ui/app.js", "/ui/app.css", "/ui/data.js"];
+pub const ASSETS: [&str; 6] = [
+    "/ui",
+    "/ui/",
+    "/ui/app.js",
+    "/ui/app.css",
+    "/ui/data.js",
+    "/ui/timeline.js",
+];
 
 const INDEX: &str = include_str!("ui/index.html");
 const SCRIPT: &str = include_str!("ui/app.js");
 const STYLE: &str = include_str!("ui/app.css");
 /// A member's details, the tables and tracker views.
 const DATA_SCRIPT: &str = include_str!("ui/data.js");
+/// The timeline, from the agent's history.
+const TIMELINE_SCRIPT: &str = include_str!("ui/timeline.js");
 
 /// What the page may load and reach: the agent's own files and API, nothing inline, nothing
 /// from elsewhere (the icon is an empty `data:` image).
@@ -37,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route(ASSETS[2], get(script))
         .route(ASSETS[3], get(style))
         .route(ASSETS[4], get(data_script))
+        .route(ASSETS[5], get(timeline_script))
 }
 
 /// `body` as `content_type`, with the headers every file of the dashboard carries.
@@ -68,4 +78,8 @@ async fn style() -> impl IntoResponse {
 
 async fn data_script() -> impl IntoResponse {
     asset("text/javascript; charset=utf-8", DATA_SCRIPT)
+}
+
+async fn timeline_script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", TIMELINE_SCRIPT)
 }

@@ -17,14 +17,12 @@ document.addEventListener('securitypolicyviolation', (e) => {
 });
 
 const TOKEN_KEY = 'ensemble.token';
-const TIMELINE_MAX = 1000;
 const HEARTBEAT_LIMIT_MS = 15000; // the stream sends a heartbeat every 5 s
 const BACKOFF_MAX_MS = 15000;
 
 const state = {
   token: null,
   members: new Map(), // name -> member view
-  timeline: [], // newest first
   singletons: [],
   neighbours: null, // the members this agent has a connection to, once known
   sort: { key: 'name', dir: 1 },
@@ -72,7 +70,7 @@ function signedOut(message) {
   clearInterval(state.viewTimer);
   state.viewTimer = null;
   state.members.clear();
-  state.timeline = [];
+  clearHistory();
   state.singletons = [];
   state.neighbours = null;
   clearData();
@@ -190,32 +188,21 @@ async function follow() {
   }
 }
 
-// A member as the stream's snapshot shows it: after a reconnection, a change missed while
-// disconnected is put on the timeline (marked as seen on reconnection).
+// A member as the stream's snapshot shows it (a change missed while the stream was cut is
+// in the agent's history, on the timeline).
 function fromSnapshot(m) {
-  const old = state.members.get(m.name);
-  if (old && (old.status !== m.status || old.incarnation !== m.incarnation)) {
-    addTimeline({ kind: m.status, member: m, note: 'seen on reconnection' });
-  }
   state.members.set(m.name, m);
 }
 
 function onEvent(e) {
   state.members.set(e.member.name, e.member);
-  addTimeline({ kind: e.kind, member: e.member, detection_ms: e.detection_ms });
   refreshLocal();
   refreshTopology();
 }
 
-function addTimeline(entry) {
-  entry.time = new Date();
-  state.timeline.unshift(entry);
-  if (state.timeline.length > TIMELINE_MAX) state.timeline.length = TIMELINE_MAX;
-}
-
 // --- This agent's own state, once a second (and on membership events, at most once a
-// second): its singletons (GET /v1/singletons) and the members it has a connection to
-// (neighbours of GET /v1/broadcast) ---
+// second): its singletons (GET /v1/singletons), the members it has a connection to
+// (neighbours of GET /v1/broadcast) and its history's new entries (timeline.js) ---
 
 let localAt = 0;
 let localBusy = false;
@@ -225,8 +212,8 @@ async function refreshLocal() {
   localBusy = true;
   localAt = Date.now();
   try {
-    const [singletons, broadcast] = await Promise.all([api('/v1/singletons'), api('/v1/broadcast')]);
-    if (singletons.ok) onSingletons(await singletons.json());
+    const [singletons, broadcast] = await Promise.all([api('/v1/singletons'), api('/v1/broadcast'), refreshHistory()]);
+    if (singletons.ok) state.singletons = await singletons.json();
     if (broadcast.ok) state.neighbours = new Set((await broadcast.json()).neighbours);
     renderSingletons();
     renderMembers();
@@ -235,19 +222,6 @@ async function refreshLocal() {
   } finally {
     localBusy = false;
   }
-}
-
-// A singleton whose leader or epoch changed since the last look: a takeover, on the timeline.
-function onSingletons(next) {
-  const before = new Map(state.singletons.map((s) => [s.name, s]));
-  for (const s of next) {
-    const old = before.get(s.name);
-    if (old && s.leader && (s.leader !== old.leader || s.epoch > old.epoch)) {
-      addTimeline({ kind: 'takeover', singleton: s.name, epoch: s.epoch, member: { name: s.leader, incarnation: '' } });
-      renderTimeline();
-    }
-  }
-  state.singletons = next;
 }
 
 // --- Rendering ---
@@ -308,20 +282,6 @@ function renderMembers() {
 function duration(ms) {
   if (ms < 1) return '< 1 ms';
   return ms < 1000 ? ms + ' ms' : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
-}
-
-function renderTimeline() {
-  const rows = state.timeline.map((t) => el('tr', { 'data-name': t.member.name, 'data-kind': t.kind },
-    el('td', { title: t.time.toISOString() }, t.time.toLocaleTimeString()),
-    el('td', {}, t.member.name),
-    el('td', {}, ...(t.kind === 'takeover'
-      ? [el('span', { class: 'status takeover' }, 'leads ' + t.singleton), ' (epoch ' + t.epoch + ')']
-      : [el('span', { class: 'status ' + t.kind }, t.kind), t.note ? ' (' + t.note + ')' : ''])),
-    el('td', { class: 'num' }, t.member.incarnation),
-    el('td', { class: 'num detection' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
-  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 5 }, 'No membership event since the page opened.')));
-  $('#timeline tbody').replaceChildren(...rows);
-  renderDetails();
 }
 
 function ago(ms) {

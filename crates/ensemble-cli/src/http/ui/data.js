@@ -137,12 +137,12 @@ function renderDetails() {
   ];
   $('#details-fields').replaceChildren(...fields.flatMap(([k, v]) =>
     [el('dt', {}, k), el('dd', { 'data-field': k.toLowerCase() }, v)]));
-  const rows = state.timeline.filter((t) => t.member.name === m.name).map((t) => el('tr', { 'data-kind': t.kind },
+  const rows = entriesOf(m.name).map((t) => el('tr', { 'data-kind': t.kind },
     el('td', { title: t.time.toISOString() }, t.time.toLocaleTimeString()),
-    el('td', {}, t.kind === 'takeover' ? 'leads ' + t.singleton + ' (epoch ' + t.epoch + ')' : t.kind + (t.note ? ' (' + t.note + ')' : '')),
-    el('td', { class: 'num' }, t.member.incarnation),
+    el('td', {}, ...entryText(t)),
+    el('td', { class: 'num' }, t.incarnation == null ? '' : t.incarnation),
     el('td', { class: 'num' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
-  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 4 }, 'No event for this member since the page opened.')));
+  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 4 }, 'No event for this member in the last hour.')));
   $('#details-events tbody').replaceChildren(...rows);
 }
 
