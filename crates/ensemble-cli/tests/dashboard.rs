@@ -660,9 +660,15 @@ async fn the_dashboard_follows_the_cluster_live() {
     assert_eq!(page(&c).await["details"], Value::Null);
     let row = format!("#members tr[data-name={victim_name}] td");
     click(&c, &row).await;
-    let p = until(&c, Duration::from_secs(10), "the member's details", |p| {
-        p["details"]["name"] == victim_name.as_str()
-            && (p["details"]["events"].as_array().unwrap().iter()).any(|k| k == "up")
+    let p = until(&c, Duration::from_secs(30), "the member's details", |p| {
+        let d = &p["details"];
+        d["name"] == victim_name.as_str()
+            && (d["events"].as_array().unwrap().iter()).any(|k| k == "up")
+            && d["fields"]["tables"] == "carts"
+            && d["fields"]["singletons"] == "cron (runs it)"
+            && d["fields"]["tracker"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("online since "))
     })
     .await;
     let d = &p["details"];
