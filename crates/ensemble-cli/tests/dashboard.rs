@@ -17,6 +17,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -294,6 +295,8 @@ async fn the_dashboard_follows_the_cluster_live() {
         "--table",
         "carts",
         "--allow-fault-injection",
+        "--handler",
+        "echo=cat >/dev/null",
     ];
     let mut agents = start_agents(dir.path(), 3, &extra);
     wait_for(
@@ -545,7 +548,20 @@ async fn the_dashboard_follows_the_cluster_live() {
         );
     }
     screenshot(&c, "topology").await;
-    // The traffic: rates computed from samples of /metrics, one a second (3 rates: 4 samples).
+    // The traffic: rates computed from samples of /metrics, one a second (3 rates: 4 samples),
+    // and round-trip times of acknowledged messages, sent meanwhile (one every 200 ms, until
+    // the page shows them or a minute passed).
+    let (sender_http, receiver) = (ui_http.clone(), agents[leader].name.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_sending = stop.clone();
+    let sending = std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) && !stop_sending.load(Ordering::Relaxed) {
+            let body = json!({"node": receiver, "name": "echo", "payload": "ping", "ack": true});
+            call_json(&sender_http, "POST", "/v1/send", Some(body));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
     open(&c, "traffic").await;
     let p = until(&c, Duration::from_secs(20), "traffic rates", |p| {
         p["traffic_points"].as_u64() >= Some(3)
@@ -556,7 +572,22 @@ async fn the_dashboard_follows_the_cluster_live() {
                 })
     })
     .await;
-    assert_eq!(p["traffic"].as_object().unwrap().len(), 4, "{p}");
+    assert_eq!(p["traffic"].as_object().unwrap().len(), 5, "{p}");
+    until(&c, Duration::from_secs(20), "round-trip times", |p| {
+        p["traffic"]["Round-trip time"].as_array().is_some_and(|v| {
+            let unit = |s: &str| s.ends_with(" ms") || s.ends_with(" µs") || s.ends_with(" s");
+            v.len() == 2
+                && v[0]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("mean ") && unit(s))
+                && v[1]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("p50 ≤ ") && unit(s))
+        })
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    sending.join().unwrap();
     // Members ping each other: frames flow.
     let peak = p["traffic_peak"].as_str().unwrap();
     assert!(
