@@ -108,7 +108,7 @@ impl Drop for Driver {
 /// view (their cells' text), and the errors the page caught.
 async fn page(c: &Client) -> Value {
     const READ: &str = r#"
-        const rows = (sel) => [...document.querySelectorAll(sel + ' tbody tr:not(.empty)')]
+        const rows = (sel) => [...document.querySelectorAll(sel + ' tbody tr:not(.empty):not(.spacer)')]
             .map((r) => [...r.cells].map((td) => td.textContent));
         return {
             login: !document.querySelector('#login').hidden,
@@ -244,6 +244,52 @@ fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
     let v = ureq_get(&a.http, "/v1/singletons")?;
     let s = v.as_array()?.iter().find(|s| s["name"] == "cron")?.clone();
     Some((s["leader"].as_str()?.to_string(), s["epoch"].as_u64()?))
+}
+
+/// The virtual list in the page (`virtualRows` of virtual.js), run on 5,000 rows in a box of
+/// 300 px: only the visible rows (and a few around) are in the DOM, spacers keep the scroll
+/// height, and a scroll brings the rows at the new place.
+async fn virtual_list(c: &Client) {
+    const TEST: &str = r#"
+        const box = document.createElement('div');
+        box.className = 'scroll';
+        box.style.height = '300px';
+        const table = document.createElement('table');
+        table.innerHTML = '<thead><tr><th>n</th><th>x</th></tr></thead><tbody></tbody>';
+        box.append(table);
+        document.body.append(box);
+        const items = [...Array(5000).keys()];
+        const row = (i) => el('tr', { 'data-i': i }, el('td', {}, i), el('td', {}, 'row ' + i));
+        const tbody = table.tBodies[0];
+        virtualRows(box, tbody, items, row, null);
+        virtualRows(box, tbody, items, row, null); // once the row height is measured
+        const shown = () => [...tbody.querySelectorAll('tr[data-i]')].map((r) => Number(r.dataset.i));
+        const first = shown();
+        const full = box.scrollHeight;
+        box.scrollTop = full / 2;
+        box.dispatchEvent(new Event('scroll'));
+        const middle = shown();
+        const spacers = [...tbody.querySelectorAll('tr.spacer')].map((r) => Number(r.dataset.rows));
+        box.remove();
+        return { first, middle, full, spacers, row_px: box.rowPx };"#;
+    let v = c
+        .execute(TEST, vec![])
+        .await
+        .expect("the virtual list test runs");
+    let first: Vec<u64> = serde_json::from_value(v["first"].clone()).unwrap();
+    let middle: Vec<u64> = serde_json::from_value(v["middle"].clone()).unwrap();
+    assert!(!first.is_empty() && first.len() < 100, "{v}");
+    assert_eq!(first[0], 0, "{v}");
+    // A row is 20 px at least: 5,000 rows take 100,000 px of scroll height.
+    assert!(v["full"].as_f64().unwrap() > 100_000.0, "{v}");
+    assert!(!middle.is_empty() && middle.len() < 100, "{v}");
+    assert!(
+        (2000..3000).contains(&middle[0]),
+        "the rows around the middle: {v}"
+    );
+    let spacers: Vec<u64> = serde_json::from_value(v["spacers"].clone()).unwrap();
+    assert_eq!(spacers.len(), 2, "{v}");
+    assert_eq!(spacers[0] + middle.len() as u64 + spacers[1], 5000, "{v}");
 }
 
 /// `GET /v1/history`: the agents' joins of `carts` (the agents join it at start: one of them
@@ -774,6 +820,50 @@ async fn the_dashboard_follows_the_cluster_live() {
             a.name
         );
     }
+
+    // Large clusters: the page with low thresholds (`?virtual=2&graph=2`, display settings):
+    // the members through the virtual list (its spacers), the graph as dots with eager links only.
+    c.goto(&format!("http://{ui_http}/ui?virtual=2&graph=2"))
+        .await
+        .unwrap();
+    until(&c, Duration::from_secs(20), "the members, virtually", |p| {
+        p["login"] == false && p["members"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let spacers = c
+        .execute(
+            "return document.querySelectorAll('#members tbody tr.spacer').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(spacers, 2, "a spacer above and one below");
+    open(&c, "topology").await;
+    let p = until(&c, Duration::from_secs(20), "the graph as dots", |p| {
+        let t = &p["topology"];
+        t["nodes"].as_array().unwrap().len() == 3 && t["eager"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(p["topology"]["lazy"], 0, "{p}");
+    let note = c
+        .execute(
+            "return document.querySelector('#topology-note').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(note.as_str().unwrap().contains("drawn as dots"), "{note}");
+    assert_eq!(
+        c.execute(
+            "return document.querySelectorAll('#topology text').length",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    screenshot(&c, "topology-large").await;
+    virtual_list(&c).await;
 
     // No error in the page, nor in the browser's console.
     let p = page(&c).await;

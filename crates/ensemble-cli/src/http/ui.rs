@@ -22,14 +22,16 @@ const CSS: &str = "text/css; charset=utf-8";
 /// The dashboard's files (path, content type, body): the only paths, besides the probes,
 /// answered without the token. `app.js` signs in, follows the event stream and draws the
 /// members, singletons and topology; `data.js` a member's details, the tables and tracker views;
-/// `timeline.js` the timeline from the agent's history; `traffic.js` the traffic view.
-pub const ASSETS: [(&str, &str, &str); 7] = [
+/// `timeline.js` the timeline from the agent's history; `traffic.js` the traffic view;
+/// `virtual.js` renders long tables virtually.
+pub const ASSETS: [(&str, &str, &str); 8] = [
     ("/ui", HTML, include_str!("ui/index.html")),
     ("/ui/", HTML, include_str!("ui/index.html")),
     ("/ui/app.js", JS, include_str!("ui/app.js")),
     ("/ui/data.js", JS, include_str!("ui/data.js")),
     ("/ui/timeline.js", JS, include_str!("ui/timeline.js")),
     ("/ui/traffic.js", JS, include_str!("ui/traffic.js")),
+    ("/ui/virtual.js", JS, include_str!("ui/virtual.js")),
     ("/ui/app.css", CSS, include_str!("ui/app.css")),
 ];
 

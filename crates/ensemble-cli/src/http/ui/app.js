@@ -257,16 +257,16 @@ function renderMembers() {
       const x = sortValue(a, key);
       const y = sortValue(b, key);
       return (x < y ? -1 : x > y ? 1 : 0) * dir || (a.name < b.name ? -1 : 1);
-    })
-    .map((m) => el('tr', { 'data-name': m.name, 'data-status': m.status, 'data-incarnation': m.incarnation },
+    });
+  const row = (m) => el('tr', { 'data-name': m.name, 'data-status': m.status, 'data-incarnation': m.incarnation },
       el('td', {}, m.name),
       el('td', {}, m.addr),
       el('td', {}, el('span', { class: 'status ' + m.status }, m.status)),
       el('td', { class: 'num' }, m.incarnation),
       el('td', {}, role(m)),
       el('td', { class: 'connected' }, connected(m)),
-      el('td', {}, ...userTags(m).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v)))));
-  $('#members tbody').replaceChildren(...rows);
+      el('td', {}, ...userTags(m).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v))));
+  virtualRows($('#members-box'), $('#members tbody'), rows, row, null);
   renderDetails();
   document.querySelectorAll('#members th').forEach((th) => {
     th.classList.toggle('asc', th.dataset.key === key && dir === 1);
@@ -325,6 +325,9 @@ function show(view) {
 // edges, from GET /v1/broadcast/tree/{root}: each member's eager (tree) and lazy peers ---
 
 const TOPOLOGY_EVERY_MS = 5000;
+// Above this many members the graph is drawn small: members as dots without names, and only
+// the chosen root's eager links (`?graph=N` in the page's address sets it).
+const TOPOLOGY_FULL_MAX = Number(new URLSearchParams(location.search).get('graph')) || 64;
 const SVG = 'http://www.w3.org/2000/svg';
 const topology = { tree: null, at: 0, busy: false };
 
@@ -385,7 +388,9 @@ function renderTopology(up, root) {
       }
     }
   }
-  const lines = [...edges].filter(([key]) => key.split(' ').every((n) => at.has(n))).map(([key, kind]) => {
+  const small = members.length > TOPOLOGY_FULL_MAX;
+  const drawn = [...edges].filter(([key, kind]) => key.split(' ').every((n) => at.has(n)) && (!small || kind === 'eager'));
+  const lines = drawn.map(([key, kind]) => {
     const [[x1, y1], [x2, y2]] = key.split(' ').map((n) => at.get(n));
     return svg('line', { x1, y1, x2, y2, class: kind, 'data-edge': key });
   });
@@ -393,7 +398,12 @@ function renderTopology(up, root) {
     const [x, y] = at.get(m.name);
     const client = role(m) === 'client';
     const g = svg('g', { 'data-name': m.name, 'data-turn': turn.get(m.name) });
-    g.append(svg('circle', { cx: x, cy: y, r: client ? 7 : 11, class: m.status + (m.name === root ? ' root' : '') }));
+    const size = small ? (m.name === root ? 6 : 3) : client ? 7 : 11;
+    g.append(svg('circle', { cx: x, cy: y, r: size, class: m.status + (m.name === root ? ' root' : '') }));
+    if (small) {
+      g.append(svg('title', {}, m.name + (client ? ' (client)' : '')));
+      return g;
+    }
     const dx = x < cx ? -16 : 16;
     g.append(svg('text', { x: x + dx, y: y + 4, 'text-anchor': x < cx ? 'end' : 'start' }, m.name + (client ? ' (client)' : '')));
     return g;
@@ -402,7 +412,8 @@ function renderTopology(up, root) {
   $('#topology').replaceChildren(ring, ...lines, ...nodes);
   const counts = [...edges.values()].reduce((c, k) => ({ ...c, [k]: (c[k] || 0) + 1 }), {});
   const missing = tree.unanswered && tree.unanswered.length ? '; no answer from ' + tree.unanswered.join(', ') : '';
-  $('#topology-note').textContent = (counts.eager || 0) + ' eager, ' + (counts.lazy || 0) + ' lazy links' + missing;
+  const note = small ? '; ' + members.length + ' members: drawn as dots (names on hover), only the eager links shown' : '';
+  $('#topology-note').textContent = (counts.eager || 0) + ' eager, ' + (counts.lazy || 0) + ' lazy links' + missing + note;
 }
 
 // --- Wiring ---

@@ -79,9 +79,8 @@ function timelineRow(t) {
 }
 
 function renderTimeline() {
-  const rows = timeline.entries.slice().reverse().map(timelineRow);
-  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 5 }, 'Nothing happened in the last hour.')));
-  $('#timeline tbody').replaceChildren(...rows);
+  const empty = el('tr', { class: 'empty' }, el('td', { colSpan: 5 }, 'Nothing happened in the last hour.'));
+  virtualRows($('#timeline-box'), $('#timeline tbody'), timeline.entries.slice().reverse(), timelineRow, empty);
   renderDetails();
 }
 
