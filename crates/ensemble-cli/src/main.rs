@@ -17,6 +17,7 @@ mod client;
 mod commands;
 mod demo;
 mod event_filter;
+mod history;
 mod http;
 mod log_stream;
 mod nemesis;

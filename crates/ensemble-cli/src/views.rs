@@ -12,9 +12,11 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod history;
 mod operator;
 mod query;
 mod stream;
+pub use history::*;
 pub use operator::*;
 pub use query::*;
 pub use stream::*;

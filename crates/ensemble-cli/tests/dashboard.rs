@@ -17,6 +17,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -107,7 +108,7 @@ impl Drop for Driver {
 /// view (their cells' text), and the errors the page caught.
 async fn page(c: &Client) -> Value {
     const READ: &str = r#"
-        const rows = (sel) => [...document.querySelectorAll(sel + ' tbody tr:not(.empty)')]
+        const rows = (sel) => [...document.querySelectorAll(sel + ' tbody tr:not(.empty):not(.spacer)')]
             .map((r) => [...r.cells].map((td) => td.textContent));
         return {
             login: !document.querySelector('#login').hidden,
@@ -245,6 +246,86 @@ fn leader_seen_by(a: &Agent) -> Option<(String, u64)> {
     Some((s["leader"].as_str()?.to_string(), s["epoch"].as_u64()?))
 }
 
+/// The virtual list in the page (`virtualRows` of virtual.js), run on 5,000 rows in a box of
+/// 300 px: only the visible rows (and a few around) are in the DOM, spacers keep the scroll
+/// height, and a scroll brings the rows at the new place.
+async fn virtual_list(c: &Client) {
+    const TEST: &str = r#"
+        const box = document.createElement('div');
+        box.className = 'scroll';
+        box.style.height = '300px';
+        const table = document.createElement('table');
+        table.innerHTML = '<thead><tr><th>n</th><th>x</th></tr></thead><tbody></tbody>';
+        box.append(table);
+        document.body.append(box);
+        const items = [...Array(5000).keys()];
+        const row = (i) => el('tr', { 'data-i': i }, el('td', {}, i), el('td', {}, 'row ' + i));
+        const tbody = table.tBodies[0];
+        virtualRows(box, tbody, items, row, null);
+        virtualRows(box, tbody, items, row, null); // once the row height is measured
+        const shown = () => [...tbody.querySelectorAll('tr[data-i]')].map((r) => Number(r.dataset.i));
+        const first = shown();
+        const full = box.scrollHeight;
+        box.scrollTop = full / 2;
+        box.dispatchEvent(new Event('scroll'));
+        const middle = shown();
+        const spacers = [...tbody.querySelectorAll('tr.spacer')].map((r) => Number(r.dataset.rows));
+        box.remove();
+        return { first, middle, full, spacers, row_px: box.rowPx };"#;
+    let v = c
+        .execute(TEST, vec![])
+        .await
+        .expect("the virtual list test runs");
+    let first: Vec<u64> = serde_json::from_value(v["first"].clone()).unwrap();
+    let middle: Vec<u64> = serde_json::from_value(v["middle"].clone()).unwrap();
+    assert!(!first.is_empty() && first.len() < 100, "{v}");
+    assert_eq!(first[0], 0, "{v}");
+    // A row is 20 px at least: 5,000 rows take 100,000 px of scroll height.
+    assert!(v["full"].as_f64().unwrap() > 100_000.0, "{v}");
+    assert!(!middle.is_empty() && middle.len() < 100, "{v}");
+    assert!(
+        (2000..3000).contains(&middle[0]),
+        "the rows around the middle: {v}"
+    );
+    let spacers: Vec<u64> = serde_json::from_value(v["spacers"].clone()).unwrap();
+    assert_eq!(spacers.len(), 2, "{v}");
+    assert_eq!(spacers[0] + middle.len() as u64 + spacers[1], 5000, "{v}");
+}
+
+/// `GET /v1/history`: the agents' joins of `carts` (the agents join it at start: one of them
+/// coordinated at least one join), and its parameters checked.
+fn history_route(agents: &[Agent]) {
+    wait_for(
+        Duration::from_secs(20),
+        "a join of carts in a history",
+        || {
+            agents.iter().any(|a| {
+                ureq_get(&a.http, "/v1/history").is_some_and(|h| {
+                    (h["entries"].as_array().unwrap().iter())
+                        .any(|e| e["kind"] == "table_joined" && e["table"] == "carts")
+                })
+            })
+        },
+    );
+    let http = &agents[0].http;
+    let h = ureq_get(http, "/v1/history").unwrap();
+    let last = h["last_seq"].as_u64().unwrap();
+    assert!(last > 0, "{h}");
+    assert_eq!(h["max_entries"], 10_000);
+    assert_eq!(h["max_age_ms"], 3_600_000);
+    let after = ureq_get(http, &format!("/v1/history?after={last}")).unwrap();
+    assert!(
+        (after["entries"].as_array().unwrap().iter()).all(|e| e["seq"].as_u64() > Some(last)),
+        "{after}"
+    );
+    let future = ureq_get(http, "/v1/history?since_ms=99999999999999").unwrap();
+    assert_eq!(future["entries"], json!([]));
+    for bad in ["after=x", "since_ms=-1", "limit=1", "after=1&after=2"] {
+        let status = call_json(http, "GET", &format!("/v1/history?{bad}"), None).0;
+        assert_eq!(status, 400, "{bad}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_follows_the_cluster_live() {
     if !have("chromedriver", "scripts/setup-browser") || !have("chromium", "scripts/setup-browser")
@@ -254,7 +335,15 @@ async fn the_dashboard_follows_the_cluster_live() {
     let started = Instant::now();
     let dir = tempdir();
     // `exec`: the command is the agent's child itself, so it dies with its agent.
-    let extra = ["--singleton", "cron=exec sleep 1000", "--table", "carts"];
+    let extra = [
+        "--singleton",
+        "cron=exec sleep 1000",
+        "--table",
+        "carts",
+        "--allow-fault-injection",
+        "--handler",
+        "echo=cat >/dev/null",
+    ];
     let mut agents = start_agents(dir.path(), 3, &extra);
     wait_for(
         Duration::from_secs(30),
@@ -345,6 +434,33 @@ async fn the_dashboard_follows_the_cluster_live() {
     assert_eq!(kept[0], token().as_str());
     assert_eq!((&kept[1], &kept[2]), (&json!(0), &json!("")), "{kept}");
     assert!(!kept[3].as_str().unwrap().contains(&token()), "{kept}");
+
+    // A partition injected at this agent (of a member that does not exist, for 300 ms): both
+    // on the timeline, from the agent's history.
+    let (status, _) = call_json(
+        &ui_http,
+        "POST",
+        "/v1/partitions",
+        Some(json!({"nodes": ["ghost"], "ttl_ms": 300})),
+    );
+    assert_eq!(status, 200);
+    until(
+        &c,
+        Duration::from_secs(10),
+        "the partition on the timeline",
+        |p| {
+            let kinds: Vec<&str> = (p["timeline"].as_array().unwrap().iter())
+                .map(|t| t["kind"].as_str().unwrap())
+                .collect();
+            kinds.iter().any(|k| {
+                k.starts_with("partition ") && k.contains(" injected (cut off from ghost)")
+            }) && kinds
+                .iter()
+                .any(|k| k.starts_with("partition ") && k.contains(" resolved (ghost)"))
+        },
+    )
+    .await;
+    history_route(&agents);
 
     // Connected: this agent to the two others.
     until(&c, Duration::from_secs(10), "the connections", |p| {
@@ -478,7 +594,20 @@ async fn the_dashboard_follows_the_cluster_live() {
         );
     }
     screenshot(&c, "topology").await;
-    // The traffic: rates computed from samples of /metrics, one a second (3 rates: 4 samples).
+    // The traffic: rates computed from samples of /metrics, one a second (3 rates: 4 samples),
+    // and round-trip times of acknowledged messages, sent meanwhile (one every 200 ms, until
+    // the page shows them or a minute passed).
+    let (sender_http, receiver) = (ui_http.clone(), agents[leader].name.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_sending = stop.clone();
+    let sending = std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) && !stop_sending.load(Ordering::Relaxed) {
+            let body = json!({"node": receiver, "name": "echo", "payload": "ping", "ack": true});
+            call_json(&sender_http, "POST", "/v1/send", Some(body));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
     open(&c, "traffic").await;
     let p = until(&c, Duration::from_secs(20), "traffic rates", |p| {
         p["traffic_points"].as_u64() >= Some(3)
@@ -489,7 +618,22 @@ async fn the_dashboard_follows_the_cluster_live() {
                 })
     })
     .await;
-    assert_eq!(p["traffic"].as_object().unwrap().len(), 4, "{p}");
+    assert_eq!(p["traffic"].as_object().unwrap().len(), 5, "{p}");
+    until(&c, Duration::from_secs(20), "round-trip times", |p| {
+        p["traffic"]["Round-trip time"].as_array().is_some_and(|v| {
+            let unit = |s: &str| s.ends_with(" ms") || s.ends_with(" µs") || s.ends_with(" s");
+            v.len() == 2
+                && v[0]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("mean ") && unit(s))
+                && v[1]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("p50 ≤ ") && unit(s))
+        })
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    sending.join().unwrap();
     // Members ping each other: frames flow.
     let peak = p["traffic_peak"].as_str().unwrap();
     assert!(
@@ -543,6 +687,22 @@ async fn the_dashboard_follows_the_cluster_live() {
         "a detection latency on the timeline: {failure}"
     );
     snap(&c, "timeline").await;
+    // The timeline is the agent's: a page opened after the failure shows it too.
+    c.refresh().await.unwrap();
+    until(
+        &c,
+        Duration::from_secs(20),
+        "the failure after a reload",
+        |p| {
+            p["login"] == false
+                && (p["timeline"].as_array().unwrap().iter()).any(|t| {
+                    t["name"] == victim_name.as_str()
+                        && t["kind"] == "down"
+                        && t["detection"] == failure["detection"]
+                })
+        },
+    )
+    .await;
     // The tracker: the killed node offline.
     open(&c, "tracker").await;
     until(
@@ -577,9 +737,15 @@ async fn the_dashboard_follows_the_cluster_live() {
     assert_eq!(page(&c).await["details"], Value::Null);
     let row = format!("#members tr[data-name={victim_name}] td");
     click(&c, &row).await;
-    let p = until(&c, Duration::from_secs(10), "the member's details", |p| {
-        p["details"]["name"] == victim_name.as_str()
-            && (p["details"]["events"].as_array().unwrap().iter()).any(|k| k == "up")
+    let p = until(&c, Duration::from_secs(30), "the member's details", |p| {
+        let d = &p["details"];
+        d["name"] == victim_name.as_str()
+            && (d["events"].as_array().unwrap().iter()).any(|k| k == "up")
+            && d["fields"]["tables"] == "carts"
+            && d["fields"]["singletons"] == "cron (runs it)"
+            && d["fields"]["tracker"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("online since "))
     })
     .await;
     let d = &p["details"];
@@ -654,6 +820,50 @@ async fn the_dashboard_follows_the_cluster_live() {
             a.name
         );
     }
+
+    // Large clusters: the page with low thresholds (`?virtual=2&graph=2`, display settings):
+    // the members through the virtual list (its spacers), the graph as dots with eager links only.
+    c.goto(&format!("http://{ui_http}/ui?virtual=2&graph=2"))
+        .await
+        .unwrap();
+    until(&c, Duration::from_secs(20), "the members, virtually", |p| {
+        p["login"] == false && p["members"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let spacers = c
+        .execute(
+            "return document.querySelectorAll('#members tbody tr.spacer').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(spacers, 2, "a spacer above and one below");
+    open(&c, "topology").await;
+    let p = until(&c, Duration::from_secs(20), "the graph as dots", |p| {
+        let t = &p["topology"];
+        t["nodes"].as_array().unwrap().len() == 3 && t["eager"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(p["topology"]["lazy"], 0, "{p}");
+    let note = c
+        .execute(
+            "return document.querySelector('#topology-note').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(note.as_str().unwrap().contains("drawn as dots"), "{note}");
+    assert_eq!(
+        c.execute(
+            "return document.querySelectorAll('#topology text').length",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    screenshot(&c, "topology-large").await;
+    virtual_list(&c).await;
 
     // No error in the page, nor in the browser's console.
     let p = page(&c).await;

@@ -458,3 +458,30 @@ pub struct ConnectionEvent {
     /// True when it opened, false when it closed.
     pub up: bool,
 }
+
+/// A join of a table that this node coordinated ended (see [`crate::Node::table_joins`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableJoinEvent {
+    /// This node's replica of `table` and `node`'s segment are one (a caller's join, a join
+    /// by discovery, or an automatic re-merge after a split).
+    Joined {
+        /// The table.
+        table: String,
+        /// The node whose segment it joined.
+        node: String,
+        /// How long the join took.
+        took: Duration,
+        /// Keys the two sides held with different values, settled by the conflict handler.
+        conflicts: u64,
+    },
+    /// An automatic re-merge with `node` after a split ended: after its `Joined` if it
+    /// succeeded; a failed one is tried again.
+    Remerged {
+        /// The table.
+        table: String,
+        /// The other node.
+        node: String,
+        /// Its outcome.
+        result: Result<(), TableError>,
+    },
+}

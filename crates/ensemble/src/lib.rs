@@ -67,7 +67,7 @@ pub use api::tracker::{
 };
 pub use command::{
     BroadcastPeers, BroadcastStatus, BroadcastTree, ConnectionEvent, Envelope, ExchangeRequest,
-    KeyResponse, KeyUse, SingletonStatus, MAILBOX_CAPACITY,
+    KeyResponse, KeyUse, SingletonStatus, TableJoinEvent, MAILBOX_CAPACITY,
 };
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;

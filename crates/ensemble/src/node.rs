@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) connection_events: broadcast::Receiver<crate::command::ConnectionEvent>,
     /// Never read either: only resubscribed.
     pub(crate) user_events: broadcast::Receiver<UserEvent>,
+    /// Never read either: only resubscribed.
+    pub(crate) table_joins: broadcast::Receiver<crate::command::TableJoinEvent>,
     pub(crate) partitions: watch::Receiver<Partitions>,
     /// Whether the tracker's background task runs.
     pub(crate) tracker: std::sync::atomic::AtomicBool,
@@ -160,6 +162,7 @@ impl Node {
         let (members_tx, members_rx) = watch::channel(Arc::new(vec![Arc::new(local)]));
         let (events_tx, events_rx) = broadcast::channel(4096);
         let (connections_tx, connections_rx) = broadcast::channel(4096);
+        let (table_joins_tx, table_joins_rx) = broadcast::channel(1024);
         let (partitions_tx, partitions_rx) = watch::channel(BTreeMap::new());
         let keyring = crate::Keyring::with(config.secret.clone(), config.keys.iter().cloned())?;
         let keyring = crate::keyring::KeyringCell::new(keyring);
@@ -177,6 +180,7 @@ impl Node {
             me: me_tx,
             partitions: partitions_tx,
             connections: connections_tx,
+            table_joins: table_joins_tx,
         };
         let own_addrs = vec![addr, bound];
         let driver = Driver::new(
@@ -199,6 +203,7 @@ impl Node {
                 events: events_rx,
                 connection_events: connections_rx,
                 user_events: user_events_rx,
+                table_joins: table_joins_rx,
                 partitions: partitions_rx,
                 tracker: std::sync::atomic::AtomicBool::new(false),
                 channels: config.channels.clone(),

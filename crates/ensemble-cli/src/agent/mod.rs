@@ -28,6 +28,7 @@ use ensemble::Node;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::history::History;
 use crate::http::{AgentControl, AgentTables, AppState, Metrics};
 use crate::log_stream::LogHub;
 use config::Files;
@@ -257,7 +258,10 @@ async fn serve(args: AgentArgs, env: SecretEnv, logging: Logging, hub: LogHub) -
     for t in &agent.tables {
         discovery.add_table(t.clone()).await;
     }
-    let singletons = singletons::spawn(&node, agent.singletons, &agent.singleton_majority).await?;
+    let (history, pokes) = History::new();
+    crate::history::spawn(&node, &history, pokes);
+    let singletons =
+        singletons::spawn(&node, agent.singletons, &agent.singleton_majority, &history).await?;
     let control = AgentControl::new(settings, agent.tags_file);
     let reloadable = reload::Reloadable {
         keyring_file: agent.keyring_file.clone(),
@@ -276,6 +280,7 @@ async fn serve(args: AgentArgs, env: SecretEnv, logging: Logging, hub: LogHub) -
         fault_injection: agent.fault_injection,
         control,
         logs: hub,
+        history,
     };
     let servers = listeners.serve(state, &agent.http_token)?;
     wait_for_signal(&leave).await;

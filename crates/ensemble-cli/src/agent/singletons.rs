@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use tracing::{info, warn};
 
 use super::settings::SECRET_VARS;
+use crate::history::History;
 
 /// How long a stopped command gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -23,6 +24,8 @@ struct CommandSingleton {
     name: String,
     node: String,
     command: String,
+    /// Told of each new leader, for the agent's history.
+    history: History,
 }
 
 /// A running command: its process group is killed if it is dropped unstopped.
@@ -58,6 +61,9 @@ impl Singleton for CommandSingleton {
     }
 
     fn event(&mut self, running: Option<Running>, event: SingletonEvent) -> Option<Running> {
+        if let SingletonEvent::NowLeader { .. } | SingletonEvent::NowFollower { .. } = event {
+            self.history.poke_singletons();
+        }
         match event {
             SingletonEvent::NowLeader { epoch } => {
                 stop(&self.name, running);
@@ -172,6 +178,7 @@ pub async fn spawn(
     node: &Node,
     singletons: Vec<(String, String)>,
     majority: &[(String, usize)],
+    history: &History,
 ) -> Result<Vec<SingletonHandle>> {
     let mut handles = Vec::new();
     for (name, command) in singletons {
@@ -183,6 +190,7 @@ pub async fn spawn(
             name: name.clone(),
             node: node.name().to_string(),
             command,
+            history: history.clone(),
         };
         let h = node
             .singleton(&name, handler, options)

@@ -37,6 +37,7 @@ pub fn router(state: AppState, access: Access) -> Router {
         .merge(routes::agent::routes())
         .merge(routes::tags::routes())
         .merge(routes::events::routes())
+        .merge(routes::history::routes())
         .merge(routes::query::routes())
         .merge(routes::broadcast::routes())
         .merge(routes::send::routes())

@@ -45,6 +45,7 @@ use super::state::AppState;
         routes::tags::delete,
         routes::events::stream,
         routes::events::send_event,
+        routes::history::history,
         routes::monitor::monitor,
         routes::broadcast::status,
         routes::broadcast::own_peers,

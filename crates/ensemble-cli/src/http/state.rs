@@ -12,6 +12,7 @@ use ensemble::{Error, Node, Table, TableOptions};
 use tokio::sync::{Mutex, Notify};
 
 use super::metrics::Metrics;
+use crate::history::History;
 use crate::log_stream::LogHub;
 use crate::views::SettingsView;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub control: AgentControl,
     /// The agent's log records, for `GET /v1/monitor`.
     pub logs: LogHub,
+    /// What the agent saw happen over the last hour, for `GET /v1/history`.
+    pub history: History,
 }
 
 /// The agent beside its node: when it started and its settings (`GET /v1/info`), where its
@@ -59,6 +62,12 @@ impl AgentControl {
 impl FromRef<AppState> for AgentControl {
     fn from_ref(s: &AppState) -> Self {
         s.control.clone()
+    }
+}
+
+impl FromRef<AppState> for History {
+    fn from_ref(s: &AppState) -> Self {
+        s.history.clone()
     }
 }
 

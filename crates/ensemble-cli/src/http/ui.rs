@@ -15,14 +15,25 @@ use axum::Router;
 
 use super::state::AppState;
 
-/// The dashboard's files: the only paths, besides the probes, answered without the token.
-pub const ASSETS: [&str; 5] = ["/ui", "/ui/", "/ui/app.js", "/ui/app.css", "/ui/data.js"];
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
-const INDEX: &str = include_str!("ui/index.html");
-const SCRIPT: &str = include_str!("ui/app.js");
-const STYLE: &str = include_str!("ui/app.css");
-/// A member's details, the tables and tracker views.
-const DATA_SCRIPT: &str = include_str!("ui/data.js");
+/// The dashboard's files (path, content type, body): the only paths, besides the probes,
+/// answered without the token. `app.js` signs in, follows the event stream and draws the
+/// members, singletons and topology; `data.js` a member's details, the tables and tracker views;
+/// `timeline.js` the timeline from the agent's history; `traffic.js` the traffic view;
+/// `virtual.js` renders long tables virtually.
+pub const ASSETS: [(&str, &str, &str); 8] = [
+    ("/ui", HTML, include_str!("ui/index.html")),
+    ("/ui/", HTML, include_str!("ui/index.html")),
+    ("/ui/app.js", JS, include_str!("ui/app.js")),
+    ("/ui/data.js", JS, include_str!("ui/data.js")),
+    ("/ui/timeline.js", JS, include_str!("ui/timeline.js")),
+    ("/ui/traffic.js", JS, include_str!("ui/traffic.js")),
+    ("/ui/virtual.js", JS, include_str!("ui/virtual.js")),
+    ("/ui/app.css", CSS, include_str!("ui/app.css")),
+];
 
 /// What the page may load and reach: the agent's own files and API, nothing inline, nothing
 /// from elsewhere (the icon is an empty `data:` image).
@@ -30,13 +41,17 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
 
+/// True for the path of one of the dashboard's files.
+pub fn is_asset(path: &str) -> bool {
+    ASSETS.iter().any(|(p, _, _)| *p == path)
+}
+
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(ASSETS[0], get(index))
-        .route(ASSETS[1], get(index))
-        .route(ASSETS[2], get(script))
-        .route(ASSETS[3], get(style))
-        .route(ASSETS[4], get(data_script))
+    ASSETS
+        .iter()
+        .fold(Router::new(), |r, &(path, content_type, body)| {
+            r.route(path, get(move || async move { asset(content_type, body) }))
+        })
 }
 
 /// `body` as `content_type`, with the headers every file of the dashboard carries.
@@ -52,20 +67,4 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
         ],
         body,
     )
-}
-
-async fn index() -> impl IntoResponse {
-    asset("text/html; charset=utf-8", INDEX)
-}
-
-async fn script() -> impl IntoResponse {
-    asset("text/javascript; charset=utf-8", SCRIPT)
-}
-
-async fn style() -> impl IntoResponse {
-    asset("text/css; charset=utf-8", STYLE)
-}
-
-async fn data_script() -> impl IntoResponse {
-    asset("text/javascript; charset=utf-8", DATA_SCRIPT)
 }

@@ -64,6 +64,21 @@ impl Node {
             .await?
     }
 
+    /// The partitions in force now, then again each time they change (an injection, a
+    /// resolution, or a partition's time to live passing); ends when the node stops. A
+    /// subscriber that reads late sees only the latest set.
+    pub fn partition_changes(
+        &self,
+    ) -> impl futures::Stream<Item = BTreeMap<PartitionRef, BTreeSet<String>>> + Send + Unpin + 'static
+    {
+        use futures::StreamExt;
+        tokio_stream::wrappers::WatchStream::new(self.inner.partitions.clone()).map(|p| {
+            p.iter()
+                .map(|(k, v)| (PartitionRef(*k), v.clone()))
+                .collect()
+        })
+    }
+
     /// Partitions in force, by reference.
     pub fn partitions(&self) -> BTreeMap<PartitionRef, BTreeSet<String>> {
         let p = self.inner.partitions.borrow();

@@ -54,6 +54,17 @@ impl Node {
         skip_lagged(self.inner.events.resubscribe(), "membership event")
     }
 
+    /// The member list as last published (every member with its status, `suspect` included,
+    /// in no particular order), now and then again each time it changes; ends when the node
+    /// stops. A subscriber that reads late sees only the latest list. Each item shares the
+    /// published list: nothing is copied.
+    pub fn member_lists(
+        &self,
+    ) -> impl Stream<Item = std::sync::Arc<Vec<std::sync::Arc<Member>>>> + Send + Unpin + 'static
+    {
+        tokio_stream::wrappers::WatchStream::new(self.inner.members.clone())
+    }
+
     /// Waits until the member list changes after this call (useful to wait for convergence).
     /// Fails once the node has stopped.
     pub async fn changed(&self) -> Result<(), Error> {
@@ -127,7 +138,7 @@ impl Node {
 }
 
 /// The events of `rx` as a stream; a subscriber that falls behind skips the oldest, logged.
-fn skip_lagged<T: Clone + Send + 'static>(
+pub(crate) fn skip_lagged<T: Clone + Send + 'static>(
     rx: tokio::sync::broadcast::Receiver<T>,
     what: &'static str,
 ) -> impl Stream<Item = T> + Send + Unpin + 'static {

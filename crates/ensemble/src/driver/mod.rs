@@ -55,6 +55,8 @@ pub(crate) struct Published {
     pub partitions: watch::Sender<Partitions>,
     /// Connections opened and closed, as membership keeps them.
     pub connections: tokio::sync::broadcast::Sender<crate::command::ConnectionEvent>,
+    /// Table joins this node coordinated.
+    pub table_joins: tokio::sync::broadcast::Sender<crate::command::TableJoinEvent>,
 }
 
 pub(crate) struct Driver {

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::{info, warn};
 
 use super::Driver;
-use crate::command::{Done, DownHook, Opened, TableCommand};
+use crate::command::{Done, DownHook, Opened, TableCommand, TableJoinEvent};
 
 /// How many change batches a slow subscriber may lag behind before it misses some.
 const CHANGES_CAPACITY: usize = 4096;
@@ -201,23 +201,37 @@ impl Driver {
             } => {
                 crate::metrics::table_joined(&table, took, conflicts);
                 info!(table = %table, node = %node, took_ms = took.as_millis() as u64, conflicts, "table {table} joined with {node}'s segment in {took:?}, {conflicts} conflicts resolved");
+                let _ = self.published.table_joins.send(TableJoinEvent::Joined {
+                    table,
+                    node,
+                    took,
+                    conflicts,
+                });
             }
             table::Output::Merged {
                 table,
                 node,
                 result,
-            } => match result {
-                Ok(()) => {
-                    metrics::counter!(crate::metrics::TABLE_REMERGES, "result" => "ok")
-                        .increment(1);
-                    info!(table = %table, node = %node, "table {table} re-merged with {node}")
+            } => {
+                match &result {
+                    Ok(()) => {
+                        metrics::counter!(crate::metrics::TABLE_REMERGES, "result" => "ok")
+                            .increment(1);
+                        info!(table = %table, node = %node, "table {table} re-merged with {node}")
+                    }
+                    Err(e) => {
+                        metrics::counter!(crate::metrics::TABLE_REMERGES, "result" => "failed")
+                            .increment(1);
+                        warn!(table = %table, node = %node, "re-merge of table {table} with {node} failed, will retry: {e}")
+                    }
                 }
-                Err(e) => {
-                    metrics::counter!(crate::metrics::TABLE_REMERGES, "result" => "failed")
-                        .increment(1);
-                    warn!(table = %table, node = %node, "re-merge of table {table} with {node} failed, will retry: {e}")
-                }
-            },
+                let event = TableJoinEvent::Remerged {
+                    table,
+                    node,
+                    result,
+                };
+                let _ = self.published.table_joins.send(event);
+            }
             // The stack hands sends out as frames (`Output::Send`).
             table::Output::Send { .. } => {}
         }

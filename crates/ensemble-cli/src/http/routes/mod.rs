@@ -4,6 +4,7 @@ pub mod agent;
 pub mod broadcast;
 pub mod discovery;
 pub mod events;
+pub mod history;
 pub mod keys;
 pub mod members;
 pub mod metrics;

@@ -17,14 +17,12 @@ document.addEventListener('securitypolicyviolation', (e) => {
 });
 
 const TOKEN_KEY = 'ensemble.token';
-const TIMELINE_MAX = 1000;
 const HEARTBEAT_LIMIT_MS = 15000; // the stream sends a heartbeat every 5 s
 const BACKOFF_MAX_MS = 15000;
 
 const state = {
   token: null,
   members: new Map(), // name -> member view
-  timeline: [], // newest first
   singletons: [],
   neighbours: null, // the members this agent has a connection to, once known
   sort: { key: 'name', dir: 1 },
@@ -72,7 +70,7 @@ function signedOut(message) {
   clearInterval(state.viewTimer);
   state.viewTimer = null;
   state.members.clear();
-  state.timeline = [];
+  clearHistory();
   state.singletons = [];
   state.neighbours = null;
   clearData();
@@ -190,32 +188,21 @@ async function follow() {
   }
 }
 
-// A member as the stream's snapshot shows it: after a reconnection, a change missed while
-// disconnected is put on the timeline (marked as seen on reconnection).
+// A member as the stream's snapshot shows it (a change missed while the stream was cut is
+// in the agent's history, on the timeline).
 function fromSnapshot(m) {
-  const old = state.members.get(m.name);
-  if (old && (old.status !== m.status || old.incarnation !== m.incarnation)) {
-    addTimeline({ kind: m.status, member: m, note: 'seen on reconnection' });
-  }
   state.members.set(m.name, m);
 }
 
 function onEvent(e) {
   state.members.set(e.member.name, e.member);
-  addTimeline({ kind: e.kind, member: e.member, detection_ms: e.detection_ms });
   refreshLocal();
   refreshTopology();
 }
 
-function addTimeline(entry) {
-  entry.time = new Date();
-  state.timeline.unshift(entry);
-  if (state.timeline.length > TIMELINE_MAX) state.timeline.length = TIMELINE_MAX;
-}
-
 // --- This agent's own state, once a second (and on membership events, at most once a
-// second): its singletons (GET /v1/singletons) and the members it has a connection to
-// (neighbours of GET /v1/broadcast) ---
+// second): its singletons (GET /v1/singletons), the members it has a connection to
+// (neighbours of GET /v1/broadcast) and its history's new entries (timeline.js) ---
 
 let localAt = 0;
 let localBusy = false;
@@ -225,8 +212,8 @@ async function refreshLocal() {
   localBusy = true;
   localAt = Date.now();
   try {
-    const [singletons, broadcast] = await Promise.all([api('/v1/singletons'), api('/v1/broadcast')]);
-    if (singletons.ok) onSingletons(await singletons.json());
+    const [singletons, broadcast] = await Promise.all([api('/v1/singletons'), api('/v1/broadcast'), refreshHistory()]);
+    if (singletons.ok) state.singletons = await singletons.json();
     if (broadcast.ok) state.neighbours = new Set((await broadcast.json()).neighbours);
     renderSingletons();
     renderMembers();
@@ -235,19 +222,6 @@ async function refreshLocal() {
   } finally {
     localBusy = false;
   }
-}
-
-// A singleton whose leader or epoch changed since the last look: a takeover, on the timeline.
-function onSingletons(next) {
-  const before = new Map(state.singletons.map((s) => [s.name, s]));
-  for (const s of next) {
-    const old = before.get(s.name);
-    if (old && s.leader && (s.leader !== old.leader || s.epoch > old.epoch)) {
-      addTimeline({ kind: 'takeover', singleton: s.name, epoch: s.epoch, member: { name: s.leader, incarnation: '' } });
-      renderTimeline();
-    }
-  }
-  state.singletons = next;
 }
 
 // --- Rendering ---
@@ -283,16 +257,16 @@ function renderMembers() {
       const x = sortValue(a, key);
       const y = sortValue(b, key);
       return (x < y ? -1 : x > y ? 1 : 0) * dir || (a.name < b.name ? -1 : 1);
-    })
-    .map((m) => el('tr', { 'data-name': m.name, 'data-status': m.status, 'data-incarnation': m.incarnation },
+    });
+  const row = (m) => el('tr', { 'data-name': m.name, 'data-status': m.status, 'data-incarnation': m.incarnation },
       el('td', {}, m.name),
       el('td', {}, m.addr),
       el('td', {}, el('span', { class: 'status ' + m.status }, m.status)),
       el('td', { class: 'num' }, m.incarnation),
       el('td', {}, role(m)),
       el('td', { class: 'connected' }, connected(m)),
-      el('td', {}, ...userTags(m).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v)))));
-  $('#members tbody').replaceChildren(...rows);
+      el('td', {}, ...userTags(m).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v))));
+  virtualRows($('#members-box'), $('#members tbody'), rows, row, null);
   renderDetails();
   document.querySelectorAll('#members th').forEach((th) => {
     th.classList.toggle('asc', th.dataset.key === key && dir === 1);
@@ -308,20 +282,6 @@ function renderMembers() {
 function duration(ms) {
   if (ms < 1) return '< 1 ms';
   return ms < 1000 ? ms + ' ms' : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
-}
-
-function renderTimeline() {
-  const rows = state.timeline.map((t) => el('tr', { 'data-name': t.member.name, 'data-kind': t.kind },
-    el('td', { title: t.time.toISOString() }, t.time.toLocaleTimeString()),
-    el('td', {}, t.member.name),
-    el('td', {}, ...(t.kind === 'takeover'
-      ? [el('span', { class: 'status takeover' }, 'leads ' + t.singleton), ' (epoch ' + t.epoch + ')']
-      : [el('span', { class: 'status ' + t.kind }, t.kind), t.note ? ' (' + t.note + ')' : ''])),
-    el('td', { class: 'num' }, t.member.incarnation),
-    el('td', { class: 'num detection' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
-  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 5 }, 'No membership event since the page opened.')));
-  $('#timeline tbody').replaceChildren(...rows);
-  renderDetails();
 }
 
 function ago(ms) {
@@ -365,6 +325,9 @@ function show(view) {
 // edges, from GET /v1/broadcast/tree/{root}: each member's eager (tree) and lazy peers ---
 
 const TOPOLOGY_EVERY_MS = 5000;
+// Above this many members the graph is drawn small: members as dots without names, and only
+// the chosen root's eager links (`?graph=N` in the page's address sets it).
+const TOPOLOGY_FULL_MAX = Number(new URLSearchParams(location.search).get('graph')) || 64;
 const SVG = 'http://www.w3.org/2000/svg';
 const topology = { tree: null, at: 0, busy: false };
 
@@ -425,7 +388,9 @@ function renderTopology(up, root) {
       }
     }
   }
-  const lines = [...edges].filter(([key]) => key.split(' ').every((n) => at.has(n))).map(([key, kind]) => {
+  const small = members.length > TOPOLOGY_FULL_MAX;
+  const drawn = [...edges].filter(([key, kind]) => key.split(' ').every((n) => at.has(n)) && (!small || kind === 'eager'));
+  const lines = drawn.map(([key, kind]) => {
     const [[x1, y1], [x2, y2]] = key.split(' ').map((n) => at.get(n));
     return svg('line', { x1, y1, x2, y2, class: kind, 'data-edge': key });
   });
@@ -433,7 +398,12 @@ function renderTopology(up, root) {
     const [x, y] = at.get(m.name);
     const client = role(m) === 'client';
     const g = svg('g', { 'data-name': m.name, 'data-turn': turn.get(m.name) });
-    g.append(svg('circle', { cx: x, cy: y, r: client ? 7 : 11, class: m.status + (m.name === root ? ' root' : '') }));
+    const size = small ? (m.name === root ? 6 : 3) : client ? 7 : 11;
+    g.append(svg('circle', { cx: x, cy: y, r: size, class: m.status + (m.name === root ? ' root' : '') }));
+    if (small) {
+      g.append(svg('title', {}, m.name + (client ? ' (client)' : '')));
+      return g;
+    }
     const dx = x < cx ? -16 : 16;
     g.append(svg('text', { x: x + dx, y: y + 4, 'text-anchor': x < cx ? 'end' : 'start' }, m.name + (client ? ' (client)' : '')));
     return g;
@@ -442,74 +412,8 @@ function renderTopology(up, root) {
   $('#topology').replaceChildren(ring, ...lines, ...nodes);
   const counts = [...edges.values()].reduce((c, k) => ({ ...c, [k]: (c[k] || 0) + 1 }), {});
   const missing = tree.unanswered && tree.unanswered.length ? '; no answer from ' + tree.unanswered.join(', ') : '';
-  $('#topology-note').textContent = (counts.eager || 0) + ' eager, ' + (counts.lazy || 0) + ' lazy links' + missing;
-}
-
-// --- Traffic: GET /metrics once a second while the view is shown, as rates ---
-
-const TRAFFIC_SAMPLES = 120;
-const traffic = { samples: [] };
-const CHARTS = [
-  { title: 'Frames per second', unit: '', series: [['in', 'ensemble_received_frames_total'], ['out', 'ensemble_sent_frames_total']] },
-  { title: 'Bytes per second', unit: 'B', series: [['in', 'ensemble_received_bytes_total'], ['out', 'ensemble_sent_bytes_total']] },
-  { title: 'Dropped frames per second', unit: '', series: [['dropped', 'ensemble_dropped_frames_total']] },
-  { title: 'Messages per second', unit: '', series: [['sent', 'ensemble_messages_sent_total'], ['delivered', 'ensemble_messages_delivered_total']] },
-];
-
-// The sum over every series of each metric of the Prometheus text format.
-function parseMetrics(text) {
-  const sums = {};
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)/.exec(line);
-    if (m) sums[m[1]] = (sums[m[1]] || 0) + Number(m[3]);
-  }
-  return sums;
-}
-
-async function sampleTraffic() {
-  if (!state.token || state.view !== 'traffic' || document.hidden) return;
-  try {
-    const resp = await api('/metrics');
-    if (!resp.ok) return;
-    traffic.samples.push({ t: Date.now(), v: parseMetrics(await resp.text()) });
-    if (traffic.samples.length > TRAFFIC_SAMPLES + 1) traffic.samples.shift();
-    renderTraffic();
-  } catch (e) {
-    guard(e);
-  }
-}
-
-function rate(x, unit) {
-  const k = unit === 'B' ? 1024 : 1000;
-  const units = unit === 'B' ? ['B/s', 'KiB/s', 'MiB/s', 'GiB/s'] : ['/s', 'k/s', 'M/s', 'G/s'];
-  let i = 0;
-  while (x >= k && i < units.length - 1) { x /= k; i += 1; }
-  return (x < 10 && i > 0 ? x.toFixed(1) : Math.round(x)) + ' ' + units[i];
-}
-
-function renderTraffic() {
-  const s = traffic.samples;
-  const charts = CHARTS.map((c) => {
-    const series = c.series.map(([label, metric]) => ({
-      label,
-      points: s.slice(1).map((b, i) => Math.max(0, ((b.v[metric] || 0) - (s[i].v[metric] || 0)) / ((b.t - s[i].t) / 1000 || 1))),
-    }));
-    const peak = Math.max(0, ...series.flatMap((x) => x.points));
-    const max = Math.max(1, peak) * 1.1;
-    const [w, h] = [420, 110];
-    const chart = svg('svg', { viewBox: `0 0 ${w} ${h}`, preserveAspectRatio: 'none' });
-    chart.append(svg('line', { x1: 0, y1: h - 1, x2: w, y2: h - 1 }));
-    series.forEach((x, n) => {
-      const pts = x.points.map((v, i) => `${(w * (i + TRAFFIC_SAMPLES - x.points.length)) / TRAFFIC_SAMPLES},${h - 1 - ((h - 2) * v) / max}`);
-      chart.append(svg('polyline', { points: pts.join(' '), class: 's' + n }));
-    });
-    const values = el('div', { class: 'values' }, ...series.map((x, n) => el('span', { class: 's' + n, 'data-series': x.label },
-      x.label + ' ' + (x.points.length ? rate(x.points[x.points.length - 1], c.unit) : '…'))));
-    return el('div', { class: 'chart', 'data-chart': c.title, 'data-points': s.length - 1 }, el('h3', {}, c.title), chart, values,
-      el('div', { class: 'muted' }, 'peak ' + rate(peak, c.unit) + ' over ' + Math.max(0, s.length - 1) + ' s'));
-  });
-  $('#charts').replaceChildren(...charts);
+  const note = small ? '; ' + members.length + ' members: drawn as dots (names on hover), only the eager links shown' : '';
+  $('#topology-note').textContent = (counts.eager || 0) + ' eager, ' + (counts.lazy || 0) + ' lazy links' + missing + note;
 }
 
 // --- Wiring ---

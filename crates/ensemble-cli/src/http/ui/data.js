@@ -11,11 +11,13 @@ const data = {
   tracker: null,
   busy: false,
   detail: null, // the member whose details are shown
+  detailTimer: null, // their refresh, while they are shown
 };
 
 // Forgets everything (signed out).
 function clearData() {
-  Object.assign(data, { tables: [], table: null, pages: [], records: [], tracker: null, detail: null });
+  clearInterval(data.detailTimer);
+  Object.assign(data, { tables: [], table: null, pages: [], records: [], tracker: null, detail: null, detailTimer: null });
   renderTables();
   renderTracker();
 }
@@ -26,14 +28,7 @@ async function refreshTables() {
   if (!state.token || state.view !== 'tables' || data.busy || document.hidden) return;
   data.busy = true;
   try {
-    const resp = await api('/v1/tables');
-    if (!resp.ok) return;
-    const names = (await resp.json()).sort();
-    const infos = await Promise.all(names.map(async (n) => {
-      const r = await api('/v1/tables/' + enc(n));
-      return r.ok ? r.json() : { name: n };
-    }));
-    data.tables = infos;
+    await loadTables();
     if (data.table) await loadRecords();
     renderTables();
   } catch (e) {
@@ -41,6 +36,17 @@ async function refreshTables() {
   } finally {
     data.busy = false;
   }
+}
+
+// GET /v1/tables, then GET /v1/tables/{table} of each.
+async function loadTables() {
+  const resp = await api('/v1/tables');
+  if (!resp.ok) return;
+  const names = (await resp.json()).sort();
+  data.tables = await Promise.all(names.map(async (n) => {
+    const r = await api('/v1/tables/' + enc(n));
+    return r.ok ? r.json() : { name: n };
+  }));
 }
 
 // The current page of the chosen table: at most RECORDS_PAGE records after the page's key.
@@ -98,12 +104,38 @@ async function browse(table, pages) {
 async function refreshTracker() {
   if (!state.token || state.view !== 'tracker' || document.hidden) return;
   try {
-    const resp = await api('/v1/tracker');
-    if (resp.ok) data.tracker = await resp.json();
+    await loadTracker();
     renderTracker();
   } catch (e) {
     guard(e);
   }
+}
+
+async function loadTracker() {
+  const resp = await api('/v1/tracker');
+  if (resp.ok) data.tracker = await resp.json();
+}
+
+// The tables and the tracker for a member's details, once a second while they are shown.
+async function refreshDetails() {
+  if (!state.token || !data.detail || data.busy || document.hidden) return;
+  data.busy = true;
+  try {
+    await Promise.all([loadTables(), loadTracker()]);
+    renderDetails();
+  } catch (e) {
+    guard(e);
+  } finally {
+    data.busy = false;
+  }
+}
+
+function showDetails(name) {
+  data.detail = name;
+  clearInterval(data.detailTimer);
+  data.detailTimer = name ? setInterval(refreshDetails, 1000) : null;
+  if (name) refreshDetails();
+  renderDetails();
 }
 
 function renderTracker() {
@@ -134,16 +166,36 @@ function renderDetails() {
     ['Tags', Object.keys(m.tags || {}).length
       ? el('span', {}, ...Object.entries(m.tags).map(([k, v]) => el('span', { class: 'tag' }, k + '=' + v)))
       : '(none)'],
+    ['Tables', data.tables.filter((t) => (t.members || []).includes(m.name)).map((t) => t.name).join(', ') || '(none this agent hosts)'],
+    ['Singletons', singletonsOf(m.name)],
+    ['Tracker', trackerOf(m.name)],
   ];
   $('#details-fields').replaceChildren(...fields.flatMap(([k, v]) =>
     [el('dt', {}, k), el('dd', { 'data-field': k.toLowerCase() }, v)]));
-  const rows = state.timeline.filter((t) => t.member.name === m.name).map((t) => el('tr', { 'data-kind': t.kind },
+  const rows = entriesOf(m.name).map((t) => el('tr', { 'data-kind': t.kind },
     el('td', { title: t.time.toISOString() }, t.time.toLocaleTimeString()),
-    el('td', {}, t.kind === 'takeover' ? 'leads ' + t.singleton + ' (epoch ' + t.epoch + ')' : t.kind + (t.note ? ' (' + t.note + ')' : '')),
-    el('td', { class: 'num' }, t.member.incarnation),
+    el('td', {}, ...entryText(t)),
+    el('td', { class: 'num' }, t.incarnation == null ? '' : t.incarnation),
     el('td', { class: 'num' }, t.detection_ms == null ? '' : duration(t.detection_ms))));
-  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 4 }, 'No event for this member since the page opened.')));
+  if (!rows.length) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 4 }, 'No event for this member in the last hour.')));
   $('#details-events tbody').replaceChildren(...rows);
+}
+
+// The singletons of this agent that `name` leads, or runs without leading (a candidate).
+function singletonsOf(name) {
+  const roles = state.singletons.flatMap((s) => {
+    if (s.leader === name) return [s.name + ' (leader, epoch ' + s.epoch + ')'];
+    if (name === state.me || (s.candidates || []).includes(name)) return [s.name + ' (runs it)'];
+    return [];
+  });
+  return roles.join(', ') || '(none of this agent\'s)';
+}
+
+// The tracker's row of `name`: its status and when it last changed.
+function trackerOf(name) {
+  const r = data.tracker && data.tracker.nodes.find((n) => n.node === name);
+  if (!r) return data.tracker ? '(no row)' : '';
+  return r.status + ' since ' + new Date(r.last_change).toLocaleTimeString() + ' (' + ago(r.last_change) + '), incarnation ' + r.incarnation;
 }
 
 // The view's refresh, started by show() in app.js while the view is shown.
@@ -160,13 +212,9 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#members tbody').addEventListener('click', (e) => {
     const row = e.target.closest('tr[data-name]');
     if (!row) return;
-    data.detail = row.dataset.name;
-    renderDetails();
+    showDetails(row.dataset.name);
   });
-  $('#details-close').addEventListener('click', () => {
-    data.detail = null;
-    renderDetails();
-  });
+  $('#details-close').addEventListener('click', () => showDetails(null));
   $('#tables').addEventListener('click', (e) => {
     const t = e.target.dataset.table;
     if (t) browse(t, [null]);

@@ -165,6 +165,15 @@ impl Node {
         })
     }
 
+    /// The joins of tables that this node coordinates, from now on: each completed join and
+    /// each automatic re-merge's outcome. A subscriber that falls more than 1024 events
+    /// behind skips the oldest.
+    pub fn table_joins(
+        &self,
+    ) -> impl futures::Stream<Item = crate::command::TableJoinEvent> + Send + Unpin + 'static {
+        crate::api::membership::skip_lagged(self.inner.table_joins.resubscribe(), "table join")
+    }
+
     /// The names of the tables this node hosts.
     pub async fn tables(&self) -> Result<Vec<String>, Error> {
         self.call(|reply| Command::Table(TableCommand::List { reply }))

@@ -1,0 +1,222 @@
+//! The tasks that fill the agent's [`History`]: each follows one of the node's streams and
+//! records what changed. They end when the node stops.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use ensemble::{EventKind, Member, MemberEvent, Node, PartitionRef, Status, TableJoinEvent};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::History;
+use crate::views::{HistoryEntry, HistoryKind};
+
+/// Starts the collectors of `history` over `node`; `pokes` is the receiver [`History::new`]
+/// gave.
+pub fn spawn(node: &Node, history: &History, pokes: mpsc::Receiver<()>) {
+    tokio::spawn(members(node.clone(), history.clone()));
+    tokio::spawn(suspicions(node.clone(), history.clone()));
+    tokio::spawn(tables(node.clone(), history.clone()));
+    tokio::spawn(partitions(node.clone(), history.clone()));
+    tokio::spawn(singletons(node.clone(), history.clone(), pokes));
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// The membership events (up, down with its detection latency, left, updated).
+async fn members(node: Node, history: History) {
+    let mut events = node.events();
+    drop(node);
+    while let Some(e) = events.next().await {
+        history.record(member_entry(&e));
+    }
+}
+
+fn member_entry(e: &MemberEvent) -> HistoryEntry {
+    let kind = match e.kind {
+        EventKind::Up => HistoryKind::Up,
+        EventKind::Down => HistoryKind::Down,
+        EventKind::Left => HistoryKind::Left,
+        EventKind::Updated => HistoryKind::Updated,
+    };
+    HistoryEntry {
+        member: Some(e.member.name.clone()),
+        incarnation: Some(e.member.incarnation),
+        detection_ms: e.detection.map(millis),
+        ..HistoryEntry::new(kind)
+    }
+}
+
+/// Suspicions, which make no event: a member that turns suspect in the published list, and
+/// one that is alive again after it.
+async fn suspicions(node: Node, history: History) {
+    let mut lists = node.member_lists();
+    drop(node);
+    let mut suspects: BTreeSet<String> = BTreeSet::new();
+    while let Some(list) = lists.next().await {
+        for e in suspicion_changes(&mut suspects, &list) {
+            history.record(e);
+        }
+    }
+}
+
+/// The entries of a new member list: a member suspect in `list` and not in `suspects`, or
+/// alive in `list` and suspect in `suspects`; `suspects` becomes the suspect members of
+/// `list`.
+fn suspicion_changes(suspects: &mut BTreeSet<String>, list: &[Arc<Member>]) -> Vec<HistoryEntry> {
+    let mut out = Vec::new();
+    let mut now = BTreeSet::new();
+    for m in list {
+        let kind = match m.status {
+            Status::Suspect => {
+                now.insert(m.name.clone());
+                (!suspects.contains(&m.name)).then_some(HistoryKind::Suspect)
+            }
+            Status::Alive => suspects.contains(&m.name).then_some(HistoryKind::Refuted),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            out.push(HistoryEntry {
+                member: Some(m.name.clone()),
+                incarnation: Some(m.incarnation),
+                ..HistoryEntry::new(kind)
+            });
+        }
+    }
+    *suspects = now;
+    out
+}
+
+/// Table joins this agent coordinated, and re-merges.
+async fn tables(node: Node, history: History) {
+    let mut joins = node.table_joins();
+    drop(node);
+    while let Some(j) = joins.next().await {
+        let entry = match j {
+            TableJoinEvent::Joined {
+                table,
+                node,
+                took,
+                conflicts,
+            } => HistoryEntry {
+                table: Some(table),
+                member: Some(node),
+                took_ms: Some(millis(took)),
+                conflicts: Some(conflicts),
+                ..HistoryEntry::new(HistoryKind::TableJoined)
+            },
+            TableJoinEvent::Remerged {
+                table,
+                node,
+                result,
+            } => HistoryEntry {
+                table: Some(table),
+                member: Some(node),
+                error: result.err().map(|e| e.to_string()),
+                ..HistoryEntry::new(HistoryKind::TableRemerged)
+            },
+        };
+        history.record(entry);
+    }
+}
+
+/// Partitions injected at this agent and resolved (by hand or by their time to live).
+async fn partitions(node: Node, history: History) {
+    let mut changes = node.partition_changes();
+    drop(node);
+    let mut before: BTreeMap<PartitionRef, BTreeSet<String>> = match changes.next().await {
+        Some(p) => p,
+        None => return,
+    };
+    while let Some(now) = changes.next().await {
+        for (r, nodes) in &now {
+            if !before.contains_key(r) {
+                history.record(partition_entry(HistoryKind::PartitionInjected, *r, nodes));
+            }
+        }
+        for (r, nodes) in &before {
+            if !now.contains_key(r) {
+                history.record(partition_entry(HistoryKind::PartitionResolved, *r, nodes));
+            }
+        }
+        before = now;
+    }
+}
+
+fn partition_entry(kind: HistoryKind, r: PartitionRef, nodes: &BTreeSet<String>) -> HistoryEntry {
+    HistoryEntry {
+        partition: Some(r.0),
+        nodes: nodes.iter().cloned().collect(),
+        ..HistoryEntry::new(kind)
+    }
+}
+
+/// Singleton takeovers: at each poke (this agent's activator heard of a new leader), the
+/// singletons' leaders and epochs, and an entry for each that changed.
+async fn singletons(node: Node, history: History, mut pokes: mpsc::Receiver<()>) {
+    let mut seen: HashMap<String, (String, u64)> = HashMap::new();
+    while pokes.recv().await.is_some() {
+        let Ok(list) = node.singletons().await else {
+            return;
+        };
+        for s in list {
+            let Some(leader) = s.leader else { continue };
+            let now = (leader.clone(), s.epoch);
+            if seen.get(&s.name) != Some(&now) {
+                history.record(HistoryEntry {
+                    member: Some(leader),
+                    singleton: Some(s.name.clone()),
+                    epoch: Some(s.epoch),
+                    ..HistoryEntry::new(HistoryKind::Takeover)
+                });
+                seen.insert(s.name, now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, incarnation: u64, status: Status) -> Arc<Member> {
+        Arc::new(Member {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            incarnation,
+            status,
+            tags: Default::default(),
+        })
+    }
+
+    fn kinds(e: &[HistoryEntry]) -> Vec<(HistoryKind, &str, u64)> {
+        e.iter()
+            .map(|e| (e.kind, e.member.as_deref().unwrap(), e.incarnation.unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_suspicion_and_its_refutation_are_entries_once_each() {
+        let mut suspects = BTreeSet::new();
+        let alive = [member("a", 1, Status::Alive), member("b", 1, Status::Alive)];
+        assert!(suspicion_changes(&mut suspects, &alive).is_empty());
+        let suspect = [
+            member("a", 1, Status::Alive),
+            member("b", 1, Status::Suspect),
+        ];
+        let e = suspicion_changes(&mut suspects, &suspect);
+        assert_eq!(kinds(&e), [(HistoryKind::Suspect, "b", 1)]);
+        // Still suspect: nothing new.
+        assert!(suspicion_changes(&mut suspects, &suspect).is_empty());
+        let refuted = [member("a", 1, Status::Alive), member("b", 2, Status::Alive)];
+        let e = suspicion_changes(&mut suspects, &refuted);
+        assert_eq!(kinds(&e), [(HistoryKind::Refuted, "b", 2)]);
+        assert!(suspicion_changes(&mut suspects, &refuted).is_empty());
+        // Suspect, then down: the down is the membership event's, not a refutation.
+        suspicion_changes(&mut suspects, &suspect);
+        let down = [member("a", 1, Status::Alive), member("b", 1, Status::Down)];
+        assert!(suspicion_changes(&mut suspects, &down).is_empty());
+    }
+}
