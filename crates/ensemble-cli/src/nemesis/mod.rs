@@ -179,7 +179,14 @@ pub fn run(args: NemesisArgs) -> Result<()> {
     let ended_ms = end.clock.now_ms();
     cluster.lock().expect("cluster").kill_all();
 
-    let violations: usize = guarantees.iter().map(|v| v.violations.len()).sum();
+    // A verdict lists at most 20 violations and counts them all under `violations`.
+    let violations: usize = guarantees
+        .iter()
+        .map(|v| {
+            let counted = v.counts.get("violations").copied().unwrap_or(0) as usize;
+            counted.max(v.violations.len())
+        })
+        .sum();
     let failed = guarantees.iter().any(|v| !v.passed);
     let kept = failed || args.keep || args.dir.is_some();
     let report = report::Report {
