@@ -64,20 +64,21 @@ pub fn read_deliveries(path: &Path) -> Option<Vec<String>> {
     Some(read_records(path)?.into_iter().map(|d| d.payload).collect())
 }
 
-/// What the last process of each agent delivered (the one running at the end), by agent.
-pub type LastRuns = BTreeMap<String, Vec<Delivery>>;
+/// What each agent's runs delivered, with the process id of each run, by agent.
+pub type Runs = BTreeMap<String, Vec<Delivery>>;
 
-/// The deliveries of the last process in each agent's file.
-pub fn last_runs(end: &End) -> LastRuns {
+/// Every agent's deliveries, read from its file.
+pub fn runs(end: &End) -> Runs {
     end.dirs
         .iter()
-        .map(|(n, d)| {
-            let all = read_records(&d.join(FILE)).unwrap_or_default();
-            let last = all.last().map(|d| d.pid);
-            let mine = all.into_iter().filter(|d| Some(d.pid) == last).collect();
-            (n.clone(), mine)
-        })
+        .map(|(n, d)| (n.clone(), read_records(&d.join(FILE)).unwrap_or_default()))
         .collect()
+}
+
+/// The deliveries of an agent's last run (the process running at the end).
+fn last_run(all: &[Delivery]) -> impl Iterator<Item = &Delivery> {
+    let last = all.last().map(|d| d.pid);
+    all.iter().filter(move |d| Some(d.pid) == last)
 }
 
 /// Each send's payload with its operation.
@@ -92,24 +93,36 @@ fn sends(ops: &[Op]) -> BTreeMap<&str, &Op> {
 /// (`reconnect_max_ms`, 10 s, plus its jitter of a quarter).
 const RECONNECT_MS: u64 = 12_500;
 
+/// Whether every run of an agent delivered `p` at most once (false without records).
+fn once_per_run(run: Option<&Vec<Delivery>>, p: &str) -> bool {
+    let Some(run) = run else { return false };
+    let mut by_pid: BTreeMap<u64, u64> = BTreeMap::new();
+    for d in run.iter().filter(|d| d.payload == p) {
+        *by_pid.entry(d.pid).or_default() += 1;
+    }
+    !by_pid.is_empty() && by_pid.values().all(|n| *n == 1)
+}
+
 /// `broadcast.exactly_once`: every event whose send was `Ok` was delivered exactly once by
 /// every agent whose process ran from the send's invocation to the end; no event delivered
-/// twice by any agent; every event delivered was sent (`Ok` or `Unknown`). An event is lost
+/// twice by one run of an agent (a restarted agent's new run does not know what its previous
+/// runs delivered, and may deliver those again: counted); every event delivered was sent (`Ok` or `Unknown`). An event is lost
 /// with its sender, and excused, when the sender's process ended after sending it, no other
 /// agent delivered it (it never left the sender), and the sender was cut from the agent at
 /// some time from [`RECONNECT_MS`] before the send to its end (not yet reconnected).
 pub fn exactly_once(
     ops: &[Op],
     delivered: &Files,
-    last: &LastRuns,
+    runs: &Runs,
     lives: &Lives,
     faults: &FaultRecord,
 ) -> Verdict {
     let sent = sends(ops);
     let mut violations = Vec::new();
     let (mut expected, mut lost_with_sender, mut before_first) = (0u64, 0u64, 0u64);
+    let mut again_after_restart = 0u64;
     // Each event's place in its sender's stream, from whoever delivered it.
-    let seq: BTreeMap<&str, u64> = last
+    let seq: BTreeMap<&str, u64> = runs
         .values()
         .flatten()
         .map(|d| (d.payload.as_str(), d.seq))
@@ -119,11 +132,10 @@ pub fn exactly_once(
     // before the first one of its stream that run delivered is its past, not a loss.
     let before_first_exchange = |op: &Op, p: &str, agent: &str| {
         let restarted = lives.get(agent).is_some_and(|l| l.len() > 1);
-        let (Some(run), Some(s)) = (last.get(agent), seq.get(p)) else {
+        let (Some(run), Some(s)) = (runs.get(agent), seq.get(p)) else {
             return false;
         };
-        let first = run
-            .iter()
+        let first = last_run(run)
             .filter(|d| {
                 sent.get(d.payload.as_str())
                     .is_some_and(|o| stream(o) == stream(op))
@@ -159,6 +171,8 @@ pub fn exactly_once(
                 Some(op) if matches!(op.outcome, Outcome::Fail(_)) => {
                     violations.push(format!("{agent} delivered {p:?}, whose send failed"))
                 }
+                // A new run does not know what the agent's previous runs delivered.
+                _ if *n > 1 && once_per_run(runs.get(agent), p) => again_after_restart += 1,
                 _ if *n > 1 => violations.push(format!("{agent} delivered {p:?} {n} times")),
                 _ => {}
             }
@@ -190,6 +204,10 @@ pub fn exactly_once(
         (
             "before_a_restarted_agents_first_exchange".to_string(),
             before_first,
+        ),
+        (
+            "delivered_again_by_a_restarted_agent".to_string(),
+            again_after_restart,
         ),
     ]);
     verdict("broadcast.exactly_once", counts, violations)
@@ -281,7 +299,7 @@ impl Workload for Broadcast {
                 .all(|d| d.as_ref().is_some_and(|d| d.len() >= acked))
         });
         vec![
-            exactly_once(ops, &delivered, &last_runs(end), &end.lives, &end.faults),
+            exactly_once(ops, &delivered, &runs(end), &end.lives, &end.faults),
             per_sender_order(ops, &delivered, &end.lives),
         ]
     }
@@ -313,7 +331,7 @@ mod tests {
         let none = Lives::new();
         let calm = FaultRecord::default();
         let ok = got(&[("a0", &["c0:1"]), ("a1", &["c0:1", "c1:1"])]);
-        assert!(exactly_once(&ops, &ok, &LastRuns::new(), &none, &calm).passed);
+        assert!(exactly_once(&ops, &ok, &Runs::new(), &none, &calm).passed);
         for bad in [
             got(&[("a0", &["c0:1"]), ("a1", &[])]),
             got(&[("a0", &["c0:1", "c0:1"]), ("a1", &["c0:1"])]),
@@ -321,14 +339,14 @@ mod tests {
             got(&[("a0", &["c0:1", "c1:2"]), ("a1", &["c0:1"])]),
         ] {
             assert!(
-                !exactly_once(&ops, &bad, &LastRuns::new(), &none, &calm).passed,
+                !exactly_once(&ops, &bad, &Runs::new(), &none, &calm).passed,
                 "{bad:?}"
             );
         }
         // a1 restarted after the send: it need not have the event.
         let restarted = Lives::from([("a1".to_string(), vec![(0, Some(12)), (13, None)])]);
         let missing = got(&[("a0", &["c0:1"]), ("a1", &[])]);
-        assert!(exactly_once(&ops, &missing, &LastRuns::new(), &restarted, &calm).passed);
+        assert!(exactly_once(&ops, &missing, &Runs::new(), &restarted, &calm).passed);
     }
 
     #[test]
@@ -348,7 +366,7 @@ mod tests {
             seq,
         };
         let last = |a1: Vec<Delivery>| {
-            LastRuns::from([
+            Runs::from([
                 (
                     "a0".to_string(),
                     vec![d("c0:1", 5), d("c0:2", 6), d("c0:3", 7)],
@@ -387,6 +405,25 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_agent_may_deliver_again_what_its_previous_run_did_but_one_run_only_once() {
+        let ops = vec![send("a0", 5, "c0:1", Outcome::Ok)];
+        let calm = FaultRecord::default();
+        let lives = Lives::from([("a1".to_string(), vec![(0, Some(9)), (10, None)])]);
+        let d = |pid, seq| Delivery {
+            pid,
+            payload: "c0:1".into(),
+            seq,
+        };
+        let twice = got(&[("a0", &["c0:1"]), ("a1", &["c0:1", "c0:1"])]);
+        let runs = |a1| Runs::from([("a0".to_string(), vec![d(1, 1)]), ("a1".to_string(), a1)]);
+        let v = exactly_once(&ops, &twice, &runs(vec![d(2, 1), d(3, 1)]), &lives, &calm);
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.counts["delivered_again_by_a_restarted_agent"], 1);
+        let v = exactly_once(&ops, &twice, &runs(vec![d(3, 1), d(3, 1)]), &lives, &calm);
+        assert!(!v.passed && v.violations[0].contains("2 times"), "{v:?}");
+    }
+
+    #[test]
     fn an_event_that_never_left_its_cut_off_sender_dies_with_it() {
         use crate::nemesis::record::Applied;
         // a0 sends while cut off from a1 and a2, and is killed before the cut heals.
@@ -403,14 +440,14 @@ mod tests {
             }],
         };
         let nobody = got(&[("a0", &["c0:1"]), ("a1", &[]), ("a2", &[])]);
-        let v = exactly_once(&ops, &nobody, &LastRuns::new(), &killed, &cut);
+        let v = exactly_once(&ops, &nobody, &Runs::new(), &killed, &cut);
         assert!(v.passed, "{v:?}");
         assert_eq!(v.counts["lost_with_their_cut_off_sender"], 2);
         // Not when it did leave (a2 has it: a1 must too), nor without the cut.
         let a2_has_it = got(&[("a0", &["c0:1"]), ("a1", &[]), ("a2", &["c0:1"])]);
-        assert!(!exactly_once(&ops, &a2_has_it, &LastRuns::new(), &killed, &cut).passed);
+        assert!(!exactly_once(&ops, &a2_has_it, &Runs::new(), &killed, &cut).passed);
         let calm = FaultRecord::default();
-        assert!(!exactly_once(&ops, &nobody, &LastRuns::new(), &killed, &calm).passed);
+        assert!(!exactly_once(&ops, &nobody, &Runs::new(), &killed, &calm).passed);
     }
 
     #[test]
