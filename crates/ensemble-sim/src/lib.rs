@@ -18,5 +18,5 @@ pub mod scenario;
 
 pub use broadcast::{BroadcastReport, BroadcastScenario};
 pub use client_server::{ClientServerConfig, ClientServerReport};
-pub use network::{NodeId, Sim, SimConfig, SimDelivery, SimEvent, SimSingletonEvent};
+pub use network::{NodeId, Sim, SimConfig, SimDelivery, SimEvent, SimSingletonEvent, SimUserEvent};
 pub use scenario::{Report, Scenario, ScenarioConfig, Start};

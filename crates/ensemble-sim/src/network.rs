@@ -8,11 +8,12 @@ mod links;
 mod nodes;
 mod records;
 
-pub use records::{SimConfig, SimDelivery, SimEvent, SimSingletonEvent};
+pub use records::{SimConfig, SimDelivery, SimEvent, SimSingletonEvent, SimUserEvent};
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ensemble_proto::broadcast::events::{EventLog, USER_EVENTS};
@@ -143,6 +144,8 @@ pub struct Sim {
     pub record_deliveries: bool,
     /// Broadcast deliveries so far (if recorded).
     pub deliveries: Vec<SimDelivery>,
+    /// User events the nodes' event logs delivered, once recording is on.
+    user_events: Arc<Mutex<Option<Vec<SimUserEvent>>>>,
     boots: u64,
     /// Messages sent, by kind.
     pub by_kind: BTreeMap<&'static str, u64>,
@@ -201,6 +204,7 @@ impl Sim {
             other_bytes: 0,
             record_deliveries: false,
             deliveries: Vec::new(),
+            user_events: Arc::default(),
             boots: 0,
             by_kind: BTreeMap::new(),
             fifo: BTreeMap::new(),
@@ -299,7 +303,12 @@ impl Sim {
             None => Stack::new(config, local, node.seeds.clone(), seed, self.now),
         };
         self.boots += 1;
-        let events = EventLog::new(name, self.boots, 4096, |_| {});
+        let record = self.user_events.clone();
+        let events = EventLog::new(name, self.boots, 4096, move |event| {
+            if let Some(v) = record.lock().expect("not poisoned").as_mut() {
+                v.push(SimUserEvent { node: id, event });
+            }
+        });
         let register = broadcast::Input::Register {
             token: 0,
             name: USER_EVENTS.into(),

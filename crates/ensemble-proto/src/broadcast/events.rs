@@ -67,7 +67,9 @@ struct Summary {
     fresh: bool,
     ltime: u64,
     /// Per stream: origin, stream, the last event delivered in order, and the first event
-    /// still held in the log (what a peer can no longer repair from here lies before it).
+    /// not known to be gone: what lies before it left this node's log (evicted), or was given
+    /// up on a peer's word that it had left that peer's. A position adopted on arrival or a
+    /// gap skipped for other reasons moves it not: that is no evidence that no log holds them.
     streams: Vec<(String, u64, u64, u64)>,
 }
 
@@ -75,6 +77,9 @@ struct Summary {
 struct Stream {
     delivered: u64,
     pending: BTreeMap<u64, UserEvent>,
+    /// The last event known to be gone from the logs: evicted from this node's, or given up
+    /// on a peer's word that it left that peer's (0: none).
+    gone: u64,
 }
 
 /// The user-event handler.
@@ -156,6 +161,8 @@ impl EventLog {
             if gap_lost && !s.pending.is_empty() {
                 self.skipped += first - 1 - s.delivered;
                 s.delivered = first - 1;
+                // Gone from the peer's log: peers may give it up on this node's word too.
+                s.gone = s.gone.max(first - 1);
                 s.pending.retain(|seq, _| *seq > first - 1);
                 self.flush(&key);
             }
@@ -191,8 +198,14 @@ impl EventLog {
         self.log.insert(key.clone(), payload);
         self.order.push_back(key);
         while self.order.len() > self.retain {
-            if let Some(old) = self.order.pop_front() {
-                self.log.remove(&old);
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if self.log.remove(&old).is_some() {
+                let (o, st, seq) = old;
+                if let Some(s) = self.streams.get_mut(&(o, st)) {
+                    s.gone = s.gone.max(seq);
+                }
             }
         }
     }
@@ -291,11 +304,14 @@ impl Handler for EventLog {
                 .streams
                 .iter()
                 .map(|((o, st), s)| {
+                    // Only what is known to be gone: a log that never held the events (a
+                    // position adopted on arrival) says nothing of the other logs.
+                    let gone = s.gone.saturating_add(1);
                     let first = self
                         .log
                         .range((o.clone(), *st, 0)..=(o.clone(), *st, u64::MAX))
                         .next()
-                        .map_or(s.delivered.saturating_add(1), |((_, _, q), _)| *q);
+                        .map_or(gone, |((_, _, q), _)| (*q).min(gone));
                     (o.clone(), *st, s.delivered, first)
                 })
                 .collect(),

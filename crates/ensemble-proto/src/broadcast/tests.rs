@@ -610,6 +610,42 @@ fn a_gap_no_peer_can_fill_is_skipped_at_the_next_exchange() {
     assert_eq!(n.skipped(), 15);
 }
 
+/// Regression (found by `ensemble nemesis`, seed 3): a restarted node takes each stream's
+/// position from its first exchange and holds none of the events before it; its summary said
+/// its log started past them, and a peer waiting on a gap there gave the gap up at its next
+/// exchange with it, though the sender and others still held the events (acknowledged events
+/// lost after a partition healed).
+#[test]
+fn a_restarted_nodes_adopted_position_makes_no_peer_skip_a_gap() {
+    let mut o = EventLog::new("o".into(), 1, 100, |_| {});
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut n = event_log("n", &got);
+    let mut b = event_log("b", &Arc::default());
+    // n and o have met; b has everything o sent.
+    n.missing(&o.summary().unwrap(), 10);
+    o.missing(&n.summary().unwrap(), 10);
+    let events: Vec<(Bytes, Bytes)> = (1..=10).map(|i| event(&mut o, &i.to_string())).collect();
+    for (id, p) in &events {
+        o.merge(id, p);
+        b.merge(id, p);
+    }
+    // n was cut off during 4..=8, and has 9 and 10 since.
+    for (id, p) in events[..3].iter().chain(&events[8..]) {
+        n.merge(id, p);
+    }
+    // r restarts and takes o's stream from b's position (10): it holds none of it.
+    let mut r = event_log("r", &Arc::default());
+    r.missing(&b.summary().unwrap(), 10);
+    n.missing(&r.summary().unwrap(), 10);
+    assert_eq!(n.skipped(), 0, "4..=8 are still in o's and b's logs");
+    // The next exchange with o fills the gap.
+    for (id, p) in o.missing(&n.summary().unwrap(), 10) {
+        n.merge(&id, &p);
+    }
+    let seqs: Vec<u64> = got.lock().unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+}
+
 #[test]
 fn events_evicted_from_the_log_are_reported_lost() {
     let mut a = EventLog::new("a".into(), 1, 2, |_| {});

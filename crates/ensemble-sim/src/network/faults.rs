@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{pair, NodeId, Sim};
+use super::{pair, Event, NodeId, Sim};
 use ensemble_proto::stack::Input;
 
 impl Sim {
@@ -48,6 +48,23 @@ impl Sim {
         for x in a {
             for y in b {
                 self.blocked.insert(pair(*x, *y));
+            }
+        }
+    }
+
+    /// Splits the cluster as the runtime's injected partitions do: nodes of `a` and nodes of
+    /// `b` can no longer talk, and the connections between them close at both ends at once.
+    pub fn cut(&mut self, a: &[NodeId], b: &[NodeId]) {
+        self.partition(a, b);
+        for x in a {
+            for y in b {
+                let Some(link) = self.links.remove(&pair(*x, *y)) else {
+                    continue;
+                };
+                self.dialers.remove(&link);
+                for (at, peer) in [(*x, *y), (*y, *x)] {
+                    self.schedule(Duration::ZERO, Event::Closed { at, peer, link });
+                }
             }
         }
     }

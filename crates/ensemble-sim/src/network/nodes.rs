@@ -11,7 +11,7 @@ use ensemble_proto::stack::{Input, Output};
 use ensemble_proto::table::{self, Store};
 use ensemble_proto::{membership, messaging, query, singleton, Member, Status};
 
-use super::{pair, NodeId, Sim, SimEvent};
+use super::{pair, NodeId, Sim, SimEvent, SimUserEvent};
 
 impl Sim {
     /// Hands a running node an input at once (paused or not, as a local API call would be),
@@ -44,6 +44,19 @@ impl Sim {
             Ok(broadcast::Reply::Broadcast(msg_id)) => Some(msg_id),
             _ => None,
         }
+    }
+
+    /// Starts keeping the user events the nodes deliver (in order, as an application sees
+    /// them), from now on; [`Sim::user_events`] reads them.
+    pub fn record_user_events(&mut self) {
+        let mut v = self.user_events.lock().expect("not poisoned");
+        v.get_or_insert_with(Vec::new);
+    }
+
+    /// The user events delivered since [`Sim::record_user_events`], in delivery order.
+    pub fn user_events(&self) -> Vec<SimUserEvent> {
+        let v = self.user_events.lock().expect("not poisoned");
+        v.clone().unwrap_or_default()
     }
 
     /// The broadcast protocol of a running node.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use ensemble_proto::broadcast::events::UserEvent;
 use ensemble_proto::broadcast::BroadcastConfig;
 use ensemble_proto::singleton::{self, SingletonConfig};
 use ensemble_proto::table::TableConfig;
@@ -91,4 +92,13 @@ pub struct SimSingletonEvent {
     pub name: String,
     /// What happened.
     pub event: singleton::SingletonEvent,
+}
+
+/// A user event delivered (in order, by its node's event log) at a simulated node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimUserEvent {
+    /// The node it was delivered at.
+    pub node: NodeId,
+    /// The event.
+    pub event: UserEvent,
 }
