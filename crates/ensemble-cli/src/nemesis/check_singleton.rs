@@ -99,28 +99,39 @@ pub fn no_overlap(log: &[Append]) -> Verdict {
     Verdict::new("singleton.no_overlap", counts, violations)
 }
 
+/// How long after a cut healed, or a pause or kill ended, an overlap is still its doing.
+const SETTLE_MS: u64 = 10_000;
+
 /// What the singleton without the majority rule did (a verdict that always passes: its
 /// counts and observations are for the report), with the faults to say whether a partition
-/// separated two overlapping leaders.
+/// separated two overlapping leaders, or one of them was stopped (paused, killed, flooded).
 pub fn free(log: &[Append], faults: &FaultRecord) -> (Verdict, Vec<String>) {
     let all = spans(log, |_| true);
     let mut observations = Vec::new();
-    let mut separated = 0;
+    let (mut separated, mut stopped) = (0, 0);
     for (a, b) in overlaps(&all) {
         let (from, to) = (a.first_ms.max(b.first_ms), a.last_ms.min(b.last_ms));
-        let cut = faults.separated(&a.node, &b.node, from, to);
-        separated += u64::from(cut);
-        observations.push(format!(
-            "singleton.free: {} (epoch {}) and {} (epoch {}) both led during [{from}, {to}] ms{}",
-            a.node,
-            a.epoch,
-            b.node,
-            b.epoch,
-            if cut {
-                ", while a partition separated them"
-            } else {
-                ", with no partition between them"
+        // A cut that healed shortly before still counts: the two lead until they reconnect.
+        let cut = faults.separated(&a.node, &b.node, from.saturating_sub(SETTLE_MS), to);
+        let halted = [&a.node, &b.node].into_iter().find_map(|n| {
+            faults
+                .stopped(n, from.saturating_sub(SETTLE_MS), to)
+                .map(|k| (n, k))
+        });
+        let why = match (cut, halted) {
+            (true, _) => {
+                separated += 1;
+                ", while a partition separated them".to_string()
             }
+            (false, Some((n, kind))) => {
+                stopped += 1;
+                format!(", while {n} was stopped ({kind}: its command ran on)")
+            }
+            (false, None) => ", with no partition between them".to_string(),
+        };
+        observations.push(format!(
+            "singleton.free: {} (epoch {}) and {} (epoch {}) both led during [{from}, {to}] ms{why}",
+            a.node, a.epoch, b.node, b.epoch,
         ));
     }
     let counts = BTreeMap::from([
@@ -132,6 +143,7 @@ pub fn free(log: &[Append], faults: &FaultRecord) -> (Verdict, Vec<String>) {
         ("leaderships".to_string(), all.len() as u64),
         ("overlaps".to_string(), observations.len() as u64),
         ("overlaps_while_partitioned".to_string(), separated),
+        ("overlaps_while_one_was_stopped".to_string(), stopped),
     ]);
     (
         Verdict::new("singleton.free", counts, Vec::new()),

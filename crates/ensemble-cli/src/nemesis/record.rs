@@ -95,6 +95,14 @@ impl FaultRecord {
         })
     }
 
+    /// The pause, kill or flood of `x` in force at some time in `[from, to]`, if any.
+    pub fn stopped(&self, x: &str, from: u64, to: u64) -> Option<&'static str> {
+        self.applied
+            .iter()
+            .find(|a| a.during(from, to) && a.process_fault() && a.targets.iter().any(|t| t == x))
+            .map(|a| a.kind)
+    }
+
     /// Whether some nodes were cut from some others at some time in `[from, to]` (a split,
     /// a bridge or a non-transitive cut anywhere in the cluster).
     pub fn any_cut(&self, from: u64, to: u64) -> bool {
