@@ -241,4 +241,29 @@ mod tests {
             "{obs:?}"
         );
     }
+
+    #[test]
+    fn a_free_overlap_while_a_leader_was_paused_says_so() {
+        let pause = crate::nemesis::record::Applied {
+            kind: "pause",
+            targets: vec!["n1".into()],
+            start_ms: 50,
+            end_ms: Some(250),
+            ..Default::default()
+        };
+        let log = [
+            at(1, "n1", 0, true),
+            at(2, "n2", 100, true),
+            at(1, "n1", 300, false),
+        ];
+        let (v, obs) = free(&log, &FaultRecord::default());
+        assert_eq!(v.counts["overlaps_while_one_was_stopped"], 0);
+        assert!(obs[0].contains("with no partition"), "{obs:?}");
+        let paused = FaultRecord {
+            applied: vec![pause],
+        };
+        let (v, obs) = free(&log, &paused);
+        assert_eq!(v.counts["overlaps_while_one_was_stopped"], 1);
+        assert!(obs[0].contains("n1 was stopped (pause"), "{obs:?}");
+    }
 }
