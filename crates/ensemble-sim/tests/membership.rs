@@ -63,6 +63,43 @@ fn a_crash_is_detected_by_everyone_without_false_positives() {
 }
 
 #[test]
+fn in_a_partial_view_a_crash_reaches_every_node_within_one_hold_however_many_hops_away() {
+    // 400 nodes keep a partial view: most survivors are several overlay hops from the crashed
+    // node and hear of it by flood, each holding the `down` for `probe_timeout` (it has no
+    // evidence of its own). The holds along the way overlap: the last node to hear of it is
+    // no later than one hold (and a tick) after the first, not one hold per hop.
+    let n = 400;
+    let config = SimConfig {
+        latency: Duration::from_millis(5),
+        jitter: Duration::from_millis(5),
+        seed: 11,
+        ..SimConfig::default()
+    };
+    let hold = config.membership.probe_timeout;
+    let tick = config.membership.tick_interval;
+    let mut sim = Sim::formed(config, n);
+    sim.run_for(secs(3));
+    let victim = n / 2;
+    let at = sim.elapsed();
+    sim.crash(victim);
+    let seen = sim.run_until(secs(10), |s| s.all_see(&[victim], Status::Down));
+    assert!(seen.is_some(), "every survivor marks it down");
+    let delays: Vec<Duration> = sim
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Down)
+        .inspect(|e| assert_eq!(e.target, victim, "no false positive"))
+        .map(|e| e.at - at)
+        .collect();
+    assert_eq!(delays.len(), n - 1);
+    let slowest = delays.iter().max().unwrap();
+    assert!(
+        *slowest <= hold + tick + Duration::from_millis(100),
+        "slowest observer after {slowest:?}"
+    );
+}
+
+#[test]
 fn without_down_on_refused_a_crash_waits_out_the_suspicion() {
     let mut config = SimConfig::default();
     config.membership.down_on_refused = false;

@@ -58,7 +58,8 @@ impl Membership {
             return self.about_me(now, member, origin);
         }
         if let Origin::Remote(from) | Origin::Quiet(from) = &origin {
-            if self.hold_accusation(now, &member, from) {
+            let quiet = matches!(origin, Origin::Quiet(_));
+            if self.hold_accusation(now, &member, from, quiet) {
                 return;
             }
         }
@@ -146,19 +147,37 @@ impl Membership {
     /// - not connected and no evidence either way (a partial view's non-neighbour, or a full
     ///   mesh still dialling): held for `probe_timeout` while the refutation floods back.
     ///
+    /// A held accusation is passed on at once, as an applied one would be (flooded in a
+    /// partial view), and not again when it is applied: each node holds it for `probe_timeout`
+    /// from when it heard it, so the holds along a path of n hops overlap instead of adding up
+    /// to n of them, and the refutation, flooded from the accused as soon as a neighbour tells
+    /// it, still reaches every node well within its own hold.
+    ///
     /// Returns true if held.
-    fn hold_accusation(&mut self, now: Instant, member: &Arc<Member>, from: &str) -> bool {
+    fn hold_accusation(
+        &mut self,
+        now: Instant,
+        member: &Arc<Member>,
+        from: &str,
+        quiet: bool,
+    ) -> bool {
         if !matches!(member.status, Status::Suspect | Status::Down) {
             return false;
         }
-        let held = self.view.get(&member.name);
-        if !held.is_some_and(|h| h.status == Status::Alive && member.supersedes(h)) {
+        let Some(alive) = self
+            .view
+            .get(&member.name)
+            .filter(|h| h.status == Status::Alive && member.supersedes(h))
+            .cloned()
+        else {
+            return false;
+        };
+        let doubt = self.probes.suspicions.contains_key(&member.name)
+            || self.overlay.has_failed(&alive.addr);
+        if doubt {
             return false;
         }
-        let doubt = self.probes.suspicions.contains_key(&member.name)
-            || held.is_some_and(|h| self.overlay.has_failed(&h.addr));
-        let window = match self.peers.get(&member.name) {
-            _ if doubt => return false,
+        let connected = match self.peers.get(&member.name) {
             Some(p) => {
                 let watched = self.is_watched(&member.name);
                 let silence = now.saturating_duration_since(p.detector.last_heard());
@@ -170,41 +189,50 @@ impl Membership {
                     // the `down` that follows arrives, we agree with it and apply it at once.
                     self.suspect(now, &member.name);
                 }
-                self.queue_push(member.name.clone(), member);
-                self.config.probe_timeout
+                true
             }
-            None => self.config.probe_timeout,
+            None => false,
         };
-        // A copy of an accusation held already (or an older one) joins it.
+        // A copy of an accusation held already (or an older one) joins it; the accused is
+        // told again (a copy may have been lost on the way to it).
         if self
             .held
             .get(&member.name)
-            .is_some_and(|(m, _, _)| !member.supersedes(m))
+            .is_some_and(|(m, _)| !member.supersedes(m))
         {
+            if connected {
+                self.queue_push(member.name.clone(), member);
+            }
             return true;
         }
         self.held.insert(
             member.name.clone(),
-            (member.clone(), from.to_owned(), now + window),
+            (member.clone(), now + self.config.probe_timeout),
         );
+        // Passed on now (the accused among the peers it goes to), applied here later.
+        let t = Transition {
+            old: Some(alive),
+            new: member.clone(),
+        };
+        self.forward(&t, from, quiet);
         true
     }
 
     /// Applies held accusations whose time is up (a newer version may have superseded them).
+    /// They were passed on when they were held.
     pub(super) fn release_accusations(&mut self, now: Instant) {
         let due: Vec<String> = self
             .held
             .iter()
-            .filter(|(_, (_, _, until))| *until <= now)
+            .filter(|(_, (_, until))| *until <= now)
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
-            let Some((member, from, _)) = self.held.remove(&name) else {
+            let Some((member, _)) = self.held.remove(&name) else {
                 continue;
             };
             if let Some(t) = self.view.merge(now, member) {
                 self.after_transition(now, &t);
-                self.forward(&t, &from, false);
                 self.report(&t);
             }
         }

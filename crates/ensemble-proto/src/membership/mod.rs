@@ -212,8 +212,9 @@ pub struct Membership {
     ticks_on_time: u32,
     /// Changed members waiting to be pushed, by destination; flushed after each input.
     push: BTreeMap<String, Vec<Arc<Member>>>,
-    /// Accusations held back: member name to (accusation, who sent it, when to apply it).
-    held: BTreeMap<String, (Arc<Member>, String, Instant)>,
+    /// Accusations held back (passed on already): member name to (accusation, when to apply
+    /// it).
+    held: BTreeMap<String, (Arc<Member>, Instant)>,
     /// When this node last sent its full view to each peer (anti-entropy is rate-limited).
     full_sync_sent: BTreeMap<String, Instant>,
     /// Invalid members received so far.

@@ -525,3 +525,66 @@ fn a_dial_that_failed_before_a_member_was_heard_alive_is_no_evidence_against_it(
         "held, not applied"
     );
 }
+
+/// The members of every gossip message `outputs` sends to `to`.
+fn gossiped_to<'a>(outputs: &'a [Output], to: &str) -> Vec<&'a Member> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to: t,
+                msg: MembershipMsg::Gossip { members },
+            } if t == to => Some(members.iter().map(|m| &**m)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn an_accusation_held_for_want_of_evidence_is_passed_on_at_once() {
+    // `me` hears from `a` that `z`, a member it is not connected to, is down. It has no
+    // evidence of its own, so it holds the accusation for `probe_timeout` before applying it;
+    // but it passes it on at once, so that the next node's hold runs alongside this one's
+    // instead of after it (one hold per hop would add `probe_timeout` per hop of a flood).
+    let t0 = Instant::now();
+    let mut m = node(t0);
+    connect(&mut m, t0, "a", 2);
+    connect(&mut m, t0, "b", 3);
+    let z = |from: &str, status| Input::Message {
+        from: from.into(),
+        msg: MembershipMsg::Gossip {
+            members: vec![member("z", 9, 5, status)],
+        },
+    };
+    m.handle(t0, z("a", Status::Alive));
+    m.handle(t0, Input::Tick);
+    drain(&mut m);
+    let t1 = t0 + Duration::from_millis(10);
+    m.handle(t1, z("a", Status::Down));
+    let out = drain(&mut m);
+    assert_eq!(m.member("z").unwrap().status, Status::Alive, "held");
+    let to_b = gossiped_to(&out, "b");
+    assert!(
+        to_b.iter()
+            .any(|z| z.name == "z" && z.status == Status::Down),
+        "passed on to b at once: {out:?}"
+    );
+    assert!(gossiped_to(&out, "a").is_empty(), "not back to its sender");
+    // A copy from `b` joins the held one and goes nowhere.
+    m.handle(t1, z("b", Status::Down));
+    assert!(gossiped_to(&drain(&mut m), "a").is_empty());
+    // Applied when the hold is over (ticks on time), and not sent again.
+    let mut out = Vec::new();
+    for i in 1..=5 {
+        m.handle(t0 + Duration::from_millis(100 * i), Input::Tick);
+        out.extend(drain(&mut m));
+    }
+    assert_eq!(m.member("z").unwrap().status, Status::Down);
+    assert!(
+        ["a", "b"]
+            .iter()
+            .all(|p| gossiped_to(&out, p).iter().all(|z| z.name != "z")),
+        "{out:?}"
+    );
+}
