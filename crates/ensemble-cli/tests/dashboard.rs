@@ -292,6 +292,56 @@ async fn virtual_list(c: &Client) {
     assert_eq!(spacers[0] + middle.len() as u64 + spacers[1], 5000, "{v}");
 }
 
+/// The victim stopped (SIGSTOP) until the page's timeline shows it suspect with its source,
+/// then resumed until the page shows it alive.
+async fn suspected(c: &Client, agents: &[Agent], ui: usize, victim: usize) {
+    let (name, others) = (
+        &agents[victim].name,
+        [&agents[ui].name, &agents[3 - ui - victim].name],
+    );
+    agents[victim].signal(Signal::SIGSTOP);
+    let p = until(
+        c,
+        Duration::from_secs(20),
+        "the member suspect on the timeline",
+        |p| {
+            (p["timeline"].as_array().unwrap().iter()).any(|t| {
+                t["name"] == name.as_str() && t["kind"].as_str().unwrap().starts_with("suspect")
+            })
+        },
+    )
+    .await;
+    agents[victim].signal(Signal::SIGCONT);
+    let entry = (p["timeline"].as_array().unwrap().iter())
+        .find(|t| t["name"] == name.as_str() && t["kind"].as_str().unwrap().starts_with("suspect"))
+        .unwrap();
+    let kind = entry["kind"].as_str().unwrap();
+    let sources: Vec<String> = std::iter::once("suspect (by this agent)".to_string())
+        .chain(others.iter().map(|o| format!("suspect (heard from {o})")))
+        .collect();
+    assert!(sources.iter().any(|s| s == kind), "{entry}");
+    // The same in the agent's history.
+    let h = ureq_get(&agents[ui].http, "/v1/history").unwrap();
+    let e = (h["entries"].as_array().unwrap().iter())
+        .find(|e| e["kind"] == "suspect" && e["member"] == name.as_str())
+        .unwrap();
+    let source = (e["by"].as_str())
+        .map(|b| format!("suspect (by {b})"))
+        .or_else(|| {
+            e["heard_from"]
+                .as_str()
+                .map(|f| format!("suspect (heard from {f})"))
+        });
+    assert_eq!(source.as_deref(), Some(kind), "{e}");
+    until(
+        c,
+        Duration::from_secs(30),
+        "the resumed member alive",
+        |p| member(p, name).is_some_and(|m| m["status"] == "alive"),
+    )
+    .await;
+}
+
 /// `GET /v1/history`: the agents' joins of `carts` (the agents join it at start: one of them
 /// coordinated at least one join), and its parameters checked.
 fn history_route(agents: &[Agent]) {
@@ -643,6 +693,10 @@ async fn the_dashboard_follows_the_cluster_live() {
     screenshot(&c, "traffic").await;
     open(&c, "members").await;
 
+    // SIGSTOP for a while: the member suspect on the timeline, with who suspected it (this
+    // agent's own probes, or the peer that told it); then resumed, alive again.
+    suspected(&c, &agents, ui, victim).await;
+
     // SIGKILL: down on the page within 3 s, without a reload; on the timeline with its
     // detection latency.
     agents[victim].signal(Signal::SIGKILL);
@@ -746,6 +800,9 @@ async fn the_dashboard_follows_the_cluster_live() {
             && d["fields"]["tracker"]
                 .as_str()
                 .is_some_and(|t| t.starts_with("online since "))
+            && d["fields"]["suspected"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("by this agent at ") || t.starts_with("heard from "))
     })
     .await;
     let d = &p["details"];

@@ -450,6 +450,10 @@ pub struct SingletonStatus {
     pub mismatched: Vec<String>,
 }
 
+/// The last suspicion of each member a node marked suspect, by name, as the driver publishes
+/// it for [`crate::Node::accusations`].
+pub type AccusationMap = BTreeMap<String, ensemble_proto::membership::Accusation>;
+
 /// A connection to another member opened or closed (see [`crate::Node::connection_events`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionEvent {

@@ -51,6 +51,7 @@ pub use api::broadcast::MAX_EVENT_NAME;
 pub use api::faults::PartitionRef;
 pub use api::keys::KEY_TIMEOUT;
 pub use api::manager::{Capability, LocalState, MembersUpdate, MAX_UPDATE_MEMBERS};
+pub use api::membership::Accusations;
 pub use api::membership::Watch;
 pub use api::messaging::Mailbox;
 pub use api::query::QueryOptions;
@@ -72,6 +73,7 @@ pub use command::{
 pub use config::{Config, DEFAULT_CHANNEL, DEFAULT_MAX_FRAME, MAX_CHANNELS};
 pub use ensemble_proto::broadcast::events::UserEvent;
 pub use ensemble_proto::broadcast::{BroadcastConfig, ExchangeSelector, Graft, Handler};
+pub use ensemble_proto::membership::{Accusation, Accuser};
 /// Checks a query name: 1 to 128 bytes, no control characters.
 pub use ensemble_proto::query::check_name as check_query_name;
 /// Largest query response, in bytes (a handler's longer answer is refused).

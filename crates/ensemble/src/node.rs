@@ -43,6 +43,7 @@ pub(crate) struct Inner {
     pub(crate) addr: SocketAddr,
     pub(crate) driver: mpsc::Sender<DriverMsg>,
     pub(crate) members: watch::Receiver<Arc<Vec<Arc<Member>>>>,
+    pub(crate) accusations: watch::Receiver<Arc<crate::command::AccusationMap>>,
     /// Never read: only resubscribed. The driver holds the only sender, so streams end when
     /// the node stops.
     pub(crate) events: broadcast::Receiver<MemberEvent>,
@@ -160,6 +161,7 @@ impl Node {
         let (driver_tx, driver_rx) = mpsc::channel(8192);
         let (me_tx, me_rx) = watch::channel(me);
         let (members_tx, members_rx) = watch::channel(Arc::new(vec![Arc::new(local)]));
+        let (accusations_tx, accusations_rx) = watch::channel(Arc::default());
         let (events_tx, events_rx) = broadcast::channel(4096);
         let (connections_tx, connections_rx) = broadcast::channel(4096);
         let (table_joins_tx, table_joins_rx) = broadcast::channel(1024);
@@ -176,6 +178,7 @@ impl Node {
         );
         let published = Published {
             members: members_tx,
+            accusations: accusations_tx,
             events: events_tx.clone(),
             me: me_tx,
             partitions: partitions_tx,
@@ -200,6 +203,7 @@ impl Node {
                 addr,
                 driver: driver_tx,
                 members: members_rx,
+                accusations: accusations_rx,
                 events: events_rx,
                 connection_events: connections_rx,
                 user_events: user_events_rx,

@@ -4,12 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use ensemble::{EventKind, Member, MemberEvent, Node, PartitionRef, Status, TableJoinEvent};
+use ensemble::{
+    Accuser, EventKind, Member, MemberEvent, Node, PartitionRef, Status, TableJoinEvent,
+};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::History;
-use crate::views::{HistoryEntry, HistoryKind};
+use crate::views::{HistoryEntry, HistoryKind, SuspectedBy};
 
 /// Starts the collectors of `history` over `node`; `pokes` is the receiver [`History::new`]
 /// gave.
@@ -53,12 +55,26 @@ fn member_entry(e: &MemberEvent) -> HistoryEntry {
 /// one that is alive again after it.
 async fn suspicions(node: Node, history: History) {
     let mut lists = node.member_lists();
+    let accusations = node.accusations();
     drop(node);
     let mut suspects: BTreeSet<String> = BTreeSet::new();
     while let Some(list) = lists.next().await {
-        for e in suspicion_changes(&mut suspects, &list) {
+        for mut e in suspicion_changes(&mut suspects, &list) {
+            if let (HistoryKind::Suspect, Some(m), Some(i)) = (e.kind, &e.member, e.incarnation) {
+                let accuser = accusations.of(m, i);
+                accused_by(&mut e, accuser);
+            }
             history.record(e);
         }
+    }
+}
+
+/// Sets who suspected the member of a `suspect` entry: this agent, or the peer that told it.
+fn accused_by(e: &mut HistoryEntry, accuser: Option<Accuser>) {
+    match accuser {
+        Some(Accuser::Local) => e.by = Some(SuspectedBy::ThisAgent),
+        Some(Accuser::Peer(from)) => e.heard_from = Some(from),
+        None => {}
     }
 }
 

@@ -32,6 +32,14 @@ pub enum HistoryKind {
     PartitionResolved,
 }
 
+/// Who suspected a member, when it was this agent itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum SuspectedBy {
+    /// This agent's own detector and probes.
+    #[serde(rename = "this agent")]
+    ThisAgent,
+}
+
 /// One thing the agent saw happen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HistoryEntry {
@@ -47,6 +55,14 @@ pub struct HistoryEntry {
     /// The member's incarnation after the change (membership entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation: Option<u64>,
+    /// For a `suspect`: this agent suspected the member itself (its detector stopped hearing
+    /// it and its probes could not reach it). Absent if a peer told it (`heard_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<SuspectedBy>,
+    /// For a `suspect`: the member whose message told this agent of the suspicion (which may
+    /// have heard it from another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard_from: Option<String>,
     /// For a `down`: the detection latency, from the first sign of the failure this agent saw
     /// to its declaring the member down; absent if it saw no sign first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +100,8 @@ impl HistoryEntry {
             kind,
             member: None,
             incarnation: None,
+            by: None,
+            heard_from: None,
             detection_ms: None,
             singleton: None,
             epoch: None,

@@ -86,7 +86,7 @@ impl Membership {
                 p.detector.refresh(now);
             }
             self.probes.postpone(gap);
-            for (_, until) in self.held.values_mut() {
+            for (_, until, _) in self.held.values_mut() {
                 *until += gap;
             }
         }

@@ -67,6 +67,7 @@ impl Membership {
             return;
         };
         self.after_transition(now, &t);
+        self.note_accuser(&t, &origin);
         match origin {
             Origin::Local => {
                 let all: Vec<String> = self.peers.keys().cloned().collect();
@@ -198,7 +199,7 @@ impl Membership {
         if self
             .held
             .get(&member.name)
-            .is_some_and(|(m, _)| !member.supersedes(m))
+            .is_some_and(|(m, _, _)| !member.supersedes(m))
         {
             if connected {
                 self.queue_push(member.name.clone(), member);
@@ -207,7 +208,11 @@ impl Membership {
         }
         self.held.insert(
             member.name.clone(),
-            (member.clone(), now + self.config.probe_timeout),
+            (
+                member.clone(),
+                now + self.config.probe_timeout,
+                from.to_owned(),
+            ),
         );
         // Passed on now (the accused among the peers it goes to), applied here later.
         let t = Transition {
@@ -224,15 +229,16 @@ impl Membership {
         let due: Vec<String> = self
             .held
             .iter()
-            .filter(|(_, (_, until))| *until <= now)
+            .filter(|(_, (_, until, _))| *until <= now)
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
-            let Some((member, _)) = self.held.remove(&name) else {
+            let Some((member, _, from)) = self.held.remove(&name) else {
                 continue;
             };
             if let Some(t) = self.view.merge(now, member) {
                 self.after_transition(now, &t);
+                self.note_accuser(&t, &Origin::Remote(from));
                 self.report(&t);
             }
         }

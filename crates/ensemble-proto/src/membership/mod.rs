@@ -8,9 +8,11 @@
 //! The code is split by concern: `gossip` (merging, accusations, dissemination, anti-entropy),
 //! `detect` (heartbeats, probes, suspicion), `connect` (connections, dialling, the overlay).
 
+mod accusers;
 mod connect;
 mod detect;
 
+pub use accusers::{Accusation, Accuser};
 pub use connect::{keeps_new, Connection};
 mod gossip;
 #[cfg(test)]
@@ -213,8 +215,10 @@ pub struct Membership {
     /// Changed members waiting to be pushed, by destination; flushed after each input.
     push: BTreeMap<String, Vec<Arc<Member>>>,
     /// Accusations held back (passed on already): member name to (accusation, when to apply
-    /// it).
-    held: BTreeMap<String, (Arc<Member>, Instant)>,
+    /// it, who it came from).
+    held: BTreeMap<String, (Arc<Member>, Instant, String)>,
+    /// The last suspicion of each member this node marked suspect (`accusers.rs`).
+    accusations: BTreeMap<String, Accusation>,
     /// When this node last sent its full view to each peer (anti-entropy is rate-limited).
     full_sync_sent: BTreeMap<String, Instant>,
     /// Invalid members received so far.
@@ -310,6 +314,7 @@ impl Membership {
             ticks_on_time: 0,
             push: BTreeMap::new(),
             held: BTreeMap::new(),
+            accusations: BTreeMap::new(),
             full_sync_sent: BTreeMap::new(),
             rejected: 0,
             overlay,
@@ -596,6 +601,7 @@ impl Membership {
             self.overlay.forget(&m.addr);
             self.probes.forget(&m.name);
             self.held.remove(&m.name);
+            self.accusations.remove(&m.name);
         }
         let sync_interval = self.config.sync_interval;
         self.full_sync_sent

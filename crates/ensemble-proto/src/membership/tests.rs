@@ -588,3 +588,53 @@ fn an_accusation_held_for_want_of_evidence_is_passed_on_at_once() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_suspicion_reports_who_made_it_this_node_or_the_peer_that_told_it() {
+    let t0 = Instant::now();
+    let mut m = node(t0);
+    connect(&mut m, t0, "a", 2);
+    connect(&mut m, t0, "b", 3);
+    let z = |status, incarnation| Input::Message {
+        from: "b".into(),
+        msg: MembershipMsg::Gossip {
+            members: vec![member("z", 9, incarnation, status)],
+        },
+    };
+    m.handle(t0, z(Status::Alive, 5));
+    m.handle(t0, Input::Tick);
+    drain(&mut m);
+    assert_eq!(m.accusation("a"), None);
+    // `a` goes silent and cannot be reached: this node suspects it itself. `b` keeps talking,
+    // and `b` tells it that `z` (not connected: held for want of evidence, then applied) is
+    // suspect.
+    m.handle(t0, z(Status::Suspect, 5));
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(20) && m.member("a").unwrap().status == Status::Alive {
+        now += Duration::from_millis(100);
+        let heartbeat = MembershipMsg::Heartbeat;
+        let from = "b".into();
+        m.handle(
+            now,
+            Input::Message {
+                from,
+                msg: heartbeat,
+            },
+        );
+        m.handle(now, Input::Tick);
+        drain(&mut m);
+    }
+    assert_eq!(m.member("a").unwrap().status, Status::Suspect);
+    let by = |m: &Membership, name| {
+        m.accusation(name)
+            .map(|a| (a.incarnation, a.accuser.clone()))
+    };
+    assert_eq!(by(&m, "a"), Some((5, Accuser::Local)));
+    assert_eq!(m.member("z").unwrap().status, Status::Suspect);
+    assert_eq!(by(&m, "z"), Some((5, Accuser::Peer("b".into()))));
+    assert_eq!(m.accusations().count(), 2);
+    // `z` refutes: its last suspicion stays, at the incarnation it was suspected at.
+    m.handle(now, z(Status::Alive, 6));
+    assert_eq!(m.member("z").unwrap().status, Status::Alive);
+    assert_eq!(by(&m, "z"), Some((5, Accuser::Peer("b".into()))));
+}

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ensemble_proto::membership::Accuser;
 use ensemble_proto::{Member, MemberEvent};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use tracing::warn;
 
-use crate::command::{Command, ConnectionEvent, MembershipCommand};
+use crate::command::{AccusationMap, Command, ConnectionEvent, MembershipCommand};
 use crate::config::user_tags;
 use crate::error::Error;
 use crate::node::Node;
@@ -63,6 +64,13 @@ impl Node {
     ) -> impl Stream<Item = std::sync::Arc<Vec<std::sync::Arc<Member>>>> + Send + Unpin + 'static
     {
         tokio_stream::wrappers::WatchStream::new(self.inner.members.clone())
+    }
+
+    /// The last time this node marked each member suspect, and who made it: its own probes
+    /// or the peer that told it. Published before the member list, so a member suspect in a
+    /// list read before it is there. A handle that holds no node.
+    pub fn accusations(&self) -> Accusations {
+        Accusations(self.inner.accusations.clone())
     }
 
     /// Waits until the member list changes after this call (useful to wait for convergence).
@@ -134,6 +142,19 @@ impl Node {
         let _ = self
             .call(|reply| Command::Membership(MembershipCommand::Shutdown { reply }))
             .await;
+    }
+}
+
+/// The last suspicion of each member a node marked suspect ([`Node::accusations`]).
+#[derive(Clone)]
+pub struct Accusations(tokio::sync::watch::Receiver<std::sync::Arc<AccusationMap>>);
+
+impl Accusations {
+    /// Who made the node mark `member` suspect at `incarnation`, if it did (as last published).
+    pub fn of(&self, member: &str, incarnation: u64) -> Option<Accuser> {
+        let all = self.0.borrow();
+        let a = all.get(member).filter(|a| a.incarnation == incarnation)?;
+        Some(a.accuser.clone())
     }
 }
 

@@ -119,6 +119,12 @@ impl Driver {
         self.published_version = membership.view_version();
         let (now, refutations) = (Instant::now(), membership.refutations());
         (self.membership_metrics).observe(now, membership.versions().map(|m| &**m), refutations);
+        let accusations = (membership.accusations())
+            .map(|(n, a)| (n.to_owned(), a.clone()))
+            .collect();
+        self.published
+            .accusations
+            .send_replace(Arc::new(accusations));
         let members: Vec<Arc<Member>> = membership.versions().cloned().collect();
         self.published.members.send_replace(Arc::new(members));
         let me = PeerInfo::of(membership.local(), self.instance);

@@ -50,6 +50,8 @@ pub(crate) use faults::{Gate, Partitions};
 pub(crate) struct Published {
     /// The view's member versions, shared (copied and sorted only when someone reads them).
     pub members: watch::Sender<Arc<Vec<Arc<Member>>>>,
+    /// The last suspicion of each member (published before the members).
+    pub accusations: watch::Sender<Arc<crate::command::AccusationMap>>,
     pub events: tokio::sync::broadcast::Sender<MemberEvent>,
     pub me: watch::Sender<PeerInfo>,
     pub partitions: watch::Sender<Partitions>,

@@ -169,6 +169,7 @@ function renderDetails() {
     ['Tables', data.tables.filter((t) => (t.members || []).includes(m.name)).map((t) => t.name).join(', ') || '(none this agent hosts)'],
     ['Singletons', singletonsOf(m.name)],
     ['Tracker', trackerOf(m.name)],
+    ['Suspected', lastSuspicion(m.name)],
   ];
   $('#details-fields').replaceChildren(...fields.flatMap(([k, v]) =>
     [el('dt', {}, k), el('dd', { 'data-field': k.toLowerCase() }, v)]));

@@ -62,11 +62,26 @@ function entryText(t) {
         t.error ? ' (' + t.error + ')' : ''];
     case 'partition_injected':
       return [el('span', { class: 'status partition' }, 'partition ' + t.partition + ' injected'), ' (cut off from ' + t.nodes.join(', ') + ')'];
+    case 'suspect':
+      return [el('span', { class: 'status suspect' }, 'suspect'), suspectedBy(t) ? ' (' + suspectedBy(t) + ')' : ''];
     case 'partition_resolved':
       return [el('span', { class: 'status partition' }, 'partition ' + t.partition + ' resolved'), ' (' + t.nodes.join(', ') + ')'];
     default:
       return [el('span', { class: 'status ' + t.kind }, t.kind)];
   }
+}
+
+// Who suspected the member of a `suspect` entry: this agent itself, or the peer that told it.
+function suspectedBy(t) {
+  if (t.by === 'this agent') return 'by this agent';
+  return t.heard_from ? 'heard from ' + t.heard_from : '';
+}
+
+// The latest suspicion of member `name` in the last hour, as the details show it.
+function lastSuspicion(name) {
+  const t = entriesOf(name).find((e) => e.kind === 'suspect');
+  if (!t) return '(not in the last hour)';
+  return (suspectedBy(t) || 'suspect') + ' at ' + t.time.toLocaleTimeString() + ' (' + ago(t.at_ms) + ')';
 }
 
 function timelineRow(t) {
