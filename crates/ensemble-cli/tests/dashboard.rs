@@ -115,7 +115,9 @@ async fn page(c: &Client) -> Value {
             login_error: document.querySelector('#login-error').textContent,
             members: rows('#members').map((c) => ({ name: c[0], addr: c[1], status: c[2], incarnation: Number(c[3]), connected: c[5] })),
             timeline: rows('#timeline').map((c) => ({ name: c[1], kind: c[2], detection: c[4] })),
-            singletons: rows('#singletons').map((c) => ({ name: c[0], leader: c[1], epoch: Number(c[2]) })),
+            singletons: [...document.querySelectorAll('#singletons tbody tr:not(.empty)')].map((r) => ({
+                name: r.cells[0].textContent, leader: r.cells[1].textContent, epoch: Number(r.cells[2].textContent),
+                changes: [...r.cells[6].querySelectorAll('div')].map((d) => d.dataset.nodes) })),
             topology: {
                 nodes: [...document.querySelectorAll('#topology g')].map((g) => g.dataset.name),
                 turns: Object.fromEntries([...document.querySelectorAll('#topology g')].map((g) => [g.dataset.name, Number(g.dataset.turn)])),
@@ -847,6 +849,32 @@ async fn the_dashboard_follows_the_cluster_live() {
         },
     )
     .await;
+    // The candidates' last changes: the killed leader gone from them, after a set with it.
+    let killed = agents[leader].name.as_str();
+    let p = until(
+        &c,
+        Duration::from_secs(10),
+        "the candidates' changes",
+        |p| {
+            let changes = p["singletons"][0]["changes"].as_array().unwrap();
+            let has = |c: &Value| c.as_str().unwrap().split(' ').any(|n| n == killed);
+            changes.len() >= 2 && !has(&changes[0]) && changes[1..].iter().any(has)
+        },
+    )
+    .await;
+    // The same in the agent's history.
+    let h = ureq_get(&ui_http, "/v1/history").unwrap();
+    let last = (h["entries"].as_array().unwrap().iter())
+        .rfind(|e| e["kind"] == "candidates" && e["singleton"] == "cron")
+        .unwrap();
+    let nodes: Vec<&str> = (last["nodes"].as_array().into_iter().flatten())
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        nodes.join(" "),
+        p["singletons"][0]["changes"][0],
+        "{last} {p}"
+    );
     snap(&c, "singletons").await;
     // The takeover on the timeline: the new leader leads cron.
     let p = until(
@@ -864,10 +892,17 @@ async fn the_dashboard_follows_the_cluster_live() {
         },
     )
     .await;
-    let failures = (p["timeline"].as_array().unwrap().iter())
-        .filter(|t| t["kind"] == "down")
-        .count();
-    assert_eq!(failures, 2, "the two SIGKILLs: {p}");
+    // The two SIGKILLs (the SIGSTOP before may have made the victim down once more).
+    let failures = |n: &str| {
+        (p["timeline"].as_array().unwrap().iter())
+            .filter(|t| t["kind"] == "down" && t["name"] == n)
+            .count()
+    };
+    assert_eq!(failures(killed), 1, "the leader's SIGKILL: {p}");
+    assert!(
+        (1..=2).contains(&failures(&victim_name)),
+        "the victim's SIGKILL: {p}"
+    );
     snap(&c, "timeline").await;
 
     for a in &agents {

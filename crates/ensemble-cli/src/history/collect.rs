@@ -169,15 +169,32 @@ fn partition_entry(kind: HistoryKind, r: PartitionRef, nodes: &BTreeSet<String>)
     }
 }
 
-/// Singleton takeovers: at each poke (this agent's activator heard of a new leader), the
-/// singletons' leaders and epochs, and an entry for each that changed.
+/// Singleton takeovers and candidates: at each poke (this agent's activator heard of a new
+/// leader) and each change of the member list (at most 4 times a second), the singletons'
+/// leaders, epochs and candidates, and an entry for each that changed.
 async fn singletons(node: Node, history: History, mut pokes: mpsc::Receiver<()>) {
+    let mut lists = node.member_lists();
     let mut seen: HashMap<String, (String, u64)> = HashMap::new();
-    while pokes.recv().await.is_some() {
+    let mut candidates: HashMap<String, Vec<String>> = HashMap::new();
+    loop {
+        tokio::select! {
+            poke = pokes.recv() => if poke.is_none() { return },
+            list = lists.next() => if list.is_none() { return },
+        }
         let Ok(list) = node.singletons().await else {
             return;
         };
         for s in list {
+            let mut now: Vec<String> = s.candidates.clone();
+            now.sort();
+            if candidates.get(&s.name) != Some(&now) {
+                history.record(HistoryEntry {
+                    singleton: Some(s.name.clone()),
+                    nodes: now.clone(),
+                    ..HistoryEntry::new(HistoryKind::Candidates)
+                });
+                candidates.insert(s.name.clone(), now);
+            }
             let Some(leader) = s.leader else { continue };
             let now = (leader.clone(), s.epoch);
             if seen.get(&s.name) != Some(&now) {
@@ -190,6 +207,7 @@ async fn singletons(node: Node, history: History, mut pokes: mpsc::Receiver<()>)
                 seen.insert(s.name, now);
             }
         }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 

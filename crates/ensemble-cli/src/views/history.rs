@@ -21,6 +21,9 @@ pub enum HistoryKind {
     Refuted,
     /// A singleton has a new leader or epoch (`member` leads `singleton` at `epoch`).
     Takeover,
+    /// The candidates of `singleton` (the other members that run it and are up) changed, or
+    /// this agent saw them first: `nodes` is the new set.
+    Candidates,
     /// A join of `table` that this agent coordinated completed, with `member`'s segment.
     TableJoined,
     /// An automatic re-merge of `table` with `member` after a split ended (`error` if it
@@ -86,7 +89,7 @@ pub struct HistoryEntry {
     /// A partition's reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<u64>,
-    /// The members a partition cuts this agent off from.
+    /// The members a partition cuts this agent off from; a singleton's candidates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
 }

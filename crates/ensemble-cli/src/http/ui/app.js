@@ -297,8 +297,10 @@ function renderSingletons() {
     el('td', { title: s.since_ms ? new Date(s.since_ms).toISOString() : '' },
       s.since_ms ? new Date(s.since_ms).toLocaleTimeString() + ' (' + ago(s.since_ms) + ')' : ''),
     el('td', {}, s.role),
-    el('td', {}, (s.candidates || []).join(', '))));
-  if (!rows.length && state.token) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 6 }, 'This agent runs no singleton.')));
+    el('td', {}, (s.candidates || []).join(', ')),
+    el('td', { class: 'changes' }, ...candidateChanges(s.name, 3).map((t) =>
+      el('div', { 'data-nodes': (t.nodes || []).join(' '), title: t.time.toISOString() }, t.time.toLocaleTimeString() + ': ' + candidatesText(t))))));
+  if (!rows.length && state.token) rows.push(el('tr', { class: 'empty' }, el('td', { colSpan: 7 }, 'This agent runs no singleton.')));
   $('#singletons tbody').replaceChildren(...rows);
 }
 

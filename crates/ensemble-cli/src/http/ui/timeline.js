@@ -62,6 +62,8 @@ function entryText(t) {
         t.error ? ' (' + t.error + ')' : ''];
     case 'partition_injected':
       return [el('span', { class: 'status partition' }, 'partition ' + t.partition + ' injected'), ' (cut off from ' + t.nodes.join(', ') + ')'];
+    case 'candidates':
+      return [el('span', { class: 'status takeover' }, 'candidates of ' + t.singleton), ': ' + candidatesText(t)];
     case 'suspect':
       return [el('span', { class: 'status suspect' }, 'suspect'), suspectedBy(t) ? ' (' + suspectedBy(t) + ')' : ''];
     case 'partition_resolved':
@@ -69,6 +71,20 @@ function entryText(t) {
     default:
       return [el('span', { class: 'status ' + t.kind }, t.kind)];
   }
+}
+
+function candidatesText(t) {
+  return t.nodes && t.nodes.length ? t.nodes.join(', ') : '(none)';
+}
+
+// The last `n` changes of the candidates of singleton `name`, newest first.
+function candidateChanges(name, n) {
+  const out = [];
+  for (let i = timeline.entries.length - 1; i >= 0 && out.length < n; i--) {
+    const t = timeline.entries[i];
+    if (t.kind === 'candidates' && t.singleton === name) out.push(t);
+  }
+  return out;
 }
 
 // Who suspected the member of a `suspect` entry: this agent itself, or the peer that told it.
