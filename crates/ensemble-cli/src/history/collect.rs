@@ -52,21 +52,53 @@ fn member_entry(e: &MemberEvent) -> HistoryEntry {
 }
 
 /// Suspicions, which make no event: a member that turns suspect in the published list, and
-/// one that is alive again after it.
+/// one that is alive again after it. A suspicion the list never showed (the member went down
+/// or was refuted between two looks at it: a list is the latest, not every change) is found in
+/// the node's accusations, which keep the last one of each member.
 async fn suspicions(node: Node, history: History) {
     let mut lists = node.member_lists();
     let accusations = node.accusations();
     drop(node);
     let mut suspects: BTreeSet<String> = BTreeSet::new();
+    // The incarnation of the last suspicion recorded, by member.
+    let mut recorded: BTreeMap<String, u64> = BTreeMap::new();
     while let Some(list) = lists.next().await {
-        for mut e in suspicion_changes(&mut suspects, &list) {
+        let mut entries = suspicion_changes(&mut suspects, &list);
+        entries.extend(missed_suspicions(&recorded, &entries, &accusations.all()));
+        for mut e in entries {
             if let (HistoryKind::Suspect, Some(m), Some(i)) = (e.kind, &e.member, e.incarnation) {
+                recorded.insert(m.clone(), i);
                 let accuser = accusations.of(m, i);
                 accused_by(&mut e, accuser);
             }
             history.record(e);
         }
     }
+}
+
+/// The suspicions in `accused` (member, incarnation, accuser) that neither `recorded` nor
+/// `entries` hold.
+fn missed_suspicions(
+    recorded: &BTreeMap<String, u64>,
+    entries: &[HistoryEntry],
+    accused: &[(String, u64, Accuser)],
+) -> Vec<HistoryEntry> {
+    accused
+        .iter()
+        .filter(|(m, i, _)| recorded.get(m) != Some(i))
+        .filter(|(m, i, _)| {
+            !entries.iter().any(|e| {
+                e.kind == HistoryKind::Suspect
+                    && e.member.as_ref() == Some(m)
+                    && e.incarnation == Some(*i)
+            })
+        })
+        .map(|(m, i, _)| HistoryEntry {
+            member: Some(m.clone()),
+            incarnation: Some(*i),
+            ..HistoryEntry::new(HistoryKind::Suspect)
+        })
+        .collect()
 }
 
 /// Sets who suspected the member of a `suspect` entry: this agent, or the peer that told it.
@@ -252,5 +284,21 @@ mod tests {
         suspicion_changes(&mut suspects, &suspect);
         let down = [member("a", 1, Status::Alive), member("b", 1, Status::Down)];
         assert!(suspicion_changes(&mut suspects, &down).is_empty());
+    }
+
+    #[test]
+    fn a_suspicion_no_list_showed_is_found_in_the_accusations_once() {
+        // `b` went suspect and down between two lists: only the accusations know.
+        let accused = [("b".to_string(), 1, Accuser::Local)];
+        let mut recorded = BTreeMap::new();
+        let e = missed_suspicions(&recorded, &[], &accused);
+        assert_eq!(kinds(&e), [(HistoryKind::Suspect, "b", 1)]);
+        recorded.insert("b".to_string(), 1);
+        assert!(missed_suspicions(&recorded, &[], &accused).is_empty());
+        // Nor twice when the list showed it too.
+        assert!(missed_suspicions(&BTreeMap::new(), &e, &accused).is_empty());
+        // A later suspicion of `b` is new.
+        let again = [("b".to_string(), 2, Accuser::Peer("a".into()))];
+        assert_eq!(missed_suspicions(&recorded, &[], &again).len(), 1);
     }
 }

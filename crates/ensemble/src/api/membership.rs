@@ -156,6 +156,16 @@ impl Accusations {
         let a = all.get(member).filter(|a| a.incarnation == incarnation)?;
         Some(a.accuser.clone())
     }
+
+    /// Every member the node has marked suspect, with the incarnation and who made it (the
+    /// last time for each, as last published).
+    pub fn all(&self) -> Vec<(String, u64, Accuser)> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|(m, a)| (m.clone(), a.incarnation, a.accuser.clone()))
+            .collect()
+    }
 }
 
 /// The events of `rx` as a stream; a subscriber that falls behind skips the oldest, logged.
