@@ -789,6 +789,18 @@ async fn the_dashboard_follows_the_cluster_live() {
     )
     .await;
 
+    // The member's own view, asked of it by this agent (the page's details show it).
+    let http = &agents[ui].http;
+    let view = format!("/v1/members/{victim_name}/view");
+    wait_for(Duration::from_secs(20), "the member's own view", || {
+        ureq_get(http, &view).is_some_and(|v| v["counts"] == json!({"alive": 3}))
+    });
+    let v = ureq_get(http, &view).unwrap();
+    assert_eq!(v["node"], victim_name.as_str(), "{v}");
+    assert_eq!(v["not_alive"], json!({}), "{v}");
+    let (status, v) = call_json(http, "GET", "/v1/members/nobody/view", None);
+    assert_eq!((status, &v["code"]), (404, &json!("unknown_member")), "{v}");
+
     // Its details on a click of its row: address, status, incarnation, tags, its events.
     assert_eq!(page(&c).await["details"], Value::Null);
     let row = format!("#members tr[data-name={victim_name}] td");
@@ -805,6 +817,7 @@ async fn the_dashboard_follows_the_cluster_live() {
             && d["fields"]["suspected"]
                 .as_str()
                 .is_some_and(|t| t.starts_with("by this agent at ") || t.starts_with("heard from "))
+            && d["fields"]["its view"] == "3 alive"
     })
     .await;
     let d = &p["details"];

@@ -16,6 +16,7 @@ mod settings;
 mod singletons;
 mod token;
 mod validate;
+mod view_query;
 
 pub use validate::{validate, ValidateArgs};
 
@@ -240,6 +241,7 @@ async fn serve(args: AgentArgs, env: SecretEnv, logging: Logging, hub: LogHub) -
     let query_handlers =
         query_handler::QueryHandlers::start(&node, agent.query_handlers, agent.query_handler_flags)
             .await?;
+    view_query::register(&node).await?;
     if agent.fault_injection {
         warn!("fault injection is allowed on this agent (--allow-fault-injection): for tests only");
     }

@@ -72,6 +72,8 @@ pub enum Code {
     TableFull,
     /// Some replicas did not answer in time.
     ReplicaTimeout,
+    /// The member asked did not answer (in time, or with what was asked; 504 or 502).
+    NoAnswer,
     /// A leader operation (`if_absent`, `serial`) found no table leader in time.
     LeaderUnavailable,
     /// Another failure of a table operation.
@@ -135,6 +137,7 @@ impl Code {
             Code::TableFull => "table_full",
             Code::ReplicaTimeout => "replica_timeout",
             Code::LeaderUnavailable => "leader_unavailable",
+            Code::NoAnswer => "no_answer",
             Code::TableFailed => "table_failed",
             Code::RequestFailed => "request_failed",
             Code::Unauthorized => "unauthorized",

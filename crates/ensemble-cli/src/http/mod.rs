@@ -34,6 +34,7 @@ pub use tls::{acceptor as tls_acceptor, TlsListener};
 pub fn router(state: AppState, access: Access) -> Router {
     Router::new()
         .merge(routes::members::routes())
+        .merge(routes::member_view::routes())
         .merge(routes::agent::routes())
         .merge(routes::tags::routes())
         .merge(routes::events::routes())

@@ -35,6 +35,7 @@ use super::state::AppState;
     ),
     paths(
         routes::members::members,
+        routes::member_view::view,
         routes::members::force_leave,
         routes::members::local,
         routes::members::health,

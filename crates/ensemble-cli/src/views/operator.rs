@@ -205,3 +205,51 @@ impl SettingsView {
         }
     }
 }
+
+/// The internal query every agent answers with its own view of the cluster summed up
+/// ([`MemberViewSummary`] as JSON): what `GET /v1/members/{node}/view` asks that member.
+pub const VIEW_QUERY: &str = "ensemble.view";
+
+/// Most members a [`MemberViewSummary`] names (the rest are counted), so that it fits in a
+/// query's response.
+pub const MAX_VIEW_LISTED: usize = 100;
+
+/// `GET /v1/members/{node}/view`: how one member sees the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemberViewSummary {
+    /// The member whose view this is.
+    pub node: String,
+    /// How many members it holds with each status (`alive`, `suspect`, `down`, `left`), itself
+    /// included.
+    pub counts: BTreeMap<String, usize>,
+    /// The members it does not hold alive, by name, with their status (at most 100).
+    pub not_alive: BTreeMap<String, String>,
+    /// True if more members than those listed are not alive there.
+    pub truncated: bool,
+}
+
+impl MemberViewSummary {
+    /// The summary of `members`, the view of `node`.
+    pub fn of(node: &str, members: &[ensemble::Member]) -> Self {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut not_alive = BTreeMap::new();
+        let mut truncated = false;
+        for m in members {
+            let status = m.status.to_string();
+            *counts.entry(status.clone()).or_default() += 1;
+            if m.status != ensemble::Status::Alive {
+                if not_alive.len() < MAX_VIEW_LISTED {
+                    not_alive.insert(m.name.clone(), status);
+                } else {
+                    truncated = true;
+                }
+            }
+        }
+        MemberViewSummary {
+            node: node.to_string(),
+            counts,
+            not_alive,
+            truncated,
+        }
+    }
+}

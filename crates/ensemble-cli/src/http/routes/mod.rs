@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod events;
 pub mod history;
 pub mod keys;
+pub mod member_view;
 pub mod members;
 pub mod metrics;
 pub mod monitor;

@@ -12,12 +12,14 @@ const data = {
   busy: false,
   detail: null, // the member whose details are shown
   detailTimer: null, // their refresh, while they are shown
+  view: null, // the member's own view of the cluster (GET /v1/members/{node}/view), or {error}
+  viewAt: 0, // when it was last asked (every 5 s at most: the agent asks the member)
 };
 
 // Forgets everything (signed out).
 function clearData() {
   clearInterval(data.detailTimer);
-  Object.assign(data, { tables: [], table: null, pages: [], records: [], tracker: null, detail: null, detailTimer: null });
+  Object.assign(data, { tables: [], table: null, pages: [], records: [], tracker: null, detail: null, detailTimer: null, view: null, viewAt: 0 });
   renderTables();
   renderTracker();
 }
@@ -121,7 +123,7 @@ async function refreshDetails() {
   if (!state.token || !data.detail || data.busy || document.hidden) return;
   data.busy = true;
   try {
-    await Promise.all([loadTables(), loadTracker()]);
+    await Promise.all([loadTables(), loadTracker(), loadView(data.detail)]);
     renderDetails();
   } catch (e) {
     guard(e);
@@ -130,8 +132,29 @@ async function refreshDetails() {
   }
 }
 
+// The member's own view, asked of it through this agent every 5 s while its details are shown.
+async function loadView(name) {
+  if (Date.now() - data.viewAt < 5000 && data.view && data.view.node === name) return;
+  data.viewAt = Date.now();
+  const resp = await api('/v1/members/' + enc(name) + '/view');
+  const body = await resp.json();
+  data.view = resp.ok ? body : { node: name, error: body.error || String(resp.status) };
+}
+
+// What the member sees: its members by status, and those it does not hold alive.
+function viewOf(name) {
+  const v = data.view;
+  if (!v || v.node !== name) return '(asking it)';
+  if (v.error) return '(' + v.error + ')';
+  const counts = Object.entries(v.counts).map(([s, n]) => n + ' ' + s).join(', ');
+  const others = Object.entries(v.not_alive).map(([m, s]) => m + ' ' + s).join(', ');
+  return counts + (others ? '; ' + others : '') + (v.truncated ? ', and more' : '');
+}
+
 function showDetails(name) {
   data.detail = name;
+  data.view = null;
+  data.viewAt = 0;
   clearInterval(data.detailTimer);
   data.detailTimer = name ? setInterval(refreshDetails, 1000) : null;
   if (name) refreshDetails();
@@ -170,6 +193,7 @@ function renderDetails() {
     ['Singletons', singletonsOf(m.name)],
     ['Tracker', trackerOf(m.name)],
     ['Suspected', lastSuspicion(m.name)],
+    ['Its view', viewOf(m.name)],
   ];
   $('#details-fields').replaceChildren(...fields.flatMap(([k, v]) =>
     [el('dt', {}, k), el('dd', { 'data-field': k.toLowerCase() }, v)]));
