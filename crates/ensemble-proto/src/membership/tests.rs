@@ -1,6 +1,7 @@
 //! Unit tests of the membership state machine, driven input by input.
 
 use super::*;
+use crate::wire::PeerInfo;
 use std::time::Duration;
 
 fn member(name: &str, port: u16, incarnation: u64, status: Status) -> Arc<Member> {
